@@ -1,0 +1,74 @@
+//! The command line: argument parsing and dispatch to one module per subcommand.
+//!
+//! The names here are a contract: later parts and their tests rely on `run`, `check-config` and
+//! `show settings` exactly as spelled.
+
+mod check;
+mod run;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ember", version, about = "Ember: a PowerMTA-compatible outbound mail transfer agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (the embedded default config without --config).
+    Run {
+        /// PowerMTA-syntax configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file: exit 0 with a summary, or 1 with every problem as FILE:LINE:COL.
+    CheckConfig {
+        file: PathBuf,
+        /// Treat missing files the config refers to (keys, certificates, lists) as errors.
+        #[arg(long)]
+        strict: bool,
+        /// Do not list the directives that are accepted but not yet enforced.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show information (computed offline from the config).
+    Show {
+        #[command(subcommand)]
+        what: ShowCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowCommand {
+    /// Effective per-queue settings of QUEUE (domain or domain/vmta), as valid config with the source of each value.
+    Settings {
+        /// `domain` or `domain/vmta`.
+        queue: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run::run(config.as_deref()),
+        Command::CheckConfig { file, strict, quiet } => check::check(&file, strict, quiet),
+        Command::Show { what: ShowCommand::Settings { queue, config, json } } => show::settings(&queue, config.as_deref(), json),
+    }
+}
+
+/// Prints diagnostics to stderr, errors first.
+fn print_diagnostics(diags: &crate::config::Diagnostics) {
+    for d in diags.errors().chain(diags.warnings()) {
+        eprintln!("{d}");
+    }
+}

@@ -1,0 +1,254 @@
+//! Splits configuration text into lines of tokens: block openings `<tag arg>`, closings
+//! `</tag>` and directives `name value…`.
+//!
+//! Owns the lexical rules of REFERENCE.md §1.1: `#` comments, double quotes with `\"` and `\\`
+//! escapes, case-insensitive names. Knows nothing about which directives exist.
+
+use std::sync::Arc;
+
+use super::diag::{Diagnostics, Location};
+
+/// One word of a line. `quoted` is true when any part of it was written in double quotes, so
+/// that `""` (an empty quoted token) can clear an inherited value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub text: String,
+    pub quoted: bool,
+    pub location: Location,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    Open { tag: String, tag_location: Location, arg: Option<Token> },
+    Close { tag: String, location: Location },
+    /// `rest` is the raw text after the name (comment removed, not split), for values such as
+    /// regexes whose spaces matter.
+    /// `full` is the whole line from the name on, for entries that are all pattern
+    /// (`/message +content/ content-related` in `<bounce-category-patterns>`).
+    Directive { name: String, name_location: Location, args: Vec<Token>, rest: Token, full: String },
+}
+
+/// Lexes a whole file. Lines with errors are reported and skipped, so one typo does not hide
+/// the problems after it.
+pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = Vec::new();
+    for (index, raw) in text.split('\n').enumerate() {
+        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        match lex_line(file, number, raw) {
+            Ok(Some(line)) => lines.push(line),
+            Ok(None) => {}
+            Err((col, message)) => diags.error(&Location::new(file, number, col), message),
+        }
+    }
+    lines
+}
+
+type LexError = (u32, String);
+
+fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, LexError> {
+    let (tokens, content_chars) = tokenize(file, number, raw)?;
+    let Some(first) = tokens.first() else { return Ok(None) };
+    if !first.quoted && first.text.starts_with('<') {
+        return lex_tag(file, number, tokens).map(Some);
+    }
+    let mut tokens = tokens.into_iter();
+    let name_token = tokens.next().expect("non-empty");
+    let args: Vec<Token> = tokens.collect();
+    let rest = match args.first() {
+        Some(first) => {
+            let start = first.location.col as usize - 1;
+            let text: String = raw.chars().skip(start).take(content_chars.saturating_sub(start)).collect();
+            Token { text: text.trim_end().to_string(), quoted: false, location: first.location.clone() }
+        }
+        None => Token { text: String::new(), quoted: false, location: name_token.location.clone() },
+    };
+    let start = name_token.location.col as usize - 1;
+    let full: String = raw.chars().skip(start).take(content_chars.saturating_sub(start)).collect();
+    Ok(Some(Line::Directive {
+        name: name_token.text.to_lowercase(),
+        name_location: name_token.location,
+        args,
+        rest,
+        full: full.trim_end().to_string(),
+    }))
+}
+
+/// `<tag arg…>` or `</tag …>`: the first unquoted token ending in `>` closes the tag.
+fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, LexError> {
+    let open_col = tokens[0].location.col;
+    let mut words: Vec<Token> = Vec::new();
+    let mut closed_at = None;
+    for (i, mut token) in tokens.into_iter().enumerate() {
+        if i == 0 {
+            token.text.remove(0);
+            token.location.col += 1;
+        }
+        if closed_at.is_some() {
+            return Err((token.location.col, format!("unexpected text after '>': {:?}", token.text)));
+        }
+        if !token.quoted && token.text.ends_with('>') {
+            token.text.pop();
+            closed_at = Some(token.location.col);
+        }
+        if !token.text.is_empty() || token.quoted {
+            words.push(token);
+        }
+    }
+    if closed_at.is_none() {
+        return Err((open_col, "unterminated tag: expected '>' at the end of the line".into()));
+    }
+    let mut words = words.into_iter();
+    let Some(tag_token) = words.next() else {
+        return Err((open_col, "empty tag '<>'".into()));
+    };
+    if let Some(tag) = tag_token.text.strip_prefix('/') {
+        // Closing tags may carry a trailing argument (`</domain-key-list name>`); it is ignored.
+        let tag = tag.trim();
+        if tag.is_empty() {
+            return Err((open_col, "empty closing tag '</>'".into()));
+        }
+        return Ok(Line::Close { tag: tag.to_lowercase(), location: Location::new(file, number, open_col) });
+    }
+    let rest: Vec<Token> = words.collect();
+    let arg = if rest.is_empty() {
+        None
+    } else {
+        let location = rest[0].location.clone();
+        let quoted = rest.iter().any(|t| t.quoted);
+        let text = rest.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
+        Some(Token { text, quoted, location })
+    };
+    Ok(Line::Open { tag: tag_token.text.to_lowercase(), tag_location: Location::new(file, number, open_col), arg })
+}
+
+/// Splits one line into tokens, dropping the comment. A `"` starts a quoted run anywhere in a
+/// token (shell-like), so `"a b"` and `x"a b"` are one token each.
+/// Also returns how many characters of the line precede the comment.
+fn tokenize(file: &Arc<str>, number: u32, raw: &str) -> Result<(Vec<Token>, usize), LexError> {
+    let mut tokens = Vec::new();
+    let mut chars = raw.chars().peekable();
+    let mut col: u32 = 0;
+    let mut current: Option<Token> = None;
+    while let Some(c) = chars.next() {
+        col += 1;
+        match c {
+            '#' => {
+                col -= 1;
+                break;
+            }
+            c if c.is_whitespace() => {
+                if let Some(t) = current.take() {
+                    tokens.push(t);
+                }
+            }
+            '"' => {
+                let start = col;
+                let token = current.get_or_insert_with(|| Token {
+                    text: String::new(),
+                    quoted: true,
+                    location: Location::new(file, number, start),
+                });
+                token.quoted = true;
+                let mut terminated = false;
+                while let Some(q) = chars.next() {
+                    col += 1;
+                    match q {
+                        '"' => {
+                            terminated = true;
+                            break;
+                        }
+                        '\\' => match chars.peek() {
+                            Some(&e @ ('"' | '\\')) => {
+                                chars.next();
+                                col += 1;
+                                token.text.push(e);
+                            }
+                            _ => token.text.push('\\'),
+                        },
+                        q => token.text.push(q),
+                    }
+                }
+                if !terminated {
+                    return Err((start, "unterminated quoted string: missing closing '\"'".into()));
+                }
+            }
+            c => {
+                let start = col;
+                current
+                    .get_or_insert_with(|| Token {
+                        text: String::new(),
+                        quoted: false,
+                        location: Location::new(file, number, start),
+                    })
+                    .text
+                    .push(c);
+            }
+        }
+    }
+    if let Some(t) = current.take() {
+        tokens.push(t);
+    }
+    Ok((tokens, col as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex_ok(text: &str) -> Vec<Line> {
+        let mut d = Diagnostics::default();
+        let file: Arc<str> = Arc::from("t.conf");
+        let lines = lex(&file, text, &mut d);
+        assert!(d.is_empty(), "{d}");
+        lines
+    }
+
+    #[test]
+    fn directive_with_comment_and_quotes() {
+        let lines = lex_ok("Max-SMTP-Out 20 # note\nqueue-to \"hot mail\"\nx \"a\\\"b#c\"");
+        match &lines[0] {
+            Line::Directive { name, args, .. } => {
+                assert_eq!(name, "max-smtp-out");
+                assert_eq!(args.len(), 1);
+                assert_eq!(args[0].text, "20");
+                assert_eq!(args[0].location.col, 14);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &lines[1] {
+            Line::Directive { args, .. } => assert_eq!(args[0].text, "hot mail"),
+            other => panic!("{other:?}"),
+        }
+        match &lines[2] {
+            Line::Directive { args, .. } => assert_eq!(args[0].text, "a\"b#c"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tags_open_and_close() {
+        let lines = lex_ok("<domain [*.]x.com>\n</domain>\n</domain-key-list name>\n<acct-file |/bin/cat -u>");
+        assert!(matches!(&lines[0], Line::Open { tag, arg: Some(a), .. } if tag == "domain" && a.text == "[*.]x.com"));
+        assert!(matches!(&lines[1], Line::Close { tag, .. } if tag == "domain"));
+        assert!(matches!(&lines[2], Line::Close { tag, .. } if tag == "domain-key-list"));
+        assert!(matches!(&lines[3], Line::Open { arg: Some(a), .. } if a.text == "|/bin/cat -u"));
+    }
+
+    #[test]
+    fn empty_quotes_are_a_token() {
+        let lines = lex_ok("queue-to \"\"");
+        assert!(matches!(&lines[0], Line::Directive { args, .. } if args[0].quoted && args[0].text.is_empty()));
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let mut d = Diagnostics::default();
+        let file: Arc<str> = Arc::from("t.conf");
+        lex(&file, "  <domain x.com\nfoo \"bar", &mut d);
+        let all: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+        assert_eq!(all[0], "t.conf:1:3: error: unterminated tag: expected '>' at the end of the line");
+        assert_eq!(all[1], "t.conf:2:5: error: unterminated quoted string: missing closing '\"'");
+    }
+}

@@ -1,0 +1,343 @@
+//! Structured one-line rules found inside blocks: `<smtp-pattern-list>` reply rules,
+//! `<pattern-list>` entries, and backoff rules (`backoff-rule`, and the field-dialect lines
+//! `421 RP-001 *, 1h, 5, 1000` inside `<domain>`).
+//!
+//! Owns their syntax and the static checks REFERENCE.md §2.7 lists (conflicting actions). What
+//! the rules do to a queue belongs to the shaping code.
+
+use std::fmt;
+
+use super::value::{ConfigRegex, quote, split_list};
+use super::values::{Interval, Rate};
+
+/// Splits `/regex/ rest` at the first unescaped closing slash.
+fn split_regex(text: &str) -> Result<(&str, &str), String> {
+    let text = text.trim();
+    if !text.starts_with('/') {
+        return Err(format!("expected a /regular expression/ first, found {text:?}"));
+    }
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'/' => return Ok((&text[..=i], text[i + 1..].trim())),
+            _ => i += 1,
+        }
+    }
+    Err(format!("unterminated regular expression {text:?}: missing closing '/'"))
+}
+
+/// An action of a `reply` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyAction {
+    Mode(QueueModeChange),
+    SkipMx,
+    BounceQueue,
+    BounceRcpt,
+    DeferQueue,
+    DisableSourceIp,
+    ReenableAfter(Option<Interval>),
+    BackoffToNormalAfter(Option<Interval>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueModeChange {
+    Backoff,
+    Normal,
+}
+
+/// `reply /regex/ action[,action…]`.
+#[derive(Clone, Debug)]
+pub struct ReplyRule {
+    pub pattern: ConfigRegex,
+    pub actions: Vec<ReplyAction>,
+}
+
+impl ReplyRule {
+    pub fn parse(text: &str) -> Result<ReplyRule, String> {
+        let (re, rest) = split_regex(text)?;
+        let pattern = ConfigRegex::parse(re, true)?;
+        let words = split_list(&rest.replace(char::is_whitespace, ","));
+        if words.is_empty() {
+            return Err(format!("missing action after {re}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue or disable-source-ip"));
+        }
+        let mut actions = Vec::new();
+        for w in words {
+            let lower = w.to_lowercase();
+            let never_or = |v: &str| -> Result<Option<Interval>, String> {
+                if v == "never" { Ok(None) } else { Interval::parse(v).map(Some) }
+            };
+            let action = match lower.split_once('=') {
+                Some(("mode", "backoff")) => ReplyAction::Mode(QueueModeChange::Backoff),
+                Some(("mode", "normal")) => ReplyAction::Mode(QueueModeChange::Normal),
+                Some(("reenable-after", v)) => ReplyAction::ReenableAfter(never_or(v)?),
+                Some(("backoff-to-normal-after", v)) => ReplyAction::BackoffToNormalAfter(never_or(v)?),
+                None if lower == "skip-mx" => ReplyAction::SkipMx,
+                None if lower == "bounce-queue" => ReplyAction::BounceQueue,
+                None if lower == "bounce-rcpt" => ReplyAction::BounceRcpt,
+                None if lower == "defer-queue" => ReplyAction::DeferQueue,
+                None if lower == "disable-source-ip" => ReplyAction::DisableSourceIp,
+                _ => return Err(format!("unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T")),
+            };
+            actions.push(action);
+        }
+        check_actions(&actions)?;
+        Ok(ReplyRule { pattern, actions })
+    }
+}
+
+/// The invalid combinations of REFERENCE.md §2.7.
+fn check_actions(actions: &[ReplyAction]) -> Result<(), String> {
+    let has = |a: &ReplyAction| actions.contains(a);
+    let count = |f: fn(&ReplyAction) -> bool| actions.iter().filter(|a| f(a)).count();
+    if has(&ReplyAction::Mode(QueueModeChange::Backoff)) && has(&ReplyAction::Mode(QueueModeChange::Normal)) {
+        return Err("conflicting actions: mode=backoff and mode=normal in one rule".into());
+    }
+    if has(&ReplyAction::SkipMx) && has(&ReplyAction::BounceQueue) {
+        return Err("conflicting actions: skip-mx and bounce-queue in one rule".into());
+    }
+    let reenables = count(|a| matches!(a, ReplyAction::ReenableAfter(_)));
+    if reenables > 0 && !has(&ReplyAction::DisableSourceIp) {
+        return Err("reenable-after needs disable-source-ip in the same rule".into());
+    }
+    if reenables > 1 {
+        return Err("reenable-after is given more than once".into());
+    }
+    Ok(())
+}
+
+impl fmt::Display for ReplyAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let never = |i: &Option<Interval>| i.map_or_else(|| "never".to_string(), |i| i.to_string());
+        match self {
+            ReplyAction::Mode(QueueModeChange::Backoff) => f.write_str("mode=backoff"),
+            ReplyAction::Mode(QueueModeChange::Normal) => f.write_str("mode=normal"),
+            ReplyAction::SkipMx => f.write_str("skip-mx"),
+            ReplyAction::BounceQueue => f.write_str("bounce-queue"),
+            ReplyAction::BounceRcpt => f.write_str("bounce-rcpt"),
+            ReplyAction::DeferQueue => f.write_str("defer-queue"),
+            ReplyAction::DisableSourceIp => f.write_str("disable-source-ip"),
+            ReplyAction::ReenableAfter(i) => write!(f, "reenable-after={}", never(i)),
+            ReplyAction::BackoffToNormalAfter(i) => write!(f, "backoff-to-normal-after={}", never(i)),
+        }
+    }
+}
+
+impl fmt::Display for ReplyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let actions: Vec<String> = self.actions.iter().map(ToString::to_string).collect();
+        write!(f, "{} {}", self.pattern.source, actions.join(","))
+    }
+}
+
+/// What a `<pattern-list>` entry selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternResult {
+    VirtualMta(String),
+    RecipientPriority(u8),
+    CallTo(String),
+}
+
+/// `[HEADER] /regex/ result` or (for `*`) just `result`.
+#[derive(Clone, Debug)]
+pub struct PatternEntry {
+    pub header: Option<String>,
+    pub pattern: Option<ConfigRegex>,
+    pub results: Vec<PatternResult>,
+}
+
+impl PatternEntry {
+    pub fn parse(text: &str) -> Result<PatternEntry, String> {
+        let text = text.trim();
+        let (header, pattern, rest) = if text.starts_with('/') {
+            let (re, rest) = split_regex(text)?;
+            (None, Some(ConfigRegex::parse(re, false)?), rest)
+        } else if let Some((name, after)) = text.split_once(char::is_whitespace).filter(|(_, a)| a.trim_start().starts_with('/')) {
+            let (re, rest) = split_regex(after)?;
+            (Some(name.to_string()), Some(ConfigRegex::parse(re, false)?), rest)
+        } else {
+            (None, None, text)
+        };
+        let mut results = Vec::new();
+        let rest = rest.replace("call-to: ", "call-to:");
+        for item in split_list(&rest.replace(char::is_whitespace, ",")) {
+            let result = if let Some(v) = item.strip_prefix("virtual-mta=") {
+                PatternResult::VirtualMta(v.to_string())
+            } else if let Some(v) = item.strip_prefix("recipient-priority=") {
+                match v.parse::<u8>() {
+                    Ok(n) if n <= 100 => PatternResult::RecipientPriority(n),
+                    _ => return Err(format!("recipient-priority must be 0 to 100, found {v:?}")),
+                }
+            } else if let Some(v) = item.strip_prefix("call-to:") {
+                PatternResult::CallTo(v.to_string())
+            } else {
+                return Err(format!("unknown pattern result {item:?}: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST"));
+            };
+            results.push(result);
+        }
+        if results.is_empty() {
+            return Err("missing result: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST".into());
+        }
+        Ok(PatternEntry { header, pattern, results })
+    }
+}
+
+impl fmt::Display for PatternEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = &self.header {
+            write!(f, "{h} ")?;
+        }
+        if let Some(p) = &self.pattern {
+            write!(f, "{} ", p.source)?;
+        }
+        let results: Vec<String> = self
+            .results
+            .iter()
+            .map(|r| match r {
+                PatternResult::VirtualMta(v) => format!("virtual-mta={v}"),
+                PatternResult::RecipientPriority(n) => format!("recipient-priority={n}"),
+                PatternResult::CallTo(l) => format!("call-to:{l}"),
+            })
+            .collect();
+        f.write_str(&results.join(","))
+    }
+}
+
+/// A reply-triggered backoff: when a reply has `code`, and (if given) the enhanced status code
+/// and text, the queue enters backoff for `duration` with the given connection and rate caps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackoffRule {
+    pub code: u16,
+    pub enhanced: Option<String>,
+    pub text: Option<String>,
+    pub duration: Interval,
+    pub max_smtp_out: u64,
+    pub max_msg_rate: Option<Rate>,
+}
+
+fn is_enhanced_code(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl BackoffRule {
+    /// Parses `CODE MATCH [MATCH], DURATION, CONNECTIONS, RATE`. A rate without a unit is per
+    /// hour, as the field dialect's fourth column ("max messages/hour") means.
+    pub fn parse(text: &str) -> Result<BackoffRule, String> {
+        let expected = "CODE MATCH *, DURATION, CONNECTIONS, RATE like 421 RP-001 *, 1h, 5, 1000";
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let [head, duration, conns, rate] = fields.as_slice() else {
+            return Err(format!("expected {expected}, found {text:?}"));
+        };
+        let words = head_words(head)?;
+        let Some((code, matches)) = words.split_first() else {
+            return Err(format!("expected {expected}, found {text:?}"));
+        };
+        let code: u16 = code
+            .parse()
+            .ok()
+            .filter(|c| (400..600).contains(c))
+            .ok_or_else(|| format!("expected a 4xx or 5xx reply code, found {code:?}"))?;
+        if matches.is_empty() || matches.len() > 2 {
+            return Err(format!("expected one or two match fields (text, enhanced code or *) after {code}, found {}", matches.len()));
+        }
+        let (mut enhanced, mut text_match) = (None, None);
+        for m in matches {
+            if m == "*" {
+                continue;
+            }
+            if is_enhanced_code(m) && enhanced.is_none() {
+                enhanced = Some(m.clone());
+            } else if text_match.is_none() {
+                text_match = Some(m.clone());
+            } else {
+                return Err(format!("two text matches in one backoff rule: {m:?}"));
+            }
+        }
+        let duration = Interval::parse(duration)?;
+        let max_smtp_out: u64 = conns.parse().map_err(|_| format!("expected a number of connections, found {conns:?}"))?;
+        let max_msg_rate = if rate.bytes().all(|b| b.is_ascii_digit()) && !rate.is_empty() && *rate != "0" {
+            Rate::parse(&format!("{rate}/h"))?
+        } else {
+            Rate::parse(rate)?
+        };
+        Ok(BackoffRule { code, enhanced, text: text_match, duration, max_smtp_out, max_msg_rate })
+    }
+}
+
+/// Words of the first field, honouring double quotes around text with spaces.
+fn head_words(head: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut rest = head.trim();
+    while !rest.is_empty() {
+        if let Some(q) = rest.strip_prefix('"') {
+            let end = q.find('"').ok_or_else(|| format!("unterminated quoted text in {head:?}"))?;
+            words.push(q[..end].to_string());
+            rest = q[end + 1..].trim_start();
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            words.push(rest[..end].to_string());
+            rest = rest[end..].trim_start();
+        }
+    }
+    Ok(words)
+}
+
+impl fmt::Display for BackoffRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        match (&self.text, &self.enhanced) {
+            (Some(t), None) => write!(f, " {} *", quote(t))?,
+            (None, Some(e)) => write!(f, " {e} *")?,
+            (Some(t), Some(e)) => write!(f, " {e} {}", quote(t))?,
+            (None, None) => f.write_str(" * *")?,
+        }
+        let rate = self.max_msg_rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+        write!(f, ", {}, {}, {}", self.duration, self.max_smtp_out, rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_dialect_backoff_rules() {
+        let r = BackoffRule::parse("421 RP-001 *, 1h, 5, 1000").unwrap();
+        assert_eq!((r.code, r.text.as_deref(), r.enhanced.as_deref()), (421, Some("RP-001"), None));
+        assert_eq!(r.to_string(), "421 RP-001 *, 1h, 5, 1000/h");
+        let r = BackoffRule::parse("421 4.3.2 *, 45m, 2, 500").unwrap();
+        assert_eq!(r.enhanced.as_deref(), Some("4.3.2"));
+        assert_eq!(r.to_string(), "421 4.3.2 *, 45m, 2, 500/h");
+        assert_eq!(BackoffRule::parse(&r.to_string()).unwrap(), r);
+        assert!(BackoffRule::parse("421 RP-001 *, 1h, 5").is_err());
+        assert!(BackoffRule::parse("250 x *, 1h, 5, 10").is_err());
+        assert!(BackoffRule::parse("421 a b c, 1h, 5, 10").is_err());
+    }
+
+    #[test]
+    fn reply_rules_and_conflicts() {
+        let r = ReplyRule::parse("/^421 .* too many errors/ mode=backoff,disable-source-ip,reenable-after=1h").unwrap();
+        assert!(r.pattern.regex.is_match("421 4.7.0 TOO MANY ERRORS"));
+        assert_eq!(r.to_string(), "/^421 .* too many errors/ mode=backoff,disable-source-ip,reenable-after=1h");
+        assert!(ReplyRule::parse("/x/ mode=backoff,mode=normal").is_err());
+        assert!(ReplyRule::parse("/x/ skip-mx,bounce-queue").is_err());
+        assert!(ReplyRule::parse("/x/ reenable-after=1h").is_err());
+        assert!(ReplyRule::parse("/x/ fly").is_err());
+        assert!(ReplyRule::parse("/x").is_err());
+    }
+
+    #[test]
+    fn pattern_entries() {
+        let p = PatternEntry::parse("/@yahoo\\./ virtual-mta=v1,recipient-priority=20").unwrap();
+        assert_eq!(p.results.len(), 2);
+        let h = PatternEntry::parse("X-Campaign /^promo/ virtual-mta=bulk").unwrap();
+        assert_eq!(h.header.as_deref(), Some("X-Campaign"));
+        let all = PatternEntry::parse("virtual-mta=default-pool").unwrap();
+        assert!(all.pattern.is_none());
+        assert!(PatternEntry::parse("/x/ priority=3").is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! A set of directive values with the place each came from. Used for one block as written and
+//! for a queue's effective settings after inheritance.
+//!
+//! Owns the merge rule: a more specific layer replaces a directive's whole value (a repeatable
+//! directive's whole list), and `""` clears what was inherited.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use super::diag::Location;
+use super::lexer::Token;
+use super::table::{DIRECTIVES, Dir};
+use super::value::{Value, parse_value};
+
+/// Where a value came from.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// PowerMTA's default from the directive table.
+    Default,
+    /// A line of a config file; `written_as` is the field-dialect spelling when it was not the
+    /// documented one.
+    Config { location: Location, written_as: Option<String> },
+}
+
+impl Origin {
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Origin::Default => None,
+            Origin::Config { location, .. } => Some(location),
+        }
+    }
+
+    /// `FILE:LINE`, `FILE:LINE (written as …)`, or `default`.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Default => "default".into(),
+            Origin::Config { location, written_as: None } => location.file_line(),
+            Origin::Config { location, written_as: Some(w) } => format!("{} (written as {w})", location.file_line()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub value: Value,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    map: BTreeMap<Dir, Vec<Entry>>,
+}
+
+impl Settings {
+    /// Records a value. For a directive that is not repeatable, returns where the value it
+    /// replaces was set, so the caller can warn.
+    pub fn set(&mut self, dir: Dir, entry: Entry) -> Option<Location> {
+        let entries = self.map.entry(dir).or_default();
+        if dir.def().repeatable && !matches!(entry.value, Value::Cleared) {
+            entries.retain(|e| !matches!(e.value, Value::Cleared));
+            entries.push(entry);
+            return None;
+        }
+        let previous = entries.last().and_then(|e| e.origin.location().cloned());
+        *entries = vec![entry];
+        previous
+    }
+
+    /// Layers `specific` over `self`: every directive it sets replaces ours.
+    pub fn overlay(&mut self, specific: &Settings) {
+        for (dir, entries) in &specific.map {
+            self.map.insert(*dir, entries.clone());
+        }
+    }
+
+    /// The value in force: the last entry, or nothing when unset or cleared.
+    pub fn get(&self, dir: Dir) -> Option<&Entry> {
+        self.map.get(&dir).and_then(|e| e.last()).filter(|e| !matches!(e.value, Value::Cleared))
+    }
+
+    /// Every entry of a repeatable directive, in order.
+    pub fn all(&self, dir: Dir) -> &[Entry] {
+        match self.map.get(&dir) {
+            Some(e) if !e.iter().any(|x| matches!(x.value, Value::Cleared)) => e,
+            _ => &[],
+        }
+    }
+
+    /// The raw entries, including an explicit clear.
+    pub fn raw(&self, dir: Dir) -> Option<&[Entry]> {
+        self.map.get(&dir).map(Vec::as_slice)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Dir, &[Entry])> {
+        self.map.iter().map(|(d, e)| (*d, e.as_slice()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Effective value: ours, else the table default.
+    pub fn effective(&self, dir: Dir) -> Option<&Value> {
+        match self.map.get(&dir) {
+            Some(entries) => entries.last().map(|e| &e.value).filter(|v| !matches!(v, Value::Cleared)),
+            None => default_value(dir),
+        }
+    }
+}
+
+/// The table's defaults, parsed once. A default that does not parse is a bug in the table, caught
+/// by `defaults_parse` below.
+static DEFAULTS: LazyLock<Vec<Option<Value>>> = LazyLock::new(|| {
+    DIRECTIVES
+        .iter()
+        .map(|d| {
+            let text = d.default?;
+            let file = std::sync::Arc::from("<table>");
+            let location = Location::new(&file, 0, 1);
+            let args: Vec<Token> = text.split_whitespace().map(|t| Token { text: t.into(), quoted: false, location: location.clone() }).collect();
+            let rest = Token { text: text.into(), quoted: false, location };
+            parse_value(d.ty, 1, &args, &rest).ok()
+        })
+        .collect()
+});
+
+pub fn default_value(dir: Dir) -> Option<&'static Value> {
+    DEFAULTS[dir as usize].as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        for d in DIRECTIVES {
+            if d.default.is_some() {
+                assert!(default_value(d.id).is_some(), "default of {} does not parse: {:?}", d.name, d.default);
+            }
+        }
+    }
+
+    #[test]
+    fn documented_defaults() {
+        assert_eq!(default_value(Dir::MaxSmtpOut).unwrap().to_string(), "20");
+        assert_eq!(default_value(Dir::RetryAfter).unwrap().to_string(), "10m");
+        assert_eq!(default_value(Dir::BounceAfter).unwrap().to_string(), "4d12h");
+        assert_eq!(default_value(Dir::MaxMsgRate).unwrap().to_string(), "unlimited");
+    }
+}

@@ -1,0 +1,419 @@
+//! The directive table: every directive of REFERENCE.md §2 with its scope, value type, PowerMTA
+//! default, and whether Ember enforces it yet. This file is data; see `table_def.rs` for the
+//! shape and `dialect.rs` for the field spellings mapped onto these names.
+//!
+//! It is long on purpose: one declaration per directive, in the order of REFERENCE.md §2.
+
+use super::table_def::scope::*;
+use super::table_def::{DirectiveDef, Scope, Status, directives};
+use super::value::ValueType::{self, *};
+
+const DKIM_SIGN: &[&str] = &["yes", "no", "true", "false", "if-x-dkim-options-present"];
+const DKIM_ALGORITHMS: &[&str] = &["rsa-sha256", "rsa-sha1", "ed25519-sha256"];
+const CANON: &[&str] = &["relaxed", "simple"];
+const DELIVERY_TYPES: &[&str] = &["smtp", "pipe", "file", "discard", "http-delivery"];
+const FILE_FORMATS: &[&str] = &["newfile-plain", "newfile-pickup", "append-mbox"];
+const DSN_FORMATS: &[&str] = &["standard", "plain-text"];
+const DSN_RETURN: &[&str] = &["headers", "full", "system"];
+const ADD_DATE: &[&str] = &["no", "yes", "override"];
+const DATE_TIME: &[&str] = &["reception", "delivery"];
+const AUTH_METHODS: &[&str] = &["password", "system", "certificate"];
+const SORT_ORDERS: &[&str] = &["rcpt", "name", "size"];
+const SPOOL_RCPTS: ValueType = Word;
+const SRC: u32 = SOURCE;
+const D: u32 = DOMAIN;
+const VP: u32 = VMTA | POOL;
+const BF: u32 = BOUNCE_PROCESSOR | FBL_PROCESSOR;
+
+directives! {
+    // ---- 2.1 global ------------------------------------------------------------------------
+    Postmaster => "postmaster", Email, GLOBAL, None, many, Pending, "Administrator address; receives watchdog and expiry mail.";
+    HostName => "host-name", Word, GLOBAL | VP, None, many, Pending, "Name used in the greeting and EHLO (the first one); per VMTA it overrides the global one.";
+    SmtpListener => "smtp-listener", Words { min: 1, max: 2 }, GLOBAL, None, many, Pending, "Inbound listener ADDRESS:PORT [source=NAME].";
+    SmtpSourceHost => "smtp-source-host", SourceHost, GLOBAL | VMTA, None, many, Pending, "Outbound source IP (or CIDR) and HELO name; several are used round robin.";
+    TotalMaxSmtpOut => "total-max-smtp-out", Uint, GLOBAL, Some("1200"), once, Pending, "Global cap on outbound SMTP connections.";
+    TotalMaxSmtpIn => "total-max-smtp-in", Uint, GLOBAL, Some("100"), once, Pending, "Global cap on inbound SMTP connections.";
+    SmtpAwaitSlot => "smtp-await-slot", Bool, GLOBAL, Some("no"), once, Pending, "When inbound slots are full, wait instead of answering 421.";
+    NameServer => "name-server", Word, GLOBAL, None, many, Pending, "DNS server IP[:port] used instead of the system resolvers (round robin).";
+    DomainSuffix => "domain-suffix", Word, GLOBAL, None, once, Pending, "Suffix appended to unqualified addresses.";
+    HostId => "host-id", Uint, GLOBAL, Some("0"), once, Pending, "Per-server number used in generated Message-IDs.";
+    RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Pending, "Run as root or drop to an unprivileged user (restart needed).";
+    SpoolDir => "spool", Dir, GLOBAL, None, many, Pending, "Deprecated one-line spool directory; use <spool DIR>.";
+    SpoolMaxRecipients => "spool-max-recipients", SPOOL_RCPTS, GLOBAL, Some("auto"), once, Pending, "Cap on queued recipients; injection gets 4xx beyond it (N or auto).";
+    SpoolDeleteCorrupted => "spool-delete-corrupted", Bool, GLOBAL, Some("no"), once, Pending, "Delete corrupted spool records instead of quarantining them.";
+    SpoolMinFreeSpace => "spool-min-free-space", Uint, GLOBAL, Some("0"), once, Pending, "Deprecated: free space floor in MB; use <spool> min-free-space.";
+    SmtpServerTlsCertificate => "smtp-server-tls-certificate", FileWithPassword, GLOBAL, None, once, Pending, "Certificate (PEM, with key) for inbound STARTTLS.";
+    SmtpServerTlsCaFile => "smtp-server-tls-ca-file", File, GLOBAL, None, once, Pending, "CA bundle for inbound client certificates.";
+    SmtpServerTlsCiphers => "smtp-server-tls-ciphers", Text, GLOBAL, Some("HIGH:!ADH:@STRENGTH"), once, Pending, "Inbound TLS cipher list.";
+    SmtpServerTlsAllowSslv3 => "smtp-server-tls-allow-sslv3", Bool, GLOBAL, Some("no"), once, Pending, "Allow SSLv3 inbound (never honoured: rustls has no SSLv3).";
+    SmtpServerTlsAllowTlsv1 => "smtp-server-tls-allow-tlsv1", Bool, GLOBAL, Some("no"), once, Pending, "Allow TLS 1.0 inbound.";
+    SmtpServerTlsAllowTlsv11 => "smtp-server-tls-allow-tlsv1.1", Bool, GLOBAL, Some("yes"), once, Pending, "Allow TLS 1.1 inbound.";
+    SmtpServerTlsAllowTlsv12 => "smtp-server-tls-allow-tlsv1.2", Bool, GLOBAL, Some("yes"), once, Pending, "Allow TLS 1.2 inbound.";
+    CustomDsnFromHeader => "custom-dsn-from-header", Text, GLOBAL, None, once, Pending, "From: header of generated DSNs.";
+    Alias => "alias", Words { min: 2, max: 2 }, GLOBAL | ALIASES, None, many, Pending, "Forward SOURCE to TARGET[,TARGET].";
+    RelayDomain => "relay-domain", DomainPattern, GLOBAL | SRC, None, many, Pending, "Domains accepted for inbound relay.";
+    RelayAddress => "relay-address", Word, GLOBAL | SRC, None, many, Pending, "Addresses (or /regex/) accepted for inbound relay.";
+    RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Pending, "Answer relay refusals with 4xx instead of 5xx.";
+    DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Pending, "DKIM key SELECTOR,DOMAIN|*,FILE.";
+    DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
+    InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Pending, "VMTA used when the selected one does not exist.";
+    IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Pending, "File of headers inserted after Ember's Received header.";
+    Pickup => "pickup", Words { min: 1, max: 2 }, GLOBAL, None, once, Pending, "Pickup directory DIR [BADDIR].";
+    PickupRemoveDot => "pickup-remove-dot", Bool, GLOBAL, Some("no"), once, Pending, "Undo dot-stuffing in pickup files.";
+    DummySmtpIp => "dummy-smtp-ip", Cidr, GLOBAL, None, once, Pending, "Address of the built-in blackhole SMTP sink.";
+    DummySmtpPort => "dummy-smtp-port", UintRange(0, 65535), GLOBAL, Some("0"), once, Pending, "Port of the built-in blackhole SMTP sink (0: off).";
+    DummySmtpAwaitSlot => "dummy-smtp-await-slot", Bool, GLOBAL, Some("no"), once, Pending, "Blackhole sink waits for a slot.";
+    DummySmtpHasChunking => "dummy-smtp-has-chunking", Bool, GLOBAL, Some("yes"), once, Pending, "Blackhole sink offers CHUNKING.";
+    DummySmtpHasPipelining => "dummy-smtp-has-pipelining", Bool, GLOBAL, Some("yes"), once, Pending, "Blackhole sink offers PIPELINING.";
+    DummySmtpHasVerp => "dummy-smtp-has-verp", Bool, GLOBAL, Some("yes"), once, Pending, "Blackhole sink offers VERP.";
+    DummySmtpLatency => "dummy-smtp-latency", Interval, GLOBAL, Some("0s"), once, Pending, "Simulated latency of the blackhole sink.";
+    DummySmtpUpdateStats => "dummy-smtp-update-stats", Bool, GLOBAL, Some("no"), once, Pending, "Count blackhole traffic in the statistics.";
+    HttpMgmtPort => "http-mgmt-port", PortOrListen, GLOBAL, Some("8080"), once, Pending, "Management HTTP port; 0 disables it. May be ADDRESS:PORT in Ember.";
+    HttpAccess => "http-access", HttpAccess, GLOBAL, None, many, Pending, "Ordered access list CIDR LEVEL for the management HTTP API.";
+    HttpApiKey => "http-api-key", Word, GLOBAL, None, many, Pending, "API key (32-128 of [A-Za-z0-9_]) granting admin access via X-API-Key.";
+    HttpRedirectToHttps => "http-redirect-to-https", Bool, GLOBAL, Some("no"), once, Pending, "Serve the management API over HTTPS only.";
+    HttpCsrfProtection => "http-csrf-protection", Bool, GLOBAL, Some("yes"), once, Pending, "Refuse state changes without a key or CSRF token.";
+    HttpStsMaxAge => "http-strict-transport-security-max-age", Interval, GLOBAL, None, once, Pending, "HSTS max-age of the management API.";
+    HttpTlsCertificate => "http-tls-certificate", FileWithPassword, GLOBAL, None, once, Pending, "Certificate of the management API.";
+    HttpLogRequests => "http-log-requests", Bool, GLOBAL, Some("no"), once, Pending, "Log management API requests.";
+    HttpLogData => "http-log-data", Bool, GLOBAL, Some("no"), once, Pending, "Log management API bodies.";
+    HttpLogTls => "http-log-tls", Bool, GLOBAL, Some("no"), once, Pending, "Log management API TLS handshakes.";
+    HttpDefaultMaxItems => "http-default-max-items", Uint, GLOBAL, Some("10"), once, Pending, "Default page size of listings.";
+    HttpDefaultSortOrder => "http-default-sort-order", Enum(SORT_ORDERS), GLOBAL, Some("rcpt"), once, Pending, "Default sort of listings.";
+    LogFile => "log-file", File, GLOBAL, None, once, Pending, "Main log file.";
+    LogRotate => "log-rotate", Uint, GLOBAL, Some("8"), once, Pending, "Rotated log files kept.";
+    LogAutoRotation => "log-auto-rotation", Bool, GLOBAL, Some("yes"), once, Pending, "Rotate the log at midnight.";
+    LogFileWorldReadable => "log-file-world-readable", Bool, GLOBAL, Some("no"), once, Pending, "Make log files world-readable.";
+    MxConnectionLimit => "mx-connection-limit", MxConnectionLimit, GLOBAL, None, many, Pending, "Connection cap per MX host name pattern, per source IP.";
+    IpConnectionLimit => "ip-connection-limit", CidrUint, GLOBAL, None, many, Pending, "Connection cap per destination IP block.";
+    UseProxy => "use-proxy", List, GLOBAL | VMTA, None, once, Pending, "Failover list of <proxy> names for outbound connections.";
+    ThreadMinPriority => "thread-min-priority", Uint, GLOBAL, Some("15"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
+    ThreadMaxPriority => "thread-max-priority", Uint, GLOBAL, Some("0"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
+    ThreadReuse => "thread-reuse", Bool, GLOBAL, Some("yes"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
+    MailmergeExpandsUndefined => "mailmerge-expands-undefined-variables", Bool, GLOBAL, Some("yes"), once, Pending, "[var] expands to empty when undefined.";
+    PmcAcctMinFreeSpace => "pmc-acct-min-free-space", Size, GLOBAL, Some("unlimited"), once, Pending, "Disk guard for files staged for a management console.";
+    EnableSignals => "enable-signals", Bool, GLOBAL | VP, None, once, Pending, "SparkPost Signals upload (not supported by Ember; accepted for compatibility).";
+    SyncMsgCreate => "sync-msg-create", Bool, GLOBAL, None, once, Pending, "Legacy fsync toggle; Ember always syncs before 250.";
+    SyncMsgUpdate => "sync-msg-update", Bool, GLOBAL, None, once, Pending, "Legacy fsync toggle; Ember always syncs state changes.";
+    Include => "include", File, GLOBAL | SRC | D | VMTA | SMTP_PATTERN_LIST, None, many, Enforced, "Include FILE or GLOB, relative to the including file.";
+
+    // ---- 2.2 <spool> -----------------------------------------------------------------------
+    SpoolPriority => "priority", UintRange(1, 100), SPOOL, Some("1"), once, Pending, "Spool priority; higher is used first.";
+    MinFreeSpace => "min-free-space", Size, SPOOL | SIGNALS, Some("0"), once, Pending, "Stop accepting into this spool below this free space (452 4.3.1).";
+    DeliverOnly => "deliver-only", Bool, SPOOL, Some("no"), once, Pending, "Drain only: attach a failed server's spool.";
+    DeleteFileHolders => "delete-file-holders", Bool, SPOOL, Some("no"), once, Pending, "Delete recycled holder files (no effect on Ember's segment spool).";
+
+    // ---- 2.3 <source> ----------------------------------------------------------------------
+    SmtpService => "smtp-service", Bool, SRC, Some("yes"), once, Pending, "Accept SMTP from this source; no gives 521 at greeting.";
+    AlwaysAllowRelaying => "always-allow-relaying", Bool, GLOBAL | SRC, Some("no"), once, Pending, "Relay to any domain (the feeder setting).";
+    RequireAuth => "require-auth", Bool, SRC, Some("no"), once, Pending, "AUTH required before MAIL.";
+    AllowAuth => "allow-auth", Bool, SRC, Some("yes"), once, Pending, "Advertise and accept AUTH.";
+    AllowUnencryptedPlainAuth => "allow-unencrypted-plain-auth", Bool, SRC, Some("no"), once, Pending, "Allow PLAIN/LOGIN without TLS.";
+    AllowStarttls => "allow-starttls", Bool, SRC, Some("no"), once, Pending, "Offer STARTTLS to injectors.";
+    RequireStarttlsBeforeAuth => "require-starttls-before-auth", Bool, SRC, Some("no"), once, Pending, "AUTH only after STARTTLS.";
+    SmtpMaxAuthFailureRate => "smtp-max-auth-failure-rate", Rate, SRC, Some("unlimited"), once, Pending, "Lock the source out after this many failed AUTH attempts.";
+    ProcessXVirtualMta => "process-x-virtual-mta", Bool, SRC, Some("no"), once, Pending, "Honour and strip X-Virtual-MTA.";
+    RetainXVirtualMta => "retain-x-virtual-mta", Bool, SRC, Some("no"), once, Pending, "Keep the X-Virtual-MTA header.";
+    AllowEmptyXVirtualMta => "allow-empty-x-virtual-mta", Bool, SRC, Some("no"), once, Pending, "An empty X-Virtual-MTA selects {default}.";
+    RejectInvalidVirtualMta => "reject-invalid-virtual-mta", Bool, SRC, Some("yes"), once, Pending, "Refuse mail that selects an unknown VMTA.";
+    AddXVirtualMtaHeader => "add-x-virtual-mta-header", Bool, SRC, Some("no"), once, Pending, "Add X-Virtual-MTA naming the delivering VMTA.";
+    DefaultVirtualMta => "default-virtual-mta", Word, SRC, None, once, Pending, "Fallback VMTA or pool, or by-smtp-source-ip.";
+    PatternListRef => "pattern-list", Word, SRC, None, once, Pending, "<pattern-list> used for VMTA and priority selection.";
+    ProcessXJob => "process-x-job", Bool, SRC, Some("no"), once, Pending, "X-Job header sets the job id.";
+    RetainXJob => "retain-x-job", Bool, SRC, Some("no"), once, Pending, "Keep the X-Job header.";
+    JobidHeader => "jobid-header", Word, SRC, None, once, Pending, "Alternative header for the job id.";
+    JobidPrefix => "jobid-prefix", Word, SRC, None, once, Pending, "Prefix for job ids; {auth} is the authenticated user.";
+    ProcessXEnvid => "process-x-envid", Bool, SRC, Some("no"), once, Pending, "X-Envid header sets the DSN ENVID.";
+    ProcessXSchedule => "process-x-schedule", Bool, SRC, Some("no"), once, Pending, "X-Schedule delivery windows.";
+    RetainXSchedule => "retain-x-schedule", Bool, SRC, Some("no"), once, Pending, "Keep the X-Schedule header.";
+    ProcessXDkimOptions => "process-x-dkim-options", Bool, SRC, Some("no"), once, Pending, "Honour X-DKIM-Options.";
+    RetainXDkimOptions => "retain-x-dkim-options", Bool, SRC, Some("no"), once, Pending, "Keep X-DKIM-Options.";
+    ProcessXDkimKey => "process-x-dkim-key", Bool, SRC, Some("no"), once, Pending, "Accept a private key in X-DKIM-Key.";
+    RetainXDkimKey => "retain-x-dkim-key", Bool, SRC, Some("no"), once, Pending, "Keep X-DKIM-Key.";
+    AllowMailmerge => "allow-mailmerge", Bool, SRC, Some("no"), once, Pending, "Allow XMRG/XDFN/XPRT.";
+    AlwaysAllowApiSubmission => "always-allow-api-submission", Bool, SRC, Some("no"), once, Pending, "Same as allow-mailmerge.";
+    VerpDefault => "verp-default", Bool, SRC, Some("no"), once, Pending, "VERP every message.";
+    MaxMessageSize => "max-message-size", Size, SRC, Some("unlimited"), once, Pending, "Largest message accepted (552 5.3.4 beyond).";
+    MaxMessageHops => "max-message-hops", Uint, SRC | D, Some("100"), once, Pending, "Most Received headers a message may carry.";
+    MaxLoopCount => "max-loop-count", Uint, SRC | D, None, once, Pending, "Field dialect: refuse or bounce mail that passed through this host more than N times.";
+    MaxRcptPerMessage => "max-rcpt-per-message", Uint, SRC, Some("0"), once, Pending, "Most recipients per message at injection (0: none).";
+    TooManyRcptsFailsMessage => "too-many-rcpts-fails-message", Bool, SRC, Some("no"), once, Pending, "Refuse at DATA rather than at RCPT.";
+    AcceptInvalidRecipients => "accept-invalid-recipients", Bool, SRC, Some("no"), once, Pending, "Accept bad or suppressed recipients, then bounce them.";
+    SuppressionLists => "suppression-lists", List, SRC, None, once, Pending, "Named <address-list> suppression lists.";
+    AddReceivedHeader => "add-received-header", Bool, SRC, Some("yes"), once, Pending, "Add a Received header.";
+    HideMessageSource => "hide-message-source", Bool, SRC, Some("no"), once, Pending, "Omit the submitter's name and IP from Received.";
+    AddMessageIdHeader => "add-message-id-header", Bool, SRC, Some("no"), once, Pending, "Add Message-ID when missing.";
+    AddDateHeader => "add-date-header", Enum(ADD_DATE), SRC, Some("no"), once, Pending, "Add (or override) the Date header.";
+    DateHeaderTime => "date-header-time", Enum(DATE_TIME), SRC, Some("reception"), once, Pending, "Time used in an added Date header.";
+    RemoveHeader => "remove-header", List, SRC | D, None, once, Pending, "Headers removed at delivery.";
+    Bcc => "bcc", Email, SRC, None, once, Pending, "Archive copy of everything from this source.";
+    SuppressLocalDsn => "suppress-local-dsn", Bool, SRC, Some("no"), once, Pending, "Send no DSN mail (accounting is still written).";
+    DsnReturnDefault => "dsn-return-default", Enum(DSN_RETURN), SRC, Some("system"), once, Pending, "Default RET for DSNs.";
+    DisconnectOnTransientError => "disconnect-on-transient-error", Bool, SRC, Some("no"), once, Pending, "Drop the connection instead of answering 4xx.";
+    SmtpDataTimeout => "smtp-data-timeout", Interval, SRC, Some("10m"), once, Pending, "Inbound DATA timeout.";
+    SmtpCommandTimeout => "smtp-command-timeout", Interval, SRC, Some("10m"), once, Pending, "Inbound command timeout.";
+    AllowChunking => "allow-chunking", Bool, SRC, Some("yes"), once, Pending, "Offer CHUNKING (BDAT).";
+    AllowSmtputf8 => "allow-smtputf8", Bool, SRC, Some("yes"), once, Pending, "Offer SMTPUTF8.";
+    AutoQualifyDomain => "auto-qualify-domain", Bool, SRC, Some("yes"), once, Pending, "Qualify bare local parts with domain-suffix.";
+    SourceGroupRef => "source-group", Word, SRC, None, once, Pending, "<source-group> sharing inbound connection caps.";
+    CheckSpfInbound => "check-spf-inbound", Bool, SRC, Some("no"), once, Pending, "Check SPF of inbound mail.";
+    CheckDkimInbound => "check-dkim-inbound", Bool, SRC, Some("no"), once, Pending, "Verify DKIM of inbound mail.";
+    CheckIprevInbound => "check-iprev-inbound", Bool, SRC, Some("no"), once, Pending, "Check reverse DNS of inbound clients.";
+    LogConnections => "log-connections", Bool, SRC | D, Some("no"), once, Pending, "Log connections.";
+    LogCommands => "log-commands", Bool, SRC | D, Some("no"), once, Pending, "Log SMTP commands and replies.";
+    LogData => "log-data", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log message data (hex).";
+    LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log TLS handshakes.";
+    RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Pending, "<rewrite-list> applied to MAIL FROM and From.";
+    RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Pending, "Legacy: strip incoming Received headers.";
+    BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Pending, "Legacy: accept AUTH=LOGIN spelling from old clients.";
+    SuppressFile => "suppress-file", File, SRC | D, None, once, Pending, "Field dialect: suppression list file (address, @domain or /regex/ a line).";
+
+    // ---- <smtp-user>, <source-group>, <smtp-listener> --------------------------------------
+    Password => "password", Text, SMTP_USER, None, once, Pending, "Password (plain text, or a crypt/argon2 hash).";
+    AuthenticationMethod => "authentication-method", Enum(AUTH_METHODS), SMTP_USER, Some("password"), once, Pending, "How the user authenticates.";
+    SourceRef => "source", Word, SMTP_USER | LISTENER, None, once, Pending, "Named <source> applied to this user or listener.";
+    TlsCertificate => "tls-certificate", FileWithPassword, SMTP_USER | LISTENER | TX_API_LISTENER, None, once, Pending, "Certificate (PEM) for this listener or user.";
+    MaxSmtpIn => "max-smtp-in", Uint, SOURCE_GROUP, None, once, Pending, "Inbound connection cap for the group.";
+    ReservedSmtpIn => "reserved-smtp-in", Uint, SOURCE_GROUP, Some("0"), once, Pending, "Inbound connections reserved for the group.";
+    AwaitSlot => "await-slot", Bool, LISTENER, Some("no"), once, Pending, "Wait for a free slot instead of answering 421.";
+    ImmediateTls => "immediate-tls", Bool, LISTENER, Some("no"), once, Pending, "Implicit TLS (SMTPS).";
+    TlsAllowTlsv1 => "tls-allow-tlsv1", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, Pending, "Allow TLS 1.0.";
+    TlsAllowTlsv11 => "tls-allow-tlsv1.1", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Pending, "Allow TLS 1.1.";
+    TlsAllowTlsv12 => "tls-allow-tlsv1.2", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Pending, "Allow TLS 1.2.";
+    TlsAllowSslv3 => "tls-allow-sslv3", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, Pending, "Allow SSLv3 (never honoured).";
+    TlsCiphers => "tls-ciphers", Text, LISTENER | TX_API_LISTENER, None, once, Pending, "TLS cipher list.";
+    TlsCaFile => "tls-ca-file", File, LISTENER | TX_API_LISTENER, None, once, Pending, "CA bundle for client certificates.";
+
+    // ---- 2.4 <domain>: limits --------------------------------------------------------------
+    MaxSmtpOut => "max-smtp-out", Uint, D | VP, Some("20"), once, Pending, "Simultaneous connections per queue (in <virtual-mta>: across all its queues).";
+    MaxMsgPerConnection => "max-msg-per-connection", Uint, D, Some("0"), once, Pending, "Messages per connection before opening a new one (0: no limit).";
+    MaxRcptPerTransaction => "max-rcpt-per-transaction", Uint, D, Some("1000"), once, Pending, "Recipients per SMTP transaction.";
+    MaxErrorsPerConnection => "max-errors-per-connection", UintOrUnlimited, D, Some("unlimited"), once, Pending, "Drop the connection after N recipient errors.";
+    MaxMsgRate => "max-msg-rate", Rate, D, Some("unlimited"), once, Pending, "Attempted recipients per interval.";
+    MaxConnectRate => "max-connect-rate", Rate, D, Some("unlimited"), once, Pending, "New connections per interval.";
+    MaxDataVolumeRate => "max-data-volume-rate", DataRate, D, Some("unlimited"), once, Pending, "Bytes delivered per interval.";
+    SourceIpMaxMsgRate => "source-ip-max-msg-rate", CidrRate, D, None, many, Pending, "Message rate per local source IP within a queue.";
+    SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Pending, "Connection rate per local source IP within a queue.";
+    SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Pending, "Data rate per local source IP within a queue.";
+    SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Pending, "Connections per local source IP within a queue.";
+    SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Pending, "Minimum delay before each additional connection.";
+    ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Pending, "Keep idle connections open waiting for mail (at most 10m).";
+    QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Pending, "Connection-slot priority of the queue.";
+    AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one.";
+    AllowPriorityInterruptionDuringTransfer => "allow-priority-interruption-during-transfer", Bool, D, Some("no"), once, Pending, "Interrupt even mid-transfer.";
+    BackoffRuleDir => "backoff-rule", BackoffRule, D, None, many, Pending, "Reply-triggered backoff CODE MATCH *, DURATION, CONNECTIONS, RATE (the field dialect's bare 421 … lines).";
+
+    // ---- 2.4 <domain>: retry and DSN -------------------------------------------------------
+    RetryAfter => "retry-after", IntervalList, D, Some("10m"), once, Pending, "Queue retry schedule; the last interval repeats.";
+    RetryRecipientsAfter => "retry-recipients-after", Interval, D, Some("10m"), once, Pending, "Minimum wait before retrying a recipient after a 4xx.";
+    RetryAfterDnsError => "retry-after-dns-error", Interval, D, Some("1m"), once, Pending, "Retry interval after DNS failures.";
+    RetryUponNewMail => "retry-upon-new-mail", Bool, D, Some("no"), once, Pending, "New mail wakes a queue in retry mode.";
+    BounceAfter => "bounce-after", Interval, D, Some("4d12h"), once, Pending, "Expiry: bounce as message-expired.";
+    BounceOn4xxStatus => "bounce-on-4xx-status", Bool, D, Some("no"), once, Pending, "Field dialect: yes bounces a recipient whose last retry step got a 4xx; no waits for bounce-after.";
+    BounceUponNoMx => "bounce-upon-no-mx", BoolOrInterval, D, Some("no"), once, Pending, "Bounce when the domain has no MX (a time: only older mail).";
+    BounceUpon5xxGreeting => "bounce-upon-5xx-greeting", Bool, D, Some("yes"), once, Pending, "Bounce on a 5xx greeting.";
+    BounceUponTransferFailure => "bounce-upon-transfer-failure", Bool, D, Some("no"), once, Pending, "Bounce after a broken DATA transfer.";
+    BounceUponPixTransferFailure => "bounce-upon-pix-transfer-failure", Bool, D, Some("no"), once, Pending, "Same, for Cisco PIX receivers.";
+    AssumeDeliveryUponDataTerminationTimeout => "assume-delivery-upon-data-termination-timeout", Bool, D, Some("no"), once, Pending, "Count a timeout after the final dot as delivered.";
+    Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Pending, "Treat a bare 553 as 5.1.1.";
+    Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Pending, "On 421: drop and try the next MX (no: RSET and reuse).";
+    ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Pending, "Scrub 421 text before it reaches DSNs.";
+    NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";
+    DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Pending, "DSN layout.";
+    DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, Pending, "Legacy: deliver locally generated DSNs.";
+    BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
+    DisableAcctRecords => "disable-acct-records", List, D, None, once, Pending, "Accounting record types not written for this queue.";
+    MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Pending, "Error events kept per queue.";
+    TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Pending, "Keep the last 50 recipient events per queue.";
+    LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Pending, "Field dialect: write b and t records for failures.";
+    LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX.";
+    SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Pending, "Field dialect: strip internal and control headers before delivery.";
+
+    // ---- 2.4 <domain>: timeouts ------------------------------------------------------------
+    ConnectTimeout => "connect-timeout", Interval, D, Some("2m"), once, Pending, "TCP connect timeout.";
+    SmtpGreetingTimeout => "smtp-greeting-timeout", Interval, D, Some("5m"), once, Pending, "Wait for the 220 greeting.";
+    DataSendTimeout => "data-send-timeout", Interval, D, Some("3m"), once, Pending, "Sending the message body.";
+    SmtpDataTerminationTimeout => "smtp-data-termination-timeout", Interval, D, Some("10m"), once, Pending, "Reply to the final dot.";
+    SmtpMultipleLineResponseTimeout => "smtp-multiple-line-response-timeout", Interval, D, Some("5m"), once, Pending, "Complete multi-line replies.";
+    MxConnectionAttempts => "mx-connection-attempts", Uint, D, Some("10"), once, Pending, "MX hosts tried per delivery attempt.";
+
+    // ---- 2.4 <domain>: routing -------------------------------------------------------------
+    SmtpHosts => "smtp-hosts", SmtpHosts, D, None, once, Pending, "MX override: commas are equal preference, semicolons the next.";
+    DefaultSmtpPort => "default-smtp-port", UintRange(1, 65535), D, Some("25"), once, Pending, "Destination port.";
+    QueueTo => "queue-to", Word, D, None, once, Enforced, "Put this domain's mail into queue NAME.";
+    DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Pending, "Opt out of <mx-rollup-list>.";
+    RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Pending, "Move this queue's mail to another VMTA or pool.";
+    DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Pending, "Delivery method.";
+    Ignore8bitmime => "ignore-8bitmime", Bool, D, Some("no"), once, Pending, "Do not use 8BITMIME.";
+    IgnoreChunking => "ignore-chunking", Bool, D, Some("no"), once, Pending, "Do not use CHUNKING.";
+    IgnorePipelining => "ignore-pipelining", Bool, D, Some("no"), once, Pending, "Do not use PIPELINING.";
+    IgnoreDsn => "ignore-dsn", Bool, D, Some("no"), once, Pending, "Do not pass DSN parameters.";
+    PixBugWorkaround => "pix-bug-workaround", Bool, D, Some("yes"), once, Pending, "Send the final dot in its own packet to Cisco PIX.";
+    AllowCancelDuringTransfer => "allow-cancel-during-transfer", Bool, D, Some("yes"), once, Pending, "Allow cancelling a transfer mid-stream.";
+
+    // ---- 2.4 <domain>: backoff -------------------------------------------------------------
+    SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Pending, "<smtp-pattern-list> applied to replies of this queue.";
+    BackoffMaxMsgRate => "backoff-max-msg-rate", Rate, D, None, once, Pending, "Message rate in backoff (default: max-msg-rate).";
+    BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Pending, "Connection rate in backoff (default: max-connect-rate).";
+    BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Pending, "Data rate in backoff (default: max-data-volume-rate).";
+    BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Pending, "Connections in backoff.";
+    BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Pending, "Retry schedule in backoff.";
+    BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Pending, "Move the queue to another VMTA while in backoff.";
+    BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
+    BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Pending, "Leave backoff automatically after this long.";
+    BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Pending, "Leave backoff on the first delivery.";
+    BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Pending, "Enter backoff when every source IP is disabled.";
+    ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Pending, "Default re-enable time for disable-source-ip.";
+    DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Pending, "Mail these addresses when a source IP is disabled or enabled.";
+    LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, Pending, "Log source IP disabling.";
+
+    // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------
+    MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Pending, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
+    DkimSign => "dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "DKIM-sign with the matching domain-key.";
+    DkimAlgorithm => "dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Signature algorithm.";
+    DkimBodyCanon => "dkim-body-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Body canonicalization.";
+    DkimHeadersCanon => "dkim-headers-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Header canonicalization.";
+    DkimHeaders => "dkim-headers", List, D, None, once, Pending, "Headers added to the signed set.";
+    DkimIdentity => "dkim-identity", Word, D, Some("sender-or-from"), once, Pending, "Signing identity: ADDR, @DOMAIN, sender-or-from or strict-from.";
+    DkimIdentityFallback => "dkim-identity-fallback", Word, D, None, once, Pending, "Identity when no key matches the primary one.";
+    DkimAddBodyLimit => "dkim-add-body-limit", Bool, D, Some("no"), once, Pending, "Add l= to signatures.";
+    DkimAddTimestamp => "dkim-add-timestamp", Bool, D, Some("no"), once, Pending, "Add t= to signatures.";
+    DkimExpireAfter => "dkim-expire-after", IntervalOrNever, D, Some("never"), once, Pending, "Add x= this long after signing.";
+    DkimQueryMethod => "dkim-query-method", Word, D, None, once, Pending, "q= tag.";
+    DkimDisallowAddingHeaders => "dkim-disallow-adding-headers", List, D, None, once, Pending, "Over-sign these headers.";
+    SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "Add a second signature.";
+    SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Pending, "Identity of the second signature.";
+    SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Algorithm of the second signature.";
+    DkSign => "dk-sign", Bool, D, Some("no"), once, Pending, "Legacy DomainKeys signing (not produced; DomainKeys is obsolete).";
+    CheckSpfOutbound => "check-spf-outbound", Bool, D, Some("no"), once, Pending, "Bounce mail that would fail SPF from the chosen source IP.";
+    AuthUsername => "auth-username", Word, D, None, once, Pending, "Outbound SMTP AUTH user.";
+    AuthPassword => "auth-password", Text, D, None, once, Pending, "Outbound SMTP AUTH password.";
+    UseUnencryptedPlainAuth => "use-unencrypted-plain-auth", Bool, D, Some("no"), once, Pending, "Allow PLAIN/LOGIN without TLS.";
+    UseStarttls => "use-starttls", Bool, D, Some("yes"), once, Pending, "Opportunistic STARTTLS.";
+    RequireStarttls => "require-starttls", Bool, D, Some("no"), once, Pending, "Never deliver in clear text.";
+    UseDane => "use-dane", Bool, D, Some("no"), once, Pending, "DANE verification.";
+    UseMtaSts => "use-mta-sts", Bool, D, Some("no"), once, Pending, "MTA-STS policy.";
+    ReuseSslSession => "reuse-ssl-session", Bool, D, Some("no"), once, Pending, "TLS session resumption.";
+    SmtpTlsAllowTlsv1 => "smtp-tls-allow-tlsv1", Bool, D, Some("no"), once, Pending, "Allow TLS 1.0 outbound.";
+    SmtpTlsAllowTlsv11 => "smtp-tls-allow-tlsv1.1", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.1 outbound.";
+    SmtpTlsAllowTlsv12 => "smtp-tls-allow-tlsv1.2", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.2 outbound.";
+    SmtpTlsAllowTlsv13 => "smtp-tls-allow-tlsv1.3", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.3 outbound.";
+    SmtpTlsCaFile => "smtp-tls-ca-file", File, D, None, once, Pending, "Verify receivers against this CA bundle.";
+    SmtpTlsCiphers => "smtp-tls-ciphers", Text, D, Some("HIGH:!ADH:@STRENGTH"), once, Pending, "Outbound cipher list.";
+    SmtpTlsTlsv13Ciphersuites => "smtp-tls-tlsv1.3-ciphersuites", Text, D, None, once, Pending, "Outbound TLS 1.3 suites.";
+    SmtpClientCertificate => "smtp-client-certificate", FileWithPassword, D, None, once, Pending, "Client certificate on outbound connections.";
+    LogResolution => "log-resolution", Bool, D, Some("no"), once, Pending, "Log DNS resolution.";
+    LogTransferFailures => "log-transfer-failures", Bool, D, Some("no"), once, Pending, "Log mid-DATA failures.";
+    LogMessages => "log-messages", Bool, D, Some("no"), once, Pending, "Log each message.";
+
+    // ---- 2.4 <domain>: non-SMTP delivery ---------------------------------------------------
+    Command => "command", Text, D, None, once, Pending, "Pipe command for type pipe.";
+    MacroVariablesPreserveCase => "macro-variables-preserve-case", Bool, D, Some("no"), once, Pending, "Keep the case of $user and $domain.";
+    FileFormat => "file-format", Enum(FILE_FORMATS), D, Some("newfile-plain"), once, Pending, "Format for type file.";
+    FileDestination => "file-destination", Text, D, None, once, Pending, "Destination for type file.";
+    DiscardAsBounce => "discard-as-bounce", Bool, D, Some("no"), once, Pending, "Record discards as bounces.";
+    HttpDeliveryUrl => "http-delivery-url", Word, D, None, once, Pending, "Webhook URL for type http-delivery.";
+    HttpDeliveryExtraHeaders => "http-delivery-extra-headers", File, D, None, once, Pending, "Extra HTTP headers file for type http-delivery.";
+
+    // ---- 2.5 <virtual-mta> and <virtual-mta-pool> ------------------------------------------
+    MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Pending, "Attempted recipients per interval for the whole VMTA.";
+    MaxSmtpDataVolumeRate => "max-smtp-data-volume-rate", DataRate, VP, Some("unlimited"), once, Pending, "Bytes per interval for the whole VMTA.";
+    ColdVirtualMta => "cold-virtual-mta", Word, VP, None, many, Pending, "Warm-up diversion target (round robin when repeated).";
+    VirtualMtaMember => "virtual-mta", Word, POOL, None, many, Pending, "Pool member.";
+
+    // ---- 2.6, 2.7 pattern lists ------------------------------------------------------------
+    MailFromPattern => "mail-from", PatternEntry, PATTERN_LIST, None, many, Pending, "mail-from /regex/ RESULT.";
+    RcptToPattern => "rcpt-to", PatternEntry, PATTERN_LIST, None, many, Pending, "rcpt-to /regex/ RESULT.";
+    HeaderPattern => "header", PatternEntry, PATTERN_LIST, None, many, Pending, "header NAME /regex/ RESULT.";
+    CatchAllPattern => "*", PatternEntry, PATTERN_LIST, None, many, Pending, "Catch-all RESULT.";
+    Reply => "reply", ReplyRule, SMTP_PATTERN_LIST, None, many, Pending, "reply /regex/ ACTION[,ACTION…].";
+
+    // ---- 2.8 accounting --------------------------------------------------------------------
+    Records => "records", List, ACCT_FILE, Some("d,b"), once, Pending, "Record types written: d, b, t, tq, r, f, rb, rs.";
+    RecordFields => "record-fields", Words { min: 2, max: 2 }, ACCT_FILE, None, many, Pending, "TYPE FIELDLIST (* , names, !exclusions, header_NAME).";
+    MapHeaderToField => "map-header-to-field", Words { min: 3, max: 3 }, ACCT_FILE | BF, None, many, Pending, "TYPE header_NAME FIELD.";
+    MoveInterval => "move-interval", Interval, ACCT_FILE, Some("1d"), once, Pending, "Rotate the file this often.";
+    MaxSize => "max-size", Size, ACCT_FILE, Some("250M"), once, Pending, "Rotate the file at this size.";
+    MoveTo => "move-to", Dir, ACCT_FILE, None, once, Pending, "Directory rotated files move to.";
+    DeleteAfter => "delete-after", IntervalOrNever, ACCT_FILE, Some("8d"), once, Pending, "Delete rotated files after this long.";
+    QueueFilter => "queue-filter", List, ACCT_FILE, None, once, Pending, "Only (or, with !, never) these queues.";
+    IsoTimes => "iso-times", Bool, ACCT_FILE, Some("yes"), once, Pending, "ISO timestamps instead of time_t.";
+    UserString => "user-string", Text, ACCT_FILE, None, once, Pending, "Value of the userString field.";
+    WorldReadable => "world-readable", Bool, ACCT_FILE, Some("no"), once, Pending, "Make the file world-readable.";
+    CountMovedRecords => "count-moved-records", Bool, ACCT_FILE, Some("no"), once, Pending, "Count records in rotated files.";
+    Sync => "sync", Bool, ACCT_FILE, Some("no"), once, Pending, "fsync each record.";
+    PrivacyPolicy => "privacy-policy", Words { min: 1, max: 2 }, ACCT_FILE | SIGNALS, Some("retain"), once, Pending, "retain, redact [STR], siphash KEY, hmac-sha256 KEY.";
+    WriteTimeout => "write-timeout", Interval, ACCT_FILE, Some("1m"), once, Pending, "Pipe write timeout.";
+    RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Pending, "Pipe restart interval.";
+
+    // ---- 2.8 processors, lists and other blocks --------------------------------------------
+    DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Pending, "Deliver mail that is not a report.";
+    DeliverMatchedEmail => "deliver-matched-email", Bool, BF, Some("no"), once, Pending, "Also deliver recognised reports.";
+    ForwardUnmatchedTo => "forward-unmatched-to", Email, BF, None, many, Pending, "Forward unrecognised mail here.";
+    ForwardErrorsTo => "forward-errors-to", Email, BF, None, many, Pending, "Forward unparsable reports here.";
+    SuppressHardBounces => "suppress-hard-bounces", Bool, BOUNCE_PROCESSOR, Some("no"), once, Pending, "Add hard-bounced recipients to suppression.";
+    Address => "address", Word, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Pending, "Address, local part or /regex/.";
+    AddressFile => "address-file", File, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Pending, "File of addresses.";
+    DomainEntry => "domain", DomainPattern, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Pending, "A whole domain.";
+    BodyPatternFile => "body-pattern-file", File, EMAIL_PATTERNS, None, many, Pending, "Regex file with named captures.";
+    LogMatchInfo => "log-match-info", Bool, EMAIL_PATTERNS, Some("no"), once, Pending, "Log which pattern matched.";
+    RewriteMailFrom => "mail-from", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "SOURCE TARGET (a@b, a@*, *@b, *@*, <>).";
+    FromDomain => "from-domain", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "PATTERN TARGETDOMAIN.";
+    Mx => "mx", Words { min: 2, max: 3 }, MX_ROLLUP, None, many, Pending, "MXHOST|*.pattern NAME.rollup [rollup-by-ip].";
+    PrecachedDomainsFile => "precached-domains-file", File, DNS, None, once, Pending, "Domains kept resolved.";
+    PrecachedRefreshInterval => "precached-refresh-interval", Interval, DNS, Some("5m"), once, Pending, "Refresh interval of precached domains.";
+    PrecachedMaxDomains => "precached-max-domains", Uint, DNS, Some("500"), once, Pending, "Most precached domains.";
+    ProxyServer => "server", Word, PROXY, None, once, Pending, "Proxy host:port.";
+    ProxyClient => "client", Words { min: 2, max: 2 }, PROXY, None, many, Pending, "IP[:port] HOSTNAME seen by receivers.";
+    ApiKey => "api-key", Word, TX_API | SIGNALS, None, many, Pending, "API key.";
+    LogRequests => "log-requests", Bool, TX_API, Some("no"), once, Pending, "Log API requests.";
+    UploadUrl => "upload-url", Word, SIGNALS, None, once, Pending, "Signals upload URL.";
+    EngagementTracking => "engagement-tracking", Bool, SIGNALS, Some("no"), once, Pending, "Signals engagement tracking.";
+    CustomMessageIdHeader => "custom-message-id-header", Word, SIGNALS, None, once, Pending, "Signals message id header.";
+    ProcessXSpSubaccountId => "process-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, Pending, "Honour X-SP-Subaccount-Id.";
+    RetainXSpSubaccountId => "retain-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, Pending, "Keep X-SP-Subaccount-Id.";
+    LogVerbose => "log-verbose", Bool, SIGNALS, Some("no"), once, Pending, "Verbose Signals logging.";
+    SenderOrFrom => "sender-or-from", Word, SIGNALS_FILTER, None, many, Pending, "Signals filter on sender or From.";
+}
+
+/// Looks a directive up by name for a block. A name may be declared more than once with
+/// disjoint scopes (`mail-from` in `<pattern-list>` and in `<rewrite-list>`).
+pub fn lookup(name: &str, block: u32) -> Lookup {
+    let mut found = None;
+    for d in DIRECTIVES.iter().filter(|d| d.name == name) {
+        if d.allowed_in(block) {
+            return Lookup::Found(d);
+        }
+        found.get_or_insert(d);
+    }
+    match found {
+        Some(d) => Lookup::WrongScope(d),
+        None => Lookup::Unknown,
+    }
+}
+
+pub enum Lookup {
+    Found(&'static DirectiveDef),
+    WrongScope(&'static DirectiveDef),
+    Unknown,
+}
+
+impl Dir {
+    pub fn def(self) -> &'static DirectiveDef {
+        &DIRECTIVES[self as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_indexed_by_id_and_names_are_unique() {
+        for (i, d) in DIRECTIVES.iter().enumerate() {
+            assert_eq!(d.id as usize, i, "{}", d.name);
+            let clashes = DIRECTIVES.iter().filter(|o| o.name == d.name && o.scope.0 & d.scope.0 != 0).count();
+            assert_eq!(clashes, 1, "{} is declared twice for one scope", d.name);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The scalar value syntaxes of the PowerMTA grammar (REFERENCE.md §1.1): time intervals,
+//! rates, data-volume rates, sizes, CIDRs and listener addresses.
+//!
+//! Each type parses from the operator's spelling and prints back in the canonical documented
+//! spelling (`5000/h`, `4d12h`, `250M`), which is what `show settings` writes. Errors are plain
+//! strings saying what was expected; the caller adds the location and directive name.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A time interval in whole seconds. `never` is represented by the callers as `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interval(pub u64);
+
+impl Interval {
+    pub fn parse(text: &str) -> Result<Interval, String> {
+        let expected = || format!("expected a time interval like 30m, 4d12h or 300s, found {text:?}");
+        if text.is_empty() {
+            return Err(expected());
+        }
+        // A bare number is seconds: `show settings` prints `retry-recipients-after 600`.
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().map(Interval).map_err(|_| expected());
+        }
+        let mut total: u64 = 0;
+        let mut number: Option<u64> = None;
+        for c in text.chars() {
+            if let Some(digit) = c.to_digit(10) {
+                let n = number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(digit)));
+                number = Some(n.ok_or_else(|| format!("time interval {text:?} is too large"))?);
+                continue;
+            }
+            let unit = match c.to_ascii_lowercase() {
+                'w' => 7 * 86_400,
+                'd' => 86_400,
+                'h' => 3_600,
+                'm' => 60,
+                's' => 1,
+                _ => return Err(expected()),
+            };
+            let n = number.take().ok_or_else(expected)?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| format!("time interval {text:?} is too large"))?;
+        }
+        if number.is_some() {
+            return Err(expected());
+        }
+        Ok(Interval(total))
+    }
+
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        if rest == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `N/[M]unit` into N and the period in seconds.
+fn parse_per(text: &str, what: &str) -> Result<(String, u64), String> {
+    let Some((amount, per)) = text.split_once('/') else {
+        return Err(format!("expected {what}, found {text:?}"));
+    };
+    let digits = per.bytes().take_while(u8::is_ascii_digit).count();
+    let multiplier: u64 = if digits == 0 { 1 } else { per[..digits].parse().map_err(|_| format!("expected {what}, found {text:?}"))? };
+    let unit = match per[digits..].to_ascii_lowercase().as_str() {
+        "d" | "day" | "days" => 86_400,
+        "h" | "hr" | "hour" | "hours" => 3_600,
+        "m" | "min" | "minute" | "minutes" => 60,
+        "s" | "sec" | "second" | "seconds" => 1,
+        _ => return Err(format!("expected {what}, found {text:?}")),
+    };
+    if multiplier == 0 {
+        return Err(format!("expected {what}, found {text:?} (the period cannot be 0)"));
+    }
+    let period = multiplier.checked_mul(unit).ok_or_else(|| format!("period in {text:?} is too large"))?;
+    Ok((amount.to_string(), period))
+}
+
+fn fmt_period(f: &mut fmt::Formatter<'_>, period: u64) -> fmt::Result {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if period % size == 0 {
+            let n = period / size;
+            return if n == 1 { f.write_str(unit) } else { write!(f, "{n}{unit}") };
+        }
+    }
+    if period == 1 { f.write_str("s") } else { write!(f, "{period}s") }
+}
+
+/// A message or connection rate: `count` events per `period` seconds. `None` is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rate {
+    pub count: u64,
+    pub period: u64,
+}
+
+impl Rate {
+    const EXPECTED: &'static str = "N/unit (like 5000/h, 83/10m or unlimited)";
+
+    /// Parses a rate; `unlimited` and `0` give `None`.
+    pub fn parse(text: &str) -> Result<Option<Rate>, String> {
+        if text.eq_ignore_ascii_case("unlimited") || text == "0" {
+            return Ok(None);
+        }
+        let (amount, period) = parse_per(text, Self::EXPECTED)?;
+        let count: u64 = amount.parse().map_err(|_| format!("expected {}, found {text:?}", Self::EXPECTED))?;
+        if count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Rate { count, period }))
+    }
+
+    /// Events per second, for schedulers.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.period as f64
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/", self.count)?;
+        fmt_period(f, self.period)
+    }
+}
+
+/// A byte count: `40K`, `250M`, `1G`. Units are powers of 1024.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parses a size; `unlimited` and `0` give `None`.
+    pub fn parse(text: &str) -> Result<Option<Size>, String> {
+        if text.eq_ignore_ascii_case("unlimited") || text == "0" {
+            return Ok(None);
+        }
+        Self::parse_bytes(text).map(Some)
+    }
+
+    pub fn parse_bytes(text: &str) -> Result<Size, String> {
+        let expected = || format!("expected a size like 40K, 250M or 1G, found {text:?}");
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(expected());
+        }
+        let n: u64 = text[..digits].parse().map_err(|_| expected())?;
+        let unit: u64 = match text[digits..].to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1 << 10,
+            "m" | "mb" => 1 << 20,
+            "g" | "gb" => 1 << 30,
+            "t" | "tb" => 1 << 40,
+            _ => return Err(expected()),
+        };
+        n.checked_mul(unit).map(Size).ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, size) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}b", self.0)
+    }
+}
+
+/// Bytes per period: `1024K/15s`, `2g/10h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DataRate {
+    pub bytes: Size,
+    pub period: u64,
+}
+
+impl DataRate {
+    const EXPECTED: &'static str = "SIZE/unit (like 1024K/15s, 2G/10h or unlimited)";
+
+    pub fn parse(text: &str) -> Result<Option<DataRate>, String> {
+        if text.eq_ignore_ascii_case("unlimited") || text == "0" {
+            return Ok(None);
+        }
+        let (amount, period) = parse_per(text, Self::EXPECTED)?;
+        let bytes = Size::parse_bytes(&amount).map_err(|_| format!("expected {}, found {text:?}", Self::EXPECTED))?;
+        if bytes.0 == 0 {
+            return Ok(None);
+        }
+        Ok(Some(DataRate { bytes, period }))
+    }
+}
+
+impl fmt::Display for DataRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/", self.bytes)?;
+        fmt_period(f, self.period)
+    }
+}
+
+/// An address block: `10/8`, `173.194/16`, `0/0`, `1.2.3.4`, `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let expected = || format!("expected an IP address or CIDR like 10.0.0.0/8, 10/8 or 0/0, found {text:?}");
+        let inner = text.strip_prefix("[IPv6:").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+        let (addr_text, prefix_text) = match inner.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (inner, None),
+        };
+        let addr: IpAddr = if addr_text.contains(':') {
+            IpAddr::V6(addr_text.parse::<Ipv6Addr>().map_err(|_| expected())?)
+        } else {
+            // PowerMTA accepts abbreviated octets in CIDRs: `173.194/16` is 173.194.0.0/16.
+            let parts: Vec<&str> = addr_text.split('.').collect();
+            if parts.len() > 4 || (prefix_text.is_none() && parts.len() != 4) {
+                return Err(expected());
+            }
+            let mut octets = [0u8; 4];
+            for (i, p) in parts.iter().enumerate() {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(expected());
+                }
+                octets[i] = p.parse().map_err(|_| expected())?;
+            }
+            IpAddr::V4(Ipv4Addr::from(octets))
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => {
+                let p: u8 = p.parse().map_err(|_| expected())?;
+                if p > max {
+                    return Err(format!("prefix length /{p} is longer than {max} bits in {text:?}"));
+                }
+                p
+            }
+        };
+        Ok(Cidr { addr: mask(addr, prefix), prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            (_, ip) => ip,
+        };
+        self.addr.is_ipv4() == ip.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+
+    pub fn is_single_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            IpAddr::V4(Ipv4Addr::from(bits & m))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_single_host() { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+    }
+}
+
+/// A listener address `IP-or-CIDR:PORT`; `[v6]:PORT` for IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    pub cidr: Cidr,
+    pub port: u16,
+}
+
+impl ListenAddr {
+    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        let expected = || format!("expected ADDRESS:PORT like 0/0:25, 127.0.0.1:2525 or [::1]:25, found {text:?}");
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (h, p) = rest.split_once("]:").ok_or_else(expected)?;
+            (h, p)
+        } else {
+            text.rsplit_once(':').ok_or_else(expected)?
+        };
+        if host.contains(':') && !text.starts_with('[') {
+            return Err(expected());
+        }
+        let port: u16 = port.parse().map_err(|_| expected())?;
+        let cidr = Cidr::parse(host).map_err(|_| expected())?;
+        Ok(ListenAddr { cidr, port })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.cidr.addr, self.cidr.is_single_host()) {
+            (IpAddr::V6(_), true) => write!(f, "[{}]:{}", self.cidr.addr, self.port),
+            (IpAddr::V6(_), false) => write!(f, "[{}]:{}", self.cidr, self.port),
+            _ => write!(f, "{}:{}", self.cidr, self.port),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_round_trip() {
+        for (text, secs, shown) in [
+            ("4d12h", 388_800, "4d12h"),
+            ("1w2d12h", 820_800, "9d12h"),
+            ("300s", 300, "5m"),
+            ("600", 600, "10m"),
+            ("90s", 90, "1m30s"),
+            ("0", 0, "0s"),
+        ] {
+            let i = Interval::parse(text).unwrap();
+            assert_eq!(i.0, secs, "{text}");
+            assert_eq!(i.to_string(), shown);
+        }
+        for bad in ["", "4x", "h", "12h3", "99999999999999999999d"] {
+            assert!(Interval::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(Rate::parse("5000/h").unwrap().unwrap().to_string(), "5000/h");
+        assert_eq!(Rate::parse("83/10m").unwrap().unwrap().period, 600);
+        assert_eq!(Rate::parse("6/sec").unwrap().unwrap().to_string(), "6/s");
+        assert_eq!(Rate::parse("1/day").unwrap().unwrap().to_string(), "1/d");
+        assert_eq!(Rate::parse("unlimited").unwrap(), None);
+        assert_eq!(Rate::parse("0").unwrap(), None);
+        assert!(Rate::parse("100/fortnight").is_err());
+        assert!(Rate::parse("5000").is_err());
+        assert!(Rate::parse("x/h").is_err());
+        assert!(Rate::parse("1/0h").is_err());
+    }
+
+    #[test]
+    fn sizes_and_data_rates() {
+        assert_eq!(Size::parse("40K").unwrap().unwrap().0, 40 * 1024);
+        assert_eq!(Size::parse("250m").unwrap().unwrap().to_string(), "250M");
+        assert_eq!(Size::parse("unlimited").unwrap(), None);
+        assert!(Size::parse("12q").is_err());
+        let d = DataRate::parse("1024K/15s").unwrap().unwrap();
+        assert_eq!(d.to_string(), "1M/15s");
+        assert_eq!(DataRate::parse("1T/7d").unwrap().unwrap().period, 7 * 86_400);
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::parse("173.194/16").unwrap();
+        assert_eq!(c.to_string(), "173.194.0.0/16");
+        assert!(c.contains("173.194.3.4".parse().unwrap()));
+        assert!(!c.contains("173.195.3.4".parse().unwrap()));
+        assert!(Cidr::parse("0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert_eq!(Cidr::parse("127.0.0.1").unwrap().prefix, 32);
+        assert_eq!(Cidr::parse("[IPv6:2001:db8::1]").unwrap().prefix, 128);
+        for bad in ["10.1", "300.1.1.1/8", "10/33", "a.b.c.d", "1.2.3.4.5"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(ListenAddr::parse("0/0:25").unwrap().to_string(), "0.0.0.0/0:25");
+        assert_eq!(ListenAddr::parse("127.0.0.1:2525").unwrap().port, 2525);
+        assert_eq!(ListenAddr::parse("[::1]:25").unwrap().to_string(), "[::1]:25");
+        assert!(ListenAddr::parse("127.0.0.1").is_err());
+        assert!(ListenAddr::parse("::1:25").is_err());
+    }
+}
