@@ -62,7 +62,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::CheckConfig { file, strict, quiet } => check::check(&file, strict, quiet),
-        Command::Show { what: ShowCommand::Settings { queue, config, json } } => show::settings(&queue, config.as_deref(), json),
+        Command::Show { what: ShowCommand::Settings { queue, config, json } } => {
+            show::settings(&queue, config.as_deref(), json)
+        }
     }
 }
 

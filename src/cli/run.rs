@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, Dir, FileCheck, Loaded};
 use crate::config::value::Value;
+use crate::config::{Config, Dir, FileCheck, Loaded};
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
     let Some(config) = load_for_run(config_path) else { return ExitCode::from(1) };
@@ -71,7 +71,8 @@ fn owned_dirs(config: &Config) -> Vec<PathBuf> {
 }
 
 fn spool_dirs(config: &Config) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = config.blocks_of("spool").filter_map(|b| b.arg.as_deref()).map(|a| config.path(Path::new(a))).collect();
+    let mut dirs: Vec<PathBuf> =
+        config.blocks_of("spool").filter_map(|b| b.arg.as_deref()).map(|a| config.path(Path::new(a))).collect();
     for e in config.global.all(Dir::SpoolDir) {
         if let Value::Path(p) = &e.value {
             dirs.push(config.path(p));
@@ -96,7 +97,11 @@ fn describe_endpoints(config: &Config) -> Vec<String> {
     }
     for b in config.blocks_of("smtp-listener") {
         let tls = matches!(b.settings.get(Dir::ImmediateTls).map(|e| &e.value), Some(Value::Bool(true)));
-        lines.push(format!("smtp listener {}{}", b.arg.as_deref().unwrap_or(""), if tls { " (implicit TLS)" } else { "" }));
+        lines.push(format!(
+            "smtp listener {}{}",
+            b.arg.as_deref().unwrap_or(""),
+            if tls { " (implicit TLS)" } else { "" }
+        ));
         listeners += 1;
     }
     if listeners == 0 {
@@ -115,13 +120,14 @@ fn describe_endpoints(config: &Config) -> Vec<String> {
 }
 
 async fn serve(mut config: Config, config_path: Option<&Path>) -> ExitCode {
-    let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            eprintln!("ember: cannot install signal handlers");
-            return ExitCode::from(1);
-        }
-    };
+    let (mut term, mut int, mut hup) =
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+            (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+            _ => {
+                eprintln!("ember: cannot install signal handlers");
+                return ExitCode::from(1);
+            }
+        };
     println!("ember {}: configuration {} loaded", env!("CARGO_PKG_VERSION"), describe(config_path));
     for line in describe_endpoints(&config) {
         println!("{line}");

@@ -19,13 +19,26 @@ pub struct Token {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
-    Open { tag: String, tag_location: Location, arg: Option<Token> },
-    Close { tag: String, location: Location },
+    Open {
+        tag: String,
+        tag_location: Location,
+        arg: Option<Token>,
+    },
+    Close {
+        tag: String,
+        location: Location,
+    },
     /// `rest` is the raw text after the name (comment removed, not split), for values such as
     /// regexes whose spaces matter.
     /// `full` is the whole line from the name on, for entries that are all pattern
     /// (`/message +content/ content-related` in `<bounce-category-patterns>`).
-    Directive { name: String, name_location: Location, args: Vec<Token>, rest: Token, full: String },
+    Directive {
+        name: String,
+        name_location: Location,
+        args: Vec<Token>,
+        rest: Token,
+        full: String,
+    },
 }
 
 /// Lexes a whole file. Lines with errors are reported and skipped, so one typo does not hide

@@ -31,19 +31,30 @@ impl Macros {
                 continue;
             }
             let Some((name, values)) = d.args.split_first().filter(|(_, v)| !v.is_empty()) else {
-                diags.error(&d.location, "domain-macro: expected NAME LIST like domain-macro msft hotmail.com,outlook.com");
+                diags.error(
+                    &d.location,
+                    "domain-macro: expected NAME LIST like domain-macro msft hotmail.com,outlook.com",
+                );
                 continue;
             };
             if !valid_name(&name.text) {
-                diags.error(&name.location, format!("domain-macro: invalid macro name {:?}: use letters, digits and '_'", name.text));
+                diags.error(
+                    &name.location,
+                    format!("domain-macro: invalid macro name {:?}: use letters, digits and '_'", name.text),
+                );
                 continue;
             }
             if let Some((_, first)) = macros.defs.get(&name.text) {
-                diags.error(&name.location, format!("domain-macro {} is already defined at {}", name.text, first.file_line()));
+                diags.error(
+                    &name.location,
+                    format!("domain-macro {} is already defined at {}", name.text, first.file_line()),
+                );
                 continue;
             }
             let list = split_list(&values.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" "));
-            macros.defs.insert(name.text.clone(), (list.iter().map(|v| v.to_lowercase()).collect(), d.location.clone()));
+            macros
+                .defs
+                .insert(name.text.clone(), (list.iter().map(|v| v.to_lowercase()).collect(), d.location.clone()));
         }
         for name in macros.defs.keys() {
             if let Err(e) = macros.expand_name(name, &mut Vec::new()) {

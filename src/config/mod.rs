@@ -94,7 +94,12 @@ impl Config {
             "{}, {}, {}, {}, {}, {}",
             plural(self.vmtas.len(), "virtual-mta"),
             plural(self.pools.len(), "pool"),
-            plural(self.domains.len() + self.vmtas.iter().map(|v| v.domains.len()).sum::<usize>() + self.pools.iter().map(|p| p.domains.len()).sum::<usize>(), "domain block"),
+            plural(
+                self.domains.len()
+                    + self.vmtas.iter().map(|v| v.domains.len()).sum::<usize>()
+                    + self.pools.iter().map(|p| p.domains.len()).sum::<usize>(),
+                "domain block"
+            ),
             plural(self.sources.len(), "source"),
             plural(listeners, "listener"),
             plural(self.first_use.len(), "distinct directive"),

@@ -137,7 +137,8 @@ impl Config {
 /// Builds the model from the block tree.
 pub fn build(nodes: &[Node], base_dir: &Path, diags: &mut Diagnostics) -> Config {
     let macros = Macros::collect(nodes, diags);
-    let mut builder = ModelBuilder { diags, macros, config: Config { base_dir: base_dir.to_path_buf(), ..Config::default() } };
+    let mut builder =
+        ModelBuilder { diags, macros, config: Config { base_dir: base_dir.to_path_buf(), ..Config::default() } };
     let mut global = Settings::default();
     for node in nodes {
         match node {
@@ -241,16 +242,21 @@ impl ModelBuilder<'_> {
                     let is_dir = b.tag == "spool";
                     let path = PathBuf::from(&a.text);
                     // An accounting file's directory must exist; the file itself is created.
-                    let checked = if is_dir { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+                    let checked =
+                        if is_dir { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
                     if !checked.as_os_str().is_empty() {
-                        self.config.file_refs.push(FileRef { path: checked, directive: format!("<{}>", b.tag), location: a.location.clone(), is_dir: true });
+                        self.config.file_refs.push(FileRef {
+                            path: checked,
+                            directive: format!("<{}>", b.tag),
+                            location: a.location.clone(),
+                            is_dir: true,
+                        });
                     }
                 }
                 Some(Some(a.text.clone()))
             }
-            "smtp-user" | "source-group" | "smtp-pattern-list" | "rewrite-list" | "domain-key-list" | "proxy" | "suppression-list" => {
-                self.name_arg(b).map(Some)
-            }
+            "smtp-user" | "source-group" | "smtp-pattern-list" | "rewrite-list" | "domain-key-list" | "proxy"
+            | "suppression-list" => self.name_arg(b).map(Some),
             "pattern-list" => {
                 // Top-level lists are named; nested inline lists are not.
                 Some(arg.map(|a| a.text.clone()))
@@ -277,7 +283,10 @@ impl ModelBuilder<'_> {
         let a = self.required_arg(b)?;
         let valid = a.text.chars().all(|c| c.is_alphanumeric() || "-_.{}".contains(c));
         if !valid {
-            self.diags.error(&a.location, format!("<{}>: invalid name {:?}: use letters, digits, '-', '_' and '.'", b.tag, a.text));
+            self.diags.error(
+                &a.location,
+                format!("<{}>: invalid name {:?}: use letters, digits, '-', '_' and '.'", b.tag, a.text),
+            );
             return None;
         }
         Some(a.text.clone())
@@ -297,11 +306,19 @@ impl ModelBuilder<'_> {
         let looks_numeric = text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/' || c == ':');
         let reserved = ["{auth}", "{pickup}", "{transmissions-api}"];
         if text.starts_with('{') && !reserved.contains(&text) {
-            self.diags.error(&arg.location, format!("<source>: unknown reserved source {text:?}: expected {{auth}}, {{pickup}} or {{transmissions-api}}"));
+            self.diags.error(
+                &arg.location,
+                format!(
+                    "<source>: unknown reserved source {text:?}: expected {{auth}}, {{pickup}} or {{transmissions-api}}"
+                ),
+            );
             return None;
         }
         if looks_numeric || !text.chars().all(|c| c.is_alphanumeric() || "-_.{}".contains(c)) {
-            self.diags.error(&arg.location, format!("<source>: expected an IP address, CIDR (like 10/8 or 0/0) or source name, found {text:?}"));
+            self.diags.error(
+                &arg.location,
+                format!("<source>: expected an IP address, CIDR (like 10/8 or 0/0) or source name, found {text:?}"),
+            );
             return None;
         }
         Some(SourceMatcher::Name(text.to_string()))
@@ -321,7 +338,12 @@ impl ModelBuilder<'_> {
         let mut blocks = Vec::new();
         for (text, from_macro) in expanded {
             match DomainPattern::parse(&text) {
-                Ok(pattern) => blocks.push(DomainBlock { pattern, from_macro, settings: Arc::clone(&settings), location: b.location.clone() }),
+                Ok(pattern) => blocks.push(DomainBlock {
+                    pattern,
+                    from_macro,
+                    settings: Arc::clone(&settings),
+                    location: b.location.clone(),
+                }),
                 Err(e) => self.diags.error(&arg.location, format!("<domain>: {e}")),
             }
         }
@@ -344,12 +366,19 @@ impl ModelBuilder<'_> {
             let (re, category) = match d.full.rsplit_once(char::is_whitespace) {
                 Some((re, cat)) if d.full.starts_with('/') => (re.trim(), cat.trim()),
                 _ => {
-                    self.diags.error(&d.location, format!("expected /regex/ CATEGORY like /quota/ quota-issues, found {:?}", d.full));
+                    self.diags.error(
+                        &d.location,
+                        format!("expected /regex/ CATEGORY like /quota/ quota-issues, found {:?}", d.full),
+                    );
                     continue;
                 }
             };
             match ConfigRegex::parse(re, true) {
-                Ok(pattern) => self.config.bounce_categories.push(CategoryPattern { pattern, category: category.to_string(), location: d.location.clone() }),
+                Ok(pattern) => self.config.bounce_categories.push(CategoryPattern {
+                    pattern,
+                    category: category.to_string(),
+                    location: d.location.clone(),
+                }),
                 Err(e) => self.diags.error(&d.location, e),
             }
         }
@@ -377,8 +406,13 @@ impl ModelBuilder<'_> {
                 self.typed(d, def.id, &d.args, &d.rest, None, settings, bit);
             }
             Lookup::WrongScope(def) => {
-                let here = if bit == scope::GLOBAL { "at top level".to_string() } else { format!("in {}", scope_names(bit).join("")) };
-                let mut message = format!("{} is not allowed {here}: it belongs in {}", d.name, scope_names(def.scope.0).join(", "));
+                let here = if bit == scope::GLOBAL {
+                    "at top level".to_string()
+                } else {
+                    format!("in {}", scope_names(bit).join(""))
+                };
+                let mut message =
+                    format!("{} is not allowed {here}: it belongs in {}", d.name, scope_names(def.scope.0).join(", "));
                 if def.per_queue() && bit == scope::GLOBAL {
                     message.push_str(" (put it in <domain *> to apply it to every queue)");
                 }
@@ -412,13 +446,17 @@ impl ModelBuilder<'_> {
                     return;
                 };
                 let Some((user, pass)) = cred.text.split_once(':').filter(|(u, _)| !u.is_empty()) else {
-                    self.diags.error(&cred.location, format!("{}: expected USER:PASSWORD, found {:?}", d.name, cred.text));
+                    self.diags
+                        .error(&cred.location, format!("{}: expected USER:PASSWORD, found {:?}", d.name, cred.text));
                     return;
                 };
                 // At top level these become defaults for every queue.
                 let target = if bit == scope::GLOBAL { &mut self.config.queue_defaults } else { settings };
                 for (dir, value) in [(Dir::AuthUsername, user), (Dir::AuthPassword, pass)] {
-                    let origin = Origin::Config { location: d.location.clone(), written_as: Some(format!("{} {}", d.name, cred.text)) };
+                    let origin = Origin::Config {
+                        location: d.location.clone(),
+                        written_as: Some(format!("{} {}", d.name, cred.text)),
+                    };
                     target.set(dir, Entry { value: Value::Text(value.to_string()), origin });
                     self.config.first_use.entry(dir).or_insert_with(|| d.location.clone());
                 }
@@ -427,7 +465,16 @@ impl ModelBuilder<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn typed(&mut self, d: &Directive, dir: Dir, args: &[Token], rest: &Token, written_as: Option<String>, settings: &mut Settings, _bit: u32) {
+    fn typed(
+        &mut self,
+        d: &Directive,
+        dir: Dir,
+        args: &[Token],
+        rest: &Token,
+        written_as: Option<String>,
+        settings: &mut Settings,
+        _bit: u32,
+    ) {
         let def = dir.def();
         let value = match parse_value(def.ty, d.location.col, args, rest) {
             Ok(v) => v,
@@ -441,7 +488,14 @@ impl ModelBuilder<'_> {
         self.config.first_use.entry(dir).or_insert_with(|| d.location.clone());
         let origin = Origin::Config { location: d.location.clone(), written_as };
         if let Some(previous) = settings.set(dir, Entry { value, origin }) {
-            self.diags.warning(&d.location, format!("{} is set again in this block; this value replaces the one at {}", d.name, previous.file_line()));
+            self.diags.warning(
+                &d.location,
+                format!(
+                    "{} is set again in this block; this value replaces the one at {}",
+                    d.name,
+                    previous.file_line()
+                ),
+            );
         }
     }
 
@@ -452,7 +506,12 @@ impl ModelBuilder<'_> {
             Value::DomainKey { file, .. } => (file.clone(), false),
             Value::Words(w) if name == "pickup" => {
                 for dir in w {
-                    self.config.file_refs.push(FileRef { path: dir.into(), directive: name.into(), location: d.location.clone(), is_dir: true });
+                    self.config.file_refs.push(FileRef {
+                        path: dir.into(),
+                        directive: name.into(),
+                        location: d.location.clone(),
+                        is_dir: true,
+                    });
                 }
                 return;
             }
@@ -463,7 +522,12 @@ impl ModelBuilder<'_> {
         }
         if name == "log-file" {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                self.config.file_refs.push(FileRef { path: parent.to_path_buf(), directive: name.into(), location: d.location.clone(), is_dir: true });
+                self.config.file_refs.push(FileRef {
+                    path: parent.to_path_buf(),
+                    directive: name.into(),
+                    location: d.location.clone(),
+                    is_dir: true,
+                });
             }
             return;
         }

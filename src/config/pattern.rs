@@ -88,7 +88,9 @@ fn label_count(domain: &str) -> u32 {
 }
 
 fn is_subdomain(domain: &str, parent: &str) -> bool {
-    domain.len() > parent.len() + 1 && domain.ends_with(parent) && domain.as_bytes()[domain.len() - parent.len() - 1] == b'.'
+    domain.len() > parent.len() + 1
+        && domain.ends_with(parent)
+        && domain.as_bytes()[domain.len() - parent.len() - 1] == b'.'
 }
 
 fn literal_ip(domain: &str) -> Option<IpAddr> {
@@ -112,7 +114,9 @@ fn check_domain(domain: &str, original: &str) -> Result<String, String> {
     if valid {
         Ok(domain.to_string())
     } else {
-        Err(format!("expected a domain pattern like example.com, *.example.com, [*.]example.com, [10/8] or *, found {original:?}"))
+        Err(format!(
+            "expected a domain pattern like example.com, *.example.com, [*.]example.com, [10/8] or *, found {original:?}"
+        ))
     }
 }
 
@@ -141,7 +145,7 @@ mod tests {
 
     #[test]
     fn specificity_order() {
-        let mut v = vec![p("x.com"), p("*.x.com"), p("*"), p("[*.]x.com"), p("[*.]com")];
+        let mut v = [p("x.com"), p("*.x.com"), p("*"), p("[*.]x.com"), p("[*.]com")];
         v.sort_by(|a, b| a.cmp_specificity(b));
         let shown: Vec<String> = v.iter().map(|x| x.to_string()).collect();
         assert_eq!(shown, ["*", "[*.]com", "[*.]x.com", "*.x.com", "x.com"]);

@@ -49,7 +49,9 @@ impl std::fmt::Display for QueueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             QueueError::UnknownVmta(v) => write!(f, "virtual-mta {v:?} is not defined"),
-            QueueError::PoolNotVmta(p) => write!(f, "{p:?} is a virtual-mta-pool; queues belong to a virtual MTA (pick one of its members)"),
+            QueueError::PoolNotVmta(p) => {
+                write!(f, "{p:?} is a virtual-mta-pool; queues belong to a virtual MTA (pick one of its members)")
+            }
             QueueError::BadDomain(d) => write!(f, "invalid domain {d:?}"),
         }
     }
@@ -71,7 +73,11 @@ impl Config {
         }
         let vmta = vmta.unwrap_or(DEFAULT_VMTA);
         if vmta != DEFAULT_VMTA && self.vmta(vmta).is_none() {
-            return Err(if self.pool(vmta).is_some() { QueueError::PoolNotVmta(vmta.into()) } else { QueueError::UnknownVmta(vmta.into()) });
+            return Err(if self.pool(vmta).is_some() {
+                QueueError::PoolNotVmta(vmta.into())
+            } else {
+                QueueError::UnknownVmta(vmta.into())
+            });
         }
         let first = self.layered(&domain, vmta);
         let (queue, queue_to) = match first.settings.get(Dir::QueueTo) {
@@ -82,7 +88,14 @@ impl Config {
             None => (domain.clone(), None),
         };
         let resolved = if queue == domain { first } else { self.layered(&queue, vmta) };
-        Ok(QueueSettings { queue, vmta: vmta.to_string(), domain, queue_to, layers: resolved.layers, settings: resolved.settings })
+        Ok(QueueSettings {
+            queue,
+            vmta: vmta.to_string(),
+            domain,
+            queue_to,
+            layers: resolved.layers,
+            settings: resolved.settings,
+        })
     }
 
     fn layered(&self, domain: &str, vmta: &str) -> Layered {

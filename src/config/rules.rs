@@ -60,7 +60,9 @@ impl ReplyRule {
         let pattern = ConfigRegex::parse(re, true)?;
         let words = split_list(&rest.replace(char::is_whitespace, ","));
         if words.is_empty() {
-            return Err(format!("missing action after {re}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue or disable-source-ip"));
+            return Err(format!(
+                "missing action after {re}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue or disable-source-ip"
+            ));
         }
         let mut actions = Vec::new();
         for w in words {
@@ -78,7 +80,11 @@ impl ReplyRule {
                 None if lower == "bounce-rcpt" => ReplyAction::BounceRcpt,
                 None if lower == "defer-queue" => ReplyAction::DeferQueue,
                 None if lower == "disable-source-ip" => ReplyAction::DisableSourceIp,
-                _ => return Err(format!("unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T")),
+                _ => {
+                    return Err(format!(
+                        "unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T"
+                    ));
+                }
             };
             actions.push(action);
         }
@@ -153,7 +159,9 @@ impl PatternEntry {
         let (header, pattern, rest) = if text.starts_with('/') {
             let (re, rest) = split_regex(text)?;
             (None, Some(ConfigRegex::parse(re, false)?), rest)
-        } else if let Some((name, after)) = text.split_once(char::is_whitespace).filter(|(_, a)| a.trim_start().starts_with('/')) {
+        } else if let Some((name, after)) =
+            text.split_once(char::is_whitespace).filter(|(_, a)| a.trim_start().starts_with('/'))
+        {
             let (re, rest) = split_regex(after)?;
             (Some(name.to_string()), Some(ConfigRegex::parse(re, false)?), rest)
         } else {
@@ -172,7 +180,9 @@ impl PatternEntry {
             } else if let Some(v) = item.strip_prefix("call-to:") {
                 PatternResult::CallTo(v.to_string())
             } else {
-                return Err(format!("unknown pattern result {item:?}: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST"));
+                return Err(format!(
+                    "unknown pattern result {item:?}: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST"
+                ));
             };
             results.push(result);
         }
@@ -242,7 +252,10 @@ impl BackoffRule {
             .filter(|c| (400..600).contains(c))
             .ok_or_else(|| format!("expected a 4xx or 5xx reply code, found {code:?}"))?;
         if matches.is_empty() || matches.len() > 2 {
-            return Err(format!("expected one or two match fields (text, enhanced code or *) after {code}, found {}", matches.len()));
+            return Err(format!(
+                "expected one or two match fields (text, enhanced code or *) after {code}, found {}",
+                matches.len()
+            ));
         }
         let (mut enhanced, mut text_match) = (None, None);
         for m in matches {
@@ -258,7 +271,8 @@ impl BackoffRule {
             }
         }
         let duration = Interval::parse(duration)?;
-        let max_smtp_out: u64 = conns.parse().map_err(|_| format!("expected a number of connections, found {conns:?}"))?;
+        let max_smtp_out: u64 =
+            conns.parse().map_err(|_| format!("expected a number of connections, found {conns:?}"))?;
         let max_msg_rate = if rate.bytes().all(|b| b.is_ascii_digit()) && !rate.is_empty() && *rate != "0" {
             Rate::parse(&format!("{rate}/h"))?
         } else {

@@ -85,7 +85,11 @@ impl Builder<'_> {
                 let text = String::from_utf8_lossy(good);
                 let line = text.matches('\n').count() + 1;
                 let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                let location = Location::new(display, u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX));
+                let location = Location::new(
+                    display,
+                    u32::try_from(line).unwrap_or(u32::MAX),
+                    u32::try_from(col).unwrap_or(u32::MAX),
+                );
                 self.diags.error(&location, "invalid UTF-8: configuration files must be UTF-8 text");
                 None
             }
@@ -106,7 +110,10 @@ impl Builder<'_> {
                         Some((_, bit, parents)) => {
                             if parents & parent_bit == 0 {
                                 let allowed = super::table_def::scope_names(*parents).join(", ");
-                                self.diags.error(&tag_location, format!("<{tag}> is not allowed here: it belongs in {allowed}"));
+                                self.diags.error(
+                                    &tag_location,
+                                    format!("<{tag}> is not allowed here: it belongs in {allowed}"),
+                                );
                             }
                             *bit
                         }
@@ -123,7 +130,12 @@ impl Builder<'_> {
                     Some(o) => {
                         self.diags.error(
                             &location,
-                            format!("mismatched </{tag}>: expected </{}> to close <{}> opened at {}", o.block.tag, o.block.tag, o.block.location.file_line()),
+                            format!(
+                                "mismatched </{tag}>: expected </{}> to close <{}> opened at {}",
+                                o.block.tag,
+                                o.block.tag,
+                                o.block.location.file_line()
+                            ),
                         );
                         // Assume the closing tag was mistyped: close the open block anyway so
                         // one typo does not cascade into errors on every later line.
@@ -138,14 +150,19 @@ impl Builder<'_> {
                             push(&mut root, &mut open, node);
                         }
                     } else {
-                        push(&mut root, &mut open, Node::Directive(Directive { name, location: name_location, args, rest, full }));
+                        push(
+                            &mut root,
+                            &mut open,
+                            Node::Directive(Directive { name, location: name_location, args, rest, full }),
+                        );
                     }
                 }
             }
         }
         while let Some(o) = open.pop() {
             let arg = o.block.arg.as_ref().map(|a| format!(" {}", a.text)).unwrap_or_default();
-            self.diags.error(&o.block.location, format!("unterminated <{}{arg}>: missing </{}>", o.block.tag, o.block.tag));
+            self.diags
+                .error(&o.block.location, format!("unterminated <{}{arg}>: missing </{}>", o.block.tag, o.block.tag));
             push(&mut root, &mut open, Node::Block(o.block));
         }
         self.stack.pop();
@@ -160,12 +177,16 @@ impl Builder<'_> {
             return Vec::new();
         }
         let [target] = args else {
-            let message = if args.is_empty() { "include: missing file name" } else { "include: expected one file name or glob" };
+            let message =
+                if args.is_empty() { "include: missing file name" } else { "include: expected one file name or glob" };
             self.diags.error(location, message);
             return Vec::new();
         };
         if target.text.starts_with("http://") || target.text.starts_with("https://") {
-            self.diags.error(&target.location, "include: remote configuration over HTTP(S) is not supported; copy the file locally");
+            self.diags.error(
+                &target.location,
+                "include: remote configuration over HTTP(S) is not supported; copy the file locally",
+            );
             return Vec::new();
         }
         let base = including.parent().unwrap_or(Path::new("."));
@@ -190,7 +211,8 @@ impl Builder<'_> {
         for file in files {
             let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
             if self.stack.contains(&canonical) {
-                let chain: Vec<String> = self.stack.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
+                let chain: Vec<String> =
+                    self.stack.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
                 self.diags.error(&target.location, format!("include cycle: {}", chain.join(" -> ")));
                 continue;
             }

@@ -32,10 +32,17 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
 /// VMTAs and pools share one namespace.
 fn names(config: &Config, diags: &mut Diagnostics) {
     let mut seen: BTreeMap<&str, &Location> = BTreeMap::new();
-    let all = config.vmtas.iter().map(|v| (v.name.as_str(), &v.location)).chain(config.pools.iter().map(|p| (p.name.as_str(), &p.location)));
+    let all = config
+        .vmtas
+        .iter()
+        .map(|v| (v.name.as_str(), &v.location))
+        .chain(config.pools.iter().map(|p| (p.name.as_str(), &p.location)));
     for (name, location) in all {
         if let Some(first) = seen.get(name) {
-            diags.error(location, format!("virtual-mta or pool name {name:?} is already defined at {}", first.file_line()));
+            diags.error(
+                location,
+                format!("virtual-mta or pool name {name:?} is already defined at {}", first.file_line()),
+            );
         } else {
             seen.insert(name, location);
         }
@@ -43,7 +50,18 @@ fn names(config: &Config, diags: &mut Diagnostics) {
     let mut tags: BTreeMap<(String, String), &Location> = BTreeMap::new();
     for b in &config.blocks {
         let Some(arg) = &b.arg else { continue };
-        if !matches!(b.tag.as_str(), "smtp-pattern-list" | "pattern-list" | "smtp-user" | "source-group" | "rewrite-list" | "domain-key-list" | "proxy" | "acct-file" | "smtp-listener") {
+        if !matches!(
+            b.tag.as_str(),
+            "smtp-pattern-list"
+                | "pattern-list"
+                | "smtp-user"
+                | "source-group"
+                | "rewrite-list"
+                | "domain-key-list"
+                | "proxy"
+                | "acct-file"
+                | "smtp-listener"
+        ) {
             continue;
         }
         let key = (b.tag.clone(), arg.clone());
@@ -60,7 +78,11 @@ fn pools(config: &Config, diags: &mut Diagnostics) {
     for pool in &config.pools {
         for (member, location) in pool.members() {
             if config.vmta(member).is_none() {
-                let what = if config.pool(member).is_some() { "is a pool; pools contain virtual MTAs only" } else { "is not defined" };
+                let what = if config.pool(member).is_some() {
+                    "is a pool; pools contain virtual MTAs only"
+                } else {
+                    "is not defined"
+                };
                 diags.error(location, format!("<virtual-mta-pool {}>: virtual-mta {member:?} {what}", pool.name));
                 continue;
             }
@@ -107,8 +129,14 @@ fn references(config: &Config, diags: &mut Diagnostics) {
             if let Some(opt) = w.get(1) {
                 match opt.strip_prefix("source=") {
                     Some(name) if named_sources.contains(name) => {}
-                    Some(name) => diags.error(location, format!("smtp-listener: source {name:?} is not defined (no <source {name}> block)")),
-                    None => diags.error(location, format!("smtp-listener: expected source=NAME after the address, found {opt:?}")),
+                    Some(name) => diags.error(
+                        location,
+                        format!("smtp-listener: source {name:?} is not defined (no <source {name}> block)"),
+                    ),
+                    None => diags.error(
+                        location,
+                        format!("smtp-listener: expected source=NAME after the address, found {opt:?}"),
+                    ),
                 }
             }
         }
@@ -119,20 +147,39 @@ fn references(config: &Config, diags: &mut Diagnostics) {
     for s in &config.sources {
         check_name(&s.settings, Dir::PatternListRef, "pattern-list", |n| pattern_lists.contains(n), diags);
         check_name(&s.settings, Dir::SourceGroupRef, "source-group", |n| source_groups.contains(n), diags);
-        check_name(&s.settings, Dir::DefaultVirtualMta, "virtual-mta or pool", |n| n == "by-smtp-source-ip" || vmta_or_pool(n), diags);
+        check_name(
+            &s.settings,
+            Dir::DefaultVirtualMta,
+            "virtual-mta or pool",
+            |n| n == "by-smtp-source-ip" || vmta_or_pool(n),
+            diags,
+        );
         if let Some(e) = s.settings.get(Dir::SuppressionLists)
             && let Value::List(names) = &e.value
         {
             for n in names.iter().filter(|n| !suppression.contains(*n)) {
-                diags.error(e.origin.location().expect("from config"), format!("suppression-lists: no <address-list {n}> is defined"));
+                diags.error(
+                    e.origin.location().expect("from config"),
+                    format!("suppression-lists: no <address-list {n}> is defined"),
+                );
             }
         }
     }
     check_name(&config.global, Dir::InvalidVirtualMtaFallback, "virtual-mta", |n| config.vmta(n).is_some(), diags);
-    let all_domains = config.domains.iter().chain(config.vmtas.iter().flat_map(|v| &v.domains)).chain(config.pools.iter().flat_map(|p| &p.domains));
+    let all_domains = config
+        .domains
+        .iter()
+        .chain(config.vmtas.iter().flat_map(|v| &v.domains))
+        .chain(config.pools.iter().flat_map(|p| &p.domains));
     let mut seen = BTreeSet::new();
     for d in all_domains.filter(|d: &&DomainBlock| seen.insert(std::sync::Arc::as_ptr(&d.settings))) {
-        check_name(&d.settings, Dir::SmtpPatternListRef, "smtp-pattern-list", |n| smtp_pattern_lists.contains(n), diags);
+        check_name(
+            &d.settings,
+            Dir::SmtpPatternListRef,
+            "smtp-pattern-list",
+            |n| smtp_pattern_lists.contains(n),
+            diags,
+        );
         for dir in [Dir::RerouteToVirtualMta, Dir::BackoffRerouteToVirtualMta] {
             check_name(&d.settings, dir, "virtual-mta or pool", vmta_or_pool, diags);
         }
@@ -142,7 +189,10 @@ fn references(config: &Config, diags: &mut Diagnostics) {
             if let Value::Text(n) = &e.value
                 && config.vmta(n).is_none()
             {
-                diags.error(e.origin.location().expect("from config"), format!("cold-virtual-mta: virtual-mta {n:?} is not defined"));
+                diags.error(
+                    e.origin.location().expect("from config"),
+                    format!("cold-virtual-mta: virtual-mta {n:?} is not defined"),
+                );
             }
         }
     }
@@ -153,7 +203,10 @@ fn check_name(settings: &Settings, dir: Dir, what: &str, exists: impl Fn(&str) -
         && let Value::Text(name) = &e.value
         && !exists(name)
     {
-        diags.error(e.origin.location().expect("from config"), format!("{}: {what} {name:?} is not defined", dir.def().name));
+        diags.error(
+            e.origin.location().expect("from config"),
+            format!("{}: {what} {name:?} is not defined", dir.def().name),
+        );
     }
 }
 
@@ -162,7 +215,10 @@ fn api_keys(config: &Config, diags: &mut Diagnostics) {
         if let Value::Text(key) = &e.value {
             let ok = (32..=128).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
-                diags.error(e.origin.location().expect("from config"), "http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'");
+                diags.error(
+                    e.origin.location().expect("from config"),
+                    "http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'",
+                );
             }
         }
     }

@@ -81,7 +81,10 @@ pub enum ValueType {
     BackoffRule,
     /// Several space-separated words, at least `min` of them (structured entries whose behaviour
     /// is owned by a later part: `record-fields d *`, `alias a b`, `mx host name`).
-    Words { min: usize, max: usize },
+    Words {
+        min: usize,
+        max: usize,
+    },
 }
 
 impl ValueType {
@@ -124,7 +127,9 @@ impl ValueType {
             ValueType::FileWithPassword => "FILE [PASSWORD]".into(),
             ValueType::ReplyRule => "/regex/ action[,action…]".into(),
             ValueType::PatternEntry => "/regex/ virtual-mta=NAME|recipient-priority=N".into(),
-            ValueType::BackoffRule => "CODE MATCH *, DURATION, CONNECTIONS, RATE like 421 RP-001 *, 1h, 5, 1000/h".into(),
+            ValueType::BackoffRule => {
+                "CODE MATCH *, DURATION, CONNECTIONS, RATE like 421 RP-001 *, 1h, 5, 1000/h".into()
+            }
             ValueType::Words { min, .. } => format!("at least {min} value(s)"),
         }
     }
@@ -182,15 +187,32 @@ pub enum Value {
     Text(String),
     List(Vec<String>),
     Path(PathBuf),
-    SourceHost { cidr: Cidr, host: Option<String> },
-    HttpAccess { cidr: Cidr, level: String, deny_logs: bool },
-    DomainKey { selector: String, domain: String, file: PathBuf },
+    SourceHost {
+        cidr: Cidr,
+        host: Option<String>,
+    },
+    HttpAccess {
+        cidr: Cidr,
+        level: String,
+        deny_logs: bool,
+    },
+    DomainKey {
+        selector: String,
+        domain: String,
+        file: PathBuf,
+    },
     CidrRate(Cidr, Option<Rate>),
     CidrDataRate(Cidr, Option<DataRate>),
     CidrUint(Cidr, u64),
     SmtpHosts(Vec<Vec<String>>),
-    MxConnectionLimit { pattern: String, limit: u64 },
-    FileWithPassword { file: PathBuf, password: Option<String> },
+    MxConnectionLimit {
+        pattern: String,
+        limit: u64,
+    },
+    FileWithPassword {
+        file: PathBuf,
+        password: Option<String>,
+    },
     ReplyRule(ReplyRule),
     PatternEntry(PatternEntry),
     BackoffRule(BackoffRule),
@@ -221,7 +243,10 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
     let single = || -> Result<&Token, ValueError> {
         match args {
             [one] => Ok(one),
-            [_, extra, ..] => Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()))),
+            [_, extra, ..] => Err(ValueError::at(
+                extra,
+                format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()),
+            )),
             [] => unreachable!("checked above"),
         }
     };
@@ -240,12 +265,20 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         }
         ValueType::UintOrUnlimited => {
             let t = &single()?.text;
-            if t.eq_ignore_ascii_case("unlimited") { Value::Unlimited } else { Value::Uint(parse_uint(t).map_err(err)?) }
+            if t.eq_ignore_ascii_case("unlimited") {
+                Value::Unlimited
+            } else {
+                Value::Uint(parse_uint(t).map_err(err)?)
+            }
         }
         ValueType::Interval => Value::Interval(Interval::parse(&single()?.text).map_err(err)?),
         ValueType::IntervalOrNever => {
             let t = &single()?.text;
-            if t.eq_ignore_ascii_case("never") { Value::Never } else { Value::Interval(Interval::parse(t).map_err(err)?) }
+            if t.eq_ignore_ascii_case("never") {
+                Value::Never
+            } else {
+                Value::Interval(Interval::parse(t).map_err(err)?)
+            }
         }
         ValueType::IntervalList => {
             let items = split_list(&joined());
@@ -255,9 +288,9 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             Value::IntervalList(items.iter().map(|i| Interval::parse(i)).collect::<Result<_, _>>().map_err(err)?)
         }
         ValueType::Rate => Value::Rate(Rate::parse(&single()?.text).map_err(err)?),
-        ValueType::RateList => {
-            Value::RateList(split_list(&joined()).iter().map(|r| Rate::parse(r)).collect::<Result<_, _>>().map_err(err)?)
-        }
+        ValueType::RateList => Value::RateList(
+            split_list(&joined()).iter().map(|r| Rate::parse(r)).collect::<Result<_, _>>().map_err(err)?,
+        ),
         ValueType::DataRate => Value::DataRate(DataRate::parse(&single()?.text).map_err(err)?),
         ValueType::Size => Value::Size(Size::parse(&single()?.text).map_err(err)?),
         ValueType::Cidr => Value::Cidr(Cidr::parse(&single()?.text).map_err(err)?),
@@ -266,8 +299,12 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             let t = &single()?.text;
             match t.parse::<u16>() {
                 Ok(port) => Value::Uint(u64::from(port)),
-                Err(_) if t.bytes().all(|b| b.is_ascii_digit()) => return Err(err(format!("port {t} is out of range (0-65535)"))),
-                Err(_) => Value::Listen(ListenAddr::parse(t).map_err(|_| err(format!("expected {}, found {t:?}", ty.describe())))?),
+                Err(_) if t.bytes().all(|b| b.is_ascii_digit()) => {
+                    return Err(err(format!("port {t} is out of range (0-65535)")));
+                }
+                Err(_) => Value::Listen(
+                    ListenAddr::parse(t).map_err(|_| err(format!("expected {}, found {t:?}", ty.describe())))?,
+                ),
             }
         }
         ValueType::Regex => Value::Regex(ConfigRegex::parse(rest.text.trim(), false).map_err(err)?),
@@ -291,8 +328,16 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             let cidr = Cidr::parse(&first.text).map_err(err)?;
             match args {
                 [_] => Value::SourceHost { cidr, host: None },
-                [_, host] => Value::SourceHost { cidr, host: Some(parse_hostname(&host.text).map_err(|m| ValueError::at(host, m))?) },
-                [_, _, extra, ..] => return Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()))),
+                [_, host] => Value::SourceHost {
+                    cidr,
+                    host: Some(parse_hostname(&host.text).map_err(|m| ValueError::at(host, m))?),
+                },
+                [_, _, extra, ..] => {
+                    return Err(ValueError::at(
+                        extra,
+                        format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()),
+                    ));
+                }
                 [] => unreachable!(),
             }
         }
@@ -302,7 +347,10 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             let mut parts = level.text.split(',').map(|p| p.trim().to_lowercase());
             let lvl = parts.next().unwrap_or_default();
             if !["none", "monitor", "operator", "admin"].contains(&lvl.as_str()) {
-                return Err(ValueError::at(level, format!("expected an access level (none, monitor, operator, admin), found {:?}", level.text)));
+                return Err(ValueError::at(
+                    level,
+                    format!("expected an access level (none, monitor, operator, admin), found {:?}", level.text),
+                ));
             }
             let mut deny_logs = false;
             for extra in parts {
@@ -321,7 +369,10 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         }
         ValueType::CidrDataRate => {
             let [c, r] = two(args, ty)?;
-            Value::CidrDataRate(Cidr::parse(&c.text).map_err(err)?, DataRate::parse(&r.text).map_err(|m| ValueError::at(r, m))?)
+            Value::CidrDataRate(
+                Cidr::parse(&c.text).map_err(err)?,
+                DataRate::parse(&r.text).map_err(|m| ValueError::at(r, m))?,
+            )
         }
         ValueType::CidrUint => {
             let [c, n] = two(args, ty)?;
@@ -330,7 +381,10 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         ValueType::SmtpHosts => Value::SmtpHosts(parse_smtp_hosts(&joined()).map_err(err)?),
         ValueType::MxConnectionLimit => {
             let [p, n] = two(args, ty)?;
-            Value::MxConnectionLimit { pattern: p.text.to_lowercase(), limit: parse_uint(&n.text).map_err(|m| ValueError::at(n, m))? }
+            Value::MxConnectionLimit {
+                pattern: p.text.to_lowercase(),
+                limit: parse_uint(&n.text).map_err(|m| ValueError::at(n, m))?,
+            }
         }
         ValueType::BoolOrInterval => {
             let t = &single()?.text;
@@ -339,13 +393,20 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             } else if t.eq_ignore_ascii_case("never") {
                 Value::Never
             } else {
-                Value::Interval(Interval::parse(t).map_err(|_| err(format!("expected {}, found {t:?}", ty.describe())))?)
+                Value::Interval(
+                    Interval::parse(t).map_err(|_| err(format!("expected {}, found {t:?}", ty.describe())))?,
+                )
             }
         }
         ValueType::FileWithPassword => match args {
             [f] => Value::FileWithPassword { file: PathBuf::from(&f.text), password: None },
             [f, p] => Value::FileWithPassword { file: PathBuf::from(&f.text), password: Some(p.text.clone()) },
-            [_, _, extra, ..] => return Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()))),
+            [_, _, extra, ..] => {
+                return Err(ValueError::at(
+                    extra,
+                    format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()),
+                ));
+            }
             [] => unreachable!(),
         },
         ValueType::ReplyRule => Value::ReplyRule(ReplyRule::parse(&rest.text).map_err(err)?),
@@ -368,7 +429,9 @@ fn two(args: &[Token], ty: ValueType) -> Result<[&Token; 2], ValueError> {
     match args {
         [a, b] => Ok([a, b]),
         [a] => Err(ValueError { col: a.location.col, message: format!("missing value: expected {}", ty.describe()) }),
-        [_, _, extra, ..] => Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe()))),
+        [_, _, extra, ..] => {
+            Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe())))
+        }
         [] => unreachable!(),
     }
 }
@@ -396,7 +459,9 @@ pub fn split_list(text: &str) -> Vec<String> {
 fn parse_email(text: &str) -> Result<String, String> {
     let t = text.trim_start_matches('<').trim_end_matches('>');
     match t.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !t.contains(char::is_whitespace) => Ok(t.to_string()),
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !t.contains(char::is_whitespace) => {
+            Ok(t.to_string())
+        }
         _ => Err(format!("expected an e-mail address like postmaster@example.com, found {text:?}")),
     }
 }
@@ -433,7 +498,9 @@ fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
     for tier in text.split(';') {
         let hosts = split_list(tier);
         if hosts.is_empty() {
-            return Err(format!("expected a host list like [10.0.0.1]:25,mx.example.com;backup.example.com, found {text:?}"));
+            return Err(format!(
+                "expected a host list like [10.0.0.1]:25,mx.example.com;backup.example.com, found {text:?}"
+            ));
         }
         for h in &hosts {
             let valid = if let Some(domain) = h.strip_prefix("lookup-mx:") {
@@ -441,13 +508,16 @@ fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
             } else if let Some(rest) = h.strip_prefix('[') {
                 let (ip, port) = rest.split_once(']').unwrap_or((rest, "!"));
                 let ip = ip.strip_prefix("IPv6:").unwrap_or(ip);
-                ip.parse::<std::net::IpAddr>().is_ok() && (port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()))
+                ip.parse::<std::net::IpAddr>().is_ok()
+                    && (port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()))
             } else {
                 let (host, port) = h.split_once(':').unwrap_or((h, ""));
                 parse_hostname(host).is_ok() && (port.is_empty() || port.parse::<u16>().is_ok())
             };
             if !valid {
-                return Err(format!("invalid host {h:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain"));
+                return Err(format!(
+                    "invalid host {h:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain"
+                ));
             }
         }
         tiers.push(hosts);
@@ -483,7 +553,9 @@ impl fmt::Display for Value {
             Value::IntervalList(l) => f.write_str(&l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             Value::Rate(r) => f.write_str(&opt(r)),
             // In a list of daily caps, 0 means "none today", not "unlimited".
-            Value::RateList(l) => f.write_str(&l.iter().map(|r| r.map_or_else(|| "0".to_string(), |r| r.to_string())).collect::<Vec<_>>().join(",")),
+            Value::RateList(l) => f.write_str(
+                &l.iter().map(|r| r.map_or_else(|| "0".to_string(), |r| r.to_string())).collect::<Vec<_>>().join(","),
+            ),
             Value::DataRate(r) => f.write_str(&opt(r)),
             Value::Size(s) => f.write_str(&opt(s)),
             Value::Cidr(c) => write!(f, "{c}"),
@@ -500,7 +572,9 @@ impl fmt::Display for Value {
             Value::HttpAccess { cidr, level, deny_logs } => {
                 write!(f, "{cidr} {level}{}", if *deny_logs { ",deny-logs" } else { "" })
             }
-            Value::DomainKey { selector, domain, file } => write!(f, "{},{},{}", selector, domain, quote(&file.display().to_string())),
+            Value::DomainKey { selector, domain, file } => {
+                write!(f, "{},{},{}", selector, domain, quote(&file.display().to_string()))
+            }
             Value::CidrRate(c, r) => write!(f, "{c} {}", opt(r)),
             Value::CidrDataRate(c, r) => write!(f, "{c} {}", opt(r)),
             Value::CidrUint(c, n) => write!(f, "{c} {n}"),

@@ -77,7 +77,8 @@ fn parse_per(text: &str, what: &str) -> Result<(String, u64), String> {
         return Err(format!("expected {what}, found {text:?}"));
     };
     let digits = per.bytes().take_while(u8::is_ascii_digit).count();
-    let multiplier: u64 = if digits == 0 { 1 } else { per[..digits].parse().map_err(|_| format!("expected {what}, found {text:?}"))? };
+    let multiplier: u64 =
+        if digits == 0 { 1 } else { per[..digits].parse().map_err(|_| format!("expected {what}, found {text:?}"))? };
     let unit = match per[digits..].to_ascii_lowercase().as_str() {
         "d" | "day" | "days" => 86_400,
         "h" | "hr" | "hour" | "hours" => 3_600,
@@ -94,7 +95,7 @@ fn parse_per(text: &str, what: &str) -> Result<(String, u64), String> {
 
 fn fmt_period(f: &mut fmt::Formatter<'_>, period: u64) -> fmt::Result {
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if period % size == 0 {
+        if period.is_multiple_of(size) {
             let n = period / size;
             return if n == 1 { f.write_str(unit) } else { write!(f, "{n}{unit}") };
         }
@@ -173,7 +174,7 @@ impl Size {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, size) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }
