@@ -61,7 +61,8 @@ pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
 type LexError = (u32, String);
 
 fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, LexError> {
-    let (tokens, content_chars) = tokenize(file, number, raw)?;
+    let tag_mode = raw.trim_start().starts_with('<');
+    let (tokens, content_chars) = tokenize(file, number, raw, tag_mode)?;
     let Some(first) = tokens.first() else { return Ok(None) };
     if !first.quoted && first.text.starts_with('<') {
         return lex_tag(file, number, tokens).map(Some);
@@ -88,29 +89,20 @@ fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, Lex
     }))
 }
 
-/// `<tag arg…>` or `</tag …>`: the first unquoted token ending in `>` closes the tag.
+/// `<tag arg…>` or `</tag …>`: the tokenizer emits the first unquoted `>` as its own token.
 fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, LexError> {
     let open_col = tokens[0].location.col;
-    let mut words: Vec<Token> = Vec::new();
-    let mut closed_at = None;
-    for (i, mut token) in tokens.into_iter().enumerate() {
-        if i == 0 {
-            token.text.remove(0);
-            token.location.col += 1;
-        }
-        if closed_at.is_some() {
-            return Err((token.location.col, format!("unexpected text after '>': {:?}", token.text)));
-        }
-        if !token.quoted && token.text.ends_with('>') {
-            token.text.pop();
-            closed_at = Some(token.location.col);
-        }
-        if !token.text.is_empty() || token.quoted {
-            words.push(token);
-        }
-    }
-    if closed_at.is_none() {
+    let Some(close) = tokens.iter().position(|t| !t.quoted && t.text == ">") else {
         return Err((open_col, "unterminated tag: expected '>' at the end of the line".into()));
+    };
+    if let Some(extra) = tokens.get(close + 1) {
+        return Err((extra.location.col, format!("unexpected text after '>': {:?}", extra.text)));
+    }
+    let mut words: Vec<Token> = tokens.into_iter().take(close).collect();
+    words[0].text.remove(0);
+    words[0].location.col += 1;
+    if words[0].text.is_empty() && !words[0].quoted {
+        words.remove(0);
     }
     let mut words = words.into_iter();
     let Some(tag_token) = words.next() else {
@@ -139,7 +131,8 @@ fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, Lex
 /// Splits one line into tokens, dropping the comment. A `"` starts a quoted run anywhere in a
 /// token (shell-like), so `"a b"` and `x"a b"` are one token each.
 /// Also returns how many characters of the line precede the comment.
-fn tokenize(file: &Arc<str>, number: u32, raw: &str) -> Result<(Vec<Token>, usize), LexError> {
+/// In `tag_mode` an unquoted `>` ends the current token and is a token of its own.
+fn tokenize(file: &Arc<str>, number: u32, raw: &str, tag_mode: bool) -> Result<(Vec<Token>, usize), LexError> {
     let mut tokens = Vec::new();
     let mut chars = raw.chars().peekable();
     let mut col: u32 = 0;
@@ -155,6 +148,12 @@ fn tokenize(file: &Arc<str>, number: u32, raw: &str) -> Result<(Vec<Token>, usiz
                 if let Some(t) = current.take() {
                     tokens.push(t);
                 }
+            }
+            '>' if tag_mode => {
+                if let Some(t) = current.take() {
+                    tokens.push(t);
+                }
+                tokens.push(Token { text: ">".into(), quoted: false, location: Location::new(file, number, col) });
             }
             '"' => {
                 let start = col;

@@ -153,3 +153,184 @@ impl Layered {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    fn load(text: &str) -> Config {
+        let loaded = load_str("t.conf", text, Path::new("."), FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        loaded.config
+    }
+
+    /// The value of `dir` for a queue, with the line it came from (0 for a default).
+    fn value(config: &Config, queue: &str, dir: Dir) -> (String, u32) {
+        let (domain, vmta) = match queue.split_once('/') {
+            Some((d, v)) => (d, Some(v)),
+            None => (queue, None),
+        };
+        let q = config.queue_settings(domain, vmta).unwrap();
+        match q.settings.get(dir) {
+            Some(e) => (e.value.to_string(), e.origin.location().map_or(0, |l| l.line)),
+            None => (crate::config::settings::default_value(dir).map_or("-".into(), |v| v.to_string()), 0),
+        }
+    }
+
+    /// Splits a config into its top-level blocks so tests can reorder them.
+    fn blocks(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current = String::new();
+        let mut depth = 0;
+        for line in text.lines() {
+            let t = line.trim();
+            current.push_str(line);
+            current.push('\n');
+            if t.starts_with("</") {
+                depth -= 1;
+            } else if t.starts_with('<') {
+                depth += 1;
+            }
+            if depth == 0 {
+                out.push(std::mem::take(&mut current));
+            }
+        }
+        out
+    }
+
+    const LAYERED: &str = "\
+<domain *>
+    max-smtp-out 2
+    retry-after 5m
+</domain>
+<domain [*.]example.com>
+    max-smtp-out 3
+    bounce-after 1d
+</domain>
+<domain *.example.com>
+    max-smtp-out 4
+</domain>
+<domain mail.example.com>
+    max-smtp-out 5
+</domain>
+domain-macro ex example
+<domain mail.$ex.com>
+    max-smtp-out 6
+    connect-timeout 30s
+</domain>
+<virtual-mta v1>
+    smtp-source-host 127.0.0.2 v1.example.net
+    <domain *>
+        max-msg-rate 100/h
+    </domain>
+    <domain mail.example.com>
+        retry-after 1m
+    </domain>
+</virtual-mta>
+<virtual-mta v2>
+    smtp-source-host 127.0.0.3 v2.example.net
+</virtual-mta>
+<virtual-mta-pool p>
+    virtual-mta v1
+    virtual-mta v2
+    <domain [*.]example.com>
+        max-smtp-out 9
+        bounce-after 2d
+    </domain>
+</virtual-mta-pool>
+";
+
+    fn check_layered(config: &Config) {
+        assert_eq!(value(config, "other.org", Dir::MaxSmtpOut).0, "2");
+        assert_eq!(value(config, "example.com", Dir::MaxSmtpOut).0, "3");
+        assert_eq!(value(config, "a.example.com", Dir::MaxSmtpOut).0, "4");
+        // Explicit beats the macro-produced pattern for the same domain…
+        assert_eq!(value(config, "mail.example.com", Dir::MaxSmtpOut).0, "5");
+        // …but the macro block still contributes what the explicit one does not set.
+        assert_eq!(value(config, "mail.example.com", Dir::ConnectTimeout).0, "30s");
+        assert_eq!(value(config, "mail.example.com", Dir::BounceAfter).0, "1d");
+        // Pool <domain> blocks override every global one; VMTA blocks override the pool's.
+        assert_eq!(value(config, "mail.example.com/v1", Dir::MaxSmtpOut).0, "9");
+        assert_eq!(value(config, "mail.example.com/v1", Dir::BounceAfter).0, "2d");
+        assert_eq!(value(config, "mail.example.com/v1", Dir::RetryAfter).0, "1m");
+        assert_eq!(value(config, "mail.example.com/v1", Dir::MaxMsgRate).0, "100/h");
+        assert_eq!(value(config, "mail.example.com/v2", Dir::RetryAfter).0, "5m");
+        assert_eq!(value(config, "mail.example.com/v2", Dir::MaxMsgRate).0, "unlimited");
+        assert_eq!(value(config, "other.org/v2", Dir::MaxSmtpOut).0, "2");
+    }
+
+    #[test]
+    fn specificity_not_file_order_decides() {
+        check_layered(&load(LAYERED));
+        let parts = blocks(LAYERED);
+        let reversed: String = parts.iter().rev().cloned().collect();
+        check_layered(&load(&reversed));
+        // A rotation as well, so no single ordering is privileged.
+        let mut rotated = parts.clone();
+        rotated.rotate_left(3);
+        check_layered(&load(&rotated.concat()));
+    }
+
+    #[test]
+    fn queue_to_groups_domains_into_one_queue() {
+        let c = load(
+            "<domain hotmail.com>\n max-smtp-out 7\n</domain>\n<domain outlook.com>\n queue-to hotmail.com\n max-smtp-out 1\n</domain>\n",
+        );
+        let q = c.queue_settings("Outlook.COM", None).unwrap();
+        assert_eq!(q.name(), "hotmail.com/{default}");
+        assert_eq!(q.queue_to.as_ref().map(|l| l.line), Some(5));
+        // The queue's own settings apply, not the grouped domain's.
+        assert_eq!(value(&c, "outlook.com", Dir::MaxSmtpOut).0, "7");
+    }
+
+    #[test]
+    fn empty_string_clears_an_inherited_value() {
+        let c =
+            load("<domain *>\n smtp-hosts [127.0.0.1]:2526\n</domain>\n<domain x.com>\n smtp-hosts \"\"\n</domain>\n");
+        assert!(c.queue_settings("x.com", None).unwrap().settings.get(Dir::SmtpHosts).is_none());
+        assert!(c.queue_settings("y.com", None).unwrap().settings.get(Dir::SmtpHosts).is_some());
+    }
+
+    #[test]
+    fn unknown_vmta_and_pool_names_are_refused() {
+        let c = load(LAYERED);
+        assert_eq!(c.queue_settings("x.com", Some("nope")).unwrap_err(), QueueError::UnknownVmta("nope".into()));
+        assert_eq!(c.queue_settings("x.com", Some("p")).unwrap_err(), QueueError::PoolNotVmta("p".into()));
+    }
+
+    #[test]
+    fn sources_merge_by_prefix_then_name() {
+        let text = "\
+<source feeder>
+    max-message-size 10M
+</source>
+<source 127.0.0.1>
+    always-allow-relaying yes
+    max-message-size 1M
+</source>
+<source 0/0>
+    smtp-service no
+    max-message-size 5M
+</source>
+<source 127/8>
+    smtp-service yes
+</source>
+";
+        for text in [text.to_string(), blocks(text).into_iter().rev().collect()] {
+            let c = load(&text);
+            let local = c.source_settings("127.0.0.1".parse().unwrap(), None);
+            assert_eq!(local.get(Dir::SmtpService).unwrap().value.to_string(), "yes");
+            assert_eq!(local.get(Dir::MaxMessageSize).unwrap().value.to_string(), "1M");
+            let other = c.source_settings("127.0.0.9".parse().unwrap(), None);
+            assert_eq!(other.get(Dir::SmtpService).unwrap().value.to_string(), "yes");
+            assert!(other.get(Dir::AlwaysAllowRelaying).is_none());
+            let remote = c.source_settings("192.0.2.1".parse().unwrap(), None);
+            assert_eq!(remote.get(Dir::SmtpService).unwrap().value.to_string(), "no");
+            let named = c.source_settings("127.0.0.1".parse().unwrap(), Some("feeder"));
+            assert_eq!(named.get(Dir::MaxMessageSize).unwrap().value.to_string(), "10M");
+        }
+    }
+}
