@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod dialect;
+pub mod docs;
 pub mod lexer;
 pub mod macros;
 pub mod model;

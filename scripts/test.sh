@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every Ember test on a fresh machine: installs what the tests need, then checks formatting,
+# lints, builds the release binary and runs the whole suite against it.
+#
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh -- NAME    only tests whose name contains NAME (passed to cargo test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the integration tests talk to. Installed only when missing, so a second run is
+# quick. (The config-engine tests need nothing beyond the Rust toolchain; peers such as Postfix,
+# swaks and dnsmasq join this list with the tests that use them.)
+PACKAGES=()
+need_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1; }
+if [ ${#PACKAGES[@]} -gt 0 ]; then need_packages; fi
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+filter=()
+if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+log "cargo build --release"
+cargo build --locked --release
+
+log "cargo test --release"
+cargo test --locked --release -- "${filter[@]}"
+
+log "all tests passed"
