@@ -1,0 +1,141 @@
+//! The message data model shared by ingress, spool, queues and delivery: identifiers, the
+//! envelope and per-recipient state.
+//!
+//! Knows nothing about SMTP sessions or files; it is what crosses the boundaries between them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A message's identity, unique on this host (the spool persists the counter). Printed as 16
+/// hex digits, which is also how operators name it in `ember list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId(pub u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(MessageId)
+    }
+}
+
+/// RFC 3461 NOTIFY flags of one recipient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+    /// NOTIFY=NEVER was given explicitly.
+    pub never: bool,
+}
+
+impl Notify {
+    /// No NOTIFY parameter: failures (and delays) are reported, per RFC 3461 §4.1.
+    pub fn is_default(&self) -> bool {
+        *self == Notify::default()
+    }
+}
+
+/// RFC 3461 RET: how much of the message a DSN returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ret {
+    Full,
+    Headers,
+}
+
+/// Where a recipient stands. Final states are never left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientState {
+    /// Waiting for its first or next attempt; `not_before` is a Unix time in seconds (0: now).
+    Pending {
+        not_before: u64,
+        attempts: u32,
+    },
+    Delivered,
+    Bounced,
+    /// Removed by an operator (`ember delete`).
+    Deleted,
+}
+
+impl RecipientState {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, RecipientState::Pending { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The address as given in RCPT TO, without angle brackets.
+    pub address: String,
+    /// ORCPT, as given (`rfc822;x@y`).
+    pub orcpt: Option<String>,
+    pub notify: Notify,
+    pub state: RecipientState,
+}
+
+impl Recipient {
+    pub fn new(address: impl Into<String>) -> Self {
+        Recipient {
+            address: address.into(),
+            orcpt: None,
+            notify: Notify::default(),
+            state: RecipientState::Pending { not_before: 0, attempts: 0 },
+        }
+    }
+
+    /// The domain part, lower case (the queue a recipient belongs to before `queue-to`).
+    pub fn domain(&self) -> String {
+        self.address.rsplit_once('@').map_or_else(String::new, |(_, d)| d.to_lowercase())
+    }
+}
+
+/// How the message came in, for accounting (`srcType`, `srcMta`) and Received headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// `smtp`, `pickup`, `api`.
+    pub kind: String,
+    /// The client's EHLO/HELO name (empty for pickup).
+    pub helo: String,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The local address the client connected to.
+    pub local_ip: Option<std::net::IpAddr>,
+    pub auth_user: Option<String>,
+}
+
+/// Everything about a message except its content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Assigned by the spool when the message is stored.
+    pub id: MessageId,
+    /// MAIL FROM, empty for the null sender `<>`.
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    /// Virtual MTA or pool selected at injection; `None` means `{default}`.
+    pub vmta: Option<String>,
+    pub job_id: Option<String>,
+    pub env_id: Option<String>,
+    pub ret: Option<Ret>,
+    /// The message carries 8-bit content (BODY=8BITMIME) or needs SMTPUTF8.
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    /// Unix time in milliseconds when the message was accepted.
+    pub arrival_ms: u64,
+    pub origin: Origin,
+}
+
+impl Envelope {
+    pub fn live_recipients(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        self.recipients.iter().enumerate().filter(|(_, r)| !r.state.is_final())
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.recipients.iter().all(|r| r.state.is_final())
+    }
+}
