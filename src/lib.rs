@@ -5,4 +5,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod ingress;
 pub mod message;
+pub mod outcome;
+pub mod smtp;
+pub mod time;

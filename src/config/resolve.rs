@@ -111,9 +111,9 @@ impl Config {
         out
     }
 
-    /// Effective injection policy for a client at `ip`, refined by a named source (from the
-    /// listener or the authenticated user) when there is one.
-    pub fn source_settings(&self, ip: IpAddr, named: Option<&str>) -> Settings {
+    /// Effective injection policy for a client at `ip`, refined by named sources in order (the
+    /// listener's, then `{auth}` and the authenticated user's).
+    pub fn source_settings(&self, ip: IpAddr, named: &[&str]) -> Settings {
         let mut matching: Vec<(u8, &Settings)> = self
             .sources
             .iter()
@@ -127,7 +127,7 @@ impl Config {
         for (_, s) in matching {
             settings.overlay(s);
         }
-        if let Some(name) = named {
+        for name in named {
             for s in self.sources.iter().filter(|s| s.matcher == SourceMatcher::Name(name.to_string())) {
                 settings.overlay(&s.settings);
             }
@@ -321,15 +321,15 @@ domain-macro ex example
 ";
         for text in [text.to_string(), blocks(text).into_iter().rev().collect()] {
             let c = load(&text);
-            let local = c.source_settings("127.0.0.1".parse().unwrap(), None);
+            let local = c.source_settings("127.0.0.1".parse().unwrap(), &[]);
             assert_eq!(local.get(Dir::SmtpService).unwrap().value.to_string(), "yes");
             assert_eq!(local.get(Dir::MaxMessageSize).unwrap().value.to_string(), "1M");
-            let other = c.source_settings("127.0.0.9".parse().unwrap(), None);
+            let other = c.source_settings("127.0.0.9".parse().unwrap(), &[]);
             assert_eq!(other.get(Dir::SmtpService).unwrap().value.to_string(), "yes");
             assert!(other.get(Dir::AlwaysAllowRelaying).is_none());
-            let remote = c.source_settings("192.0.2.1".parse().unwrap(), None);
+            let remote = c.source_settings("192.0.2.1".parse().unwrap(), &[]);
             assert_eq!(remote.get(Dir::SmtpService).unwrap().value.to_string(), "no");
-            let named = c.source_settings("127.0.0.1".parse().unwrap(), Some("feeder"));
+            let named = c.source_settings("127.0.0.1".parse().unwrap(), &["feeder"]);
             assert_eq!(named.get(Dir::MaxMessageSize).unwrap().value.to_string(), "10M");
         }
     }

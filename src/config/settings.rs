@@ -108,6 +108,66 @@ impl Settings {
     }
 }
 
+/// Typed reads of effective values, for the parts of Ember that act on settings. Each falls back
+/// to the table default; a value of another type (impossible once the table types it) reads as
+/// the "unset" answer rather than panicking.
+impl Settings {
+    pub fn flag(&self, dir: Dir) -> bool {
+        matches!(self.effective(dir), Some(Value::Bool(true)))
+    }
+
+    pub fn uint(&self, dir: Dir) -> Option<u64> {
+        match self.effective(dir) {
+            Some(Value::Uint(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    pub fn interval(&self, dir: Dir) -> Option<std::time::Duration> {
+        match self.effective(dir) {
+            Some(Value::Interval(i)) => Some(std::time::Duration::from_secs(i.seconds())),
+            _ => None,
+        }
+    }
+
+    /// A size limit in bytes; `None` is unlimited.
+    pub fn size(&self, dir: Dir) -> Option<u64> {
+        match self.effective(dir) {
+            Some(Value::Size(s)) => s.map(|s| s.0),
+            _ => None,
+        }
+    }
+
+    pub fn rate(&self, dir: Dir) -> Option<super::values::Rate> {
+        match self.effective(dir) {
+            Some(Value::Rate(r)) => *r,
+            _ => None,
+        }
+    }
+
+    pub fn text(&self, dir: Dir) -> Option<&str> {
+        match self.effective(dir) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn list(&self, dir: Dir) -> Vec<String> {
+        match self.effective(dir) {
+            Some(Value::List(l)) => l.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn path(&self, dir: Dir) -> Option<&std::path::Path> {
+        match self.effective(dir) {
+            Some(Value::Path(p)) => Some(p),
+            Some(Value::FileWithPassword { file, .. }) => Some(file),
+            _ => None,
+        }
+    }
+}
+
 /// The table's defaults, parsed once. A default that does not parse is a bug in the table, caught
 /// by `defaults_parse` below.
 static DEFAULTS: LazyLock<Vec<Option<Value>>> = LazyLock::new(|| {

@@ -1,0 +1,283 @@
+//! The end of an injected transaction: checks on the received message (size, hops, loops),
+//! virtual MTA and job selection from control headers, the header edits, the durable store, and
+//! the `r` (and, for suppressed recipients, `b`) accounting records.
+
+use std::net::IpAddr;
+
+use super::StoreError;
+use super::headers::Header;
+use super::policy::AddDateHeader;
+use super::session::{Flow, Session, Transaction};
+use crate::config::value::Value;
+use crate::config::{Config, Dir};
+use crate::message::{Envelope, MessageId, Origin, RecipientState};
+use crate::outcome::acct::{Record, RecordType};
+use crate::smtp::Reply;
+use crate::time;
+
+impl Session {
+    pub(super) async fn finish_message(&mut self) -> Flow {
+        let Some(txn) = self.txn.take() else {
+            self.reply(Reply::new(503, "5.5.1", "no transaction in progress"));
+            return Flow::Continue;
+        };
+        let body = std::mem::take(&mut self.body);
+        let oversized = std::mem::replace(&mut self.oversized, false);
+        let reply = if oversized {
+            Err(Reply::new(552, "5.3.4", format!("message exceeds the size limit of {} bytes", self.message_limit())))
+        } else if txn.too_many {
+            let max = self.policy.max_rcpt_per_message.unwrap_or(0);
+            Err(Reply::new(552, "5.5.3", format!("too many recipients (at most {max} per message)")))
+        } else {
+            self.accept(txn, &body).await
+        };
+        let reply = reply.unwrap_or_else(|r| r);
+        let transient = reply.is_transient();
+        self.reply(reply);
+        if transient && self.policy.disconnect_on_transient_error { Flow::Close } else { Flow::Continue }
+    }
+
+    /// Checks, rewrites and stores the message; the reply to send.
+    async fn accept(&mut self, txn: Transaction, body: &[u8]) -> Result<Reply, Reply> {
+        let header = Header::parse(body);
+        let hops = header.count("received") as u64;
+        if hops >= self.policy.max_message_hops {
+            return Err(Reply::new(
+                554,
+                "5.4.6",
+                format!("too many hops: {hops} Received headers (the limit is {})", self.policy.max_message_hops),
+            ));
+        }
+        if let Some(limit) = self.loop_limit(&txn) {
+            let loops = header.loops_through(&self.ctx.host_names) as u64;
+            if loops > limit {
+                return Err(Reply::new(
+                    554,
+                    "5.4.6",
+                    format!(
+                        "mail loop: the message passed through {} {loops} times (max-loop-count {limit})",
+                        self.ctx.host_name()
+                    ),
+                ));
+            }
+        }
+        let vmta = self.select_vmta(&header)?;
+        let mut remove: Vec<String> = self.policy.remove_header.clone();
+        let mut job_id = None;
+        let job_header = self.policy.jobid_header.clone().unwrap_or_else(|| "x-job".into());
+        if self.policy.process_x_job {
+            job_id = header.get(&job_header).filter(|j| !j.is_empty() && !j.contains(char::is_control));
+            if let (Some(j), Some(prefix)) = (&job_id, &self.policy.jobid_prefix) {
+                let prefix =
+                    if prefix == "{auth}" { self.auth_user.clone().unwrap_or_default() } else { prefix.clone() };
+                job_id = Some(format!("{prefix}{j}"));
+            }
+            if !self.policy.retain_x_job {
+                remove.push(job_header);
+            }
+        }
+        if self.policy.process_x_virtual_mta && !self.policy.retain_x_virtual_mta {
+            remove.push("x-virtual-mta".into());
+        }
+        let mut env_id = txn.env_id.clone();
+        if self.policy.process_x_envid {
+            if env_id.is_none() {
+                env_id = header.get("x-envid").filter(|e| !e.is_empty());
+            }
+            remove.push("x-envid".into());
+        }
+        let now = time::now_secs();
+        let prepend = if self.policy.add_received_header { self.received_header(&txn, now) } else { String::new() };
+        let mut append = String::new();
+        if self.policy.add_message_id_header && header.get("message-id").is_none() {
+            append.push_str(&format!("Message-ID: <{}.{}@{}>\r\n", now, unique(), self.ctx.host_name()));
+        }
+        match self.policy.add_date_header {
+            AddDateHeader::Yes if header.get("date").is_none() => {
+                append.push_str(&format!("Date: {}\r\n", time::rfc5322(now)))
+            }
+            AddDateHeader::Override => {
+                remove.push("date".into());
+                append.push_str(&format!("Date: {}\r\n", time::rfc5322(now)));
+            }
+            _ => {}
+        }
+        let message = header.rewrite(prepend.as_bytes(), &remove, append.as_bytes());
+        let mut recipients = txn.recipients.clone();
+        for (r, _) in &txn.suppressed {
+            let mut r = r.clone();
+            r.state = RecipientState::Bounced;
+            recipients.push(r);
+        }
+        let envelope = Envelope {
+            id: MessageId(0),
+            sender: txn.sender.clone(),
+            recipients,
+            vmta: vmta.clone(),
+            job_id: job_id.clone(),
+            env_id: env_id.clone(),
+            ret: txn.ret,
+            eight_bit: txn.eight_bit,
+            smtputf8: txn.smtputf8,
+            arrival_ms: time::now_millis(),
+            origin: Origin {
+                kind: "smtp".into(),
+                helo: self.helo.clone().unwrap_or_default(),
+                client_ip: Some(self.conn.peer.ip()),
+                local_ip: Some(self.conn.local.ip()),
+                auth_user: self.auth_user.clone(),
+            },
+        };
+        let id = match self.ctx.sink.store(envelope, message).await {
+            Ok(id) => id,
+            Err(StoreError::Full(why)) => {
+                tracing::warn!("refusing a message: {why}");
+                return Err(Reply::new(452, "4.3.1", "insufficient system storage, try again later"));
+            }
+            Err(StoreError::Failed(why)) => {
+                tracing::error!("cannot store a message: {why}");
+                return Err(Reply::new(451, "4.3.0", "temporary failure storing the message, try again later"));
+            }
+        };
+        self.write_records(&txn, vmta.as_deref(), job_id.as_deref(), env_id.as_deref(), now);
+        let count = txn.recipients.len() + txn.suppressed.len();
+        Ok(Reply::new(
+            250,
+            "2.6.0",
+            format!("message {id} accepted for {count} recipient{}", if count == 1 { "" } else { "s" }),
+        ))
+    }
+
+    /// The strictest `max-loop-count` among the source's and the recipient domains' settings.
+    fn loop_limit(&self, txn: &Transaction) -> Option<u64> {
+        let mut limit = self.policy.max_loop_count;
+        for r in &txn.recipients {
+            if let Some(q) = self.ctx.domain_settings(&r.domain())
+                && let Some(n) = q.settings.uint(Dir::MaxLoopCount)
+            {
+                limit = Some(limit.map_or(n, |l| l.min(n)));
+            }
+        }
+        limit
+    }
+
+    /// VMTA selection (REFERENCE.md §7): `X-Virtual-MTA` when the source processes it, then the
+    /// source's `default-virtual-mta`; `None` is `{default}`.
+    fn select_vmta(&self, header: &Header<'_>) -> Result<Option<String>, Reply> {
+        let config = &self.ctx.config;
+        let exists = |name: &str| config.vmta(name).is_some() || config.pool(name).is_some();
+        let invalid = |name: &str| -> Result<Option<String>, Reply> {
+            if self.policy.reject_invalid_virtual_mta {
+                return Err(Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{name}\"")));
+            }
+            Ok(config.global.text(Dir::InvalidVirtualMtaFallback).map(str::to_string))
+        };
+        if self.policy.process_x_virtual_mta
+            && let Some(name) = header.get("x-virtual-mta")
+        {
+            if name.is_empty() {
+                return if self.policy.allow_empty_x_virtual_mta { Ok(None) } else { invalid("") };
+            }
+            return if exists(&name) { Ok(Some(name)) } else { invalid(&name) };
+        }
+        match self.policy.default_virtual_mta.as_deref() {
+            Some("by-smtp-source-ip") => Ok(vmta_for_source_ip(config, self.conn.local.ip())),
+            Some(name) if exists(name) => Ok(Some(name.to_string())),
+            Some(name) => invalid(name),
+            None => Ok(None),
+        }
+    }
+
+    fn received_header(&self, txn: &Transaction, now: u64) -> String {
+        let host = self.ctx.host_name();
+        let mut proto = if self.esmtp { "ESMTP".to_string() } else { "SMTP".to_string() };
+        if self.encrypted {
+            proto.push('S');
+        }
+        if self.auth_user.is_some() {
+            proto.push('A');
+        }
+        let from = if self.policy.hide_message_source {
+            String::new()
+        } else {
+            format!("from {} ([{}])\r\n\t", self.helo.as_deref().unwrap_or("unknown"), self.conn.peer.ip())
+        };
+        let for_clause = match txn.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{}>", one.address),
+            _ => String::new(),
+        };
+        format!("Received: {from}by {host} (Ember) with {proto}{for_clause}; {}\r\n", time::rfc5322(now))
+    }
+
+    fn write_records(&self, txn: &Transaction, vmta: Option<&str>, job: Option<&str>, env: Option<&str>, now: u64) {
+        let acct = &self.ctx.accounting;
+        let src_mta = format!("{} ({})", self.helo.as_deref().unwrap_or(""), self.conn.peer.ip());
+        let (vmta_field, pool) = match vmta {
+            Some(v) if self.ctx.config.pool(v).is_some() => (v.to_string(), v.to_string()),
+            Some(v) => (v.to_string(), String::new()),
+            None => ("{default}".to_string(), String::new()),
+        };
+        let logged = time::acct(now);
+        if acct.wants(RecordType::Receipt) {
+            for r in txn.recipients.iter().chain(txn.suppressed.iter().map(|(r, _)| r)) {
+                let record = Record::new(RecordType::Receipt)
+                    .set("timeLogged", logged.clone())
+                    .set("orig", txn.sender.clone())
+                    .set("rcpt", r.address.clone())
+                    .set("orcpt", r.orcpt.clone().unwrap_or_default())
+                    .set("srcType", "smtp")
+                    .set("srcMta", src_mta.clone())
+                    .set("rcvSourceIp", self.conn.peer.ip().to_string())
+                    .set("rcvDestinationIp", self.conn.local.ip().to_string())
+                    .set("vmta", vmta_field.clone())
+                    .set("vmtaPool", pool.clone())
+                    .set("jobId", job.unwrap_or_default())
+                    .set("envId", env.unwrap_or_default())
+                    .set("rcvSmtpUser", self.auth_user.clone().unwrap_or_default());
+                acct.write(&record);
+            }
+        }
+        if acct.wants(RecordType::Bounce) {
+            for (r, list) in &txn.suppressed {
+                let record = Record::new(RecordType::Bounce)
+                    .set("timeLogged", logged.clone())
+                    .set("timeQueued", logged.clone())
+                    .set("orig", txn.sender.clone())
+                    .set("rcpt", r.address.clone())
+                    .set("orcpt", r.orcpt.clone().unwrap_or_default())
+                    .set("dsnAction", "failed")
+                    .set("dsnStatus", "5.7.1 (delivery not authorized)")
+                    .set(
+                        "dsnDiag",
+                        format!("smtp;550 5.7.1 recipient is in suppression list \"{list}\": <{}>", r.address),
+                    )
+                    .set("bounceCat", "policy-related")
+                    .set("srcType", "smtp")
+                    .set("srcMta", src_mta.clone())
+                    .set("vmta", vmta_field.clone())
+                    .set("jobId", job.unwrap_or_default())
+                    .set("envId", env.unwrap_or_default())
+                    .set("queue", format!("{}/{}", r.domain(), vmta_field))
+                    .set("vmtaPool", pool.clone());
+                acct.write(&record);
+            }
+        }
+    }
+}
+
+/// The VMTA whose `smtp-source-host` is the address the client connected to.
+fn vmta_for_source_ip(config: &Config, ip: IpAddr) -> Option<String> {
+    config.vmtas.iter().find_map(|v| {
+        v.settings.all(Dir::SmtpSourceHost).iter().find_map(|e| match &e.value {
+            Value::SourceHost { cidr, .. } if cidr.contains(ip) => Some(v.name.clone()),
+            _ => None,
+        })
+    })
+}
+
+/// A process-unique number for generated Message-IDs.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    (u64::from(std::process::id()) << 40) | NEXT.fetch_add(1, Ordering::Relaxed)
+}

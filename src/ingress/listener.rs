@@ -1,0 +1,174 @@
+//! SMTP listeners: `smtp-listener ADDR:PORT [source=NAME]` lines and `<smtp-listener>` blocks,
+//! the global inbound connection cap (`total-max-smtp-in`) and what happens at the cap
+//! (`smtp-await-slot`: wait for a slot, else `421`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::context::Context;
+use super::session::{Connection, serve};
+use super::tls::server_config;
+use crate::config::value::Value;
+use crate::config::values::ListenAddr;
+use crate::config::{Config, Dir};
+
+/// One configured listener.
+#[derive(Clone, Debug)]
+pub struct ListenerSpec {
+    pub addr: SocketAddr,
+    pub source: Option<String>,
+    pub implicit_tls: bool,
+    pub await_slot: Option<bool>,
+    /// A listener-specific certificate (PEM with key).
+    pub certificate: Option<std::path::PathBuf>,
+}
+
+fn socket_addr(l: &ListenAddr) -> SocketAddr {
+    // A CIDR listener (`0/0:25`) binds the unspecified address of its family.
+    let ip = if l.cidr.is_single_host() {
+        l.cidr.addr
+    } else if l.cidr.addr.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    };
+    SocketAddr::new(ip, l.port)
+}
+
+/// The listeners a configuration asks for; PowerMTA's default `0.0.0.0:25` when none.
+pub fn specs(config: &Config) -> Vec<ListenerSpec> {
+    let mut out = Vec::new();
+    for e in config.global.all(Dir::SmtpListener) {
+        if let Value::Words(w) = &e.value
+            && let Ok(l) = ListenAddr::parse(&w[0])
+        {
+            let source = w.get(1).and_then(|s| s.strip_prefix("source=")).map(str::to_string);
+            out.push(ListenerSpec {
+                addr: socket_addr(&l),
+                source,
+                implicit_tls: false,
+                await_slot: None,
+                certificate: None,
+            });
+        }
+    }
+    for b in config.blocks_of("smtp-listener") {
+        if let Some(l) = b.arg.as_deref().and_then(|a| ListenAddr::parse(a).ok()) {
+            out.push(ListenerSpec {
+                addr: socket_addr(&l),
+                source: b.settings.text(Dir::SourceRef).map(str::to_string),
+                implicit_tls: b.settings.flag(Dir::ImmediateTls),
+                await_slot: b.settings.get(Dir::AwaitSlot).map(|_| b.settings.flag(Dir::AwaitSlot)),
+                certificate: b.settings.path(Dir::TlsCertificate).map(|p| config.path(p)),
+            });
+        }
+    }
+    if out.is_empty() {
+        out.push(ListenerSpec {
+            addr: "0.0.0.0:25".parse().expect("literal"),
+            source: None,
+            implicit_tls: false,
+            await_slot: None,
+            certificate: None,
+        });
+    }
+    out
+}
+
+/// The STARTTLS configuration of the whole server (`smtp-server-tls-certificate`), if any.
+pub fn global_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match config.global.path(Dir::SmtpServerTlsCertificate) {
+        Some(p) => server_config(&config.path(p), config.global.flag(Dir::SmtpServerTlsAllowTlsv12)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A bound listener, ready to accept.
+pub struct Bound {
+    pub spec: ListenerSpec,
+    pub listener: TcpListener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Binds every listener before any accepts, so a port in use stops start-up with a clear error.
+pub async fn bind(config: &Config, global_tls: &Option<Arc<rustls::ServerConfig>>) -> Result<Vec<Bound>, String> {
+    let mut bound = Vec::new();
+    for spec in specs(config) {
+        let listener =
+            TcpListener::bind(spec.addr).await.map_err(|e| format!("cannot listen on {}: {e}", spec.addr))?;
+        let tls = match &spec.certificate {
+            Some(cert) => Some(server_config(cert, true)?),
+            None => global_tls.clone(),
+        };
+        if spec.implicit_tls && tls.is_none() {
+            return Err(format!(
+                "<smtp-listener {}> has immediate-tls but no tls-certificate (nor smtp-server-tls-certificate)",
+                spec.addr
+            ));
+        }
+        bound.push(Bound { spec, listener, tls });
+    }
+    Ok(bound)
+}
+
+/// Accepts connections forever, each session running on the context current when it arrived.
+pub async fn accept_loop(bound: Bound, contexts: Arc<ArcSwap<Context>>, slots: Arc<Semaphore>) {
+    loop {
+        let (mut socket, peer) = match bound.listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::error!("accept on {}: {e}", bound.spec.addr);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let ctx = contexts.load_full();
+        let await_slot = bound.spec.await_slot.unwrap_or_else(|| ctx.config.global.flag(Dir::SmtpAwaitSlot));
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) if await_slot => match Arc::clone(&slots).acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            Err(_) => {
+                let host = ctx.host_name().to_string();
+                tokio::spawn(async move {
+                    let _ = socket
+                        .write_all(format!("421 4.7.0 {host} too many connections, try again later\r\n").as_bytes())
+                        .await;
+                    let _ = socket.shutdown().await;
+                });
+                continue;
+            }
+        };
+        let local = socket.local_addr().unwrap_or(bound.spec.addr);
+        let tls = bound.tls.clone();
+        let spec = bound.spec.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = Connection {
+                peer,
+                local,
+                listener_source: spec.source.clone(),
+                tls: tls.clone(),
+                encrypted: spec.implicit_tls,
+            };
+            if spec.implicit_tls {
+                let Some(tls) = tls else { return };
+                match tokio_rustls::TlsAcceptor::from(tls).accept(socket).await {
+                    Ok(stream) => serve(ctx, conn, Box::new(stream)).await,
+                    Err(e) => tracing::info!(%peer, "TLS handshake failed on {}: {e}", spec.addr),
+                }
+            } else {
+                serve(ctx, conn, Box::new(socket)).await;
+            }
+        });
+    }
+}

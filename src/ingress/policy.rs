@@ -1,0 +1,182 @@
+//! The injection policy of one SMTP session: the effective `<source>` settings (REFERENCE.md
+//! §2.3) read once into a typed struct, and the relay decision.
+//!
+//! Computed when a connection arrives (IP and listener source) and again after AUTH (adding
+//! `{auth}` and the user's source), never per command.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::pattern::DomainPattern;
+use crate::config::settings::Settings;
+use crate::config::value::Value;
+use crate::config::values::Rate;
+use crate::config::{Config, Dir};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddDateHeader {
+    No,
+    Yes,
+    Override,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourcePolicy {
+    pub smtp_service: bool,
+    pub always_allow_relaying: bool,
+    pub relay_domains: Vec<DomainPattern>,
+    pub relay_debug: bool,
+    pub require_auth: bool,
+    pub allow_auth: bool,
+    pub allow_unencrypted_plain_auth: bool,
+    pub allow_starttls: bool,
+    pub require_starttls_before_auth: bool,
+    pub auth_failure_rate: Option<Rate>,
+    pub process_x_virtual_mta: bool,
+    pub retain_x_virtual_mta: bool,
+    pub allow_empty_x_virtual_mta: bool,
+    pub reject_invalid_virtual_mta: bool,
+    pub default_virtual_mta: Option<String>,
+    pub process_x_job: bool,
+    pub retain_x_job: bool,
+    pub jobid_header: Option<String>,
+    pub jobid_prefix: Option<String>,
+    pub process_x_envid: bool,
+    pub max_message_size: Option<u64>,
+    pub max_message_hops: u64,
+    pub max_loop_count: Option<u64>,
+    pub max_rcpt_per_message: Option<u64>,
+    pub too_many_rcpts_fails_message: bool,
+    pub accept_invalid_recipients: bool,
+    pub suppression_lists: Vec<String>,
+    pub suppress_file: Option<PathBuf>,
+    pub add_received_header: bool,
+    pub hide_message_source: bool,
+    pub add_message_id_header: bool,
+    pub add_date_header: AddDateHeader,
+    pub remove_header: Vec<String>,
+    pub log_connections: bool,
+    pub log_commands: bool,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub allow_chunking: bool,
+    pub allow_smtputf8: bool,
+    pub disconnect_on_transient_error: bool,
+}
+
+impl SourcePolicy {
+    /// The policy for a client at `ip`, with the named sources that apply to it, general first.
+    pub fn for_client(config: &Config, ip: IpAddr, named: &[&str]) -> SourcePolicy {
+        let s = config.source_settings(ip, named);
+        let mut relay_domains: Vec<DomainPattern> = Vec::new();
+        for holder in [&config.global, &s] {
+            for e in holder.all(Dir::RelayDomain) {
+                if let Value::Domain(d) = &e.value {
+                    relay_domains.push(d.clone());
+                }
+            }
+        }
+        // A host name Ember answers to is also a domain it accepts mail for (REFERENCE.md §2.1).
+        for e in config.global.all(Dir::HostName) {
+            if let Value::Text(h) = &e.value {
+                relay_domains.push(DomainPattern::Exact(h.to_lowercase()));
+            }
+        }
+        let opt_text = |s: &Settings, d: Dir| s.text(d).map(str::to_string);
+        SourcePolicy {
+            smtp_service: s.flag(Dir::SmtpService),
+            always_allow_relaying: s.flag(Dir::AlwaysAllowRelaying) || config.global.flag(Dir::AlwaysAllowRelaying),
+            relay_domains,
+            relay_debug: config.global.flag(Dir::RelayDebug),
+            require_auth: s.flag(Dir::RequireAuth),
+            allow_auth: s.flag(Dir::AllowAuth),
+            allow_unencrypted_plain_auth: s.flag(Dir::AllowUnencryptedPlainAuth),
+            allow_starttls: s.flag(Dir::AllowStarttls),
+            require_starttls_before_auth: s.flag(Dir::RequireStarttlsBeforeAuth),
+            auth_failure_rate: s.rate(Dir::SmtpMaxAuthFailureRate),
+            process_x_virtual_mta: s.flag(Dir::ProcessXVirtualMta),
+            retain_x_virtual_mta: s.flag(Dir::RetainXVirtualMta),
+            allow_empty_x_virtual_mta: s.flag(Dir::AllowEmptyXVirtualMta),
+            reject_invalid_virtual_mta: s.flag(Dir::RejectInvalidVirtualMta),
+            default_virtual_mta: opt_text(&s, Dir::DefaultVirtualMta),
+            process_x_job: s.flag(Dir::ProcessXJob),
+            retain_x_job: s.flag(Dir::RetainXJob),
+            jobid_header: opt_text(&s, Dir::JobidHeader),
+            jobid_prefix: opt_text(&s, Dir::JobidPrefix),
+            process_x_envid: s.flag(Dir::ProcessXEnvid),
+            max_message_size: s.size(Dir::MaxMessageSize),
+            max_message_hops: s.uint(Dir::MaxMessageHops).unwrap_or(100),
+            max_loop_count: s.uint(Dir::MaxLoopCount),
+            max_rcpt_per_message: s.uint(Dir::MaxRcptPerMessage).filter(|n| *n > 0),
+            too_many_rcpts_fails_message: s.flag(Dir::TooManyRcptsFailsMessage),
+            accept_invalid_recipients: s.flag(Dir::AcceptInvalidRecipients),
+            suppression_lists: s.list(Dir::SuppressionLists),
+            suppress_file: s.path(Dir::SuppressFile).map(|p| config.path(p)),
+            add_received_header: s.flag(Dir::AddReceivedHeader),
+            hide_message_source: s.flag(Dir::HideMessageSource),
+            add_message_id_header: s.flag(Dir::AddMessageIdHeader),
+            add_date_header: match s.text(Dir::AddDateHeader) {
+                Some("yes") => AddDateHeader::Yes,
+                Some("override") => AddDateHeader::Override,
+                _ => AddDateHeader::No,
+            },
+            remove_header: s.list(Dir::RemoveHeader),
+            log_connections: s.flag(Dir::LogConnections),
+            log_commands: s.flag(Dir::LogCommands),
+            command_timeout: s.interval(Dir::SmtpCommandTimeout).unwrap_or(Duration::from_secs(600)),
+            data_timeout: s.interval(Dir::SmtpDataTimeout).unwrap_or(Duration::from_secs(600)),
+            allow_chunking: s.flag(Dir::AllowChunking),
+            allow_smtputf8: s.flag(Dir::AllowSmtputf8),
+            disconnect_on_transient_error: s.flag(Dir::DisconnectOnTransientError),
+        }
+    }
+
+    /// May this session send to `domain`? Feeders relay anywhere; others only to relay domains.
+    pub fn may_relay_to(&self, domain: &str) -> bool {
+        self.always_allow_relaying || self.relay_domains.iter().any(|p| p.matches(domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    fn policy(text: &str, ip: &str, named: &[&str]) -> SourcePolicy {
+        let loaded = load_str("p.conf", text, Path::new("."), FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        SourcePolicy::for_client(&loaded.config, ip.parse().unwrap(), named)
+    }
+
+    #[test]
+    fn defaults_are_powermtas() {
+        let p = policy("", "192.0.2.1", &[]);
+        assert!(p.smtp_service && !p.always_allow_relaying && p.allow_auth && p.reject_invalid_virtual_mta);
+        assert_eq!(p.max_message_size, None);
+        assert_eq!(p.max_message_hops, 100);
+        assert_eq!(p.command_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn relay_rights() {
+        let text = "host-name mta.example.net\nrelay-domain [*.]inbound.example\n<source 127.0.0.1>\n always-allow-relay yes\n</source>\n";
+        assert!(policy(text, "127.0.0.1", &[]).may_relay_to("gmail.com"));
+        let other = policy(text, "127.0.0.5", &[]);
+        assert!(!other.may_relay_to("gmail.com"));
+        assert!(other.may_relay_to("a.inbound.example"));
+        assert!(other.may_relay_to("mta.example.net"));
+    }
+
+    #[test]
+    fn auth_source_refines() {
+        let text = "<source 0/0>\n max-message-size 1M\n</source>\n<source {auth}>\n always-allow-relaying yes\n</source>\n<source big>\n max-message-size 50M\n</source>\n";
+        let anon = policy(text, "192.0.2.1", &[]);
+        assert_eq!(anon.max_message_size, Some(1 << 20));
+        let authed = policy(text, "192.0.2.1", &["{auth}", "big"]);
+        assert!(authed.always_allow_relaying);
+        assert_eq!(authed.max_message_size, Some(50 << 20));
+    }
+}
