@@ -9,4 +9,5 @@ pub mod ingress;
 pub mod message;
 pub mod outcome;
 pub mod smtp;
+pub mod spool;
 pub mod time;
