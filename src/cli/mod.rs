@@ -4,6 +4,7 @@
 //! `show settings` exactly as spelled.
 
 mod check;
+mod inspect;
 mod run;
 mod show;
 
@@ -37,10 +38,20 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Show information (computed offline from the config).
+    /// Show information (computed offline from the config and the spool).
     Show {
         #[command(subcommand)]
         what: ShowCommand,
+    },
+    /// List queued recipients (read from the spool, offline).
+    List {
+        /// Only this queue: `domain/vmta`, or `domain` for all its virtual MTAs.
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -55,6 +66,20 @@ enum ShowCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Queues and their queued recipients (read from the spool, offline).
+    Queues {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A spooled message: its envelope as JSON on the first line, then the message as stored.
+    Message {
+        /// The message id (16 hex digits, as `ember list` prints it).
+        id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -65,12 +90,15 @@ pub fn main() -> ExitCode {
         Command::Show { what: ShowCommand::Settings { queue, config, json } } => {
             show::settings(&queue, config.as_deref(), json)
         }
+        Command::Show { what: ShowCommand::Queues { config, json } } => inspect::show_queues(config.as_deref(), json),
+        Command::Show { what: ShowCommand::Message { id, config } } => inspect::show_message(config.as_deref(), &id),
+        Command::List { queue, config, json } => inspect::list(config.as_deref(), queue.as_deref(), json),
     }
 }
 
-/// Prints diagnostics to stderr, errors first.
+/// Prints diagnostics to stderr: errors, then warnings, each sorted by file, line and column.
 fn print_diagnostics(diags: &crate::config::Diagnostics) {
-    for d in diags.errors().chain(diags.warnings()) {
+    for d in diags.sorted() {
         eprintln!("{d}");
     }
 }

@@ -1,8 +1,8 @@
 //! `ember run`: the daemon in the foreground.
 //!
-//! Today it loads and checks the configuration, creates the directories Ember owns, says where
-//! it listens, and runs until SIGTERM or SIGINT; SIGHUP re-reads the configuration and keeps the
-//! old one when the new one is broken. Ingress, spool and delivery attach here as they land.
+//! Loads and checks the configuration, creates the directories Ember owns, starts the daemon
+//! (spool, listeners, pickup) and runs until SIGTERM or SIGINT; SIGHUP re-reads the
+//! configuration and keeps the old one when the new one is broken.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,8 +11,22 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir, FileCheck, Loaded};
+use crate::daemon::Daemon;
+
+/// Logs go to stderr; `RUST_LOG` selects what (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
+    init_logging();
     let Some(config) = load_for_run(config_path) else { return ExitCode::from(1) };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -60,6 +74,9 @@ fn owned_dirs(config: &Config) -> Vec<PathBuf> {
     {
         dirs.push(config.path(parent));
     }
+    if let Some(Value::Words(w)) = config.global.get(Dir::Pickup).map(|e| &e.value) {
+        dirs.extend(w.iter().map(|d| config.path(Path::new(d))));
+    }
     for acct in config.blocks_of("acct-file") {
         if let Some(arg) = acct.arg.as_deref().filter(|a| !a.starts_with('|'))
             && let Some(parent) = Path::new(arg).parent().filter(|p| !p.as_os_str().is_empty())
@@ -71,42 +88,12 @@ fn owned_dirs(config: &Config) -> Vec<PathBuf> {
 }
 
 fn spool_dirs(config: &Config) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        config.blocks_of("spool").filter_map(|b| b.arg.as_deref()).map(|a| config.path(Path::new(a))).collect();
-    for e in config.global.all(Dir::SpoolDir) {
-        if let Value::Path(p) = &e.value {
-            dirs.push(config.path(p));
-        }
-    }
-    if dirs.is_empty() {
-        dirs.push(PathBuf::from("ember-data/spool"));
-    }
-    dirs
+    crate::daemon::spool_options(config).dirs.into_iter().map(|d| d.path).collect()
 }
 
-/// Where the daemon listens, as the operator should read it.
+/// What the operator should know about endpoints the daemon does not print itself.
 fn describe_endpoints(config: &Config) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut listeners = 0;
-    for e in config.global.all(Dir::SmtpListener) {
-        if let Value::Words(w) = &e.value {
-            let source = w.get(1).map(|s| format!(" ({s})")).unwrap_or_default();
-            lines.push(format!("smtp listener {}{source}", w[0]));
-            listeners += 1;
-        }
-    }
-    for b in config.blocks_of("smtp-listener") {
-        let tls = matches!(b.settings.get(Dir::ImmediateTls).map(|e| &e.value), Some(Value::Bool(true)));
-        lines.push(format!(
-            "smtp listener {}{}",
-            b.arg.as_deref().unwrap_or(""),
-            if tls { " (implicit TLS)" } else { "" }
-        ));
-        listeners += 1;
-    }
-    if listeners == 0 {
-        lines.push("smtp listener 0.0.0.0:25 (PowerMTA's default: no smtp-listener configured)".into());
-    }
     match config.global.effective(Dir::HttpMgmtPort) {
         Some(Value::Uint(0)) => lines.push("management http disabled (http-mgmt-port 0)".into()),
         Some(Value::Uint(port)) => lines.push(format!("management http 0.0.0.0:{port}")),
@@ -119,7 +106,7 @@ fn describe_endpoints(config: &Config) -> Vec<String> {
     lines
 }
 
-async fn serve(mut config: Config, config_path: Option<&Path>) -> ExitCode {
+async fn serve(config: Config, config_path: Option<&Path>) -> ExitCode {
     let (mut term, mut int, mut hup) =
         match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
             (Ok(t), Ok(i), Ok(h)) => (t, i, h),
@@ -132,25 +119,40 @@ async fn serve(mut config: Config, config_path: Option<&Path>) -> ExitCode {
     for line in describe_endpoints(&config) {
         println!("{line}");
     }
+    let listeners = crate::ingress::listener::specs(&config);
+    let daemon = match Daemon::start(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ember: {e}");
+            return ExitCode::from(1);
+        }
+    };
     println!("ember ready (pid {})", std::process::id());
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match load_for_run(config_path) {
-                    Some(new) => {
-                        config = new;
+                let Some(new) = load_for_run(config_path) else {
+                    eprintln!("ember: reload refused; the running configuration is unchanged");
+                    continue;
+                };
+                let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>()
+                    != listeners.iter().map(|l| l.addr).collect::<Vec<_>>();
+                match daemon.reload(new) {
+                    Ok(()) => {
                         println!("configuration reloaded");
-                        for line in describe_endpoints(&config) {
-                            println!("{line}");
+                        if changed {
+                            println!("smtp listeners changed: restart ember to listen on the new addresses");
                         }
                     }
-                    None => eprintln!("ember: reload refused; the running configuration is unchanged"),
+                    Err(e) => eprintln!("ember: reload refused ({e}); the running configuration is unchanged"),
                 }
             }
         }
     }
     println!("ember stopping");
+    daemon.shutdown().await;
+    println!("ember stopped");
     ExitCode::SUCCESS
 }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod finish;
 pub mod headers;
 pub mod listener;
+pub mod pickup;
 
 pub mod policy;
 pub mod session;

@@ -1,0 +1,96 @@
+//! Measures time-to-`250`: the delay between sending a message's final dot and receiving the
+//! server's reply, under parallel load. Used by `bench/ingest.sh` next to `smtp-source` (which
+//! measures throughput but not latency).
+//!
+//!     smtp-latency HOST:PORT MESSAGES CONNECTIONS SIZE
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<String> {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let last = line.as_bytes().get(3) == Some(&b' ');
+        all.push_str(&line);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
+async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -> std::io::Result<Vec<Duration>> {
+    let stream = TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    reply(&mut reader).await?;
+    write.write_all(b"EHLO latency.test\r\n").await?;
+    reply(&mut reader).await?;
+    let mut samples = Vec::with_capacity(count);
+    for n in 0..count {
+        write
+            .write_all(
+                format!("MAIL FROM:<latency-{n}@bench.test>\r\nRCPT TO:<rcpt@example.com>\r\nDATA\r\n").as_bytes(),
+            )
+            .await?;
+        for _ in 0..3 {
+            let r = reply(&mut reader).await?;
+            if r.starts_with('4') || r.starts_with('5') {
+                return Err(std::io::Error::other(format!("refused: {r}")));
+            }
+        }
+        write.write_all(&body).await?;
+        let start = Instant::now();
+        write.write_all(b".\r\n").await?;
+        let r = reply(&mut reader).await?;
+        samples.push(start.elapsed());
+        if !r.starts_with("250") {
+            return Err(std::io::Error::other(format!("not accepted: {r}")));
+        }
+    }
+    write.write_all(b"QUIT\r\n").await?;
+    Ok(samples)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, addr, messages, connections, size] = args.as_slice() else {
+        eprintln!("usage: smtp-latency HOST:PORT MESSAGES CONNECTIONS SIZE");
+        std::process::exit(2);
+    };
+    let (messages, connections, size): (usize, usize, usize) =
+        (messages.parse().unwrap(), connections.parse().unwrap(), size.parse().unwrap());
+    let mut body = b"From: latency@bench.test\r\nTo: rcpt@example.com\r\nSubject: latency\r\n\r\n".to_vec();
+    while body.len() < size {
+        body.extend_from_slice(&[b'x'; 76]);
+        body.extend_from_slice(b"\r\n");
+    }
+    let body = std::sync::Arc::new(body);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(connection(addr.clone(), messages / connections, std::sync::Arc::clone(&body))))
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await.expect("task").expect("connection"));
+    }
+    let elapsed = started.elapsed();
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "time to 250: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms ({} messages, {:.0} msg/s from this client)",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        samples.len(),
+        samples.len() as f64 / elapsed.as_secs_f64()
+    );
+}

@@ -1,0 +1,146 @@
+//! Offline views of the spool: `ember show queues`, `ember list`, `ember show message`. They open
+//! the spool read-only (no lock, no repair), so they work beside a running daemon and on the spool
+//! of a stopped or crashed one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::config::{Config, FileCheck};
+use crate::message::{Envelope, MessageId, RecipientState};
+use crate::spool::{Spool, SpoolOptions};
+
+fn open(config_path: Option<&Path>) -> Result<(Config, Spool), String> {
+    let loaded = super::show::load(config_path, FileCheck::Warn);
+    if loaded.diagnostics.has_errors() {
+        super::print_diagnostics(&loaded.diagnostics);
+        return Err("configuration has errors".into());
+    }
+    let options = SpoolOptions { read_only: true, ..crate::daemon::spool_options(&loaded.config) };
+    let (spool, _) = Spool::open(options).map_err(|e| format!("cannot read the spool: {e}"))?;
+    Ok((loaded.config, spool))
+}
+
+/// `domain/vmta` of a recipient, after `queue-to`.
+fn queue_of(config: &Config, envelope: &Envelope, domain: &str) -> String {
+    let vmta = envelope.vmta.as_deref().unwrap_or(crate::config::DEFAULT_VMTA);
+    let lookup = if config.vmta(vmta).is_some() { Some(vmta) } else { None };
+    let queue = config.queue_settings(domain, lookup).map(|q| q.queue).unwrap_or_else(|_| domain.to_string());
+    format!("{queue}/{vmta}")
+}
+
+fn state_name(s: &RecipientState) -> &'static str {
+    match s {
+        RecipientState::Pending { .. } => "queued",
+        RecipientState::Delivered => "delivered",
+        RecipientState::Bounced => "bounced",
+        RecipientState::Deleted => "deleted",
+    }
+}
+
+fn fail(e: String) -> ExitCode {
+    eprintln!("ember: {e}");
+    ExitCode::from(1)
+}
+
+pub fn show_queues(config_path: Option<&Path>, json: bool) -> ExitCode {
+    let (config, spool) = match open(config_path) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    // queue -> (recipients, messages seen, bytes, oldest arrival)
+    let mut queues: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for env in spool.live() {
+        for (_, r) in env.live_recipients() {
+            let q = queues.entry(queue_of(&config, &env, &r.domain())).or_insert((0, 0, u64::MAX));
+            q.0 += 1;
+            q.2 = q.2.min(env.arrival_ms);
+        }
+    }
+    if json {
+        let rows: Vec<_> = queues
+            .iter()
+            .map(|(q, (rcpt, _, oldest))| json!({"queue": q, "rcpt": rcpt, "oldest_arrival_ms": oldest}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).expect("plain JSON"));
+        return ExitCode::SUCCESS;
+    }
+    println!("{:<48} {:>10}", "queue", "#rcpt");
+    for (q, (rcpt, _, _)) in &queues {
+        println!("{q:<48} {rcpt:>10}");
+    }
+    println!("{} queues, {} recipients", queues.len(), queues.values().map(|v| v.0).sum::<u64>());
+    ExitCode::SUCCESS
+}
+
+pub fn list(config_path: Option<&Path>, queue: Option<&str>, json: bool) -> ExitCode {
+    let (config, spool) = match open(config_path) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let mut rows = Vec::new();
+    let mut envelopes = spool.live();
+    envelopes.sort_by_key(|e| e.id);
+    for env in envelopes {
+        for (i, r) in env.recipients.iter().enumerate() {
+            if r.state.is_final() {
+                continue;
+            }
+            let q = queue_of(&config, &env, &r.domain());
+            let wanted = match queue {
+                None => true,
+                Some(f) if f.contains('/') => q == f,
+                Some(f) => q.split('/').next() == Some(f),
+            };
+            if wanted {
+                rows.push((env.clone(), i, q));
+            }
+        }
+    }
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(env, i, q)| {
+                let r = &env.recipients[*i];
+                json!({
+                    "id": env.id.to_string(),
+                    "sender": env.sender,
+                    "rcpt": r.address,
+                    "queue": q,
+                    "state": state_name(&r.state),
+                    "vmta": env.vmta,
+                    "job_id": env.job_id,
+                    "env_id": env.env_id,
+                    "arrival_ms": env.arrival_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&out).expect("plain JSON"));
+        return ExitCode::SUCCESS;
+    }
+    for (env, i, q) in &rows {
+        println!("{}  {:<40} <{}> -> <{}>", env.id, q, env.sender, env.recipients[*i].address);
+    }
+    println!("{} recipients", rows.len());
+    ExitCode::SUCCESS
+}
+
+pub fn show_message(config_path: Option<&Path>, id: &str) -> ExitCode {
+    let Ok(id) = id.parse::<MessageId>() else { return fail(format!("{id:?} is not a message id (16 hex digits)")) };
+    let (_, spool) = match open(config_path) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let Some(env) = spool.envelope(id) else { return fail(format!("message {id} is not in the spool")) };
+    match spool.read_body(id) {
+        Ok(body) => {
+            println!("{}", serde_json::to_string(&env).expect("plain JSON"));
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&body);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("cannot read message {id}: {e}")),
+    }
+}
