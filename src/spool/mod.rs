@@ -462,8 +462,9 @@ impl Spool {
     }
 
     /// Resolves once every request sent before it is committed and the housekeeping that
-    /// follows a batch (deleting dead segments, automatic compaction) has run. For tests and
-    /// tools that want to observe the files; the daemon never needs it.
+    /// follows a batch (deleting dead segments, one step of automatic compaction) has run, plus
+    /// one more such step. For tests and tools that want to observe the files; the daemon never
+    /// needs it.
     pub async fn flush(&self) -> Result<(), SpoolError> {
         let tx = self.sender()?;
         let (done, rx) = oneshot::channel();

@@ -74,11 +74,13 @@ pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolErr
     let mut state = State { index: Index::default(), next_id: 1, report: Recovery::default() };
     let mut buf = Vec::new();
     for (k, (seq, d, path)) in segs.iter().enumerate() {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(|source| SpoolError::Io { path: path.clone(), source })?;
+        let file = match OpenOptions::new().read(true).write(!read_only).open(path) {
+            Ok(f) => f,
+            // A read-only inspection races the daemon, which may just have deleted a dead or
+            // compacted segment: its live messages, if any, are in a newer one.
+            Err(e) if read_only && e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SpoolError::Io { path: path.clone(), source }),
+        };
         let len = file.metadata().map_err(|source| SpoolError::Io { path: path.clone(), source })?.len();
         let file = Arc::new(file);
         state.index.segments.insert(

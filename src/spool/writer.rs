@@ -31,7 +31,8 @@
 //!   whole is (the oldest segment then pins every dead segment behind it): compacted — its live
 //!   messages are re-appended to the active segment with their *current* states in the copy,
 //!   fdatasync'd, the index pointed at the copies, and the old file deleted as above. Automatic
-//!   compaction does at most one segment between two batches, to bound the pause it adds.
+//!   compaction copies at most `COMPACT_CHUNK` (4 MiB) between two batches, so a batch waits at
+//!   most a few milliseconds behind it; it resumes after the next batch.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -56,6 +57,8 @@ pub const MAX_BATCH_OPS: usize = 4096;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Maintenance (deletion, compaction) also runs after this much idle time.
 const IDLE: Duration = Duration::from_secs(1);
+/// Automatic compaction copies at most this many bytes between two batches.
+const COMPACT_CHUNK: u64 = 4 << 20;
 /// `writev` takes at most this many buffers (IOV_MAX on Linux is 1024).
 const IOV_MAX: usize = 1024;
 
@@ -74,7 +77,7 @@ pub enum Op {
     Compact {
         done: oneshot::Sender<Result<Compaction, SpoolError>>,
     },
-    /// Answered once everything sent before it is committed and the maintenance after it ran.
+    /// Answered once everything sent before it is committed, after one more maintenance step.
     Flush {
         done: oneshot::Sender<()>,
     },
@@ -173,6 +176,7 @@ impl Writer {
                     continue;
                 }
                 Op::Flush { done } => {
+                    self.maintain();
                     let _ = done.send(());
                     continue;
                 }
@@ -344,7 +348,7 @@ impl Writer {
     /// its free-space floor and another directory has room for new messages.
     fn ensure_room(&mut self, batch: &[Op]) -> Result<(), SpoolError> {
         let Some(a) = &self.active else { return Err(SpoolError::Closed) };
-        let (size, empty_size, dir) = (a.size, a.empty_size, a.dir);
+        let (size, dir) = (a.size, a.dir);
         if size >= self.segment_size {
             return self.roll();
         }
@@ -362,10 +366,12 @@ impl Writer {
         }
         let mut free_of = |p: &std::path::Path| segment::free_space(p).ok();
         let mut rr = self.rr;
-        match segment::pick_dir(&self.dirs, &mut free_of, self.segment_size, &mut rr) {
-            Some(other) if other != dir && size > empty_size => self.roll(),
-            _ => Ok(()),
-        }
+        let Some(other) = segment::pick_dir(&self.dirs, &mut free_of, self.segment_size, &mut rr) else {
+            return Ok(());
+        };
+        let o = &self.dirs[other];
+        let room = segment::free_space(&o.path).is_ok_and(|f| f >= o.min_free_space.saturating_add(stores));
+        if other != dir && room { self.roll() } else { Ok(()) }
     }
 
     /// Appends `bufs` at `base` (the current end); on failure cuts the file back to `base`.
@@ -470,8 +476,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Copies the live messages of segment `seq` to the active segment (rolling first if it is
-    /// full and `may_roll`), then deletes `seq`.
+    /// Copies live messages of segment `seq` to the active segment (rolling first if it is full
+    /// and `may_roll`), at most [`COMPACT_CHUNK`] bytes per call so that a batch never waits
+    /// long behind a compaction; the call that moves the last one deletes `seq`.
     fn compact_segment(&mut self, seq: u64, may_roll: bool) -> Result<Compaction, SpoolError> {
         if may_roll && self.active.as_ref().is_some_and(|a| a.size >= self.segment_size) {
             self.roll()?;
@@ -479,15 +486,26 @@ impl Writer {
         let (file, path, size, src_dir, mut victims) = {
             let index = self.shared.index.read().unwrap_or_else(|e| e.into_inner());
             let Some(s) = index.segments.get(&seq) else { return Ok(Compaction::default()) };
-            let victims: Vec<(u64, u64, u32, Box<[u8]>)> = index
-                .messages
-                .iter()
-                .filter(|(_, e)| e.seg == seq)
-                .map(|(&id, e)| (id, e.offset, e.len, e.meta.clone()))
-                .collect();
+            let victims: Vec<(u64, u64, u32)> =
+                index.messages.iter().filter(|(_, e)| e.seg == seq).map(|(&id, e)| (id, e.offset, e.len)).collect();
             (s.file.clone(), s.path.clone(), s.size, s.dir, victims)
         };
         victims.sort_unstable_by_key(|v| v.1);
+        let mut budget = 0u64;
+        let take = victims
+            .iter()
+            .take_while(|v| {
+                let more = budget < COMPACT_CHUNK;
+                budget += u64::from(v.2);
+                more
+            })
+            .count();
+        let finished = take == victims.len();
+        victims.truncate(take);
+        let metas: Vec<Box<[u8]>> = {
+            let index = self.shared.index.read().unwrap_or_else(|e| e.into_inner());
+            victims.iter().map(|v| index.messages.get(&v.0).map(|e| e.meta.clone()).unwrap_or_default()).collect()
+        };
         let Some(a) = &self.active else { return Err(SpoolError::Closed) };
         let (dst, base) = (a.seq, a.size);
         let mut out: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -495,19 +513,19 @@ impl Writer {
         let mut moved: Vec<(u64, u64, u32)> = Vec::with_capacity(victims.len());
         let mut lost: Vec<u64> = Vec::new();
         let mut rec = Vec::new();
-        for (id, offset, len, meta) in &victims {
-            rec.resize(*len as usize, 0);
-            file.read_exact_at(&mut rec, *offset).map_err(|source| SpoolError::Io { path: path.clone(), source })?;
+        for (&(id, offset, len), meta) in victims.iter().zip(&metas) {
+            rec.resize(len as usize, 0);
+            file.read_exact_at(&mut rec, offset).map_err(|source| SpoolError::Io { path: path.clone(), source })?;
             let body = match check_record(&rec, meta.len()) {
                 Ok(body) => body,
                 Err(why) => {
-                    let q = segment::quarantine(&self.dirs[src_dir].path, seq, *offset, &rec)?;
+                    let q = segment::quarantine(&self.dirs[src_dir].path, seq, offset, &rec)?;
                     tracing::error!(
-                        id = %MessageId(*id), segment = %path.display(), offset, copy = %q.display(),
+                        id = %MessageId(id), segment = %path.display(), offset, copy = %q.display(),
                         "spool: live message damaged on disk ({why}); quarantined and dropped from the queue"
                     );
                     self.shared.counters.quarantined.fetch_add(1, Ordering::Relaxed);
-                    lost.push(*id);
+                    lost.push(id);
                     continue;
                 }
             };
@@ -515,7 +533,7 @@ impl Writer {
             out.extend_from_slice(&head);
             out.extend_from_slice(body);
             let new_len = (head.len() + body.len()) as u32;
-            moved.push((*id, at, new_len));
+            moved.push((id, at, new_len));
             at += u64::from(new_len);
             if out.len() >= 1 << 20 {
                 self.append(&[&out], at - out.len() as u64)?;
@@ -543,19 +561,15 @@ impl Writer {
         if let Some(a) = self.active.as_mut() {
             a.size = at;
         }
-        self.delete_segment(seq)?;
-        let c = &self.shared.counters;
-        c.messages_compacted.fetch_add(moved.len() as u64, Ordering::Relaxed);
-        tracing::info!(
-            segment = %path.display(), messages = moved.len(), bytes = at - base,
-            "spool: compacted segment ({} of {} bytes were live)", at - base, size
-        );
-        Ok(Compaction {
-            segments_deleted: 1,
-            messages_moved: moved.len(),
-            bytes_moved: at - base,
-            bytes_reclaimed: size,
-        })
+        self.shared.counters.messages_compacted.fetch_add(moved.len() as u64, Ordering::Relaxed);
+        let mut report = Compaction { messages_moved: moved.len(), bytes_moved: at - base, ..Compaction::default() };
+        if finished {
+            self.delete_segment(seq)?;
+            report.segments_deleted = 1;
+            report.bytes_reclaimed = size;
+            tracing::info!(segment = %path.display(), "spool: segment compacted and deleted");
+        }
+        Ok(report)
     }
 }
 

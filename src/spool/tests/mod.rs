@@ -2,6 +2,7 @@
 //! and check what came back. Shared helpers live here; each file covers one concern.
 
 mod basic;
+mod bench;
 mod compaction;
 mod prop;
 mod recovery;
