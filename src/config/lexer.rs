@@ -15,6 +15,29 @@ pub struct Token {
     pub text: String,
     pub quoted: bool,
     pub location: Location,
+    /// Whether the first and the last character were written outside double quotes: only a bare
+    /// `,` at either end joins the token to its neighbour in a list (`a, b` is `a,b`; `"a," b`
+    /// is two values).
+    pub bare_ends: (bool, bool),
+}
+
+impl Token {
+    /// A token written without quotes.
+    pub fn bare(text: impl Into<String>, location: Location) -> Token {
+        let text = text.into();
+        let bare = !text.is_empty();
+        Token { text, quoted: false, location, bare_ends: (bare, bare) }
+    }
+
+    /// Ends with a `,` written outside quotes: the list continues in the next token.
+    pub fn continues_list(&self) -> bool {
+        self.bare_ends.1 && self.text.ends_with(',')
+    }
+
+    /// Starts with a `,` written outside quotes: the token continues the previous one's list.
+    pub fn continues_previous(&self) -> bool {
+        self.bare_ends.0 && self.text.starts_with(',')
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,17 +65,19 @@ pub enum Line {
 }
 
 /// Lexes a whole file. Lines with errors are reported and skipped, so one typo does not hide
-/// the problems after it.
+/// the problems after it. A tag with a recoverable error (no closing `>`, text after it) is
+/// reported and still opens or closes its block, so the lines after it are not misread.
 pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = Vec::new();
     for (index, raw) in text.split('\n').enumerate() {
         let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        match lex_line(file, number, raw) {
+        let mut report = |(col, message): LexError| diags.error(&Location::new(file, number, col), message);
+        match lex_line(file, number, raw, &mut report) {
             Ok(Some(line)) => lines.push(line),
             Ok(None) => {}
-            Err((col, message)) => diags.error(&Location::new(file, number, col), message),
+            Err(e) => report(e),
         }
     }
     lines
@@ -60,12 +85,17 @@ pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
 
 type LexError = (u32, String);
 
-fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, LexError> {
+fn lex_line(
+    file: &Arc<str>,
+    number: u32,
+    raw: &str,
+    report: &mut dyn FnMut(LexError),
+) -> Result<Option<Line>, LexError> {
     let tag_mode = raw.trim_start().starts_with('<');
     let (tokens, content_chars) = tokenize(file, number, raw, tag_mode)?;
     let Some(first) = tokens.first() else { return Ok(None) };
     if !first.quoted && first.text.starts_with('<') {
-        return lex_tag(file, number, tokens).map(Some);
+        return lex_tag(file, number, tokens, report).map(Some);
     }
     let mut tokens = tokens.into_iter();
     let name_token = tokens.next().expect("non-empty");
@@ -74,9 +104,9 @@ fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, Lex
         Some(first) => {
             let start = first.location.col as usize - 1;
             let text: String = raw.chars().skip(start).take(content_chars.saturating_sub(start)).collect();
-            Token { text: text.trim_end().to_string(), quoted: false, location: first.location.clone() }
+            Token::bare(text.trim_end(), first.location.clone())
         }
-        None => Token { text: String::new(), quoted: false, location: name_token.location.clone() },
+        None => Token::bare("", name_token.location.clone()),
     };
     let start = name_token.location.col as usize - 1;
     let full: String = raw.chars().skip(start).take(content_chars.saturating_sub(start)).collect();
@@ -90,14 +120,29 @@ fn lex_line(file: &Arc<str>, number: u32, raw: &str) -> Result<Option<Line>, Lex
 }
 
 /// `<tag arg…>` or `</tag …>`: the tokenizer emits the first unquoted `>` as its own token.
-fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, LexError> {
+/// A missing `>` and text after it are reported through `report`; the tag still counts, so the
+/// block it opens or closes keeps the lines after it in place.
+fn lex_tag(
+    file: &Arc<str>,
+    number: u32,
+    tokens: Vec<Token>,
+    report: &mut dyn FnMut(LexError),
+) -> Result<Line, LexError> {
     let open_col = tokens[0].location.col;
-    let Some(close) = tokens.iter().position(|t| !t.quoted && t.text == ">") else {
-        return Err((open_col, "unterminated tag: expected '>' at the end of the line".into()));
+    // Reported once the tag turns out to be usable; otherwise it is the line's only error.
+    let mut unterminated = None;
+    let close = match tokens.iter().position(|t| !t.quoted && t.text == ">") {
+        Some(close) => {
+            if let Some(extra) = tokens.get(close + 1) {
+                report((extra.location.col, format!("unexpected text after '>': {:?}", extra.text)));
+            }
+            close
+        }
+        None => {
+            unterminated = Some((open_col, "unterminated tag: expected '>' at the end of the line".to_string()));
+            tokens.len()
+        }
     };
-    if let Some(extra) = tokens.get(close + 1) {
-        return Err((extra.location.col, format!("unexpected text after '>': {:?}", extra.text)));
-    }
     let mut words: Vec<Token> = tokens.into_iter().take(close).collect();
     words[0].text.remove(0);
     words[0].location.col += 1;
@@ -106,15 +151,21 @@ fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, Lex
     }
     let mut words = words.into_iter();
     let Some(tag_token) = words.next() else {
-        return Err((open_col, "empty tag '<>'".into()));
+        return Err(unterminated.unwrap_or_else(|| (open_col, "empty tag '<>'".into())));
     };
     if let Some(tag) = tag_token.text.strip_prefix('/') {
         // Closing tags may carry a trailing argument (`</domain-key-list name>`); it is ignored.
         let tag = tag.trim();
         if tag.is_empty() {
-            return Err((open_col, "empty closing tag '</>'".into()));
+            return Err(unterminated.unwrap_or_else(|| (open_col, "empty closing tag '</>'".into())));
+        }
+        if let Some(e) = unterminated {
+            report(e);
         }
         return Ok(Line::Close { tag: tag.to_lowercase(), location: Location::new(file, number, open_col) });
+    }
+    if let Some(e) = unterminated {
+        report(e);
     }
     let rest: Vec<Token> = words.collect();
     let arg = if rest.is_empty() {
@@ -122,8 +173,9 @@ fn lex_tag(file: &Arc<str>, number: u32, tokens: Vec<Token>) -> Result<Line, Lex
     } else {
         let location = rest[0].location.clone();
         let quoted = rest.iter().any(|t| t.quoted);
+        let bare_ends = (rest[0].bare_ends.0, rest[rest.len() - 1].bare_ends.1);
         let text = rest.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
-        Some(Token { text, quoted, location })
+        Some(Token { text, quoted, location, bare_ends })
     };
     Ok(Line::Open { tag: tag_token.text.to_lowercase(), tag_location: Location::new(file, number, open_col), arg })
 }
@@ -153,7 +205,7 @@ fn tokenize(file: &Arc<str>, number: u32, raw: &str, tag_mode: bool) -> Result<(
                 if let Some(t) = current.take() {
                     tokens.push(t);
                 }
-                tokens.push(Token { text: ">".into(), quoted: false, location: Location::new(file, number, col) });
+                tokens.push(Token::bare(">", Location::new(file, number, col)));
             }
             '"' => {
                 let start = col;
@@ -161,8 +213,10 @@ fn tokenize(file: &Arc<str>, number: u32, raw: &str, tag_mode: bool) -> Result<(
                     text: String::new(),
                     quoted: true,
                     location: Location::new(file, number, start),
+                    bare_ends: (false, false),
                 });
                 token.quoted = true;
+                token.bare_ends.1 = false;
                 let mut terminated = false;
                 while let Some(q) = chars.next() {
                     col += 1;
@@ -188,14 +242,14 @@ fn tokenize(file: &Arc<str>, number: u32, raw: &str, tag_mode: bool) -> Result<(
             }
             c => {
                 let start = col;
-                current
-                    .get_or_insert_with(|| Token {
-                        text: String::new(),
-                        quoted: false,
-                        location: Location::new(file, number, start),
-                    })
-                    .text
-                    .push(c);
+                let token = current.get_or_insert_with(|| Token {
+                    text: String::new(),
+                    quoted: false,
+                    location: Location::new(file, number, start),
+                    bare_ends: (true, true),
+                });
+                token.text.push(c);
+                token.bare_ends.1 = true;
             }
         }
     }
@@ -262,5 +316,39 @@ mod tests {
         let all: Vec<String> = d.iter().map(|x| x.to_string()).collect();
         assert_eq!(all[0], "t.conf:1:3: error: unterminated tag: expected '>' at the end of the line");
         assert_eq!(all[1], "t.conf:2:5: error: unterminated quoted string: missing closing '\"'");
+    }
+
+    fn lex_reporting(text: &str) -> (Vec<Line>, Vec<String>) {
+        let mut d = Diagnostics::default();
+        let lines = lex(&Arc::from("t.conf"), text, &mut d);
+        (lines, d.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_tag_with_a_mistake_still_opens_its_block() {
+        let (lines, errors) = lex_reporting("<domain gmail.com\n<domain x.com> max-smtp-out 3\n</domain\n");
+        assert_eq!(
+            errors,
+            [
+                "t.conf:1:1: error: unterminated tag: expected '>' at the end of the line",
+                "t.conf:2:16: error: unexpected text after '>': \"max-smtp-out\"",
+                "t.conf:3:1: error: unterminated tag: expected '>' at the end of the line",
+            ]
+        );
+        assert!(matches!(&lines[0], Line::Open { tag, arg: Some(a), .. } if tag == "domain" && a.text == "gmail.com"));
+        assert!(matches!(&lines[1], Line::Open { tag, arg: Some(a), .. } if tag == "domain" && a.text == "x.com"));
+        assert!(matches!(&lines[2], Line::Close { tag, .. } if tag == "domain"));
+        // Nothing usable: one error, no line.
+        let (lines, errors) = lex_reporting("<\n");
+        assert_eq!(errors, ["t.conf:1:1: error: unterminated tag: expected '>' at the end of the line"]);
+        assert!(lines.is_empty());
+    }
+
+    #[test]
+    fn only_bare_commas_continue_a_list() {
+        let lines = lex_ok("x a, \"b,\" ,c \"\"d");
+        let Line::Directive { args, .. } = &lines[0] else { panic!("{lines:?}") };
+        let flags: Vec<(bool, bool)> = args.iter().map(|t| (t.continues_previous(), t.continues_list())).collect();
+        assert_eq!(flags, [(false, true), (false, false), (true, false), (false, false)]);
     }
 }

@@ -388,7 +388,7 @@ impl ModelBuilder<'_> {
     fn directive(&mut self, d: &Directive, bit: u32, settings: &mut Settings) {
         if bit == scope::DOMAIN && dialect::is_backoff_line(&d.name) {
             let args = vec![d.rest.clone()];
-            let full = Token { text: d.full.clone(), quoted: false, location: d.location.clone() };
+            let full = Token::bare(d.full.clone(), d.location.clone());
             self.typed(d, Dir::BackoffRuleDir, &args, &full, Some(d.full.clone()), settings, bit);
             return;
         }

@@ -177,11 +177,8 @@ static DEFAULTS: LazyLock<Vec<Option<Value>>> = LazyLock::new(|| {
             let text = d.default?;
             let file = std::sync::Arc::from("<table>");
             let location = Location::new(&file, 0, 1);
-            let args: Vec<Token> = text
-                .split_whitespace()
-                .map(|t| Token { text: t.into(), quoted: false, location: location.clone() })
-                .collect();
-            let rest = Token { text: text.into(), quoted: false, location };
+            let args: Vec<Token> = text.split_whitespace().map(|t| Token::bare(t, location.clone())).collect();
+            let rest = Token::bare(text, location);
             parse_value(d.ty, 1, &args, &rest).ok()
         })
         .collect()
