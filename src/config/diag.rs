@@ -94,6 +94,17 @@ impl Diagnostics {
         self.items.iter()
     }
 
+    /// Errors, then warnings, each in file order (`FILE`, `LINE`, `COL`), the order an operator
+    /// fixes them in. Problems found at the same place keep the order they were found in.
+    pub fn sorted(&self) -> Vec<&Diagnostic> {
+        let mut all: Vec<&Diagnostic> = self.items.iter().collect();
+        all.sort_by(|a, b| {
+            let key = |d: &Diagnostic| (d.severity, Arc::clone(&d.location.file), d.location.line, d.location.col);
+            key(a).cmp(&key(b))
+        });
+        all
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -122,5 +133,25 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_lists_errors_then_warnings_in_file_order() {
+        let a: Arc<str> = Arc::from("a.conf");
+        let b: Arc<str> = Arc::from("b.conf");
+        let mut d = Diagnostics::default();
+        d.warning(&Location::new(&a, 1, 1), "w1");
+        d.error(&Location::new(&b, 1, 1), "e3");
+        d.error(&Location::new(&a, 10, 2), "e2");
+        d.error(&Location::new(&a, 9, 30), "e1");
+        d.warning(&Location::new(&a, 0, 5), "w0");
+        d.error(&Location::new(&a, 10, 2), "e2bis");
+        let order: Vec<&str> = d.sorted().iter().map(|x| x.message.as_str()).collect();
+        assert_eq!(order, ["e1", "e2", "e2bis", "e3", "w0", "w1"]);
     }
 }
