@@ -70,6 +70,8 @@ pub struct Index {
     pub segments: BTreeMap<u64, Segment>,
     /// Pending recipients over all live messages.
     pub pending: u64,
+    /// Bytes of all live messages' *meta*.
+    pub meta_bytes: u64,
 }
 
 impl Index {
@@ -87,6 +89,7 @@ impl Index {
             s.live_bytes += u64::from(entry.len);
         }
         self.pending += u64::from(entry.pending);
+        self.meta_bytes += entry.meta.len() as u64;
         self.messages.insert(id, entry);
     }
 
@@ -96,6 +99,7 @@ impl Index {
             s.live_bytes -= u64::from(e.len);
         }
         self.pending -= u64::from(e.pending);
+        self.meta_bytes -= e.meta.len() as u64;
     }
 
     /// Would `apply` accept this change? (Used by the writer to validate a request before
@@ -172,6 +176,13 @@ impl Index {
                 None
             }
         }
+    }
+
+    /// Heap used by the index, estimated: hash table slots (with their control bytes) plus each
+    /// *meta* block with a typical allocator overhead of 16 bytes.
+    pub fn heap_bytes(&self) -> u64 {
+        let slot = std::mem::size_of::<(u64, Entry)>() as u64 + 1;
+        self.messages.capacity() as u64 * slot + self.meta_bytes + 16 * self.messages.len() as u64
     }
 
     pub fn bytes_on_disk(&self) -> u64 {

@@ -154,6 +154,8 @@ pub struct SpoolStats {
     pub messages_stored: u64,
     pub messages_compacted: u64,
     pub segments_deleted: u64,
+    /// Memory held by the in-memory index (estimate: table slots plus envelopes).
+    pub index_bytes: u64,
 }
 
 /// What a compaction did.
@@ -449,6 +451,7 @@ impl Spool {
             messages_stored: c.messages_stored.load(Ordering::Relaxed),
             messages_compacted: c.messages_compacted.load(Ordering::Relaxed),
             segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
+            index_bytes: index.heap_bytes(),
         }
     }
 
