@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-50000} connections=${2:-20} size=${3:-5120}
 work=$(mktemp -d /tmp/ember-bench.XXXXXX)
+chmod 755 "$work"  # the postfix user must reach its queue inside
 trap 'bench/postfix-instance.sh stop "$work/postfix"; kill $ember_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix" >&2; exit 1; }
