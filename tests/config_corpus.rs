@@ -2,7 +2,8 @@
 //! would run it:
 //!
 //! - every `valid/*.conf` passes `ember check-config` (exit 0, a `FILE: OK: …` line);
-//! - every `broken/*.conf` fails (exit 1) with exactly the diagnostics its header announces;
+//! - every `broken/*.conf` fails (exit 1) with exactly the diagnostics its header announces,
+//!   errors printed in file order;
 //! - `ember show settings` on a few valid configs gives the values, and the `# FILE:LINE`
 //!   sources, an operator expects from the inheritance rules;
 //! - `known-bugs/*.conf` are valid PowerMTA configs Ember refuses today (ignored test).
@@ -145,12 +146,16 @@ fn check_broken(file: &str) -> Option<String> {
         std::iter::once(expected.primary.as_str()).chain(expected.also.iter().map(String::as_str)).collect();
     let missing: Vec<&&str> = wanted.iter().filter(|w| !errors.contains(w)).collect();
     let unexpected: Vec<&&str> = errors.iter().filter(|e| !wanted.contains(e)).collect();
-    if out.status.code() == Some(1) && missing.is_empty() && unexpected.is_empty() {
+    let in_file_order = errors.windows(2).all(|w| position(w[0]) <= position(w[1]));
+    if out.status.code() == Some(1) && missing.is_empty() && unexpected.is_empty() && in_file_order {
         return None;
     }
     let mut problem = format!("{file}: the diagnostics differ from its header");
     if out.status.code() != Some(1) {
         let _ = write!(problem, "\n  exit code:  {:?}, expected Some(1)", out.status.code());
+    }
+    if !in_file_order {
+        let _ = write!(problem, "\n  order:      errors are not printed by file, line and column");
     }
     for m in missing {
         let _ = write!(problem, "\n  missing:    {m}");
@@ -160,6 +165,15 @@ fn check_broken(file: &str) -> Option<String> {
     }
     let _ = write!(problem, "\n--- stderr\n{stderr}");
     Some(problem)
+}
+
+/// (FILE, LINE, COL) of a printed `FILE:LINE:COL: error: …` line, for ordering.
+fn position(line: &str) -> (String, u32, u32) {
+    let location = line.split(": error: ").next().unwrap_or_default();
+    let mut parts = location.rsplitn(3, ':');
+    let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let number = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    (parts.next().unwrap_or_default().to_string(), number, col)
 }
 
 #[test]

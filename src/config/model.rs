@@ -16,7 +16,7 @@ use super::macros::Macros;
 use super::pattern::DomainPattern;
 use super::settings::{Entry, Origin, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
-use super::table_def::{BLOCKS, scope, scope_names};
+use super::table_def::{BLOCKS, belongs, scope, scope_names};
 use super::tree::{Block, Directive, Node, suggest};
 use super::value::{ConfigRegex, Value, parse_value};
 use super::values::{Cidr, ListenAddr};
@@ -300,10 +300,10 @@ impl ModelBuilder<'_> {
 
     fn source_matcher(&mut self, arg: &Token) -> Option<SourceMatcher> {
         let text = arg.text.trim();
-        if let Ok(cidr) = Cidr::parse(text) {
-            return Some(SourceMatcher::Cidr(cidr));
-        }
-        let looks_numeric = text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/' || c == ':');
+        let not_cidr = match Cidr::parse(text) {
+            Ok(cidr) => return Some(SourceMatcher::Cidr(cidr)),
+            Err(e) => e,
+        };
         let reserved = ["{auth}", "{pickup}", "{transmissions-api}"];
         if text.starts_with('{') && !reserved.contains(&text) {
             self.diags.error(
@@ -314,7 +314,13 @@ impl ModelBuilder<'_> {
             );
             return None;
         }
-        if looks_numeric || !text.chars().all(|c| c.is_alphanumeric() || "-_.{}".contains(c)) {
+        // Digits, dots and slashes are an address with a mistake: say which (an octet above 255,
+        // a prefix longer than the address).
+        if text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/' || c == ':') {
+            self.diags.error(&arg.location, format!("<source>: {not_cidr}"));
+            return None;
+        }
+        if !text.chars().all(|c| c.is_alphanumeric() || "-_.{}".contains(c)) {
             self.diags.error(
                 &arg.location,
                 format!("<source>: expected an IP address, CIDR (like 10/8 or 0/0) or source name, found {text:?}"),
@@ -411,8 +417,7 @@ impl ModelBuilder<'_> {
                 } else {
                     format!("in {}", scope_names(bit).join(""))
                 };
-                let mut message =
-                    format!("{} is not allowed {here}: it belongs in {}", d.name, scope_names(def.scope.0).join(", "));
+                let mut message = format!("{} is not allowed {here}: it belongs {}", d.name, belongs(def.scope.0));
                 if def.per_queue() && bit == scope::GLOBAL {
                     message.push_str(" (put it in <domain *> to apply it to every queue)");
                 }

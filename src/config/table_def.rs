@@ -89,6 +89,17 @@ pub fn scope_names(bits: u32) -> Vec<String> {
     names
 }
 
+/// Where a directive or block may appear, for "it belongs …" messages: `at top level`,
+/// `in <a>, <b>` or `at top level or in <a>, <b>`.
+pub fn belongs(bits: u32) -> String {
+    let blocks = scope_names(bits & !scope::GLOBAL).join(", ");
+    match (bits & scope::GLOBAL != 0, blocks.is_empty()) {
+        (true, true) => "at top level".into(),
+        (true, false) => format!("at top level or in {blocks}"),
+        (false, _) => format!("in {blocks}"),
+    }
+}
+
 /// Whether Ember acts on a directive yet. `Pending` directives are parsed, typed and shown, and
 /// `check-config` lists them as "accepted, not yet enforced".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,3 +159,15 @@ macro_rules! directives {
     (@rep many) => { true };
 }
 pub(crate) use directives;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn belongs_reads_as_english() {
+        assert_eq!(belongs(scope::GLOBAL), "at top level");
+        assert_eq!(belongs(scope::DOMAIN | scope::VMTA), "in <domain>, <virtual-mta>");
+        assert_eq!(belongs(scope::GLOBAL | scope::SOURCE), "at top level or in <source>");
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::diag::{Diagnostics, Location};
 use super::lexer::{Line, Token, lex};
-use super::table_def::{BLOCKS, scope};
+use super::table_def::{BLOCKS, belongs, scope};
 
 #[derive(Clone, Debug)]
 pub struct Directive {
@@ -109,10 +109,9 @@ impl Builder<'_> {
                     let bit = match BLOCKS.iter().find(|(t, _, _)| *t == tag) {
                         Some((_, bit, parents)) => {
                             if parents & parent_bit == 0 {
-                                let allowed = super::table_def::scope_names(*parents).join(", ");
                                 self.diags.error(
                                     &tag_location,
-                                    format!("<{tag}> is not allowed here: it belongs in {allowed}"),
+                                    format!("<{tag}> is not allowed here: it belongs {}", belongs(*parents)),
                                 );
                             }
                             *bit
@@ -173,7 +172,7 @@ impl Builder<'_> {
     fn include(&mut self, location: &Location, args: &[Token], including: &Path, bit: u32) -> Vec<Node> {
         const ALLOWED: u32 = scope::GLOBAL | scope::SOURCE | scope::DOMAIN | scope::VMTA | scope::SMTP_PATTERN_LIST;
         if bit & ALLOWED == 0 {
-            self.diags.error(location, "include is not allowed here: it belongs at top level or in <source>, <domain>, <virtual-mta>, <smtp-pattern-list>");
+            self.diags.error(location, format!("include is not allowed here: it belongs {}", belongs(ALLOWED)));
             return Vec::new();
         }
         let [target] = args else {
@@ -244,10 +243,11 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// `, did you mean "x"?` when a known name is within a small edit distance.
+/// ` (did you mean "x"?)` when a known name is within a small edit distance (a swapped pair of
+/// letters counts as one edit: `$tdl` is closest to `$tld`).
 pub fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     let best = known
-        .map(|k| (strsim::levenshtein(name, k), k))
+        .map(|k| (strsim::osa_distance(name, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d > 0)
         .min_by_key(|(d, _)| *d);
     match best {

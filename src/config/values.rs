@@ -240,7 +240,7 @@ impl Cidr {
                 if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(expected());
                 }
-                octets[i] = p.parse().map_err(|_| expected())?;
+                octets[i] = p.parse().map_err(|_| format!("octet {p} is out of range (0-255) in {text:?}"))?;
             }
             IpAddr::V4(Ipv4Addr::from(octets))
         };
@@ -390,6 +390,7 @@ mod tests {
         for bad in ["10.1", "300.1.1.1/8", "10/33", "a.b.c.d", "1.2.3.4.5"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(Cidr::parse("10.1.2.300").unwrap_err(), "octet 300 is out of range (0-255) in \"10.1.2.300\"");
     }
 
     #[test]
