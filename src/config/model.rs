@@ -485,7 +485,9 @@ impl ModelBuilder<'_> {
             Ok(v) => v,
             Err(e) => {
                 let location = Location::new(&d.location.file, d.location.line, e.col);
-                self.diags.error(&location, format!("{}: {}", d.name, e.message));
+                // A field-dialect backoff line is named by its reply code; say what it is.
+                let label = if dir == Dir::BackoffRuleDir && d.name != def.name { "backoff rule" } else { &d.name };
+                self.diags.error(&location, format!("{label}: {}", e.message));
                 return;
             }
         };

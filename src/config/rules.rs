@@ -3,29 +3,67 @@
 //! `421 RP-001 *, 1h, 5, 1000` inside `<domain>`).
 //!
 //! Owns their syntax and the static checks REFERENCE.md §2.7 lists (conflicting actions). What
-//! the rules do to a queue belongs to the shaping code.
+//! the rules do to a queue belongs to the shaping code. Errors say where in the rule's text the
+//! problem is, so the caller can point at the column.
 
 use std::fmt;
 
-use super::value::{ConfigRegex, quote, split_list};
+use super::lexer::Token;
+use super::value::{ConfigRegex, ValueError, quote};
 use super::values::{Interval, Rate};
 
-/// Splits `/regex/ rest` at the first unescaped closing slash.
-fn split_regex(text: &str) -> Result<(&str, &str), String> {
-    let text = text.trim();
-    if !text.starts_with('/') {
-        return Err(format!("expected a /regular expression/ first, found {text:?}"));
+/// A problem in a rule: what is wrong and the byte offset in the rule's text where it is (the
+/// start of the text when a part is missing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl RuleError {
+    fn new(offset: usize, message: impl Into<String>) -> Self {
+        RuleError { offset, message: message.into() }
     }
-    let bytes = text.as_bytes();
+
+    /// The error at its column, for a rule written as `token`'s text.
+    pub fn at(self, token: &Token) -> ValueError {
+        ValueError::within(token, self.offset, self.message)
+    }
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Where `part`, a slice of `whole`, starts in it.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize).min(whole.len())
+}
+
+/// The items of a list separated by commas and/or spaces, as slices of `text`.
+fn items(text: &str) -> Vec<&str> {
+    text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Splits `/regex/ rest` at the first unescaped closing slash; both are slices of `text`.
+fn split_regex(text: &str) -> Result<(&str, &str), RuleError> {
+    let start = text.trim();
+    let at = offset_in(text, start);
+    if !start.starts_with('/') {
+        return Err(RuleError::new(at, format!("expected a /regular expression/ first, found {start:?}")));
+    }
+    let bytes = start.as_bytes();
     let mut i = 1;
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => i += 2,
-            b'/' => return Ok((&text[..=i], text[i + 1..].trim())),
+            b'/' => return Ok((&start[..=i], start[i + 1..].trim())),
             _ => i += 1,
         }
     }
-    Err(format!("unterminated regular expression {text:?}: missing closing '/'"))
+    Err(RuleError::new(at, format!("unterminated regular expression {start:?}: missing closing '/'")))
 }
 
 /// An action of a `reply` rule.
@@ -55,20 +93,24 @@ pub struct ReplyRule {
 }
 
 impl ReplyRule {
-    pub fn parse(text: &str) -> Result<ReplyRule, String> {
+    pub fn parse(text: &str) -> Result<ReplyRule, RuleError> {
         let (re, rest) = split_regex(text)?;
-        let pattern = ConfigRegex::parse(re, true)?;
-        let words = split_list(&rest.replace(char::is_whitespace, ","));
+        let pattern = ConfigRegex::parse(re, true).map_err(|m| RuleError::new(offset_in(text, re), m))?;
+        let words = items(rest);
         if words.is_empty() {
-            return Err(format!(
-                "missing action after {re}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue or disable-source-ip"
+            return Err(RuleError::new(
+                offset_in(text, re),
+                format!(
+                    "missing action after {re}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue or disable-source-ip"
+                ),
             ));
         }
         let mut actions = Vec::new();
         for w in words {
             let lower = w.to_lowercase();
-            let never_or = |v: &str| -> Result<Option<Interval>, String> {
-                if v == "never" { Ok(None) } else { Interval::parse(v).map(Some) }
+            let here = offset_in(text, w);
+            let never_or = |v: &str| -> Result<Option<Interval>, RuleError> {
+                if v == "never" { Ok(None) } else { Interval::parse(v).map(Some).map_err(|m| RuleError::new(here, m)) }
             };
             let action = match lower.split_once('=') {
                 Some(("mode", "backoff")) => ReplyAction::Mode(QueueModeChange::Backoff),
@@ -81,14 +123,17 @@ impl ReplyRule {
                 None if lower == "defer-queue" => ReplyAction::DeferQueue,
                 None if lower == "disable-source-ip" => ReplyAction::DisableSourceIp,
                 _ => {
-                    return Err(format!(
-                        "unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T"
+                    return Err(RuleError::new(
+                        here,
+                        format!(
+                            "unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T"
+                        ),
                     ));
                 }
             };
             actions.push(action);
         }
-        check_actions(&actions)?;
+        check_actions(&actions).map_err(|m| RuleError::new(offset_in(text, rest), m))?;
         Ok(ReplyRule { pattern, actions })
     }
 }
@@ -154,40 +199,53 @@ pub struct PatternEntry {
 }
 
 impl PatternEntry {
-    pub fn parse(text: &str) -> Result<PatternEntry, String> {
-        let text = text.trim();
-        let (header, pattern, rest) = if text.starts_with('/') {
-            let (re, rest) = split_regex(text)?;
-            (None, Some(ConfigRegex::parse(re, false)?), rest)
+    pub fn parse(text: &str) -> Result<PatternEntry, RuleError> {
+        let start = text.trim();
+        let regex = |re: &str| ConfigRegex::parse(re, false).map_err(|m| RuleError::new(offset_in(text, re), m));
+        let (header, pattern, rest) = if start.starts_with('/') {
+            let (re, rest) = split_regex(start)?;
+            (None, Some(regex(re)?), rest)
         } else if let Some((name, after)) =
-            text.split_once(char::is_whitespace).filter(|(_, a)| a.trim_start().starts_with('/'))
+            start.split_once(char::is_whitespace).filter(|(_, a)| a.trim_start().starts_with('/'))
         {
             let (re, rest) = split_regex(after)?;
-            (Some(name.to_string()), Some(ConfigRegex::parse(re, false)?), rest)
+            (Some(name.to_string()), Some(regex(re)?), rest)
         } else {
-            (None, None, text)
+            (None, None, start)
         };
         let mut results = Vec::new();
-        let rest = rest.replace("call-to: ", "call-to:");
-        for item in split_list(&rest.replace(char::is_whitespace, ",")) {
+        let mut words = items(rest).into_iter();
+        while let Some(item) = words.next() {
+            let here = offset_in(text, item);
             let result = if let Some(v) = item.strip_prefix("virtual-mta=") {
                 PatternResult::VirtualMta(v.to_string())
             } else if let Some(v) = item.strip_prefix("recipient-priority=") {
                 match v.parse::<u8>() {
                     Ok(n) if n <= 100 => PatternResult::RecipientPriority(n),
-                    _ => return Err(format!("recipient-priority must be 0 to 100, found {v:?}")),
+                    _ => return Err(RuleError::new(here, format!("recipient-priority must be 0 to 100, found {v:?}"))),
                 }
             } else if let Some(v) = item.strip_prefix("call-to:") {
-                PatternResult::CallTo(v.to_string())
+                // `call-to: OTHERLIST`, as REFERENCE.md writes it, has the name in the next word.
+                let name = if v.is_empty() { words.next().unwrap_or_default() } else { v };
+                if name.is_empty() {
+                    return Err(RuleError::new(here, "call-to: expected the name of a <pattern-list>"));
+                }
+                PatternResult::CallTo(name.to_string())
             } else {
-                return Err(format!(
-                    "unknown pattern result {item:?}: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST"
+                return Err(RuleError::new(
+                    here,
+                    format!(
+                        "unknown pattern result {item:?}: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST"
+                    ),
                 ));
             };
             results.push(result);
         }
         if results.is_empty() {
-            return Err("missing result: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST".into());
+            return Err(RuleError::new(
+                offset_in(text, start),
+                "missing result: expected virtual-mta=NAME, recipient-priority=N or call-to:LIST",
+            ));
         }
         Ok(PatternEntry { header, pattern, results })
     }
@@ -235,69 +293,84 @@ fn is_enhanced_code(s: &str) -> bool {
 
 impl BackoffRule {
     /// Parses `CODE MATCH [MATCH], DURATION, CONNECTIONS, RATE`. A rate without a unit is per
-    /// hour, as the field dialect's fourth column ("max messages/hour") means.
-    pub fn parse(text: &str) -> Result<BackoffRule, String> {
+    /// hour, as the field dialect's fourth column ("max messages/hour") means. A missing field is
+    /// reported at the start of `text`, a bad one where it is written.
+    pub fn parse(text: &str) -> Result<BackoffRule, RuleError> {
         let expected = "CODE MATCH *, DURATION, CONNECTIONS, RATE like 421 RP-001 *, 1h, 5, 1000";
+        let start = offset_in(text, text.trim_start());
+        let missing = || RuleError::new(start, format!("expected {expected}, found {:?}", text.trim()));
         let fields: Vec<&str> = text.split(',').map(str::trim).collect();
         let [head, duration, conns, rate] = fields.as_slice() else {
-            return Err(format!("expected {expected}, found {text:?}"));
+            return Err(missing());
         };
-        let words = head_words(head)?;
+        let at = |part: &str| offset_in(text, part);
+        let words = head_words(head).map_err(|m| RuleError::new(at(head), m))?;
         let Some((code, matches)) = words.split_first() else {
-            return Err(format!("expected {expected}, found {text:?}"));
+            return Err(missing());
         };
+        let code_at = at(code);
         let code: u16 = code
             .parse()
             .ok()
             .filter(|c| (400..600).contains(c))
-            .ok_or_else(|| format!("expected a 4xx or 5xx reply code, found {code:?}"))?;
+            .ok_or_else(|| RuleError::new(code_at, format!("expected a 4xx or 5xx reply code, found {code:?}")))?;
         if matches.is_empty() || matches.len() > 2 {
-            return Err(format!(
-                "expected one or two match fields (text, enhanced code or *) after {code}, found {}",
-                matches.len()
+            let where_ = matches.get(2).map_or(code_at, |m| at(m));
+            return Err(RuleError::new(
+                where_,
+                format!(
+                    "expected one or two match fields (text, enhanced code or *) after {code}, found {}",
+                    matches.len()
+                ),
             ));
         }
         let (mut enhanced, mut text_match) = (None, None);
         for m in matches {
-            if m == "*" {
+            let word = unquote(m);
+            if word == "*" {
                 continue;
             }
-            if is_enhanced_code(m) && enhanced.is_none() {
-                enhanced = Some(m.clone());
+            if is_enhanced_code(word) && enhanced.is_none() {
+                enhanced = Some(word.to_string());
             } else if text_match.is_none() {
-                text_match = Some(m.clone());
+                text_match = Some(word.to_string());
             } else {
-                return Err(format!("two text matches in one backoff rule: {m:?}"));
+                return Err(RuleError::new(at(m), format!("two text matches in one backoff rule: {word:?}")));
             }
         }
-        let duration = Interval::parse(duration)?;
-        let max_smtp_out: u64 =
-            conns.parse().map_err(|_| format!("expected a number of connections, found {conns:?}"))?;
+        let duration = Interval::parse(duration).map_err(|m| RuleError::new(at(duration), m))?;
+        let max_smtp_out: u64 = conns
+            .parse()
+            .map_err(|_| RuleError::new(at(conns), format!("expected a number of connections, found {conns:?}")))?;
         let max_msg_rate = if rate.bytes().all(|b| b.is_ascii_digit()) && !rate.is_empty() && *rate != "0" {
-            Rate::parse(&format!("{rate}/h"))?
+            Rate::parse(&format!("{rate}/h"))
         } else {
-            Rate::parse(rate)?
-        };
+            Rate::parse(rate)
+        }
+        .map_err(|m| RuleError::new(at(rate), m))?;
         Ok(BackoffRule { code, enhanced, text: text_match, duration, max_smtp_out, max_msg_rate })
     }
 }
 
-/// Words of the first field, honouring double quotes around text with spaces.
-fn head_words(head: &str) -> Result<Vec<String>, String> {
+/// Words of the first field as slices of it; a word in double quotes (text with spaces) keeps
+/// its quotes, `unquote` removes them.
+fn head_words(head: &str) -> Result<Vec<&str>, String> {
     let mut words = Vec::new();
     let mut rest = head.trim();
     while !rest.is_empty() {
-        if let Some(q) = rest.strip_prefix('"') {
-            let end = q.find('"').ok_or_else(|| format!("unterminated quoted text in {head:?}"))?;
-            words.push(q[..end].to_string());
-            rest = q[end + 1..].trim_start();
+        let end = if let Some(q) = rest.strip_prefix('"') {
+            q.find('"').ok_or_else(|| format!("unterminated quoted text in {head:?}"))? + 2
         } else {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            words.push(rest[..end].to_string());
-            rest = rest[end..].trim_start();
-        }
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        words.push(&rest[..end]);
+        rest = rest[end..].trim_start();
     }
     Ok(words)
+}
+
+fn unquote(word: &str) -> &str {
+    word.strip_prefix('"').and_then(|w| w.strip_suffix('"')).unwrap_or(word)
 }
 
 impl fmt::Display for BackoffRule {
@@ -327,9 +400,26 @@ mod tests {
         assert_eq!(r.enhanced.as_deref(), Some("4.3.2"));
         assert_eq!(r.to_string(), "421 4.3.2 *, 45m, 2, 500/h");
         assert_eq!(BackoffRule::parse(&r.to_string()).unwrap(), r);
-        assert!(BackoffRule::parse("421 RP-001 *, 1h, 5").is_err());
         assert!(BackoffRule::parse("250 x *, 1h, 5, 10").is_err());
         assert!(BackoffRule::parse("421 a b c, 1h, 5, 10").is_err());
+        let quoted = BackoffRule::parse("421 4.7.0 \"[TS04] x\", 2h, 2, 300").unwrap();
+        assert_eq!(quoted.text.as_deref(), Some("[TS04] x"));
+    }
+
+    #[test]
+    fn backoff_rule_errors_say_where() {
+        let at = |text: &str| BackoffRule::parse(text).unwrap_err().offset;
+        // A missing field: the start of the rule.
+        assert_eq!(at("421 RP-001 *, 1h, 5"), 0);
+        assert_eq!(at("  421 RP-001 *, 1h, 5"), 2);
+        // A bad field: where it is written.
+        assert_eq!(at("421 RP-001 *, soon, 5, 1000"), 14);
+        assert_eq!(at("421 RP-001 *, 1h, many, 1000"), 18);
+        assert_eq!(at("421 RP-001 *, 1h, 5, 10/fortnight"), 21);
+        assert_eq!(at("250 RP-001 *, 1h, 5, 10"), 0);
+        assert_eq!(at("421 a b c, 1h, 5, 10"), 8);
+        let e = BackoffRule::parse("421 RP-001 *, soon, 5, 1000").unwrap_err();
+        assert_eq!(e.message, "expected a time interval like 30m, 4d12h or 300s, found \"soon\"");
     }
 
     #[test]
@@ -352,6 +442,16 @@ mod tests {
         assert_eq!(h.header.as_deref(), Some("X-Campaign"));
         let all = PatternEntry::parse("virtual-mta=default-pool").unwrap();
         assert!(all.pattern.is_none());
-        assert!(PatternEntry::parse("/x/ priority=3").is_err());
+        assert_eq!(PatternEntry::parse("/x/ priority=3").unwrap_err().offset, 4);
+        let spaced = PatternEntry::parse("/x/ call-to: other, virtual-mta=v1").unwrap();
+        assert_eq!(spaced.results, [PatternResult::CallTo("other".into()), PatternResult::VirtualMta("v1".into())]);
+    }
+
+    #[test]
+    fn reply_rule_errors_say_where() {
+        let at = |text: &str| ReplyRule::parse(text).unwrap_err().offset;
+        assert_eq!(at("/x/ mode=backoff, fly"), 18);
+        assert_eq!(at("/x/ mode=backoff,mode=normal"), 4);
+        assert_eq!(at("/(x/ skip-mx"), 0);
     }
 }

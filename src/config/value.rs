@@ -230,6 +230,16 @@ impl ValueError {
     fn at(token: &Token, message: impl Into<String>) -> Self {
         ValueError { col: token.location.col, message: message.into() }
     }
+
+    /// An error `offset` bytes into `token`'s text. The column is exact for text written without
+    /// quotes (raw text such as a rule's); in a quoted token it is the token's own column.
+    pub fn within(token: &Token, offset: usize, message: impl Into<String>) -> Self {
+        let shift = match token.text.get(..offset) {
+            Some(before) if !token.quoted => u32::try_from(before.chars().count()).unwrap_or(0),
+            _ => 0,
+        };
+        ValueError { col: token.location.col.saturating_add(shift), message: message.into() }
+    }
 }
 
 /// Parses the arguments of one directive. `rest` is the raw text after the directive name.
@@ -409,9 +419,9 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             }
             [] => unreachable!(),
         },
-        ValueType::ReplyRule => Value::ReplyRule(ReplyRule::parse(&rest.text).map_err(err)?),
-        ValueType::PatternEntry => Value::PatternEntry(PatternEntry::parse(&rest.text).map_err(err)?),
-        ValueType::BackoffRule => Value::BackoffRule(BackoffRule::parse(&rest.text).map_err(err)?),
+        ValueType::ReplyRule => Value::ReplyRule(ReplyRule::parse(&rest.text).map_err(|e| e.at(rest))?),
+        ValueType::PatternEntry => Value::PatternEntry(PatternEntry::parse(&rest.text).map_err(|e| e.at(rest))?),
+        ValueType::BackoffRule => Value::BackoffRule(BackoffRule::parse(&rest.text).map_err(|e| e.at(rest))?),
         ValueType::Words { min, max } => {
             if args.len() < min {
                 return Err(err(format!("expected {min} values, found {}", args.len())));
