@@ -338,7 +338,18 @@ impl Spool {
         }
         let mut w = Writer::new(shared.clone(), dirs, segment_size.max(4096), compact_live_ratio, rec.next_seq);
         w.locks = locks;
-        w.roll()?;
+        if let Err(e) = w.roll() {
+            // A full disk must not keep the daemon from starting and draining its queue.
+            let full = matches!(&e, SpoolError::Io { source, .. }
+                if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded));
+            match rec.resumable {
+                Some(seq) if full => {
+                    tracing::warn!("spool: {e}; appending to the last segment instead");
+                    w.resume(seq)?;
+                }
+                _ => return Err(e),
+            }
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())

@@ -50,6 +50,9 @@ pub struct Recovered {
     pub next_id: u64,
     pub next_seq: u64,
     pub report: Recovery,
+    /// The last segment, if it begins with its start record: the writer may append to it when
+    /// no new segment can be created (a full disk must not keep the daemon from starting).
+    pub resumable: Option<u64>,
 }
 
 /// Rebuilds the index from every segment of `dirs`.
@@ -71,7 +74,7 @@ pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolErr
             ),
         });
     }
-    let mut state = State { index: Index::default(), next_id: 1, report: Recovery::default() };
+    let mut state = State { index: Index::default(), next_id: 1, report: Recovery::default(), started: None };
     let mut buf = Vec::new();
     for (k, (seq, d, path)) in segs.iter().enumerate() {
         let file = match OpenOptions::new().read(true).write(!read_only).open(path) {
@@ -99,13 +102,22 @@ pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolErr
     report.recipients = state.index.pending as usize;
     report.segments = segs.len();
     report.elapsed = started.elapsed();
-    Ok(Recovered { index: state.index, next_id: state.next_id, next_seq: segs.last().map_or(1, |s| s.0 + 1), report })
+    let last = segs.last().map(|s| s.0);
+    Ok(Recovered {
+        index: state.index,
+        next_id: state.next_id,
+        next_seq: last.map_or(1, |l| l + 1),
+        report,
+        resumable: last.filter(|&l| state.started == Some(l)),
+    })
 }
 
 struct State {
     index: Index,
     next_id: u64,
     report: Recovery,
+    /// The last segment seen to begin with a valid start record.
+    started: Option<u64>,
 }
 
 /// Applies one checked record to the index. An error means the record's content is invalid.
@@ -114,6 +126,9 @@ fn apply(st: &mut State, seq: u64, offset: u64, h: &Header, p: &[u8]) -> Result<
         Kind::SegmentStart => {
             let (_, next_id) = record::parse_segment_start(p)?;
             st.next_id = st.next_id.max(next_id);
+            if offset == 0 {
+                st.started = Some(seq);
+            }
         }
         Kind::Message => {
             let (meta, _body) = record::split_message(p)?;

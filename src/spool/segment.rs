@@ -107,9 +107,12 @@ pub fn create_segment(dir: &Path, seq: u64, next_id: u64) -> Result<(PathBuf, Fi
     let io_err = |source| SpoolError::Io { path: path.clone(), source };
     let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_err)?;
     let start = record::segment_start(seq, next_id);
-    file.write_all(&start).map_err(io_err)?;
-    file.sync_data().map_err(io_err)?;
-    sync_dir(dir)?;
+    let written = file.write_all(&start).and_then(|()| file.sync_data()).map_err(io_err).and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // Best effort: a partial segment left behind would only be reported at the next start.
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok((path, file, start.len() as u64))
 }
 

@@ -136,9 +136,10 @@ impl Writer {
             SpoolError::Config("every spool directory is deliver-only: no directory can take new segments".into())
         })?;
         let seq = self.next_seq;
+        // Burnt even if creation fails, so that a leftover file cannot block the next try.
+        self.next_seq += 1;
         let next_id = self.shared.next_id.load(Ordering::SeqCst);
         let (path, file, size) = segment::create_segment(&self.dirs[dir].path, seq, next_id)?;
-        self.next_seq += 1;
         let file = Arc::new(file);
         self.shared
             .index
@@ -147,6 +148,22 @@ impl Writer {
             .segments
             .insert(seq, Segment { dir, path: path.clone(), file: file.clone(), size, live_msgs: 0, live_bytes: 0 });
         self.active = Some(Active { seq, dir, path, file, size, empty_size: size });
+        Ok(())
+    }
+
+    /// Makes the existing segment `seq` (which begins with its start record) the active one:
+    /// the fallback of `Spool::open` when no new segment can be created.
+    pub fn resume(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let index = self.shared.index.read().unwrap_or_else(|e| e.into_inner());
+        let s = index.segments.get(&seq).ok_or(SpoolError::Closed)?;
+        if self.dirs[s.dir].deliver_only {
+            return Err(SpoolError::Config(format!("{} is in a deliver-only directory", s.path.display())));
+        }
+        (&*s.file).seek(SeekFrom::Start(s.size)).map_err(|source| SpoolError::Io { path: s.path.clone(), source })?;
+        let empty_size = (record::HEADER_LEN + 16) as u64;
+        let a = Active { seq, dir: s.dir, path: s.path.clone(), file: s.file.clone(), size: s.size, empty_size };
+        drop(index);
+        self.active = Some(a);
         Ok(())
     }
 
@@ -214,121 +231,30 @@ impl Writer {
         if let Err(e) = self.ensure_room(&batch) {
             return fail_all(batch, &|| e.duplicate());
         }
-        let Some(active) = &self.active else { return fail_all(batch, &|| SpoolError::Closed) };
-        let (seq, base) = (active.seq, active.size);
-
-        // Validate and lay out the batch. `verdict[i]` is the answer to request i if it is refused.
-        let min_free = self.dirs[active.dir].min_free_space;
-        let mut free = if min_free > 0 && batch.iter().any(|op| matches!(op, Op::Store { .. })) {
-            match segment::free_space(&self.dirs[active.dir].path) {
-                Ok(f) => Some(f),
-                Err(source) => {
-                    let path = self.dirs[active.dir].path.clone();
-                    return fail_all(batch, &|| SpoolError::Io { path: path.clone(), source: copy_io(&source) });
-                }
-            }
-        } else {
-            None
+        let plan = match self.plan(&batch) {
+            Ok(plan) => plan,
+            Err(e) => return fail_all(batch, &|| e.duplicate()),
         };
-        let mut refused: Vec<Option<SpoolError>> = Vec::with_capacity(batch.len());
-        let mut state_recs: Vec<Option<(Vec<u8>, Effective)>> = Vec::with_capacity(batch.len());
-        let mut overlay: HashMap<(u64, u32), RecipientState> = HashMap::new();
-        {
-            let index = self.shared.index.read().unwrap_or_else(|e| e.into_inner());
-            for op in &batch {
-                let (verdict, rec) = match op {
-                    Op::Store { head, body, .. } => {
-                        let need = (head.len() + body.len()) as u64;
-                        match free.as_mut() {
-                            Some(f) if *f < min_free.saturating_add(need) => {
-                                let dir = self.dirs[active.dir].path.clone();
-                                (Some(SpoolError::Full { dir, free: *f, needed: min_free.saturating_add(need) }), None)
-                            }
-                            Some(f) => {
-                                *f -= need;
-                                (None, None)
-                            }
-                            None => (None, None),
-                        }
-                    }
-                    Op::Update { changes, .. } => match validate(&index, &mut overlay, changes) {
-                        Err(e) => (Some(e), None),
-                        Ok(eff) if eff.is_empty() => (None, None),
-                        Ok(eff) => (None, Some((record::states_record(&eff), eff))),
-                    },
-                    Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => (None, None),
-                };
-                refused.push(verdict);
-                state_recs.push(rec);
-            }
-        }
-
-        // Lay out and write.
-        let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
-        let mut placed: Vec<Option<(u64, u32)>> = Vec::with_capacity(batch.len());
-        let mut at = base;
-        for (i, op) in batch.iter().enumerate() {
-            let mut place = None;
-            if refused[i].is_none() {
-                match op {
-                    Op::Store { head, body, .. } => {
-                        let len = (head.len() + body.len()) as u64;
-                        bufs.push(head);
-                        bufs.push(body);
-                        place = Some((at, len as u32));
-                        at += len;
-                    }
-                    Op::Update { .. } => {
-                        if let Some((rec, _)) = &state_recs[i] {
-                            bufs.push(rec);
-                            at += rec.len() as u64;
-                        }
-                    }
-                    Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => {}
-                }
-            }
-            placed.push(place);
-        }
-        if at > base {
-            if let Err(e) = self.append(&bufs, base) {
-                return fail_all(batch, &|| e.duplicate());
-            }
-            if let Err(e) = self.sync() {
-                return fail_all(batch, &|| e.duplicate());
-            }
-        }
-        drop(bufs);
-
-        // Durable: apply to the index, then answer.
-        {
-            let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = index.segments.get_mut(&seq) {
-                s.size = at;
-            }
+        if plan.end > plan.base {
+            let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
             for (i, op) in batch.iter().enumerate() {
                 match op {
-                    Op::Store { id, pending, head, .. } if refused[i].is_none() => {
-                        let (offset, len) = placed[i].unwrap_or((0, 0));
-                        let meta = head[record::HEADER_LEN + 4..].into();
-                        index.insert(*id, Entry { seg: seq, offset, len, pending: *pending, meta });
+                    Op::Store { head, body, .. } if plan.placed[i].is_some() => {
+                        bufs.push(head);
+                        bufs.push(body);
                     }
-                    Op::Update { .. } => {
-                        if let Some((_, eff)) = &state_recs[i] {
-                            for &(id, rcpt, state) in eff {
-                                index.apply(id, rcpt, state);
-                            }
-                        }
-                    }
+                    Op::Update { .. } => bufs.extend(plan.states[i].as_ref().map(|(rec, _)| &rec[..])),
                     _ => {}
                 }
             }
+            if let Err(e) = self.append(&bufs, plan.base).and_then(|()| self.sync()) {
+                return fail_all(batch, &|| e.duplicate());
+            }
         }
-        if let Some(a) = self.active.as_mut() {
-            a.size = at;
-        }
+        self.apply(&batch, &plan);
         let c = &self.shared.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
-        for (op, refusal) in batch.into_iter().zip(refused) {
+        for (op, refusal) in batch.into_iter().zip(plan.refused) {
             match op {
                 Op::Store { id, done, .. } => {
                     if refusal.is_none() {
@@ -341,6 +267,93 @@ impl Writer {
                 }
                 Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => {}
             }
+        }
+    }
+
+    /// Decides what of a batch is written, and where: refuses stores that would take the
+    /// directory below its free-space floor and updates that name unknown messages or
+    /// recipients, drops changes that change nothing, and gives every record its offset.
+    fn plan(&self, batch: &[Op]) -> Result<Plan, SpoolError> {
+        let Some(active) = &self.active else { return Err(SpoolError::Closed) };
+        let dir = &self.dirs[active.dir];
+        let mut free = if dir.min_free_space > 0 && batch.iter().any(|op| matches!(op, Op::Store { .. })) {
+            let free = segment::free_space(&dir.path);
+            Some(free.map_err(|source| SpoolError::Io { path: dir.path.clone(), source })?)
+        } else {
+            None
+        };
+        let mut plan = Plan {
+            seq: active.seq,
+            base: active.size,
+            end: active.size,
+            refused: Vec::with_capacity(batch.len()),
+            placed: Vec::with_capacity(batch.len()),
+            states: Vec::with_capacity(batch.len()),
+        };
+        let mut overlay: HashMap<(u64, u32), RecipientState> = HashMap::new();
+        let index = self.shared.index.read().unwrap_or_else(|e| e.into_inner());
+        for op in batch {
+            let (mut refused, mut placed, mut states) = (None, None, None);
+            match op {
+                Op::Store { head, body, .. } => {
+                    let len = (head.len() + body.len()) as u64;
+                    let needed = dir.min_free_space.saturating_add(len);
+                    match free.as_mut() {
+                        Some(f) if *f < needed => {
+                            refused = Some(SpoolError::Full { dir: dir.path.clone(), free: *f, needed });
+                        }
+                        _ => {
+                            if let Some(f) = free.as_mut() {
+                                *f -= len;
+                            }
+                            placed = Some((plan.end, len as u32));
+                            plan.end += len;
+                        }
+                    }
+                }
+                Op::Update { changes, .. } => match validate(&index, &mut overlay, changes) {
+                    Err(e) => refused = Some(e),
+                    Ok(eff) if eff.is_empty() => {}
+                    Ok(eff) => {
+                        let rec = record::states_record(&eff);
+                        plan.end += rec.len() as u64;
+                        states = Some((rec, eff));
+                    }
+                },
+                Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => {}
+            }
+            plan.refused.push(refused);
+            plan.placed.push(placed);
+            plan.states.push(states);
+        }
+        Ok(plan)
+    }
+
+    /// Applies a written and fdatasync'd batch to the index.
+    fn apply(&mut self, batch: &[Op], plan: &Plan) {
+        let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = index.segments.get_mut(&plan.seq) {
+            s.size = plan.end;
+        }
+        for (i, op) in batch.iter().enumerate() {
+            match op {
+                Op::Store { id, pending, head, .. } => {
+                    if let Some((offset, len)) = plan.placed[i] {
+                        let meta = head[record::HEADER_LEN + 4..].into();
+                        index.insert(*id, Entry { seg: plan.seq, offset, len, pending: *pending, meta });
+                    }
+                }
+                Op::Update { .. } => {
+                    for &(id, rcpt, state) in plan.states[i].iter().flat_map(|(_, eff)| eff) {
+                        index.apply(id, rcpt, state);
+                    }
+                }
+                Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => {}
+            }
+        }
+        drop(index);
+        if let Some(a) = self.active.as_mut() {
+            a.size = plan.end;
         }
     }
 
@@ -575,6 +588,20 @@ impl Writer {
 
 /// The changes of one request that do change something, as (id, recipient, new state).
 type Effective = Vec<(u64, u32, RecipientState)>;
+
+/// A batch laid out for writing; the vectors run parallel to the batch's requests.
+struct Plan {
+    /// The active segment and the batch's first and end offsets in it.
+    seq: u64,
+    base: u64,
+    end: u64,
+    /// The answer to a refused request.
+    refused: Vec<Option<SpoolError>>,
+    /// Offset and length of an accepted store's record.
+    placed: Vec<Option<(u64, u32)>>,
+    /// An update's state record and the changes in it (`None`: refused, or changes nothing).
+    states: Vec<Option<(Vec<u8>, Effective)>>,
+}
 
 /// Checks the changes of one `update` request against the index as this batch has changed it so
 /// far; returns the changes that change something (final states are never left).
