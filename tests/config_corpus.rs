@@ -184,22 +184,6 @@ fn every_broken_config_reports_the_announced_diagnostic() {
     report("broken configs", files.len(), &failures);
 }
 
-/// Configs that PowerMTA accepts (per REFERENCE.md) and Ember refuses today. Each file's first
-/// line says why it should pass. When the engine is fixed, move the file to `valid/`.
-#[test]
-#[ignore = "engine bugs, reported; run with --ignored to see whether they are fixed"]
-fn known_bug_configs_should_pass() {
-    let files = corpus("known-bugs");
-    let mut failures = Vec::new();
-    for file in &files {
-        let out = ember(&["check-config", "--quiet", file]);
-        if out.status.code() != Some(0) {
-            failures.push(format!("{file}: still refused:\n{}", text(&out.stderr)));
-        }
-    }
-    report("known-bug configs", files.len(), &failures);
-}
-
 // ---- show settings ---------------------------------------------------------------------------
 
 /// One queue's `ember show settings` output: the `# applied:` layers and every printed
@@ -465,5 +449,27 @@ fn show_settings_reports_dialect_spellings_clears_and_included_sources() {
         q.expect(f, "max-smtp-out", "6", &at(esp, "max-smtp-out 6"));
     });
 
+    checks.finish();
+}
+
+#[test]
+fn show_settings_reads_lists_with_spaces_after_commas() {
+    let cfg = "tests/configs/valid/21-lists-with-spaces-after-commas.conf";
+    let mut checks = Checks::default();
+    checks.queue(cfg, "gmail.com/warm", |q, f| {
+        q.expect(f, "retry-after", "10m,20m,1h", &at(cfg, "retry-after 10m, 20m, 1h"));
+        q.expect(
+            f,
+            "backoff-notify",
+            "ops@example.com,oncall@example.com",
+            &at(cfg, "backoff-notify ops@example.com, oncall@example.com"),
+        );
+        q.expect(
+            f,
+            "max-cold-virtual-mta-msg",
+            "100/d,200/d,400/d",
+            &at(cfg, "max-cold-virtual-mta-msg 100/day, 200/day, 400/day"),
+        );
+    });
     checks.finish();
 }

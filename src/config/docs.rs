@@ -32,6 +32,7 @@ pub fn reference_markdown() -> String {
         "- One directive per line, `#` starts a comment (outside double quotes). Names are case-insensitive.\n\
          - Blocks: `<tag argument>` … `</tag>`; a closing tag may repeat the argument.\n\
          - Double quotes keep spaces and `#` in a value; `\\\"` and `\\\\` escape inside them; `\"\"` clears an inherited value.\n\
+         - Comma-separated lists may have spaces around their commas: `records d, b, t` is `records d,b,t` (a comma inside quotes is text).\n\
          - `include FILE` (or a glob) at top level and in `<source>`, `<domain>`, `<virtual-mta>`, `<smtp-pattern-list>`; \
          relative names resolve against the including file. Cycles are errors; a glob matching nothing is a warning.\n\
          - Relative paths of other files (keys, certificates, spools, accounting files) resolve against the directory of the main config file.\n\

@@ -281,11 +281,25 @@ impl ModelBuilder<'_> {
 
     fn name_arg(&mut self, b: &Block) -> Option<String> {
         let a = self.required_arg(b)?;
-        let valid = a.text.chars().all(|c| c.is_alphanumeric() || "-_.{}".contains(c));
+        // SMTP AUTH user names are often e-mail addresses.
+        let (extra, allowed) = if b.tag == "smtp-user" {
+            ("-_.{}@+", "letters, digits, '-', '_', '.', '@' and '+'")
+        } else {
+            ("-_.{}", "letters, digits, '-', '_' and '.'")
+        };
+        let valid = a.text.chars().all(|c| c.is_alphanumeric() || extra.contains(c));
         if !valid {
+            self.diags.error(&a.location, format!("<{}>: invalid name {:?}: use {allowed}", b.tag, a.text));
+            return None;
+        }
+        let reserved = a.text.starts_with('{') && a.text.ends_with('}');
+        if reserved && matches!(b.tag.as_str(), "virtual-mta" | "virtual-mta-pool") {
             self.diags.error(
                 &a.location,
-                format!("<{}>: invalid name {:?}: use letters, digits, '-', '_' and '.'", b.tag, a.text),
+                format!(
+                    "<{}>: invalid name {:?}: names in braces are reserved ({{default}} is the virtual MTA used when none is selected)",
+                    b.tag, a.text
+                ),
             );
             return None;
         }

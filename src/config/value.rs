@@ -242,6 +242,24 @@ impl ValueError {
     }
 }
 
+/// Joins the words of a comma-separated list written with spaces around its commas: `a, b ,c`
+/// is the one value `a,b,c`, at the column of `a` (REFERENCE.md §1.1: "spaces after commas are
+/// tolerated"). Only commas written outside quotes join.
+pub fn join_list_tokens(args: &[Token]) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(args.len());
+    for t in args {
+        match out.last_mut() {
+            Some(prev) if prev.continues_list() || t.continues_previous() => {
+                prev.text.push_str(&t.text);
+                prev.quoted |= t.quoted;
+                prev.bare_ends.1 = t.bare_ends.1;
+            }
+            _ => out.push(t.clone()),
+        }
+    }
+    out
+}
+
 /// Parses the arguments of one directive. `rest` is the raw text after the directive name.
 pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -> Result<Value, ValueError> {
     if args.is_empty() {
@@ -250,6 +268,14 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
     if args.len() == 1 && args[0].quoted && args[0].text.is_empty() {
         return Ok(Value::Cleared);
     }
+    // Free text keeps its words as written; every other value reads `a, b` as the list `a,b`.
+    let joined_lists;
+    let args = if ty == ValueType::Text {
+        args
+    } else {
+        joined_lists = join_list_tokens(args);
+        joined_lists.as_slice()
+    };
     let single = || -> Result<&Token, ValueError> {
         match args {
             [one] => Ok(one),
