@@ -31,7 +31,28 @@
 //!
 //! An index entry per live message (see `index`): location of its record, pending count, and the
 //! encoded envelope with current states. Bodies are read back with `pread` by
-//! [`Spool::read_body`], checksum verified.
+//! [`Spool::read_body`], checksum verified (from the page cache, for fresh messages).
+//!
+//! # Departures from DESIGN.md §3
+//!
+//! State changes share the message log instead of a separate journal: a batch holding both
+//! needs one fdatasync, not two, and their relative order is the log order. There is no batch
+//! window: batches form while the previous fdatasync runs, so a lone session pays one fsync and
+//! no timer, and a loaded spool batches by itself.
+//!
+//! # Figures (2-core VM, ext4 on virtio; fdatasync 0.2–1.4 ms depending on neighbours' load)
+//!
+//! `cargo test --release --lib spool::tests::bench -- --ignored --nocapture --test-threads 1`:
+//!
+//! | load | stores/s | fdatasync per message |
+//! |---|---|---|
+//! | 1 session, 5 KiB | 700–4,700 (one fsync each) | 1 |
+//! | 20 sessions, 5 KiB | 20,000–41,000 | 0.09–0.10 |
+//! | 200 sessions, 5 KiB | 55,000–76,000 | 0.01 |
+//!
+//! Recovery of 1,000,000 messages with 400-byte bodies (900,000 live, 532 MiB in 9 segments):
+//! 0.5–2.3 s with the files in the page cache, 1.5 s after `echo 3 > /proc/sys/vm/drop_caches`;
+//! the index costs ~200 bytes of RSS per live one-recipient message.
 
 mod index;
 mod record;
@@ -294,7 +315,9 @@ impl fmt::Debug for Spool {
 impl Spool {
     /// Opens the spool: creates missing directories (unless read-only), locks every directory,
     /// scans every segment (truncating a torn tail, quarantining damage), rebuilds the index,
-    /// starts a fresh segment and the writer thread. Returns what recovery found.
+    /// starts a fresh segment (on a full disk: goes on appending to the last one) and the writer
+    /// thread. Returns what recovery found. Blocking (it reads the whole spool): from async code,
+    /// call it in `spawn_blocking`.
     pub fn open(options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
         let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio } = options;
         if dirs.is_empty() {
