@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::diag::{Diagnostics, Location};
 use super::dialect::{self, Mapping};
 use super::lexer::Token;
-use super::macros::Macros;
+use super::macros::{ExpandError, Macros};
 use super::pattern::DomainPattern;
 use super::settings::{Entry, Origin, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
@@ -350,7 +350,9 @@ impl ModelBuilder<'_> {
         let settings = Arc::new(self.settings_of(&b.children, scope::DOMAIN));
         let expanded = match self.macros.expand(&arg.text) {
             Ok(e) => e,
-            Err(message) => {
+            // Reported once, where the macro is defined.
+            Err(ExpandError::BrokenMacro) => return Vec::new(),
+            Err(ExpandError::Invalid(message)) => {
                 self.diags.error(&arg.location, format!("<domain {}>: {message}", arg.text));
                 return Vec::new();
             }
