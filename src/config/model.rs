@@ -18,8 +18,8 @@ use super::settings::{Entry, Origin, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
 use super::table_def::{BLOCKS, belongs, scope, scope_names};
 use super::tree::{Block, Directive, Node, suggest};
-use super::value::{ConfigRegex, Value, parse_value};
-use super::values::{Cidr, ListenAddr};
+use super::value::{ConfigRegex, Value, parse_listen, parse_value};
+use super::values::Cidr;
 
 /// A `<domain>` block, once per pattern its (macro-expanded) argument produced.
 #[derive(Clone, Debug)]
@@ -228,10 +228,11 @@ impl ModelBuilder<'_> {
         match b.tag.as_str() {
             "smtp-listener" | "transmissions-api-listener" => {
                 let a = self.required_arg(b)?;
-                match ListenAddr::parse(&a.text) {
+                match parse_listen(a) {
                     Ok(l) => Some(Some(l.to_string())),
                     Err(e) => {
-                        self.diags.error(&a.location, format!("<{}>: {e}", b.tag));
+                        let location = Location::new(&a.location.file, a.location.line, e.col);
+                        self.diags.error(&location, format!("<{}>: {}", b.tag, e.message));
                         None
                     }
                 }
@@ -477,6 +478,7 @@ impl ModelBuilder<'_> {
                     let origin = Origin::Config {
                         location: d.location.clone(),
                         written_as: Some(format!("{} {}", d.name, cred.text)),
+                        args: Arc::from([cred.clone()]),
                     };
                     target.set(dir, Entry { value: Value::Text(value.to_string()), origin });
                     self.config.first_use.entry(dir).or_insert_with(|| d.location.clone());
@@ -509,7 +511,7 @@ impl ModelBuilder<'_> {
         };
         self.record_files(d, def.name, &value);
         self.config.first_use.entry(dir).or_insert_with(|| d.location.clone());
-        let origin = Origin::Config { location: d.location.clone(), written_as };
+        let origin = Origin::Config { location: d.location.clone(), written_as, args: Arc::from(args) };
         if let Some(previous) = settings.set(dir, Entry { value, origin }) {
             self.diags.warning(
                 &d.location,

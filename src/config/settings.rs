@@ -5,7 +5,7 @@
 //! directive's whole list), and `""` clears what was inherited.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::diag::Location;
 use super::lexer::Token;
@@ -18,8 +18,9 @@ pub enum Origin {
     /// PowerMTA's default from the directive table.
     Default,
     /// A line of a config file; `written_as` is the field-dialect spelling when it was not the
-    /// documented one.
-    Config { location: Location, written_as: Option<String> },
+    /// documented one. `location` is the directive's; `args` are the value's words as written,
+    /// so a problem with one part of the value can point at its column.
+    Config { location: Location, written_as: Option<String>, args: Arc<[Token]> },
 }
 
 impl Origin {
@@ -30,12 +31,50 @@ impl Origin {
         }
     }
 
+    /// Where the value starts: its first word, or the directive when it has none.
+    pub fn value_location(&self) -> Option<&Location> {
+        match self {
+            Origin::Default => None,
+            Origin::Config { location, args, .. } => Some(args.first().map_or(location, |t| &t.location)),
+        }
+    }
+
+    /// Where `part` is written in the value: a whole word, or one item of a comma-separated
+    /// word (`customer` in `global,customer`). The last occurrence wins, since the names a value
+    /// refers to follow its patterns. `None` when `part` is not written as such.
+    pub fn part_location(&self, part: &str) -> Option<Location> {
+        let Origin::Config { args, .. } = self else { return None };
+        args.iter().rev().find_map(|t| {
+            let mut found = None;
+            let mut offset = 0;
+            for item in t.text.split(',') {
+                if item.trim() == part {
+                    found = Some(offset + (item.len() - item.trim_start().len()));
+                }
+                offset += item.len() + 1;
+            }
+            let offset = found?;
+            // Columns inside a quoted word are not the text's: point at the word.
+            let shift = if t.quoted { 0 } else { t.text[..offset].chars().count() };
+            let mut location = t.location.clone();
+            location.col = location.col.saturating_add(u32::try_from(shift).unwrap_or(0));
+            Some(location)
+        })
+    }
+
+    /// `part_location`, else where the value starts.
+    pub fn locate(&self, part: &str) -> Option<Location> {
+        self.part_location(part).or_else(|| self.value_location().cloned())
+    }
+
     /// `FILE:LINE`, `FILE:LINE (written as …)`, or `default`.
     pub fn describe(&self) -> String {
         match self {
             Origin::Default => "default".into(),
-            Origin::Config { location, written_as: None } => location.file_line(),
-            Origin::Config { location, written_as: Some(w) } => format!("{} (written as {w})", location.file_line()),
+            Origin::Config { location, written_as: None, .. } => location.file_line(),
+            Origin::Config { location, written_as: Some(w), .. } => {
+                format!("{} (written as {w})", location.file_line())
+            }
         }
     }
 }

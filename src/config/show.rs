@@ -68,7 +68,7 @@ pub fn render_json(q: &QueueSettings) -> Json {
         .map(|(def, value, origin)| {
             let (source, written_as) = match &origin {
                 Origin::Default => (Json::from("default"), Json::Null),
-                Origin::Config { location, written_as } => {
+                Origin::Config { location, written_as, .. } => {
                     (Json::from(location.file_line()), written_as.clone().map_or(Json::Null, Json::from))
                 }
             };

@@ -29,7 +29,7 @@ directives! {
     // ---- 2.1 global ------------------------------------------------------------------------
     Postmaster => "postmaster", Email, GLOBAL, None, many, Pending, "Administrator address; receives watchdog and expiry mail.";
     HostName => "host-name", Word, GLOBAL | VP, None, many, Pending, "Name used in the greeting and EHLO (the first one); per VMTA it overrides the global one.";
-    SmtpListener => "smtp-listener", Words { min: 1, max: 2 }, GLOBAL, None, many, Pending, "Inbound listener ADDRESS:PORT [source=NAME].";
+    SmtpListener => "smtp-listener", Listener, GLOBAL, None, many, Pending, "Inbound listener ADDRESS:PORT [source=NAME].";
     SmtpSourceHost => "smtp-source-host", SourceHost, GLOBAL | VMTA, None, many, Pending, "Outbound source IP (or CIDR) and HELO name; several are used round robin.";
     TotalMaxSmtpOut => "total-max-smtp-out", Uint, GLOBAL, Some("1200"), once, Pending, "Global cap on outbound SMTP connections.";
     TotalMaxSmtpIn => "total-max-smtp-in", Uint, GLOBAL, Some("100"), once, Pending, "Global cap on inbound SMTP connections.";

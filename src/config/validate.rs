@@ -7,9 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::{Diagnostics, Location};
-use super::model::{Config, DomainBlock, SourceMatcher};
-use super::settings::Settings;
+use super::model::{Config, DomainBlock, OtherBlock, SourceMatcher};
+use super::resolve::DEFAULT_VMTA;
+use super::rules::PatternResult;
+use super::settings::{Origin, Settings};
 use super::table::Dir;
+use super::tree::suggest;
 use super::value::Value;
 
 /// Whether files named by the config must exist now.
@@ -23,8 +26,9 @@ pub enum FileCheck {
 
 pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     names(config, diags);
-    pools(config, diags);
-    references(config, diags);
+    let defined = Names::of(config);
+    pools(config, &defined, diags);
+    references(config, &defined, diags);
     api_keys(config, diags);
     referenced_files(config, files, diags);
 }
@@ -73,17 +77,19 @@ fn names(config: &Config, diags: &mut Diagnostics) {
     }
 }
 
-fn pools(config: &Config, diags: &mut Diagnostics) {
+fn pools(config: &Config, names: &Names, diags: &mut Diagnostics) {
     let mut owner_with_domains: BTreeMap<&str, &str> = BTreeMap::new();
     for pool in &config.pools {
-        for (member, location) in pool.members() {
+        for e in pool.settings.all(Dir::VirtualMtaMember) {
+            let (Value::Text(member), Some(location)) = (&e.value, e.origin.location()) else { continue };
             if config.vmta(member).is_none() {
-                let what = if config.pool(member).is_some() {
-                    "is a pool; pools contain virtual MTAs only"
+                let problem = if config.pool(member).is_some() {
+                    format!("virtual-mta {member:?} is a pool; pools contain virtual MTAs only")
                 } else {
-                    "is not defined"
+                    names.undefined(Kind::Vmta, member)
                 };
-                diags.error(location, format!("<virtual-mta-pool {}>: virtual-mta {member:?} {what}", pool.name));
+                let at = e.origin.value_location().unwrap_or(location);
+                diags.error(at, format!("<virtual-mta-pool {}>: {problem}", pool.name));
                 continue;
             }
             if pool.domains.is_empty() {
@@ -101,71 +107,142 @@ fn pools(config: &Config, diags: &mut Diagnostics) {
     }
 }
 
-/// Every place a directive names another block.
-fn references(config: &Config, diags: &mut Diagnostics) {
-    let named_sources: BTreeSet<&str> = config
-        .sources
-        .iter()
-        .filter_map(|s| match &s.matcher {
-            SourceMatcher::Name(n) => Some(n.as_str()),
-            SourceMatcher::Cidr(_) => None,
-        })
-        .collect();
-    let named = |tag: &str| -> BTreeSet<String> { config.blocks_of(tag).filter_map(|b| b.arg.clone()).collect() };
-    let smtp_pattern_lists = named("smtp-pattern-list");
-    let pattern_lists = named("pattern-list");
-    let source_groups = named("source-group");
-    let mut suppression = named("address-list");
-    suppression.extend(named("suppression-list"));
-    let vmta_or_pool = |n: &str| config.vmta(n).is_some() || config.pool(n).is_some();
+/// What a reference names, for "no <…> is defined" messages and "did you mean".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Source,
+    PatternList,
+    SourceGroup,
+    SmtpPatternList,
+    AddressList,
+    Vmta,
+    VmtaOrPool,
+}
 
-    // Listeners and users name sources.
-    for e in config.global.all(Dir::SmtpListener) {
-        if let Value::Words(w) = &e.value {
-            let location = e.origin.location().expect("from config");
-            if let Err(m) = super::values::ListenAddr::parse(&w[0]) {
-                diags.error(location, format!("smtp-listener: {m}"));
+/// The names the configuration defines, by kind.
+struct Names<'a> {
+    sources: BTreeSet<&'a str>,
+    pattern_lists: BTreeSet<&'a str>,
+    source_groups: BTreeSet<&'a str>,
+    smtp_pattern_lists: BTreeSet<&'a str>,
+    address_lists: BTreeSet<&'a str>,
+    vmtas: BTreeSet<&'a str>,
+    pools: BTreeSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn of(config: &'a Config) -> Self {
+        let named = |tags: &[&str]| -> BTreeSet<&'a str> {
+            config.blocks.iter().filter(|b| tags.contains(&b.tag.as_str())).filter_map(|b| b.arg.as_deref()).collect()
+        };
+        Names {
+            sources: config
+                .sources
+                .iter()
+                .filter_map(|s| match &s.matcher {
+                    SourceMatcher::Name(n) => Some(n.as_str()),
+                    SourceMatcher::Cidr(_) => None,
+                })
+                .collect(),
+            pattern_lists: named(&["pattern-list"]),
+            source_groups: named(&["source-group"]),
+            smtp_pattern_lists: named(&["smtp-pattern-list"]),
+            address_lists: named(&["address-list", "suppression-list"]),
+            vmtas: config.vmtas.iter().map(|v| v.name.as_str()).collect(),
+            pools: config.pools.iter().map(|p| p.name.as_str()).collect(),
+        }
+    }
+
+    /// The defined names of a kind, for suggestions.
+    fn known(&self, kind: Kind) -> Vec<&'a str> {
+        let sets: &[&BTreeSet<&'a str>] = match kind {
+            Kind::Source => &[&self.sources],
+            Kind::PatternList => &[&self.pattern_lists],
+            Kind::SourceGroup => &[&self.source_groups],
+            Kind::SmtpPatternList => &[&self.smtp_pattern_lists],
+            Kind::AddressList => &[&self.address_lists],
+            Kind::Vmta => &[&self.vmtas],
+            Kind::VmtaOrPool => &[&self.vmtas, &self.pools],
+        };
+        sets.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    fn exists(&self, kind: Kind, name: &str) -> bool {
+        // `{default}` is the virtual MTA used when none is selected: always there.
+        (matches!(kind, Kind::Vmta | Kind::VmtaOrPool) && name == DEFAULT_VMTA) || self.known(kind).contains(&name)
+    }
+
+    /// `no <smtp-pattern-list yahoo-code> is defined (did you mean "yahoo-codes"?)`.
+    fn undefined(&self, kind: Kind, name: &str) -> String {
+        let blocks = match kind {
+            Kind::Source => format!("<source {name}>"),
+            Kind::PatternList => format!("<pattern-list {name}>"),
+            Kind::SourceGroup => format!("<source-group {name}>"),
+            Kind::SmtpPatternList => format!("<smtp-pattern-list {name}>"),
+            Kind::AddressList => format!("<address-list {name}>"),
+            Kind::Vmta => format!("<virtual-mta {name}>"),
+            Kind::VmtaOrPool => format!("<virtual-mta {name}> or <virtual-mta-pool {name}>"),
+        };
+        format!("no {blocks} is defined{}", suggest(name, self.known(kind).into_iter()))
+    }
+
+    /// Reports `name`, written in the value of `origin`, when it is not defined. `directive`
+    /// prefixes the message; the location is where the name is written.
+    fn check(&self, kind: Kind, name: &str, directive: &str, origin: &Origin, diags: &mut Diagnostics) {
+        if self.exists(kind, name) {
+            return;
+        }
+        if let Some(at) = origin.locate(name) {
+            diags.error(&at, format!("{directive}: {}", self.undefined(kind, name)));
+        }
+    }
+
+    /// Checks the one-word reference `dir` of a block.
+    fn check_setting(&self, settings: &Settings, dir: Dir, kind: Kind, diags: &mut Diagnostics) {
+        for e in settings.raw(dir).unwrap_or_default() {
+            if let Value::Text(name) = &e.value {
+                self.check(kind, name, dir.def().name, &e.origin, diags);
             }
-            if let Some(opt) = w.get(1) {
-                match opt.strip_prefix("source=") {
-                    Some(name) if named_sources.contains(name) => {}
-                    Some(name) => diags.error(
-                        location,
-                        format!("smtp-listener: source {name:?} is not defined (no <source {name}> block)"),
-                    ),
-                    None => diags.error(
-                        location,
-                        format!("smtp-listener: expected source=NAME after the address, found {opt:?}"),
-                    ),
+        }
+    }
+}
+
+/// Every place a directive names another block.
+fn references(config: &Config, names: &Names, diags: &mut Diagnostics) {
+    // Listeners and users name sources. The one-line listener's value is typed in `value.rs`:
+    // the address, then `source=NAME` when given.
+    for e in config.global.all(Dir::SmtpListener) {
+        if let Value::Words(w) = &e.value
+            && let Some(option) = w.get(1)
+            && let Some(name) = option.strip_prefix("source=")
+            && !names.exists(Kind::Source, name)
+            && let Some(at) = e.origin.part_location(option).or_else(|| e.origin.locate(name))
+        {
+            diags.error(&at, format!("smtp-listener: {}", names.undefined(Kind::Source, name)));
+        }
+    }
+    for b in config.blocks.iter().filter(|b| b.tag == "smtp-listener" || b.tag == "smtp-user") {
+        names.check_setting(&b.settings, Dir::SourceRef, Kind::Source, diags);
+    }
+    for s in &config.sources {
+        names.check_setting(&s.settings, Dir::PatternListRef, Kind::PatternList, diags);
+        names.check_setting(&s.settings, Dir::SourceGroupRef, Kind::SourceGroup, diags);
+        for e in s.settings.raw(Dir::DefaultVirtualMta).unwrap_or_default() {
+            if let Value::Text(n) = &e.value
+                && n != "by-smtp-source-ip"
+            {
+                names.check(Kind::VmtaOrPool, n, "default-virtual-mta", &e.origin, diags);
+            }
+        }
+        for e in s.settings.raw(Dir::SuppressionLists).unwrap_or_default() {
+            if let Value::List(lists) = &e.value {
+                for n in lists {
+                    names.check(Kind::AddressList, n, "suppression-lists", &e.origin, diags);
                 }
             }
         }
     }
-    for b in config.blocks.iter().filter(|b| b.tag == "smtp-listener" || b.tag == "smtp-user") {
-        check_name(&b.settings, Dir::SourceRef, "source", |n| named_sources.contains(n), diags);
-    }
-    for s in &config.sources {
-        check_name(&s.settings, Dir::PatternListRef, "pattern-list", |n| pattern_lists.contains(n), diags);
-        check_name(&s.settings, Dir::SourceGroupRef, "source-group", |n| source_groups.contains(n), diags);
-        check_name(
-            &s.settings,
-            Dir::DefaultVirtualMta,
-            "virtual-mta or pool",
-            |n| n == "by-smtp-source-ip" || vmta_or_pool(n),
-            diags,
-        );
-        if let Some(e) = s.settings.get(Dir::SuppressionLists)
-            && let Value::List(names) = &e.value
-        {
-            for n in names.iter().filter(|n| !suppression.contains(*n)) {
-                diags.error(
-                    e.origin.location().expect("from config"),
-                    format!("suppression-lists: no <address-list {n}> is defined"),
-                );
-            }
-        }
-    }
-    check_name(&config.global, Dir::InvalidVirtualMtaFallback, "virtual-mta", |n| config.vmta(n).is_some(), diags);
+    names.check_setting(&config.global, Dir::InvalidVirtualMtaFallback, Kind::Vmta, diags);
     let all_domains = config
         .domains
         .iter()
@@ -173,40 +250,43 @@ fn references(config: &Config, diags: &mut Diagnostics) {
         .chain(config.pools.iter().flat_map(|p| &p.domains));
     let mut seen = BTreeSet::new();
     for d in all_domains.filter(|d: &&DomainBlock| seen.insert(std::sync::Arc::as_ptr(&d.settings))) {
-        check_name(
-            &d.settings,
-            Dir::SmtpPatternListRef,
-            "smtp-pattern-list",
-            |n| smtp_pattern_lists.contains(n),
-            diags,
-        );
+        names.check_setting(&d.settings, Dir::SmtpPatternListRef, Kind::SmtpPatternList, diags);
         for dir in [Dir::RerouteToVirtualMta, Dir::BackoffRerouteToVirtualMta] {
-            check_name(&d.settings, dir, "virtual-mta or pool", vmta_or_pool, diags);
+            names.check_setting(&d.settings, dir, Kind::VmtaOrPool, diags);
         }
     }
     for holder in config.vmtas.iter().map(|v| &v.settings).chain(config.pools.iter().map(|p| &p.settings)) {
-        for e in holder.all(Dir::ColdVirtualMta) {
-            if let Value::Text(n) = &e.value
-                && config.vmta(n).is_none()
-            {
-                diags.error(
-                    e.origin.location().expect("from config"),
-                    format!("cold-virtual-mta: virtual-mta {n:?} is not defined"),
-                );
-            }
-        }
+        names.check_setting(holder, Dir::ColdVirtualMta, Kind::Vmta, diags);
+    }
+    for list in config.blocks_of("pattern-list") {
+        pattern_list(list, names, diags);
     }
 }
 
-fn check_name(settings: &Settings, dir: Dir, what: &str, exists: impl Fn(&str) -> bool, diags: &mut Diagnostics) {
-    if let Some(e) = settings.get(dir)
-        && let Value::Text(name) = &e.value
-        && !exists(name)
-    {
-        diags.error(
-            e.origin.location().expect("from config"),
-            format!("{}: {what} {name:?} is not defined", dir.def().name),
-        );
+/// The results of a `<pattern-list>` and of the lists nested in it: the VMTAs and lists they
+/// select must exist.
+fn pattern_list(list: &OtherBlock, names: &Names, diags: &mut Diagnostics) {
+    for dir in [Dir::MailFromPattern, Dir::RcptToPattern, Dir::HeaderPattern, Dir::CatchAllPattern] {
+        for e in list.settings.raw(dir).unwrap_or_default() {
+            let Value::PatternEntry(entry) = &e.value else { continue };
+            for result in &entry.results {
+                let (kind, name, written) = match result {
+                    PatternResult::VirtualMta(n) => (Kind::VmtaOrPool, n, format!("virtual-mta={n}")),
+                    PatternResult::CallTo(n) => (Kind::PatternList, n, format!("call-to:{n}")),
+                    PatternResult::RecipientPriority(_) => continue,
+                };
+                if names.exists(kind, name) {
+                    continue;
+                }
+                let at = e.origin.part_location(&written).or_else(|| e.origin.locate(name));
+                if let Some(at) = at {
+                    diags.error(&at, format!("{}: {}", dir.def().name, names.undefined(kind, name)));
+                }
+            }
+        }
+    }
+    for inner in list.children.iter().filter(|c| c.tag == "pattern-list") {
+        pattern_list(inner, names, diags);
     }
 }
 
@@ -214,11 +294,8 @@ fn api_keys(config: &Config, diags: &mut Diagnostics) {
     for e in config.global.all(Dir::HttpApiKey) {
         if let Value::Text(key) = &e.value {
             let ok = (32..=128).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                diags.error(
-                    e.origin.location().expect("from config"),
-                    "http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'",
-                );
+            if !ok && let Some(at) = e.origin.value_location() {
+                diags.error(at, "http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'");
             }
         }
     }
@@ -252,5 +329,114 @@ impl Config {
         let mut diags = Diagnostics::default();
         referenced_files(self, files, &mut diags);
         diags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{FileCheck, load_str};
+
+    /// The errors of a config in file order, as `LINE:COL: message`.
+    fn errors(text: &str) -> Vec<String> {
+        let loaded = load_str("t.conf", text, Path::new("."), FileCheck::Warn);
+        loaded
+            .diagnostics
+            .sorted()
+            .into_iter()
+            .filter(|d| d.severity == crate::config::Severity::Error)
+            .map(|d| format!("{}:{}: {}", d.location.line, d.location.col, d.message))
+            .collect()
+    }
+
+    const VMTAS: &str = "\
+<virtual-mta v1>
+    smtp-source-host 127.0.0.2 v1.example.net
+</virtual-mta>
+<virtual-mta-pool pool1>
+    virtual-mta v1
+</virtual-mta-pool>
+";
+
+    #[test]
+    fn undefined_names_point_at_the_name_and_suggest_a_defined_one() {
+        let text = format!(
+            "{VMTAS}<source 10/8>
+    default-virtual-mta pool2
+    suppression-lists a, nosuch
+    source-group grp
+</source>
+<address-list a>
+    address x@example.com
+</address-list>
+<domain *>
+    backoff-reroute-to-virtual-mta v2
+</domain>
+"
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "8:25: default-virtual-mta: no <virtual-mta pool2> or <virtual-mta-pool pool2> is defined (did you mean \"pool1\"?)",
+                "9:26: suppression-lists: no <address-list nosuch> is defined",
+                "10:18: source-group: no <source-group grp> is defined",
+                "16:36: backoff-reroute-to-virtual-mta: no <virtual-mta v2> or <virtual-mta-pool v2> is defined (did you mean \"v1\"?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn pattern_list_results_must_name_defined_vmtas_and_lists() {
+        let text = format!(
+            "{VMTAS}<pattern-list outer>
+    rcpt-to /@a\\.com$/ virtual-mta=v1,recipient-priority=5
+    mail-from /x/ virtual-mta=pool1
+    header X-Y /z/ virtual-mta=ghost
+    <pattern-list>
+        * call-to:nosuch
+    </pattern-list>
+    * call-to: outer
+</pattern-list>
+"
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "10:20: header: no <virtual-mta ghost> or <virtual-mta-pool ghost> is defined",
+                "12:11: *: no <pattern-list nosuch> is defined",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_default_vmta_always_exists() {
+        let text = format!(
+            "{VMTAS}<source 10/8>\n    default-virtual-mta {{default}}\n</source>\n<pattern-list p>\n    * virtual-mta={{default}}\n</pattern-list>\n"
+        );
+        assert_eq!(errors(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn reserved_names_cannot_name_a_vmta_or_pool() {
+        let errs = errors("<virtual-mta-pool {default}>\n</virtual-mta-pool>\n<virtual-mta {x}>\n</virtual-mta>\n");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("1:19: <virtual-mta-pool>: invalid name \"{default}\": names in braces are reserved")
+        );
+        assert!(errs[1].starts_with("3:14: <virtual-mta>: invalid name \"{x}\""));
+    }
+
+    #[test]
+    fn smtp_users_may_be_named_by_address_and_listeners_name_sources() {
+        let text = "<source feeder>\n</source>\n<smtp-user app+1@example.com>\n    source feedr\n</smtp-user>\nsmtp-listener 0/0:25 source=feeder\nsmtp-listener 0/0:26 source=fedeer\nhttp-api-key short\n";
+        assert_eq!(
+            errors(text),
+            [
+                "4:12: source: no <source feedr> is defined (did you mean \"feeder\"?)",
+                "7:22: smtp-listener: no <source fedeer> is defined (did you mean \"feeder\"?)",
+                "8:14: http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'",
+            ]
+        );
     }
 }

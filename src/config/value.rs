@@ -13,6 +13,9 @@ use super::pattern::DomainPattern;
 use super::rules::{BackoffRule, PatternEntry, ReplyRule};
 use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, Size};
 
+/// What `smtp-listener` takes, in "expected …" messages.
+const LISTENER: &str = "ADDRESS:PORT [source=NAME]";
+
 /// The syntax a directive's value must follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueType {
@@ -33,6 +36,9 @@ pub enum ValueType {
     Size,
     Cidr,
     Listen,
+    /// `ADDRESS:PORT [source=NAME]` (the one-line `smtp-listener`). Parsed into
+    /// `Value::Words([ADDRESS:PORT as written, "source=NAME"])`, the second word only when given.
+    Listener,
     /// `PORT` or `ADDRESS:PORT`.
     PortOrListen,
     /// `/regex/`.
@@ -104,6 +110,7 @@ impl ValueType {
             ValueType::Size => "a size like 40K, 250M or unlimited".into(),
             ValueType::Cidr => "an IP address or CIDR like 10/8".into(),
             ValueType::Listen => "ADDRESS:PORT like 0/0:25".into(),
+            ValueType::Listener => LISTENER.into(),
             ValueType::PortOrListen => "PORT or ADDRESS:PORT like 8080 or 127.0.0.1:8080".into(),
             ValueType::Regex => "a /regular expression/".into(),
             ValueType::DomainPattern => "a domain pattern".into(),
@@ -330,7 +337,37 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         ValueType::DataRate => Value::DataRate(DataRate::parse(&single()?.text).map_err(err)?),
         ValueType::Size => Value::Size(Size::parse(&single()?.text).map_err(err)?),
         ValueType::Cidr => Value::Cidr(Cidr::parse(&single()?.text).map_err(err)?),
-        ValueType::Listen => Value::Listen(ListenAddr::parse(&single()?.text).map_err(err)?),
+        ValueType::Listen => Value::Listen(parse_listen(single()?)?),
+        ValueType::Listener => {
+            parse_listen(first)?;
+            let mut words = vec![first.text.clone()];
+            match args {
+                [_] => {}
+                [_, option] => {
+                    let name = option
+                        .text
+                        .get(.."source=".len())
+                        .filter(|key| key.eq_ignore_ascii_case("source="))
+                        .map(|_| &option.text["source=".len()..])
+                        .filter(|name| !name.is_empty());
+                    let Some(name) = name else {
+                        return Err(ValueError::at(
+                            option,
+                            format!("expected source=NAME after the address, found {:?}", option.text),
+                        ));
+                    };
+                    words.push(format!("source={name}"));
+                }
+                [_, _, extra, ..] => {
+                    return Err(ValueError::at(
+                        extra,
+                        format!("unexpected extra value {:?}: expected {LISTENER}", extra.text),
+                    ));
+                }
+                [] => unreachable!("checked above"),
+            }
+            Value::Words(words)
+        }
         ValueType::PortOrListen => {
             let t = &single()?.text;
             match t.parse::<u16>() {
@@ -459,6 +496,11 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             Value::Words(args.iter().map(|t| t.text.clone()).collect())
         }
     })
+}
+
+/// `ADDRESS:PORT`, pointing at the port when only the port is wrong.
+pub fn parse_listen(token: &Token) -> Result<ListenAddr, ValueError> {
+    ListenAddr::parse_located(&token.text).map_err(|(offset, message)| ValueError::within(token, offset, message))
 }
 
 fn two(args: &[Token], ty: ValueType) -> Result<[&Token; 2], ValueError> {
@@ -628,5 +670,87 @@ impl fmt::Display for Value {
             Value::BackoffRule(b) => write!(f, "{b}"),
             Value::Words(w) => f.write_str(&w.iter().map(|x| quote(x)).collect::<Vec<_>>().join(" ")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diag::Location;
+
+    /// The tokens of a value as the lexer gives them, with their columns (the value starts at
+    /// column 10).
+    fn tokens(text: &str) -> (Vec<Token>, Token) {
+        let file: Arc<str> = Arc::from("t.conf");
+        let mut diags = crate::config::Diagnostics::default();
+        let lines = crate::config::lexer::lex(&file, &format!("directive {text}"), &mut diags);
+        assert!(diags.is_empty(), "{diags}");
+        match lines.into_iter().next() {
+            Some(crate::config::lexer::Line::Directive { args, rest, .. }) => (args, rest),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn parse(ty: ValueType, text: &str) -> Result<Value, ValueError> {
+        let (args, rest) = tokens(text);
+        parse_value(ty, 1, &args, &rest)
+    }
+
+    #[test]
+    fn spaces_around_commas_join_a_list_in_every_type() {
+        let shown = |ty, text| parse(ty, text).map(|v| v.to_string()).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        assert_eq!(shown(ValueType::Words { min: 2, max: 2 }, "d timeLogged, orig, rcpt"), "d timeLogged,orig,rcpt");
+        assert_eq!(shown(ValueType::Words { min: 2, max: 2 }, "a@x b@y, c@z"), "a@x b@y,c@z");
+        assert_eq!(shown(ValueType::HttpAccess, "10/8 monitor, deny-logs"), "10.0.0.0/8 monitor,deny-logs");
+        assert_eq!(shown(ValueType::HttpAccess, "10/8 monitor ,deny-logs"), "10.0.0.0/8 monitor,deny-logs");
+        assert_eq!(shown(ValueType::HttpAccess, "10/8 monitor , deny-logs"), "10.0.0.0/8 monitor,deny-logs");
+        assert_eq!(shown(ValueType::List, "a, b,c"), "a,b,c");
+        // A comma inside quotes is text, not a list separator.
+        assert!(parse(ValueType::Words { min: 2, max: 2 }, "a \"b,\" c").is_err());
+        // Free text keeps what was written.
+        assert_eq!(shown(ValueType::Text, "Mail Delivery, Inc"), "\"Mail Delivery, Inc\"");
+    }
+
+    #[test]
+    fn a_joined_value_is_reported_at_its_first_word() {
+        let e = parse(ValueType::Uint, "20, 30").unwrap_err();
+        assert_eq!((e.col, e.message.as_str()), (11, "expected a whole number, found \"20,30\""));
+    }
+
+    #[test]
+    fn listener_address_and_source() {
+        let words = |text| match parse(ValueType::Listener, text) {
+            Ok(Value::Words(w)) => w,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(words("0/0:25"), ["0/0:25"]);
+        assert_eq!(words("127.0.0.1:2525 source=feeder"), ["127.0.0.1:2525", "source=feeder"]);
+        assert_eq!(words("[::1]:25 Source=feeder"), ["[::1]:25", "source=feeder"]);
+        let err = |text| {
+            let e = parse(ValueType::Listener, text).unwrap_err();
+            (e.col, e.message)
+        };
+        // "directive " is 10 characters: the value starts at column 11.
+        assert_eq!(err("127.0.0.1:99999"), (21, "port 99999 is out of range (0-65535)".to_string()));
+        assert_eq!(
+            err("127.0.0.1:2525 feeder"),
+            (26, "expected source=NAME after the address, found \"feeder\"".into())
+        );
+        assert_eq!(
+            err("127.0.0.1:2525 source="),
+            (26, "expected source=NAME after the address, found \"source=\"".into())
+        );
+        assert_eq!(err("127.0.0.1:2525 source=a b").0, 35);
+        assert_eq!(err("127.0.0.1").0, 11);
+        let missing = parse_value(ValueType::Listener, 1, &[], &Token::bare("", Location::new(&Arc::from("t"), 1, 1)));
+        assert_eq!(missing.unwrap_err().message, "missing value: expected ADDRESS:PORT [source=NAME]");
+    }
+
+    #[test]
+    fn rule_errors_point_into_the_rule() {
+        let e = parse(ValueType::BackoffRule, "421 RP-001 *, soon, 5, 1000").unwrap_err();
+        assert_eq!(e.col, 25);
+        let e = parse(ValueType::PatternEntry, "/x/ vmta=v1").unwrap_err();
+        assert_eq!(e.col, 15);
     }
 }

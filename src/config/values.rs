@@ -304,18 +304,30 @@ pub struct ListenAddr {
 
 impl ListenAddr {
     pub fn parse(text: &str) -> Result<ListenAddr, String> {
-        let expected = || format!("expected ADDRESS:PORT like 0/0:25, 127.0.0.1:2525 or [::1]:25, found {text:?}");
+        Self::parse_located(text).map_err(|(_, message)| message)
+    }
+
+    /// Like `parse`, also giving the byte offset in `text` where the problem is: the port when
+    /// the address is fine and only the port is wrong, else the start.
+    pub fn parse_located(text: &str) -> Result<ListenAddr, (usize, String)> {
+        let expected = || (0, format!("expected ADDRESS:PORT like 0/0:25, 127.0.0.1:2525 or [::1]:25, found {text:?}"));
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (h, p) = rest.split_once("]:").ok_or_else(expected)?;
-            (h, p)
+            rest.split_once("]:").ok_or_else(expected)?
         } else {
             text.rsplit_once(':').ok_or_else(expected)?
         };
         if host.contains(':') && !text.starts_with('[') {
             return Err(expected());
         }
-        let port: u16 = port.parse().map_err(|_| expected())?;
         let cidr = Cidr::parse(host).map_err(|_| expected())?;
+        let port_at = text.len() - port.len();
+        let port: u16 = match port.parse() {
+            Ok(p) => p,
+            Err(_) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err((port_at, format!("port {port} is out of range (0-65535)")));
+            }
+            Err(_) => return Err((port_at, format!("expected a port number after the address, found {port:?}"))),
+        };
         Ok(ListenAddr { cidr, port })
     }
 }
@@ -400,5 +412,8 @@ mod tests {
         assert_eq!(ListenAddr::parse("[::1]:25").unwrap().to_string(), "[::1]:25");
         assert!(ListenAddr::parse("127.0.0.1").is_err());
         assert!(ListenAddr::parse("::1:25").is_err());
+        assert_eq!(ListenAddr::parse_located("127.0.0.1:99999").unwrap_err().0, 10);
+        assert_eq!(ListenAddr::parse_located("[::1]:x").unwrap_err().0, 6);
+        assert_eq!(ListenAddr::parse_located("300.0.0.1:25").unwrap_err().0, 0);
     }
 }
