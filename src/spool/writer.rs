@@ -18,6 +18,10 @@
 //! gone. The writer then refuses all further writes (`SpoolError::Failed`) until a restart, whose
 //! recovery re-reads what really is on disk.
 //!
+//! A failed compaction step is undone the same way and retried a minute later. A failed
+//! directory fsync after a deletion stops deletions until a restart: that deletion may not be
+//! durable, and deleting a newer segment before it is could bring dead messages back.
+//!
 //! # Segment life
 //!
 //! Only the **oldest** segment is ever removed, and never the active one. A state record always
@@ -41,7 +45,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -57,6 +61,8 @@ pub const MAX_BATCH_OPS: usize = 4096;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Maintenance (deletion, compaction) also runs after this much idle time.
 const IDLE: Duration = Duration::from_secs(1);
+/// Pause after a failed maintenance step before trying again.
+const MAINTENANCE_RETRY: Duration = Duration::from_secs(60);
 /// Automatic compaction copies at most this many bytes between two batches.
 const COMPACT_CHUNK: u64 = 4 << 20;
 /// `writev` takes at most this many buffers (IOV_MAX on Linux is 1024).
@@ -98,8 +104,11 @@ pub struct Writer {
     rr: usize,
     /// Set after a failed fdatasync: the reason given to every later request.
     failed: Option<String>,
-    /// Set after a failed deletion: maintenance stops (nothing is lost, files just stay).
+    /// Set when a deletion may not be durable (a directory fsync failed): deleting anything newer
+    /// could then resurrect messages, so maintenance stops until a restart. Files just stay.
     maintenance_stopped: bool,
+    /// After any other maintenance failure (a full disk during compaction, say): retry then.
+    maintenance_paused_until: Option<Instant>,
 }
 
 struct Active {
@@ -126,6 +135,7 @@ impl Writer {
             rr: 0,
             failed: None,
             maintenance_stopped: false,
+            maintenance_paused_until: None,
         }
     }
 
@@ -418,6 +428,9 @@ impl Writer {
         if let Some(why) = &self.failed {
             return Err(SpoolError::Failed(why.clone()));
         }
+        if self.maintenance_stopped {
+            return Err(SpoolError::Failed("a spool directory fsync failed after a segment deletion".into()));
+        }
         if self.active.as_ref().is_some_and(|a| a.size > a.empty_size) {
             self.roll()?;
         }
@@ -430,18 +443,25 @@ impl Writer {
         Ok(report)
     }
 
-    /// Automatic maintenance: deletes dead oldest segments, compacts at most one.
+    /// Automatic maintenance: deletes dead oldest segments, then takes one compaction step.
     fn maintain(&mut self) {
         if self.maintenance_stopped || self.failed.is_some() {
+            return;
+        }
+        if self.maintenance_paused_until.is_some_and(|t| Instant::now() < t) {
             return;
         }
         loop {
             match self.maintain_step(false) {
                 Ok(Some(step)) if step.messages_moved == 0 => {}
                 Ok(_) => return,
+                Err(e) if self.maintenance_stopped => {
+                    tracing::error!("spool: segment deletion stopped until restart: {e}");
+                    return;
+                }
                 Err(e) => {
-                    tracing::error!("spool: maintenance stopped until restart: {e}");
-                    self.maintenance_stopped = true;
+                    tracing::warn!("spool: maintenance failed, retrying in {}s: {e}", MAINTENANCE_RETRY.as_secs());
+                    self.maintenance_paused_until = Some(Instant::now() + MAINTENANCE_RETRY);
                     return;
                 }
             }
@@ -483,7 +503,10 @@ impl Writer {
             self.shared.index.write().unwrap_or_else(|e| e.into_inner()).segments.insert(seq, seg);
             return Err(SpoolError::Io { path, source });
         }
-        segment::sync_dir(&self.dirs[seg.dir].path)?;
+        if let Err(e) = segment::sync_dir(&self.dirs[seg.dir].path) {
+            self.maintenance_stopped = true;
+            return Err(e);
+        }
         self.shared.counters.segments_deleted.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(segment = %seg.path.display(), "spool: segment deleted");
         Ok(())

@@ -35,6 +35,12 @@ impl SmallFs {
     fn fill(&self) {
         let _ = std::fs::write(self.path().join("filler"), vec![0u8; 64 << 20]);
     }
+
+    /// Takes all but about `left` free bytes.
+    fn fill_leaving(&self, left: u64) {
+        let free = segment::free_space(self.path()).unwrap();
+        std::fs::write(self.path().join("filler"), vec![0u8; free.saturating_sub(left) as usize]).unwrap();
+    }
 }
 
 impl Drop for SmallFs {
@@ -98,4 +104,37 @@ async fn the_daemon_starts_on_a_full_disk_and_drains_its_queue() {
     spool.close().await;
     let (spool, _) = Spool::open(opts(&dir, 1 << 30)).unwrap();
     assert_eq!(spool.live().iter().map(|e| e.id).collect::<Vec<_>>(), [b, c]);
+}
+
+#[tokio::test]
+async fn a_compaction_that_runs_out_of_space_changes_nothing_and_succeeds_later() {
+    let Some(fs) = SmallFs::mount("2m") else { return };
+    let dir = fs.path().join("spool");
+    let mut o = opts(&dir, 64 << 10);
+    o.compact_live_ratio = 0.0;
+    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(spool.store(envelope(&["a@example.com"]), body(i, 10_000)).await.unwrap());
+    }
+    for id in ids.iter().skip(1).step_by(2) {
+        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
+    }
+    let before = segment_files(&dir);
+    // Room for a new segment and a copy or two, not for the 30 live messages.
+    fs.fill_leaving(24 << 10);
+    let err = spool.compact().await.unwrap_err();
+    assert!(is_enospc(&err), "{err}");
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    let live: Vec<MessageId> = ids.iter().copied().step_by(2).collect();
+    assert_eq!(spool.live().iter().map(|e| e.id).collect::<Vec<_>>(), live);
+    assert!(segment_files(&dir).len() <= before.len() + 1);
+    spool.compact().await.unwrap();
+    spool.close().await;
+
+    let (spool, rec) = Spool::open(o).unwrap();
+    assert_eq!((rec.messages, rec.quarantined, rec.torn_tail_truncated), (live.len(), 0, None));
+    for (i, id) in ids.iter().enumerate().step_by(2) {
+        assert_eq!(spool.read_body(*id).unwrap(), body(i, 10_000));
+    }
 }
