@@ -5,8 +5,7 @@
 //! - every `broken/*.conf` fails (exit 1) with exactly the diagnostics its header announces,
 //!   errors printed in file order;
 //! - `ember show settings` on a few valid configs gives the values, and the `# FILE:LINE`
-//!   sources, an operator expects from the inheritance rules;
-//! - `known-bugs/*.conf` are valid PowerMTA configs Ember refuses today (ignored test).
+//!   sources, an operator expects from the inheritance rules, with secrets masked.
 //!
 //! Header format of a broken config (see `tests/configs/README.md`):
 //!
@@ -397,9 +396,14 @@ fn show_settings_reports_dialect_spellings_clears_and_included_sources() {
         q.expect(f, "retry-recipients-after", "15m", &written("min-retry-interval 15m"));
         q.expect(f, "backoff-rule", "421 RP-001 *, 1h, 5, 1000/h", &written("421 RP-001 *, 1h, 5, 1000"));
         q.expect(f, "backoff-rule", "421 4.3.2 *, 45m, 2, 500/h", &written("421 4.3.2 *, 45m, 2, 500"));
-        // Top-level outbound-auth applies to every queue.
-        q.expect(f, "auth-username", "relay-user", &written("outbound-auth relay-user:relay-pass"));
-        q.expect(f, "auth-password", "relay-pass", &written("outbound-auth relay-user:relay-pass"));
+        // Top-level outbound-auth applies to every queue; the password is not printed, not even
+        // in the spelling it was written with.
+        let auth = format!(
+            "{} (written as outbound-auth relay-user:********)",
+            at(dialect, "outbound-auth relay-user:relay-pass")
+        );
+        q.expect(f, "auth-username", "relay-user", &auth);
+        q.expect(f, "auth-password", "\"********\"", &auth);
     });
 
     let quoting = "tests/configs/valid/13-quoting-clearing-comments.conf";
@@ -450,6 +454,28 @@ fn show_settings_reports_dialect_spellings_clears_and_included_sources() {
     });
 
     checks.finish();
+}
+
+#[test]
+fn show_settings_masks_secrets_and_stays_valid_config() {
+    let cfg = "tests/configs/valid/12-field-dialect.conf";
+    let out = ember(&["show", "settings", "hotmail.com", "--config", cfg]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!stdout.contains("relay-pass"), "password printed:\n{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with('#') && l.contains("masked")), "no note on masking:\n{stdout}");
+    // The output is a config again: `check-config` accepts it as written.
+    let dir = std::env::temp_dir().join(format!("ember-show-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let shown = dir.join("shown.conf");
+    std::fs::write(&shown, &stdout).expect("write shown config");
+    let check = ember(&["check-config", "--quiet", &shown.to_string_lossy()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(check.status.code(), Some(0), "show settings output is not valid config:\n{}", text(&check.stderr));
+
+    let json = ember(&["show", "settings", "hotmail.com", "--config", cfg, "--json"]);
+    let json = text(&json.stdout);
+    assert!(json.contains("\"********\"") && !json.contains("relay-pass"), "JSON shows the password:\n{json}");
 }
 
 #[test]

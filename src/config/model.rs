@@ -14,7 +14,7 @@ use super::dialect::{self, Mapping};
 use super::lexer::Token;
 use super::macros::{ExpandError, Macros};
 use super::pattern::DomainPattern;
-use super::settings::{Entry, Origin, Settings};
+use super::settings::{Entry, Origin, SECRET_MASK, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
 use super::table_def::{BLOCKS, belongs, scope, scope_names};
 use super::tree::{Block, Directive, Node, suggest};
@@ -477,7 +477,8 @@ impl ModelBuilder<'_> {
                 for (dir, value) in [(Dir::AuthUsername, user), (Dir::AuthPassword, pass)] {
                     let origin = Origin::Config {
                         location: d.location.clone(),
-                        written_as: Some(format!("{} {}", d.name, cred.text)),
+                        // The spelling is shown by `show settings`: not the password.
+                        written_as: Some(format!("{} {user}:{SECRET_MASK}", d.name)),
                         args: Arc::from([cred.clone()]),
                     };
                     target.set(dir, Entry { value: Value::Text(value.to_string()), origin });

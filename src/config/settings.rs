@@ -12,6 +12,9 @@ use super::lexer::Token;
 use super::table::{DIRECTIVES, Dir};
 use super::value::{Value, parse_value};
 
+/// What a secret (a password) is printed as, wherever values are shown.
+pub const SECRET_MASK: &str = "********";
+
 /// Where a value came from.
 #[derive(Clone, Debug)]
 pub enum Origin {

@@ -1,14 +1,16 @@
 //! `show settings`: a queue's effective settings printed as valid config, each line followed by
 //! where its value came from, or as JSON.
 //!
-//! Owns the output format only; the values come from `resolve.rs`.
+//! Owns the output format only; the values come from `resolve.rs`. Secrets (`auth-password`,
+//! the password of `smtp-client-certificate`) are printed as `"********"`, so the output can be
+//! pasted into a ticket; it stays valid config.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value as Json, json};
 
 use super::resolve::QueueSettings;
-use super::settings::{Origin, default_value};
+use super::settings::{Origin, SECRET_MASK as MASK, default_value};
 use super::table::{DIRECTIVES, Dir};
 use super::table_def::{DirectiveDef, Status};
 use super::value::Value;
@@ -18,6 +20,21 @@ fn shown() -> impl Iterator<Item = &'static DirectiveDef> {
     DIRECTIVES.iter().filter(|d| d.per_queue() && !matches!(d.id, Dir::Include | Dir::DomainMacro))
 }
 
+/// A value as `show settings` prints it: config syntax, with secrets masked.
+fn printable(dir: Dir, value: &Value) -> String {
+    match (dir, value) {
+        (Dir::AuthPassword, Value::Text(_)) => quote_mask(),
+        (_, Value::FileWithPassword { file, password: Some(_) }) => {
+            Value::FileWithPassword { file: file.clone(), password: None }.to_string() + " " + &quote_mask()
+        }
+        _ => value.to_string(),
+    }
+}
+
+fn quote_mask() -> String {
+    format!("\"{MASK}\"")
+}
+
 /// One printed line: (directive, value in config syntax or None when unset, origin).
 fn lines(q: &QueueSettings) -> Vec<(&'static DirectiveDef, Option<String>, Origin)> {
     let mut out = Vec::new();
@@ -25,7 +42,7 @@ fn lines(q: &QueueSettings) -> Vec<(&'static DirectiveDef, Option<String>, Origi
         match q.settings.raw(def.id) {
             Some(entries) => {
                 for e in entries {
-                    out.push((def, Some(e.value.to_string()), e.origin.clone()));
+                    out.push((def, Some(printable(def.id, &e.value)), e.origin.clone()));
                 }
             }
             None => out.push((def, default_value(def.id).map(Value::to_string), Origin::Default)),
@@ -37,6 +54,7 @@ fn lines(q: &QueueSettings) -> Vec<(&'static DirectiveDef, Option<String>, Origi
 pub fn render_text(q: &QueueSettings) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# effective settings of queue {} (ember show settings)", q.name());
+    let _ = writeln!(s, "# secrets (auth-password, certificate passwords) are masked as \"{MASK}\"");
     if let Some(loc) = q.queue_to.as_ref().filter(|_| q.queue != q.domain) {
         let _ = writeln!(s, "# domain {} is queued as {} (queue-to at {})", q.domain, q.queue, loc.file_line());
     }
@@ -83,10 +101,35 @@ pub fn render_json(q: &QueueSettings) -> Json {
         .collect();
     json!({
         "queue": q.name(),
+        "secrets_masked_as": MASK,
         "domain": q.domain,
         "vmta": q.vmta,
         "queue_to": q.queue_to.as_ref().map(|l| l.file_line()),
         "layers": q.layers.iter().map(|(level, pattern, loc)| json!({"level": level, "pattern": pattern, "source": loc.file_line()})).collect::<Vec<_>>(),
         "settings": settings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    #[test]
+    fn secrets_are_masked_and_the_output_is_config_again() {
+        let text = "<domain *>\n    auth-username u\n    auth-password \"s3cret pass\"\n    smtp-client-certificate client.pem k3y\n</domain>\n";
+        let loaded = load_str("t.conf", text, Path::new("."), FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        let q = loaded.config.queue_settings("example.com", None).unwrap();
+        let shown = render_text(&q);
+        assert!(!shown.contains("s3cret") && !shown.contains("k3y"), "{shown}");
+        assert!(shown.contains("auth-password \"********\""), "{shown}");
+        assert!(shown.contains("smtp-client-certificate client.pem \"********\""), "{shown}");
+        let json = render_json(&q).to_string();
+        assert!(!json.contains("s3cret") && !json.contains("k3y"), "{json}");
+        let again = load_str("shown.conf", &shown, Path::new("."), FileCheck::Warn);
+        assert!(!again.diagnostics.has_errors(), "{}", again.diagnostics);
+    }
 }
