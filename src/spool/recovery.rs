@@ -274,9 +274,10 @@ impl Scan<'_> {
         let dropped = self.len - at;
         st.report.torn_tail_truncated = Some((self.path.to_path_buf(), dropped));
         if self.read_only {
-            tracing::warn!(
+            // Beside a running daemon this is usually a batch being written right now.
+            tracing::info!(
                 segment = %self.path.display(), offset = at, bytes = dropped,
-                "spool: torn tail ({why}) ignored; read-only, so the file is left as it is"
+                "spool: incomplete record at the end ({why}): being written, or torn by a crash; read-only, left as it is"
             );
             return Ok(());
         }

@@ -61,6 +61,8 @@ pub const MAX_BATCH_OPS: usize = 4096;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Maintenance (deletion, compaction) also runs after this much idle time.
 const IDLE: Duration = Duration::from_secs(1);
+/// Pause after a failed segment creation before trying again.
+const ROLL_RETRY: Duration = Duration::from_secs(10);
 /// Pause after a failed maintenance step before trying again.
 const MAINTENANCE_RETRY: Duration = Duration::from_secs(60);
 /// Automatic compaction copies at most this many bytes between two batches.
@@ -109,6 +111,8 @@ pub struct Writer {
     maintenance_stopped: bool,
     /// After any other maintenance failure (a full disk during compaction, say): retry then.
     maintenance_paused_until: Option<Instant>,
+    /// After a failure to create a segment: try again then.
+    roll_retry_at: Option<Instant>,
 }
 
 struct Active {
@@ -136,6 +140,7 @@ impl Writer {
             failed: None,
             maintenance_stopped: false,
             maintenance_paused_until: None,
+            roll_retry_at: None,
         }
     }
 
@@ -368,33 +373,45 @@ impl Writer {
     }
 
     /// Rolls to a new segment when the active one is full, or when it sits in a directory below
-    /// its free-space floor and another directory has room for new messages.
+    /// its free-space floor and another directory has room for this batch's messages. If no
+    /// segment can be created, the batch goes to the active one all the same (a segment may
+    /// outgrow `segment_size`): state changes must still be recorded on a full disk. After such
+    /// a failure, rolling is retried at most every [`ROLL_RETRY`].
     fn ensure_room(&mut self, batch: &[Op]) -> Result<(), SpoolError> {
         let Some(a) = &self.active else { return Err(SpoolError::Closed) };
         let (size, dir) = (a.size, a.dir);
-        if size >= self.segment_size {
-            return self.roll();
+        if self.roll_retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
         }
+        let wanted = size >= self.segment_size || self.other_dir_has_room(dir, batch);
+        if wanted && let Err(e) = self.roll() {
+            tracing::warn!("spool: cannot start a new segment ({e}); writing on in {}", self.dirs[dir].path.display());
+            self.roll_retry_at = Some(Instant::now() + ROLL_RETRY);
+        }
+        Ok(())
+    }
+
+    /// Is the active directory (`dir`) below its floor for this batch's messages while another
+    /// has room for them?
+    fn other_dir_has_room(&mut self, dir: usize, batch: &[Op]) -> bool {
         let d = &self.dirs[dir];
         let stores: u64 = batch
             .iter()
             .map(|op| if let Op::Store { head, body, .. } = op { (head.len() + body.len()) as u64 } else { 0 })
             .sum();
         if stores == 0 || d.min_free_space == 0 {
-            return Ok(());
+            return false;
         }
-        let free = segment::free_space(&d.path).map_err(|source| SpoolError::Io { path: d.path.clone(), source })?;
-        if free >= d.min_free_space.saturating_add(stores) {
-            return Ok(());
+        if segment::free_space(&d.path).is_ok_and(|free| free >= d.min_free_space.saturating_add(stores)) {
+            return false;
         }
         let mut free_of = |p: &std::path::Path| segment::free_space(p).ok();
         let mut rr = self.rr;
         let Some(other) = segment::pick_dir(&self.dirs, &mut free_of, self.segment_size, &mut rr) else {
-            return Ok(());
+            return false;
         };
         let o = &self.dirs[other];
-        let room = segment::free_space(&o.path).is_ok_and(|f| f >= o.min_free_space.saturating_add(stores));
-        if other != dir && room { self.roll() } else { Ok(()) }
+        other != dir && segment::free_space(&o.path).is_ok_and(|f| f >= o.min_free_space.saturating_add(stores))
     }
 
     /// Appends `bufs` at `base` (the current end); on failure cuts the file back to `base`.

@@ -138,3 +138,20 @@ async fn a_compaction_that_runs_out_of_space_changes_nothing_and_succeeds_later(
         assert_eq!(spool.read_body(*id).unwrap(), body(i, 10_000));
     }
 }
+
+#[tokio::test]
+async fn on_a_full_disk_outcomes_are_still_recorded_in_a_full_segment() {
+    let Some(fs) = SmallFs::mount("1m") else { return };
+    let dir = fs.path().join("spool");
+    let o = opts(&dir, 4096);
+    let (spool, _) = Spool::open(o.clone()).unwrap();
+    // 5 KB: the segment is past its 4 KiB size, so the next batch wants a new one.
+    let id = spool.store(envelope(&["a@example.com", "b@example.com"]), body(1, 5000)).await.unwrap();
+    fs.fill();
+    // No new segment can be created; the change goes into the slack of the current one.
+    spool.update(vec![change(id, 0, Delivered)]).await.unwrap();
+    assert_eq!(segment_files(&dir).len(), 1);
+    spool.close().await;
+    let (spool, _) = Spool::open(o).unwrap();
+    assert_eq!(live_states(&spool), [(id.0, vec![Delivered, fresh()])]);
+}
