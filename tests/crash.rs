@@ -123,7 +123,8 @@ fn a_torn_final_record_is_detected_and_dropped() {
     drop(file);
     e.launch();
     // Recovery reports before the daemon is ready, so the line is already in its output.
-    let line = e.stdout.lock().unwrap().iter().find(|l| l.contains("torn record")).cloned().expect("a torn-record line");
+    let line =
+        e.stdout.lock().unwrap().iter().find(|l| l.contains("torn record")).cloned().expect("a torn-record line");
     assert!(line.contains(&last.file_name().unwrap().to_string_lossy().to_string()), "{line}");
     let spooled: Vec<String> = e.spooled().iter().map(|m| m["sender"].as_str().unwrap().to_string()).collect();
     assert_eq!(spooled, ["m0@example.net", "m1@example.net"]);

@@ -80,7 +80,11 @@ impl<'a> Header<'a> {
                 let mut words = v.split_whitespace();
                 let mut hit = false;
                 while let Some(w) = words.next() {
-                    if w == "by" && words.next().is_some_and(|h| hosts.iter().any(|x| x.eq_ignore_ascii_case(h))) {
+                    if w == "by"
+                        && words
+                            .next()
+                            .is_some_and(|h| hosts.iter().any(|x| x.eq_ignore_ascii_case(h.trim_end_matches(';'))))
+                    {
                         hit = true;
                     }
                 }
