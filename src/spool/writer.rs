@@ -15,10 +15,9 @@
 //! A failed `write` is undone (the file is cut back to its last durable length) and fails only
 //! that batch: a full disk must not take the spool down (and when no new segment can be created,
 //! writing goes on in the current one, so outcomes are still recorded). A failed `fdatasync` is
-//! different: after
-//! one, Linux may have dropped the dirty pages, and a retry can report success for data that is
-//! gone. The writer then refuses all further writes (`SpoolError::Failed`) until a restart, whose
-//! recovery re-reads what really is on disk.
+//! different: after one, Linux may have dropped the dirty pages, and a retry can report success
+//! for data that is gone. The writer then refuses all further writes (`SpoolError::Failed`)
+//! until a restart, whose recovery re-reads what really is on disk.
 //!
 //! A failed compaction step is undone the same way and retried a minute later. A failed
 //! directory fsync after a deletion stops deletions until a restart: that deletion may not be
