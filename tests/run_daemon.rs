@@ -85,27 +85,42 @@ fn runs_on_the_embedded_default_and_stops_on_sigterm() {
     assert!(rest.iter().any(|l| l == "ember stopping"), "{rest:?}");
 }
 
+/// The SIZE a new session is offered, read from EHLO.
+fn ehlo_size(lines: &[String]) -> String {
+    use std::io::{Read, Write};
+    let addr = lines.iter().find_map(|l| l.strip_prefix("smtp listener ")).unwrap().split_whitespace().next().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"EHLO t.example\r\nQUIT\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("250-SIZE ")).unwrap_or("none").to_string()
+}
+
 #[test]
 fn sighup_reloads_and_a_broken_reload_keeps_the_running_config() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ember.conf");
-    std::fs::write(&conf, "smtp-listener 127.0.0.1:2600\n<spool spool>\n</spool>\n").unwrap();
+    let base = "smtp-listener 127.0.0.1:0\n<spool spool>\n</spool>\n";
+    std::fs::write(&conf, format!("{base}<source 127.0.0.1>\n max-message-size 2M\n</source>\n")).unwrap();
     let (child, lines, rx, errors) = start_with_stderr(dir.path(), &["--config", conf.to_str().unwrap()]);
-    assert!(lines.iter().any(|l| l == "smtp listener 127.0.0.1:2600"), "{lines:?}");
+    assert_eq!(ehlo_size(&lines), "2097152");
 
-    std::fs::write(&conf, "smtp-listener 127.0.0.1:2601\n<spool spool>\n</spool>\n").unwrap();
+    std::fs::write(&conf, format!("{base}<source 127.0.0.1>\n max-message-size 1M\n</source>\n")).unwrap();
     signal(&child, "HUP");
     let mut seen = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-        let done = line == "smtp listener 127.0.0.1:2601";
+        let done = line == "configuration reloaded";
         seen.push(line);
         if done {
             break;
         }
     }
     assert!(seen.iter().any(|l| l == "configuration reloaded"), "{seen:?}");
+    // New sessions run on the new generation.
+    assert_eq!(ehlo_size(&lines), "1048576");
 
-    std::fs::write(&conf, "smtp-listener 127.0.0.1:2602\nmax-smtp-out 5\n").unwrap();
+    std::fs::write(&conf, format!("{base}max-smtp-out 5\n")).unwrap();
     signal(&child, "HUP");
     let mut stderr = Vec::new();
     while let Ok(line) = errors.recv_timeout(Duration::from_secs(30)) {
@@ -116,15 +131,15 @@ fn sighup_reloads_and_a_broken_reload_keeps_the_running_config() {
         }
     }
     assert!(
-        stderr.iter().any(|l| l.contains("ember.conf:2:1: error: max-smtp-out is not allowed at top level")),
+        stderr.iter().any(|l| l.contains("ember.conf:4:1: error: max-smtp-out is not allowed at top level")),
         "{stderr:?}"
     );
     assert!(stderr.iter().any(|l| l.contains("reload refused; the running configuration is unchanged")), "{stderr:?}");
+    // The refused file changed nothing.
+    assert_eq!(ehlo_size(&lines), "1048576");
     signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let rest: Vec<String> = rx.iter().collect();
-    assert!(!rest.iter().any(|l| l.contains("2602")), "{rest:?}");
 }
 
 #[test]
