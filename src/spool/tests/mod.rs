@@ -4,6 +4,7 @@
 mod basic;
 mod bench;
 mod compaction;
+mod crash;
 mod diskfull;
 mod prop;
 mod recovery;
