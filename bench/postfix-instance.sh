@@ -30,9 +30,13 @@ default_process_limit = 200
 CF
     for line in "$@"; do echo "$line" >> "$dir/etc/main.cf"; done
     chown postfix "$dir/data"
-    # postfix refuses a config directory the default instance does not list.
+    # postfix refuses a config directory the default instance does not list. Tests start
+    # instances in parallel: serialise edits of the default main.cf.
+    exec 9>/tmp/ember-postfix-instances.lock
+    flock 9
     current=$(postconf -h alternate_config_directories)
     case " $current " in *" $dir/etc "*) ;; *) postconf -e "alternate_config_directories = $current $dir/etc" ;; esac
+    flock -u 9
     postfix -c "$dir/etc" start >/dev/null 2>&1 || { echo "postfix did not start:"; tail -5 "$dir/maillog"; exit 1; }
     # Ready when smtpd answers.
     for _ in $(seq 100); do
