@@ -1,0 +1,192 @@
+//! TLS for outbound STARTTLS (rustls with the ring provider, like the ingress).
+//!
+//! With `smtp-tls-ca-file` the server's chain and name are verified against that file. Without
+//! it, any certificate is accepted (opportunistic TLS protects against passive listeners only,
+//! which is PowerMTA's default) and what was seen is recorded: whether the certificate names
+//! the MX, and its SHA-256 fingerprint.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, hash::HashAlgorithm, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A rustls client configuration: verifying against `ca_file`, or accepting any certificate.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = match ca_file {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read smtp-tls-ca-file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("no certificate found in smtp-tls-ca-file {}", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth()
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name to verify and send as SNI: the MX host name, or the address for `[ip]` hosts.
+pub fn server_name(mx_name: &str, addr: SocketAddr) -> ServerName<'static> {
+    let bare = mx_name.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return ServerName::IpAddress(ip.into());
+    }
+    ServerName::try_from(bare.to_string()).unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()))
+}
+
+/// Runs the handshake within `timeout`. The error says why, for the record or `TlsRequired`.
+pub async fn handshake(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, String> {
+    match tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, tcp)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("timeout during TLS handshake".into()),
+    }
+}
+
+/// The negotiated protocol ("TLSv1.3") and cipher suite (IANA name).
+pub fn negotiated(stream: &TlsStream<TcpStream>) -> (String, String) {
+    let conn = stream.get_ref().1;
+    let protocol = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let cipher = conn.negotiated_cipher_suite().map_or_else(String::new, |s| {
+        let suite = s.suite();
+        match suite.as_str() {
+            // rustls spells the TLS 1.3 suites TLS13_*; IANA (and OpenSSL) say TLS_*.
+            Some(name) => name.strip_prefix("TLS13_").map_or_else(|| name.to_string(), |rest| format!("TLS_{rest}")),
+            None => format!("{suite:?}"),
+        }
+    });
+    (protocol, cipher)
+}
+
+/// What Ember knows about the server's certificate after the handshake.
+pub fn describe_peer(stream: &TlsStream<TcpStream>, name: &ServerName<'_>, ca_file: Option<&Path>) -> String {
+    if let Some(path) = ca_file {
+        return format!("certificate verified against {}", path.display());
+    }
+    let Some(leaf) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return "not verified (no smtp-tls-ca-file); no certificate".into();
+    };
+    let matches =
+        ParsedCertificate::try_from(leaf).is_ok_and(|parsed| rustls::client::verify_server_name(&parsed, name).is_ok());
+    let mut out = format!(
+        "not verified (no smtp-tls-ca-file); certificate {} {}",
+        if matches { "names" } else { "does not name" },
+        name.to_str()
+    );
+    if let Some(fp) = sha256(leaf) {
+        out.push_str(", sha256 ");
+        out.push_str(&fp);
+    }
+    out
+}
+
+/// SHA-256 of the certificate, hex, with the hash the ring provider already carries.
+fn sha256(cert: &[u8]) -> Option<String> {
+    let provider = rustls::crypto::ring::default_provider();
+    let hash = provider
+        .cipher_suites
+        .iter()
+        .filter_map(|s| s.tls13())
+        .map(|s| s.common.hash_provider)
+        .find(|h| h.algorithm() == HashAlgorithm::SHA256)?;
+    let mut hex = String::with_capacity(64);
+    for b in hash.hash(cert).as_ref() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    Some(hex)
+}
+
+/// Opportunistic TLS without a CA file: any certificate, but the handshake signatures are still
+/// checked (the session is still encrypted to whoever holds the certificate's key).
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names() {
+        let addr: SocketAddr = "192.0.2.1:25".parse().unwrap();
+        assert_eq!(server_name("mx.example.com.", addr).to_str(), "mx.example.com");
+        assert_eq!(server_name("[192.0.2.7]", addr).to_str(), "192.0.2.7");
+        assert_eq!(server_name("[IPv6:2001:db8::1]", addr).to_str(), "2001:db8::1");
+        assert_eq!(server_name("bad name!", addr).to_str(), "192.0.2.1");
+    }
+
+    #[test]
+    fn unreadable_ca_file_is_an_error_with_the_path() {
+        let err = client_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(client_config(None).is_ok());
+    }
+}
