@@ -1,0 +1,310 @@
+//! The columns of one accounting output and how a record becomes a CSV row: `records`,
+//! `record-fields TYPE FIELDLIST` (`*`, explicit lists, `!field` exclusions, `header_NAME`),
+//! `user-string`, `iso-times` and `queue-filter`.
+//!
+//! Runs on the output's writer thread; knows nothing about files.
+
+use crate::config::Dir;
+use crate::config::settings::Settings;
+use crate::config::tree::suggest;
+use crate::config::value::Value;
+use crate::time;
+
+use super::{Record, RecordType, TIME_FIELDS};
+
+/// Fields `record-fields` may name besides the default fields of the record types.
+pub const KNOWN_EXTRA_FIELDS: &[&str] =
+    &["totalSecondsQueued", "timeFirstAttempt", "userString", "dlvTlsProtocol", "dlvTlsCipher", "rcvSmtpUser"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Column {
+    Field(&'static str),
+    /// A `header_NAME` column: its title as written, and NAME.
+    Header {
+        title: String,
+        name: String,
+    },
+}
+
+impl Column {
+    fn title(&self) -> &str {
+        match self {
+            Column::Field(f) => f,
+            Column::Header { title, .. } => title,
+        }
+    }
+}
+
+/// How one output lays out records.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    pub types: Vec<RecordType>,
+    pub columns: Vec<Column>,
+    /// For each type taken, which columns it fills.
+    masks: Vec<(RecordType, Vec<bool>)>,
+    user_string: Option<String>,
+    iso_times: bool,
+    filter: QueueFilter,
+}
+
+impl Layout {
+    pub fn from_settings(settings: &Settings) -> Result<Layout, String> {
+        let types: Vec<RecordType> = match settings.effective(Dir::Records) {
+            Some(Value::List(list)) => list
+                .iter()
+                .map(|t| {
+                    RecordType::parse(t).ok_or_else(|| {
+                        format!("records: unknown record type {t:?} (d, b, t, tq, r, f, rb, rs or their long names)")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            _ => vec![RecordType::Delivery, RecordType::Bounce],
+        };
+        let user_string = settings.text(Dir::UserString).map(str::to_string);
+        let mut overrides: Vec<(RecordType, Vec<Column>)> = Vec::new();
+        for entry in settings.all(Dir::RecordFields) {
+            let Value::Words(words) = &entry.value else { continue };
+            let [kinds, list] = words.as_slice() else { continue };
+            for kind in kinds.split(',').filter(|k| !k.trim().is_empty()) {
+                let kind = RecordType::parse(kind)
+                    .ok_or_else(|| format!("record-fields: unknown record type {:?}", kind.trim()))?;
+                let fields = field_list(kind, list).map_err(|e| format!("record-fields {}: {e}", kind.code()))?;
+                overrides.retain(|(k, _)| *k != kind);
+                overrides.push((kind, fields));
+            }
+        }
+        let fields_of = |kind: RecordType| -> Vec<Column> {
+            if let Some((_, f)) = overrides.iter().find(|(k, _)| *k == kind) {
+                return f.clone();
+            }
+            let mut f: Vec<Column> = kind.fields().iter().map(|f| Column::Field(f)).collect();
+            // With a user-string, every default layout carries it.
+            if user_string.is_some() && !f.contains(&Column::Field("userString")) {
+                f.push(Column::Field("userString"));
+            }
+            f
+        };
+        let mut columns: Vec<Column> = Vec::new();
+        let per_type: Vec<(RecordType, Vec<Column>)> = types.iter().map(|t| (*t, fields_of(*t))).collect();
+        for (_, fields) in &per_type {
+            for f in fields {
+                if !columns.iter().any(|c| same(c, f)) {
+                    columns.push(f.clone());
+                }
+            }
+        }
+        let masks = per_type
+            .iter()
+            .map(|(t, fields)| (*t, columns.iter().map(|c| fields.iter().any(|f| same(c, f))).collect()))
+            .collect();
+        Ok(Layout {
+            types,
+            columns,
+            masks,
+            user_string,
+            iso_times: settings.effective(Dir::IsoTimes).is_none_or(|v| matches!(v, Value::Bool(true))),
+            filter: QueueFilter::parse(&settings.list(Dir::QueueFilter))?,
+        })
+    }
+
+    /// The names of the `header_*` columns.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().filter_map(|c| match c {
+            Column::Header { name, .. } => Some(name.as_str()),
+            Column::Field(_) => None,
+        })
+    }
+
+    /// The header line, `\n`-terminated.
+    pub fn header_line(&self) -> Vec<u8> {
+        let mut w = writer(Vec::new());
+        // Writing to a Vec cannot fail.
+        let _ = w.write_record(self.columns.iter().map(Column::title));
+        w.into_inner().unwrap_or_default()
+    }
+
+    /// The rows of a batch. A record is skipped when the output no longer takes its type (a
+    /// reload changed `records`) or `queue-filter` excludes its queue; `forced` records
+    /// (`log-delivery-failures`) use the `d` or `b` layout when the type has none of its own.
+    pub fn rows<'r>(&self, records: impl Iterator<Item = (&'r Record, bool)>) -> Vec<u8> {
+        let mut w = writer(Vec::new());
+        for (record, forced) in records {
+            let mask = self.masks.iter().find(|(k, _)| *k == record.kind).or_else(|| {
+                forced
+                    .then(|| self.masks.iter().find(|(k, _)| matches!(k, RecordType::Delivery | RecordType::Bounce)))?
+            });
+            let Some((_, mask)) = mask else { continue };
+            if !self.filter.allows(record.get("queue")) {
+                continue;
+            }
+            let row =
+                self.columns.iter().zip(mask).map(|(c, on)| if *on { self.value(record, c) } else { String::new() });
+            let _ = w.write_record(row);
+        }
+        w.into_inner().unwrap_or_default()
+    }
+
+    fn value(&self, record: &Record, column: &Column) -> String {
+        match column {
+            Column::Header { name, .. } => record.header_value(name).to_string(),
+            Column::Field("type") => record.kind.code().to_string(),
+            Column::Field("userString") => {
+                self.user_string.clone().unwrap_or_else(|| record.get("userString").to_string())
+            }
+            Column::Field(f) if TIME_FIELDS.contains(f) => match record.time_of(f) {
+                Some(t) if self.iso_times => time::acct(t),
+                Some(t) => t.to_string(),
+                None if self.iso_times => record.get(f).to_string(),
+                None => parse_acct_time(record.get(f)).map_or_else(|| record.get(f).to_string(), |t| t.to_string()),
+            },
+            Column::Field(f) => record.get(f).to_string(),
+        }
+    }
+}
+
+fn writer(out: Vec<u8>) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).flexible(true).from_writer(out)
+}
+
+fn same(a: &Column, b: &Column) -> bool {
+    match (a, b) {
+        (Column::Field(x), Column::Field(y)) => x == y,
+        (Column::Header { name: x, .. }, Column::Header { name: y, .. }) => x.eq_ignore_ascii_case(y),
+        _ => false,
+    }
+}
+
+/// Every field name a record-fields list may use, canonical spelling.
+fn known_fields() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = Vec::new();
+    for t in RecordType::ALL {
+        for f in t.fields() {
+            if !all.contains(f) {
+                all.push(f);
+            }
+        }
+    }
+    for f in KNOWN_EXTRA_FIELDS {
+        if !all.contains(f) {
+            all.push(f);
+        }
+    }
+    all
+}
+
+/// One type's fields from a FIELDLIST: `*` stands for the type's default fields; a list of
+/// only `!exclusions` starts from them too; other names are added in order; `type` is always
+/// first.
+fn field_list(kind: RecordType, list: &str) -> Result<Vec<Column>, String> {
+    let items: Vec<&str> = list.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+    if items.is_empty() {
+        return Err("expected a list of fields like timeLogged,orig,rcpt or *".into());
+    }
+    let known = known_fields();
+    let resolve = |name: &str| -> Result<Column, String> {
+        if let Some(h) = name.strip_prefix("header_").or_else(|| name.strip_prefix("HEADER_")) {
+            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == ':') {
+                return Err(format!("{name:?} is not a header field name"));
+            }
+            return Ok(Column::Header { title: name.to_string(), name: h.to_string() });
+        }
+        known
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map(|k| Column::Field(k))
+            .ok_or_else(|| format!("unknown field {name:?}{}", suggest(name, known.iter().copied())))
+    };
+    let defaults = items.contains(&"*") || items.iter().all(|i| i.starts_with('!'));
+    let mut fields: Vec<Column> = vec![Column::Field("type")];
+    if defaults {
+        fields.extend(kind.fields().iter().skip(1).map(|f| Column::Field(f)));
+    }
+    let mut excluded = Vec::new();
+    for item in &items {
+        if *item == "*" {
+            continue;
+        }
+        if let Some(name) = item.strip_prefix('!') {
+            excluded.push(resolve(name.trim())?);
+            continue;
+        }
+        let column = resolve(item)?;
+        if !fields.iter().any(|f| same(f, &column)) {
+            fields.push(column);
+        }
+    }
+    fields.retain(|f| *f == Column::Field("type") || !excluded.iter().any(|x| same(f, x)));
+    Ok(fields)
+}
+
+/// `queue-filter [!]queue,…`: entries are glob patterns (`*`, `?`) over the queue
+/// (`domain/vmta`); an entry without `/` matches the domain part (any virtual MTA). With any
+/// positive entries, only matching queues are written; `!` entries exclude. Records without a
+/// queue (`r`, `f`) pass.
+#[derive(Clone, Debug, Default)]
+pub(super) struct QueueFilter {
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+}
+
+impl QueueFilter {
+    fn parse(entries: &[String]) -> Result<QueueFilter, String> {
+        let mut f = QueueFilter::default();
+        for e in entries {
+            let (negated, text) = match e.trim().strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, e.trim()),
+            };
+            if text.is_empty() {
+                continue;
+            }
+            let pattern = glob::Pattern::new(&text.to_ascii_lowercase())
+                .map_err(|err| format!("queue-filter: {text:?} is not a valid pattern: {err}"))?;
+            if negated { f.exclude.push(pattern) } else { f.include.push(pattern) }
+        }
+        Ok(f)
+    }
+
+    pub fn allows(&self, queue: &str) -> bool {
+        if queue.is_empty() {
+            return true;
+        }
+        let queue = queue.to_ascii_lowercase();
+        let domain = queue.split('/').next().unwrap_or("");
+        let hit = |p: &glob::Pattern| if p.as_str().contains('/') { p.matches(&queue) } else { p.matches(domain) };
+        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
+    }
+}
+
+/// `2019-02-08 21:54:05+0000` → Unix seconds.
+pub(super) fn parse_acct_time(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hour, minute, second) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let sign = match b[19] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let offset = sign * (n(20..22)? * 3600 + n(22..24)? * 60);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
