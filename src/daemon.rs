@@ -13,22 +13,35 @@ use tokio::task::JoinHandle;
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
+use crate::delivery::mx::MxResolver;
 use crate::ingress::context::Context;
 use crate::ingress::{MessageSink, StoreError, StoreFuture, listener};
 use crate::message::Envelope;
+use crate::mgmt::access::Access;
+use crate::mgmt::api::ApiState;
 use crate::outcome::acct::Accounting;
+use crate::queue::QueueHandle;
+use crate::queue::manager::Manager;
+use crate::queue::report::Reporter;
 use crate::spool::{Spool, SpoolDir, SpoolError, SpoolOptions};
 
-/// The spool as the ingress sees it.
-struct SpoolSink(Spool);
+/// The spool as the ingress sees it: a stored message goes straight to its queues.
+struct SpoolSink {
+    spool: Spool,
+    queues: QueueHandle,
+}
 
 impl MessageSink for SpoolSink {
     fn store(&self, envelope: Envelope, body: Vec<u8>) -> StoreFuture<'_> {
         Box::pin(async move {
-            self.0.store(envelope, body).await.map_err(|e| match e {
+            let mut queued = envelope.clone();
+            let id = self.spool.store(envelope, body).await.map_err(|e| match e {
                 SpoolError::Full { .. } => StoreError::Full(e.to_string()),
                 other => StoreError::Failed(other.to_string()),
-            })
+            })?;
+            queued.id = id;
+            self.queues.submit(queued);
+            Ok(id)
         })
     }
 }
@@ -73,7 +86,20 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
 pub struct Daemon {
     spool: Spool,
     contexts: Arc<ArcSwap<Context>>,
+    queues: QueueHandle,
+    access: Arc<arc_swap::ArcSwap<Access>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Where the management API listens: `http-mgmt-port PORT` (all addresses) or `ADDR:PORT`;
+/// `0` disables it.
+pub fn mgmt_addr(config: &Config) -> Option<std::net::SocketAddr> {
+    match config.global.effective(Dir::HttpMgmtPort) {
+        Some(Value::Uint(0)) | None => None,
+        Some(Value::Uint(port)) => Some(std::net::SocketAddr::from(([0, 0, 0, 0], *port as u16))),
+        Some(Value::Listen(l)) => Some(std::net::SocketAddr::new(l.cidr.addr, l.port)),
+        _ => None,
+    }
 }
 
 fn pickup_dirs(config: &Config) -> Option<(PathBuf, PathBuf)> {
@@ -87,10 +113,33 @@ fn pickup_dirs(config: &Config) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-fn build_context(config: Arc<Config>, spool: &Spool) -> Result<Context, String> {
+/// The per-generation state: the ingress context and the reporter the queues use (both share
+/// one set of accounting writers).
+fn build_context(config: Arc<Config>, spool: &Spool, queues: &QueueHandle) -> Result<(Context, Reporter), String> {
     let accounting = Accounting::open(&config)?;
     let tls = listener::global_tls(&config)?;
-    Context::new(config, Arc::new(SpoolSink(spool.clone())), accounting, tls).map_err(|errors| errors.join("\n"))
+    let sink = Arc::new(SpoolSink { spool: spool.clone(), queues: queues.clone() });
+    let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls).map_err(|errors| errors.join("\n"))?;
+    let reporter = Reporter::new(&config, accounting, ctx.host_name().to_string());
+    Ok((ctx, reporter))
+}
+
+/// `name-server IP[:PORT]` directives (port 53 when absent).
+fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, String> {
+    config
+        .global
+        .all(Dir::NameServer)
+        .iter()
+        .filter_map(|e| match &e.value {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+        .map(|t| {
+            t.parse::<std::net::SocketAddr>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("name-server {t:?} is not an IP address or IP:PORT"))
+        })
+        .collect()
 }
 
 impl Daemon {
@@ -116,12 +165,37 @@ impl Daemon {
         if let Some((file, bytes)) = &recovery.torn_tail_truncated {
             println!("spool: dropped a torn record of {bytes} bytes at the end of {}", file.display());
         }
-        let ctx = build_context(Arc::clone(&config), &spool)?;
+        let resolver = MxResolver::new(&name_servers(&config)?)?;
+        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver);
+        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle)?;
+        let queues = queues.run(reporter);
+        let mut recovered = 0usize;
+        spool.for_each_live(|envelope| {
+            recovered += 1;
+            queues.submit(envelope);
+        });
+        if recovered > 0 {
+            println!("queued {recovered} recovered messages for delivery");
+        }
         let bound = listener::bind(&config, &ctx.tls).await?;
+        let access = Arc::new(arc_swap::ArcSwap::from_pointee(Access::from_config(&config)));
         let contexts = Arc::new(ArcSwap::from_pointee(ctx));
         let max_in = config.global.uint(Dir::TotalMaxSmtpIn).unwrap_or(100) as usize;
         let slots = Arc::new(Semaphore::new(max_in.max(1)));
         let mut tasks = Vec::new();
+        if let Some(addr) = mgmt_addr(&config) {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (http-mgmt-port): {e}"))?;
+            println!("management http {}", l.local_addr().map_err(|e| e.to_string())?);
+            let state = Arc::new(ApiState {
+                access: Arc::clone(&access),
+                queues: queues.clone(),
+                spool: spool.clone(),
+                started: std::time::Instant::now(),
+            });
+            tasks.push(tokio::spawn(crate::mgmt::api::serve(l, state)));
+        }
         for b in bound {
             let addr = b.listener.local_addr().map_err(|e| format!("listener {}: {e}", b.spec.addr))?;
             println!(
@@ -137,14 +211,22 @@ impl Daemon {
             println!("pickup directory {}", dir.display());
             tasks.push(tokio::spawn(crate::ingress::pickup::run(Arc::clone(&contexts), dir, bad)));
         }
-        Ok(Daemon { spool, contexts, tasks })
+        Ok(Daemon { spool, contexts, queues, access, tasks })
     }
 
     /// Applies a new configuration to new sessions. Listener and spool changes need a restart.
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let ctx = build_context(Arc::new(config), &self.spool)?;
+        let config = Arc::new(config);
+        let (ctx, reporter) = build_context(Arc::clone(&config), &self.spool, &self.queues)?;
         self.contexts.store(Arc::new(ctx));
+        self.access.store(Arc::new(Access::from_config(&config)));
+        self.queues.reload(config, reporter);
         Ok(())
+    }
+
+    /// Live queue state.
+    pub async fn queues(&self) -> Vec<crate::queue::QueueStatus> {
+        self.queues.snapshot().await
     }
 
     /// Stops accepting, then flushes the spool.

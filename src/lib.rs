@@ -6,9 +6,12 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod ingress;
 pub mod message;
+pub mod mgmt;
 pub mod outcome;
+pub mod queue;
 pub mod smtp;
 pub mod spool;
 pub mod time;

@@ -101,7 +101,7 @@ fn ehlo_size(lines: &[String]) -> String {
 fn sighup_reloads_and_a_broken_reload_keeps_the_running_config() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ember.conf");
-    let base = "smtp-listener 127.0.0.1:0\n<spool spool>\n</spool>\n";
+    let base = "smtp-listener 127.0.0.1:0\nhttp-mgmt-port 127.0.0.1:0\n<spool spool>\n</spool>\n";
     std::fs::write(&conf, format!("{base}<source 127.0.0.1>\n max-message-size 2M\n</source>\n")).unwrap();
     let (child, lines, rx, errors) = start_with_stderr(dir.path(), &["--config", conf.to_str().unwrap()]);
     assert_eq!(ehlo_size(&lines), "2097152");
@@ -131,7 +131,7 @@ fn sighup_reloads_and_a_broken_reload_keeps_the_running_config() {
         }
     }
     assert!(
-        stderr.iter().any(|l| l.contains("ember.conf:4:1: error: max-smtp-out is not allowed at top level")),
+        stderr.iter().any(|l| l.contains("ember.conf:5:1: error: max-smtp-out is not allowed at top level")),
         "{stderr:?}"
     );
     assert!(stderr.iter().any(|l| l.contains("reload refused; the running configuration is unchanged")), "{stderr:?}");

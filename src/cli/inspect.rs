@@ -45,7 +45,43 @@ fn fail(e: String) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The running daemon's queues, when one answers on the config's management port.
+fn live_queues(config_path: Option<&Path>) -> Option<serde_json::Value> {
+    let loaded = super::show::load(config_path, FileCheck::Warn);
+    let mut addr = crate::daemon::mgmt_addr(&loaded.config)?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let key = std::env::var("EMBER_API_KEY").ok();
+    match super::live::get(addr, "/api/v1/queues", key.as_deref()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("ember: {e}; reading the spool instead");
+            None
+        }
+    }
+}
+
 pub fn show_queues(config_path: Option<&Path>, json: bool) -> ExitCode {
+    if let Some(live) = live_queues(config_path) {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&live).expect("plain JSON"));
+        } else {
+            println!("{:<48} {:>8} {:>6} {:>6} {:<7} last error", "queue", "#rcpt", "conn", "ready", "mode");
+            for q in live.as_array().into_iter().flatten() {
+                println!(
+                    "{:<48} {:>8} {:>6} {:>6} {:<7} {}",
+                    q["queue"].as_str().unwrap_or(""),
+                    q["recipients"],
+                    q["connections"],
+                    q["messages_ready"],
+                    q["mode"].as_str().unwrap_or(""),
+                    q["last_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let (config, spool) = match open(config_path) {
         Ok(x) => x,
         Err(e) => return fail(e),

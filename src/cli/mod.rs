@@ -5,6 +5,7 @@
 
 mod check;
 mod inspect;
+mod live;
 mod run;
 mod show;
 

@@ -27,7 +27,7 @@ fn init_logging() {
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
     init_logging();
-    let Some(config) = load_for_run(config_path) else { return ExitCode::from(1) };
+    let Some(config) = load_for_run(config_path, "starting") else { return ExitCode::from(1) };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -40,11 +40,11 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
 
 /// Loads a configuration for running: errors and missing files are fatal, and every problem is
 /// printed as `FILE:LINE:COL`.
-fn load_for_run(config_path: Option<&Path>) -> Option<Config> {
+fn load_for_run(config_path: Option<&Path>, action: &str) -> Option<Config> {
     let Loaded { config, diagnostics } = super::show::load(config_path, FileCheck::Warn);
     if diagnostics.has_errors() {
         super::print_diagnostics(&diagnostics);
-        eprintln!("ember: {}: configuration has errors; not starting", describe(config_path));
+        eprintln!("ember: {}: configuration has errors; not {action}", describe(config_path));
         return None;
     }
     for dir in owned_dirs(&config) {
@@ -56,7 +56,7 @@ fn load_for_run(config_path: Option<&Path>) -> Option<Config> {
     let files = config.check_files(FileCheck::Require);
     if files.has_errors() {
         super::print_diagnostics(&files);
-        eprintln!("ember: {}: files the configuration needs are missing; not starting", describe(config_path));
+        eprintln!("ember: {}: files the configuration needs are missing; not {action}", describe(config_path));
         return None;
     }
     Some(config)
@@ -94,11 +94,8 @@ fn spool_dirs(config: &Config) -> Vec<PathBuf> {
 /// What the operator should know about endpoints the daemon does not print itself.
 fn describe_endpoints(config: &Config) -> Vec<String> {
     let mut lines = Vec::new();
-    match config.global.effective(Dir::HttpMgmtPort) {
-        Some(Value::Uint(0)) => lines.push("management http disabled (http-mgmt-port 0)".into()),
-        Some(Value::Uint(port)) => lines.push(format!("management http 0.0.0.0:{port}")),
-        Some(Value::Listen(addr)) => lines.push(format!("management http {addr}")),
-        _ => {}
+    if crate::daemon::mgmt_addr(config).is_none() {
+        lines.push("management http disabled (http-mgmt-port 0)".into());
     }
     for dir in spool_dirs(config) {
         lines.push(format!("spool {}", dir.display()));
@@ -133,7 +130,7 @@ async fn serve(config: Config, config_path: Option<&Path>) -> ExitCode {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let Some(new) = load_for_run(config_path) else {
+                let Some(new) = load_for_run(config_path, "reloading") else {
                     eprintln!("ember: reload refused; the running configuration is unchanged");
                     continue;
                 };

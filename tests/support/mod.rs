@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
+
+/// Holds delivery: every queue tries a loopback port nobody listens on, then waits an hour.
+pub const HOLD: &str = "<domain *>\n    smtp-hosts [127.0.0.1]:9\n    retry-after 1h\n</domain>\n";
 
 /// A running (or stopped) Ember with its own directory.
 pub struct Ember {
@@ -26,6 +31,8 @@ pub struct Ember {
     log: Option<mpsc::Receiver<String>>,
     /// SMTP listeners as the daemon reported them.
     pub listeners: Vec<SocketAddr>,
+    /// The management API, as the daemon reported it.
+    pub mgmt: Option<SocketAddr>,
 }
 
 fn collect(
@@ -52,6 +59,19 @@ impl Ember {
     /// Like `start`, in a directory the test has already prepared (certificates, lists).
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Ember {
         let path = dir.path().join("ember.conf");
+        // Tests run in parallel: PowerMTA's default management port (8080 on every address)
+        // would collide, so a config that does not choose one gets a free loopback port.
+        let mut config = if config.contains("http-mgmt-port") {
+            config.to_string()
+        } else {
+            format!("{config}\nhttp-mgmt-port 127.0.0.1:0\nhttp-access 127.0.0.1 admin\n")
+        };
+        // Tests may only talk to loopback: a config that routes nothing itself (no smtp-hosts,
+        // no local name-server) holds its mail on a port where nobody listens, so the queue
+        // waits in retry mode instead of asking the internet's DNS.
+        if !config.contains("smtp-hosts") && !config.contains("name-server") {
+            config.push_str(HOLD);
+        }
         std::fs::write(&path, config).unwrap();
         let mut e = Ember {
             dir,
@@ -62,6 +82,7 @@ impl Ember {
             lines: None,
             log: None,
             listeners: Vec::new(),
+            mgmt: None,
         };
         e.launch();
         e
@@ -93,6 +114,9 @@ impl Ember {
         loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("management http ") {
+                        self.mgmt = addr.parse().ok();
+                    }
                     if let Some(addr) = line.strip_prefix("smtp listener ") {
                         let addr = addr.split_whitespace().next().unwrap();
                         self.listeners.push(addr.parse().unwrap());
@@ -140,15 +164,22 @@ impl Ember {
         }
     }
 
-    /// Waits until the log (stderr) has shown `count` more lines containing `needle`.
+    /// Waits until the log (stderr) has shown `count` lines containing `needle` since the first
+    /// launch (counted over the whole log, so the order of waits does not matter).
     pub fn wait_log_count(&self, needle: &str, count: usize) {
         let rx = self.log.as_ref().unwrap();
-        let mut seen = 0;
-        while seen < count {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains(needle) => seen += 1,
-                Ok(_) => {}
-                Err(_) => panic!("log never showed {needle:?} {count} times: {:?}", self.stderr.lock().unwrap()),
+        loop {
+            let seen =
+                self.stderr.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains(needle)).count();
+            if seen >= count {
+                return;
+            }
+            // Each new log line wakes us to count again.
+            if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                panic!(
+                    "log never showed {needle:?} {count} times: {:?}",
+                    self.stderr.lock().unwrap_or_else(|p| p.into_inner())
+                );
             }
         }
     }

@@ -1,0 +1,31 @@
+//! The CLI's client side of the management API: a plain HTTP/1.1 GET to the daemon on this host.
+//!
+//! Hand-written because the CLI only ever talks to its own daemon over loopback with
+//! `Connection: close`; a full HTTP client stack (and its TLS) would be most of the binary's
+//! dependencies for a few lines of protocol.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Fetches `path` and returns the `data` member of the JSON envelope.
+pub fn get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Result<serde_json::Value, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("cannot reach the daemon at {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let key = api_key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| format!("reading the daemon's answer: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("the daemon's answer has no body")?;
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("malformed HTTP status line")?;
+    let json: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the daemon's answer is not JSON: {e}"))?;
+    if status != 200 {
+        return Err(format!("the daemon refused: {status} {}", json["message"].as_str().unwrap_or("")));
+    }
+    Ok(json["data"].clone())
+}

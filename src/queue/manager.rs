@@ -1,0 +1,499 @@
+//! The queue manager: one task owning every queue. It files new messages into queues, hands
+//! messages to connection workers, applies each recipient's outcome (spool state, accounting,
+//! DSN, retry time), puts queues in retry mode after connection failures, and starts as many
+//! connections as a queue's backlog and caps allow (`max-smtp-out`, the VMTA's `max-smtp-out`,
+//! `total-max-smtp-out`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::QueueKey;
+use super::report::Reporter;
+use super::schedule::Schedule;
+use super::vmta::Rotation;
+use super::worker::{self, QueueFailure, Remote, WorkerSetup};
+use crate::config::resolve::QueueSettings;
+use crate::config::{Config, Dir};
+use crate::delivery::mx::MxResolver;
+use crate::message::{Envelope, RecipientState};
+use crate::smtp::Reply;
+use crate::spool::Spool;
+use crate::time::now_secs;
+
+/// Some recipients of one message, all in one queue.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub envelope: Arc<Envelope>,
+    /// Indexes into `envelope.recipients`.
+    pub recipients: Vec<usize>,
+    /// Attempts made so far for these recipients.
+    pub attempts: u32,
+}
+
+pub enum Event {
+    Submit(Box<Envelope>),
+    Reload(Arc<Config>, Reporter),
+    Next { key: QueueKey, reply: oneshot::Sender<Option<Job>> },
+    Outcome { key: QueueKey, job: Job, replies: Vec<Reply>, remote: Remote },
+    ConnectionEnded { key: QueueKey, failure: Option<QueueFailure> },
+    Snapshot(oneshot::Sender<Vec<QueueStatus>>),
+}
+
+/// What `show queues` says about a queue.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QueueStatus {
+    pub queue: String,
+    pub recipients: usize,
+    pub messages_ready: usize,
+    pub messages_waiting: usize,
+    pub connections: usize,
+    /// `normal`, or `retry` while waiting after a connection failure.
+    pub mode: String,
+    /// Unix time the retry wait ends.
+    pub retry_until: Option<u64>,
+    pub last_error: Option<String>,
+    pub delivered: u64,
+    pub bounced: u64,
+    pub deferred: u64,
+}
+
+struct Queue {
+    settings: Arc<QueueSettings>,
+    schedule: Schedule,
+    ready: VecDeque<Job>,
+    /// Jobs waiting for their retry time (Unix seconds).
+    waiting: BTreeMap<u64, Vec<Job>>,
+    connections: usize,
+    retry_until: Option<u64>,
+    retry_step: usize,
+    last_error: Option<String>,
+    delivered: u64,
+    bounced: u64,
+    deferred: u64,
+}
+
+impl Queue {
+    fn recipients(&self) -> usize {
+        self.ready.iter().chain(self.waiting.values().flatten()).map(|j| j.recipients.len()).sum()
+    }
+}
+
+/// The handle the rest of the daemon holds.
+#[derive(Clone)]
+pub struct QueueHandle {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl QueueHandle {
+    /// Files a stored message into its queues.
+    pub fn submit(&self, envelope: Envelope) {
+        let _ = self.tx.send(Event::Submit(Box::new(envelope)));
+    }
+
+    /// Switches to a new configuration generation: queue settings are recomputed, messages whose
+    /// VMTA no longer exists bounce with 5.3.5.
+    pub fn reload(&self, config: Arc<Config>, reporter: Reporter) {
+        let reporter = reporter.with_events(self.tx.clone());
+        let _ = self.tx.send(Event::Reload(config, reporter));
+    }
+
+    pub async fn snapshot(&self) -> Vec<QueueStatus> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::Snapshot(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+pub struct Manager {
+    config: Arc<Config>,
+    spool: Spool,
+    resolver: MxResolver,
+    reporter: Reporter,
+    rotation: Rotation,
+    queues: HashMap<QueueKey, Queue>,
+    total_connections: usize,
+    vmta_connections: HashMap<String, usize>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// How often waiting work is checked when nothing else happens.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A manager whose handle exists (so the ingress can be built around it) but that waits for its
+/// reporter, which needs the same generation's accounting, before it runs.
+pub struct Pending {
+    pub handle: QueueHandle,
+    rx: mpsc::UnboundedReceiver<Event>,
+    config: Arc<Config>,
+    spool: Spool,
+    resolver: MxResolver,
+}
+
+impl Pending {
+    /// Starts the manager task. Events sent to the handle before this are kept.
+    pub fn run(self, reporter: Reporter) -> QueueHandle {
+        let tx = self.handle.tx.clone();
+        let manager = Manager {
+            config: self.config,
+            spool: self.spool,
+            resolver: self.resolver,
+            reporter: reporter.with_events(tx.clone()),
+            rotation: Rotation::default(),
+            queues: HashMap::new(),
+            total_connections: 0,
+            vmta_connections: HashMap::new(),
+            events: tx,
+        };
+        tokio::spawn(manager.run(self.rx));
+        self.handle
+    }
+}
+
+impl Manager {
+    pub fn start_pending(config: Arc<Config>, spool: Spool, resolver: MxResolver) -> Pending {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => self.handle(e),
+                    None => return,
+                },
+                _ = tick.tick() => self.wake(),
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Submit(envelope) => self.submit(Arc::new(*envelope)),
+            Event::Reload(config, reporter) => self.reload(config, reporter),
+            Event::Next { key, reply } => {
+                let job = self
+                    .queues
+                    .get_mut(&key)
+                    .and_then(|q| if q.retry_until.is_some() { None } else { q.ready.pop_front() });
+                if let Some(job) = reply.send(job).err().flatten() {
+                    // The worker is gone: the job goes back.
+                    if let Some(q) = self.queues.get_mut(&key) {
+                        q.ready.push_front(job);
+                    }
+                }
+            }
+            Event::Outcome { key, job, replies, remote } => self.outcome(&key, job, &replies, &remote),
+            Event::ConnectionEnded { key, failure } => self.connection_ended(&key, failure),
+            Event::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn settings(&self, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
+        let lookup = (vmta != crate::config::DEFAULT_VMTA).then_some(vmta);
+        self.config.queue_settings(domain, lookup).ok().map(Arc::new)
+    }
+
+    fn submit(&mut self, envelope: Arc<Envelope>) {
+        let vmta = match self.rotation.member(&self.config, envelope.vmta.as_deref()) {
+            Ok(v) => v,
+            Err(reply) => {
+                let all: Vec<usize> = envelope.live_recipients().map(|(i, _)| i).collect();
+                let job = Job { envelope, recipients: all, attempts: 0 };
+                self.reporter.bounce(
+                    &self.spool,
+                    &job,
+                    &job.recipients,
+                    &reply,
+                    &Remote::default(),
+                    None,
+                    &self.config,
+                );
+                return;
+            }
+        };
+        let mut groups: BTreeMap<String, (Arc<QueueSettings>, Vec<usize>, u32)> = BTreeMap::new();
+        for (i, r) in envelope.live_recipients() {
+            let Some(settings) = self.settings(&r.domain(), &vmta) else { continue };
+            let attempts = match r.state {
+                RecipientState::Pending { attempts, .. } => attempts,
+                _ => 0,
+            };
+            let entry =
+                groups.entry(settings.queue.clone()).or_insert_with(|| (Arc::clone(&settings), Vec::new(), attempts));
+            entry.1.push(i);
+            entry.2 = entry.2.max(attempts);
+        }
+        for (queue, (settings, recipients, attempts)) in groups {
+            let not_before = envelope
+                .recipients
+                .iter()
+                .filter_map(|r| match r.state {
+                    RecipientState::Pending { not_before, .. } => Some(not_before),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            let key = QueueKey { name: queue, vmta: vmta.clone() };
+            let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
+            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings));
+            if not_before > now_secs() {
+                q.waiting.entry(not_before).or_default().push(job);
+            } else {
+                q.ready.push_back(job);
+            }
+            self.start_workers(&key);
+        }
+    }
+
+    fn reload(&mut self, config: Arc<Config>, reporter: Reporter) {
+        self.config = config;
+        self.reporter = reporter;
+        let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
+        for key in keys {
+            let vmta_exists = key.vmta == crate::config::DEFAULT_VMTA || self.config.vmta(&key.vmta).is_some();
+            if !vmta_exists {
+                let q = self.queues.get_mut(&key).expect("listed");
+                let jobs: Vec<Job> =
+                    q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
+                let reply = Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{}\"", key.vmta));
+                for job in jobs {
+                    self.reporter.bounce(
+                        &self.spool,
+                        &job,
+                        &job.recipients,
+                        &reply,
+                        &Remote::default(),
+                        Some(&key),
+                        &self.config,
+                    );
+                }
+                continue;
+            }
+            if let Some(settings) = self.settings(&key.name, &key.vmta) {
+                let q = self.queues.get_mut(&key).expect("listed");
+                q.schedule = Schedule::from_settings(&settings.settings);
+                q.settings = settings;
+            }
+        }
+    }
+
+    /// Moves due work to the ready lists, ends expired retry waits, starts connections.
+    fn wake(&mut self) {
+        let now = now_secs();
+        let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
+        for key in keys {
+            let q = self.queues.get_mut(&key).expect("listed");
+            if q.retry_until.is_some_and(|t| t <= now) {
+                q.retry_until = None;
+            }
+            let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
+            for t in due {
+                if let Some(jobs) = q.waiting.remove(&t) {
+                    q.ready.extend(jobs);
+                }
+            }
+            if q.ready.is_empty() && q.waiting.is_empty() && q.connections == 0 && q.retry_until.is_none() {
+                continue;
+            }
+            self.start_workers(&key);
+        }
+        self.queues.retain(|_, q| {
+            q.connections > 0
+                || !q.ready.is_empty()
+                || !q.waiting.is_empty()
+                || q.retry_until.is_some()
+                || q.delivered + q.bounced + q.deferred > 0
+        });
+    }
+
+    fn start_workers(&mut self, key: &QueueKey) {
+        let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
+        let vmta_cap = self
+            .config
+            .vmta(&key.vmta)
+            .and_then(|v| v.settings.uint(Dir::MaxSmtpOut))
+            .map_or(usize::MAX, |n| n as usize);
+        loop {
+            let Some(q) = self.queues.get(key) else { return };
+            if q.retry_until.is_some() || q.ready.is_empty() {
+                return;
+            }
+            let queue_cap = q.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
+            // Connections grow with the backlog, never past the work waiting.
+            let wanted = queue_cap.min(q.ready.len());
+            let vmta_used = self.vmta_connections.get(&key.vmta).copied().unwrap_or(0);
+            if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
+                return;
+            }
+            let settings = Arc::clone(&q.settings);
+            let source = self.rotation.source_host(&self.config, &key.vmta);
+            let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
+            let setup = WorkerSetup {
+                key: key.clone(),
+                settings,
+                source,
+                resolver: self.resolver.clone(),
+                spool: self.spool.clone(),
+                events: self.events.clone(),
+                tls_ca_file: ca,
+            };
+            self.queues.get_mut(key).expect("present").connections += 1;
+            self.total_connections += 1;
+            *self.vmta_connections.entry(key.vmta.clone()).or_insert(0) += 1;
+            tokio::spawn(worker::run(setup));
+        }
+    }
+
+    fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
+        let now = now_secs();
+        let Some(q) = self.queues.get_mut(key) else { return };
+        let arrival = job.envelope.arrival_ms / 1000;
+        let mut delivered = Vec::new();
+        let mut bounced = Vec::new();
+        let mut deferred = Vec::new();
+        for (pos, &index) in job.recipients.iter().enumerate() {
+            let reply = replies.get(pos).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply"));
+            match reply.code {
+                200..=399 => delivered.push((index, reply)),
+                400..=499 => deferred.push((index, reply)),
+                _ => bounced.push((index, reply)),
+            }
+        }
+        if !delivered.is_empty() {
+            q.retry_step = 0;
+            q.delivered += delivered.len() as u64;
+        }
+        q.bounced += bounced.len() as u64;
+        let attempts = job.attempts + 1;
+        let mut retry = Vec::new();
+        for (index, reply) in deferred {
+            match q.schedule.after_transient(arrival, now, attempts) {
+                Some(at) => {
+                    q.deferred += 1;
+                    q.last_error = Some(reply.to_string());
+                    retry.push((index, reply, at));
+                }
+                None => {
+                    q.bounced += 1;
+                    // Past bounce-after the status says so (message-expired); under
+                    // bounce-on-4xx-status the receiver's own reply is the reason.
+                    let reason = if q.schedule.expired(arrival, now) { expired(&reply) } else { reply };
+                    bounced.push((index, reason));
+                }
+            }
+        }
+        let settings = Arc::clone(&q.settings);
+        let group_retry: BTreeMap<u64, Vec<usize>> = retry.iter().fold(BTreeMap::new(), |mut m, (i, _, at)| {
+            m.entry(*at).or_default().push(*i);
+            m
+        });
+        for (at, recipients) in &group_retry {
+            let q = self.queues.get_mut(key).expect("present");
+            q.waiting.entry(*at).or_default().push(Job {
+                envelope: Arc::clone(&job.envelope),
+                recipients: recipients.clone(),
+                attempts,
+            });
+        }
+        self.reporter.delivered(&self.spool, &job, &delivered, remote, key, &settings);
+        self.reporter.deferred(&self.spool, &job, &retry, attempts, remote, key, &settings);
+        for (index, reply) in bounced {
+            self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), &self.config);
+        }
+    }
+
+    fn connection_ended(&mut self, key: &QueueKey, failure: Option<QueueFailure>) {
+        self.total_connections = self.total_connections.saturating_sub(1);
+        if let Some(n) = self.vmta_connections.get_mut(&key.vmta) {
+            *n = n.saturating_sub(1);
+        }
+        let Some(q) = self.queues.get_mut(key) else { return };
+        q.connections = q.connections.saturating_sub(1);
+        if let Some(f) = failure {
+            q.last_error = Some(f.reply.to_string());
+            self.reporter.queue_failure(key, &f);
+            if f.permanent {
+                let jobs: Vec<Job> = q.ready.drain(..).collect();
+                for job in jobs {
+                    self.reporter.bounce(
+                        &self.spool,
+                        &job,
+                        &job.recipients,
+                        &f.reply,
+                        &f.remote,
+                        Some(key),
+                        &self.config,
+                    );
+                }
+                return;
+            }
+            // Queue-level failure: retry mode, and recipients past bounce-after bounce now.
+            let wait = if f.dns { q.schedule.retry_after_dns_error } else { q.schedule.queue_retry(q.retry_step) };
+            q.retry_step += 1;
+            q.retry_until = Some(now_secs() + wait.as_secs().max(1));
+            let now = now_secs();
+            let (old, keep): (Vec<Job>, Vec<Job>) =
+                q.ready.drain(..).partition(|j| q.schedule.expired(j.envelope.arrival_ms / 1000, now));
+            q.ready.extend(keep);
+            for job in old {
+                let reply = expired(&f.reply);
+                self.reporter.bounce(&self.spool, &job, &job.recipients, &reply, &f.remote, Some(key), &self.config);
+            }
+            return;
+        }
+        self.start_workers(key);
+    }
+
+    fn snapshot(&self) -> Vec<QueueStatus> {
+        let mut out: Vec<QueueStatus> = self
+            .queues
+            .iter()
+            .map(|(k, q)| QueueStatus {
+                queue: k.to_string(),
+                recipients: q.recipients(),
+                messages_ready: q.ready.len(),
+                messages_waiting: q.waiting.values().map(Vec::len).sum(),
+                connections: q.connections,
+                mode: if q.retry_until.is_some() { "retry".into() } else { "normal".into() },
+                retry_until: q.retry_until,
+                last_error: q.last_error.clone(),
+                delivered: q.delivered,
+                bounced: q.bounced,
+                deferred: q.deferred,
+            })
+            .collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        out
+    }
+}
+
+/// The reason a recipient bounces at `bounce-after`: the last reply, with status 4.4.7.
+fn expired(last: &Reply) -> Reply {
+    Reply::new(last.code, "4.4.7", last.text.clone())
+}
+
+fn new_queue(settings: Arc<QueueSettings>) -> Queue {
+    Queue {
+        schedule: Schedule::from_settings(&settings.settings),
+        settings,
+        ready: VecDeque::new(),
+        waiting: BTreeMap::new(),
+        connections: 0,
+        retry_until: None,
+        retry_step: 0,
+        last_error: None,
+        delivered: 0,
+        bounced: 0,
+        deferred: 0,
+    }
+}

@@ -1,0 +1,29 @@
+//! Queues: every accepted recipient waits in the queue of its (destination queue name, virtual
+//! MTA), and the queue manager decides when and over how many connections each queue is
+//! worked (DESIGN.md §4). Knows how work is chosen; how bytes reach a socket is `delivery`.
+//!
+//! `manager` owns all queue state in one task (no locks on the hot path); `worker` is one
+//! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool
+//! members and source hosts; `report` turns outcomes into spool updates, accounting records and
+//! DSNs.
+
+pub mod manager;
+pub mod report;
+pub mod schedule;
+pub mod vmta;
+pub mod worker;
+
+pub use manager::{QueueHandle, QueueStatus};
+
+/// A queue: the queue name (recipient domain after `queue-to`) and the virtual MTA.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub name: String,
+    pub vmta: String,
+}
+
+impl std::fmt::Display for QueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.name, self.vmta)
+    }
+}

@@ -1,0 +1,241 @@
+//! One outbound connection working one queue: resolve the MX plan, connect to the first host
+//! that answers (from the VMTA's source IP), then send the queue's messages one after another,
+//! reporting every recipient's reply, until the queue is empty, `max-msg-per-connection` or
+//! `max-errors-per-connection` is reached, or the connection breaks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::QueueKey;
+use super::manager::{Event, Job};
+use super::vmta::SourceHost;
+use crate::config::Dir;
+use crate::config::resolve::QueueSettings;
+use crate::config::value::Value;
+use crate::delivery::client::{ClientConfig, Connection};
+use crate::delivery::mx::MxResolver;
+use crate::delivery::{OutgoingMessage, OutgoingRecipient};
+use crate::smtp::Reply;
+use crate::spool::Spool;
+
+/// Where a reply came from, for accounting (`dsnMta`, `dlvSourceIp`, …).
+#[derive(Clone, Debug, Default)]
+pub struct Remote {
+    pub mx: String,
+    pub ip: String,
+    pub source_ip: String,
+    pub esmtp: String,
+    pub tls: Option<(String, String)>,
+}
+
+/// Why a connection could not be made: the queue goes into retry mode, or (`permanent`) its
+/// recipients bounce.
+#[derive(Clone, Debug)]
+pub struct QueueFailure {
+    pub reply: Reply,
+    pub permanent: bool,
+    /// A DNS failure retries after `retry-after-dns-error`, not the queue's `retry-after`.
+    pub dns: bool,
+    pub remote: Remote,
+}
+
+/// Everything a worker needs, cloned from the manager when it starts one.
+pub struct WorkerSetup {
+    pub key: QueueKey,
+    pub settings: Arc<QueueSettings>,
+    pub source: SourceHost,
+    pub resolver: MxResolver,
+    pub spool: Spool,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
+    s.interval(dir).unwrap_or(Duration::from_secs(default))
+}
+
+/// The client settings of a queue (REFERENCE.md §2.4 TLS, AUTH, timeouts, ignore-*).
+pub fn client_config(
+    settings: &QueueSettings,
+    source: &SourceHost,
+    ca_file: Option<std::path::PathBuf>,
+) -> ClientConfig {
+    let s = &settings.settings;
+    let auth = match (s.text(Dir::AuthUsername), s.text(Dir::AuthPassword)) {
+        (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+        _ => None,
+    };
+    ClientConfig {
+        helo_name: source.helo.clone(),
+        source_ip: source.ip,
+        use_starttls: s.flag(Dir::UseStarttls),
+        require_starttls: s.flag(Dir::RequireStarttls),
+        tls_ca_file: ca_file,
+        auth,
+        allow_plain_in_clear: s.flag(Dir::UseUnencryptedPlainAuth),
+        ignore_pipelining: s.flag(Dir::IgnorePipelining),
+        ignore_chunking: s.flag(Dir::IgnoreChunking),
+        ignore_8bitmime: s.flag(Dir::Ignore8bitmime),
+        ignore_dsn: s.flag(Dir::IgnoreDsn),
+        max_rcpt_per_transaction: s.uint(Dir::MaxRcptPerTransaction).filter(|n| *n > 0).unwrap_or(1000) as usize,
+        connect_timeout: duration(s, Dir::ConnectTimeout, 120),
+        greeting_timeout: duration(s, Dir::SmtpGreetingTimeout, 300),
+        command_timeout: duration(s, Dir::SmtpMultipleLineResponseTimeout, 300),
+        data_send_timeout: duration(s, Dir::DataSendTimeout, 180),
+        data_termination_timeout: duration(s, Dir::SmtpDataTerminationTimeout, 600),
+    }
+}
+
+/// Runs one connection to its end and tells the manager how it ended.
+pub async fn run(setup: WorkerSetup) {
+    let failure = work(&setup).await;
+    let _ = setup.events.send(Event::ConnectionEnded { key: setup.key.clone(), failure });
+}
+
+async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
+    let s = &setup.settings.settings;
+    let smtp_hosts = match s.effective(Dir::SmtpHosts) {
+        Some(Value::SmtpHosts(tiers)) => Some(tiers.as_slice()),
+        _ => None,
+    };
+    let port = s.uint(Dir::DefaultSmtpPort).unwrap_or(25) as u16;
+    let source_ip = setup.source.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let plan = match setup.resolver.plan(&setup.key.name, smtp_hosts, port).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            let permanent = !matches!(e, crate::delivery::mx::ResolveError::Temporary(_));
+            return Some(QueueFailure {
+                reply: e.reply(),
+                permanent,
+                dns: !permanent,
+                remote: Remote { source_ip, ..Remote::default() },
+            });
+        }
+    };
+    let config = client_config(&setup.settings, &setup.source, setup.tls_ca_file.clone());
+    let max_attempts = s.uint(Dir::MxConnectionAttempts).unwrap_or(10).max(1) as usize;
+    let mut last: Option<(Reply, bool, Remote)> = None;
+    let mut connection = None;
+    let mut tried = 0;
+    'hosts: for host in &plan.hosts {
+        // A source address of one family cannot reach a destination of the other.
+        for addr in host.addrs.iter().filter(|a| setup.source.ip.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4())) {
+            if tried >= max_attempts {
+                break 'hosts;
+            }
+            tried += 1;
+            match Connection::open(*addr, &host.name, &config).await {
+                Ok(c) => {
+                    connection = Some(c);
+                    break 'hosts;
+                }
+                Err(e) => {
+                    tracing::info!(queue = %setup.key, mx = %host.name, %addr, "connection failed: {e}");
+                    let remote = Remote {
+                        mx: host.name.clone(),
+                        ip: addr.ip().to_string(),
+                        source_ip: source_ip.clone(),
+                        ..Remote::default()
+                    };
+                    let permanent = e.is_permanent() && s.flag(Dir::BounceUpon5xxGreeting);
+                    last = Some((e.reply(), permanent, remote));
+                    if permanent {
+                        break 'hosts;
+                    }
+                }
+            }
+        }
+    }
+    let Some(mut conn) = connection else {
+        let (reply, permanent, remote) =
+            last.unwrap_or_else(|| (Reply::new(451, "4.4.4", "no MX host to try"), false, Remote::default()));
+        return Some(QueueFailure { reply, permanent, dns: false, remote });
+    };
+    let remote = Remote {
+        mx: conn.mx_name().to_string(),
+        ip: conn.remote().ip().to_string(),
+        source_ip: conn.local().ip().to_string(),
+        esmtp: conn.esmtp_available(),
+        tls: conn.tls(),
+    };
+    let max_messages = s.uint(Dir::MaxMsgPerConnection).unwrap_or(0) as usize;
+    let max_errors = s.uint(Dir::MaxErrorsPerConnection);
+    let mut errors = 0u64;
+    loop {
+        // After a 421 or a broken RSET the connection cannot carry another message.
+        if !conn.is_usable() || (max_messages > 0 && conn.messages_sent() >= max_messages) {
+            break;
+        }
+        let (tx, rx) = oneshot::channel();
+        if setup.events.send(Event::Next { key: setup.key.clone(), reply: tx }).is_err() {
+            break;
+        }
+        let Ok(Some(job)) = rx.await else { break };
+        let body = match setup.spool.read_body(job.envelope.id) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                let reply = Reply::new(451, "4.3.0", format!("cannot read the spooled message: {e}"));
+                report(setup, job, |_| reply.clone(), &remote);
+                continue;
+            }
+        };
+        let message = outgoing(&job, body);
+        match conn.send(&message).await {
+            Ok(outcome) => {
+                errors += outcome.recipients.iter().filter(|r| !r.is_positive()).count() as u64;
+                let replies = outcome.recipients;
+                report(
+                    setup,
+                    job,
+                    |i| {
+                        replies
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply for this recipient"))
+                    },
+                    &remote,
+                );
+                if max_errors.is_some_and(|m| errors >= m) {
+                    tracing::info!(queue = %setup.key, "dropping the connection after {errors} errors (max-errors-per-connection)");
+                    break;
+                }
+            }
+            Err(e) => {
+                let reply = e.reply();
+                tracing::info!(queue = %setup.key, mx = %remote.mx, "transaction failed: {e}");
+                report(setup, job, |_| reply.clone(), &remote);
+                return None;
+            }
+        }
+    }
+    conn.quit().await;
+    None
+}
+
+fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {
+    let env = &job.envelope;
+    OutgoingMessage {
+        sender: env.sender.clone(),
+        recipients: job
+            .recipients
+            .iter()
+            .map(|&i| {
+                let r = &env.recipients[i];
+                OutgoingRecipient { address: r.address.clone(), notify: r.notify, orcpt: r.orcpt.clone() }
+            })
+            .collect(),
+        env_id: env.env_id.clone(),
+        ret: env.ret,
+        eight_bit: env.eight_bit,
+        smtputf8: env.smtputf8,
+        body,
+    }
+}
+
+/// Sends the manager the reply of each recipient of a job (`reply_of(position in the job)`).
+fn report(setup: &WorkerSetup, job: Job, reply_of: impl Fn(usize) -> Reply, remote: &Remote) {
+    let replies: Vec<Reply> = (0..job.recipients.len()).map(reply_of).collect();
+    let _ = setup.events.send(Event::Outcome { key: setup.key.clone(), job, replies, remote: remote.clone() });
+}

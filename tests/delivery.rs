@@ -1,0 +1,251 @@
+//! Delivery, end to end, with real receivers: Postfix's smtp-sink, a real Postfix with
+//! STARTTLS, and the scripted receiver for refusals, retries, bounces and source addresses.
+//! Mail goes in with swaks; outcomes are read from the accounting file (with Python's csv), the
+//! receivers' logs, and Ember's live queue view.
+
+mod support;
+
+use serde_json::json;
+use support::peers::{Postfix, Receiver, Sink, free_port, read_acct};
+use support::{Ember, swaks};
+
+const DBT_COLUMNS: &str = "type,timeLogged,timeQueued,orig,rcpt,orcpt,dsnAction,dsnStatus,dsnDiag,dsnMta,bounceCat,srcType,srcMta,dlvType,dlvSourceIp,dlvDestinationIp,dlvEsmtpAvailable,dlvSize,vmta,jobId,envId,queue,vmtaPool";
+
+fn inject(e: &Ember, from: &str, to: &str, extra: &[&str]) {
+    let server = e.smtp().to_string();
+    let mut args = vec!["--server", server.as_str(), "--from", from, "--to", to];
+    args.extend_from_slice(extra);
+    let out = swaks(&args);
+    assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn feeder(extra: &str) -> String {
+    format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    process-x-virtual-mta yes\n</source>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b,t,tq\n    record-fields d *,dlvTlsProtocol,dlvTlsCipher\n</acct-file>\n{extra}"
+    )
+}
+
+#[test]
+fn delivers_to_smtp_sink_and_records_powermta_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
+    let config = feeder(&format!("<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n", sink.addr.port()));
+    let e = Ember::start_in(dir, &config);
+    for n in 0..3 {
+        inject(&e, "sender@example.net", &format!("rcpt{n}@example.com"), &["--header", "X-Job: j1"]);
+    }
+    e.wait_log_count("delivered ", 3);
+    assert_eq!(sink.messages().len(), 3);
+    let (header, rows) = read_acct(&e.path("acct.csv"));
+    assert!(header.join(",").starts_with(DBT_COLUMNS), "{header:?}");
+    let d: Vec<_> = rows.iter().filter(|r| r["type"] == "d").collect();
+    assert_eq!(d.len(), 3);
+    for r in d {
+        assert_eq!(r["orig"], "sender@example.net");
+        assert_eq!(r["dsnAction"], "relayed");
+        assert!(r["dsnStatus"].starts_with("2.0.0"), "{r:?}");
+        assert_eq!(r["dlvDestinationIp"], "127.0.0.1");
+        assert!(r["dlvEsmtpAvailable"].contains("PIPELINING"), "{r:?}");
+        assert_eq!(r["queue"], "example.com/{default}");
+        assert_eq!(r["srcType"], "smtp");
+    }
+    // Delivered recipients leave the spool.
+    assert!(e.spooled().is_empty());
+}
+
+#[test]
+fn starttls_to_a_real_postfix_and_require_starttls_never_sends_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let pf_dir = tempfile::Builder::new().prefix("ember-pf").tempdir_in("/tmp").unwrap();
+    std::process::Command::new("chmod").arg("755").arg(pf_dir.path()).status().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_dir = pf_dir.path().join("tls");
+    std::fs::create_dir_all(&cert_dir).unwrap();
+    std::fs::write(cert_dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(cert_dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    let port = free_port("127.0.0.1");
+    let postfix = Postfix::start(
+        &pf_dir.path().join("postfix"),
+        port,
+        &[
+            format!("smtpd_tls_cert_file = {}/cert.pem", cert_dir.display()),
+            format!("smtpd_tls_key_file = {}/key.pem", cert_dir.display()),
+            "smtpd_tls_security_level = may".into(),
+            "defer_transports = smtp".into(),
+        ],
+    );
+    let plain = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = feeder(&format!(
+        "<domain tls.example>\n    smtp-hosts [127.0.0.1]:{port}\n</domain>\n<domain clear.example>\n    smtp-hosts [127.0.0.1]:{}\n    require-starttls yes\n    retry-after 1h\n</domain>\n",
+        plain.addr.port()
+    ));
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "s@example.net", "r@tls.example", &[]);
+    inject(&e, "s@example.net", "r@clear.example", &[]);
+    e.wait_log("delivered ");
+    e.wait_log("queue failure");
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let d = rows.iter().find(|r| r["type"] == "d").expect("a d record");
+    assert_eq!(d["rcpt"], "r@tls.example");
+    assert!(d["dlvTlsProtocol"].starts_with("TLSv1."), "{d:?}");
+    assert!(!d["dlvTlsCipher"].is_empty(), "{d:?}");
+    drop(postfix);
+    // Nothing reached the receiver without TLS, and the queue says why it waits.
+    assert!(plain.events("message").is_empty());
+    let tq = rows.iter().find(|r| r["type"] == "tq").expect("a tq record");
+    assert!(tq["dsnDiag"].to_lowercase().contains("tls"), "{tq:?}");
+    assert_eq!(e.spooled().len(), 1);
+}
+
+#[test]
+fn virtual_mtas_bind_their_source_ips_and_pools_alternate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = feeder(&format!(
+        "<virtual-mta v2>\n    smtp-source-host 127.0.0.2 v2.ember.test\n</virtual-mta>\n<virtual-mta v3>\n    smtp-source-host 127.0.0.3 v3.ember.test\n</virtual-mta>\n<virtual-mta-pool both>\n    virtual-mta v2\n    virtual-mta v3\n</virtual-mta-pool>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    max-smtp-out 1\n</domain>\n",
+        rx.addr.port()
+    ));
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "a@example.net", "one@example.com", &["--header", "X-Virtual-MTA: v2"]);
+    inject(&e, "a@example.net", "two@example.com", &["--header", "X-Virtual-MTA: v3"]);
+    for n in 0..4 {
+        inject(&e, "a@example.net", &format!("pool{n}@example.org"), &["--header", "X-Virtual-MTA: both"]);
+    }
+    e.wait_log_count("delivered ", 6);
+    let messages = rx.events("message");
+    let seen = |rcpt: &str| {
+        messages
+            .iter()
+            .find(|m| m["rcpts"][0] == rcpt)
+            .map(|m| (m["peer"].as_str().unwrap().to_string(), m["ehlo"].as_str().unwrap().to_string()))
+            .unwrap()
+    };
+    assert_eq!(seen("one@example.com"), ("127.0.0.2".into(), "v2.ember.test".into()));
+    assert_eq!(seen("two@example.com"), ("127.0.0.3".into(), "v3.ember.test".into()));
+    let pool: Vec<String> = (0..4).map(|n| seen(&format!("pool{n}@example.org")).0).collect();
+    assert_eq!(pool.iter().filter(|p| *p == "127.0.0.2").count(), 2, "{pool:?}");
+    assert_eq!(pool.iter().filter(|p| *p == "127.0.0.3").count(), 2, "{pool:?}");
+}
+
+#[test]
+fn queue_to_groups_microsoft_domains_into_one_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx =
+        Receiver::start("127.0.0.1", &json!({"data_end": ["451 4.3.0 hold on", "250 2.0.0 ok"]}), dir.path(), None);
+    let mut config = feeder(&format!(
+        "<domain hotmail.com>\n    smtp-hosts [127.0.0.1]:{}\n    retry-interval 1s\n    min-retry-interval 1s\n</domain>\n",
+        rx.addr.port()
+    ));
+    for d in ["outlook.com", "live.com", "msn.com"] {
+        config.push_str(&format!("<domain {d}>\n    queue-to hotmail.com\n</domain>\n"));
+    }
+    let e = Ember::start_in(dir, &config);
+    for d in ["hotmail.com", "outlook.com", "live.com", "msn.com"] {
+        inject(&e, "a@example.net", &format!("x@{d}"), &[]);
+    }
+    e.wait_log("deferred ");
+    let out = e.cli(&["show", "queues", "--json"]);
+    let queues: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    let names: Vec<&str> = queues.as_array().unwrap().iter().map(|q| q["queue"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hotmail.com/{default}"], "{queues}");
+    e.wait_log_count("delivered ", 4);
+    let rcpts: Vec<String> = rx
+        .events("message")
+        .iter()
+        .flat_map(|m| m["rcpts"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    for d in ["hotmail.com", "outlook.com", "live.com", "msn.com"] {
+        assert!(rcpts.contains(&format!("x@{d}")), "{rcpts:?}");
+    }
+}
+
+#[test]
+fn retries_bounces_with_a_dsn_expiry_and_queue_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({
+        "rcpt_rules": [
+            {"address": "later@example.com", "replies": ["451 4.3.0 greylisted, try again", "250 2.1.5 ok"]},
+            {"address": "nobody@example.com", "replies": "550 5.1.1 <nobody@example.com>: user unknown"},
+            {"address": "slow@example.com", "replies": "451 4.2.0 mailbox busy"}
+        ]
+    });
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let mailbox = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let refused = free_port("127.0.0.1");
+    let config = feeder(&format!(
+        "host-name mx.ember.test\n<domain example.com>\n    smtp-hosts [127.0.0.1]:{}\n    retry-after 1s\n    retry-recipients-after 1s\n    bounce-after 6s\n</domain>\n<domain example.net>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n<domain down.example>\n    smtp-hosts [127.0.0.1]:{refused}\n    retry-after 1h\n</domain>\n",
+        rx.addr.port(),
+        mailbox.addr.port()
+    ));
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "sender@example.net", "later@example.com", &[]);
+    inject(&e, "sender@example.net", "nobody@example.com", &[]);
+    inject(&e, "sender@example.net", "slow@example.com", &[]);
+    inject(&e, "sender@example.net", "r@down.example", &[]);
+    // 451 then 250: deferred, retried after the interval, delivered.
+    e.wait_log("delivered ");
+    // 550 5.1.1: bounced, and the DSN reaches the sender's mailbox.
+    // Always 451: bounced at bounce-after as message-expired.
+    e.wait_log_count("bounced ", 2);
+    e.wait_log_count("delivered ", 3);
+    let dsns = mailbox.events("message");
+    assert_eq!(dsns.len(), 2, "{dsns:?}");
+    let unknown =
+        dsns.iter().find(|m| m["data"].as_str().unwrap().contains("nobody@example.com")).expect("DSN for the 550");
+    assert_eq!(unknown["mail_from"], "", "a DSN has the null sender");
+    let text = unknown["data"].as_str().unwrap();
+    assert!(text.contains("multipart/report"), "{text}");
+    assert!(text.contains("Status: 5.1.1"), "{text}");
+    assert!(text.contains("Diagnostic-Code: smtp;550 5.1.1"), "{text}");
+    assert!(text.contains("X-PowerMTA-BounceCategory: bad-mailbox"), "{text}");
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let by = |t: &str, rcpt: &str| rows.iter().filter(|r| r["type"] == t && r["rcpt"] == rcpt).count();
+    assert!(by("t", "later@example.com") >= 1);
+    assert_eq!(by("d", "later@example.com"), 1);
+    assert_eq!(by("b", "nobody@example.com"), 1);
+    let expired = rows.iter().find(|r| r["type"] == "b" && r["rcpt"] == "slow@example.com").expect("expiry bounce");
+    assert_eq!(expired["bounceCat"], "message-expired", "{expired:?}");
+    let bad = rows.iter().find(|r| r["type"] == "b" && r["rcpt"] == "nobody@example.com").unwrap();
+    assert_eq!(bad["bounceCat"], "bad-mailbox");
+    assert!(bad["dsnDiag"].starts_with("smtp;550 5.1.1"), "{bad:?}");
+    // The refused host: a tq record, the recipient still queued.
+    let tq = rows.iter().find(|r| r["type"] == "tq").expect("a tq record");
+    assert_eq!(tq["queue"], "down.example/{default}");
+    let queued: Vec<_> = e.spooled().iter().map(|m| m["rcpt"].as_str().unwrap().to_string()).collect();
+    assert_eq!(queued, ["r@down.example"]);
+}
+
+#[test]
+fn a_restart_keeps_deferred_recipients_and_delivers_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each recipient is refused once, then accepted.
+    let rules: Vec<_> = (0..5)
+        .map(|n| json!({"address": format!("later{n}@example.com"), "replies": ["451 4.3.0 not now", "250 2.1.5 ok"]}))
+        .collect();
+    let rx = Receiver::start("127.0.0.1", &json!({ "rcpt_rules": rules }), dir.path(), None);
+    let config = feeder(&format!(
+        "<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    retry-after 3s\n    retry-recipients-after 3s\n</domain>\n",
+        rx.addr.port()
+    ));
+    let mut e = Ember::start_in(dir, &config);
+    for n in 0..5 {
+        inject(&e, "a@example.net", &format!("later{n}@example.com"), &[]);
+    }
+    e.wait_log_count("deferred ", 5);
+    e.stop();
+    // Offline: the deferred recipients are in the spool with their retry times.
+    assert_eq!(e.spooled().len(), 5);
+    e.launch();
+    e.wait_log_count("delivered ", 5);
+    let delivered: Vec<String> =
+        rx.events("message").iter().map(|m| m["rcpts"][0].as_str().unwrap().to_string()).collect();
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{delivered:?}");
+    assert_eq!(delivered.len(), 5, "each delivered exactly once: {delivered:?}");
+    e.stop();
+    assert!(e.spooled().is_empty());
+}
