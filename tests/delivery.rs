@@ -144,7 +144,7 @@ fn queue_to_groups_microsoft_domains_into_one_queue() {
         inject(&e, "a@example.net", &format!("x@{d}"), &[]);
     }
     e.wait_log("deferred ");
-    let out = e.cli(&["show", "queues", "--json"]);
+    let out = e.live_cli(&["show", "queues", "--json"]);
     let queues: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
     let names: Vec<&str> = queues.as_array().unwrap().iter().map(|q| q["queue"].as_str().unwrap()).collect();
@@ -248,4 +248,26 @@ fn a_restart_keeps_deferred_recipients_and_delivers_them_once() {
     assert_eq!(delivered.len(), 5, "each delivered exactly once: {delivered:?}");
     e.stop();
     assert!(e.spooled().is_empty());
+}
+
+#[test]
+fn a_vmta_removed_by_reload_bounces_its_mail_and_show_status_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmta = "<virtual-mta gone>\n    smtp-source-host 127.0.0.2 gone.ember.test\n</virtual-mta>\n";
+    let hold = "<domain *>\n    smtp-hosts [127.0.0.1]:9\n    retry-after 1h\n</domain>\n";
+    let mut e = Ember::start_in(dir, &feeder(&format!("{vmta}{hold}")));
+    inject(&e, "a@example.net", "r@example.com", &["--header", "X-Virtual-MTA: gone"]);
+    e.wait_log("queue failure");
+    let status = e.live_cli(&["show", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["queue"]["smtp"]["rcp"], 1, "{status}");
+    // The operator removes the VMTA while mail waits for it: PowerMTA's 5.3.5 bounce.
+    let config = std::fs::read_to_string(&e.config).unwrap().replace(vmta, "");
+    std::fs::write(&e.config, config).unwrap();
+    support::signal(e.pid(), "HUP");
+    e.wait_log("bounced ");
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let b = rows.iter().find(|r| r["type"] == "b").expect("a b record");
+    assert!(b["dsnStatus"].starts_with("5.3.5 (specified VirtualMTA does not exist)"), "{b:?}");
+    e.stop();
 }

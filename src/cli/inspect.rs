@@ -3,6 +3,7 @@
 //! of a stopped or crashed one.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -45,15 +46,49 @@ fn fail(e: String) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// The running daemon's queues, when one answers on the config's management port.
-fn live_queues(config_path: Option<&Path>) -> Option<serde_json::Value> {
-    let loaded = super::show::load(config_path, FileCheck::Warn);
-    let mut addr = crate::daemon::mgmt_addr(&loaded.config)?;
+/// Asks the running daemon (the config's management port) for `path`.
+fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
+    let mut addr = match mgmt {
+        Some(a) => a,
+        None => {
+            let loaded = super::show::load(config_path, FileCheck::Warn);
+            crate::daemon::mgmt_addr(&loaded.config).ok_or("the management API is disabled (http-mgmt-port 0)")?
+        }
+    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
     }
     let key = std::env::var("EMBER_API_KEY").ok();
-    match super::live::get(addr, "/api/v1/queues", key.as_deref()) {
+    super::live::get(addr, path, key.as_deref())
+}
+
+pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
+    match live(config_path, mgmt, "/api/v1/status") {
+        Ok(v) if json => {
+            println!("{}", serde_json::to_string_pretty(&v).expect("plain JSON"));
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            println!("Ember {}, up {}s", v["mta"]["version"].as_str().unwrap_or("?"), v["uptime_s"]);
+            println!("queued     {} recipients in {} queues", v["queue"]["smtp"]["rcp"], v["queue"]["smtp"]["dom"]);
+            println!("smtp out   {} connections", v["conn"]["smtpOut"]["cur"]);
+            println!(
+                "since start {} delivered, {} bounced, {} deferred",
+                v["traffic"]["delivered"], v["traffic"]["bounced"], v["traffic"]["deferred"]
+            );
+            println!(
+                "spool      {} messages, {} segments, {} bytes",
+                v["spool"]["messages"], v["spool"]["segments"], v["spool"]["bytes"]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// The running daemon's queues, when one answers on the config's management port.
+fn live_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Option<serde_json::Value> {
+    match live(config_path, mgmt, "/api/v1/queues") {
         Ok(v) => Some(v),
         Err(e) => {
             eprintln!("ember: {e}; reading the spool instead");
@@ -62,8 +97,8 @@ fn live_queues(config_path: Option<&Path>) -> Option<serde_json::Value> {
     }
 }
 
-pub fn show_queues(config_path: Option<&Path>, json: bool) -> ExitCode {
-    if let Some(live) = live_queues(config_path) {
+pub fn show_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
+    if let Some(live) = live_queues(config_path, mgmt) {
         if json {
             println!("{}", serde_json::to_string_pretty(&live).expect("plain JSON"));
         } else {

@@ -67,10 +67,23 @@ enum ShowCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Queues and their queued recipients (read from the spool, offline).
+    /// The running daemon's status: queues, connections, delivered/bounced/deferred counts, spool.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The daemon's management API (ADDR:PORT); default: the config's http-mgmt-port on this host.
+        #[arg(long)]
+        mgmt: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queues and their recipients: live from the running daemon, else read from the spool.
     Queues {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The daemon's management API (ADDR:PORT); default: the config's http-mgmt-port on this host.
+        #[arg(long)]
+        mgmt: Option<std::net::SocketAddr>,
         #[arg(long)]
         json: bool,
     },
@@ -91,7 +104,12 @@ pub fn main() -> ExitCode {
         Command::Show { what: ShowCommand::Settings { queue, config, json } } => {
             show::settings(&queue, config.as_deref(), json)
         }
-        Command::Show { what: ShowCommand::Queues { config, json } } => inspect::show_queues(config.as_deref(), json),
+        Command::Show { what: ShowCommand::Queues { config, mgmt, json } } => {
+            inspect::show_queues(config.as_deref(), mgmt, json)
+        }
+        Command::Show { what: ShowCommand::Status { config, mgmt, json } } => {
+            inspect::show_status(config.as_deref(), mgmt, json)
+        }
         Command::Show { what: ShowCommand::Message { id, config } } => inspect::show_message(config.as_deref(), &id),
         Command::List { queue, config, json } => inspect::list(config.as_deref(), queue.as_deref(), json),
     }

@@ -216,6 +216,19 @@ impl Ember {
         Command::new(EMBER).args(args).arg("--config").arg(&self.config).current_dir(self.dir.path()).output().unwrap()
     }
 
+    /// `ember ARGS --mgmt ADDR --config CONFIG`: a live view from the running daemon's API.
+    pub fn live_cli(&self, args: &[&str]) -> Output {
+        let mgmt = self.mgmt.expect("the daemon printed its management address").to_string();
+        Command::new(EMBER)
+            .args(args)
+            .args(["--mgmt", &mgmt])
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
     /// `ember list --json`, parsed.
     pub fn spooled(&self) -> Vec<serde_json::Value> {
         let out = self.cli(&["list", "--json"]);
