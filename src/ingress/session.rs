@@ -140,13 +140,15 @@ impl Session {
         loop {
             let rest = &input[pos..];
             match &mut self.mode {
-                Mode::Data(receiver) => {
+                Mode::Data(_) | Mode::Bdat(_) => {
                     let mut iter = rest.iter();
-                    let done = if self.oversized {
-                        let mut scratch = Vec::new();
-                        receiver.ingest(&mut iter, &mut scratch)
-                    } else {
-                        receiver.ingest(&mut iter, &mut self.body)
+                    // Past the size limit the rest of the message is read and dropped.
+                    let mut scratch = Vec::new();
+                    let sink = if self.oversized { &mut scratch } else { &mut self.body };
+                    let (done, is_data) = match &mut self.mode {
+                        Mode::Data(receiver) => (receiver.ingest(&mut iter, sink), true),
+                        Mode::Bdat(receiver) => (receiver.ingest(&mut iter, sink), false),
+                        _ => unreachable!("matched above"),
                     };
                     pos += rest.len() - iter.as_slice().len();
                     self.check_size();
@@ -154,26 +156,7 @@ impl Session {
                         return (pos, Flow::Continue);
                     }
                     self.mode = Mode::Command;
-                    let flow = self.finish_message().await;
-                    if flow != Flow::Continue {
-                        return (pos, flow);
-                    }
-                }
-                Mode::Bdat(receiver) => {
-                    let mut iter = rest.iter();
-                    let done = if self.oversized {
-                        let mut scratch = Vec::new();
-                        receiver.ingest(&mut iter, &mut scratch)
-                    } else {
-                        receiver.ingest(&mut iter, &mut self.body)
-                    };
-                    pos += rest.len() - iter.as_slice().len();
-                    self.check_size();
-                    if !done {
-                        return (pos, Flow::Continue);
-                    }
-                    self.mode = Mode::Command;
-                    let flow = self.bdat_chunk_done().await;
+                    let flow = if is_data { self.finish_message().await } else { self.bdat_chunk_done().await };
                     if flow != Flow::Continue {
                         return (pos, flow);
                     }
