@@ -86,6 +86,50 @@ pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: b
     }
 }
 
+pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
+    let queues = match live(config_path, mgmt, "/api/v1/queues") {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let wanted = |q: &&serde_json::Value| {
+        let name = q["queue"].as_str().unwrap_or("");
+        name == queue || name.split('/').next() == Some(queue)
+    };
+    let Some(q) = queues.as_array().and_then(|a| a.iter().find(wanted)) else {
+        return fail(format!("no queue {queue} in the running daemon (it has nothing queued for it)"));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(q).expect("plain JSON"));
+        return ExitCode::SUCCESS;
+    }
+    println!("queue {}: mode {}", q["queue"].as_str().unwrap_or(""), q["mode"].as_str().unwrap_or(""));
+    if let Some(r) = q["mode_reason"].as_str() {
+        println!("  because {r}");
+    }
+    match q["waiting_reason"].as_str() {
+        Some(w) => println!("  waiting: {w}"),
+        None if q["recipients"].as_u64().unwrap_or(0) > 0 => println!("  sending"),
+        None => println!("  idle: nothing queued"),
+    }
+    println!(
+        "  {} recipients ({} messages ready, {} waiting for a retry), {} connections",
+        q["recipients"], q["messages_ready"], q["messages_waiting"], q["connections"]
+    );
+    println!("  since start: {} delivered, {} bounced, {} deferred", q["delivered"], q["bounced"], q["deferred"]);
+    if let Some(e) = q["last_error"].as_str() {
+        println!("  last error: {e}");
+    }
+    for ev in q["mode_events"].as_array().into_iter().flatten() {
+        println!(
+            "  {} -> {}: {}",
+            crate::time::acct(ev["time"].as_u64().unwrap_or(0)),
+            ev["mode"].as_str().unwrap_or(""),
+            ev["reason"].as_str().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// The running daemon's queues, when one answers on the config's management port.
 fn live_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Option<serde_json::Value> {
     match live(config_path, mgmt, "/api/v1/queues") {

@@ -44,6 +44,18 @@ enum Command {
         #[command(subcommand)]
         what: ShowCommand,
     },
+    /// Why a queue is (not) sending right now: its mode with the reply and rule behind it, the
+    /// cap or rate that holds it, its recent mode changes (from the running daemon).
+    Explain {
+        /// `domain/vmta`, or `domain` for its first virtual MTA.
+        queue: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        mgmt: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List queued recipients (read from the spool, offline).
     List {
         /// Only this queue: `domain/vmta`, or `domain` for all its virtual MTAs.
@@ -111,6 +123,7 @@ pub fn main() -> ExitCode {
             inspect::show_status(config.as_deref(), mgmt, json)
         }
         Command::Show { what: ShowCommand::Message { id, config } } => inspect::show_message(config.as_deref(), &id),
+        Command::Explain { queue, config, mgmt, json } => inspect::explain(&queue, config.as_deref(), mgmt, json),
         Command::List { queue, config, json } => inspect::list(config.as_deref(), queue.as_deref(), json),
     }
 }

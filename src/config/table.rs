@@ -189,8 +189,8 @@ directives! {
     MaxMsgPerConnection => "max-msg-per-connection", Uint, D, Some("0"), once, Enforced, "Messages per connection before opening a new one (0: no limit).";
     MaxRcptPerTransaction => "max-rcpt-per-transaction", Uint, D, Some("1000"), once, Enforced, "Recipients per SMTP transaction.";
     MaxErrorsPerConnection => "max-errors-per-connection", UintOrUnlimited, D, Some("unlimited"), once, Enforced, "Drop the connection after N recipient errors.";
-    MaxMsgRate => "max-msg-rate", Rate, D, Some("unlimited"), once, Pending, "Attempted recipients per interval.";
-    MaxConnectRate => "max-connect-rate", Rate, D, Some("unlimited"), once, Pending, "New connections per interval.";
+    MaxMsgRate => "max-msg-rate", Rate, D, Some("unlimited"), once, Enforced, "Attempted recipients per interval.";
+    MaxConnectRate => "max-connect-rate", Rate, D, Some("unlimited"), once, Enforced, "New connections per interval.";
     MaxDataVolumeRate => "max-data-volume-rate", DataRate, D, Some("unlimited"), once, Pending, "Bytes delivered per interval.";
     SourceIpMaxMsgRate => "source-ip-max-msg-rate", CidrRate, D, None, many, Pending, "Message rate per local source IP within a queue.";
     SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Pending, "Connection rate per local source IP within a queue.";
@@ -201,7 +201,7 @@ directives! {
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Pending, "Connection-slot priority of the queue.";
     AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one.";
     AllowPriorityInterruptionDuringTransfer => "allow-priority-interruption-during-transfer", Bool, D, Some("no"), once, Pending, "Interrupt even mid-transfer.";
-    BackoffRuleDir => "backoff-rule", BackoffRule, D, None, many, Pending, "Reply-triggered backoff CODE MATCH *, DURATION, CONNECTIONS, RATE (the field dialect's bare 421 … lines).";
+    BackoffRuleDir => "backoff-rule", BackoffRule, D, None, many, Enforced, "Reply-triggered backoff CODE MATCH *, DURATION, CONNECTIONS, RATE (the field dialect's bare 421 … lines).";
 
     // ---- 2.4 <domain>: retry and DSN -------------------------------------------------------
     RetryAfter => "retry-after", IntervalList, D, Some("10m"), once, Enforced, "Queue retry schedule; the last interval repeats.";
@@ -253,14 +253,14 @@ directives! {
 
     // ---- 2.4 <domain>: backoff -------------------------------------------------------------
     SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Pending, "<smtp-pattern-list> applied to replies of this queue.";
-    BackoffMaxMsgRate => "backoff-max-msg-rate", Rate, D, None, once, Pending, "Message rate in backoff (default: max-msg-rate).";
+    BackoffMaxMsgRate => "backoff-max-msg-rate", Rate, D, None, once, Enforced, "Message rate in backoff (default: max-msg-rate).";
     BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Pending, "Connection rate in backoff (default: max-connect-rate).";
     BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Pending, "Data rate in backoff (default: max-data-volume-rate).";
-    BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Pending, "Connections in backoff.";
+    BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Enforced, "Connections in backoff.";
     BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Pending, "Retry schedule in backoff.";
     BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Pending, "Move the queue to another VMTA while in backoff.";
     BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
-    BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Pending, "Leave backoff automatically after this long.";
+    BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
     BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Pending, "Leave backoff on the first delivery.";
     BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Pending, "Enter backoff when every source IP is disabled.";
     ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Pending, "Default re-enable time for disable-source-ip.";

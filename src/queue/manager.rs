@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
+use super::backoff::{Rules, Trigger};
+use super::rate::Gcra;
 use super::report::Reporter;
 use super::schedule::Schedule;
 use super::vmta::Rotation;
@@ -33,10 +35,42 @@ pub struct Job {
     pub attempts: u32,
 }
 
+/// What a worker gets when it asks for work.
+#[derive(Debug)]
+pub enum NextJob {
+    Job(Job),
+    /// The queue's rate allows the next message in this many seconds: keep the connection.
+    Wait(f64),
+    /// Nothing for this connection: close it.
+    Done,
+}
+
+/// A change of a queue's mode, kept for `show queues` and `explain`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModeEvent {
+    pub time: u64,
+    pub mode: String,
+    pub reason: String,
+    pub until: Option<u64>,
+}
+
+/// A queue in backoff: fewer connections, a lower rate, until `until`.
+#[derive(Clone, Debug)]
+struct Backoff {
+    until: Option<u64>,
+    max_smtp_out: usize,
+    rate: Option<Gcra>,
+    rate_text: String,
+    reason: String,
+}
+
+/// Most mode changes kept per queue (PowerMTA keeps 10).
+const MODE_EVENTS: usize = 10;
+
 pub enum Event {
     Submit(Box<Envelope>),
     Reload(Arc<Config>, Reporter),
-    Next { key: QueueKey, reply: oneshot::Sender<Option<Job>> },
+    Next { key: QueueKey, reply: oneshot::Sender<NextJob> },
     Outcome { key: QueueKey, job: Job, replies: Vec<Reply>, remote: Remote },
     ConnectionEnded { key: QueueKey, failure: Option<QueueFailure> },
     Snapshot(oneshot::Sender<Vec<QueueStatus>>),
@@ -58,6 +92,13 @@ pub struct QueueStatus {
     pub delivered: u64,
     pub bounced: u64,
     pub deferred: u64,
+    /// Why the mode is what it is (the rule and the reply that triggered backoff).
+    pub mode_reason: Option<String>,
+    /// Unix time backoff ends.
+    pub mode_until: Option<u64>,
+    /// Why the queue is not sending faster right now, in the same words everywhere.
+    pub waiting_reason: Option<String>,
+    pub mode_events: Vec<ModeEvent>,
 }
 
 struct Queue {
@@ -73,9 +114,97 @@ struct Queue {
     delivered: u64,
     bounced: u64,
     deferred: u64,
+    rules: Rules,
+    /// `max-msg-rate`, counted in recipients.
+    rate: Option<Gcra>,
+    rate_text: String,
+    /// `max-connect-rate`.
+    connect_rate: Option<Gcra>,
+    backoff: Option<Backoff>,
+    events: VecDeque<ModeEvent>,
+    /// The last time a worker had to wait for the rate.
+    rate_limited: bool,
 }
 
 impl Queue {
+    fn connection_cap(&self) -> usize {
+        let normal = self.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
+        self.backoff.as_ref().map_or(normal, |b| b.max_smtp_out.min(normal))
+    }
+
+    fn record(&mut self, mode: &str, reason: String, until: Option<u64>) {
+        tracing::info!("queue mode {mode}: {reason}");
+        self.events.push_back(ModeEvent { time: now_secs(), mode: mode.to_string(), reason, until });
+        while self.events.len() > MODE_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Applies what a reply asks for (REFERENCE.md §3 Backoff).
+    fn react(&mut self, reply: &Reply) {
+        match self.rules.check(reply) {
+            Some(Trigger::Backoff { duration, max_smtp_out, rate, rule }) => {
+                let until = duration.map(|d| now_secs() + d.as_secs());
+                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+                let reason = format!("{rule} matched \"{reply}\"");
+                let renewing = self.backoff.as_ref().is_some_and(|b| b.reason == reason);
+                let gcra = match &self.backoff {
+                    Some(b) if renewing => b.rate.clone(),
+                    _ => rate.map(|r| Gcra::new(r, 1)),
+                };
+                self.backoff = Some(Backoff {
+                    until,
+                    max_smtp_out,
+                    rate: gcra,
+                    rate_text: rate_text.clone(),
+                    reason: reason.clone(),
+                });
+                if !renewing {
+                    self.record(
+                        "backoff",
+                        format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                        until,
+                    );
+                }
+            }
+            Some(Trigger::Normal { rule }) if self.backoff.is_some() => {
+                self.backoff = None;
+                self.record("normal", format!("{rule} matched \"{reply}\""), None);
+            }
+            _ => {}
+        }
+    }
+
+    fn waiting_reason(&self) -> Option<String> {
+        if let Some(t) = self.retry_until {
+            return Some(format!(
+                "retry: waiting until {} after a connection failure ({})",
+                crate::time::acct(t),
+                self.last_error.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(b) = &self.backoff {
+            let until = b
+                .until
+                .map_or_else(|| "until a mode=normal reply".to_string(), |t| format!("until {}", crate::time::acct(t)));
+            return Some(format!(
+                "backoff {until}: max-smtp-out {}, max-msg-rate {} ({})",
+                b.max_smtp_out, b.rate_text, b.reason
+            ));
+        }
+        if self.rate_limited && !self.ready.is_empty() {
+            return Some(format!("rate: max-msg-rate {}", self.rate_text));
+        }
+        if !self.ready.is_empty() && self.connections >= self.connection_cap() {
+            return Some(format!("connections: max-smtp-out {} reached", self.connection_cap()));
+        }
+        if self.ready.is_empty() && !self.waiting.is_empty() {
+            let next = self.waiting.keys().next().copied().unwrap_or(0);
+            return Some(format!("recipients wait for their retry time (next at {})", crate::time::acct(next)));
+        }
+        None
+    }
+
     fn recipients(&self) -> usize {
         self.ready.iter().chain(self.waiting.values().flatten()).map(|j| j.recipients.len()).sum()
     }
@@ -119,6 +248,7 @@ pub struct Manager {
     total_connections: usize,
     vmta_connections: HashMap<String, usize>,
     events: mpsc::UnboundedSender<Event>,
+    started: std::time::Instant,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -148,6 +278,7 @@ impl Pending {
             total_connections: 0,
             vmta_connections: HashMap::new(),
             events: tx,
+            started: std::time::Instant::now(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -179,11 +310,12 @@ impl Manager {
             Event::Submit(envelope) => self.submit(Arc::new(*envelope)),
             Event::Reload(config, reporter) => self.reload(config, reporter),
             Event::Next { key, reply } => {
-                let job = self
-                    .queues
-                    .get_mut(&key)
-                    .and_then(|q| if q.retry_until.is_some() { None } else { q.ready.pop_front() });
-                if let Some(job) = reply.send(job).err().flatten() {
+                let now = self.clock();
+                let next = match self.queues.get_mut(&key) {
+                    Some(q) => next_job(q, now),
+                    None => NextJob::Done,
+                };
+                if let Err(NextJob::Job(job)) = reply.send(next) {
                     // The worker is gone: the job goes back.
                     if let Some(q) = self.queues.get_mut(&key) {
                         q.ready.push_front(job);
@@ -196,6 +328,11 @@ impl Manager {
                 let _ = reply.send(self.snapshot());
             }
         }
+    }
+
+    /// Seconds on the monotonic clock the rate limiters use.
+    fn clock(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
     }
 
     fn settings(&self, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
@@ -245,7 +382,8 @@ impl Manager {
                 .unwrap_or(0);
             let key = QueueKey { name: queue, vmta: vmta.clone() };
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
-            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings));
+            let config = Arc::clone(&self.config);
+            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config));
             if not_before > now_secs() {
                 q.waiting.entry(not_before).or_default().push(job);
             } else {
@@ -281,7 +419,14 @@ impl Manager {
             }
             if let Some(settings) = self.settings(&key.name, &key.vmta) {
                 let q = self.queues.get_mut(&key).expect("listed");
-                q.schedule = Schedule::from_settings(&settings.settings);
+                let fresh = new_queue(Arc::clone(&settings), &self.config);
+                q.schedule = fresh.schedule;
+                q.rules = fresh.rules;
+                if q.rate_text != fresh.rate_text {
+                    q.rate = fresh.rate;
+                    q.rate_text = fresh.rate_text;
+                }
+                q.connect_rate = fresh.connect_rate;
                 q.settings = settings;
             }
         }
@@ -295,6 +440,10 @@ impl Manager {
             let q = self.queues.get_mut(&key).expect("listed");
             if q.retry_until.is_some_and(|t| t <= now) {
                 q.retry_until = None;
+            }
+            if q.backoff.as_ref().is_some_and(|b| b.until.is_some_and(|t| t <= now)) {
+                let reason = q.backoff.take().map(|b| b.reason).unwrap_or_default();
+                q.record("normal", format!("backoff ended (its time ran out; it began with {reason})"), None);
             }
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
             for t in due {
@@ -328,13 +477,21 @@ impl Manager {
             if q.retry_until.is_some() || q.ready.is_empty() {
                 return;
             }
-            let queue_cap = q.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
             // Connections grow with the backlog, never past the work waiting.
-            let wanted = queue_cap.min(q.ready.len());
+            let wanted = q.connection_cap().min(q.ready.len());
             let vmta_used = self.vmta_connections.get(&key.vmta).copied().unwrap_or(0);
             if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
                 return;
             }
+            let now = self.clock();
+            let q = self.queues.get_mut(key).expect("present");
+            if let Some(g) = q.connect_rate.as_mut()
+                && g.take(now, 1).is_err()
+            {
+                // max-connect-rate: the next wake tries again.
+                return;
+            }
+            let q = self.queues.get(key).expect("present");
             let settings = Arc::clone(&q.settings);
             let source = self.rotation.source_host(&self.config, &key.vmta);
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
@@ -357,6 +514,9 @@ impl Manager {
     fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
         let now = now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
+        for reply in replies.iter().filter(|r| !r.is_positive()) {
+            q.react(reply);
+        }
         let arrival = job.envelope.arrival_ms / 1000;
         let mut delivered = Vec::new();
         let mut bounced = Vec::new();
@@ -420,6 +580,7 @@ impl Manager {
         let Some(q) = self.queues.get_mut(key) else { return };
         q.connections = q.connections.saturating_sub(1);
         if let Some(f) = failure {
+            q.react(&f.reply);
             q.last_error = Some(f.reply.to_string());
             self.reporter.queue_failure(key, &f);
             if f.permanent {
@@ -464,12 +625,22 @@ impl Manager {
                 messages_ready: q.ready.len(),
                 messages_waiting: q.waiting.values().map(Vec::len).sum(),
                 connections: q.connections,
-                mode: if q.retry_until.is_some() { "retry".into() } else { "normal".into() },
+                mode: if q.retry_until.is_some() {
+                    "retry".into()
+                } else if q.backoff.is_some() {
+                    "backoff".into()
+                } else {
+                    "normal".into()
+                },
                 retry_until: q.retry_until,
                 last_error: q.last_error.clone(),
                 delivered: q.delivered,
                 bounced: q.bounced,
                 deferred: q.deferred,
+                mode_reason: q.backoff.as_ref().map(|b| b.reason.clone()),
+                mode_until: q.backoff.as_ref().and_then(|b| b.until),
+                waiting_reason: q.waiting_reason(),
+                mode_events: q.events.iter().cloned().collect(),
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
@@ -482,8 +653,39 @@ fn expired(last: &Reply) -> Reply {
     Reply::new(last.code, "4.4.7", last.text.clone())
 }
 
-fn new_queue(settings: Arc<QueueSettings>) -> Queue {
+/// The next message for a worker of `q`: none when the queue waits (retry mode), when a backoff
+/// cut its connections below the ones open, or when it is empty; a wait when its rate says so.
+fn next_job(q: &mut Queue, now: f64) -> NextJob {
+    if q.retry_until.is_some() || q.connections > q.connection_cap() {
+        return NextJob::Done;
+    }
+    let Some(front) = q.ready.front() else { return NextJob::Done };
+    let units = u32::try_from(front.recipients.len()).unwrap_or(u32::MAX);
+    let limiter = match q.backoff.as_mut() {
+        Some(b) => b.rate.as_mut(),
+        None => q.rate.as_mut(),
+    };
+    if let Some(g) = limiter
+        && let Err(wait) = g.take(now, units)
+    {
+        q.rate_limited = true;
+        return NextJob::Wait(wait);
+    }
+    q.rate_limited = false;
+    q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
+}
+
+fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
+    let s = &settings.settings;
+    let rate = s.rate(Dir::MaxMsgRate);
     Queue {
+        rules: Rules::from_settings(&settings, config),
+        rate: rate.map(|r| Gcra::new(r, 1)),
+        rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
+        connect_rate: s.rate(Dir::MaxConnectRate).map(|r| Gcra::new(r, 1)),
+        backoff: None,
+        events: VecDeque::new(),
+        rate_limited: false,
         schedule: Schedule::from_settings(&settings.settings),
         settings,
         ready: VecDeque::new(),

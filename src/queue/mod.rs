@@ -7,7 +7,9 @@
 //! members and source hosts; `report` turns outcomes into spool updates, accounting records and
 //! DSNs.
 
+pub mod backoff;
 pub mod manager;
+pub mod rate;
 pub mod report;
 pub mod schedule;
 pub mod vmta;

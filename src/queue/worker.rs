@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
-use super::manager::{Event, Job};
+use super::manager::{Event, Job, NextJob};
 use super::vmta::SourceHost;
 use crate::config::Dir;
 use crate::config::resolve::QueueSettings;
@@ -172,7 +172,15 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         if setup.events.send(Event::Next { key: setup.key.clone(), reply: tx }).is_err() {
             break;
         }
-        let Ok(Some(job)) = rx.await else { break };
+        let job = match rx.await {
+            Ok(NextJob::Job(job)) => job,
+            Ok(NextJob::Wait(seconds)) => {
+                // The queue's rate: keep the connection and ask again when the next message fits.
+                tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
+                continue;
+            }
+            Ok(NextJob::Done) | Err(_) => break,
+        };
         let body = match setup.spool.read_body(job.envelope.id) {
             Ok(b) => Arc::new(b),
             Err(e) => {

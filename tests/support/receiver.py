@@ -72,6 +72,7 @@ so a client that has read a reply can read the log entry):
         data: the message as received (dot-stuffing undone), decoded as UTF-8 with replacement
     {"event": "misbehave", "conn": N, "phase": PHASE, "action": ACTION}
     {"event": "close", "conn": N}
+    Every entry also has "t": the wall-clock time in seconds.
 """
 
 import argparse
@@ -83,6 +84,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 
 MAX_LINE = 1 << 20
 
@@ -147,6 +149,8 @@ class Log:
         self.lock = threading.Lock()
 
     def write(self, **event):
+        # Wall-clock seconds, so tests can measure rates and overlapping connections.
+        event["t"] = time.time()
         line = json.dumps(event, ensure_ascii=False)
         with self.lock:
             self.file.write(line + "\n")

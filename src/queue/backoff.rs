@@ -1,0 +1,188 @@
+//! Backoff: a queue slows down when the receiver pushes back (REFERENCE.md §2.7, §3, and the
+//! field dialect's `421 RP-001 *, 1h, 5, 1000` lines). A reply that matches a rule puts the queue
+//! in backoff mode with fewer connections and a lower rate until the rule's time runs out;
+//! every change is recorded with the reply that caused it.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::config::Dir;
+use crate::config::resolve::QueueSettings;
+use crate::config::rules::{BackoffRule, QueueModeChange, ReplyAction, ReplyRule};
+use crate::config::value::Value;
+use crate::config::values::Rate;
+use crate::smtp::Reply;
+
+/// What a matching reply asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// Enter (or renew) backoff: for `duration` (`None`: until told otherwise), with these caps.
+    Backoff { duration: Option<Duration>, max_smtp_out: usize, rate: Option<Rate>, rule: String },
+    /// `mode=normal`: leave backoff now.
+    Normal { rule: String },
+}
+
+/// The backoff rules of one queue, read once from its settings.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    dialect: Vec<BackoffRule>,
+    replies: Vec<ReplyRule>,
+    /// `backoff-max-smtp-out`, `backoff-max-msg-rate`, `backoff-to-normal-after` for
+    /// pattern-list rules.
+    max_smtp_out: usize,
+    rate: Option<Rate>,
+    to_normal_after: Option<Duration>,
+}
+
+impl Rules {
+    pub fn from_settings(settings: &QueueSettings, config: &Config) -> Rules {
+        let s = &settings.settings;
+        let dialect = s
+            .all(Dir::BackoffRuleDir)
+            .iter()
+            .filter_map(|e| match &e.value {
+                Value::BackoffRule(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let replies = s
+            .text(Dir::SmtpPatternListRef)
+            .and_then(|name| config.blocks_of("smtp-pattern-list").find(|b| b.arg.as_deref() == Some(name)))
+            .map(|b| {
+                b.settings
+                    .all(Dir::Reply)
+                    .iter()
+                    .filter_map(|e| match &e.value {
+                        Value::ReplyRule(r) => Some(r.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let to_normal_after = match s.effective(Dir::BackoffToNormalAfter) {
+            Some(Value::Interval(i)) => Some(Duration::from_secs(i.seconds())),
+            _ => None,
+        };
+        Rules {
+            dialect,
+            replies,
+            max_smtp_out: s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize,
+            rate: s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate)),
+            to_normal_after,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dialect.is_empty() && self.replies.is_empty()
+    }
+
+    /// The first rule a reply matches: `<smtp-pattern-list>` rules first (PowerMTA's documented
+    /// mechanism), then the field-dialect lines.
+    pub fn check(&self, reply: &Reply) -> Option<Trigger> {
+        let line = reply.to_string();
+        for r in &self.replies {
+            if !r.pattern.regex.is_match(&line) {
+                continue;
+            }
+            for a in &r.actions {
+                match a {
+                    ReplyAction::Mode(QueueModeChange::Backoff) => {
+                        let duration = r
+                            .actions
+                            .iter()
+                            .find_map(|a| match a {
+                                ReplyAction::BackoffToNormalAfter(d) => {
+                                    Some(d.map(|i| Duration::from_secs(i.seconds())))
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or(self.to_normal_after);
+                        return Some(Trigger::Backoff {
+                            duration,
+                            max_smtp_out: self.max_smtp_out,
+                            rate: self.rate,
+                            rule: r.to_string(),
+                        });
+                    }
+                    ReplyAction::Mode(QueueModeChange::Normal) => return Some(Trigger::Normal { rule: r.to_string() }),
+                    _ => {}
+                }
+            }
+        }
+        self.dialect.iter().find(|r| dialect_matches(r, reply)).map(|r| Trigger::Backoff {
+            duration: Some(Duration::from_secs(r.duration.seconds())),
+            max_smtp_out: r.max_smtp_out.max(1) as usize,
+            rate: r.max_msg_rate,
+            rule: format!("backoff-rule {r}"),
+        })
+    }
+}
+
+/// `421 RP-001 *`: the code, then the text (contained, case-insensitive) and the enhanced code
+/// (exact), `*` for either.
+fn dialect_matches(rule: &BackoffRule, reply: &Reply) -> bool {
+    if rule.code != reply.code {
+        return false;
+    }
+    if let Some(e) = &rule.enhanced
+        && e != reply.enhanced.as_ref()
+    {
+        return false;
+    }
+    match &rule.text {
+        Some(t) => reply.to_string().to_lowercase().contains(&t.to_lowercase()),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    const SEED: &str = include_str!("../../../shared/examples/seed-hot.conf");
+
+    fn rules(text: &str, domain: &str) -> Rules {
+        let c = load_str("b.conf", text, Path::new("."), FileCheck::Warn).config;
+        let q = c.queue_settings(domain, None).unwrap();
+        Rules::from_settings(&q, &c)
+    }
+
+    #[test]
+    fn the_seeds_microsoft_rules() {
+        let r = rules(SEED, "hotmail.com");
+        let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap();
+        assert_eq!(
+            t,
+            Trigger::Backoff {
+                duration: Some(Duration::from_secs(3600)),
+                max_smtp_out: 5,
+                rate: Some(Rate { count: 1000, period: 3600 }),
+                rule: "backoff-rule 421 RP-001 *, 1h, 5, 1000/h".into()
+            }
+        );
+        let t = r.check(&Reply::new(421, "4.3.2", "service not available")).unwrap();
+        assert!(matches!(t, Trigger::Backoff { max_smtp_out: 2, .. }));
+        assert_eq!(r.check(&Reply::new(421, "4.3.0", "try later")), None);
+        assert_eq!(r.check(&Reply::new(451, "4.3.2", "x")), None);
+        assert!(rules(SEED, "gmail.com").is_empty());
+    }
+
+    #[test]
+    fn pattern_lists_enter_and_leave_backoff() {
+        let text = "<smtp-pattern-list yahoo>\n reply /\\[TS0[1-3]\\]/ mode=backoff\n reply /all clear/ mode=normal\n</smtp-pattern-list>\n<domain yahoo.com>\n smtp-pattern-list yahoo\n backoff-max-smtp-out 3\n backoff-max-msg-rate 100/h\n backoff-to-normal-after 30m\n</domain>\n";
+        let r = rules(text, "yahoo.com");
+        match r.check(&Reply::new(421, "4.7.0", "[TS01] Messages from 1.2.3.4 temporarily deferred")).unwrap() {
+            Trigger::Backoff { duration, max_smtp_out, rate, .. } => {
+                assert_eq!(
+                    (duration, max_smtp_out, rate),
+                    (Some(Duration::from_secs(1800)), 3, Some(Rate { count: 100, period: 3600 }))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.check(&Reply::new(250, "2.0.0", "all clear")), Some(Trigger::Normal { .. })));
+    }
+}

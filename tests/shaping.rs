@@ -1,0 +1,107 @@
+//! Traffic shaping with a scripted receiver: `max-msg-rate` spreads messages evenly (GCRA), and
+//! the seed's field-dialect backoff rule (`421 RP-001 *, 1h, 5, 1000`, scaled down) cuts
+//! connections and rate when the receiver pushes back, says why, and ends on time.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::Ember;
+use support::peers::Receiver;
+
+/// Injects `n` messages over one connection (Python's smtplib), one recipient each.
+fn inject(e: &Ember, n: usize, prefix: &str) {
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for i in range(int(sys.argv[2])):
+    s.sendmail("a@example.net", ["%s%d@example.com" % (sys.argv[3], i)], "Subject: %d\r\n\r\nx\r\n" % i)
+s.quit()
+"#;
+    let out = support::python(script, &[e.smtp().to_string(), n.to_string(), prefix.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(port: u16, extra: &str) -> String {
+    format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n<domain *>\n    smtp-hosts [127.0.0.1]:{port}\n    retry-after 1s\n    retry-recipients-after 1s\n{extra}</domain>\n"
+    )
+}
+
+fn times(rx: &Receiver) -> Vec<f64> {
+    let mut t: Vec<f64> = rx.events("message").iter().map(|m| m["t"].as_f64().unwrap()).collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+#[test]
+fn max_msg_rate_spreads_messages_evenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let e = Ember::start_in(dir, &config(rx.addr.port(), "    max-msg-rate 120/m\n    max-smtp-out 5\n"));
+    inject(&e, 24, "r");
+    e.wait_log_count("delivered ", 24);
+    let t = times(&rx);
+    assert_eq!(t.len(), 24);
+    // No burst: consecutive deliveries at least about half a second apart (2 per second).
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
+    // Over the whole run, the configured rate within 5%.
+    let rate = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
+    assert!((rate - 2.0).abs() <= 0.1, "measured {rate:.3}/s for 120/m");
+}
+
+/// The most connections open at once between `from` and `to`, sampled at every connection and
+/// message the receiver saw in that window.
+fn peak_connections(rx: &Receiver, from: f64, to: f64) -> usize {
+    let at = |e: &Value| e["t"].as_f64().unwrap();
+    let opened: Vec<(i64, f64)> = rx.events("connect").iter().map(|c| (c["conn"].as_i64().unwrap(), at(c))).collect();
+    let closed: std::collections::HashMap<i64, f64> =
+        rx.events("close").iter().map(|c| (c["conn"].as_i64().unwrap(), at(c))).collect();
+    let samples: Vec<f64> = rx
+        .events("connect")
+        .iter()
+        .chain(rx.events("message").iter())
+        .map(at)
+        .filter(|t| *t >= from && *t < to)
+        .collect();
+    samples
+        .iter()
+        .map(|s| opened.iter().filter(|(c, t)| t <= s && closed.get(c).is_none_or(|end| end > s)).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_seeds_backoff_rule_cuts_connections_and_rate_then_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"rcpt_rules": [{"address": "r0@example.com", "replies": ["421 4.7.0 [RP-001] temporarily rate limited", "250 2.1.5 ok"]}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    // The seed's rule, scaled: back off for 8s to 2 connections and 60/m.
+    let e = Ember::start_in(dir, &config(rx.addr.port(), "    max-smtp-out 10\n    421 RP-001 *, 8s, 2, 60/m\n"));
+    inject(&e, 1, "r");
+    e.wait_log("queue mode backoff");
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    inject(&e, 12, "s");
+    let out = e.live_cli(&["show", "queues", "--json"]);
+    let queues: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let q = &queues[0];
+    assert_eq!(q["mode"], "backoff", "{q}");
+    assert!(q["mode_reason"].as_str().unwrap().contains("421 RP-001"), "{q}");
+    assert!(q["mode_until"].as_u64().is_some(), "{q}");
+    let explain = e.live_cli(&["explain", "example.com"]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("mode backoff") && text.contains("[RP-001]") && text.contains("max-smtp-out 2"), "{text}");
+    e.wait_log("queue mode normal");
+    e.wait_log_count("delivered ", 13);
+    // While backing off: at most 2 connections, and about one message a second.
+    let peak = peak_connections(&rx, started, started + 6.0);
+    assert!(peak <= 2, "peak {peak} connections in backoff: {:?} {:?}", rx.events("connect"), rx.events("close"));
+    let during: Vec<f64> = times(&rx).into_iter().filter(|t| *t >= started && *t < started + 7.0).collect();
+    assert!(during.len() <= 8, "{} messages in 7s at 60/m", during.len());
+    let out = e.live_cli(&["show", "queues", "--json"]);
+    let queues: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events: Vec<&str> =
+        queues[0]["mode_events"].as_array().unwrap().iter().map(|ev| ev["mode"].as_str().unwrap()).collect();
+    assert_eq!(events, ["backoff", "normal"], "{queues}");
+}
