@@ -105,3 +105,32 @@ fn the_seeds_backoff_rule_cuts_connections_and_rate_then_ends() {
         queues[0]["mode_events"].as_array().unwrap().iter().map(|ev| ev["mode"].as_str().unwrap()).collect();
     assert_eq!(events, ["backoff", "normal"], "{queues}");
 }
+
+#[test]
+fn a_threshold_rule_waits_for_its_nth_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<Value> = (0..3)
+        .map(|n| json!({"address": format!("t{n}@example.com"), "replies": ["421 4.7.0 [RP-001] slow down", "250 2.1.5 ok"]}))
+        .collect();
+    let rx = Receiver::start("127.0.0.1", &json!({ "rcpt_rules": rules }), dir.path(), None);
+    let e = Ember::start_in(dir, &config(rx.addr.port(), "    421 RP-001 *, 1h, 1, 60/m, trigger=3/1m\n"));
+    inject(&e, 1, "t");
+    e.wait_log("(1 of 3/m within its trigger)");
+    assert!(!e.log_contains("queue mode backoff"), "one match must not change the queue");
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for r in ["t1@example.com", "t2@example.com"]:
+    s.sendmail("a@example.net", [r], "Subject: t\r\n\r\nx\r\n")
+s.quit()
+"#;
+    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    e.wait_log("queue mode backoff");
+    let log = e.stderr.lock().unwrap().clone();
+    let second =
+        log.iter().position(|l| l.contains("(2 of 3/m within its trigger)")).expect("the second match is counted");
+    let fired = log.iter().position(|l| l.contains("queue mode backoff")).unwrap();
+    assert!(second < fired, "{log:?}");
+    assert!(log[fired].contains("trigger=3/m"), "{}", log[fired]);
+}

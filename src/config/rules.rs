@@ -77,6 +77,9 @@ pub enum ReplyAction {
     DisableSourceIp,
     ReenableAfter(Option<Interval>),
     BackoffToNormalAfter(Option<Interval>),
+    /// `trigger=N/INTERVAL` (beyond PowerMTA): the rule acts only on its Nth match within the
+    /// interval, so one stray reply does not change a queue.
+    Trigger(Rate),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,7 @@ impl ReplyRule {
                 Some(("mode", "normal")) => ReplyAction::Mode(QueueModeChange::Normal),
                 Some(("reenable-after", v)) => ReplyAction::ReenableAfter(never_or(v)?),
                 Some(("backoff-to-normal-after", v)) => ReplyAction::BackoffToNormalAfter(never_or(v)?),
+                Some(("trigger", v)) => ReplyAction::Trigger(parse_threshold(v).map_err(|m| RuleError::new(here, m))?),
                 None if lower == "skip-mx" => ReplyAction::SkipMx,
                 None if lower == "bounce-queue" => ReplyAction::BounceQueue,
                 None if lower == "bounce-rcpt" => ReplyAction::BounceRcpt,
@@ -171,6 +175,7 @@ impl fmt::Display for ReplyAction {
             ReplyAction::DisableSourceIp => f.write_str("disable-source-ip"),
             ReplyAction::ReenableAfter(i) => write!(f, "reenable-after={}", never(i)),
             ReplyAction::BackoffToNormalAfter(i) => write!(f, "backoff-to-normal-after={}", never(i)),
+            ReplyAction::Trigger(r) => write!(f, "trigger={r}"),
         }
     }
 }
@@ -282,6 +287,19 @@ pub struct BackoffRule {
     pub duration: Interval,
     pub max_smtp_out: u64,
     pub max_msg_rate: Option<Rate>,
+    /// An optional fifth field `trigger=N/INTERVAL`: act on the Nth match within the interval.
+    pub trigger: Option<Rate>,
+}
+
+/// `N/INTERVAL` of a `trigger=`: at least one match, in a real interval.
+pub fn parse_threshold(text: &str) -> Result<Rate, String> {
+    match Rate::parse(text) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => {
+            Err(format!("trigger={text} never fires: expected N/INTERVAL like trigger=3/10m with N of at least 1"))
+        }
+        Err(_) => Err(format!("expected trigger=N/INTERVAL like trigger=3/10m, found trigger={text:?}")),
+    }
 }
 
 fn is_enhanced_code(s: &str) -> bool {
@@ -299,7 +317,16 @@ impl BackoffRule {
         let expected = "CODE MATCH *, DURATION, CONNECTIONS, RATE like 421 RP-001 *, 1h, 5, 1000";
         let start = offset_in(text, text.trim_start());
         let missing = || RuleError::new(start, format!("expected {expected}, found {:?}", text.trim()));
-        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let mut fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let trigger = match fields.last().and_then(|f| f.strip_prefix("trigger=")) {
+            Some(t) => {
+                let at_trigger = offset_in(text, fields.last().expect("checked"));
+                let parsed = parse_threshold(t).map_err(|m| RuleError::new(at_trigger, m))?;
+                fields.pop();
+                Some(parsed)
+            }
+            None => None,
+        };
         let [head, duration, conns, rate] = fields.as_slice() else {
             return Err(missing());
         };
@@ -348,7 +375,7 @@ impl BackoffRule {
             Rate::parse(rate)
         }
         .map_err(|m| RuleError::new(at(rate), m))?;
-        Ok(BackoffRule { code, enhanced, text: text_match, duration, max_smtp_out, max_msg_rate })
+        Ok(BackoffRule { code, enhanced, text: text_match, duration, max_smtp_out, max_msg_rate, trigger })
     }
 }
 
@@ -383,7 +410,11 @@ impl fmt::Display for BackoffRule {
             (None, None) => f.write_str(" * *")?,
         }
         let rate = self.max_msg_rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
-        write!(f, ", {}, {}, {}", self.duration, self.max_smtp_out, rate)
+        write!(f, ", {}, {}, {}", self.duration, self.max_smtp_out, rate)?;
+        if let Some(t) = self.trigger {
+            write!(f, ", trigger={t}")?;
+        }
+        Ok(())
     }
 }
 
@@ -398,6 +429,13 @@ mod tests {
         assert_eq!(r.to_string(), "421 RP-001 *, 1h, 5, 1000/h");
         let r = BackoffRule::parse("421 4.3.2 *, 45m, 2, 500").unwrap();
         assert_eq!(r.enhanced.as_deref(), Some("4.3.2"));
+        let t = BackoffRule::parse("421 RP-001 *, 1h, 5, 1000, trigger=3/10m").unwrap();
+        assert_eq!(t.trigger, Some(Rate { count: 3, period: 600 }));
+        assert_eq!(t.to_string(), "421 RP-001 *, 1h, 5, 1000/h, trigger=3/10m");
+        assert_eq!(BackoffRule::parse(&t.to_string()).unwrap(), t);
+        assert!(BackoffRule::parse("421 RP-001 *, 1h, 5, 1000, trigger=0").is_err());
+        assert!(ReplyRule::parse("/x/ mode=backoff,trigger=2/1m").is_ok());
+        assert!(ReplyRule::parse("/x/ mode=backoff,trigger=soon").is_err());
         assert_eq!(r.to_string(), "421 4.3.2 *, 45m, 2, 500/h");
         assert_eq!(BackoffRule::parse(&r.to_string()).unwrap(), r);
         assert!(BackoffRule::parse("250 x *, 1h, 5, 10").is_err());

@@ -20,6 +20,23 @@ pub enum Trigger {
     Backoff { duration: Option<Duration>, max_smtp_out: usize, rate: Option<Rate>, rule: String },
     /// `mode=normal`: leave backoff now.
     Normal { rule: String },
+    /// `defer-queue`: put the queue in retry mode now.
+    DeferQueue { rule: String },
+}
+
+impl Trigger {
+    pub fn rule(&self) -> &str {
+        match self {
+            Trigger::Backoff { rule, .. } | Trigger::Normal { rule } | Trigger::DeferQueue { rule } => rule,
+        }
+    }
+}
+
+/// A matched rule: what it asks for, and its `trigger=N/INTERVAL` threshold if it has one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matched {
+    pub trigger: Trigger,
+    pub threshold: Option<Rate>,
 }
 
 /// The backoff rules of one queue, read once from its settings.
@@ -78,12 +95,17 @@ impl Rules {
 
     /// The first rule a reply matches: `<smtp-pattern-list>` rules first (PowerMTA's documented
     /// mechanism), then the field-dialect lines.
-    pub fn check(&self, reply: &Reply) -> Option<Trigger> {
+    pub fn check(&self, reply: &Reply) -> Option<Matched> {
         let line = reply.to_string();
         for r in &self.replies {
             if !r.pattern.regex.is_match(&line) {
                 continue;
             }
+            let threshold = r.actions.iter().find_map(|a| match a {
+                ReplyAction::Trigger(t) => Some(*t),
+                _ => None,
+            });
+            let matched = |trigger| Some(Matched { trigger, threshold });
             for a in &r.actions {
                 match a {
                     ReplyAction::Mode(QueueModeChange::Backoff) => {
@@ -97,23 +119,29 @@ impl Rules {
                                 _ => None,
                             })
                             .unwrap_or(self.to_normal_after);
-                        return Some(Trigger::Backoff {
+                        return matched(Trigger::Backoff {
                             duration,
                             max_smtp_out: self.max_smtp_out,
                             rate: self.rate,
                             rule: r.to_string(),
                         });
                     }
-                    ReplyAction::Mode(QueueModeChange::Normal) => return Some(Trigger::Normal { rule: r.to_string() }),
+                    ReplyAction::Mode(QueueModeChange::Normal) => {
+                        return matched(Trigger::Normal { rule: r.to_string() });
+                    }
+                    ReplyAction::DeferQueue => return matched(Trigger::DeferQueue { rule: r.to_string() }),
                     _ => {}
                 }
             }
         }
-        self.dialect.iter().find(|r| dialect_matches(r, reply)).map(|r| Trigger::Backoff {
-            duration: Some(Duration::from_secs(r.duration.seconds())),
-            max_smtp_out: r.max_smtp_out.max(1) as usize,
-            rate: r.max_msg_rate,
-            rule: format!("backoff-rule {r}"),
+        self.dialect.iter().find(|r| dialect_matches(r, reply)).map(|r| Matched {
+            trigger: Trigger::Backoff {
+                duration: Some(Duration::from_secs(r.duration.seconds())),
+                max_smtp_out: r.max_smtp_out.max(1) as usize,
+                rate: r.max_msg_rate,
+                rule: format!("backoff-rule {r}"),
+            },
+            threshold: r.trigger,
         })
     }
 }
@@ -153,7 +181,7 @@ mod tests {
     #[test]
     fn the_seeds_microsoft_rules() {
         let r = rules(SEED, "hotmail.com");
-        let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap();
+        let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap().trigger;
         assert_eq!(
             t,
             Trigger::Backoff {
@@ -163,7 +191,7 @@ mod tests {
                 rule: "backoff-rule 421 RP-001 *, 1h, 5, 1000/h".into()
             }
         );
-        let t = r.check(&Reply::new(421, "4.3.2", "service not available")).unwrap();
+        let t = r.check(&Reply::new(421, "4.3.2", "service not available")).unwrap().trigger;
         assert!(matches!(t, Trigger::Backoff { max_smtp_out: 2, .. }));
         assert_eq!(r.check(&Reply::new(421, "4.3.0", "try later")), None);
         assert_eq!(r.check(&Reply::new(451, "4.3.2", "x")), None);
@@ -174,7 +202,7 @@ mod tests {
     fn pattern_lists_enter_and_leave_backoff() {
         let text = "<smtp-pattern-list yahoo>\n reply /\\[TS0[1-3]\\]/ mode=backoff\n reply /all clear/ mode=normal\n</smtp-pattern-list>\n<domain yahoo.com>\n smtp-pattern-list yahoo\n backoff-max-smtp-out 3\n backoff-max-msg-rate 100/h\n backoff-to-normal-after 30m\n</domain>\n";
         let r = rules(text, "yahoo.com");
-        match r.check(&Reply::new(421, "4.7.0", "[TS01] Messages from 1.2.3.4 temporarily deferred")).unwrap() {
+        match r.check(&Reply::new(421, "4.7.0", "[TS01] Messages from 1.2.3.4 temporarily deferred")).unwrap().trigger {
             Trigger::Backoff { duration, max_smtp_out, rate, .. } => {
                 assert_eq!(
                     (duration, max_smtp_out, rate),
@@ -183,6 +211,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(r.check(&Reply::new(250, "2.0.0", "all clear")), Some(Trigger::Normal { .. })));
+        assert!(matches!(
+            r.check(&Reply::new(250, "2.0.0", "all clear")).map(|m| m.trigger),
+            Some(Trigger::Normal { .. })
+        ));
     }
 }

@@ -124,6 +124,10 @@ struct Queue {
     events: VecDeque<ModeEvent>,
     /// The last time a worker had to wait for the rate.
     rate_limited: bool,
+    /// Recent match times of rules with a `trigger=` threshold.
+    matches: HashMap<String, VecDeque<u64>>,
+    /// `backoff-to-normal-after-delivery`.
+    normal_after_delivery: bool,
 }
 
 impl Queue {
@@ -140,10 +144,35 @@ impl Queue {
         }
     }
 
-    /// Applies what a reply asks for (REFERENCE.md §3 Backoff).
+    /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
+    /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
     fn react(&mut self, reply: &Reply) {
-        match self.rules.check(reply) {
-            Some(Trigger::Backoff { duration, max_smtp_out, rate, rule }) => {
+        let Some(matched) = self.rules.check(reply) else { return };
+        if let Some(threshold) = matched.threshold {
+            let now = now_secs();
+            let seen = self.matches.entry(matched.trigger.rule().to_string()).or_default();
+            seen.push_back(now);
+            while seen.front().is_some_and(|t| now.saturating_sub(*t) >= threshold.period) {
+                seen.pop_front();
+            }
+            if (seen.len() as u64) < threshold.count {
+                tracing::info!(
+                    "rule {} matched \"{reply}\" ({} of {} within its trigger)",
+                    matched.trigger.rule(),
+                    seen.len(),
+                    threshold
+                );
+                return;
+            }
+            seen.clear();
+        }
+        match matched.trigger {
+            Trigger::DeferQueue { rule } => {
+                let wait = self.schedule.queue_retry(self.retry_step);
+                self.retry_until = Some(now_secs() + wait.as_secs().max(1));
+                self.record("retry", format!("{rule} matched \"{reply}\" (defer-queue)"), self.retry_until);
+            }
+            Trigger::Backoff { duration, max_smtp_out, rate, rule } => {
                 let until = duration.map(|d| now_secs() + d.as_secs());
                 let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
                 let reason = format!("{rule} matched \"{reply}\"");
@@ -167,11 +196,11 @@ impl Queue {
                     );
                 }
             }
-            Some(Trigger::Normal { rule }) if self.backoff.is_some() => {
+            Trigger::Normal { rule } if self.backoff.is_some() => {
                 self.backoff = None;
                 self.record("normal", format!("{rule} matched \"{reply}\""), None);
             }
-            _ => {}
+            Trigger::Normal { .. } => {}
         }
     }
 
@@ -532,6 +561,10 @@ impl Manager {
         if !delivered.is_empty() {
             q.retry_step = 0;
             q.delivered += delivered.len() as u64;
+            if q.normal_after_delivery && q.backoff.is_some() {
+                q.backoff = None;
+                q.record("normal", "a delivery succeeded (backoff-to-normal-after-delivery)".into(), None);
+            }
         }
         q.bounced += bounced.len() as u64;
         let attempts = job.attempts + 1;
@@ -686,6 +719,8 @@ fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
         backoff: None,
         events: VecDeque::new(),
         rate_limited: false,
+        matches: HashMap::new(),
+        normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
         schedule: Schedule::from_settings(&settings.settings),
         settings,
         ready: VecDeque::new(),
