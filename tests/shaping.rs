@@ -134,3 +134,50 @@ s.quit()
     assert!(second < fired, "{log:?}");
     assert!(log[fired].contains("trigger=3/m"), "{}", log[fired]);
 }
+
+#[test]
+fn operators_set_queue_modes_and_disable_source_ips() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n<spool spool>\n</spool>\n<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n    smtp-source-host 127.0.0.3 b.ember.test\n</virtual-mta>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    max-smtp-out 1\n    max-msg-per-connection 1\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    inject(&e, 1, "first");
+    e.wait_log_count("delivered ", 1);
+    let out = e.live_cli(&["disable", "source", "127.0.0.2", "example.com/v"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 queue changed",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    inject(&e, 4, "off");
+    e.wait_log_count("delivered ", 5);
+    let peers = |prefix: &str| -> Vec<String> {
+        rx.events("message")
+            .iter()
+            .filter(|m| m["rcpts"][0].as_str().unwrap().starts_with(prefix))
+            .map(|m| m["peer"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(peers("off"), vec!["127.0.0.3"; 4], "a disabled source IP is not used");
+    let out = e.live_cli(&["enable", "source", "127.0.0.2", "example.com/v"]);
+    assert!(out.status.success());
+    inject(&e, 4, "on");
+    e.wait_log_count("delivered ", 9);
+    let on = peers("on");
+    assert!(on.contains(&"127.0.0.2".to_string()) && on.contains(&"127.0.0.3".to_string()), "{on:?}");
+
+    let out = e.live_cli(&["set", "queue", "--mode=backoff", "example.com/*"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 queue changed");
+    let explain = String::from_utf8_lossy(&e.live_cli(&["explain", "example.com/v"]).stdout).to_string();
+    assert!(explain.contains("mode backoff") && explain.contains("set by an operator"), "{explain}");
+    e.live_cli(&["set", "queue", "--mode=normal", "example.com"]);
+    let explain = String::from_utf8_lossy(&e.live_cli(&["explain", "example.com/v"]).stdout).to_string();
+    assert!(explain.contains("mode normal"), "{explain}");
+    let unknown = e.live_cli(&["set", "queue", "--mode=backoff", "nowhere.example"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no queue matches nowhere.example"));
+}

@@ -86,6 +86,29 @@ pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: b
     }
 }
 
+/// Sends an operator command to the running daemon and reports how many queues it changed.
+pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str, body: serde_json::Value) -> ExitCode {
+    let mut addr = match mgmt {
+        Some(a) => a,
+        None => match crate::daemon::mgmt_addr(&super::show::load(config_path, FileCheck::Warn).config) {
+            Some(a) => a,
+            None => return fail("the management API is disabled (http-mgmt-port 0)".into()),
+        },
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let key = std::env::var("EMBER_API_KEY").ok();
+    match super::live::post(addr, path, &body, key.as_deref()) {
+        Ok(v) => {
+            let n = v["matched"].as_u64().unwrap_or(0);
+            println!("{n} queue{} changed", if n == 1 { "" } else { "s" });
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
     let queues = match live(config_path, mgmt, "/api/v1/queues") {
         Ok(v) => v,

@@ -10,11 +10,37 @@ use std::time::Duration;
 
 /// Fetches `path` and returns the `data` member of the JSON envelope.
 pub fn get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Result<serde_json::Value, String> {
+    request(addr, "GET", path, None, api_key)
+}
+
+/// Posts a JSON body to `path`; returns the `data` member of the answer.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    api_key: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    request(addr, "POST", path, Some(body), api_key)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    api_key: Option<&str>,
+) -> Result<serde_json::Value, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("cannot reach the daemon at {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let key = api_key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n")
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let content = if method == "POST" {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    } else {
+        String::new()
+    };
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}{content}Connection: close\r\n\r\n{body}")
         .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| format!("reading the daemon's answer: {e}"))?;

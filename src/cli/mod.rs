@@ -56,6 +56,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change queues in the running daemon: `ember set queue --mode=backoff|normal QUEUE`.
+    Set {
+        #[command(subcommand)]
+        what: SetCommand,
+    },
+    /// `ember disable source IP QUEUE [--reenable-after T]`: stop using a source IP for a queue.
+    Disable {
+        #[command(subcommand)]
+        what: SourceCommand,
+    },
+    /// `ember enable source IP QUEUE`: use a disabled source IP again.
+    Enable {
+        #[command(subcommand)]
+        what: SourceCommand,
+    },
     /// List queued recipients (read from the spool, offline).
     List {
         /// Only this queue: `domain/vmta`, or `domain` for all its virtual MTAs.
@@ -108,6 +123,35 @@ enum ShowCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum SetCommand {
+    /// Put queues in backoff or back to normal (QUEUE: domain/vmta, domain, `*` for either part).
+    Queue {
+        #[arg(long, value_parser = ["backoff", "normal"])]
+        mode: String,
+        queue: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        mgmt: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SourceCommand {
+    Source {
+        ip: std::net::IpAddr,
+        queue: String,
+        /// When a disabled IP comes back on its own (e.g. 1h); only with `disable`.
+        #[arg(long)]
+        reenable_after: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        mgmt: Option<std::net::SocketAddr>,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -123,6 +167,26 @@ pub fn main() -> ExitCode {
             inspect::show_status(config.as_deref(), mgmt, json)
         }
         Command::Show { what: ShowCommand::Message { id, config } } => inspect::show_message(config.as_deref(), &id),
+        Command::Set { what: SetCommand::Queue { mode, queue, config, mgmt } } => inspect::command(
+            config.as_deref(),
+            mgmt,
+            "/api/v1/queues/mode",
+            serde_json::json!({"queue": queue, "mode": mode}),
+        ),
+        Command::Disable { what: SourceCommand::Source { ip, queue, reenable_after, config, mgmt } } => {
+            inspect::command(
+                config.as_deref(),
+                mgmt,
+                "/api/v1/sources/disable",
+                serde_json::json!({"ip": ip.to_string(), "queue": queue, "reenable_after": reenable_after}),
+            )
+        }
+        Command::Enable { what: SourceCommand::Source { ip, queue, config, mgmt, .. } } => inspect::command(
+            config.as_deref(),
+            mgmt,
+            "/api/v1/sources/enable",
+            serde_json::json!({"ip": ip.to_string(), "queue": queue}),
+        ),
         Command::Explain { queue, config, mgmt, json } => inspect::explain(&queue, config.as_deref(), mgmt, json),
         Command::List { queue, config, json } => inspect::list(config.as_deref(), queue.as_deref(), json),
     }

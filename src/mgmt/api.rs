@@ -8,12 +8,13 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value as Json_, json};
 
 use super::access::{Access, Level};
 use crate::queue::QueueHandle;
+use crate::queue::manager::Command;
 use crate::spool::Spool;
 
 pub struct ApiState {
@@ -85,8 +86,95 @@ async fn status(
     }))
 }
 
+#[derive(serde::Deserialize)]
+struct ModeRequest {
+    queue: String,
+    mode: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SourceRequest {
+    ip: String,
+    queue: String,
+    /// `1h`, `30m`…: when a disabled IP comes back on its own.
+    reenable_after: Option<String>,
+}
+
+fn matched(n: usize, what: &str) -> Response {
+    if n == 0 {
+        refuse(StatusCode::NOT_FOUND, &format!("no queue matches {what}"))
+    } else {
+        envelope(json!({"matched": n}))
+    }
+}
+
+/// `set queue --mode=backoff|normal` (operator).
+async fn set_mode(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(req): Json<ModeRequest>,
+) -> Response {
+    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
+        return r;
+    }
+    let command = match req.mode.as_str() {
+        "backoff" => Command::Backoff,
+        "normal" => Command::Normal,
+        other => return refuse(StatusCode::BAD_REQUEST, &format!("mode must be backoff or normal, not {other:?}")),
+    };
+    matched(state.queues.command(&req.queue, command).await, &req.queue)
+}
+
+async fn source(state: &ApiState, req: SourceRequest, enable: bool) -> Response {
+    let Ok(ip) = req.ip.parse::<std::net::IpAddr>() else {
+        return refuse(StatusCode::BAD_REQUEST, &format!("{:?} is not an IP address", req.ip));
+    };
+    let command = if enable {
+        Command::EnableSource { ip }
+    } else {
+        let until = match req.reenable_after.as_deref().map(crate::config::values::Interval::parse) {
+            None => None,
+            Some(Ok(i)) => Some(crate::time::now_secs() + i.seconds()),
+            Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &format!("reenable_after: {e}")),
+        };
+        Command::DisableSource { ip, until }
+    };
+    matched(state.queues.command(&req.queue, command).await, &req.queue)
+}
+
+async fn disable_source(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(req): Json<SourceRequest>,
+) -> Response {
+    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
+        return r;
+    }
+    source(&state, req, false).await
+}
+
+async fn enable_source(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(req): Json<SourceRequest>,
+) -> Response {
+    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
+        return r;
+    }
+    source(&state, req, true).await
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new().route("/api/v1/queues", get(queues)).route("/api/v1/status", get(status)).with_state(state)
+    Router::new()
+        .route("/api/v1/queues", get(queues))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/queues/mode", post(set_mode))
+        .route("/api/v1/sources/disable", post(disable_source))
+        .route("/api/v1/sources/enable", post(enable_source))
+        .with_state(state)
 }
 
 /// Serves the API on a bound listener until the task is dropped.

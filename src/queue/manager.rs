@@ -45,6 +45,22 @@ pub enum NextJob {
     Done,
 }
 
+/// What an operator can tell queues (PowerMTA's `set queue --mode`, `disable source`,
+/// `enable source`).
+#[derive(Clone, Debug)]
+pub enum Command {
+    Backoff,
+    Normal,
+    DisableSource { ip: std::net::IpAddr, until: Option<u64> },
+    EnableSource { ip: std::net::IpAddr },
+}
+
+/// `domain/vmta`, `domain` (every VMTA), with `*` for either part.
+fn queue_matches(pattern: &str, key: &QueueKey) -> bool {
+    let (d, v) = pattern.split_once('/').unwrap_or((pattern, "*"));
+    (d == "*" || d.eq_ignore_ascii_case(&key.name)) && (v == "*" || v == key.vmta)
+}
+
 /// A change of a queue's mode, kept for `show queues` and `explain`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ModeEvent {
@@ -70,10 +86,29 @@ const MODE_EVENTS: usize = 10;
 pub enum Event {
     Submit(Box<Envelope>),
     Reload(Arc<Config>, Reporter),
-    Next { key: QueueKey, reply: oneshot::Sender<NextJob> },
-    Outcome { key: QueueKey, job: Job, replies: Vec<Reply>, remote: Remote },
-    ConnectionEnded { key: QueueKey, failure: Option<QueueFailure> },
+    /// A worker connected from `source` asks for its next message.
+    Next {
+        key: QueueKey,
+        source: Option<std::net::IpAddr>,
+        reply: oneshot::Sender<NextJob>,
+    },
+    Outcome {
+        key: QueueKey,
+        job: Job,
+        replies: Vec<Reply>,
+        remote: Remote,
+    },
+    ConnectionEnded {
+        key: QueueKey,
+        failure: Option<QueueFailure>,
+    },
     Snapshot(oneshot::Sender<Vec<QueueStatus>>),
+    /// An operator's command on the queues matching a pattern; the reply is how many matched.
+    Command {
+        queues: String,
+        command: Command,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// What `show queues` says about a queue.
@@ -128,6 +163,8 @@ struct Queue {
     matches: HashMap<String, VecDeque<u64>>,
     /// `backoff-to-normal-after-delivery`.
     normal_after_delivery: bool,
+    /// Source IPs an operator disabled for this queue, with the time they come back.
+    disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
 }
 
 impl Queue {
@@ -204,6 +241,61 @@ impl Queue {
         }
     }
 
+    fn command(&mut self, command: &Command) {
+        match command {
+            Command::Backoff => {
+                let max_smtp_out = self.settings.settings.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
+                let rate = self
+                    .settings
+                    .settings
+                    .rate(Dir::BackoffMaxMsgRate)
+                    .or_else(|| self.settings.settings.rate(Dir::MaxMsgRate));
+                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+                let reason = "set by an operator (ember set queue --mode=backoff)".to_string();
+                self.backoff = Some(Backoff {
+                    until: None,
+                    max_smtp_out,
+                    rate: rate.map(|r| Gcra::new(r, 1)),
+                    rate_text: rate_text.clone(),
+                    reason: reason.clone(),
+                });
+                self.record(
+                    "backoff",
+                    format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                    None,
+                );
+            }
+            Command::Normal => {
+                self.backoff = None;
+                self.retry_until = None;
+                self.record("normal", "set by an operator (ember set queue --mode=normal)".into(), None);
+            }
+            Command::DisableSource { ip, until } => {
+                self.disabled_sources.insert(*ip, *until);
+                self.record("source-disabled", format!("source IP {ip} disabled by an operator"), *until);
+            }
+            Command::EnableSource { ip } => {
+                if self.disabled_sources.remove(ip).is_some() {
+                    self.record("source-enabled", format!("source IP {ip} enabled by an operator"), None);
+                }
+            }
+        }
+    }
+
+    /// Whether a source IP may be used for this queue now (re-enabling expired disables).
+    fn source_allowed(&mut self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        match self.disabled_sources.get(&ip) {
+            None => true,
+            Some(Some(until)) if *until <= now_secs() => {
+                self.disabled_sources.remove(&ip);
+                self.record("source-enabled", format!("source IP {ip} re-enabled (its time ran out)"), None);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     fn waiting_reason(&self) -> Option<String> {
         if let Some(t) = self.retry_until {
             return Some(format!(
@@ -220,6 +312,10 @@ impl Queue {
                 "backoff {until}: max-smtp-out {}, max-msg-rate {} ({})",
                 b.max_smtp_out, b.rate_text, b.reason
             ));
+        }
+        if !self.disabled_sources.is_empty() && !self.ready.is_empty() && self.connections == 0 {
+            let ips: Vec<String> = self.disabled_sources.keys().map(ToString::to_string).collect();
+            return Some(format!("source IPs disabled for this queue: {}", ips.join(", ")));
         }
         if self.rate_limited && !self.ready.is_empty() {
             return Some(format!("rate: max-msg-rate {}", self.rate_text));
@@ -256,6 +352,15 @@ impl QueueHandle {
     pub fn reload(&self, config: Arc<Config>, reporter: Reporter) {
         let reporter = reporter.with_events(self.tx.clone());
         let _ = self.tx.send(Event::Reload(config, reporter));
+    }
+
+    /// Applies an operator's command to the queues matching `queues`; how many matched.
+    pub async fn command(&self, queues: &str, command: Command) -> usize {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::Command { queues: queues.to_string(), command, reply: tx }).is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
@@ -338,10 +443,17 @@ impl Manager {
         match event {
             Event::Submit(envelope) => self.submit(Arc::new(*envelope)),
             Event::Reload(config, reporter) => self.reload(config, reporter),
-            Event::Next { key, reply } => {
+            Event::Next { key, source, reply } => {
                 let now = self.clock();
                 let next = match self.queues.get_mut(&key) {
-                    Some(q) => next_job(q, now),
+                    // A source IP disabled while the connection was open: close it.
+                    Some(q) => {
+                        if q.source_allowed(source) {
+                            next_job(q, now)
+                        } else {
+                            NextJob::Done
+                        }
+                    }
                     None => NextJob::Done,
                 };
                 if let Err(NextJob::Job(job)) = reply.send(next) {
@@ -355,6 +467,15 @@ impl Manager {
             Event::ConnectionEnded { key, failure } => self.connection_ended(&key, failure),
             Event::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
+            }
+            Event::Command { queues, command, reply } => {
+                let keys: Vec<QueueKey> = self.queues.keys().filter(|k| queue_matches(&queues, k)).cloned().collect();
+                for key in &keys {
+                    let q = self.queues.get_mut(key).expect("listed");
+                    q.command(&command);
+                    self.start_workers(key);
+                }
+                let _ = reply.send(keys.len());
             }
         }
     }
@@ -522,7 +643,20 @@ impl Manager {
             }
             let q = self.queues.get(key).expect("present");
             let settings = Arc::clone(&q.settings);
-            let source = self.rotation.source_host(&self.config, &key.vmta);
+            // The VMTA's next source host that is not disabled for this queue.
+            let hosts = self.rotation.source_count(&self.config, &key.vmta).max(1);
+            let mut source = None;
+            for _ in 0..hosts {
+                let candidate = self.rotation.source_host(&self.config, &key.vmta);
+                if self.queues.get_mut(key).expect("present").source_allowed(candidate.ip) {
+                    source = Some(candidate);
+                    break;
+                }
+            }
+            let Some(source) = source else {
+                // Every source IP of the queue is disabled: nothing to connect from.
+                return;
+            };
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
             let setup = WorkerSetup {
                 key: key.clone(),
@@ -720,6 +854,7 @@ fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
         events: VecDeque::new(),
         rate_limited: false,
         matches: HashMap::new(),
+        disabled_sources: HashMap::new(),
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
         schedule: Schedule::from_settings(&settings.settings),
         settings,

@@ -49,6 +49,12 @@ impl Rotation {
         Err(Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{name}\"")))
     }
 
+    /// How many source hosts a VMTA rotates through.
+    pub fn source_count(&self, config: &Config, vmta: &str) -> usize {
+        let own = config.vmta(vmta).map(|v| v.settings.all(Dir::SmtpSourceHost).len()).unwrap_or(0);
+        if own > 0 { own } else { config.global.all(Dir::SmtpSourceHost).len() }
+    }
+
     /// The next source host of a VMTA.
     pub fn source_host(&self, config: &Config, vmta: &str) -> SourceHost {
         let global_name = || {

@@ -169,7 +169,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             break;
         }
         let (tx, rx) = oneshot::channel();
-        if setup.events.send(Event::Next { key: setup.key.clone(), reply: tx }).is_err() {
+        if setup.events.send(Event::Next { key: setup.key.clone(), source: setup.source.ip, reply: tx }).is_err() {
             break;
         }
         let job = match rx.await {
