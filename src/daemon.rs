@@ -166,13 +166,14 @@ impl Daemon {
             println!("spool: dropped a torn record of {bytes} bytes at the end of {}", file.display());
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
-        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver);
+        let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
+        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver, state_dir);
         let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle)?;
         let queues = queues.run(reporter);
         let mut recovered = 0usize;
         spool.for_each_live(|envelope| {
             recovered += 1;
-            queues.submit(envelope);
+            queues.recover(envelope);
         });
         if recovered > 0 {
             println!("queued {recovered} recovered messages for delivery");

@@ -181,3 +181,28 @@ fn operators_set_queue_modes_and_disable_source_ips() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no queue matches nowhere.example"));
 }
+
+#[test]
+fn cold_vmta_gets_exactly_the_daily_allowance_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta warm\n</source>\n<spool spool>\n</spool>\n<virtual-mta cold>\n    smtp-source-host 127.0.0.3 cold.ember.test\n</virtual-mta>\n<virtual-mta warm>\n    smtp-source-host 127.0.0.2 warm.ember.test\n    cold-virtual-mta cold\n    <domain *>\n        max-cold-virtual-mta-msg 3/day\n    </domain>\n</virtual-mta>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n",
+        rx.addr.port()
+    );
+    let mut e = Ember::start_in(dir, &config);
+    inject(&e, 5, "a");
+    e.wait_log_count("delivered ", 5);
+    e.stop();
+    e.launch();
+    inject(&e, 3, "b");
+    e.wait_log_count("delivered ", 8);
+    let from = |ip: &str| rx.events("message").iter().filter(|m| m["peer"] == ip).count();
+    assert_eq!(
+        from("127.0.0.3"),
+        3,
+        "the cold IP gets exactly today's allowance, restart or not: {:?}",
+        e.stderr.lock().unwrap().iter().filter(|l| l.contains("warm")).collect::<Vec<_>>()
+    );
+    assert_eq!(from("127.0.0.2"), 5);
+}

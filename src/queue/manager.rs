@@ -4,18 +4,17 @@
 //! connections as a queue's backlog and caps allow (`max-smtp-out`, the VMTA's `max-smtp-out`,
 //! `total-max-smtp-out`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
-use super::backoff::{Rules, Trigger};
-use super::rate::Gcra;
 use super::report::Reporter;
-use super::schedule::Schedule;
+use super::state::{ModeEvent, Queue, new_queue, next_job};
 use super::vmta::Rotation;
+use super::warmup::Warmup;
 use super::worker::{self, QueueFailure, Remote, WorkerSetup};
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
@@ -61,30 +60,9 @@ fn queue_matches(pattern: &str, key: &QueueKey) -> bool {
     (d == "*" || d.eq_ignore_ascii_case(&key.name)) && (v == "*" || v == key.vmta)
 }
 
-/// A change of a queue's mode, kept for `show queues` and `explain`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ModeEvent {
-    pub time: u64,
-    pub mode: String,
-    pub reason: String,
-    pub until: Option<u64>,
-}
-
-/// A queue in backoff: fewer connections, a lower rate, until `until`.
-#[derive(Clone, Debug)]
-struct Backoff {
-    until: Option<u64>,
-    max_smtp_out: usize,
-    rate: Option<Gcra>,
-    rate_text: String,
-    reason: String,
-}
-
-/// Most mode changes kept per queue (PowerMTA keeps 10).
-const MODE_EVENTS: usize = 10;
-
 pub enum Event {
-    Submit(Box<Envelope>),
+    /// A stored message; `fresh` when just accepted (only fresh mail counts for warm-up).
+    Submit(Box<Envelope>, bool),
     Reload(Arc<Config>, Reporter),
     /// A worker connected from `source` asks for its next message.
     Next {
@@ -136,205 +114,6 @@ pub struct QueueStatus {
     pub mode_events: Vec<ModeEvent>,
 }
 
-struct Queue {
-    settings: Arc<QueueSettings>,
-    schedule: Schedule,
-    ready: VecDeque<Job>,
-    /// Jobs waiting for their retry time (Unix seconds).
-    waiting: BTreeMap<u64, Vec<Job>>,
-    connections: usize,
-    retry_until: Option<u64>,
-    retry_step: usize,
-    last_error: Option<String>,
-    delivered: u64,
-    bounced: u64,
-    deferred: u64,
-    rules: Rules,
-    /// `max-msg-rate`, counted in recipients.
-    rate: Option<Gcra>,
-    rate_text: String,
-    /// `max-connect-rate`.
-    connect_rate: Option<Gcra>,
-    backoff: Option<Backoff>,
-    events: VecDeque<ModeEvent>,
-    /// The last time a worker had to wait for the rate.
-    rate_limited: bool,
-    /// Recent match times of rules with a `trigger=` threshold.
-    matches: HashMap<String, VecDeque<u64>>,
-    /// `backoff-to-normal-after-delivery`.
-    normal_after_delivery: bool,
-    /// Source IPs an operator disabled for this queue, with the time they come back.
-    disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
-}
-
-impl Queue {
-    fn connection_cap(&self) -> usize {
-        let normal = self.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
-        self.backoff.as_ref().map_or(normal, |b| b.max_smtp_out.min(normal))
-    }
-
-    fn record(&mut self, mode: &str, reason: String, until: Option<u64>) {
-        tracing::info!("queue mode {mode}: {reason}");
-        self.events.push_back(ModeEvent { time: now_secs(), mode: mode.to_string(), reason, until });
-        while self.events.len() > MODE_EVENTS {
-            self.events.pop_front();
-        }
-    }
-
-    /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
-    /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
-    fn react(&mut self, reply: &Reply) {
-        let Some(matched) = self.rules.check(reply) else { return };
-        if let Some(threshold) = matched.threshold {
-            let now = now_secs();
-            let seen = self.matches.entry(matched.trigger.rule().to_string()).or_default();
-            seen.push_back(now);
-            while seen.front().is_some_and(|t| now.saturating_sub(*t) >= threshold.period) {
-                seen.pop_front();
-            }
-            if (seen.len() as u64) < threshold.count {
-                tracing::info!(
-                    "rule {} matched \"{reply}\" ({} of {} within its trigger)",
-                    matched.trigger.rule(),
-                    seen.len(),
-                    threshold
-                );
-                return;
-            }
-            seen.clear();
-        }
-        match matched.trigger {
-            Trigger::DeferQueue { rule } => {
-                let wait = self.schedule.queue_retry(self.retry_step);
-                self.retry_until = Some(now_secs() + wait.as_secs().max(1));
-                self.record("retry", format!("{rule} matched \"{reply}\" (defer-queue)"), self.retry_until);
-            }
-            Trigger::Backoff { duration, max_smtp_out, rate, rule } => {
-                let until = duration.map(|d| now_secs() + d.as_secs());
-                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
-                let reason = format!("{rule} matched \"{reply}\"");
-                let renewing = self.backoff.as_ref().is_some_and(|b| b.reason == reason);
-                let gcra = match &self.backoff {
-                    Some(b) if renewing => b.rate.clone(),
-                    _ => rate.map(|r| Gcra::new(r, 1)),
-                };
-                self.backoff = Some(Backoff {
-                    until,
-                    max_smtp_out,
-                    rate: gcra,
-                    rate_text: rate_text.clone(),
-                    reason: reason.clone(),
-                });
-                if !renewing {
-                    self.record(
-                        "backoff",
-                        format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
-                        until,
-                    );
-                }
-            }
-            Trigger::Normal { rule } if self.backoff.is_some() => {
-                self.backoff = None;
-                self.record("normal", format!("{rule} matched \"{reply}\""), None);
-            }
-            Trigger::Normal { .. } => {}
-        }
-    }
-
-    fn command(&mut self, command: &Command) {
-        match command {
-            Command::Backoff => {
-                let max_smtp_out = self.settings.settings.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
-                let rate = self
-                    .settings
-                    .settings
-                    .rate(Dir::BackoffMaxMsgRate)
-                    .or_else(|| self.settings.settings.rate(Dir::MaxMsgRate));
-                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
-                let reason = "set by an operator (ember set queue --mode=backoff)".to_string();
-                self.backoff = Some(Backoff {
-                    until: None,
-                    max_smtp_out,
-                    rate: rate.map(|r| Gcra::new(r, 1)),
-                    rate_text: rate_text.clone(),
-                    reason: reason.clone(),
-                });
-                self.record(
-                    "backoff",
-                    format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
-                    None,
-                );
-            }
-            Command::Normal => {
-                self.backoff = None;
-                self.retry_until = None;
-                self.record("normal", "set by an operator (ember set queue --mode=normal)".into(), None);
-            }
-            Command::DisableSource { ip, until } => {
-                self.disabled_sources.insert(*ip, *until);
-                self.record("source-disabled", format!("source IP {ip} disabled by an operator"), *until);
-            }
-            Command::EnableSource { ip } => {
-                if self.disabled_sources.remove(ip).is_some() {
-                    self.record("source-enabled", format!("source IP {ip} enabled by an operator"), None);
-                }
-            }
-        }
-    }
-
-    /// Whether a source IP may be used for this queue now (re-enabling expired disables).
-    fn source_allowed(&mut self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(ip) = ip else { return true };
-        match self.disabled_sources.get(&ip) {
-            None => true,
-            Some(Some(until)) if *until <= now_secs() => {
-                self.disabled_sources.remove(&ip);
-                self.record("source-enabled", format!("source IP {ip} re-enabled (its time ran out)"), None);
-                true
-            }
-            Some(_) => false,
-        }
-    }
-
-    fn waiting_reason(&self) -> Option<String> {
-        if let Some(t) = self.retry_until {
-            return Some(format!(
-                "retry: waiting until {} after a connection failure ({})",
-                crate::time::acct(t),
-                self.last_error.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(b) = &self.backoff {
-            let until = b
-                .until
-                .map_or_else(|| "until a mode=normal reply".to_string(), |t| format!("until {}", crate::time::acct(t)));
-            return Some(format!(
-                "backoff {until}: max-smtp-out {}, max-msg-rate {} ({})",
-                b.max_smtp_out, b.rate_text, b.reason
-            ));
-        }
-        if !self.disabled_sources.is_empty() && !self.ready.is_empty() && self.connections == 0 {
-            let ips: Vec<String> = self.disabled_sources.keys().map(ToString::to_string).collect();
-            return Some(format!("source IPs disabled for this queue: {}", ips.join(", ")));
-        }
-        if self.rate_limited && !self.ready.is_empty() {
-            return Some(format!("rate: max-msg-rate {}", self.rate_text));
-        }
-        if !self.ready.is_empty() && self.connections >= self.connection_cap() {
-            return Some(format!("connections: max-smtp-out {} reached", self.connection_cap()));
-        }
-        if self.ready.is_empty() && !self.waiting.is_empty() {
-            let next = self.waiting.keys().next().copied().unwrap_or(0);
-            return Some(format!("recipients wait for their retry time (next at {})", crate::time::acct(next)));
-        }
-        None
-    }
-
-    fn recipients(&self) -> usize {
-        self.ready.iter().chain(self.waiting.values().flatten()).map(|j| j.recipients.len()).sum()
-    }
-}
-
 /// The handle the rest of the daemon holds.
 #[derive(Clone)]
 pub struct QueueHandle {
@@ -344,7 +123,12 @@ pub struct QueueHandle {
 impl QueueHandle {
     /// Files a stored message into its queues.
     pub fn submit(&self, envelope: Envelope) {
-        let _ = self.tx.send(Event::Submit(Box::new(envelope)));
+        let _ = self.tx.send(Event::Submit(Box::new(envelope), true));
+    }
+
+    /// Files a message recovered from the spool at start.
+    pub fn recover(&self, envelope: Envelope) {
+        let _ = self.tx.send(Event::Submit(Box::new(envelope), false));
     }
 
     /// Switches to a new configuration generation: queue settings are recomputed, messages whose
@@ -383,6 +167,7 @@ pub struct Manager {
     vmta_connections: HashMap<String, usize>,
     events: mpsc::UnboundedSender<Event>,
     started: std::time::Instant,
+    warmup: Warmup,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -396,6 +181,7 @@ pub struct Pending {
     config: Arc<Config>,
     spool: Spool,
     resolver: MxResolver,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Pending {
@@ -413,6 +199,7 @@ impl Pending {
             vmta_connections: HashMap::new(),
             events: tx,
             started: std::time::Instant::now(),
+            warmup: Warmup::load(self.state_dir.map(|d| d.join("warmup.json"))),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -420,9 +207,15 @@ impl Pending {
 }
 
 impl Manager {
-    pub fn start_pending(config: Arc<Config>, spool: Spool, resolver: MxResolver) -> Pending {
+    /// `state_dir` holds small state that must survive restarts (warm-up counters).
+    pub fn start_pending(
+        config: Arc<Config>,
+        spool: Spool,
+        resolver: MxResolver,
+        state_dir: Option<std::path::PathBuf>,
+    ) -> Pending {
         let (tx, rx) = mpsc::unbounded_channel();
-        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver }
+        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver, state_dir }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
@@ -441,7 +234,7 @@ impl Manager {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Submit(envelope) => self.submit(Arc::new(*envelope)),
+            Event::Submit(envelope, fresh) => self.submit(Arc::new(*envelope), fresh),
             Event::Reload(config, reporter) => self.reload(config, reporter),
             Event::Next { key, source, reply } => {
                 let now = self.clock();
@@ -490,7 +283,7 @@ impl Manager {
         self.config.queue_settings(domain, lookup).ok().map(Arc::new)
     }
 
-    fn submit(&mut self, envelope: Arc<Envelope>) {
+    fn submit(&mut self, envelope: Arc<Envelope>, fresh: bool) {
         let vmta = match self.rotation.member(&self.config, envelope.vmta.as_deref()) {
             Ok(v) => v,
             Err(reply) => {
@@ -530,7 +323,21 @@ impl Manager {
                 })
                 .max()
                 .unwrap_or(0);
-            let key = QueueKey { name: queue, vmta: vmta.clone() };
+            let mut key = QueueKey { name: queue, vmta: vmta.clone() };
+            let mut settings = settings;
+            // Warm-up: today's first messages of a warm VMTA's queue go to its cold VMTA.
+            if fresh
+                && attempts == 0
+                && let Some(cold) = self.warmup.divert(&self.config, &vmta, &key.name, &settings, now_secs() / 86_400)
+                && let Some(cold_settings) = self.settings(&key.name, &cold)
+            {
+                tracing::info!("warm-up: {} for {} goes to cold virtual-mta {cold}", envelope.id, key);
+                // Diversions are few (a warm-up allowance): persist each at once, so a restart
+                // or a crash right after never grants the day's allowance twice.
+                self.warmup.save();
+                key.vmta = cold;
+                settings = cold_settings;
+            }
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
             let config = Arc::clone(&self.config);
             let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config));
@@ -584,6 +391,7 @@ impl Manager {
 
     /// Moves due work to the ready lists, ends expired retry waits, starts connections.
     fn wake(&mut self) {
+        self.warmup.save();
         let now = now_secs();
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
@@ -818,54 +626,4 @@ impl Manager {
 /// The reason a recipient bounces at `bounce-after`: the last reply, with status 4.4.7.
 fn expired(last: &Reply) -> Reply {
     Reply::new(last.code, "4.4.7", last.text.clone())
-}
-
-/// The next message for a worker of `q`: none when the queue waits (retry mode), when a backoff
-/// cut its connections below the ones open, or when it is empty; a wait when its rate says so.
-fn next_job(q: &mut Queue, now: f64) -> NextJob {
-    if q.retry_until.is_some() || q.connections > q.connection_cap() {
-        return NextJob::Done;
-    }
-    let Some(front) = q.ready.front() else { return NextJob::Done };
-    let units = u32::try_from(front.recipients.len()).unwrap_or(u32::MAX);
-    let limiter = match q.backoff.as_mut() {
-        Some(b) => b.rate.as_mut(),
-        None => q.rate.as_mut(),
-    };
-    if let Some(g) = limiter
-        && let Err(wait) = g.take(now, units)
-    {
-        q.rate_limited = true;
-        return NextJob::Wait(wait);
-    }
-    q.rate_limited = false;
-    q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
-}
-
-fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
-    let s = &settings.settings;
-    let rate = s.rate(Dir::MaxMsgRate);
-    Queue {
-        rules: Rules::from_settings(&settings, config),
-        rate: rate.map(|r| Gcra::new(r, 1)),
-        rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
-        connect_rate: s.rate(Dir::MaxConnectRate).map(|r| Gcra::new(r, 1)),
-        backoff: None,
-        events: VecDeque::new(),
-        rate_limited: false,
-        matches: HashMap::new(),
-        disabled_sources: HashMap::new(),
-        normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
-        schedule: Schedule::from_settings(&settings.settings),
-        settings,
-        ready: VecDeque::new(),
-        waiting: BTreeMap::new(),
-        connections: 0,
-        retry_until: None,
-        retry_step: 0,
-        last_error: None,
-        delivered: 0,
-        bounced: 0,
-        deferred: 0,
-    }
 }

@@ -12,7 +12,9 @@ pub mod manager;
 pub mod rate;
 pub mod report;
 pub mod schedule;
+pub mod state;
 pub mod vmta;
+pub mod warmup;
 pub mod worker;
 
 pub use manager::{QueueHandle, QueueStatus};

@@ -276,7 +276,7 @@ impl Reporter {
                     tracing::info!("queued DSN {id} to <{}> about {}", env.sender, env.id);
                     let mut stored = dsn_envelope;
                     stored.id = id;
-                    let _ = events.send(Event::Submit(Box::new(stored)));
+                    let _ = events.send(Event::Submit(Box::new(stored), true));
                 }
                 Err(e) => tracing::error!("cannot queue the DSN for message {}: {e}", env.id),
             }

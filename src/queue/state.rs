@@ -1,0 +1,286 @@
+//! The state of one queue: its work (ready and waiting jobs), its mode (normal, retry,
+//! backoff) with the reasons behind it, its rate limiters, and the operator's changes. The
+//! manager owns every `Queue`; nothing here spawns tasks or touches the network.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::backoff::{Rules, Trigger};
+use super::manager::{Command, Job, NextJob};
+use super::rate::Gcra;
+use super::schedule::Schedule;
+use crate::config::resolve::QueueSettings;
+use crate::config::{Config, Dir};
+use crate::smtp::Reply;
+use crate::time::now_secs;
+
+/// A change of a queue's mode, kept for `show queues` and `explain`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModeEvent {
+    pub time: u64,
+    pub mode: String,
+    pub reason: String,
+    pub until: Option<u64>,
+}
+
+/// A queue in backoff: fewer connections, a lower rate, until `until`.
+#[derive(Clone, Debug)]
+pub(super) struct Backoff {
+    pub(super) until: Option<u64>,
+    pub(super) max_smtp_out: usize,
+    pub(super) rate: Option<Gcra>,
+    pub(super) rate_text: String,
+    pub(super) reason: String,
+}
+
+/// Most mode changes kept per queue (PowerMTA keeps 10).
+pub(super) const MODE_EVENTS: usize = 10;
+
+pub(super) struct Queue {
+    pub(super) settings: Arc<QueueSettings>,
+    pub(super) schedule: Schedule,
+    pub(super) ready: VecDeque<Job>,
+    /// Jobs waiting for their retry time (Unix seconds).
+    pub(super) waiting: BTreeMap<u64, Vec<Job>>,
+    pub(super) connections: usize,
+    pub(super) retry_until: Option<u64>,
+    pub(super) retry_step: usize,
+    pub(super) last_error: Option<String>,
+    pub(super) delivered: u64,
+    pub(super) bounced: u64,
+    pub(super) deferred: u64,
+    pub(super) rules: Rules,
+    /// `max-msg-rate`, counted in recipients.
+    pub(super) rate: Option<Gcra>,
+    pub(super) rate_text: String,
+    /// `max-connect-rate`.
+    pub(super) connect_rate: Option<Gcra>,
+    pub(super) backoff: Option<Backoff>,
+    pub(super) events: VecDeque<ModeEvent>,
+    /// The last time a worker had to wait for the rate.
+    pub(super) rate_limited: bool,
+    /// Recent match times of rules with a `trigger=` threshold.
+    pub(super) matches: HashMap<String, VecDeque<u64>>,
+    /// `backoff-to-normal-after-delivery`.
+    pub(super) normal_after_delivery: bool,
+    /// Source IPs an operator disabled for this queue, with the time they come back.
+    pub(super) disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
+}
+
+impl Queue {
+    pub(super) fn connection_cap(&self) -> usize {
+        let normal = self.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
+        self.backoff.as_ref().map_or(normal, |b| b.max_smtp_out.min(normal))
+    }
+
+    pub(super) fn record(&mut self, mode: &str, reason: String, until: Option<u64>) {
+        tracing::info!("queue mode {mode}: {reason}");
+        self.events.push_back(ModeEvent { time: now_secs(), mode: mode.to_string(), reason, until });
+        while self.events.len() > MODE_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
+    /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
+    pub(super) fn react(&mut self, reply: &Reply) {
+        let Some(matched) = self.rules.check(reply) else { return };
+        if let Some(threshold) = matched.threshold {
+            let now = now_secs();
+            let seen = self.matches.entry(matched.trigger.rule().to_string()).or_default();
+            seen.push_back(now);
+            while seen.front().is_some_and(|t| now.saturating_sub(*t) >= threshold.period) {
+                seen.pop_front();
+            }
+            if (seen.len() as u64) < threshold.count {
+                tracing::info!(
+                    "rule {} matched \"{reply}\" ({} of {} within its trigger)",
+                    matched.trigger.rule(),
+                    seen.len(),
+                    threshold
+                );
+                return;
+            }
+            seen.clear();
+        }
+        match matched.trigger {
+            Trigger::DeferQueue { rule } => {
+                let wait = self.schedule.queue_retry(self.retry_step);
+                self.retry_until = Some(now_secs() + wait.as_secs().max(1));
+                self.record("retry", format!("{rule} matched \"{reply}\" (defer-queue)"), self.retry_until);
+            }
+            Trigger::Backoff { duration, max_smtp_out, rate, rule } => {
+                let until = duration.map(|d| now_secs() + d.as_secs());
+                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+                let reason = format!("{rule} matched \"{reply}\"");
+                let renewing = self.backoff.as_ref().is_some_and(|b| b.reason == reason);
+                let gcra = match &self.backoff {
+                    Some(b) if renewing => b.rate.clone(),
+                    _ => rate.map(|r| Gcra::new(r, 1)),
+                };
+                self.backoff = Some(Backoff {
+                    until,
+                    max_smtp_out,
+                    rate: gcra,
+                    rate_text: rate_text.clone(),
+                    reason: reason.clone(),
+                });
+                if !renewing {
+                    self.record(
+                        "backoff",
+                        format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                        until,
+                    );
+                }
+            }
+            Trigger::Normal { rule } if self.backoff.is_some() => {
+                self.backoff = None;
+                self.record("normal", format!("{rule} matched \"{reply}\""), None);
+            }
+            Trigger::Normal { .. } => {}
+        }
+    }
+
+    pub(super) fn command(&mut self, command: &Command) {
+        match command {
+            Command::Backoff => {
+                let max_smtp_out = self.settings.settings.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
+                let rate = self
+                    .settings
+                    .settings
+                    .rate(Dir::BackoffMaxMsgRate)
+                    .or_else(|| self.settings.settings.rate(Dir::MaxMsgRate));
+                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+                let reason = "set by an operator (ember set queue --mode=backoff)".to_string();
+                self.backoff = Some(Backoff {
+                    until: None,
+                    max_smtp_out,
+                    rate: rate.map(|r| Gcra::new(r, 1)),
+                    rate_text: rate_text.clone(),
+                    reason: reason.clone(),
+                });
+                self.record(
+                    "backoff",
+                    format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                    None,
+                );
+            }
+            Command::Normal => {
+                self.backoff = None;
+                self.retry_until = None;
+                self.record("normal", "set by an operator (ember set queue --mode=normal)".into(), None);
+            }
+            Command::DisableSource { ip, until } => {
+                self.disabled_sources.insert(*ip, *until);
+                self.record("source-disabled", format!("source IP {ip} disabled by an operator"), *until);
+            }
+            Command::EnableSource { ip } => {
+                if self.disabled_sources.remove(ip).is_some() {
+                    self.record("source-enabled", format!("source IP {ip} enabled by an operator"), None);
+                }
+            }
+        }
+    }
+
+    /// Whether a source IP may be used for this queue now (re-enabling expired disables).
+    pub(super) fn source_allowed(&mut self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        match self.disabled_sources.get(&ip) {
+            None => true,
+            Some(Some(until)) if *until <= now_secs() => {
+                self.disabled_sources.remove(&ip);
+                self.record("source-enabled", format!("source IP {ip} re-enabled (its time ran out)"), None);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    pub(super) fn waiting_reason(&self) -> Option<String> {
+        if let Some(t) = self.retry_until {
+            return Some(format!(
+                "retry: waiting until {} after a connection failure ({})",
+                crate::time::acct(t),
+                self.last_error.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(b) = &self.backoff {
+            let until = b
+                .until
+                .map_or_else(|| "until a mode=normal reply".to_string(), |t| format!("until {}", crate::time::acct(t)));
+            return Some(format!(
+                "backoff {until}: max-smtp-out {}, max-msg-rate {} ({})",
+                b.max_smtp_out, b.rate_text, b.reason
+            ));
+        }
+        if !self.disabled_sources.is_empty() && !self.ready.is_empty() && self.connections == 0 {
+            let ips: Vec<String> = self.disabled_sources.keys().map(ToString::to_string).collect();
+            return Some(format!("source IPs disabled for this queue: {}", ips.join(", ")));
+        }
+        if self.rate_limited && !self.ready.is_empty() {
+            return Some(format!("rate: max-msg-rate {}", self.rate_text));
+        }
+        if !self.ready.is_empty() && self.connections >= self.connection_cap() {
+            return Some(format!("connections: max-smtp-out {} reached", self.connection_cap()));
+        }
+        if self.ready.is_empty() && !self.waiting.is_empty() {
+            let next = self.waiting.keys().next().copied().unwrap_or(0);
+            return Some(format!("recipients wait for their retry time (next at {})", crate::time::acct(next)));
+        }
+        None
+    }
+
+    pub(super) fn recipients(&self) -> usize {
+        self.ready.iter().chain(self.waiting.values().flatten()).map(|j| j.recipients.len()).sum()
+    }
+}
+
+/// The next message for a worker of `q`: none when the queue waits (retry mode), when a backoff
+/// cut its connections below the ones open, or when it is empty; a wait when its rate says so.
+pub(super) fn next_job(q: &mut Queue, now: f64) -> NextJob {
+    if q.retry_until.is_some() || q.connections > q.connection_cap() {
+        return NextJob::Done;
+    }
+    let Some(front) = q.ready.front() else { return NextJob::Done };
+    let units = u32::try_from(front.recipients.len()).unwrap_or(u32::MAX);
+    let limiter = match q.backoff.as_mut() {
+        Some(b) => b.rate.as_mut(),
+        None => q.rate.as_mut(),
+    };
+    if let Some(g) = limiter
+        && let Err(wait) = g.take(now, units)
+    {
+        q.rate_limited = true;
+        return NextJob::Wait(wait);
+    }
+    q.rate_limited = false;
+    q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
+}
+
+pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
+    let s = &settings.settings;
+    let rate = s.rate(Dir::MaxMsgRate);
+    Queue {
+        rules: Rules::from_settings(&settings, config),
+        rate: rate.map(|r| Gcra::new(r, 1)),
+        rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
+        connect_rate: s.rate(Dir::MaxConnectRate).map(|r| Gcra::new(r, 1)),
+        backoff: None,
+        events: VecDeque::new(),
+        rate_limited: false,
+        matches: HashMap::new(),
+        disabled_sources: HashMap::new(),
+        normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
+        schedule: Schedule::from_settings(&settings.settings),
+        settings,
+        ready: VecDeque::new(),
+        waiting: BTreeMap::new(),
+        connections: 0,
+        retry_until: None,
+        retry_step: 0,
+        last_error: None,
+        delivered: 0,
+        bounced: 0,
+        deferred: 0,
+    }
+}
