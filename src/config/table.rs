@@ -252,7 +252,7 @@ directives! {
     AllowCancelDuringTransfer => "allow-cancel-during-transfer", Bool, D, Some("yes"), once, Pending, "Allow cancelling a transfer mid-stream.";
 
     // ---- 2.4 <domain>: backoff -------------------------------------------------------------
-    SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Pending, "<smtp-pattern-list> applied to replies of this queue.";
+    SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Enforced, "<smtp-pattern-list> applied to replies of this queue.";
     BackoffMaxMsgRate => "backoff-max-msg-rate", Rate, D, None, once, Enforced, "Message rate in backoff (default: max-msg-rate).";
     BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Pending, "Connection rate in backoff (default: max-connect-rate).";
     BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Pending, "Data rate in backoff (default: max-data-volume-rate).";
@@ -261,14 +261,14 @@ directives! {
     BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Pending, "Move the queue to another VMTA while in backoff.";
     BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
     BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
-    BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Pending, "Leave backoff on the first delivery.";
+    BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Enforced, "Leave backoff on the first delivery.";
     BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Pending, "Enter backoff when every source IP is disabled.";
     ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Pending, "Default re-enable time for disable-source-ip.";
     DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Pending, "Mail these addresses when a source IP is disabled or enabled.";
     LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, Pending, "Log source IP disabling.";
 
     // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------
-    MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Pending, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
+    MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Enforced, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
     DkimSign => "dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "DKIM-sign with the matching domain-key.";
     DkimAlgorithm => "dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Signature algorithm.";
     DkimBodyCanon => "dkim-body-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Body canonicalization.";
@@ -318,7 +318,7 @@ directives! {
     // ---- 2.5 <virtual-mta> and <virtual-mta-pool> ------------------------------------------
     MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Pending, "Attempted recipients per interval for the whole VMTA.";
     MaxSmtpDataVolumeRate => "max-smtp-data-volume-rate", DataRate, VP, Some("unlimited"), once, Pending, "Bytes per interval for the whole VMTA.";
-    ColdVirtualMta => "cold-virtual-mta", Word, VP, None, many, Pending, "Warm-up diversion target (round robin when repeated).";
+    ColdVirtualMta => "cold-virtual-mta", Word, VP, None, many, Enforced, "Warm-up diversion target (round robin when repeated).";
     VirtualMtaMember => "virtual-mta", Word, POOL, None, many, Enforced, "Pool member.";
 
     // ---- 2.6, 2.7 pattern lists ------------------------------------------------------------
