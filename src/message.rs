@@ -127,6 +127,10 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// Unix time in milliseconds when the message was accepted.
     pub arrival_ms: u64,
+    /// The `recipient-priority` (0 to 100) the source's `<pattern-list>` chose; `None` when it
+    /// chose none.
+    #[serde(default)]
+    pub priority: Option<u8>,
     pub origin: Origin,
 }
 

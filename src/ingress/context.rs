@@ -1,5 +1,6 @@
 //! What every session of one configuration generation shares: the config, host names, users,
-//! suppression lists, TLS settings, the sink, accounting, and the AUTH failure counters.
+//! suppression lists, pattern lists, TLS settings, the sink, accounting, and the AUTH failure
+//! counters.
 //!
 //! Built once per generation (start, reload); sessions hold an `Arc` to the generation they
 //! started with.
@@ -16,6 +17,7 @@ use crate::config::{Config, Dir};
 use crate::outcome::acct::Accounting;
 
 use super::MessageSink;
+use super::patterns::PatternLists;
 use super::suppression::Suppressions;
 use super::users::Users;
 
@@ -25,6 +27,8 @@ pub struct Context {
     pub host_names: Vec<String>,
     pub users: Users,
     pub suppressions: Suppressions,
+    /// `<pattern-list>` blocks, for sources with a `pattern-list`.
+    pub pattern_lists: PatternLists,
     /// STARTTLS for listeners without a certificate of their own.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub sink: Arc<dyn MessageSink>,
@@ -57,11 +61,16 @@ impl Context {
             host_names.push(system_host_name());
         }
         let suppressions = Suppressions::from_config(&config)?;
+        let pattern_lists = PatternLists::from_config(&config);
+        for warning in pattern_lists.warnings() {
+            tracing::warn!("{warning}");
+        }
         Ok(Context {
             users: Users::from_config(&config),
             config,
             host_names,
             suppressions,
+            pattern_lists,
             tls,
             sink,
             accounting,

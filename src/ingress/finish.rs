@@ -1,15 +1,17 @@
 //! The end of an injected transaction: checks on the received message (size, hops, loops),
-//! virtual MTA and job selection from control headers, the header edits, the durable store, and
-//! the `r` (and, for suppressed recipients, `b`) accounting records.
+//! virtual MTA selection (control header, `<pattern-list>`, source default) and job selection,
+//! the header edits, the durable store, and the `r` (and, for suppressed recipients, `b`)
+//! accounting records.
 
 use std::net::IpAddr;
 
 use super::StoreError;
 use super::headers::Header;
-use super::policy::AddDateHeader;
+use super::patterns::Selection;
+use super::policy::{AddDateHeader, SourcePolicy};
 use super::session::{Flow, Session, Transaction};
 use crate::config::value::Value;
-use crate::config::{Config, Dir};
+use crate::config::{Config, DEFAULT_VMTA, Dir};
 use crate::message::{Envelope, MessageId, Origin, RecipientState};
 use crate::outcome::acct::{Record, RecordType};
 use crate::smtp::Reply;
@@ -61,7 +63,9 @@ impl Session {
                 ));
             }
         }
-        let vmta = self.select_vmta(&header)?;
+        let chosen = self.pattern_selection(&txn, &header);
+        let vmta = self.select_vmta(&header, chosen.as_ref())?;
+        let priority = chosen.and_then(|c| c.priority);
         let mut remove: Vec<String> = self.policy.remove_header.clone();
         let mut job_id = None;
         let job_header = self.policy.jobid_header.clone().unwrap_or_else(|| "x-job".into());
@@ -120,6 +124,7 @@ impl Session {
             eight_bit: txn.eight_bit,
             smtputf8: txn.smtputf8,
             arrival_ms: time::now_millis(),
+            priority,
             origin: Origin {
                 kind: "smtp".into(),
                 helo: self.helo.clone().unwrap_or_default(),
@@ -161,31 +166,22 @@ impl Session {
         limit
     }
 
-    /// VMTA selection (REFERENCE.md §7): `X-Virtual-MTA` when the source processes it, then the
-    /// source's `default-virtual-mta`; `None` is `{default}`.
-    fn select_vmta(&self, header: &Header<'_>) -> Result<Option<String>, Reply> {
-        let config = &self.ctx.config;
-        let exists = |name: &str| config.vmta(name).is_some() || config.pool(name).is_some();
-        let invalid = |name: &str| -> Result<Option<String>, Reply> {
-            if self.policy.reject_invalid_virtual_mta {
-                return Err(Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{name}\"")));
-            }
-            Ok(config.global.text(Dir::InvalidVirtualMtaFallback).map(str::to_string))
-        };
-        if self.policy.process_x_virtual_mta
-            && let Some(name) = header.get("x-virtual-mta")
-        {
-            if name.is_empty() {
-                return if self.policy.allow_empty_x_virtual_mta { Ok(None) } else { invalid("") };
-            }
-            return if exists(&name) { Ok(Some(name)) } else { invalid(&name) };
+    /// What the source's `pattern-list` chooses for this message, if it has one.
+    fn pattern_selection(&self, txn: &Transaction, header: &Header<'_>) -> Option<Selection> {
+        let list = self.policy.pattern_list.as_deref()?;
+        let chosen = self.ctx.pattern_lists.select(list, &txn.sender, &txn.recipients, header);
+        if let Some(c) = &chosen {
+            let by = c.vmta.as_ref().map(|v| format!("virtual-mta={} by {}", v.name, v.rule));
+            tracing::debug!("pattern-list {list}: {} priority={:?}", by.unwrap_or_default(), c.priority);
         }
-        match self.policy.default_virtual_mta.as_deref() {
-            Some("by-smtp-source-ip") => Ok(vmta_for_source_ip(config, self.conn.local.ip())),
-            Some(name) if exists(name) => Ok(Some(name.to_string())),
-            Some(name) => invalid(name),
-            None => Ok(None),
-        }
+        chosen
+    }
+
+    /// VMTA selection for this session's source (see [`select_vmta`]).
+    fn select_vmta(&self, header: &Header<'_>, chosen: Option<&Selection>) -> Result<Option<String>, Reply> {
+        let x_virtual_mta = if self.policy.process_x_virtual_mta { header.get("x-virtual-mta") } else { None };
+        let pattern = chosen.and_then(|c| c.vmta.as_ref()).map(|v| (v.name.as_str(), v.rule.as_str()));
+        select_vmta(&self.ctx.config, &self.policy, x_virtual_mta.as_deref(), pattern, self.conn.local.ip())
     }
 
     fn received_header(&self, txn: &Transaction, now: u64) -> String {
@@ -265,6 +261,46 @@ impl Session {
     }
 }
 
+/// VMTA selection, highest precedence first (REFERENCE.md §7): the `X-Virtual-MTA` header (given
+/// only when the source processes it), the `<pattern-list>` choice with the rule that made it,
+/// then the source's `default-virtual-mta`. `None` is `{default}`, which always exists. A name
+/// that is neither a VMTA nor a pool is refused with `550 5.3.5` under
+/// `reject-invalid-virtual-mta`, else replaced by `invalid-virtual-mta-fallback`.
+fn select_vmta(
+    config: &Config,
+    policy: &SourcePolicy,
+    x_virtual_mta: Option<&str>,
+    pattern: Option<(&str, &str)>,
+    local_ip: IpAddr,
+) -> Result<Option<String>, Reply> {
+    let resolve = |name: &str, why: &str| -> Result<Option<String>, Reply> {
+        if name == DEFAULT_VMTA {
+            return Ok(None);
+        }
+        if config.vmta(name).is_some() || config.pool(name).is_some() {
+            return Ok(Some(name.to_string()));
+        }
+        if policy.reject_invalid_virtual_mta {
+            return Err(Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{name}\"{why}")));
+        }
+        Ok(config.global.text(Dir::InvalidVirtualMtaFallback).map(str::to_string))
+    };
+    if let Some(name) = x_virtual_mta {
+        if name.is_empty() && policy.allow_empty_x_virtual_mta {
+            return Ok(None);
+        }
+        return resolve(name, "");
+    }
+    if let Some((name, rule)) = pattern {
+        return resolve(name, &format!(" (selected by {rule})"));
+    }
+    match policy.default_virtual_mta.as_deref() {
+        Some("by-smtp-source-ip") => Ok(vmta_for_source_ip(config, local_ip)),
+        Some(name) => resolve(name, ""),
+        None => Ok(None),
+    }
+}
+
 /// The VMTA whose `smtp-source-host` is the address the client connected to.
 fn vmta_for_source_ip(config: &Config, ip: IpAddr) -> Option<String> {
     config.vmtas.iter().find_map(|v| {
@@ -280,4 +316,81 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     (u64::from(std::process::id()) << 40) | NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+    use crate::ingress::patterns::PatternLists;
+    use crate::message::Recipient;
+
+    const CONFIG: &str = "\
+invalid-virtual-mta-fallback spare
+<virtual-mta tx>\n    smtp-source-host 127.0.0.2 tx.example.com\n</virtual-mta>
+<virtual-mta promo>\n    smtp-source-host 127.0.0.3 promo.example.com\n</virtual-mta>
+<virtual-mta spare>\n    smtp-source-host 127.0.0.4 spare.example.com\n</virtual-mta>
+<pattern-list p>
+    rcpt-to /@vip\\.example$/ virtual-mta=tx
+    mail-from /^ghost@/ virtual-mta=vanished
+    mail-from /^default@/ virtual-mta={default}
+</pattern-list>
+<source 127.0.0.1>
+    process-x-virtual-mta yes
+    pattern-list p
+    default-virtual-mta promo
+</source>
+<source 127.0.0.5>
+    pattern-list p
+    default-virtual-mta promo
+    reject-invalid-virtual-mta no
+</source>
+";
+
+    /// The VMTA a message from `from` to `to` with `headers`, injected from `client`, gets. The
+    /// config names a VMTA that does not exist (`vanished`, as after an edit the validator would
+    /// refuse): the runtime check must hold on its own.
+    fn selected(client: &str, from: &str, to: &str, headers: &str) -> Result<Option<String>, String> {
+        let loaded = load_str("f.conf", CONFIG, Path::new("."), FileCheck::Warn);
+        let config = loaded.config;
+        let policy = SourcePolicy::for_client(&config, client.parse().unwrap(), &[]);
+        let lists = PatternLists::from_config(&config);
+        let body = format!("{headers}Subject: x\r\n\r\nbody\r\n").into_bytes();
+        let header = Header::parse(&body);
+        let chosen = lists.select("p", from, &[Recipient::new(to)], &header);
+        let pattern = chosen.as_ref().and_then(|c| c.vmta.as_ref()).map(|v| (v.name.as_str(), v.rule.as_str()));
+        let x = if policy.process_x_virtual_mta { header.get("x-virtual-mta") } else { None };
+        select_vmta(&config, &policy, x.as_deref(), pattern, "127.0.0.1".parse().unwrap()).map_err(|r| r.to_string())
+    }
+
+    #[test]
+    fn header_beats_pattern_list_beats_default() {
+        assert_eq!(selected("127.0.0.1", "a@x", "b@vip.example", ""), Ok(Some("tx".into())));
+        assert_eq!(selected("127.0.0.1", "a@x", "b@vip.example", "X-Virtual-MTA: promo\r\n"), Ok(Some("promo".into())));
+        assert_eq!(selected("127.0.0.1", "a@x", "b@other.example", ""), Ok(Some("promo".into())));
+        assert_eq!(selected("127.0.0.1", "default@x", "b@other.example", ""), Ok(None));
+        // The header is read only when the source processes it.
+        assert_eq!(selected("127.0.0.5", "a@x", "b@vip.example", "X-Virtual-MTA: promo\r\n"), Ok(Some("tx".into())));
+    }
+
+    #[test]
+    fn an_unknown_pattern_list_choice_is_refused_with_the_rule_or_falls_back() {
+        let refused = selected("127.0.0.1", "ghost@x", "b@other.example", "").unwrap_err();
+        assert!(refused.starts_with("550 5.3.5 specified VirtualMTA does not exist: \"vanished\""), "{refused}");
+        assert!(refused.contains("selected by <pattern-list p> mail-from /^ghost@/ virtual-mta=vanished (f.conf:"));
+        // A valid X-Virtual-MTA still wins over the broken entry.
+        let header = "X-Virtual-MTA: tx\r\n";
+        assert_eq!(selected("127.0.0.1", "ghost@x", "b@other.example", header), Ok(Some("tx".into())));
+        // reject-invalid-virtual-mta no: the fallback VMTA.
+        assert_eq!(selected("127.0.0.5", "ghost@x", "b@other.example", ""), Ok(Some("spare".into())));
+    }
+
+    #[test]
+    fn an_unknown_header_name_is_refused_and_default_is_always_known() {
+        let refused = selected("127.0.0.1", "a@x", "b@y", "X-Virtual-MTA: nope\r\n").unwrap_err();
+        assert!(refused.starts_with("550 5.3.5 specified VirtualMTA does not exist: \"nope\""), "{refused}");
+        assert_eq!(selected("127.0.0.1", "a@x", "b@vip.example", "X-Virtual-MTA: {default}\r\n"), Ok(None));
+    }
 }

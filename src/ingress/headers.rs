@@ -65,6 +65,20 @@ impl<'a> Header<'a> {
         self.fields.iter().find(|f| self.name(f).eq_ignore_ascii_case(name.as_bytes())).map(|f| self.value(f))
     }
 
+    /// Every raw value of a header, by case-insensitive name, in message order: what follows the
+    /// colon and the blanks after it, folded lines kept with their CRLF and leading whitespace,
+    /// without the field's final line end (what `<pattern-list> header` matches, REFERENCE.md
+    /// §1.1).
+    pub fn raw_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.fields.iter().filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes())).map(|f| {
+            let value = &self.raw[f.name_end + 1..f.end];
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            let value = value.strip_suffix(b"\r").unwrap_or(value);
+            let blanks = value.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+            &value[blanks..]
+        })
+    }
+
     pub fn count(&self, name: &str) -> usize {
         self.fields.iter().filter(|f| self.name(f).eq_ignore_ascii_case(name.as_bytes())).count()
     }
@@ -124,6 +138,16 @@ mod tests {
         assert_eq!(h.count("Received"), 2);
         assert_eq!(h.loops_through(&["mta.example.net".into()]), 2);
         assert_eq!(h.loops_through(&["other.example".into()]), 0);
+    }
+
+    #[test]
+    fn raw_values_keep_folding_and_every_occurrence() {
+        let h = Header::parse(MSG);
+        let subject: Vec<&[u8]> = h.raw_values("SUBJECT").collect();
+        assert_eq!(subject, [&b"hi\r\n there"[..]]);
+        let received: Vec<&[u8]> = h.raw_values("received").collect();
+        assert_eq!(received, [&b"from a by mta.example.net; x"[..], &b"from b\r\n  by MTA.example.net; y"[..]]);
+        assert_eq!(h.raw_values("x-missing").count(), 0);
     }
 
     #[test]

@@ -9,8 +9,8 @@ pub mod context;
 pub mod finish;
 pub mod headers;
 pub mod listener;
+pub mod patterns;
 pub mod pickup;
-
 pub mod policy;
 pub mod session;
 pub mod suppression;

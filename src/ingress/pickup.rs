@@ -169,6 +169,7 @@ async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
         eight_bit: message.iter().any(|b| *b >= 0x80),
         smtputf8: false,
         arrival_ms: time::now_millis(),
+        priority: None,
         origin: Origin { kind: "pickup".into(), ..Origin::default() },
     };
     let id = ctx.sink.store(envelope, message).await.map_err(|e| match e {

@@ -38,6 +38,8 @@ pub struct SourcePolicy {
     pub allow_empty_x_virtual_mta: bool,
     pub reject_invalid_virtual_mta: bool,
     pub default_virtual_mta: Option<String>,
+    /// The `<pattern-list>` that selects virtual MTA and priority for this source's mail.
+    pub pattern_list: Option<String>,
     pub process_x_job: bool,
     pub retain_x_job: bool,
     pub jobid_header: Option<String>,
@@ -100,6 +102,7 @@ impl SourcePolicy {
             allow_empty_x_virtual_mta: s.flag(Dir::AllowEmptyXVirtualMta),
             reject_invalid_virtual_mta: s.flag(Dir::RejectInvalidVirtualMta),
             default_virtual_mta: opt_text(&s, Dir::DefaultVirtualMta),
+            pattern_list: opt_text(&s, Dir::PatternListRef),
             process_x_job: s.flag(Dir::ProcessXJob),
             retain_x_job: s.flag(Dir::RetainXJob),
             jobid_header: opt_text(&s, Dir::JobidHeader),

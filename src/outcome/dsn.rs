@@ -472,6 +472,7 @@ Body line two.\r\n";
             eight_bit: false,
             smtputf8: false,
             arrival_ms: 1_713_426_678_000,
+            priority: None,
             origin: Origin {
                 kind: "smtp".into(),
                 helo: "feeder.example.net".into(),

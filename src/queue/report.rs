@@ -269,6 +269,7 @@ impl Reporter {
                 eight_bit: body.iter().any(|b| *b >= 0x80),
                 smtputf8: !env.sender.is_ascii(),
                 arrival_ms: time::now_millis(),
+                priority: None,
                 origin: Origin { kind: "dsn".into(), ..Origin::default() },
             };
             match spool.store(dsn_envelope.clone(), body).await {

@@ -41,10 +41,15 @@
 //!
 //! *meta* is `u64 id, u32 recipient count, count × state`, then the rest of the envelope:
 //! sender, vmta, job id, envid, RET, flags, arrival time, origin, and per recipient address, ORCPT
-//! and NOTIFY. A *state* is 13 bytes: tag (0 pending, 1 delivered, 2 bounced, 3 deleted),
-//! `u64 not_before`, `u32 attempts`. Strings are a LEB128 length and UTF-8 bytes; an optional
-//! string is a presence byte then the string; an IP address is a tag (0 none, 4, 6) and its
-//! octets.
+//! and NOTIFY, then the optional fields. A *state* is 13 bytes: tag (0 pending, 1 delivered,
+//! 2 bounced, 3 deleted), `u64 not_before`, `u32 attempts`. Strings are a LEB128 length and UTF-8
+//! bytes; an optional string is a presence byte then the string; an IP address is a tag (0 none,
+//! 4, 6) and its octets.
+//!
+//! The *optional fields* are written only when set, each as a tag byte and its value:
+//! `1` recipient priority (`u8`, 0 to 100). An envelope with none of them is byte for byte the
+//! layout written before they existed, so older records read back unchanged (every optional
+//! field `None`); a tag this code does not know is reported as damage, never skipped.
 //!
 //! The states sit at fixed offsets at the front of *meta* so the index can keep *meta* verbatim in
 //! memory and update a recipient's state in place, without decoding the rest.
@@ -249,6 +254,7 @@ pub fn encode_meta(env: &Envelope, id: MessageId) -> Vec<u8> {
         eight_bit,
         smtputf8,
         arrival_ms,
+        priority,
         origin: Origin { kind, helo, client_ip, local_ip, auth_user },
     } = env;
     let mut m = Vec::with_capacity(64 + recipients.len() * (STATE_LEN + 32) + sender.len() + helo.len());
@@ -279,7 +285,33 @@ pub fn encode_meta(env: &Envelope, id: MessageId) -> Vec<u8> {
         put_opt_str(&mut m, orcpt.as_deref());
         m.push(u8::from(*success) | (u8::from(*failure) << 1) | (u8::from(*delay) << 2) | (u8::from(*never) << 3));
     }
+    if let Some(p) = priority {
+        m.extend_from_slice(&[OPT_PRIORITY, *p]);
+    }
     m
+}
+
+/// Tag of the optional recipient-priority field (see the module documentation).
+const OPT_PRIORITY: u8 = 1;
+
+/// The optional fields after the recipients, up to the end of *meta*.
+#[derive(Default)]
+struct Optional {
+    priority: Option<u8>,
+}
+
+impl Reader<'_> {
+    fn optional_fields(&mut self) -> Result<Optional, &'static str> {
+        let mut o = Optional::default();
+        while self.pos < self.b.len() {
+            match self.bytes(1)?[0] {
+                OPT_PRIORITY if o.priority.is_none() => o.priority = Some(self.bytes(1)?[0]),
+                OPT_PRIORITY => return Err("envelope priority given twice"),
+                _ => return Err("unknown optional envelope field"),
+            }
+        }
+        Ok(o)
+    }
 }
 
 /// What the index needs from *meta*, found without allocating: id, recipient count, pending
@@ -308,9 +340,7 @@ pub fn check_meta(m: &[u8]) -> Result<(u64, u32, u32), &'static str> {
         r.opt_str()?;
         r.bytes(1)?;
     }
-    if r.pos != m.len() {
-        return Err("trailing bytes after the envelope");
-    }
+    r.optional_fields()?;
     Ok((id, n, pending))
 }
 
@@ -344,9 +374,7 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
         let state = decode_state(&m[META_STATES + i * STATE_LEN..])?;
         recipients.push(Recipient { address, orcpt, notify, state });
     }
-    if r.pos != m.len() {
-        return Err("trailing bytes after the envelope");
-    }
+    let Optional { priority } = r.optional_fields()?;
     Ok(Envelope {
         id: MessageId(id),
         sender,
@@ -358,6 +386,7 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
         eight_bit: flags & 1 != 0,
         smtputf8: flags & 2 != 0,
         arrival_ms,
+        priority,
         origin: Origin { kind, helo, client_ip, local_ip, auth_user },
     })
 }
@@ -506,6 +535,7 @@ mod tests {
             eight_bit: true,
             smtputf8: false,
             arrival_ms: 1_700_000_000_123,
+            priority: None,
             origin: Origin {
                 kind: "smtp".into(),
                 helo: "feeder.example".into(),
@@ -523,6 +553,30 @@ mod tests {
         assert_eq!(check_meta(&meta), Ok((77, 2, 2)));
         let back = decode_meta(&meta).unwrap();
         assert_eq!(back, Envelope { id: MessageId(77), ..env });
+    }
+
+    #[test]
+    fn priority_is_an_optional_field_after_the_recipients() {
+        let old = sample();
+        let old_meta = encode_meta(&old, MessageId(5));
+        let env = Envelope { priority: Some(90), ..sample() };
+        let meta = encode_meta(&env, MessageId(5));
+        // Without a priority the layout is the one written before the field existed.
+        assert_eq!(meta[..old_meta.len()], old_meta[..]);
+        assert_eq!(meta[old_meta.len()..], [OPT_PRIORITY, 90]);
+        assert_eq!(check_meta(&meta), Ok((5, 2, 2)));
+        assert_eq!(decode_meta(&meta).unwrap(), Envelope { id: MessageId(5), ..env });
+        assert_eq!(decode_meta(&old_meta).unwrap().priority, None);
+        // States stay at their fixed offsets: updating one in place keeps the priority.
+        let mut updated = meta.clone();
+        set_meta_state(&mut updated, 0, RecipientState::Delivered);
+        assert_eq!(decode_meta(&updated).unwrap().priority, Some(90));
+        // An unknown tag, a repeated field or a missing value is damage, not something to skip.
+        for bad in [&[9u8, 1][..], &[OPT_PRIORITY][..], &[OPT_PRIORITY, 1, OPT_PRIORITY, 2][..]] {
+            let damaged = [old_meta.as_slice(), bad].concat();
+            assert!(check_meta(&damaged).is_err(), "{bad:?}");
+            assert!(decode_meta(&damaged).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

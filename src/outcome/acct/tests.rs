@@ -571,6 +571,7 @@ fn delivery_facts_from_the_envelope() {
         eight_bit: false,
         smtputf8: false,
         arrival_ms: 1_549_662_840_500,
+        priority: None,
         origin: Origin {
             kind: "smtp".into(),
             helo: "feeder.example".into(),

@@ -35,6 +35,7 @@ pub fn envelope(rcpts: &[&str]) -> Envelope {
         eight_bit: false,
         smtputf8: false,
         arrival_ms: 1_700_000_000_000,
+        priority: None,
         origin: crate::message::Origin {
             kind: "smtp".into(),
             helo: "feeder.example".into(),
