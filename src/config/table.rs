@@ -118,7 +118,7 @@ directives! {
     RejectInvalidVirtualMta => "reject-invalid-virtual-mta", Bool, SRC, Some("yes"), once, Enforced, "Refuse mail that selects an unknown VMTA.";
     AddXVirtualMtaHeader => "add-x-virtual-mta-header", Bool, SRC, Some("no"), once, Pending, "Add X-Virtual-MTA naming the delivering VMTA.";
     DefaultVirtualMta => "default-virtual-mta", Word, SRC, None, once, Enforced, "Fallback VMTA or pool, or by-smtp-source-ip.";
-    PatternListRef => "pattern-list", Word, SRC, None, once, Pending, "<pattern-list> used for VMTA and priority selection.";
+    PatternListRef => "pattern-list", Word, SRC, None, once, Enforced, "<pattern-list> used for VMTA and priority selection.";
     ProcessXJob => "process-x-job", Bool, SRC, Some("no"), once, Enforced, "X-Job header sets the job id.";
     RetainXJob => "retain-x-job", Bool, SRC, Some("no"), once, Enforced, "Keep the X-Job header.";
     JobidHeader => "jobid-header", Word, SRC, None, once, Enforced, "Alternative header for the job id.";
@@ -322,10 +322,10 @@ directives! {
     VirtualMtaMember => "virtual-mta", Word, POOL, None, many, Enforced, "Pool member.";
 
     // ---- 2.6, 2.7 pattern lists ------------------------------------------------------------
-    MailFromPattern => "mail-from", PatternEntry, PATTERN_LIST, None, many, Pending, "mail-from /regex/ RESULT.";
-    RcptToPattern => "rcpt-to", PatternEntry, PATTERN_LIST, None, many, Pending, "rcpt-to /regex/ RESULT.";
-    HeaderPattern => "header", PatternEntry, PATTERN_LIST, None, many, Pending, "header NAME /regex/ RESULT.";
-    CatchAllPattern => "*", PatternEntry, PATTERN_LIST, None, many, Pending, "Catch-all RESULT.";
+    MailFromPattern => "mail-from", PatternEntry, PATTERN_LIST, None, many, Enforced, "mail-from /regex/ RESULT.";
+    RcptToPattern => "rcpt-to", PatternEntry, PATTERN_LIST, None, many, Enforced, "rcpt-to /regex/ RESULT.";
+    HeaderPattern => "header", PatternEntry, PATTERN_LIST, None, many, Enforced, "header NAME /regex/ RESULT.";
+    CatchAllPattern => "*", PatternEntry, PATTERN_LIST, None, many, Enforced, "Catch-all RESULT.";
     Reply => "reply", ReplyRule, SMTP_PATTERN_LIST, None, many, Pending, "reply /regex/ ACTION[,ACTION…].";
 
     // ---- 2.8 accounting --------------------------------------------------------------------
