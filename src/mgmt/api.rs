@@ -143,7 +143,8 @@ async fn source(state: &ApiState, req: SourceRequest, enable: bool) -> Response 
     matched(state.queues.command(&req.queue, command).await, &req.queue)
 }
 
-async fn disable_source(
+/// `disable source` (ENABLE = false) and `enable source` (ENABLE = true), operator level.
+async fn source_command<const ENABLE: bool>(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -152,19 +153,7 @@ async fn disable_source(
     if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
         return r;
     }
-    source(&state, req, false).await
-}
-
-async fn enable_source(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(req): Json<SourceRequest>,
-) -> Response {
-    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
-        return r;
-    }
-    source(&state, req, true).await
+    source(&state, req, ENABLE).await
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -172,8 +161,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/status", get(status))
         .route("/api/v1/queues/mode", post(set_mode))
-        .route("/api/v1/sources/disable", post(disable_source))
-        .route("/api/v1/sources/enable", post(enable_source))
+        .route("/api/v1/sources/disable", post(source_command::<false>))
+        .route("/api/v1/sources/enable", post(source_command::<true>))
         .with_state(state)
 }
 
