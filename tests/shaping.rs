@@ -206,3 +206,24 @@ fn cold_vmta_gets_exactly_the_daily_allowance_across_a_restart() {
     );
     assert_eq!(from("127.0.0.2"), 5);
 }
+
+#[test]
+fn disable_source_ip_rule_stops_using_that_ip_for_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"rcpt_rules": [{"address": "r0@example.com", "replies": ["451 4.7.1 your IP is blocked here", "250 2.1.5 ok"]}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n<spool spool>\n</spool>\n<smtp-pattern-list blocks>\n    reply /ip is blocked/ disable-source-ip,reenable-after=1h\n</smtp-pattern-list>\n<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n    smtp-source-host 127.0.0.3 b.ember.test\n</virtual-mta>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    smtp-pattern-list blocks\n    max-smtp-out 1\n    max-msg-per-connection 1\n    retry-after 1s\n    retry-recipients-after 1s\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    // The first connection comes from 127.0.0.2 (the VMTA's first source host) and is refused.
+    inject(&e, 1, "r");
+    e.wait_log("source IP 127.0.0.2 disabled");
+    inject(&e, 4, "s");
+    e.wait_log_count("delivered ", 5);
+    let peers: Vec<String> = rx.events("message").iter().map(|m| m["peer"].as_str().unwrap().to_string()).collect();
+    assert_eq!(peers, vec!["127.0.0.3"; 5], "the disabled IP is not used again for this queue");
+    let explain = String::from_utf8_lossy(&e.live_cli(&["explain", "example.com/v"]).stdout).to_string();
+    assert!(explain.contains("source-disabled"), "{explain}");
+}

@@ -263,7 +263,7 @@ directives! {
     BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
     BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Enforced, "Leave backoff on the first delivery.";
     BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Pending, "Enter backoff when every source IP is disabled.";
-    ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Pending, "Default re-enable time for disable-source-ip.";
+    ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Enforced, "Default re-enable time for disable-source-ip.";
     DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Pending, "Mail these addresses when a source IP is disabled or enabled.";
     LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, Pending, "Log source IP disabling.";
 
@@ -326,7 +326,7 @@ directives! {
     RcptToPattern => "rcpt-to", PatternEntry, PATTERN_LIST, None, many, Enforced, "rcpt-to /regex/ RESULT.";
     HeaderPattern => "header", PatternEntry, PATTERN_LIST, None, many, Enforced, "header NAME /regex/ RESULT.";
     CatchAllPattern => "*", PatternEntry, PATTERN_LIST, None, many, Enforced, "Catch-all RESULT.";
-    Reply => "reply", ReplyRule, SMTP_PATTERN_LIST, None, many, Pending, "reply /regex/ ACTION[,ACTION…].";
+    Reply => "reply", ReplyRule, SMTP_PATTERN_LIST, None, many, Enforced, "reply /regex/ ACTION[,ACTION…].";
 
     // ---- 2.8 accounting --------------------------------------------------------------------
     Records => "records", List, ACCT_FILE, Some("d,b"), once, Enforced, "Record types written: d, b, t, tq, r, f, rb, rs.";

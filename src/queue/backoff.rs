@@ -32,10 +32,24 @@ impl Trigger {
     }
 }
 
-/// A matched rule: what it asks for, and its `trigger=N/INTERVAL` threshold if it has one.
+/// What a matched rule does besides changing the queue's mode.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// `disable-source-ip`: stop using the connection's source IP for this queue, until the
+    /// rule's `reenable-after` (else `reenable-source-ip-after`; `None`: until an operator says).
+    DisableSourceIp(Option<Duration>),
+    /// `bounce-rcpt`: bounce the recipient now, even on a 4xx.
+    BounceRcpt,
+    /// `bounce-queue`: bounce everything queued.
+    BounceQueue,
+}
+
+/// A matched rule: its mode change, other effects, and `trigger=N/INTERVAL` threshold.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matched {
-    pub trigger: Trigger,
+    pub rule: String,
+    pub trigger: Option<Trigger>,
+    pub effects: Vec<Effect>,
     pub threshold: Option<Rate>,
 }
 
@@ -49,6 +63,8 @@ pub struct Rules {
     max_smtp_out: usize,
     rate: Option<Rate>,
     to_normal_after: Option<Duration>,
+    /// `reenable-source-ip-after`.
+    reenable_after: Option<Duration>,
 }
 
 impl Rules {
@@ -86,6 +102,10 @@ impl Rules {
             max_smtp_out: s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize,
             rate: s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate)),
             to_normal_after,
+            reenable_after: match s.effective(Dir::ReenableSourceIpAfter) {
+                Some(Value::Interval(i)) => Some(Duration::from_secs(i.seconds())),
+                _ => None,
+            },
         }
     }
 
@@ -105,7 +125,9 @@ impl Rules {
                 ReplyAction::Trigger(t) => Some(*t),
                 _ => None,
             });
-            let matched = |trigger| Some(Matched { trigger, threshold });
+            let rule = r.to_string();
+            let mut trigger = None;
+            let mut effects = Vec::new();
             for a in &r.actions {
                 match a {
                     ReplyAction::Mode(QueueModeChange::Backoff) => {
@@ -119,28 +141,46 @@ impl Rules {
                                 _ => None,
                             })
                             .unwrap_or(self.to_normal_after);
-                        return matched(Trigger::Backoff {
+                        trigger = Some(Trigger::Backoff {
                             duration,
                             max_smtp_out: self.max_smtp_out,
                             rate: self.rate,
-                            rule: r.to_string(),
+                            rule: rule.clone(),
                         });
                     }
                     ReplyAction::Mode(QueueModeChange::Normal) => {
-                        return matched(Trigger::Normal { rule: r.to_string() });
+                        trigger = Some(Trigger::Normal { rule: rule.clone() })
                     }
-                    ReplyAction::DeferQueue => return matched(Trigger::DeferQueue { rule: r.to_string() }),
+                    ReplyAction::DeferQueue => trigger = Some(Trigger::DeferQueue { rule: rule.clone() }),
+                    ReplyAction::DisableSourceIp => {
+                        let until = r
+                            .actions
+                            .iter()
+                            .find_map(|a| match a {
+                                ReplyAction::ReenableAfter(d) => Some(d.map(|i| Duration::from_secs(i.seconds()))),
+                                _ => None,
+                            })
+                            .unwrap_or(self.reenable_after);
+                        effects.push(Effect::DisableSourceIp(until));
+                    }
+                    ReplyAction::BounceRcpt => effects.push(Effect::BounceRcpt),
+                    ReplyAction::BounceQueue => effects.push(Effect::BounceQueue),
                     _ => {}
                 }
             }
+            if trigger.is_some() || !effects.is_empty() {
+                return Some(Matched { rule, trigger, effects, threshold });
+            }
         }
         self.dialect.iter().find(|r| dialect_matches(r, reply)).map(|r| Matched {
-            trigger: Trigger::Backoff {
+            rule: format!("backoff-rule {r}"),
+            trigger: Some(Trigger::Backoff {
                 duration: Some(Duration::from_secs(r.duration.seconds())),
                 max_smtp_out: r.max_smtp_out.max(1) as usize,
                 rate: r.max_msg_rate,
                 rule: format!("backoff-rule {r}"),
-            },
+            }),
+            effects: Vec::new(),
             threshold: r.trigger,
         })
     }
@@ -181,7 +221,7 @@ mod tests {
     #[test]
     fn the_seeds_microsoft_rules() {
         let r = rules(SEED, "hotmail.com");
-        let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap().trigger;
+        let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap().trigger.unwrap();
         assert_eq!(
             t,
             Trigger::Backoff {
@@ -191,7 +231,7 @@ mod tests {
                 rule: "backoff-rule 421 RP-001 *, 1h, 5, 1000/h".into()
             }
         );
-        let t = r.check(&Reply::new(421, "4.3.2", "service not available")).unwrap().trigger;
+        let t = r.check(&Reply::new(421, "4.3.2", "service not available")).unwrap().trigger.unwrap();
         assert!(matches!(t, Trigger::Backoff { max_smtp_out: 2, .. }));
         assert_eq!(r.check(&Reply::new(421, "4.3.0", "try later")), None);
         assert_eq!(r.check(&Reply::new(451, "4.3.2", "x")), None);
@@ -202,7 +242,12 @@ mod tests {
     fn pattern_lists_enter_and_leave_backoff() {
         let text = "<smtp-pattern-list yahoo>\n reply /\\[TS0[1-3]\\]/ mode=backoff\n reply /all clear/ mode=normal\n</smtp-pattern-list>\n<domain yahoo.com>\n smtp-pattern-list yahoo\n backoff-max-smtp-out 3\n backoff-max-msg-rate 100/h\n backoff-to-normal-after 30m\n</domain>\n";
         let r = rules(text, "yahoo.com");
-        match r.check(&Reply::new(421, "4.7.0", "[TS01] Messages from 1.2.3.4 temporarily deferred")).unwrap().trigger {
+        match r
+            .check(&Reply::new(421, "4.7.0", "[TS01] Messages from 1.2.3.4 temporarily deferred"))
+            .unwrap()
+            .trigger
+            .unwrap()
+        {
             Trigger::Backoff { duration, max_smtp_out, rate, .. } => {
                 assert_eq!(
                     (duration, max_smtp_out, rate),
@@ -212,8 +257,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            r.check(&Reply::new(250, "2.0.0", "all clear")).map(|m| m.trigger),
+            r.check(&Reply::new(250, "2.0.0", "all clear")).and_then(|m| m.trigger),
             Some(Trigger::Normal { .. })
         ));
+    }
+
+    #[test]
+    fn effects_besides_mode_changes() {
+        let text = "<smtp-pattern-list p>\n reply /blocked/ disable-source-ip,reenable-after=2h\n reply /no such user/ bounce-rcpt\n reply /go away/ bounce-queue\n</smtp-pattern-list>\n<domain *>\n smtp-pattern-list p\n reenable-source-ip-after 30m\n</domain>\n";
+        let r = rules(text, "x.com");
+        let m = r.check(&Reply::new(451, "4.7.1", "IP blocked")).unwrap();
+        assert_eq!((m.trigger, m.effects), (None, vec![Effect::DisableSourceIp(Some(Duration::from_secs(7200)))]));
+        assert_eq!(r.check(&Reply::new(450, "4.1.1", "no such user")).unwrap().effects, vec![Effect::BounceRcpt]);
+        assert_eq!(r.check(&Reply::new(554, "5.7.1", "go away")).unwrap().effects, vec![Effect::BounceQueue]);
+        assert_eq!(r.check(&Reply::new(250, "2.0.0", "ok")), None);
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
+use super::backoff::Effect;
 use super::report::Reporter;
 use super::state::{ModeEvent, Queue, new_queue, next_job};
 use super::vmta::Rotation;
@@ -485,8 +486,23 @@ impl Manager {
     fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
         let now = now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
-        for reply in replies.iter().filter(|r| !r.is_positive()) {
-            q.react(reply);
+        let source = remote.source_ip.parse().ok();
+        // Replies that match rules: mode changes and disabled IPs apply to the queue; bounce-rcpt
+        // turns that recipient's deferral into a bounce; bounce-queue empties the queue below.
+        let mut bounce_now = vec![false; job.recipients.len()];
+        let mut bounce_queue: Option<Reply> = None;
+        for (pos, reply) in replies.iter().enumerate().filter(|(_, r)| !r.is_positive()) {
+            for effect in q.react(reply, source) {
+                match effect {
+                    Effect::BounceRcpt => {
+                        if let Some(b) = bounce_now.get_mut(pos) {
+                            *b = true;
+                        }
+                    }
+                    Effect::BounceQueue => bounce_queue = Some(reply.clone()),
+                    Effect::DisableSourceIp(_) => {}
+                }
+            }
         }
         let arrival = job.envelope.arrival_ms / 1000;
         let mut delivered = Vec::new();
@@ -496,6 +512,7 @@ impl Manager {
             let reply = replies.get(pos).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply"));
             match reply.code {
                 200..=399 => delivered.push((index, reply)),
+                400..=499 if bounce_now.get(pos).copied().unwrap_or(false) => bounced.push((index, reply)),
                 400..=499 => deferred.push((index, reply)),
                 _ => bounced.push((index, reply)),
             }
@@ -545,6 +562,16 @@ impl Manager {
         for (index, reply) in bounced {
             self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), &self.config);
         }
+        if let Some(reply) = bounce_queue {
+            // bounce-queue: everything this queue holds bounces with the reply that asked for it.
+            let q = self.queues.get_mut(key).expect("present");
+            q.record("bounce-queue", format!("\"{reply}\" matched a bounce-queue rule"), None);
+            let jobs: Vec<Job> =
+                q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
+            for job in jobs {
+                self.reporter.bounce(&self.spool, &job, &job.recipients, &reply, remote, Some(key), &self.config);
+            }
+        }
     }
 
     fn connection_ended(&mut self, key: &QueueKey, failure: Option<QueueFailure>) {
@@ -555,7 +582,8 @@ impl Manager {
         let Some(q) = self.queues.get_mut(key) else { return };
         q.connections = q.connections.saturating_sub(1);
         if let Some(f) = failure {
-            q.react(&f.reply);
+            let source = f.remote.source_ip.parse().ok();
+            let _ = q.react(&f.reply, source);
             q.last_error = Some(f.reply.to_string());
             self.reporter.queue_failure(key, &f);
             if f.permanent {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::backoff::{Rules, Trigger};
+use super::backoff::{Effect, Rules, Trigger};
 use super::manager::{Command, Job, NextJob};
 use super::rate::Gcra;
 use super::schedule::Schedule;
@@ -83,11 +83,12 @@ impl Queue {
 
     /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
     /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
-    pub(super) fn react(&mut self, reply: &Reply) {
-        let Some(matched) = self.rules.check(reply) else { return };
+    /// Returns what the manager must still do (bounces); source IPs are disabled here.
+    pub(super) fn react(&mut self, reply: &Reply, source: Option<std::net::IpAddr>) -> Vec<Effect> {
+        let Some(matched) = self.rules.check(reply) else { return Vec::new() };
         if let Some(threshold) = matched.threshold {
             let now = now_secs();
-            let seen = self.matches.entry(matched.trigger.rule().to_string()).or_default();
+            let seen = self.matches.entry(matched.rule.clone()).or_default();
             seen.push_back(now);
             while seen.front().is_some_and(|t| now.saturating_sub(*t) >= threshold.period) {
                 seen.pop_front();
@@ -95,15 +96,33 @@ impl Queue {
             if (seen.len() as u64) < threshold.count {
                 tracing::info!(
                     "rule {} matched \"{reply}\" ({} of {} within its trigger)",
-                    matched.trigger.rule(),
+                    matched.rule,
                     seen.len(),
                     threshold
                 );
-                return;
+                return Vec::new();
             }
             seen.clear();
         }
-        match matched.trigger {
+        let mut effects = Vec::new();
+        for effect in matched.effects {
+            match effect {
+                Effect::DisableSourceIp(reenable) => {
+                    if let Some(ip) = source {
+                        let until = reenable.map(|d| now_secs() + d.as_secs());
+                        self.disabled_sources.insert(ip, until);
+                        self.record(
+                            "source-disabled",
+                            format!("{} matched \"{reply}\": source IP {ip} disabled", matched.rule),
+                            until,
+                        );
+                    }
+                }
+                other => effects.push(other),
+            }
+        }
+        let Some(trigger) = matched.trigger else { return effects };
+        match trigger {
             Trigger::DeferQueue { rule } => {
                 let wait = self.schedule.queue_retry(self.retry_step);
                 self.retry_until = Some(now_secs() + wait.as_secs().max(1));
@@ -139,6 +158,7 @@ impl Queue {
             }
             Trigger::Normal { .. } => {}
         }
+        effects
     }
 
     pub(super) fn command(&mut self, command: &Command) {
