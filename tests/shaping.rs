@@ -227,3 +227,31 @@ fn disable_source_ip_rule_stops_using_that_ip_for_the_queue() {
     let explain = String::from_utf8_lossy(&e.live_cli(&["explain", "example.com/v"]).stdout).to_string();
     assert!(explain.contains("source-disabled"), "{explain}");
 }
+
+#[test]
+fn a_vmta_rate_is_shared_by_its_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n<spool spool>\n</spool>\n<virtual-mta v>\n    smtp-source-host 127.0.0.2 v.ember.test\n    max-smtp-msg-rate 120/m\n</virtual-mta>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for i in range(8):
+    for d in ("example.com", "example.org"):
+        s.sendmail("a@example.net", ["r%d@%s" % (i, d)], "Subject: %d\r\n\r\nx\r\n" % i)
+s.quit()
+"#;
+    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    e.wait_log_count("delivered ", 16);
+    // Two queues, one VMTA: together no faster than the VMTA's 2 per second.
+    let t = times(&rx);
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
+    let rate = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
+    assert!((rate - 2.0).abs() <= 0.1, "measured {rate:.3}/s for a VMTA at 120/m");
+}

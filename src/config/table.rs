@@ -196,7 +196,7 @@ directives! {
     SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Pending, "Connection rate per local source IP within a queue.";
     SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Pending, "Data rate per local source IP within a queue.";
     SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Pending, "Connections per local source IP within a queue.";
-    SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Pending, "Minimum delay before each additional connection.";
+    SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Enforced, "Minimum delay before each additional connection.";
     ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Pending, "Keep idle connections open waiting for mail (at most 10m).";
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Pending, "Connection-slot priority of the queue.";
     AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one.";
@@ -316,7 +316,7 @@ directives! {
     HttpDeliveryExtraHeaders => "http-delivery-extra-headers", File, D, None, once, Pending, "Extra HTTP headers file for type http-delivery.";
 
     // ---- 2.5 <virtual-mta> and <virtual-mta-pool> ------------------------------------------
-    MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Pending, "Attempted recipients per interval for the whole VMTA.";
+    MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Enforced, "Attempted recipients per interval for the whole VMTA.";
     MaxSmtpDataVolumeRate => "max-smtp-data-volume-rate", DataRate, VP, Some("unlimited"), once, Pending, "Bytes per interval for the whole VMTA.";
     ColdVirtualMta => "cold-virtual-mta", Word, VP, None, many, Enforced, "Warm-up diversion target (round robin when repeated).";
     VirtualMtaMember => "virtual-mta", Word, POOL, None, many, Enforced, "Pool member.";

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
 use super::backoff::Effect;
+use super::rate::Gcra;
 use super::report::Reporter;
 use super::state::{ModeEvent, Queue, new_queue, next_job};
 use super::vmta::Rotation;
@@ -169,6 +170,8 @@ pub struct Manager {
     events: mpsc::UnboundedSender<Event>,
     started: std::time::Instant,
     warmup: Warmup,
+    /// `max-smtp-msg-rate` per virtual MTA (its text, to notice reloads).
+    vmta_rates: HashMap<String, (String, Gcra)>,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -201,6 +204,7 @@ impl Pending {
             events: tx,
             started: std::time::Instant::now(),
             warmup: Warmup::load(self.state_dir.map(|d| d.join("warmup.json"))),
+            vmta_rates: HashMap::new(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -239,11 +243,23 @@ impl Manager {
             Event::Reload(config, reporter) => self.reload(config, reporter),
             Event::Next { key, source, reply } => {
                 let now = self.clock();
+                // The VMTA's max-smtp-msg-rate, shared by its queues (replaced when a reload
+                // changes it).
+                let rate = self.config.vmta(&key.vmta).and_then(|v| v.settings.rate(Dir::MaxSmtpMsgRate));
+                let vmta_rate = rate.map(|r| {
+                    let text = r.to_string();
+                    let entry =
+                        self.vmta_rates.entry(key.vmta.clone()).or_insert_with(|| (text.clone(), Gcra::new(r, 1)));
+                    if entry.0 != text {
+                        *entry = (text, Gcra::new(r, 1));
+                    }
+                    &mut entry.1
+                });
                 let next = match self.queues.get_mut(&key) {
                     // A source IP disabled while the connection was open: close it.
                     Some(q) => {
                         if q.source_allowed(source) {
-                            next_job(q, now)
+                            next_job(q, now, vmta_rate)
                         } else {
                             NextJob::Done
                         }
@@ -442,6 +458,14 @@ impl Manager {
             if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
                 return;
             }
+            // smtp-out-rampup-interval: each additional connection waits this long after the last.
+            if q.connections > 0
+                && let (Some(last), Some(rampup)) =
+                    (q.last_connect, q.settings.settings.interval(Dir::SmtpOutRampupInterval))
+                && last.elapsed() < rampup
+            {
+                return;
+            }
             let now = self.clock();
             let q = self.queues.get_mut(key).expect("present");
             if let Some(g) = q.connect_rate.as_mut()
@@ -476,7 +500,9 @@ impl Manager {
                 events: self.events.clone(),
                 tls_ca_file: ca,
             };
-            self.queues.get_mut(key).expect("present").connections += 1;
+            let q = self.queues.get_mut(key).expect("present");
+            q.connections += 1;
+            q.last_connect = Some(std::time::Instant::now());
             self.total_connections += 1;
             *self.vmta_connections.entry(key.vmta.clone()).or_insert(0) += 1;
             tokio::spawn(worker::run(setup));

@@ -34,6 +34,15 @@ impl Gcra {
         Ok(())
     }
 
+    /// Whether a request would be allowed at `now`, without taking it (to check several
+    /// limiters before charging any). As in `take`, the size of a request only affects what comes
+    /// after it.
+    pub fn check(&self, now: f64) -> Result<(), f64> {
+        let tolerance = (self.burst - 1.0) * self.interval;
+        let tat = self.tat.max(now);
+        if tat - now > tolerance { Err(tat - tolerance - now) } else { Ok(()) }
+    }
+
     pub fn interval(&self) -> f64 {
         self.interval
     }

@@ -63,6 +63,8 @@ pub(super) struct Queue {
     pub(super) matches: HashMap<String, VecDeque<u64>>,
     /// `backoff-to-normal-after-delivery`.
     pub(super) normal_after_delivery: bool,
+    /// When the queue last opened a connection (`smtp-out-rampup-interval`).
+    pub(super) last_connect: Option<std::time::Instant>,
     /// Source IPs an operator disabled for this queue, with the time they come back.
     pub(super) disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
 }
@@ -257,7 +259,9 @@ impl Queue {
 
 /// The next message for a worker of `q`: none when the queue waits (retry mode), when a backoff
 /// cut its connections below the ones open, or when it is empty; a wait when its rate says so.
-pub(super) fn next_job(q: &mut Queue, now: f64) -> NextJob {
+/// `vmta_rate` is the virtual MTA's `max-smtp-msg-rate`, shared by all its queues: both it and
+/// the queue's rate must allow the message before either is charged.
+pub(super) fn next_job(q: &mut Queue, now: f64, vmta_rate: Option<&mut Gcra>) -> NextJob {
     if q.retry_until.is_some() || q.connections > q.connection_cap() {
         return NextJob::Done;
     }
@@ -267,11 +271,13 @@ pub(super) fn next_job(q: &mut Queue, now: f64) -> NextJob {
         Some(b) => b.rate.as_mut(),
         None => q.rate.as_mut(),
     };
-    if let Some(g) = limiter
-        && let Err(wait) = g.take(now, units)
-    {
+    let waits = [limiter.as_deref().map(|g| g.check(now)), vmta_rate.as_deref().map(|g| g.check(now))];
+    if let Some(wait) = waits.iter().flatten().filter_map(|r| r.err()).reduce(f64::max) {
         q.rate_limited = true;
         return NextJob::Wait(wait);
+    }
+    for g in [limiter, vmta_rate].into_iter().flatten() {
+        let _ = g.take(now, units);
     }
     q.rate_limited = false;
     q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
@@ -290,6 +296,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         rate_limited: false,
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
+        last_connect: None,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
         schedule: Schedule::from_settings(&settings.settings),
         settings,
