@@ -255,3 +255,42 @@ s.quit()
     let rate = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
     assert!((rate - 2.0).abs() <= 0.1, "measured {rate:.3}/s for a VMTA at 120/m");
 }
+
+#[test]
+fn a_receiver_refusing_every_connection_gets_no_connection_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(
+        "127.0.0.1",
+        &json!({"greeting": "421 4.3.2 System not accepting network messages"}),
+        dir.path(),
+        None,
+    );
+    let e = Ember::start_in(dir, &config(rx.addr.port(), "    max-smtp-out 20\n"));
+    inject(&e, 20, "r");
+    e.wait_log_count("queue failure", 2);
+    // One connection per attempt, then the queue's retry wait: never twenty at once.
+    let connects = rx.events("connect").len();
+    assert!(connects <= 3, "{connects} connections for two failed attempts");
+    let out = e.live_cli(&["show", "queues", "--json"]);
+    let queues: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(queues[0]["mode"], "retry", "{queues}");
+    assert_eq!(queues[0]["recipients"], 20);
+}
+
+#[test]
+fn the_seeds_second_rule_matches_on_the_enhanced_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"rcpt_rules": [{"address": "r0@example.com", "replies": ["421 4.3.2 System not accepting network messages", "250 2.1.5 ok"]}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let e =
+        Ember::start_in(dir, &config(rx.addr.port(), "    421 RP-001 *, 1h, 5, 1000\n    421 4.3.2 *, 3s, 2, 500\n"));
+    inject(&e, 1, "r");
+    e.wait_log("queue mode backoff");
+    let explain = String::from_utf8_lossy(&e.live_cli(&["explain", "example.com"]).stdout).to_string();
+    assert!(
+        explain.contains("backoff-rule 421 4.3.2 *, 3s, 2, 500/h") && explain.contains("max-smtp-out 2"),
+        "{explain}"
+    );
+    e.wait_log("queue mode normal");
+    e.wait_log("delivered ");
+}

@@ -453,7 +453,10 @@ impl Manager {
                 return;
             }
             // Connections grow with the backlog, never past the work waiting.
-            let wanted = q.connection_cap().min(q.ready.len());
+            // Until a connection to this queue's hosts has worked, open one at a time: a receiver
+            // refusing every connection must not be hit by a storm of them.
+            let cap = if q.proven { q.connection_cap() } else { 1 };
+            let wanted = cap.min(q.ready.len());
             let vmta_used = self.vmta_connections.get(&key.vmta).copied().unwrap_or(0);
             if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
                 return;
@@ -512,6 +515,7 @@ impl Manager {
     fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
         let now = now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
+        q.proven = true;
         let source = remote.source_ip.parse().ok();
         // Replies that match rules: mode changes and disabled IPs apply to the queue; bounce-rcpt
         // turns that recipient's deferral into a bounce; bounce-queue empties the queue below.
@@ -610,6 +614,7 @@ impl Manager {
         if let Some(f) = failure {
             let source = f.remote.source_ip.parse().ok();
             let _ = q.react(&f.reply, source);
+            q.proven = false;
             q.last_error = Some(f.reply.to_string());
             self.reporter.queue_failure(key, &f);
             if f.permanent {

@@ -63,6 +63,9 @@ pub(super) struct Queue {
     pub(super) matches: HashMap<String, VecDeque<u64>>,
     /// `backoff-to-normal-after-delivery`.
     pub(super) normal_after_delivery: bool,
+    /// A connection to this queue's hosts has carried a transaction since the last connection
+    /// failure; until then the queue opens one connection at a time.
+    pub(super) proven: bool,
     /// When the queue last opened a connection (`smtp-out-rampup-interval`).
     pub(super) last_connect: Option<std::time::Instant>,
     /// Source IPs an operator disabled for this queue, with the time they come back.
@@ -297,6 +300,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
         last_connect: None,
+        proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
         schedule: Schedule::from_settings(&settings.settings),
         settings,
