@@ -294,3 +294,31 @@ fn the_seeds_second_rule_matches_on_the_enhanced_code() {
     e.wait_log("queue mode normal");
     e.wait_log("delivered ");
 }
+
+#[test]
+fn higher_recipient_priority_goes_first_within_a_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<pattern-list prio>\n    mail-from /^urgent@/ recipient-priority=90\n</pattern-list>\n<source 127.0.0.1>\n    always-allow-relaying yes\n    pattern-list prio\n</source>\n<spool spool>\n</spool>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    max-msg-rate 120/m\n    max-smtp-out 1\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for i in range(6):
+    s.sendmail("bulk@example.net", ["b%d@example.com" % i], "Subject: bulk\r\n\r\nx\r\n")
+s.sendmail("urgent@example.net", ["u@example.com"], "Subject: urgent\r\n\r\nx\r\n")
+s.quit()
+"#;
+    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    e.wait_log_count("delivered ", 7);
+    let mut messages = rx.events("message");
+    messages.sort_by(|a, b| a["t"].as_f64().unwrap().total_cmp(&b["t"].as_f64().unwrap()));
+    let order: Vec<&str> = messages.iter().map(|m| m["rcpts"][0].as_str().unwrap()).collect();
+    let urgent = order.iter().position(|r| *r == "u@example.com").unwrap();
+    // Queued behind five bulk messages held by the rate, the urgent one jumps the line.
+    assert!(urgent <= 2, "{order:?}");
+}

@@ -361,7 +361,7 @@ impl Manager {
             if not_before > now_secs() {
                 q.waiting.entry(not_before).or_default().push(job);
             } else {
-                q.ready.push_back(job);
+                q.enqueue(job);
             }
             self.start_workers(&key);
         }
@@ -423,7 +423,9 @@ impl Manager {
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
             for t in due {
                 if let Some(jobs) = q.waiting.remove(&t) {
-                    q.ready.extend(jobs);
+                    for job in jobs {
+                        q.enqueue(job);
+                    }
                 }
             }
             if q.ready.is_empty() && q.waiting.is_empty() && q.connections == 0 && q.retry_until.is_none() {

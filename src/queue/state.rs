@@ -73,6 +73,19 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    /// Adds ready work in `recipient-priority` order (higher first; 50 when unset, PowerMTA's
+    /// middle), first come first served within a priority.
+    pub(super) fn enqueue(&mut self, job: Job) {
+        let priority = |j: &Job| j.envelope.priority.unwrap_or(50);
+        let p = priority(&job);
+        if self.ready.back().is_none_or(|last| priority(last) >= p) {
+            self.ready.push_back(job);
+            return;
+        }
+        let at = self.ready.iter().position(|j| priority(j) < p).unwrap_or(self.ready.len());
+        self.ready.insert(at, job);
+    }
+
     pub(super) fn connection_cap(&self) -> usize {
         let normal = self.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
         self.backoff.as_ref().map_or(normal, |b| b.max_smtp_out.min(normal))
