@@ -222,10 +222,10 @@ directives! {
     DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Pending, "DSN layout.";
     DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, Pending, "Legacy: deliver locally generated DSNs.";
     BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
-    DisableAcctRecords => "disable-acct-records", List, D, None, once, Pending, "Accounting record types not written for this queue.";
+    DisableAcctRecords => "disable-acct-records", List, D, None, once, Enforced, "Accounting record types not written for this queue.";
     MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Pending, "Error events kept per queue.";
     TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Pending, "Keep the last 50 recipient events per queue.";
-    LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Pending, "Field dialect: write b and t records for failures.";
+    LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Enforced, "Field dialect: write b and t records for failures.";
     LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX.";
     SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Pending, "Field dialect: strip internal and control headers before delivery.";
 

@@ -2,6 +2,7 @@
 //! records (`d`, `b`, `t`, `tq`), bounce categories, and DSNs to the sender, themselves queued
 //! through the spool.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use super::worker::{QueueFailure, Remote};
 use crate::config::Config;
 use crate::config::resolve::QueueSettings;
 use crate::message::{Envelope, MessageId, Origin, Recipient, RecipientState};
-use crate::outcome::acct::{Accounting, Record, RecordType};
+use crate::outcome::acct::{Accounting, DeliveryFacts, QueueAcct, Record, RecordType};
 use crate::outcome::category::Classifier;
 use crate::outcome::dsn::{self, DsnInput, DsnKind, DsnRecipient};
 use crate::outcome::status;
@@ -27,6 +28,8 @@ pub struct Reporter {
     classifier: Arc<Classifier>,
     host_name: String,
     events: Option<mpsc::UnboundedSender<Event>>,
+    /// Pool names, to tell a pool selected at injection (`vmtaPool`) from a VMTA.
+    pools: Arc<HashSet<String>>,
 }
 
 impl Reporter {
@@ -36,6 +39,7 @@ impl Reporter {
             classifier: Arc::new(Classifier::new(&config.bounce_categories)),
             host_name,
             events: None,
+            pools: Arc::new(config.pools.iter().map(|p| p.name.clone()).collect()),
         }
     }
 
@@ -58,48 +62,57 @@ impl Reporter {
         });
     }
 
-    /// The columns every delivery record shares.
-    fn base(
+    /// Writes a `d`, `b` or `t` record for one recipient, built by `Record::delivery` from what
+    /// the envelope, the reply and the connection say. `settings` carries the queue's
+    /// `disable-acct-records` and `log-delivery-failures`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
         &self,
         kind: RecordType,
         job: &Job,
         index: usize,
         reply: &Reply,
+        category: &str,
         remote: &Remote,
         queue: Option<&QueueKey>,
-    ) -> Record {
-        let env = &job.envelope;
-        let r = &env.recipients[index];
-        let code = status::reply_status(reply, true).to_string();
-        let vmta = queue.map_or_else(|| env.vmta.clone().unwrap_or_else(|| "{default}".into()), |k| k.vmta.clone());
-        let pool = env.vmta.clone().filter(|v| *v != vmta).unwrap_or_default();
-        let mut rec = Record::new(kind)
-            .set("timeLogged", time::acct(time::now_secs()))
-            .set("timeQueued", time::acct(env.arrival_ms / 1000))
-            .set("orig", env.sender.clone())
-            .set("rcpt", r.address.clone())
-            .set("orcpt", r.orcpt.clone().map(|o| format!("rfc822;{o}")).unwrap_or_default())
-            .set("dsnStatus", status::status_text(&code))
-            .set("dsnDiag", status::diagnostic(reply))
-            .set("srcType", env.origin.kind.clone())
-            .set("srcMta", env.origin.client_ip.map(|ip| format!("{} ({ip})", env.origin.helo)).unwrap_or_default())
-            .set("vmta", vmta.clone())
-            .set("jobId", env.job_id.clone().unwrap_or_default())
-            .set("envId", env.env_id.clone().unwrap_or_default())
-            .set("queue", queue.map_or_else(|| format!("{}/{vmta}", r.domain()), ToString::to_string))
-            .set("vmtaPool", pool);
-        if !remote.mx.is_empty() {
-            rec = rec
-                .set("dsnMta", format!("{} ({})", remote.mx, remote.ip))
-                .set("dlvType", "smtp")
-                .set("dlvSourceIp", remote.source_ip.clone())
-                .set("dlvDestinationIp", remote.ip.clone())
-                .set("dlvEsmtpAvailable", remote.esmtp.clone())
-                .set("dlvSize", "")
-                .set("dlvTlsProtocol", remote.tls.as_ref().map(|t| t.0.clone()).unwrap_or_default())
-                .set("dlvTlsCipher", remote.tls.as_ref().map(|t| t.1.clone()).unwrap_or_default());
+        settings: Option<&QueueSettings>,
+    ) {
+        let acct = settings.map(|s| QueueAcct::from_settings(&s.settings)).unwrap_or_default();
+        if !self.accounting.wants_for(kind, &acct) {
+            return;
         }
-        rec
+        let env = &job.envelope;
+        let recipient = &env.recipients[index];
+        let code = status::reply_status(reply, true).to_string();
+        let diag = status::diagnostic(reply);
+        let vmta = queue.map_or_else(|| env.vmta.clone().unwrap_or_else(|| "{default}".into()), |k| k.vmta.clone());
+        // The pool the message selected, when it selected one (not a warm-up diversion).
+        let pool = env.vmta.clone().filter(|v| self.pools.contains(v)).unwrap_or_default();
+        let queue_name = queue.map_or_else(|| format!("{}/{vmta}", recipient.domain()), ToString::to_string);
+        let orcpt = recipient.orcpt.as_ref().map(|o| format!("rfc822;{o}")).unwrap_or_default();
+        let (tls_protocol, tls_cipher) = remote.tls.clone().unwrap_or_default();
+        let facts = DeliveryFacts {
+            time_logged: time::now_secs(),
+            status: &code,
+            diag: &diag,
+            remote_host: &remote.mx,
+            remote_ip: remote.ip.parse().ok(),
+            bounce_cat: category,
+            dlv_source_ip: remote.source_ip.parse().ok(),
+            esmtp_available: &remote.esmtp,
+            vmta: &vmta,
+            vmta_pool: &pool,
+            queue: &queue_name,
+            orcpt: &orcpt,
+            tls_protocol: &tls_protocol,
+            tls_cipher: &tls_cipher,
+            ..DeliveryFacts::from_envelope(env, recipient)
+        };
+        self.accounting.write_for(&Record::delivery(kind, &facts), &acct);
+    }
+
+    fn category(&self, reply: &Reply) -> String {
+        self.classifier.classify(&status::reply_status(reply, true).to_string(), &status::diagnostic(reply)).to_string()
     }
 
     pub fn delivered(
@@ -109,7 +122,7 @@ impl Reporter {
         done: &[(usize, Reply)],
         remote: &Remote,
         key: &QueueKey,
-        _settings: &QueueSettings,
+        settings: &QueueSettings,
     ) {
         let id = job.envelope.id;
         for (i, reply) in done {
@@ -119,12 +132,8 @@ impl Reporter {
             spool,
             done.iter().map(|(i, _)| StateChange { id, recipient: *i, state: RecipientState::Delivered }).collect(),
         );
-        if self.accounting.wants(RecordType::Delivery) {
-            for (i, reply) in done {
-                let rec =
-                    self.base(RecordType::Delivery, job, *i, reply, remote, Some(key)).set("dsnAction", "relayed");
-                self.accounting.write(&rec);
-            }
+        for (i, reply) in done {
+            self.record(RecordType::Delivery, job, *i, reply, "", remote, Some(key), Some(settings));
         }
     }
 
@@ -137,7 +146,7 @@ impl Reporter {
         attempts: u32,
         remote: &Remote,
         key: &QueueKey,
-        _settings: &QueueSettings,
+        settings: &QueueSettings,
     ) {
         let id = job.envelope.id;
         for (i, reply, at) in later {
@@ -154,18 +163,9 @@ impl Reporter {
                 })
                 .collect(),
         );
-        if self.accounting.wants(RecordType::Transient) {
-            for (i, reply, _) in later {
-                let cat = self
-                    .classifier
-                    .classify(&status::reply_status(reply, true).to_string(), &status::diagnostic(reply))
-                    .to_string();
-                let rec = self
-                    .base(RecordType::Transient, job, *i, reply, remote, Some(key))
-                    .set("dsnAction", "delayed")
-                    .set("bounceCat", cat);
-                self.accounting.write(&rec);
-            }
+        for (i, reply, _) in later {
+            let category = self.category(reply);
+            self.record(RecordType::Transient, job, *i, reply, &category, remote, Some(key), Some(settings));
         }
     }
 
@@ -193,18 +193,11 @@ impl Reporter {
             spool,
             indexes.iter().map(|i| StateChange { id, recipient: *i, state: RecipientState::Bounced }).collect(),
         );
-        let code = status::reply_status(reply, true).to_string();
-        let category = self.classifier.classify(&code, &status::diagnostic(reply)).to_string();
-        if self.accounting.wants(RecordType::Bounce) {
-            for i in indexes {
-                let rec = self
-                    .base(RecordType::Bounce, job, *i, reply, remote, key)
-                    .set("dsnAction", "failed")
-                    .set("bounceCat", category.clone());
-                self.accounting.write(&rec);
-            }
+        let category = self.category(reply);
+        for i in indexes {
+            self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None);
         }
-        self.send_dsn(spool, job, indexes, reply, &code, &category, remote, key, config);
+        self.send_dsn(spool, job, indexes, reply, &category, remote, key, config);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -214,13 +207,12 @@ impl Reporter {
         job: &Job,
         indexes: &[usize],
         reply: &Reply,
-        code: &str,
         category: &str,
         remote: &Remote,
         key: Option<&QueueKey>,
         config: &Config,
     ) {
-        let _ = reply;
+        let code = status::reply_status(reply, true).to_string();
         let env = Arc::clone(&job.envelope);
         let recipients: Vec<usize> = indexes
             .iter()
@@ -236,7 +228,7 @@ impl Reporter {
         let vmta = key.map(|k| k.vmta.clone()).unwrap_or_else(|| "{default}".into());
         let from_header = config.global.text(crate::config::Dir::CustomDsnFromHeader).map(str::to_string);
         let diag = status::diagnostic(reply);
-        let (code, category) = (code.to_string(), category.to_string());
+        let category = category.to_string();
         let remote_mta = (!remote.mx.is_empty()).then(|| format!("{} ({})", remote.mx, remote.ip));
         tokio::spawn(async move {
             let original = spool.read_body(env.id).unwrap_or_default();
@@ -290,23 +282,20 @@ impl Reporter {
             return;
         }
         let code = status::reply_status(&failure.reply, true).to_string();
-        let rec = Record::new(RecordType::TransientQueue)
-            .set("timeLogged", time::acct(time::now_secs()))
-            .set("queue", key.to_string())
-            .set("vmta", key.vmta.clone())
-            .set("dsnStatus", status::status_text(&code))
-            .set("dsnDiag", status::diagnostic(&failure.reply))
-            .set(
-                "dsnMta",
-                if failure.remote.mx.is_empty() {
-                    String::new()
-                } else {
-                    format!("{} ({})", failure.remote.mx, failure.remote.ip)
-                },
-            )
-            .set("dlvType", "smtp")
-            .set("dlvSourceIp", failure.remote.source_ip.clone())
-            .set("dlvDestinationIp", failure.remote.ip.clone());
+        let diag = status::diagnostic(&failure.reply);
+        let queue = key.to_string();
+        let facts = DeliveryFacts {
+            time_logged: time::now_secs(),
+            status: &code,
+            diag: &diag,
+            remote_host: &failure.remote.mx,
+            remote_ip: failure.remote.ip.parse().ok(),
+            dlv_source_ip: failure.remote.source_ip.parse().ok(),
+            vmta: &key.vmta,
+            queue: &queue,
+            ..DeliveryFacts::default()
+        };
+        let rec = Record::delivery(RecordType::TransientQueue, &facts);
         self.accounting.write(&rec);
     }
 }
