@@ -46,8 +46,8 @@ fn fail(e: String) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Asks the running daemon (the config's management port) for `path`.
-fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
+/// The daemon's management API: `--mgmt`, else the config's `http-mgmt-port` on this host.
+fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, String> {
     let mut addr = match mgmt {
         Some(a) => a,
         None => {
@@ -58,8 +58,13 @@ fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Res
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
     }
+    Ok(addr)
+}
+
+/// Asks the running daemon for `path`.
+fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
     let key = std::env::var("EMBER_API_KEY").ok();
-    super::live::get(addr, path, key.as_deref())
+    super::live::get(mgmt_address(config_path, mgmt)?, path, key.as_deref())
 }
 
 pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
@@ -88,16 +93,10 @@ pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: b
 
 /// Sends an operator command to the running daemon and reports how many queues it changed.
 pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str, body: serde_json::Value) -> ExitCode {
-    let mut addr = match mgmt {
-        Some(a) => a,
-        None => match crate::daemon::mgmt_addr(&super::show::load(config_path, FileCheck::Warn).config) {
-            Some(a) => a,
-            None => return fail("the management API is disabled (http-mgmt-port 0)".into()),
-        },
+    let addr = match mgmt_address(config_path, mgmt) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
     };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
-    }
     let key = std::env::var("EMBER_API_KEY").ok();
     match super::live::post(addr, path, &body, key.as_deref()) {
         Ok(v) => {

@@ -374,21 +374,8 @@ impl Manager {
         for key in keys {
             let vmta_exists = key.vmta == crate::config::DEFAULT_VMTA || self.config.vmta(&key.vmta).is_some();
             if !vmta_exists {
-                let q = self.queues.get_mut(&key).expect("listed");
-                let jobs: Vec<Job> =
-                    q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
                 let reply = Reply::new(550, "5.3.5", format!("specified VirtualMTA does not exist: \"{}\"", key.vmta));
-                for job in jobs {
-                    self.reporter.bounce(
-                        &self.spool,
-                        &job,
-                        &job.recipients,
-                        &reply,
-                        &Remote::default(),
-                        Some(&key),
-                        &self.config,
-                    );
-                }
+                self.bounce_all(&key, &reply, &Remote::default());
                 continue;
             }
             if let Some(settings) = self.settings(&key.name, &key.vmta) {
@@ -598,11 +585,16 @@ impl Manager {
             // bounce-queue: everything this queue holds bounces with the reply that asked for it.
             let q = self.queues.get_mut(key).expect("present");
             q.record("bounce-queue", format!("\"{reply}\" matched a bounce-queue rule"), None);
-            let jobs: Vec<Job> =
-                q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
-            for job in jobs {
-                self.reporter.bounce(&self.spool, &job, &job.recipients, &reply, remote, Some(key), &self.config);
-            }
+            self.bounce_all(key, &reply, remote);
+        }
+    }
+
+    /// Bounces everything a queue holds, ready or waiting for a retry.
+    fn bounce_all(&mut self, key: &QueueKey, reply: &Reply, remote: &Remote) {
+        let Some(q) = self.queues.get_mut(key) else { return };
+        let jobs: Vec<Job> = q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
+        for job in jobs {
+            self.reporter.bounce(&self.spool, &job, &job.recipients, reply, remote, Some(key), &self.config);
         }
     }
 
@@ -620,18 +612,9 @@ impl Manager {
             q.last_error = Some(f.reply.to_string());
             self.reporter.queue_failure(key, &f);
             if f.permanent {
-                let jobs: Vec<Job> = q.ready.drain(..).collect();
-                for job in jobs {
-                    self.reporter.bounce(
-                        &self.spool,
-                        &job,
-                        &job.recipients,
-                        &f.reply,
-                        &f.remote,
-                        Some(key),
-                        &self.config,
-                    );
-                }
+                // The route itself is refused (no such domain, null MX, 5xx greeting): everything
+                // queued for it bounces now, not one retry at a time.
+                self.bounce_all(key, &f.reply, &f.remote);
                 return;
             }
             // Queue-level failure: retry mode, and recipients past bounce-after bounce now.

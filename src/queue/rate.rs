@@ -25,12 +25,8 @@ impl Gcra {
     /// than the burst is allowed when the limiter is idle (it is paid for afterwards), so one big
     /// message never blocks a queue for ever.
     pub fn take(&mut self, now: f64, units: u32) -> Result<(), f64> {
-        let tolerance = (self.burst - 1.0) * self.interval;
-        let tat = self.tat.max(now);
-        if tat - now > tolerance {
-            return Err(tat - tolerance - now);
-        }
-        self.tat = tat + f64::from(units.max(1)) * self.interval;
+        self.check(now)?;
+        self.tat = self.tat.max(now) + f64::from(units.max(1)) * self.interval;
         Ok(())
     }
 
