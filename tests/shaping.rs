@@ -8,18 +8,8 @@ use serde_json::{Value, json};
 use support::Ember;
 use support::peers::Receiver;
 
-/// Injects `n` messages over one connection (Python's smtplib), one recipient each.
 fn inject(e: &Ember, n: usize, prefix: &str) {
-    let script = r#"
-import smtplib, sys
-host, port = sys.argv[1].rsplit(":", 1)
-s = smtplib.SMTP(host, int(port))
-for i in range(int(sys.argv[2])):
-    s.sendmail("a@example.net", ["%s%d@example.com" % (sys.argv[3], i)], "Subject: %d\r\n\r\nx\r\n" % i)
-s.quit()
-"#;
-    let out = support::python(script, &[e.smtp().to_string(), n.to_string(), prefix.to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    e.inject_numbered(n, prefix);
 }
 
 fn config(port: u16, extra: &str) -> String {

@@ -141,6 +141,22 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
     if let Some(e) = q["last_error"].as_str() {
         println!("  last error: {e}");
     }
+    if let Some(w) = q.get("warmup").filter(|w| w.is_object()) {
+        println!(
+            "  warm-up: step {} of {} ({}), {} used; this step so far: {} delivered, {} deferred, {} bounced",
+            w["step"],
+            w["steps"],
+            w["per"].as_str().unwrap_or(""),
+            w["used"],
+            w["delivered"],
+            w["deferred"],
+            w["bounced"]
+        );
+        match w["held"].as_str() {
+            Some(h) => println!("  warm-up ramp paused: {h}"),
+            None => println!("  warm-up ramp advancing"),
+        }
+    }
     for ev in q["mode_events"].as_array().into_iter().flatten() {
         println!(
             "  {} -> {}: {}",

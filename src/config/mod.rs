@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod resolve;
 pub mod rules;
 pub mod settings;
+pub mod shaping;
 pub mod show;
 pub mod table;
 pub mod table_def;

@@ -369,12 +369,21 @@ impl BackoffRule {
         let max_smtp_out: u64 = conns
             .parse()
             .map_err(|_| RuleError::new(at(conns), format!("expected a number of connections, found {conns:?}")))?;
+        if max_smtp_out == 0 {
+            return Err(RuleError::new(
+                at(conns),
+                "a backoff rule needs at least one connection (0 would stop the queue; use the defer-queue action)",
+            ));
+        }
         let max_msg_rate = if rate.bytes().all(|b| b.is_ascii_digit()) && !rate.is_empty() && *rate != "0" {
             Rate::parse(&format!("{rate}/h"))
         } else {
             Rate::parse(rate)
         }
         .map_err(|m| RuleError::new(at(rate), m))?;
+        if let Some(problem) = super::shaping::backoff_rate_problem(max_msg_rate, rate) {
+            return Err(RuleError::new(at(rate), problem));
+        }
         Ok(BackoffRule { code, enhanced, text: text_match, duration, max_smtp_out, max_msg_rate, trigger })
     }
 }

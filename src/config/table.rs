@@ -269,6 +269,10 @@ directives! {
 
     // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------
     MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Enforced, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
+    WarmupSchedule => "warmup-schedule", RateList, D, None, once, Enforced, "Beyond PowerMTA: this VMTA's cap per step for the queue (50/day,100/day,…); a step advances only while the last one stayed under the ceilings.";
+    WarmupMaxDeferralRate => "warmup-max-deferral-rate", UintRange(0, 100), D, Some("10"), once, Enforced, "Beyond PowerMTA: percent of a step's attempts deferred above which the warm-up ramp pauses.";
+    WarmupMaxBounceRate => "warmup-max-bounce-rate", UintRange(0, 100), D, Some("5"), once, Enforced, "Beyond PowerMTA: percent of a step's attempts bounced above which the warm-up ramp pauses.";
+    WarmupOverflowVirtualMta => "warmup-overflow-virtual-mta", Word, D, None, once, Enforced, "Beyond PowerMTA: VMTA or pool taking mail beyond the step's warm-up cap (without it, the mail waits).";
     DkimSign => "dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "DKIM-sign with the matching domain-key.";
     DkimAlgorithm => "dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Signature algorithm.";
     DkimBodyCanon => "dkim-body-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Body canonicalization.";

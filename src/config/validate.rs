@@ -30,6 +30,7 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     pools(config, &defined, diags);
     references(config, &defined, diags);
     api_keys(config, diags);
+    super::shaping::check(config, diags);
     referenced_files(config, files, diags);
 }
 
@@ -251,7 +252,7 @@ fn references(config: &Config, names: &Names, diags: &mut Diagnostics) {
     let mut seen = BTreeSet::new();
     for d in all_domains.filter(|d: &&DomainBlock| seen.insert(std::sync::Arc::as_ptr(&d.settings))) {
         names.check_setting(&d.settings, Dir::SmtpPatternListRef, Kind::SmtpPatternList, diags);
-        for dir in [Dir::RerouteToVirtualMta, Dir::BackoffRerouteToVirtualMta] {
+        for dir in [Dir::RerouteToVirtualMta, Dir::BackoffRerouteToVirtualMta, Dir::WarmupOverflowVirtualMta] {
             names.check_setting(&d.settings, dir, Kind::VmtaOrPool, diags);
         }
     }

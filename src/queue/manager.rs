@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
 use super::backoff::Effect;
+use super::ramp::{RampStatus, Ramps};
 use super::rate::Gcra;
 use super::report::Reporter;
 use super::state::{ModeEvent, Queue, new_queue, next_job};
@@ -114,6 +115,8 @@ pub struct QueueStatus {
     /// Why the queue is not sending faster right now, in the same words everywhere.
     pub waiting_reason: Option<String>,
     pub mode_events: Vec<ModeEvent>,
+    /// The queue's `warmup-schedule` ramp: step, cap, use, why it holds.
+    pub warmup: Option<RampStatus>,
 }
 
 /// The handle the rest of the daemon holds.
@@ -170,6 +173,7 @@ pub struct Manager {
     events: mpsc::UnboundedSender<Event>,
     started: std::time::Instant,
     warmup: Warmup,
+    ramps: Ramps,
     /// `max-smtp-msg-rate` per virtual MTA (its text, to notice reloads).
     vmta_rates: HashMap<String, (String, Gcra)>,
 }
@@ -192,6 +196,7 @@ impl Pending {
     /// Starts the manager task. Events sent to the handle before this are kept.
     pub fn run(self, reporter: Reporter) -> QueueHandle {
         let tx = self.handle.tx.clone();
+        let state_file = |name: &str| self.state_dir.as_ref().map(|d| d.join(name));
         let manager = Manager {
             config: self.config,
             spool: self.spool,
@@ -203,7 +208,8 @@ impl Pending {
             vmta_connections: HashMap::new(),
             events: tx,
             started: std::time::Instant::now(),
-            warmup: Warmup::load(self.state_dir.map(|d| d.join("warmup.json"))),
+            warmup: Warmup::load(state_file("warmup.json")),
+            ramps: Ramps::load(state_file("warmup-schedule.json")),
             vmta_rates: HashMap::new(),
         };
         tokio::spawn(manager.run(self.rx));
@@ -255,20 +261,31 @@ impl Manager {
                     }
                     &mut entry.1
                 });
+                let ramp_key = key.to_string();
                 let next = match self.queues.get_mut(&key) {
-                    // A source IP disabled while the connection was open: close it.
                     Some(q) => {
-                        if q.source_allowed(source) {
-                            next_job(q, now, vmta_rate)
-                        } else {
+                        let ramp_full =
+                            q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
+                        if !q.source_allowed(source) || ramp_full {
+                            // A source IP disabled while the connection was open, or the
+                            // warm-up step's cap used: close it.
                             NextJob::Done
+                        } else {
+                            let next = next_job(q, now, vmta_rate);
+                            if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
+                                self.ramps.charge(&ramp_key, plan, now_secs());
+                            }
+                            next
                         }
                     }
                     None => NextJob::Done,
                 };
                 if let Err(NextJob::Job(job)) = reply.send(next) {
-                    // The worker is gone: the job goes back.
+                    // The worker is gone: the job goes back, and its warm-up charge with it.
                     if let Some(q) = self.queues.get_mut(&key) {
+                        if let Some(plan) = &q.ramp {
+                            self.ramps.refund(&ramp_key, plan, now_secs());
+                        }
                         q.ready.push_front(job);
                     }
                 }
@@ -355,6 +372,21 @@ impl Manager {
                 key.vmta = cold;
                 settings = cold_settings;
             }
+            // A warm-up schedule whose step is spoken for sends the rest to its overflow VMTA.
+            if let Some(plan) = super::ramp::Plan::from_settings(&settings.settings)
+                && let Some(overflow) = &plan.overflow
+            {
+                let queued = self.queues.get(&key).map_or(0, |q| q.ready.len() as u64);
+                if self.ramps.remaining(&key.to_string(), &plan, now_secs()) <= queued
+                    && let Ok(member) = self.rotation.member(&self.config, Some(overflow))
+                    && member != key.vmta
+                    && let Some(overflow_settings) = self.settings(&key.name, &member)
+                {
+                    tracing::debug!("warm-up: {key} is at its cap; {} goes to {member}", envelope.id);
+                    key.vmta = member;
+                    settings = overflow_settings;
+                }
+            }
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
             let config = Arc::clone(&self.config);
             let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config));
@@ -388,6 +420,7 @@ impl Manager {
                     q.rate_text = fresh.rate_text;
                 }
                 q.connect_rate = fresh.connect_rate;
+                q.ramp = fresh.ramp;
                 q.settings = settings;
             }
         }
@@ -396,6 +429,7 @@ impl Manager {
     /// Moves due work to the ready lists, ends expired retry waits, starts connections.
     fn wake(&mut self) {
         self.warmup.save();
+        self.ramps.save();
         let now = now_secs();
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
@@ -445,7 +479,11 @@ impl Manager {
             // Until a connection to this queue's hosts has worked, open one at a time: a receiver
             // refusing every connection must not be hit by a storm of them.
             let cap = if q.proven { q.connection_cap() } else { 1 };
-            let wanted = cap.min(q.ready.len());
+            let ramp_left = match &q.ramp {
+                Some(plan) => self.ramps.remaining(&key.to_string(), plan, now_secs()),
+                None => u64::MAX,
+            };
+            let wanted = cap.min(q.ready.len()).min(usize::try_from(ramp_left).unwrap_or(usize::MAX));
             let vmta_used = self.vmta_connections.get(&key.vmta).copied().unwrap_or(0);
             if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
                 return;
@@ -563,6 +601,10 @@ impl Manager {
                 }
             }
         }
+        if let Some(plan) = &q.ramp {
+            let counts = [delivered.len(), retry.len(), bounced.len()].map(|n| n as u64);
+            self.ramps.observe(&key.to_string(), plan, now, counts[0], counts[1], counts[2]);
+        }
         let settings = Arc::clone(&q.settings);
         let group_retry: BTreeMap<u64, Vec<usize>> = retry.iter().fold(BTreeMap::new(), |mut m, (i, _, at)| {
             m.entry(*at).or_default().push(*i);
@@ -634,11 +676,14 @@ impl Manager {
         self.start_workers(key);
     }
 
-    fn snapshot(&self) -> Vec<QueueStatus> {
+    fn snapshot(&mut self) -> Vec<QueueStatus> {
+        let now = now_secs();
+        let ramps = &mut self.ramps;
         let mut out: Vec<QueueStatus> = self
             .queues
             .iter()
-            .map(|(k, q)| QueueStatus {
+            .map(|(k, q)| (k, q, q.ramp.as_ref().map(|p| ramps.status(&k.to_string(), p, now))))
+            .map(|(k, q, warmup)| QueueStatus {
                 queue: k.to_string(),
                 recipients: q.recipients(),
                 messages_ready: q.ready.len(),
@@ -658,8 +703,13 @@ impl Manager {
                 deferred: q.deferred,
                 mode_reason: q.backoff.as_ref().map(|b| b.reason.clone()),
                 mode_until: q.backoff.as_ref().and_then(|b| b.until),
-                waiting_reason: q.waiting_reason(),
+                waiting_reason: warmup
+                    .as_ref()
+                    .filter(|_| !q.ready.is_empty())
+                    .and_then(RampStatus::waiting_reason)
+                    .or_else(|| q.waiting_reason()),
                 mode_events: q.events.iter().cloned().collect(),
+                warmup,
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));

@@ -4,11 +4,13 @@
 //!
 //! `manager` owns all queue state in one task (no locks on the hot path); `worker` is one
 //! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool
-//! members and source hosts; `report` turns outcomes into spool updates, accounting records and
+//! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
+//! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
 //! DSNs.
 
 pub mod backoff;
 pub mod manager;
+pub mod ramp;
 pub mod rate;
 pub mod report;
 pub mod schedule;

@@ -68,6 +68,8 @@ pub(super) struct Queue {
     pub(super) proven: bool,
     /// When the queue last opened a connection (`smtp-out-rampup-interval`).
     pub(super) last_connect: Option<std::time::Instant>,
+    /// `warmup-schedule`, when this VMTA is warming up for this queue.
+    pub(super) ramp: Option<super::ramp::Plan>,
     /// Source IPs an operator disabled for this queue, with the time they come back.
     pub(super) disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
 }
@@ -312,6 +314,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         rate_limited: false,
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
+        ramp: super::ramp::Plan::from_settings(s),
         last_connect: None,
         proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),

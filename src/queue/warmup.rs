@@ -5,7 +5,7 @@
 //! atomically, so a restart does not start the day over; they reset at midnight (UTC).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,17 +36,7 @@ impl Warmup {
     /// Loads the counters from `path` (a missing file is a fresh start; a damaged one is logged
     /// and replaced).
     pub fn load(path: Option<PathBuf>) -> Warmup {
-        let counters = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| match serde_json::from_slice(&bytes) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!("warm-up counters unreadable ({e}); starting from zero");
-                    None
-                }
-            })
-            .unwrap_or_default();
+        let counters = load_json(path.as_deref(), "warm-up counters").unwrap_or_default();
         Warmup { path, counters, next_cold: 0, dirty: false }
     }
 
@@ -102,12 +92,8 @@ impl Warmup {
         if !self.dirty {
             return;
         }
-        let Some(path) = &self.path else { return };
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&self.counters).expect("plain data");
-        match std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
-            Ok(()) => self.dirty = false,
-            Err(e) => tracing::error!("cannot save warm-up counters to {}: {e}", path.display()),
+        if save_json(self.path.as_deref(), &self.counters) {
+            self.dirty = false;
         }
     }
 
@@ -117,10 +103,29 @@ impl Warmup {
     }
 }
 
+/// Reads small state saved beside the spool: a missing file is a fresh start, a damaged one is
+/// logged and replaced.
+pub(super) fn load_json<T: serde::de::DeserializeOwned>(path: Option<&Path>, what: &str) -> Option<T> {
+    let bytes = std::fs::read(path?).ok()?;
+    serde_json::from_slice(&bytes).map_err(|e| tracing::warn!("{what} unreadable ({e}); starting from zero")).ok()
+}
+
+/// Writes small state atomically (temporary file, then rename); whether it was written.
+pub(super) fn save_json<T: Serialize>(path: Option<&Path>, value: &T) -> bool {
+    let Some(path) = path else { return true };
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(value).expect("plain data");
+    match std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("cannot save {}: {e}", path.display());
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::config::{FileCheck, load_str};
 

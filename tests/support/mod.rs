@@ -229,6 +229,21 @@ impl Ember {
             .unwrap()
     }
 
+    /// Injects `n` messages over one connection (Python's smtplib), one recipient each:
+    /// `{prefix}{i}@example.com`, in order.
+    pub fn inject_numbered(&self, n: usize, prefix: &str) {
+        let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for i in range(int(sys.argv[2])):
+    s.sendmail("a@example.net", ["%s%d@example.com" % (sys.argv[3], i)], "Subject: %d\r\n\r\nx\r\n" % i)
+s.quit()
+"#;
+        let out = python(script, &[self.smtp().to_string(), n.to_string(), prefix.to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// `ember list --json`, parsed.
     pub fn spooled(&self) -> Vec<serde_json::Value> {
         let out = self.cli(&["list", "--json"]);

@@ -1,0 +1,332 @@
+//! The warm-up schedule (beyond PowerMTA): `warmup-schedule 50/day,100/day,200/day,…` caps what
+//! one virtual MTA sends to one queue per step, and a step advances only when the step before it
+//! carried mail and stayed under `warmup-max-deferral-rate` and `warmup-max-bounce-rate`. When it
+//! did not, the ramp holds (the cap stays; the mail does not stop: it overflows to
+//! `warmup-overflow-virtual-mta`, or waits for the next step) and says why.
+//!
+//! A step lasts the period its entry is written with (`/day` = one UTC day, `/h` an hour), and
+//! windows are aligned on multiples of that period since the epoch, so `/day` steps turn at
+//! midnight UTC like the cold-VMTA counters. Every function takes `now` so the arithmetic is
+//! tested in virtual time; the state is saved beside the spool so a restart neither repeats nor
+//! skips a step.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Dir;
+use crate::config::settings::Settings;
+use crate::config::value::Value;
+use crate::config::values::Rate;
+
+/// A queue's warm-up schedule as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    steps: Vec<Rate>,
+    max_deferral_pct: u64,
+    max_bounce_pct: u64,
+    /// Where mail beyond the cap goes; `None`: it waits for the next step.
+    pub overflow: Option<String>,
+}
+
+impl Plan {
+    /// The plan of a queue's effective settings, when it has a usable `warmup-schedule`
+    /// (`check-config` refuses empty, zero and unlimited steps; they are skipped here too).
+    pub fn from_settings(settings: &Settings) -> Option<Plan> {
+        let steps: Vec<Rate> = match settings.effective(Dir::WarmupSchedule) {
+            Some(Value::RateList(list)) => list.iter().flatten().copied().collect(),
+            _ => return None,
+        };
+        if steps.is_empty() {
+            return None;
+        }
+        Some(Plan {
+            steps,
+            max_deferral_pct: settings.uint(Dir::WarmupMaxDeferralRate).unwrap_or(10),
+            max_bounce_pct: settings.uint(Dir::WarmupMaxBounceRate).unwrap_or(5),
+            overflow: settings.text(Dir::WarmupOverflowVirtualMta).map(str::to_string),
+        })
+    }
+
+    fn step(&self, index: usize) -> Rate {
+        self.steps[index.min(self.steps.len() - 1)]
+    }
+}
+
+/// One VMTA × queue on its ramp.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct RampState {
+    /// Index into the plan's steps.
+    step: usize,
+    /// The window being counted: `now / period` of the current step.
+    window: u64,
+    used: u64,
+    delivered: u64,
+    deferred: u64,
+    bounced: u64,
+    /// Why the last finished window did not advance the ramp.
+    held: Option<String>,
+}
+
+impl RampState {
+    /// Starts the window `now` falls in, judging the one that ended first.
+    fn roll(&mut self, plan: &Plan, now: u64) -> bool {
+        let period = plan.step(self.step).period.max(1);
+        let window = now / period;
+        if window == self.window {
+            return false;
+        }
+        self.held = self.verdict(plan);
+        if self.held.is_none() {
+            self.step = (self.step + 1).min(plan.steps.len() - 1);
+        }
+        // The next step may have another period: count in its window.
+        self.window = now / plan.step(self.step).period.max(1);
+        self.used = 0;
+        self.delivered = 0;
+        self.deferred = 0;
+        self.bounced = 0;
+        true
+    }
+
+    /// Why the window just finished may not advance the ramp, if it may not.
+    fn verdict(&self, plan: &Plan) -> Option<String> {
+        let attempts = self.delivered + self.deferred + self.bounced;
+        if self.used == 0 || attempts == 0 {
+            return Some("the last step carried no mail".into());
+        }
+        let pct = |n: u64| n * 100 / attempts;
+        if pct(self.deferred) > plan.max_deferral_pct {
+            return Some(format!(
+                "the last step deferred {}% ({} of {attempts} attempts), above warmup-max-deferral-rate {}%",
+                pct(self.deferred),
+                self.deferred,
+                plan.max_deferral_pct
+            ));
+        }
+        if pct(self.bounced) > plan.max_bounce_pct {
+            return Some(format!(
+                "the last step bounced {}% ({} of {attempts} attempts), above warmup-max-bounce-rate {}%",
+                pct(self.bounced),
+                self.bounced,
+                plan.max_bounce_pct
+            ));
+        }
+        None
+    }
+}
+
+/// What `show queues` and `explain` say about a ramp.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RampStatus {
+    /// 1-based, of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    /// This step's cap and what it is written as.
+    pub cap: u64,
+    pub per: String,
+    pub used: u64,
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// Unix time this step's window ends (the next step may begin).
+    pub window_ends: u64,
+    /// Why the ramp did not advance at the last turn.
+    pub held: Option<String>,
+}
+
+impl RampStatus {
+    /// The queue's wait, in the words `explain` uses, when the cap is reached.
+    pub fn waiting_reason(&self) -> Option<String> {
+        (self.used >= self.cap).then(|| {
+            let held = self.held.as_ref().map_or_else(String::new, |h| format!("; ramp paused: {h}"));
+            format!(
+                "warm-up cap: step {} of {} allows {}, all used; the next window opens at {}{held}",
+                self.step,
+                self.steps,
+                self.per,
+                crate::time::acct(self.window_ends)
+            )
+        })
+    }
+}
+
+/// Every ramp, keyed `vmta/queue`, persisted as JSON.
+#[derive(Debug, Default)]
+pub struct Ramps {
+    path: Option<PathBuf>,
+    states: HashMap<String, RampState>,
+    dirty: bool,
+}
+
+impl Ramps {
+    pub fn load(path: Option<PathBuf>) -> Ramps {
+        let states = super::warmup::load_json(path.as_deref(), "warm-up schedule state").unwrap_or_default();
+        Ramps { path, states, dirty: false }
+    }
+
+    fn state(&mut self, key: &str, plan: &Plan, now: u64) -> &mut RampState {
+        let state = self.states.entry(key.to_string()).or_insert_with(|| {
+            // A new ramp starts on its first step, counting from the current window.
+            RampState { window: now / plan.step(0).period.max(1), ..RampState::default() }
+        });
+        if state.roll(plan, now) {
+            match &state.held {
+                Some(why) => tracing::info!("warm-up {key}: ramp holds at step {}: {why}", state.step + 1),
+                None => tracing::info!("warm-up {key}: step {} of {}", state.step + 1, plan.steps.len()),
+            }
+            self.dirty = true;
+        }
+        state
+    }
+
+    /// How many more messages the current step allows.
+    pub fn remaining(&mut self, key: &str, plan: &Plan, now: u64) -> u64 {
+        let state = self.state(key, plan, now);
+        plan.step(state.step).count.saturating_sub(state.used)
+    }
+
+    /// Counts one message handed to a connection. Saved at once: a crash right after must not
+    /// grant the step's allowance twice.
+    pub fn charge(&mut self, key: &str, plan: &Plan, now: u64) {
+        self.state(key, plan, now).used += 1;
+        self.dirty = true;
+        self.save();
+    }
+
+    /// Gives back a charge whose message never left (its connection was gone).
+    pub fn refund(&mut self, key: &str, plan: &Plan, now: u64) {
+        let state = self.state(key, plan, now);
+        state.used = state.used.saturating_sub(1);
+        self.dirty = true;
+    }
+
+    /// Counts recipients' outcomes towards the step's deferral and bounce rates.
+    pub fn observe(&mut self, key: &str, plan: &Plan, now: u64, delivered: u64, deferred: u64, bounced: u64) {
+        let state = self.state(key, plan, now);
+        state.delivered += delivered;
+        state.deferred += deferred;
+        state.bounced += bounced;
+        self.dirty = true;
+    }
+
+    pub fn status(&mut self, key: &str, plan: &Plan, now: u64) -> RampStatus {
+        let s = self.state(key, plan, now).clone();
+        let rate = plan.step(s.step);
+        RampStatus {
+            step: s.step + 1,
+            steps: plan.steps.len(),
+            cap: rate.count,
+            per: rate.to_string(),
+            used: s.used,
+            delivered: s.delivered,
+            deferred: s.deferred,
+            bounced: s.bounced,
+            window_ends: (s.window + 1) * rate.period.max(1),
+            held: s.held,
+        }
+    }
+
+    pub fn save(&mut self) {
+        if self.dirty && super::warmup::save_json(self.path.as_deref(), &self.states) {
+            self.dirty = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn plan() -> Plan {
+        let day = |count| Rate { count, period: DAY };
+        Plan { steps: vec![day(2), day(4), day(8)], max_deferral_pct: 10, max_bounce_pct: 5, overflow: None }
+    }
+
+    /// Sends `n` messages on day `d` with `deferred` of them deferred and the rest delivered.
+    fn send_day(r: &mut Ramps, d: u64, n: u64, deferred: u64) -> u64 {
+        let p = plan();
+        let now = d * DAY + 3600;
+        let mut sent = 0;
+        while sent < n && r.remaining("v/q", &p, now) > 0 {
+            r.charge("v/q", &p, now);
+            sent += 1;
+        }
+        r.observe("v/q", &p, now, sent - deferred.min(sent), deferred.min(sent), 0);
+        sent
+    }
+
+    #[test]
+    fn advances_a_step_per_clean_day_and_caps_each_day() {
+        let mut r = Ramps::default();
+        assert_eq!(send_day(&mut r, 100, 10, 0), 2);
+        assert_eq!(send_day(&mut r, 101, 10, 0), 4);
+        assert_eq!(send_day(&mut r, 102, 10, 0), 8);
+        // The last step repeats.
+        assert_eq!(send_day(&mut r, 103, 10, 0), 8);
+        let s = r.status("v/q", &plan(), 103 * DAY);
+        assert_eq!((s.step, s.steps, s.cap, s.used, s.window_ends), (3, 3, 8, 8, 104 * DAY));
+    }
+
+    #[test]
+    fn a_day_over_the_deferral_ceiling_holds_the_ramp_and_says_why() {
+        let mut r = Ramps::default();
+        send_day(&mut r, 100, 10, 0);
+        // Day two: 4 sent, 1 deferred = 25% > 10%.
+        assert_eq!(send_day(&mut r, 101, 10, 1), 4);
+        assert_eq!(send_day(&mut r, 102, 10, 0), 4, "held at step 2");
+        let s = r.status("v/q", &plan(), 102 * DAY + 5);
+        assert_eq!(s.step, 2);
+        assert!(s.held.as_deref().unwrap().contains("deferred 25% (1 of 4 attempts)"), "{:?}", s.held);
+        assert!(s.waiting_reason().unwrap().contains("ramp paused"));
+        // A clean day resumes the ramp.
+        assert_eq!(send_day(&mut r, 103, 10, 0), 8);
+    }
+
+    #[test]
+    fn bounces_over_the_ceiling_hold_too_and_idle_days_do_not_count() {
+        let p = plan();
+        let mut r = Ramps::default();
+        send_day(&mut r, 100, 10, 0);
+        let now = 101 * DAY;
+        r.charge("v/q", &p, now);
+        r.observe("v/q", &p, now, 0, 0, 1);
+        assert_eq!(r.status("v/q", &p, 102 * DAY).step, 2);
+        assert!(r.status("v/q", &p, 102 * DAY).held.unwrap().contains("warmup-max-bounce-rate"));
+        // Days without mail: no advance, however many pass.
+        assert_eq!(r.status("v/q", &p, 110 * DAY).step, 2);
+        assert_eq!(r.status("v/q", &p, 110 * DAY).held.as_deref(), Some("the last step carried no mail"));
+    }
+
+    #[test]
+    fn state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ramps.json");
+        let p = plan();
+        let mut r = Ramps::load(Some(path.clone()));
+        send_day(&mut r, 100, 1, 0);
+        r.save();
+        let mut r = Ramps::load(Some(path));
+        assert_eq!(r.remaining("v/q", &p, 100 * DAY + 7200), 1);
+    }
+
+    #[test]
+    fn short_periods_turn_on_their_own_boundaries() {
+        let p = Plan {
+            steps: vec![Rate { count: 3, period: 10 }, Rate { count: 5, period: 10 }],
+            max_deferral_pct: 10,
+            max_bounce_pct: 5,
+            overflow: None,
+        };
+        let mut r = Ramps::default();
+        for _ in 0..3 {
+            r.charge("k", &p, 1005);
+        }
+        r.observe("k", &p, 1005, 3, 0, 0);
+        assert_eq!(r.remaining("k", &p, 1009), 0);
+        assert_eq!(r.remaining("k", &p, 1010), 5);
+    }
+}
