@@ -14,7 +14,7 @@ fn inject(e: &Ember, n: usize, prefix: &str) {
 
 fn config(port: u16, extra: &str) -> String {
     format!(
-        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n<domain *>\n    smtp-hosts [127.0.0.1]:{port}\n    retry-after 1s\n    retry-recipients-after 1s\n{extra}</domain>\n"
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n<domain *>\n    smtp-hosts [127.0.0.1]:{port}\n    retry-after 1s\n    retry-recipients-after 1s\n    backoff-retry-after 1s\n{extra}</domain>\n"
     )
 }
 

@@ -242,7 +242,7 @@ directives! {
     DefaultSmtpPort => "default-smtp-port", UintRange(1, 65535), D, Some("25"), once, Enforced, "Destination port.";
     QueueTo => "queue-to", Word, D, None, once, Enforced, "Put this domain's mail into queue NAME.";
     DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Pending, "Opt out of <mx-rollup-list>.";
-    RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Pending, "Move this queue's mail to another VMTA or pool.";
+    RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move this queue's mail to another VMTA or pool.";
     DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Pending, "Delivery method.";
     Ignore8bitmime => "ignore-8bitmime", Bool, D, Some("no"), once, Enforced, "Do not use 8BITMIME.";
     IgnoreChunking => "ignore-chunking", Bool, D, Some("no"), once, Enforced, "Do not use CHUNKING.";
@@ -257,8 +257,8 @@ directives! {
     BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Pending, "Connection rate in backoff (default: max-connect-rate).";
     BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Pending, "Data rate in backoff (default: max-data-volume-rate).";
     BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Enforced, "Connections in backoff.";
-    BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Pending, "Retry schedule in backoff.";
-    BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Pending, "Move the queue to another VMTA while in backoff.";
+    BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Enforced, "Retry schedule in backoff.";
+    BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move the queue to another VMTA while in backoff.";
     BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
     BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
     BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Enforced, "Leave backoff on the first delivery.";

@@ -359,6 +359,7 @@ impl Manager {
                 .unwrap_or(0);
             let mut key = QueueKey { name: queue, vmta: vmta.clone() };
             let mut settings = settings;
+            self.reroute(&mut key, &mut settings);
             // Warm-up: today's first messages of a warm VMTA's queue go to its cold VMTA.
             if fresh
                 && attempts == 0
@@ -397,6 +398,57 @@ impl Manager {
             }
             self.start_workers(&key);
         }
+    }
+
+    /// Follows `reroute-to-virtual-mta` (always) and `backoff-reroute-to-virtual-mta` (while the
+    /// queue is in backoff) to the VMTA that takes a queue's mail. `check-config` refuses loops;
+    /// the hop limit guards against one anyway.
+    fn reroute(&mut self, key: &mut QueueKey, settings: &mut Arc<QueueSettings>) {
+        for _ in 0..8 {
+            let s = &settings.settings;
+            let in_backoff = self.queues.get(key).is_some_and(|q| q.backoff.is_some());
+            let target = s
+                .text(Dir::RerouteToVirtualMta)
+                .or_else(|| s.text(Dir::BackoffRerouteToVirtualMta).filter(|_| in_backoff))
+                .map(str::to_string);
+            let Some(target) = target else { return };
+            let Ok(member) = self.rotation.member(&self.config, Some(&target)) else { return };
+            if member == key.vmta {
+                return;
+            }
+            let Some(next) = self.settings(&key.name, &member) else { return };
+            tracing::debug!("{key} reroutes to {member}");
+            key.vmta = member;
+            *settings = next;
+        }
+    }
+
+    /// A queue in backoff with `backoff-reroute-to-virtual-mta` hands its ready mail to that VMTA's
+    /// queue for the same destination (new mail is routed there by `reroute`).
+    fn move_backoff_rerouted(&mut self, key: &QueueKey) {
+        let Some(q) = self.queues.get(key) else { return };
+        if q.backoff.is_none() || q.ready.is_empty() {
+            return;
+        }
+        let Some(target) = q.settings.settings.text(Dir::BackoffRerouteToVirtualMta).map(str::to_string) else {
+            return;
+        };
+        let Ok(member) = self.rotation.member(&self.config, Some(&target)) else { return };
+        let Some(settings) = self.settings(&key.name, &member).filter(|_| member != key.vmta) else { return };
+        let to = QueueKey { name: key.name.clone(), vmta: member };
+        let q = self.queues.get_mut(key).expect("present");
+        let jobs: Vec<Job> = q.ready.drain(..).collect();
+        q.record(
+            "backoff-reroute",
+            format!("{} messages moved to {to} (backoff-reroute-to-virtual-mta)", jobs.len()),
+            None,
+        );
+        let config = Arc::clone(&self.config);
+        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config));
+        for job in jobs {
+            target.enqueue(job);
+        }
+        self.start_workers(&to);
     }
 
     fn reload(&mut self, config: Arc<Config>, reporter: Reporter) {
@@ -452,6 +504,7 @@ impl Manager {
             if q.ready.is_empty() && q.waiting.is_empty() && q.connections == 0 && q.retry_until.is_none() {
                 continue;
             }
+            self.move_backoff_rerouted(&key);
             self.start_workers(&key);
         }
         self.queues.retain(|_, q| {
@@ -586,7 +639,7 @@ impl Manager {
         let attempts = job.attempts + 1;
         let mut retry = Vec::new();
         for (index, reply) in deferred {
-            match q.schedule.after_transient(arrival, now, attempts) {
+            match q.schedule.after_transient(arrival, now, attempts, q.backoff.is_some()) {
                 Some(at) => {
                     q.deferred += 1;
                     q.last_error = Some(reply.to_string());
@@ -660,7 +713,11 @@ impl Manager {
                 return;
             }
             // Queue-level failure: retry mode, and recipients past bounce-after bounce now.
-            let wait = if f.dns { q.schedule.retry_after_dns_error } else { q.schedule.queue_retry(q.retry_step) };
+            let wait = if f.dns {
+                q.schedule.retry_after_dns_error
+            } else {
+                q.schedule.queue_retry(q.retry_step, q.backoff.is_some())
+            };
             q.retry_step += 1;
             q.retry_until = Some(now_secs() + wait.as_secs().max(1));
             let now = now_secs();

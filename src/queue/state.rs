@@ -144,7 +144,7 @@ impl Queue {
         let Some(trigger) = matched.trigger else { return effects };
         match trigger {
             Trigger::DeferQueue { rule } => {
-                let wait = self.schedule.queue_retry(self.retry_step);
+                let wait = self.schedule.queue_retry(self.retry_step, self.backoff.is_some());
                 self.retry_until = Some(now_secs() + wait.as_secs().max(1));
                 self.record("retry", format!("{rule} matched \"{reply}\" (defer-queue)"), self.retry_until);
             }
