@@ -191,11 +191,11 @@ directives! {
     MaxErrorsPerConnection => "max-errors-per-connection", UintOrUnlimited, D, Some("unlimited"), once, Enforced, "Drop the connection after N recipient errors.";
     MaxMsgRate => "max-msg-rate", Rate, D, Some("unlimited"), once, Enforced, "Attempted recipients per interval.";
     MaxConnectRate => "max-connect-rate", Rate, D, Some("unlimited"), once, Enforced, "New connections per interval.";
-    MaxDataVolumeRate => "max-data-volume-rate", DataRate, D, Some("unlimited"), once, Pending, "Bytes delivered per interval.";
-    SourceIpMaxMsgRate => "source-ip-max-msg-rate", CidrRate, D, None, many, Pending, "Message rate per local source IP within a queue.";
-    SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Pending, "Connection rate per local source IP within a queue.";
-    SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Pending, "Data rate per local source IP within a queue.";
-    SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Pending, "Connections per local source IP within a queue.";
+    MaxDataVolumeRate => "max-data-volume-rate", DataRate, D, Some("unlimited"), once, Enforced, "Bytes delivered per interval.";
+    SourceIpMaxMsgRate => "source-ip-max-msg-rate", CidrRate, D, None, many, Enforced, "Message rate per local source IP within a queue.";
+    SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Enforced, "Connection rate per local source IP within a queue.";
+    SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Enforced, "Data rate per local source IP within a queue.";
+    SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Enforced, "Connections per local source IP within a queue.";
     SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Enforced, "Minimum delay before each additional connection.";
     ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Pending, "Keep idle connections open waiting for mail (at most 10m).";
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Pending, "Connection-slot priority of the queue.";
@@ -254,8 +254,8 @@ directives! {
     // ---- 2.4 <domain>: backoff -------------------------------------------------------------
     SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Enforced, "<smtp-pattern-list> applied to replies of this queue.";
     BackoffMaxMsgRate => "backoff-max-msg-rate", Rate, D, None, once, Enforced, "Message rate in backoff (default: max-msg-rate).";
-    BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Pending, "Connection rate in backoff (default: max-connect-rate).";
-    BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Pending, "Data rate in backoff (default: max-data-volume-rate).";
+    BackoffMaxConnectRate => "backoff-max-connect-rate", Rate, D, None, once, Enforced, "Connection rate in backoff (default: max-connect-rate).";
+    BackoffMaxDataVolumeRate => "backoff-max-data-volume-rate", DataRate, D, None, once, Enforced, "Data rate in backoff (default: max-data-volume-rate).";
     BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Enforced, "Connections in backoff.";
     BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Enforced, "Retry schedule in backoff.";
     BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move the queue to another VMTA while in backoff.";
@@ -321,7 +321,7 @@ directives! {
 
     // ---- 2.5 <virtual-mta> and <virtual-mta-pool> ------------------------------------------
     MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Enforced, "Attempted recipients per interval for the whole VMTA.";
-    MaxSmtpDataVolumeRate => "max-smtp-data-volume-rate", DataRate, VP, Some("unlimited"), once, Pending, "Bytes per interval for the whole VMTA.";
+    MaxSmtpDataVolumeRate => "max-smtp-data-volume-rate", DataRate, VP, Some("unlimited"), once, Enforced, "Bytes per interval for the whole VMTA.";
     ColdVirtualMta => "cold-virtual-mta", Word, VP, None, many, Enforced, "Warm-up diversion target (round robin when repeated).";
     VirtualMtaMember => "virtual-mta", Word, POOL, None, many, Enforced, "Pool member.";
 

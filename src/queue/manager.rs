@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
 use super::backoff::Effect;
+use super::limits::SharedRates;
 use super::ramp::{RampStatus, Ramps};
-use super::rate::Gcra;
 use super::report::Reporter;
 use super::state::{ModeEvent, Queue, new_queue, next_job};
 use super::vmta::Rotation;
@@ -81,6 +81,8 @@ pub enum Event {
     },
     ConnectionEnded {
         key: QueueKey,
+        /// The local source IP the connection used.
+        source: Option<std::net::IpAddr>,
         failure: Option<QueueFailure>,
     },
     Snapshot(oneshot::Sender<Vec<QueueStatus>>),
@@ -174,8 +176,8 @@ pub struct Manager {
     started: std::time::Instant,
     warmup: Warmup,
     ramps: Ramps,
-    /// `max-smtp-msg-rate` per virtual MTA (its text, to notice reloads).
-    vmta_rates: HashMap<String, (String, Gcra)>,
+    /// `max-smtp-msg-rate` and `max-smtp-data-volume-rate` of virtual MTAs and pools.
+    shared_rates: SharedRates,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -210,7 +212,7 @@ impl Pending {
             started: std::time::Instant::now(),
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
-            vmta_rates: HashMap::new(),
+            shared_rates: SharedRates::default(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -249,18 +251,10 @@ impl Manager {
             Event::Reload(config, reporter) => self.reload(config, reporter),
             Event::Next { key, source, reply } => {
                 let now = self.clock();
-                // The VMTA's max-smtp-msg-rate, shared by its queues (replaced when a reload
-                // changes it).
-                let rate = self.config.vmta(&key.vmta).and_then(|v| v.settings.rate(Dir::MaxSmtpMsgRate));
-                let vmta_rate = rate.map(|r| {
-                    let text = r.to_string();
-                    let entry =
-                        self.vmta_rates.entry(key.vmta.clone()).or_insert_with(|| (text.clone(), Gcra::new(r, 1)));
-                    if entry.0 != text {
-                        *entry = (text, Gcra::new(r, 1));
-                    }
-                    &mut entry.1
-                });
+                // The VMTA's and its pools' rates, shared by their queues.
+                let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
+                let spool = &self.spool;
+                let size = |job: &Job| spool.message_size(job.envelope.id).unwrap_or(0);
                 let ramp_key = key.to_string();
                 let next = match self.queues.get_mut(&key) {
                     Some(q) => {
@@ -271,7 +265,7 @@ impl Manager {
                             // warm-up step's cap used: close it.
                             NextJob::Done
                         } else {
-                            let next = next_job(q, now, vmta_rate);
+                            let next = next_job(q, now, shared, source, size);
                             if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
                                 self.ramps.charge(&ramp_key, plan, now_secs());
                             }
@@ -291,7 +285,7 @@ impl Manager {
                 }
             }
             Event::Outcome { key, job, replies, remote } => self.outcome(&key, job, &replies, &remote),
-            Event::ConnectionEnded { key, failure } => self.connection_ended(&key, failure),
+            Event::ConnectionEnded { key, source, failure } => self.connection_ended(&key, source, failure),
             Event::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
@@ -472,6 +466,8 @@ impl Manager {
                     q.rate_text = fresh.rate_text;
                 }
                 q.connect_rate = fresh.connect_rate;
+                q.data_rate = fresh.data_rate;
+                q.sources.reset();
                 q.ramp = fresh.ramp;
                 q.settings = settings;
             }
@@ -551,7 +547,11 @@ impl Manager {
             }
             let now = self.clock();
             let q = self.queues.get_mut(key).expect("present");
-            if let Some(g) = q.connect_rate.as_mut()
+            let connect_rate = match q.backoff.as_mut() {
+                Some(b) => b.connect_rate.as_mut(),
+                None => q.connect_rate.as_mut(),
+            };
+            if let Some(g) = connect_rate
                 && g.take(now, 1).is_err()
             {
                 // max-connect-rate: the next wake tries again.
@@ -564,7 +564,12 @@ impl Manager {
             let mut source = None;
             for _ in 0..hosts {
                 let candidate = self.rotation.source_host(&self.config, &key.vmta);
-                if self.queues.get_mut(key).expect("present").source_allowed(candidate.ip) {
+                let q = self.queues.get_mut(key).expect("present");
+                // Not disabled for this queue, and under its source-ip-max-smtp-out and
+                // source-ip-max-connect-rate (which count the connection when it may open).
+                if q.source_allowed(candidate.ip)
+                    && candidate.ip.is_none_or(|ip| q.sources.open(&q.settings.settings, ip, now))
+                {
                     source = Some(candidate);
                     break;
                 }
@@ -693,13 +698,16 @@ impl Manager {
         }
     }
 
-    fn connection_ended(&mut self, key: &QueueKey, failure: Option<QueueFailure>) {
+    fn connection_ended(&mut self, key: &QueueKey, source: Option<std::net::IpAddr>, failure: Option<QueueFailure>) {
         self.total_connections = self.total_connections.saturating_sub(1);
         if let Some(n) = self.vmta_connections.get_mut(&key.vmta) {
             *n = n.saturating_sub(1);
         }
         let Some(q) = self.queues.get_mut(key) else { return };
         q.connections = q.connections.saturating_sub(1);
+        if let Some(ip) = source {
+            q.sources.close(ip);
+        }
         if let Some(f) = failure {
             let source = f.remote.source_ip.parse().ok();
             let _ = q.react(&f.reply, source);

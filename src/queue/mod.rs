@@ -9,6 +9,7 @@
 //! DSNs.
 
 pub mod backoff;
+pub mod limits;
 pub mod manager;
 pub mod ramp;
 pub mod rate;

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::backoff::{Effect, Rules, Trigger};
+use super::limits::{Limiter, SourceLimits, Unit, data_gcra, data_rate, take_all};
 use super::manager::{Command, Job, NextJob};
 use super::rate::Gcra;
 use super::schedule::Schedule;
 use crate::config::resolve::QueueSettings;
+use crate::config::values::Rate;
 use crate::config::{Config, Dir};
 use crate::smtp::Reply;
 use crate::time::now_secs;
@@ -31,6 +33,34 @@ pub(super) struct Backoff {
     pub(super) rate: Option<Gcra>,
     pub(super) rate_text: String,
     pub(super) reason: String,
+    /// `backoff-max-connect-rate` and `backoff-max-data-volume-rate` (else the normal ones).
+    pub(super) connect_rate: Option<Gcra>,
+    pub(super) data_rate: Option<Gcra>,
+}
+
+impl Backoff {
+    fn new(
+        settings: &QueueSettings,
+        until: Option<u64>,
+        max_smtp_out: usize,
+        rate: Option<Rate>,
+        reason: String,
+    ) -> Self {
+        let s = &settings.settings;
+        let data = data_rate(s, Dir::BackoffMaxDataVolumeRate).or_else(|| data_rate(s, Dir::MaxDataVolumeRate));
+        Backoff {
+            until,
+            max_smtp_out,
+            rate: rate.map(|r| Gcra::new(r, 1)),
+            rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
+            reason,
+            connect_rate: s
+                .rate(Dir::BackoffMaxConnectRate)
+                .or_else(|| s.rate(Dir::MaxConnectRate))
+                .map(|r| Gcra::new(r, 1)),
+            data_rate: data.and_then(data_gcra),
+        }
+    }
 }
 
 /// Most mode changes kept per queue (PowerMTA keeps 10).
@@ -55,10 +85,14 @@ pub(super) struct Queue {
     pub(super) rate_text: String,
     /// `max-connect-rate`.
     pub(super) connect_rate: Option<Gcra>,
+    /// `max-data-volume-rate`, in bytes.
+    pub(super) data_rate: Option<Gcra>,
+    /// Connections and rates per local source IP (`source-ip-max-*`).
+    pub(super) sources: SourceLimits,
     pub(super) backoff: Option<Backoff>,
     pub(super) events: VecDeque<ModeEvent>,
-    /// The last time a worker had to wait for the rate.
-    pub(super) rate_limited: bool,
+    /// The limit a worker last had to wait for, while it holds.
+    pub(super) rate_limited: Option<String>,
     /// Recent match times of rules with a `trigger=` threshold.
     pub(super) matches: HashMap<String, VecDeque<u64>>,
     /// `backoff-to-normal-after-delivery`.
@@ -150,20 +184,15 @@ impl Queue {
             }
             Trigger::Backoff { duration, max_smtp_out, rate, rule } => {
                 let until = duration.map(|d| now_secs() + d.as_secs());
-                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
                 let reason = format!("{rule} matched \"{reply}\"");
                 let renewing = self.backoff.as_ref().is_some_and(|b| b.reason == reason);
-                let gcra = match &self.backoff {
-                    Some(b) if renewing => b.rate.clone(),
-                    _ => rate.map(|r| Gcra::new(r, 1)),
-                };
-                self.backoff = Some(Backoff {
-                    until,
-                    max_smtp_out,
-                    rate: gcra,
-                    rate_text: rate_text.clone(),
-                    reason: reason.clone(),
-                });
+                let mut backoff = Backoff::new(&self.settings, until, max_smtp_out, rate, reason.clone());
+                let rate_text = backoff.rate_text.clone();
+                if let Some(old) = self.backoff.take().filter(|_| renewing) {
+                    // The same rule again: keep the limiters' state, extend the time.
+                    backoff = Backoff { until, ..old };
+                }
+                self.backoff = Some(backoff);
                 if !renewing {
                     self.record(
                         "backoff",
@@ -190,15 +219,10 @@ impl Queue {
                     .settings
                     .rate(Dir::BackoffMaxMsgRate)
                     .or_else(|| self.settings.settings.rate(Dir::MaxMsgRate));
-                let rate_text = rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
                 let reason = "set by an operator (ember set queue --mode=backoff)".to_string();
-                self.backoff = Some(Backoff {
-                    until: None,
-                    max_smtp_out,
-                    rate: rate.map(|r| Gcra::new(r, 1)),
-                    rate_text: rate_text.clone(),
-                    reason: reason.clone(),
-                });
+                let backoff = Backoff::new(&self.settings, None, max_smtp_out, rate, reason.clone());
+                let rate_text = backoff.rate_text.clone();
+                self.backoff = Some(backoff);
                 self.record(
                     "backoff",
                     format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
@@ -257,8 +281,8 @@ impl Queue {
             let ips: Vec<String> = self.disabled_sources.keys().map(ToString::to_string).collect();
             return Some(format!("source IPs disabled for this queue: {}", ips.join(", ")));
         }
-        if self.rate_limited && !self.ready.is_empty() {
-            return Some(format!("rate: max-msg-rate {}", self.rate_text));
+        if let Some(limit) = self.rate_limited.as_ref().filter(|_| !self.ready.is_empty()) {
+            return Some(format!("rate: {limit}"));
         }
         if !self.ready.is_empty() && self.connections >= self.connection_cap() {
             return Some(format!("connections: max-smtp-out {} reached", self.connection_cap()));
@@ -275,29 +299,44 @@ impl Queue {
     }
 }
 
-/// The next message for a worker of `q`: none when the queue waits (retry mode), when a backoff
-/// cut its connections below the ones open, or when it is empty; a wait when its rate says so.
-/// `vmta_rate` is the virtual MTA's `max-smtp-msg-rate`, shared by all its queues: both it and
-/// the queue's rate must allow the message before either is charged.
-pub(super) fn next_job(q: &mut Queue, now: f64, vmta_rate: Option<&mut Gcra>) -> NextJob {
+/// The next message for a worker of `q` connected from `source`: none when the queue waits
+/// (retry mode), when a backoff cut its connections below the ones open, or when it is empty; a
+/// wait when a rate says so. Every limiter the message meets (the queue's message and data rates
+/// or their backoff values, its source IP's, and the `shared` ones of the VMTA and its pools)
+/// must allow it before any is charged. `size` gives a job's size in bytes for data rates.
+pub(super) fn next_job(
+    q: &mut Queue,
+    now: f64,
+    shared: Vec<Limiter<'_>>,
+    source: Option<std::net::IpAddr>,
+    size: impl Fn(&Job) -> u64,
+) -> NextJob {
     if q.retry_until.is_some() || q.connections > q.connection_cap() {
         return NextJob::Done;
     }
     let Some(front) = q.ready.front() else { return NextJob::Done };
-    let units = u32::try_from(front.recipients.len()).unwrap_or(u32::MAX);
-    let limiter = match q.backoff.as_mut() {
-        Some(b) => b.rate.as_mut(),
-        None => q.rate.as_mut(),
+    let recipients = u32::try_from(front.recipients.len()).unwrap_or(u32::MAX);
+    let (msg, data, msg_name) = match q.backoff.as_mut() {
+        Some(Backoff { rate, data_rate, rate_text, .. }) => {
+            (rate.as_mut(), data_rate.as_mut(), format!("backoff max-msg-rate {rate_text}"))
+        }
+        None => (q.rate.as_mut(), q.data_rate.as_mut(), format!("max-msg-rate {}", q.rate_text)),
     };
-    let waits = [limiter.as_deref().map(|g| g.check(now)), vmta_rate.as_deref().map(|g| g.check(now))];
-    if let Some(wait) = waits.iter().flatten().filter_map(|r| r.err()).reduce(f64::max) {
-        q.rate_limited = true;
+    let mut limiters: Vec<Limiter<'_>> = Vec::new();
+    limiters.extend(msg.map(|g| Limiter::new(g, Unit::Recipients, msg_name)));
+    limiters.extend(data.map(|g| Limiter::new(g, Unit::Bytes, "max-data-volume-rate")));
+    if let Some(ip) = source {
+        limiters.extend(q.sources.limiters(&q.settings.settings, ip));
+    }
+    limiters.extend(shared);
+    let needs_size = limiters.iter().any(|l| l.unit == Unit::Bytes);
+    let bytes = if needs_size { size(front) } else { 0 };
+    if let Err((wait, name)) = take_all(&mut limiters, now, recipients, bytes) {
+        q.rate_limited = Some(name);
         return NextJob::Wait(wait);
     }
-    for g in [limiter, vmta_rate].into_iter().flatten() {
-        let _ = g.take(now, units);
-    }
-    q.rate_limited = false;
+    drop(limiters);
+    q.rate_limited = None;
     q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
 }
 
@@ -309,9 +348,11 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         rate: rate.map(|r| Gcra::new(r, 1)),
         rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
         connect_rate: s.rate(Dir::MaxConnectRate).map(|r| Gcra::new(r, 1)),
+        data_rate: data_rate(s, Dir::MaxDataVolumeRate).and_then(data_gcra),
+        sources: SourceLimits::default(),
         backoff: None,
         events: VecDeque::new(),
-        rate_limited: false,
+        rate_limited: None,
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
         ramp: super::ramp::Plan::from_settings(s),

@@ -91,7 +91,7 @@ pub fn client_config(
 /// Runs one connection to its end and tells the manager how it ended.
 pub async fn run(setup: WorkerSetup) {
     let failure = work(&setup).await;
-    let _ = setup.events.send(Event::ConnectionEnded { key: setup.key.clone(), failure });
+    let _ = setup.events.send(Event::ConnectionEnded { key: setup.key.clone(), source: setup.source.ip, failure });
 }
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {

@@ -425,6 +425,14 @@ impl Spool {
         rx.await.map_err(|_| SpoolError::Closed)?
     }
 
+    /// About how many bytes a live message's body has (its record less the envelope: a small
+    /// fixed header more), for data-volume rates; no disk access.
+    pub fn message_size(&self, id: MessageId) -> Option<u64> {
+        let index = self.index();
+        let e = index.messages.get(&id.0)?;
+        Some(u64::from(e.len).saturating_sub(e.meta.len() as u64))
+    }
+
     /// Reads a live message's body back from its segment (`pread`), checksum verified.
     pub fn read_body(&self, id: MessageId) -> Result<Vec<u8>, SpoolError> {
         let (file, path, offset, len, meta_len) = {

@@ -49,6 +49,7 @@ Script (JSON object; every key is optional):
                          "huge"     a 200 KB multi-line reply (2000 lines), then a last line
                          "endless"  continuation lines until the client goes away (cap 1 GB)
                          "endless_line"  one line that never ends, until the client goes away
+                         "slow"     wait 0.3 s, then answer as usual (a busy receiver)
                          "garbage"  a line that is not SMTP (for "tls": bytes that are not TLS,
                                     sent after the client's first handshake message)
                          "inject"   (starttls only) a second reply in the same write as the 220,
@@ -218,6 +219,9 @@ class Session:
         self.log.write(event="misbehave", conn=self.id, phase=phase, action=action)
         if action == "hang":
             threading.Event().wait()
+        if action == "slow":
+            time.sleep(0.3)
+            return False
         if action == "drop":
             raise Dropped()
         if action == "garbage":

@@ -1,0 +1,101 @@
+//! Limits beyond a queue's message rate, measured at a scripted receiver: connections per local
+//! source IP (`source-ip-max-smtp-out`), bytes per second (`max-data-volume-rate`), and a pool's
+//! `max-smtp-msg-rate` shared by its members.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::Ember;
+use support::peers::Receiver;
+
+fn config(rx: &Receiver, top: &str, domain: &str) -> String {
+    format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n<spool spool>\n</spool>\n\
+         {top}<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    retry-after 1s\n    retry-recipients-after 1s\n{domain}</domain>\n",
+        rx.addr.port()
+    )
+}
+
+/// The most connections from `peer` open at once, sampled at each of its connections' starts.
+fn peak_from(rx: &Receiver, peer: &str) -> usize {
+    let t = |e: &Value| e["t"].as_f64().unwrap();
+    let opened: Vec<(i64, f64)> = rx
+        .events("connect")
+        .iter()
+        .filter(|c| c["peer"] == peer)
+        .map(|c| (c["conn"].as_i64().unwrap(), t(c)))
+        .collect();
+    let closed: std::collections::HashMap<i64, f64> =
+        rx.events("close").iter().map(|c| (c["conn"].as_i64().unwrap(), t(c))).collect();
+    opened
+        .iter()
+        .map(|(_, at)| opened.iter().filter(|(c, s)| s <= at && closed.get(c).is_none_or(|end| end > at)).count())
+        .max()
+        .unwrap_or(0)
+}
+
+fn times(rx: &Receiver) -> Vec<f64> {
+    let mut t: Vec<f64> = rx.events("message").iter().map(|m| m["t"].as_f64().unwrap()).collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+#[test]
+fn source_ip_max_smtp_out_caps_one_ip_and_not_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({"misbehave": {"data_end": "slow"}}), dir.path(), None);
+    let top = "<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n    smtp-source-host 127.0.0.3 b.ember.test\n</virtual-mta>\n";
+    let domain = "    max-smtp-out 8\n    max-msg-per-connection 1\n    source-ip-max-smtp-out 127.0.0.2/32 1\n";
+    let e = Ember::start_in(dir, &config(&rx, top, domain));
+    e.inject_numbered(16, "r");
+    e.wait_log_count("delivered ", 16);
+    assert_eq!(peak_from(&rx, "127.0.0.2"), 1, "{:?}", rx.events("connect"));
+    // The other address is not capped, so the queue did run connections in parallel.
+    assert!(peak_from(&rx, "127.0.0.3") >= 2, "{:?}", rx.events("connect"));
+}
+
+#[test]
+fn max_data_volume_rate_spaces_messages_by_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let top = "<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n";
+    let e = Ember::start_in(dir, &config(&rx, top, "    max-data-volume-rate 40K/s\n    max-smtp-out 4\n"));
+    // Eight messages of about 20 KiB: 40K/s lets one through every half second.
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+body = ("x" * 99 + "\r\n") * 200
+for i in range(8):
+    s.sendmail("a@example.net", ["d%d@example.com" % i], "Subject: %d\r\n\r\n%s" % (i, body))
+s.quit()
+"#;
+    let out = support::python(script, &[e.smtp().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    e.wait_log_count("delivered ", 8);
+    let t = times(&rx);
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
+    let bytes: f64 = rx.events("message").iter().map(|m| m["size"].as_f64().unwrap()).sum();
+    let rate = (bytes - bytes / 8.0) / (t[7] - t[0]);
+    assert!((rate / 40960.0 - 1.0).abs() <= 0.1, "measured {rate:.0} B/s for 40K/s");
+}
+
+#[test]
+fn a_pools_msg_rate_is_shared_by_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let top = "<virtual-mta a>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n\
+               <virtual-mta b>\n    smtp-source-host 127.0.0.3 b.ember.test\n</virtual-mta>\n\
+               <virtual-mta-pool v>\n    virtual-mta a\n    virtual-mta b\n    max-smtp-msg-rate 120/m\n</virtual-mta-pool>\n";
+    let e = Ember::start_in(dir, &config(&rx, top, "    max-smtp-out 4\n"));
+    e.inject_numbered(10, "p");
+    e.wait_log_count("delivered ", 10);
+    let peers: std::collections::BTreeSet<String> =
+        rx.events("message").iter().map(|m| m["peer"].as_str().unwrap().to_string()).collect();
+    assert_eq!(peers.len(), 2, "both members sent: {peers:?}");
+    // Two queues (one per member), one rate: 2 per second in all.
+    let t = times(&rx);
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
+}
