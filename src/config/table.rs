@@ -262,7 +262,7 @@ directives! {
     BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
     BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
     BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Enforced, "Leave backoff on the first delivery.";
-    BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Pending, "Enter backoff when every source IP is disabled.";
+    BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Enforced, "Enter backoff when every source IP is disabled.";
     ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Enforced, "Default re-enable time for disable-source-ip.";
     DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Pending, "Mail these addresses when a source IP is disabled or enabled.";
     LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, Pending, "Log source IP disabling.";

@@ -42,6 +42,8 @@ pub enum Effect {
     BounceRcpt,
     /// `bounce-queue`: bounce everything queued.
     BounceQueue,
+    /// `skip-mx`: close this connection and prefer the queue's other MX hosts for a while.
+    SkipMx,
 }
 
 /// A matched rule: its mode change, other effects, and `trigger=N/INTERVAL` threshold.
@@ -165,6 +167,7 @@ impl Rules {
                     }
                     ReplyAction::BounceRcpt => effects.push(Effect::BounceRcpt),
                     ReplyAction::BounceQueue => effects.push(Effect::BounceQueue),
+                    ReplyAction::SkipMx => effects.push(Effect::SkipMx),
                     _ => {}
                 }
             }

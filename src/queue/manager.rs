@@ -67,10 +67,11 @@ pub enum Event {
     /// A stored message; `fresh` when just accepted (only fresh mail counts for warm-up).
     Submit(Box<Envelope>, bool),
     Reload(Arc<Config>, Reporter),
-    /// A worker connected from `source` asks for its next message.
+    /// A worker connected from `source` to the MX host `mx` asks for its next message.
     Next {
         key: QueueKey,
         source: Option<std::net::IpAddr>,
+        mx: String,
         reply: oneshot::Sender<NextJob>,
     },
     Outcome {
@@ -249,7 +250,7 @@ impl Manager {
         match event {
             Event::Submit(envelope, fresh) => self.submit(Arc::new(*envelope), fresh),
             Event::Reload(config, reporter) => self.reload(config, reporter),
-            Event::Next { key, source, reply } => {
+            Event::Next { key, source, mx, reply } => {
                 let now = self.clock();
                 // The VMTA's and its pools' rates, shared by their queues.
                 let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
@@ -260,9 +261,10 @@ impl Manager {
                     Some(q) => {
                         let ramp_full =
                             q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
-                        if !q.source_allowed(source) || ramp_full {
-                            // A source IP disabled while the connection was open, or the
-                            // warm-up step's cap used: close it.
+                        let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
+                        if !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
+                            // A source IP disabled while the connection was open, the warm-up
+                            // step's cap used, or its MX skipped by a skip-mx rule: close it.
                             NextJob::Done
                         } else {
                             let next = next_job(q, now, shared, source, size);
@@ -574,12 +576,30 @@ impl Manager {
                     break;
                 }
             }
-            let Some(source) = source else {
-                // Every source IP of the queue is disabled: nothing to connect from.
-                return;
+            let q = self.queues.get_mut(key).expect("present");
+            let source = match source {
+                Some(source) => {
+                    if q.probing_disabled_sources() && source.ip.is_some_and(|ip| !q.disabled_sources.contains_key(&ip))
+                    {
+                        q.backoff = None;
+                        q.record("normal", "a source IP is enabled again".into(), None);
+                    }
+                    source
+                }
+                // Every source IP of the queue is disabled: with backoff-upon-all-sources-disabled
+                // the queue goes on from them in backoff; else it waits for one to come back.
+                None if q.settings.settings.flag(Dir::BackoffUponAllSourcesDisabled) => {
+                    if !q.probing_disabled_sources() {
+                        q.enter_backoff(super::state::ALL_SOURCES_DISABLED);
+                    }
+                    self.rotation.source_host(&self.config, &key.vmta)
+                }
+                None => return,
             };
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
+            let skip_mx = self.queues.get_mut(key).expect("present").skipped_mx_now();
             let setup = WorkerSetup {
+                skip_mx,
                 key: key.clone(),
                 settings,
                 source,
@@ -605,9 +625,11 @@ impl Manager {
         // Replies that match rules: mode changes and disabled IPs apply to the queue; bounce-rcpt
         // turns that recipient's deferral into a bounce; bounce-queue empties the queue below.
         let mut bounce_now = vec![false; job.recipients.len()];
+        // skip-mx: the recipient is tried again at once, on another MX.
+        let mut retry_now = vec![false; job.recipients.len()];
         let mut bounce_queue: Option<Reply> = None;
         for (pos, reply) in replies.iter().enumerate().filter(|(_, r)| !r.is_positive()) {
-            for effect in q.react(reply, source) {
+            for effect in q.react(reply, source, Some(&remote.mx)) {
                 match effect {
                     Effect::BounceRcpt => {
                         if let Some(b) = bounce_now.get_mut(pos) {
@@ -615,6 +637,11 @@ impl Manager {
                         }
                     }
                     Effect::BounceQueue => bounce_queue = Some(reply.clone()),
+                    Effect::SkipMx => {
+                        if let Some(r) = retry_now.get_mut(pos) {
+                            *r = true;
+                        }
+                    }
                     Effect::DisableSourceIp(_) => {}
                 }
             }
@@ -628,7 +655,7 @@ impl Manager {
             match reply.code {
                 200..=399 => delivered.push((index, reply)),
                 400..=499 if bounce_now.get(pos).copied().unwrap_or(false) => bounced.push((index, reply)),
-                400..=499 => deferred.push((index, reply)),
+                400..=499 => deferred.push((index, reply, retry_now.get(pos).copied().unwrap_or(false))),
                 _ => bounced.push((index, reply)),
             }
         }
@@ -643,9 +670,10 @@ impl Manager {
         q.bounced += bounced.len() as u64;
         let attempts = job.attempts + 1;
         let mut retry = Vec::new();
-        for (index, reply) in deferred {
+        for (index, reply, at_once) in deferred {
             match q.schedule.after_transient(arrival, now, attempts, q.backoff.is_some()) {
                 Some(at) => {
+                    let at = if at_once { now } else { at };
                     q.deferred += 1;
                     q.last_error = Some(reply.to_string());
                     retry.push((index, reply, at));
@@ -710,7 +738,7 @@ impl Manager {
         }
         if let Some(f) = failure {
             let source = f.remote.source_ip.parse().ok();
-            let _ = q.react(&f.reply, source);
+            let _ = q.react(&f.reply, source, Some(&f.remote.mx));
             q.proven = false;
             q.last_error = Some(f.reply.to_string());
             self.reporter.queue_failure(key, &f);

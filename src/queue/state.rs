@@ -63,6 +63,10 @@ impl Backoff {
     }
 }
 
+/// The backoff reason of `backoff-upon-all-sources-disabled`.
+pub(super) const ALL_SOURCES_DISABLED: &str =
+    "every source IP is disabled for this queue (backoff-upon-all-sources-disabled)";
+
 /// Most mode changes kept per queue (PowerMTA keeps 10).
 pub(super) const MODE_EVENTS: usize = 10;
 
@@ -104,6 +108,8 @@ pub(super) struct Queue {
     pub(super) last_connect: Option<std::time::Instant>,
     /// `warmup-schedule`, when this VMTA is warming up for this queue.
     pub(super) ramp: Option<super::ramp::Plan>,
+    /// MX hosts a `skip-mx` rule set aside, with the time they may be used again.
+    pub(super) skipped_mx: HashMap<String, u64>,
     /// Source IPs an operator disabled for this queue, with the time they come back.
     pub(super) disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
 }
@@ -138,7 +144,7 @@ impl Queue {
     /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
     /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
     /// Returns what the manager must still do (bounces); source IPs are disabled here.
-    pub(super) fn react(&mut self, reply: &Reply, source: Option<std::net::IpAddr>) -> Vec<Effect> {
+    pub(super) fn react(&mut self, reply: &Reply, source: Option<std::net::IpAddr>, mx: Option<&str>) -> Vec<Effect> {
         let Some(matched) = self.rules.check(reply) else { return Vec::new() };
         if let Some(threshold) = matched.threshold {
             let now = now_secs();
@@ -171,6 +177,19 @@ impl Queue {
                             until,
                         );
                     }
+                }
+                Effect::SkipMx => {
+                    // Set aside until the queue's first retry interval has passed.
+                    if let Some(mx) = mx.filter(|m| !m.is_empty()) {
+                        let until = now_secs() + self.schedule.queue_retry(0, false).as_secs().max(1);
+                        self.skipped_mx.insert(mx.to_string(), until);
+                        self.record(
+                            "skip-mx",
+                            format!("{} matched \"{reply}\": MX {mx} skipped", matched.rule),
+                            Some(until),
+                        );
+                    }
+                    effects.push(Effect::SkipMx);
                 }
                 other => effects.push(other),
             }
@@ -210,25 +229,28 @@ impl Queue {
         effects
     }
 
+    /// Enters backoff with the queue's `backoff-*` settings (not a rule's), until a mode=normal
+    /// reply, `backoff-to-normal-after*`, or an operator ends it.
+    pub(super) fn enter_backoff(&mut self, reason: &str) {
+        let s = &self.settings.settings;
+        let max_smtp_out = s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
+        let rate = s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate));
+        let until = s.interval(Dir::BackoffToNormalAfter).map(|d| now_secs() + d.as_secs());
+        let backoff = Backoff::new(&self.settings, until, max_smtp_out, rate, reason.to_string());
+        let rate_text = backoff.rate_text.clone();
+        self.backoff = Some(backoff);
+        self.record("backoff", format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"), until);
+    }
+
+    /// In backoff because every source IP is disabled (`backoff-upon-all-sources-disabled`):
+    /// the disabled IPs carry the queue's mail at the backoff limits.
+    pub(super) fn probing_disabled_sources(&self) -> bool {
+        self.backoff.as_ref().is_some_and(|b| b.reason == ALL_SOURCES_DISABLED)
+    }
+
     pub(super) fn command(&mut self, command: &Command) {
         match command {
-            Command::Backoff => {
-                let max_smtp_out = self.settings.settings.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
-                let rate = self
-                    .settings
-                    .settings
-                    .rate(Dir::BackoffMaxMsgRate)
-                    .or_else(|| self.settings.settings.rate(Dir::MaxMsgRate));
-                let reason = "set by an operator (ember set queue --mode=backoff)".to_string();
-                let backoff = Backoff::new(&self.settings, None, max_smtp_out, rate, reason.clone());
-                let rate_text = backoff.rate_text.clone();
-                self.backoff = Some(backoff);
-                self.record(
-                    "backoff",
-                    format!("{reason}: max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
-                    None,
-                );
-            }
+            Command::Backoff => self.enter_backoff("set by an operator (ember set queue --mode=backoff)"),
             Command::Normal => {
                 self.backoff = None;
                 self.retry_until = None;
@@ -244,6 +266,13 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// The MX hosts new connections should avoid now (expired entries dropped).
+    pub(super) fn skipped_mx_now(&mut self) -> Vec<String> {
+        let now = now_secs();
+        self.skipped_mx.retain(|_, until| *until > now);
+        self.skipped_mx.keys().cloned().collect()
     }
 
     /// Whether a source IP may be used for this queue now (re-enabling expired disables).
@@ -355,6 +384,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         rate_limited: None,
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
+        skipped_mx: HashMap::new(),
         ramp: super::ramp::Plan::from_settings(s),
         last_connect: None,
         proven: false,

@@ -50,6 +50,8 @@ pub struct WorkerSetup {
     pub spool: Spool,
     pub events: mpsc::UnboundedSender<Event>,
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// MX hosts a `skip-mx` rule set aside: tried only when no other host is left.
+    pub skip_mx: Vec<String>,
 }
 
 fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
@@ -119,7 +121,9 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     let mut last: Option<(Reply, bool, Remote)> = None;
     let mut connection = None;
     let mut tried = 0;
-    'hosts: for host in &plan.hosts {
+    let preferred: Vec<&_> = plan.hosts.iter().filter(|h| !setup.skip_mx.contains(&h.name)).collect();
+    let hosts = if preferred.is_empty() { plan.hosts.iter().collect() } else { preferred };
+    'hosts: for host in hosts {
         // A source address of one family cannot reach a destination of the other.
         for addr in host.addrs.iter().filter(|a| setup.source.ip.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4())) {
             if tried >= max_attempts {
@@ -169,7 +173,8 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             break;
         }
         let (tx, rx) = oneshot::channel();
-        if setup.events.send(Event::Next { key: setup.key.clone(), source: setup.source.ip, reply: tx }).is_err() {
+        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: remote.mx.clone(), reply: tx };
+        if setup.events.send(next).is_err() {
             break;
         }
         let job = match rx.await {
