@@ -99,3 +99,34 @@ fn a_pools_msg_rate_is_shared_by_its_members() {
     let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
 }
+
+#[test]
+fn a_freed_connection_slot_goes_to_the_higher_queue_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    // A slow receiver (0.6 s a message), so every message is queued before the first is done.
+    let slow = json!({"misbehave": {"mail": "slow", "data_end": "slow"}});
+    let rx = Receiver::start("127.0.0.1", &slow, dir.path(), None);
+    let config = format!(
+        "total-max-smtp-out 1\nsmtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n\
+         <domain *>\n    smtp-hosts [127.0.0.1]:{}\n    max-msg-per-connection 1\n</domain>\n\
+         <domain low.example>\n    queue-priority 10\n</domain>\n<domain high.example>\n    queue-priority 90\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    // low first: its connection takes the only slot while the rest arrive.
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for to in ["l0@low.example", "l1@low.example", "l2@low.example", "h0@high.example", "h1@high.example", "h2@high.example"]:
+    s.sendmail("a@example.net", [to], "Subject: x\r\n\r\nx\r\n")
+s.quit()
+"#;
+    let out = support::python(script, &[e.smtp().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    e.wait_log_count("delivered ", 6);
+    let mut messages = rx.events("message");
+    messages.sort_by(|a, b| a["t"].as_f64().unwrap().total_cmp(&b["t"].as_f64().unwrap()));
+    let order: Vec<String> = messages.iter().map(|m| m["rcpts"][0].as_str().unwrap()[..2].to_string()).collect();
+    assert_eq!(order, ["l0", "h0", "h1", "h2", "l1", "l2"]);
+}

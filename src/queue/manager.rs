@@ -481,8 +481,8 @@ impl Manager {
         self.warmup.save();
         self.ramps.save();
         let now = now_secs();
-        let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
-        for key in keys {
+        // Higher queue-priority first, so scarce connection slots go to it.
+        for key in self.by_priority(false) {
             let q = self.queues.get_mut(&key).expect("listed");
             if q.retry_until.is_some_and(|t| t <= now) {
                 q.retry_until = None;
@@ -766,7 +766,28 @@ impl Manager {
             }
             return;
         }
-        self.start_workers(key);
+        let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
+        if self.total_connections + 1 >= total_cap {
+            // Connection slots are scarce: the freed one goes to the queue that ranks first.
+            for key in self.by_priority(true) {
+                self.start_workers(&key);
+            }
+        } else {
+            self.start_workers(key);
+        }
+    }
+
+    /// Queues (with ready work, or all), highest `queue-priority` first (ties: the most work
+    /// waiting).
+    fn by_priority(&self, with_work: bool) -> Vec<QueueKey> {
+        let mut ranked: Vec<(u64, usize, &QueueKey)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !with_work || !q.ready.is_empty())
+            .map(|(k, q)| (q.settings.settings.uint(Dir::QueuePriority).unwrap_or(50), q.ready.len(), k))
+            .collect();
+        ranked.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        ranked.into_iter().map(|(_, _, k)| k.clone()).collect()
     }
 
     fn snapshot(&mut self) -> Vec<QueueStatus> {
