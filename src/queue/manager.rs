@@ -786,7 +786,7 @@ impl Manager {
             .filter(|(_, q)| !with_work || !q.ready.is_empty())
             .map(|(k, q)| (q.settings.settings.uint(Dir::QueuePriority).unwrap_or(50), q.ready.len(), k))
             .collect();
-        ranked.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        ranked.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
         ranked.into_iter().map(|(_, _, k)| k.clone()).collect()
     }
 
