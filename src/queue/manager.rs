@@ -484,13 +484,7 @@ impl Manager {
         // Higher queue-priority first, so scarce connection slots go to it.
         for key in self.by_priority(false) {
             let q = self.queues.get_mut(&key).expect("listed");
-            if q.retry_until.is_some_and(|t| t <= now) {
-                q.retry_until = None;
-            }
-            if q.backoff.as_ref().is_some_and(|b| b.until.is_some_and(|t| t <= now)) {
-                let reason = q.backoff.take().map(|b| b.reason).unwrap_or_default();
-                q.record("normal", format!("backoff ended (its time ran out; it began with {reason})"), None);
-            }
+            q.expire();
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
             for t in due {
                 if let Some(jobs) = q.waiting.remove(&t) {

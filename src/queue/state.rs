@@ -14,7 +14,11 @@ use crate::config::resolve::QueueSettings;
 use crate::config::values::Rate;
 use crate::config::{Config, Dir};
 use crate::smtp::Reply;
+// Unit tests run the state machine on a virtual clock.
+#[cfg(not(test))]
 use crate::time::now_secs;
+#[cfg(test)]
+use tests::now_secs;
 
 /// A change of a queue's mode, kept for `show queues` and `explain`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -275,6 +279,18 @@ impl Queue {
         self.skipped_mx.keys().cloned().collect()
     }
 
+    /// Ends the retry wait and the backoff whose time has come.
+    pub(super) fn expire(&mut self) {
+        let now = now_secs();
+        if self.retry_until.is_some_and(|t| t <= now) {
+            self.retry_until = None;
+        }
+        if self.backoff.as_ref().is_some_and(|b| b.until.is_some_and(|t| t <= now)) {
+            let reason = self.backoff.take().map(|b| b.reason).unwrap_or_default();
+            self.record("normal", format!("backoff ended (its time ran out; it began with {reason})"), None);
+        }
+    }
+
     /// Whether a source IP may be used for this queue now (re-enabling expired disables).
     pub(super) fn source_allowed(&mut self, ip: Option<std::net::IpAddr>) -> bool {
         let Some(ip) = ip else { return true };
@@ -400,5 +416,94 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         delivered: 0,
         bounced: 0,
         deferred: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    thread_local! {
+        static NOW: Cell<u64> = const { Cell::new(1_000_000) };
+    }
+
+    /// The virtual clock the queue state reads in these tests.
+    pub fn now_secs() -> u64 {
+        NOW.with(Cell::get)
+    }
+
+    fn at(t: u64) {
+        NOW.with(|n| n.set(1_000_000 + t));
+    }
+
+    fn queue(domain: &str) -> Queue {
+        let text = format!("<domain *>\n    max-smtp-out 20\n{domain}</domain>\n");
+        let config = load_str("q.conf", &text, Path::new("."), FileCheck::Warn).config;
+        let settings = Arc::new(config.queue_settings("example.com", None).unwrap());
+        new_queue(settings, &config)
+    }
+
+    fn rp001() -> Reply {
+        Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")
+    }
+
+    fn modes(q: &Queue) -> Vec<(String, u64)> {
+        q.events.iter().map(|e| (e.mode.clone(), e.time - 1_000_000)).collect()
+    }
+
+    #[test]
+    fn a_backoff_rule_cuts_the_queue_then_expires_on_time() {
+        let mut q = queue("    421 RP-001 *, 2m, 5, 60/m\n");
+        at(0);
+        assert_eq!(q.connection_cap(), 20);
+        q.react(&rp001(), None, None);
+        assert_eq!(q.connection_cap(), 5);
+        assert_eq!(q.backoff.as_ref().unwrap().until, Some(1_000_120));
+        // The same reply again renews the time without a second event.
+        at(60);
+        q.react(&rp001(), None, None);
+        at(179);
+        q.expire();
+        assert!(q.backoff.is_some(), "renewed until 180");
+        at(180);
+        q.expire();
+        assert!(q.backoff.is_none());
+        assert_eq!(q.connection_cap(), 20);
+        assert_eq!(modes(&q), [("backoff".to_string(), 0), ("normal".to_string(), 180)]);
+    }
+
+    #[test]
+    fn a_threshold_counts_matches_inside_its_window_only() {
+        let mut q = queue("    421 RP-001 *, 2m, 5, 60/m, trigger=3/1m\n");
+        for t in [0, 30, 61] {
+            at(t);
+            q.react(&rp001(), None, None);
+        }
+        assert!(q.backoff.is_none(), "the first match fell out of the window before the third");
+        at(70);
+        q.react(&rp001(), None, None);
+        assert!(q.backoff.is_some(), "30, 61 and 70 are three matches within a minute");
+    }
+
+    #[test]
+    fn operator_modes_and_disabled_sources_expire_in_virtual_time() {
+        let mut q = queue("    backoff-max-smtp-out 2\n    backoff-to-normal-after 10m\n");
+        at(0);
+        q.command(&Command::Backoff);
+        assert_eq!(q.connection_cap(), 2);
+        at(600);
+        q.expire();
+        assert!(q.backoff.is_none(), "backoff-to-normal-after ends an operator's backoff too");
+        let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        q.command(&Command::DisableSource { ip, until: Some(now_secs() + 60) });
+        assert!(!q.source_allowed(Some(ip)));
+        at(660);
+        assert!(q.source_allowed(Some(ip)));
+        let kinds: Vec<String> = modes(&q).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(kinds, ["backoff", "normal", "source-disabled", "source-enabled"]);
     }
 }
