@@ -76,7 +76,18 @@ pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolErr
     }
     let mut state = State { index: Index::default(), next_id: 1, report: Recovery::default(), started: None };
     let mut buf = Vec::new();
+    // A big spool takes seconds to read: say how far recovery is, about once a second.
+    let mut last_progress = started;
     for (k, (seq, d, path)) in segs.iter().enumerate() {
+        if last_progress.elapsed() >= std::time::Duration::from_secs(1) {
+            last_progress = Instant::now();
+            tracing::info!(
+                "spool recovery: {k} of {} segments read, {} live messages so far ({:.1}s)",
+                segs.len(),
+                state.index.messages.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         let file = match OpenOptions::new().read(true).write(!read_only).open(path) {
             Ok(f) => f,
             // A read-only inspection races the daemon, which may just have deleted a dead or
