@@ -55,7 +55,7 @@ CF
 start_ember() { # $1: config file; sets ember_pid, mgmt
     ./target/release/ember run --config "$1" > "$work/ember.out" 2>&1 &
     ember_pid=$!
-    until grep -q "ember ready" "$work/ember.out"; do kill -0 $ember_pid || { cat "$work/ember.out"; exit 1; }; sleep 0.05; done
+    until grep -qs "ember ready" "$work/ember.out"; do kill -0 $ember_pid || { cat "$work/ember.out"; exit 1; }; sleep 0.05; done
     mgmt=$(awk '/management http/ { print $3 }' "$work/ember.out")
 }
 
