@@ -102,32 +102,39 @@ impl Default for DotStuffer {
 impl DotStuffer {
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len() + input.len() / 64 + 4);
-        for &b in input {
+        let mut rest = input;
+        while let Some((&first, _)) = rest.split_first() {
             if self.after_cr {
                 self.after_cr = false;
                 out.push(b'\n');
                 self.line_start = true;
-                if b == b'\n' {
+                if first == b'\n' {
+                    rest = &rest[1..];
                     continue;
                 }
             }
-            match b {
-                b'\r' => {
-                    out.push(b'\r');
-                    self.after_cr = true;
-                }
-                b'\n' => {
-                    out.extend_from_slice(b"\r\n");
-                    self.line_start = true;
-                }
-                _ => {
-                    if self.line_start && b == b'.' {
-                        out.push(b'.');
-                    }
-                    self.line_start = false;
-                    out.push(b);
-                }
+            if self.line_start && first == b'.' {
+                out.push(b'.');
             }
+            // Copy the run up to the next line ending in one piece: this is the hot loop of
+            // every delivery, and most bytes are plain text.
+            let Some(end) = memchr::memchr2(b'\r', b'\n', rest) else {
+                out.extend_from_slice(rest);
+                self.line_start = false;
+                return;
+            };
+            out.extend_from_slice(&rest[..end]);
+            if end > 0 {
+                self.line_start = false;
+            }
+            if rest[end] == b'\r' {
+                out.push(b'\r');
+                self.after_cr = true;
+            } else {
+                out.extend_from_slice(b"\r\n");
+                self.line_start = true;
+            }
+            rest = &rest[end + 1..];
         }
     }
 
@@ -174,6 +181,43 @@ mod tests {
         assert_eq!(stuffed(&[b"a\n.\nb\r\n"]), "a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(stuffed(&[b"a\r.\rb"]), "a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(stuffed(&[b"end\r"]), "end\r\n.\r\n");
+    }
+
+    /// The byte-at-a-time definition the fast path must match: bare CR and bare LF become CRLF,
+    /// a line starting with a dot gets another.
+    fn reference(input: &[u8]) -> Vec<u8> {
+        let normalized = String::from_utf8_lossy(input).replace("\r\n", "\n").replace('\r', "\n");
+        let mut out = String::new();
+        let body = normalized.strip_suffix('\n').unwrap_or(&normalized);
+        if !normalized.is_empty() {
+            for line in body.split('\n') {
+                if line.starts_with('.') {
+                    out.push('.');
+                }
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str(".\r\n");
+        out.into_bytes()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_stuffing_matches_the_definition(
+            text in proptest::collection::vec(proptest::sample::select(b"ab.\r\n".to_vec()), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+        ) {
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            points.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for p in points.into_iter().chain([text.len()]) {
+                parts.push(&text[from..p]);
+                from = p;
+            }
+            proptest::prop_assert_eq!(stuffed(&parts).into_bytes(), reference(&text));
+        }
     }
 
     #[test]
