@@ -74,7 +74,7 @@ echo "memory: RSS $((rss / 1024)) MiB with $total recipients queued: $(awk -v r=
 sink_port=25270
 smtp-sink -u nobody 127.0.0.1:$sink_port 1000 > /dev/null 2>&1 &
 sink_pid=$!
-until exec 3<>/dev/tcp/127.0.0.1/$sink_port 2>/dev/null; do sleep 0.1; done; exec 3>&-
+until (exec 3<>/dev/tcp/127.0.0.1/$sink_port) 2>/dev/null; do sleep 0.1; done
 config $sink_port > "$work/run.conf"
 start=$(now)
 ./target/release/ember run --config "$work/run.conf" > "$work/ember.out" 2>&1 &

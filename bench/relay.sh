@@ -35,7 +35,7 @@ now() { date +%s.%N; }
 sink_port=25260
 smtp-sink -c -u nobody 127.0.0.1:$sink_port 1000 > "$work/sink.count" 2>&1 &
 sink_pid=$!
-until exec 3<>/dev/tcp/127.0.0.1/$sink_port 2>/dev/null; do sleep 0.1; done; exec 3>&-
+until (exec 3<>/dev/tcp/127.0.0.1/$sink_port) 2>/dev/null; do sleep 0.1; done
 
 # --- Ember -----------------------------------------------------------------------------------
 cat > "$work/ember.conf" <<CF
