@@ -351,6 +351,8 @@ impl Manager {
                 for key in &keys {
                     let q = self.queues.get_mut(key).expect("listed");
                     q.command(&command);
+                    // `schedule` may have made work of a paused job ready: it stays held.
+                    self.hold_paused(key);
                     self.start_workers(key);
                 }
                 let _ = reply.send(keys.len());

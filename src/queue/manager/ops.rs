@@ -105,6 +105,19 @@ impl Manager {
         job.envelope.job_id.as_ref().is_some_and(|j| self.paused_jobs.contains(j))
     }
 
+    /// Moves ready work of paused jobs in queue `key` to its held list.
+    pub(super) fn hold_paused(&mut self, key: &QueueKey) {
+        if self.paused_jobs.is_empty() {
+            return;
+        }
+        let Some(q) = self.queues.get_mut(key) else { return };
+        let paused = &self.paused_jobs;
+        let (held, keep): (Vec<Job>, Vec<Job>) =
+            q.ready.drain(..).partition(|j| j.envelope.job_id.as_ref().is_some_and(|id| paused.contains(id)));
+        q.ready.extend(keep);
+        q.held.extend(held);
+    }
+
     fn pause_job(&mut self, id: String) -> OperationResult {
         let mut result = OperationResult::default();
         for q in self.queues.values_mut() {
