@@ -7,7 +7,9 @@ mod support;
 
 mod operations {
     pub mod api;
+    pub mod cli;
     pub mod metrics;
+    pub mod transmissions;
 }
 
 use std::net::SocketAddr;

@@ -207,7 +207,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
-    guarded.with_state(state)
+    // HTTP injection authorises and answers in SparkPost's own terms, with its own size limit.
+    let injection = Router::new()
+        .route("/api/v1/transmissions", post(super::transmissions::transmit))
+        .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST));
+    injection.merge(guarded).with_state(state)
 }
 
 /// Serves the API on a bound listener until the task is dropped.

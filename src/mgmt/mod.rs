@@ -17,4 +17,5 @@ pub mod queues;
 pub mod settings;
 pub mod sources;
 pub mod status;
+pub mod transmissions;
 pub mod vmtas;
