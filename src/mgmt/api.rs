@@ -180,7 +180,7 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    use super::{admin, domains, jobs, messages, metrics, openapi, queues, settings, sources, status, vmtas};
+    use super::{admin, domains, jobs, messages, metrics, openapi, queues, settings, sources, status, ui, vmtas};
     let guarded = Router::new()
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/queues", get(queues::list))
@@ -203,6 +203,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/acct/rotate", post(admin::rotate_acct))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::scrape))
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))

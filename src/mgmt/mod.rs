@@ -18,4 +18,5 @@ pub mod settings;
 pub mod sources;
 pub mod status;
 pub mod transmissions;
+pub mod ui;
 pub mod vmtas;

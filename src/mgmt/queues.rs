@@ -89,14 +89,17 @@ pub async fn detail(state: Shared, Query(params): Query<HashMap<String, String>>
     let (events, errors) = state.telemetry.queue_detail(&q.queue);
     let (domain, vmta) = q.queue.split_once('/').unwrap_or((&q.queue, ""));
     let lookup = (vmta != crate::config::DEFAULT_VMTA).then_some(vmta);
-    let settings =
-        state.config().queue_settings(domain, lookup).map(|s| crate::config::show::render_json(&s)).unwrap_or_default();
+    let config = state.config();
+    let resolved = config.queue_settings(domain, lookup).ok();
+    let settings = resolved.as_ref().map(crate::config::show::render_json).unwrap_or_default();
+    let settings_text = resolved.as_ref().map(crate::config::show::render_text).unwrap_or_default();
     envelope(json!({
         "queue": q,
         "events": events,
         "errors": errors,
         "mode_events": q.mode_events,
         "settings": settings,
+        "settings_text": settings_text,
     }))
 }
 

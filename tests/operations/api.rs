@@ -87,6 +87,7 @@ fn access_levels_keys_and_csrf_rules() {
         "/api/v1/../../etc/passwd",
         "/ui/../../../etc/passwd",
         "/ui/%2e%2e/%2e%2e/etc/passwd",
+        "/ui/..%2f..%2f..%2fetc%2fpasswd",
         "/getFile?file=../../etc/passwd",
     ] {
         let a = get(m, path);

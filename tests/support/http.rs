@@ -38,8 +38,26 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], bod
     s.write_all(head.as_bytes()).unwrap();
     // A server refusing early may close before the whole body is read: that is its answer.
     let _ = s.write_all(body);
+    // Read the head, then the body by its Content-Length when there is one: some servers
+    // (chromedriver) keep the connection open whatever the client asked.
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| raw.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = headers.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
