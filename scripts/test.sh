@@ -12,7 +12,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # Debian packages the integration tests talk to. Installed only when missing, so a second run is
 # quick. (The config-engine tests need nothing beyond the Rust toolchain; peers such as Postfix,
 # swaks and dnsmasq join this list with the tests that use them.)
-PACKAGES=(swaks postfix dnsmasq)
+PACKAGES=(swaks postfix dnsmasq chromium chromium-driver)
 need_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
@@ -27,8 +27,17 @@ need_packages() {
     fi
 }
 
+# Python packages the tests use (installed for the python3 the tests run, only when missing).
+need_python() {
+    python3 -c 'import prometheus_client' 2>/dev/null && return
+    log "installing prometheus_client (pip)"
+    python3 -m pip install -q prometheus_client 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages prometheus_client
+}
+
 command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1; }
 if [ ${#PACKAGES[@]} -gt 0 ]; then need_packages; fi
+need_python
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 filter=()

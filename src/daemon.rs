@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::value::Value;
@@ -24,22 +24,34 @@ use crate::queue::QueueHandle;
 use crate::queue::manager::Manager;
 use crate::queue::report::Reporter;
 use crate::spool::{Spool, SpoolDir, SpoolError, SpoolOptions};
+use crate::telemetry::Telemetry;
 
 /// The spool as the ingress sees it: a stored message goes straight to its queues.
 struct SpoolSink {
     spool: Spool,
     queues: QueueHandle,
+    telemetry: Arc<Telemetry>,
+}
+
+/// What the management API asks the daemon's main loop to do.
+pub enum Control {
+    /// Re-read the configuration file: the notes of a good reload, or every error of a broken
+    /// file (nothing changes then).
+    Reload(oneshot::Sender<Result<String, String>>),
 }
 
 impl MessageSink for SpoolSink {
     fn store(&self, envelope: Envelope, body: Vec<u8>) -> StoreFuture<'_> {
         Box::pin(async move {
             let mut queued = envelope.clone();
+            let bytes = body.len();
             let id = self.spool.store(envelope, body).await.map_err(|e| match e {
                 SpoolError::Full { .. } => StoreError::Full(e.to_string()),
                 other => StoreError::Failed(other.to_string()),
             })?;
             queued.id = id;
+            let client = queued.origin.client_ip.map_or_else(|| queued.origin.kind.clone(), |ip| ip.to_string());
+            self.telemetry.received(&client, queued.recipients.len(), bytes, queued.job_id.as_deref());
             self.queues.submit(queued);
             Ok(id)
         })
@@ -88,8 +100,22 @@ pub struct Daemon {
     contexts: Arc<ArcSwap<Context>>,
     queues: QueueHandle,
     access: Arc<arc_swap::ArcSwap<Access>>,
+    telemetry: Arc<Telemetry>,
+    /// The management API's server, stopped last.
+    mgmt: Option<JoinHandle<()>>,
+    /// Listeners and the pickup directory: stopped first at shutdown.
     tasks: Vec<JoinHandle<()>>,
+    /// Inbound session slots: all free again means no session is open.
+    slots: Arc<Semaphore>,
+    max_in: usize,
+    /// Requests from the management API, for the main loop (`ember run`).
+    pub control: Option<mpsc::UnboundedReceiver<Control>>,
 }
+
+/// How long a shutdown waits for inbound sessions to end and for deliveries in progress to
+/// finish before the spool is closed anyway (what was not acknowledged or not recorded is
+/// simply tried again: the spool keeps it).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where the management API listens: `http-mgmt-port PORT` (all addresses) or `ADDR:PORT`;
 /// `0` disables it.
@@ -115,12 +141,18 @@ fn pickup_dirs(config: &Config) -> Option<(PathBuf, PathBuf)> {
 
 /// The per-generation state: the ingress context and the reporter the queues use (both share
 /// one set of accounting writers).
-fn build_context(config: Arc<Config>, spool: &Spool, queues: &QueueHandle) -> Result<(Context, Reporter), String> {
+fn build_context(
+    config: Arc<Config>,
+    spool: &Spool,
+    queues: &QueueHandle,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(Context, Reporter), String> {
     let accounting = Accounting::open(&config)?;
     let tls = listener::global_tls(&config)?;
-    let sink = Arc::new(SpoolSink { spool: spool.clone(), queues: queues.clone() });
+    let sink = Arc::new(SpoolSink { spool: spool.clone(), queues: queues.clone(), telemetry: Arc::clone(telemetry) });
     let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls).map_err(|errors| errors.join("\n"))?;
-    let reporter = Reporter::new(&config, accounting, ctx.host_name().to_string());
+    let reporter =
+        Reporter::new(&config, accounting, ctx.host_name().to_string()).with_telemetry(Arc::clone(telemetry));
     Ok((ctx, reporter))
 }
 
@@ -167,8 +199,9 @@ impl Daemon {
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
-        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver, state_dir);
-        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle)?;
+        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir);
+        let telemetry = Arc::new(Telemetry::default());
+        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry)?;
         let queues = queues.run(reporter);
         let mut recovered = 0usize;
         spool.for_each_live(|envelope| {
@@ -184,6 +217,8 @@ impl Daemon {
         let max_in = config.global.uint(Dir::TotalMaxSmtpIn).unwrap_or(100) as usize;
         let slots = Arc::new(Semaphore::new(max_in.max(1)));
         let mut tasks = Vec::new();
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let mut mgmt = None;
         if let Some(addr) = mgmt_addr(&config) {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
@@ -194,8 +229,14 @@ impl Daemon {
                 queues: queues.clone(),
                 spool: spool.clone(),
                 started: std::time::Instant::now(),
+                telemetry: Arc::clone(&telemetry),
+                resolver,
+                contexts: Arc::clone(&contexts),
+                smtp_in: Arc::clone(&slots),
+                smtp_in_max: max_in.max(1),
+                control: control_tx,
             });
-            tasks.push(tokio::spawn(crate::mgmt::api::serve(l, state)));
+            mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state)));
         }
         for b in bound {
             let addr = b.listener.local_addr().map_err(|e| format!("listener {}: {e}", b.spec.addr))?;
@@ -212,13 +253,24 @@ impl Daemon {
             println!("pickup directory {}", dir.display());
             tasks.push(tokio::spawn(crate::ingress::pickup::run(Arc::clone(&contexts), dir, bad)));
         }
-        Ok(Daemon { spool, contexts, queues, access, tasks })
+        Ok(Daemon {
+            spool,
+            contexts,
+            queues,
+            access,
+            telemetry,
+            mgmt,
+            tasks,
+            slots,
+            max_in: max_in.max(1),
+            control: Some(control),
+        })
     }
 
     /// Applies a new configuration to new sessions. Listener and spool changes need a restart.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let config = Arc::new(config);
-        let (ctx, reporter) = build_context(Arc::clone(&config), &self.spool, &self.queues)?;
+        let (ctx, reporter) = build_context(Arc::clone(&config), &self.spool, &self.queues, &self.telemetry)?;
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
         self.queues.reload(config, reporter);
@@ -230,10 +282,30 @@ impl Daemon {
         self.queues.snapshot().await
     }
 
-    /// Stops accepting, then flushes the spool.
+    /// Graceful drain: stop accepting (listeners, pickup), let open inbound sessions finish,
+    /// let deliveries in progress finish their transactions without starting new ones, then
+    /// flush the accounting files and close the spool. Everything still queued stays on disk.
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        let max_in = u32::try_from(self.max_in).unwrap_or(u32::MAX);
+        let sessions = tokio::time::timeout(DRAIN_LIMIT, self.slots.acquire_many(max_in)).await;
+        if sessions.is_err() {
+            println!("inbound sessions still open after {}s: closing them", DRAIN_LIMIT.as_secs());
+        }
+        let drained =
+            tokio::time::timeout(DRAIN_LIMIT, self.queues.operate(crate::queue::manager::Operation::Drain)).await;
+        if drained.is_err() {
+            println!(
+                "deliveries still in progress after {}s: they are tried again at the next start",
+                DRAIN_LIMIT.as_secs()
+            );
+        }
+        let accounting = self.contexts.load().accounting.clone();
+        let _ = tokio::task::spawn_blocking(move || accounting.flush()).await;
+        if let Some(m) = &self.mgmt {
+            m.abort();
         }
         self.spool.close().await;
     }

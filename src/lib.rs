@@ -14,4 +14,5 @@ pub mod outcome;
 pub mod queue;
 pub mod smtp;
 pub mod spool;
+pub mod telemetry;
 pub mod time;

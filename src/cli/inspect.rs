@@ -41,13 +41,13 @@ fn state_name(s: &RecipientState) -> &'static str {
     }
 }
 
-fn fail(e: String) -> ExitCode {
+pub(super) fn fail(e: String) -> ExitCode {
     eprintln!("ember: {e}");
     ExitCode::from(1)
 }
 
 /// The daemon's management API: `--mgmt`, else the config's `http-mgmt-port` on this host.
-fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, String> {
+pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, String> {
     let mut addr = match mgmt {
         Some(a) => a,
         None => {
@@ -65,30 +65,6 @@ fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<
 fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
     let key = std::env::var("EMBER_API_KEY").ok();
     super::live::get(mgmt_address(config_path, mgmt)?, path, key.as_deref())
-}
-
-pub fn show_status(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
-    match live(config_path, mgmt, "/api/v1/status") {
-        Ok(v) if json => {
-            println!("{}", serde_json::to_string_pretty(&v).expect("plain JSON"));
-            ExitCode::SUCCESS
-        }
-        Ok(v) => {
-            println!("Ember {}, up {}s", v["mta"]["version"].as_str().unwrap_or("?"), v["uptime_s"]);
-            println!("queued     {} recipients in {} queues", v["queue"]["smtp"]["rcp"], v["queue"]["smtp"]["dom"]);
-            println!("smtp out   {} connections", v["conn"]["smtpOut"]["cur"]);
-            println!(
-                "since start {} delivered, {} bounced, {} deferred",
-                v["traffic"]["delivered"], v["traffic"]["bounced"], v["traffic"]["deferred"]
-            );
-            println!(
-                "spool      {} messages, {} segments, {} bytes",
-                v["spool"]["messages"], v["spool"]["segments"], v["spool"]["bytes"]
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
 }
 
 /// Sends an operator command to the running daemon and reports how many queues it changed.

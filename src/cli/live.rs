@@ -6,7 +6,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// `--api-key` or `EMBER_API_KEY`, set once when the command line is parsed; sent when a
+/// caller gives no key of its own.
+pub static API_KEY: OnceLock<String> = OnceLock::new();
 
 /// Fetches `path` and returns the `data` member of the JSON envelope.
 pub fn get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Result<serde_json::Value, String> {
@@ -30,10 +35,25 @@ fn request(
     body: Option<&serde_json::Value>,
     api_key: Option<&str>,
 ) -> Result<serde_json::Value, String> {
+    let (status, json) = exchange(addr, method, path, body, api_key)?;
+    if status != 200 {
+        return Err(format!("the daemon refused: {status} {}", json["message"].as_str().unwrap_or("")));
+    }
+    Ok(json["data"].clone())
+}
+
+/// One request; the status and the JSON answer, whatever the status.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    api_key: Option<&str>,
+) -> Result<(u16, serde_json::Value), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("cannot reach the daemon at {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let key = api_key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
+    let key = api_key.or(API_KEY.get().map(String::as_str)).map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let content = if method == "POST" {
         format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
@@ -50,8 +70,5 @@ fn request(
         head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("malformed HTTP status line")?;
     let json: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("the daemon's answer is not JSON: {e}"))?;
-    if status != 200 {
-        return Err(format!("the daemon refused: {status} {}", json["message"].as_str().unwrap_or("")));
-    }
-    Ok(json["data"].clone())
+    Ok((status, json))
 }

@@ -4,10 +4,14 @@
 //! `show settings` exactly as spelled.
 
 mod check;
+mod inject;
 mod inspect;
 mod live;
+mod ops;
+mod remote;
 mod run;
 mod show;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +21,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "ember", version, about = "Ember: a PowerMTA-compatible outbound mail transfer agent")]
 struct Cli {
+    /// API key for the management API (sent as X-API-Key; grants admin).
+    #[arg(long, global = true, env = "EMBER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +58,7 @@ enum Command {
         queue: String,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, value_parser = remote::parse_mgmt)]
         mgmt: Option<std::net::SocketAddr>,
         #[arg(long)]
         json: bool,
@@ -71,15 +78,99 @@ enum Command {
         #[command(subcommand)]
         what: SourceCommand,
     },
-    /// List queued recipients (read from the spool, offline).
+    /// List queued recipients: from the running daemon with --mgmt, else read from the spool.
     List {
-        /// Only this queue: `domain/vmta`, or `domain` for all its virtual MTAs.
+        #[command(flatten)]
+        selection: ops::Selection,
         #[arg(long)]
-        queue: Option<String>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        maxitems: Option<usize>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Delete queued recipients (--queue or --job-id required); `b` accounting records unless
+    /// --no-accounting; DSNs with --dsn.
+    Delete {
+        #[command(flatten)]
+        selection: ops::Selection,
+        /// Only recipients of messages older than this (like 2h).
         #[arg(long)]
-        json: bool,
+        older_than: Option<String>,
+        #[arg(long)]
+        no_accounting: bool,
+        #[arg(long)]
+        dsn: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// `pause queue QUEUE` or `pause job ID`.
+    Pause {
+        #[command(subcommand)]
+        what: PauseCommand,
+    },
+    /// `resume queue QUEUE` or `resume job ID`.
+    Resume {
+        #[command(subcommand)]
+        what: PauseCommand,
+    },
+    /// End the retry wait of queues now (QUEUE: domain/vmta with `*` wildcards).
+    Schedule {
+        queue: String,
+        /// Recipients waiting for their own retry time go too.
+        #[arg(long)]
+        retry_recipients: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Re-read the running daemon's configuration (refused with its errors when broken).
+    Reload {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Inject one RFC 5322 message to every address of a list, through the daemon's
+    /// Transmissions API (progress bar, summary).
+    Inject {
+        /// The message file (headers, blank line, body).
+        message: PathBuf,
+        /// The recipient list: one address per line.
+        #[arg(long)]
+        rcpts: PathBuf,
+        /// The envelope sender (return path).
+        #[arg(long)]
+        from: String,
+        #[arg(long, alias = "jobId")]
+        job_id: Option<String>,
+        /// Recipients per request (each batch is one spooled message).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// `rotate acct`: move every accounting file to its dated name now.
+    Rotate {
+        #[command(subcommand)]
+        what: RotateCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PauseCommand {
+    Queue {
+        queue: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    Job {
+        id: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RotateCommand {
+    Acct {
+        #[command(flatten)]
+        remote: remote::Remote,
     },
 }
 
@@ -93,26 +184,60 @@ enum ShowCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// From the running daemon's configuration (implied by --mgmt).
+        #[arg(long)]
+        live: bool,
+        #[arg(long, value_parser = remote::parse_mgmt)]
+        mgmt: Option<std::net::SocketAddr>,
     },
-    /// The running daemon's status: queues, connections, delivered/bounced/deferred counts, spool.
+    /// The running daemon's status: traffic, connections, DNS cache, queues, spool.
     Status {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The daemon's management API (ADDR:PORT); default: the config's http-mgmt-port on this host.
-        #[arg(long)]
-        mgmt: Option<std::net::SocketAddr>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
-    /// Queues and their recipients: live from the running daemon, else read from the spool.
+    /// Queues: live from the running daemon (with filters), else read from the spool.
     Queues {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The daemon's management API (ADDR:PORT); default: the config's http-mgmt-port on this host.
+        #[command(flatten)]
+        filters: views::QueueFilters,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// The queues with the most recipients (10 unless --maxitems).
+    Topqueues {
+        #[command(flatten)]
+        filters: views::QueueFilters,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Queues summed per domain.
+    Domains {
         #[arg(long)]
-        mgmt: Option<std::net::SocketAddr>,
+        vmta: Option<String>,
         #[arg(long)]
-        json: bool,
+        maxitems: Option<usize>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// The domains with the most recipients (10 unless --maxitems).
+    Topdomains {
+        #[arg(long)]
+        maxitems: Option<usize>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Virtual MTAs with their source hosts, pools and totals.
+    Vmtas {
+        #[arg(long)]
+        maxitems: Option<usize>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Jobs with their totals since start and whether they are paused.
+    Jobs {
+        #[arg(long)]
+        maxitems: Option<usize>,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
     /// A spooled message: its envelope as JSON on the first line, then the message as stored.
     Message {
@@ -132,7 +257,7 @@ enum SetCommand {
         queue: String,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, value_parser = remote::parse_mgmt)]
         mgmt: Option<std::net::SocketAddr>,
     },
 }
@@ -147,26 +272,20 @@ enum SourceCommand {
         reenable_after: Option<String>,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, value_parser = remote::parse_mgmt)]
         mgmt: Option<std::net::SocketAddr>,
     },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(key) = cli.api_key {
+        let _ = live::API_KEY.set(key);
+    }
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::CheckConfig { file, strict, quiet } => check::check(&file, strict, quiet),
-        Command::Show { what: ShowCommand::Settings { queue, config, json } } => {
-            show::settings(&queue, config.as_deref(), json)
-        }
-        Command::Show { what: ShowCommand::Queues { config, mgmt, json } } => {
-            inspect::show_queues(config.as_deref(), mgmt, json)
-        }
-        Command::Show { what: ShowCommand::Status { config, mgmt, json } } => {
-            inspect::show_status(config.as_deref(), mgmt, json)
-        }
-        Command::Show { what: ShowCommand::Message { id, config } } => inspect::show_message(config.as_deref(), &id),
+        Command::Show { what } => show(what),
         Command::Set { what: SetCommand::Queue { mode, queue, config, mgmt } } => inspect::command(
             config.as_deref(),
             mgmt,
@@ -188,7 +307,44 @@ pub fn main() -> ExitCode {
             serde_json::json!({"ip": ip.to_string(), "queue": queue}),
         ),
         Command::Explain { queue, config, mgmt, json } => inspect::explain(&queue, config.as_deref(), mgmt, json),
-        Command::List { queue, config, json } => inspect::list(config.as_deref(), queue.as_deref(), json),
+        Command::List { selection, maxitems, remote } => {
+            if remote.mgmt.is_some() {
+                ops::list(&remote, &selection, maxitems)
+            } else {
+                inspect::list(remote.config.as_deref(), selection.queue.as_deref(), remote.json)
+            }
+        }
+        Command::Delete { selection, older_than, no_accounting, dsn, remote } => {
+            ops::delete(&remote, &selection, older_than.as_deref(), no_accounting, dsn)
+        }
+        Command::Pause { what: PauseCommand::Queue { queue, remote } } => ops::queue(&remote, &queue, true),
+        Command::Resume { what: PauseCommand::Queue { queue, remote } } => ops::queue(&remote, &queue, false),
+        Command::Pause { what: PauseCommand::Job { id, remote } } => ops::job(&remote, &id, true),
+        Command::Resume { what: PauseCommand::Job { id, remote } } => ops::job(&remote, &id, false),
+        Command::Schedule { queue, retry_recipients, remote } => ops::schedule(&remote, &queue, retry_recipients),
+        Command::Reload { remote } => ops::reload(&remote),
+        Command::Rotate { what: RotateCommand::Acct { remote } } => ops::rotate_acct(&remote),
+        Command::Inject { message, rcpts, from, job_id, batch, remote } => inject::inject(
+            &remote,
+            &inject::Inject { message: &message, recipients: &rcpts, from: &from, job_id: job_id.as_deref(), batch },
+        ),
+    }
+}
+
+fn show(what: ShowCommand) -> ExitCode {
+    match what {
+        ShowCommand::Settings { queue, config, json, live, mgmt } if live || mgmt.is_some() => {
+            views::settings(&remote::Remote { config, mgmt, json }, &queue)
+        }
+        ShowCommand::Settings { queue, config, json, .. } => show::settings(&queue, config.as_deref(), json),
+        ShowCommand::Queues { filters, remote } => views::queues(&remote, &filters, false),
+        ShowCommand::Topqueues { filters, remote } => views::queues(&remote, &filters, true),
+        ShowCommand::Status { remote } => views::status(&remote),
+        ShowCommand::Domains { vmta, maxitems, remote } => views::domains(&remote, vmta, maxitems, false),
+        ShowCommand::Topdomains { maxitems, remote } => views::domains(&remote, None, maxitems, true),
+        ShowCommand::Vmtas { maxitems, remote } => views::vmtas(&remote, maxitems),
+        ShowCommand::Jobs { maxitems, remote } => views::jobs(&remote, maxitems),
+        ShowCommand::Message { id, config } => inspect::show_message(config.as_deref(), &id),
     }
 }
 

@@ -7,11 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir, FileCheck, Loaded};
-use crate::daemon::Daemon;
+use crate::daemon::{Control, Daemon};
 
 /// Logs go to stderr; `RUST_LOG` selects what (default `info`).
 fn init_logging() {
@@ -41,25 +44,60 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
 /// Loads a configuration for running: errors and missing files are fatal, and every problem is
 /// printed as `FILE:LINE:COL`.
 fn load_for_run(config_path: Option<&Path>, action: &str) -> Option<Config> {
+    match load_checked(config_path, action) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            for line in errors {
+                eprintln!("{line}");
+            }
+            None
+        }
+    }
+}
+
+/// The configuration, or every problem (`FILE:LINE:COL: …` lines, then what was not done).
+fn load_checked(config_path: Option<&Path>, action: &str) -> Result<Config, Vec<String>> {
     let Loaded { config, diagnostics } = super::show::load(config_path, FileCheck::Warn);
     if diagnostics.has_errors() {
-        super::print_diagnostics(&diagnostics);
-        eprintln!("ember: {}: configuration has errors; not {action}", describe(config_path));
-        return None;
+        let mut lines: Vec<String> = diagnostics.sorted().iter().map(ToString::to_string).collect();
+        lines.push(format!("ember: {}: configuration has errors; not {action}", describe(config_path)));
+        return Err(lines);
     }
     for dir in owned_dirs(&config) {
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("ember: cannot create directory {}: {e}", dir.display());
-            return None;
+            return Err(vec![format!("ember: cannot create directory {}: {e}", dir.display())]);
         }
     }
     let files = config.check_files(FileCheck::Require);
     if files.has_errors() {
-        super::print_diagnostics(&files);
-        eprintln!("ember: {}: files the configuration needs are missing; not {action}", describe(config_path));
-        return None;
+        let mut lines: Vec<String> = files.sorted().iter().map(ToString::to_string).collect();
+        lines
+            .push(format!("ember: {}: files the configuration needs are missing; not {action}", describe(config_path)));
+        return Err(lines);
     }
-    Some(config)
+    Ok(config)
+}
+
+/// SIGHUP, `ember reload` and `POST /api/v1/reload`: the new generation, or every error with
+/// the running configuration unchanged.
+fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr]) -> Result<String, String> {
+    let refused = |errors: Vec<String>| {
+        for line in &errors {
+            eprintln!("{line}");
+        }
+        eprintln!("ember: reload refused; the running configuration is unchanged");
+        errors.join("\n")
+    };
+    let new = load_checked(config_path, "reloading").map_err(refused)?;
+    let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>() != listeners;
+    daemon.reload(new).map_err(|e| refused(vec![e]))?;
+    println!("configuration reloaded");
+    let mut notes = String::new();
+    if changed {
+        notes = "smtp listeners changed: restart ember to listen on the new addresses".into();
+        println!("{notes}");
+    }
+    Ok(notes)
 }
 
 fn describe(path: Option<&Path>) -> String {
@@ -116,8 +154,8 @@ async fn serve(config: Config, config_path: Option<&Path>) -> ExitCode {
     for line in describe_endpoints(&config) {
         println!("{line}");
     }
-    let listeners = crate::ingress::listener::specs(&config);
-    let daemon = match Daemon::start(config).await {
+    let listeners: Vec<SocketAddr> = crate::ingress::listener::specs(&config).iter().map(|l| l.addr).collect();
+    let mut daemon = match Daemon::start(config).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("ember: {e}");
@@ -125,27 +163,19 @@ async fn serve(config: Config, config_path: Option<&Path>) -> ExitCode {
         }
     };
     println!("ember ready (pid {})", std::process::id());
+    let mut control = daemon.control.take().unwrap_or_else(|| mpsc::unbounded_channel().1);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let Some(new) = load_for_run(config_path, "reloading") else {
-                    eprintln!("ember: reload refused; the running configuration is unchanged");
-                    continue;
-                };
-                let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>()
-                    != listeners.iter().map(|l| l.addr).collect::<Vec<_>>();
-                match daemon.reload(new) {
-                    Ok(()) => {
-                        println!("configuration reloaded");
-                        if changed {
-                            println!("smtp listeners changed: restart ember to listen on the new addresses");
-                        }
-                    }
-                    Err(e) => eprintln!("ember: reload refused ({e}); the running configuration is unchanged"),
-                }
+                let _ = reload(&daemon, config_path, &listeners);
             }
+            Some(request) = control.recv() => match request {
+                Control::Reload(answer) => {
+                    let _ = answer.send(reload(&daemon, config_path, &listeners));
+                }
+            },
         }
     }
     println!("ember stopping");

@@ -369,7 +369,7 @@ directives! {
     PrecachedMaxDomains => "precached-max-domains", Uint, DNS, Some("500"), once, Pending, "Most precached domains.";
     ProxyServer => "server", Word, PROXY, None, once, Pending, "Proxy host:port.";
     ProxyClient => "client", Words { min: 2, max: 2 }, PROXY, None, many, Pending, "IP[:port] HOSTNAME seen by receivers.";
-    ApiKey => "api-key", Word, TX_API | SIGNALS, None, many, Pending, "API key.";
+    ApiKey => "api-key", Word, TX_API | SIGNALS, None, many, Enforced, "API key (`<transmissions-api>`: the raw key a client sends as `Authorization`).";
     LogRequests => "log-requests", Bool, TX_API, Some("no"), once, Pending, "Log API requests.";
     UploadUrl => "upload-url", Word, SIGNALS, None, once, Pending, "Signals upload URL.";
     EngagementTracking => "engagement-tracking", Bool, SIGNALS, Some("no"), once, Pending, "Signals engagement tracking.";

@@ -266,7 +266,7 @@ impl Session {
 /// then the source's `default-virtual-mta`. `None` is `{default}`, which always exists. A name
 /// that is neither a VMTA nor a pool is refused with `550 5.3.5` under
 /// `reject-invalid-virtual-mta`, else replaced by `invalid-virtual-mta-fallback`.
-fn select_vmta(
+pub(crate) fn select_vmta(
     config: &Config,
     policy: &SourcePolicy,
     x_virtual_mta: Option<&str>,

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod session;
 pub mod suppression;
 pub mod tls;
+pub mod transmissions;
 pub mod users;
 
 use std::future::Future;

@@ -51,6 +51,11 @@ impl Access {
         Access { rules, keys }
     }
 
+    /// Whether `key` is one of the `http-api-key` values.
+    pub fn is_key(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
+
     /// The level of a client: an API key grants admin; else the first matching rule; else none.
     pub fn level(&self, ip: IpAddr, api_key: Option<&str>) -> Level {
         if api_key.is_some_and(|k| self.keys.iter().any(|x| x == k)) {

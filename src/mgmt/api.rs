@@ -1,106 +1,168 @@
-//! JSON endpoints. Responses use PowerMTA's envelope `{"data": …, "status": "success",
-//! "message": ""}` so existing tooling parses them.
+//! The management API's common ground: the state handlers share, PowerMTA's JSON envelope
+//! `{"data": …, "status": "success", "message": ""}`, refusals with clear JSON messages, the
+//! access guard every route but the transmissions API passes, the JSON body reader, and the
+//! router that puts the resource modules together.
+//!
+//! Access (REFERENCE.md §6.2): reads (GET) need `monitor`, state changes (POST) need `operator`;
+//! an `X-API-Key` from `http-api-key` is admin; a client no `http-access` rule lists gets 403 for
+//! everything. CSRF: no GET changes anything; a POST must carry `Content-Type:
+//! application/json` (which a cross-site HTML form cannot send and a cross-site script cannot send
+//! without a CORS preflight, which is never granted) and, when the browser sends `Origin`, come
+//! from this server's own origin.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::{Value as Json_, json};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::access::{Access, Level};
+use crate::daemon::Control;
+use crate::delivery::mx::MxResolver;
+use crate::ingress::context::Context;
 use crate::queue::QueueHandle;
-use crate::queue::manager::Command;
 use crate::spool::Spool;
+use crate::telemetry::Telemetry;
+
+/// Largest JSON body the command endpoints take (the transmissions API has its own limit).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
 
 pub struct ApiState {
-    pub access: std::sync::Arc<arc_swap::ArcSwap<Access>>,
+    pub access: Arc<ArcSwap<Access>>,
     pub queues: QueueHandle,
     pub spool: Spool,
     pub started: Instant,
+    pub telemetry: Arc<Telemetry>,
+    pub resolver: MxResolver,
+    /// The current configuration generation (its config and accounting).
+    pub contexts: Arc<ArcSwap<Context>>,
+    /// Inbound SMTP session slots (`total-max-smtp-in`): in use = max − available.
+    pub smtp_in: Arc<Semaphore>,
+    pub smtp_in_max: usize,
+    /// Requests the daemon's main loop carries out (reload).
+    pub control: mpsc::UnboundedSender<Control>,
 }
 
-fn envelope(data: Json_) -> Response {
+impl ApiState {
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        Arc::clone(&self.contexts.load().config)
+    }
+}
+
+pub type Shared = State<Arc<ApiState>>;
+
+pub fn envelope(data: Json_) -> Response {
     Json(json!({"data": data, "status": "success", "message": ""})).into_response()
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
+pub fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"data": null, "status": "error", "message": message}))).into_response()
 }
 
+/// A refusal as a small value (a `Response` is too large to carry in every `Result`).
+pub struct Refusal(pub StatusCode, pub String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        refuse(self.0, &self.1)
+    }
+}
+
 /// The refusal to send, or `None` when the client may do what `needed` allows.
-fn refusal(state: &ApiState, peer: SocketAddr, headers: &HeaderMap, needed: Level) -> Option<Response> {
+pub fn refusal(state: &ApiState, peer: SocketAddr, headers: &HeaderMap, needed: Level) -> Option<Response> {
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    let level = state.access.load().level(peer.ip(), key);
+    let access = state.access.load();
+    let level = access.level(peer.ip(), key);
     if level >= needed {
-        None
-    } else if level == Level::None {
-        Some(refuse(StatusCode::FORBIDDEN, "access denied (http-access)"))
+        return None;
+    }
+    if key.is_some() && !access.is_key(key.unwrap_or_default()) {
+        return Some(refuse(StatusCode::UNAUTHORIZED, "invalid API key (X-API-Key matches no http-api-key)"));
+    }
+    Some(if level == Level::None {
+        refuse(StatusCode::FORBIDDEN, &format!("access denied: {} has no http-access level", peer.ip()))
     } else {
-        Some(refuse(StatusCode::FORBIDDEN, "insufficient access level"))
-    }
+        refuse(
+            StatusCode::FORBIDDEN,
+            &format!("insufficient access level: {level:?} may not do this ({needed:?} needed)"),
+        )
+    })
 }
 
-async fn queues(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refusal(&state, peer, &headers, Level::Monitor) {
+/// The guard in front of every route: access level by method, then the CSRF rules for POST.
+async fn guard(State(state): Shared, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let needed = match *request.method() {
+        Method::GET | Method::HEAD => Level::Monitor,
+        Method::POST => Level::Operator,
+        _ => return refuse(StatusCode::METHOD_NOT_ALLOWED, "only GET (to read) and POST (to change) are served"),
+    };
+    if let Some(r) = refusal(&state, peer, request.headers(), needed) {
         return r;
     }
-    let list = state.queues.snapshot().await;
-    envelope(serde_json::to_value(list).unwrap_or_default())
-}
-
-async fn status(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refusal(&state, peer, &headers, Level::Monitor) {
-        return r;
-    }
-    let queues = state.queues.snapshot().await;
-    let spool = state.spool.stats();
-    envelope(json!({
-        "mta": {"product": "Ember", "version": env!("CARGO_PKG_VERSION")},
-        "uptime_s": state.started.elapsed().as_secs(),
-        "queue": {
-            "smtp": {
-                "rcp": queues.iter().map(|q| q.recipients).sum::<usize>(),
-                "dom": queues.len(),
+    if request.method() == Method::POST {
+        let headers = request.headers();
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !json {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "state changes take a JSON body (Content-Type: application/json)",
+            );
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let own = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            if own != Some(host) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    &format!("cross-site request refused (Origin {origin} is not this server)"),
+                );
             }
-        },
-        "conn": {"smtpOut": {"cur": queues.iter().map(|q| q.connections).sum::<usize>()}},
-        "traffic": {
-            "delivered": queues.iter().map(|q| q.delivered).sum::<u64>(),
-            "bounced": queues.iter().map(|q| q.bounced).sum::<u64>(),
-            "deferred": queues.iter().map(|q| q.deferred).sum::<u64>(),
-        },
-        "spool": {"messages": spool.live_messages, "recipients": spool.live_recipients, "segments": spool.segments, "bytes": spool.bytes_on_disk},
-    }))
+        }
+    }
+    next.run(request).await
 }
 
-#[derive(serde::Deserialize)]
-struct ModeRequest {
-    queue: String,
-    mode: String,
+/// A JSON request body, with refusals in the API's own JSON: 413 past `MAX_JSON_BODY`, 400 with
+/// serde's message (field, line and column) when malformed or carrying unknown fields.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                refuse(status, &format!("request body too large (at most {MAX_JSON_BODY} bytes)"))
+            } else {
+                refuse(status, &format!("cannot read the request body: {e}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("malformed JSON request: {e}")))
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct SourceRequest {
-    ip: String,
-    queue: String,
-    /// `1h`, `30m`…: when a disabled IP comes back on its own.
-    reenable_after: Option<String>,
-}
-
-fn matched(n: usize, what: &str) -> Response {
+/// `{"matched": n}`, or 404 when no queue matched.
+pub fn matched(n: usize, what: &str) -> Response {
     if n == 0 {
         refuse(StatusCode::NOT_FOUND, &format!("no queue matches {what}"))
     } else {
@@ -108,62 +170,49 @@ fn matched(n: usize, what: &str) -> Response {
     }
 }
 
-/// `set queue --mode=backoff|normal` (operator).
-async fn set_mode(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(req): Json<ModeRequest>,
-) -> Response {
-    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
-        return r;
-    }
-    let command = match req.mode.as_str() {
-        "backoff" => Command::Backoff,
-        "normal" => Command::Normal,
-        other => return refuse(StatusCode::BAD_REQUEST, &format!("mode must be backoff or normal, not {other:?}")),
-    };
-    matched(state.queues.command(&req.queue, command).await, &req.queue)
+async fn not_found(uri: axum::http::Uri) -> Response {
+    refuse(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", uri.path()))
 }
 
-async fn source(state: &ApiState, req: SourceRequest, enable: bool) -> Response {
-    let Ok(ip) = req.ip.parse::<std::net::IpAddr>() else {
-        return refuse(StatusCode::BAD_REQUEST, &format!("{:?} is not an IP address", req.ip));
-    };
-    let command = if enable {
-        Command::EnableSource { ip }
-    } else {
-        let until = match req.reenable_after.as_deref().map(crate::config::values::Interval::parse) {
-            None => None,
-            Some(Ok(i)) => Some(crate::time::now_secs() + i.seconds()),
-            Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &format!("reenable_after: {e}")),
-        };
-        Command::DisableSource { ip, until }
-    };
-    matched(state.queues.command(&req.queue, command).await, &req.queue)
-}
-
-/// `disable source` (ENABLE = false) and `enable source` (ENABLE = true), operator level.
-async fn source_command<const ENABLE: bool>(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(req): Json<SourceRequest>,
-) -> Response {
-    if let Some(r) = refusal(&state, peer, &headers, Level::Operator) {
-        return r;
-    }
-    source(&state, req, ENABLE).await
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+    let hint = if method == Method::GET { " (it changes state: use POST with a JSON body)" } else { "" };
+    refuse(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed on {}{hint}", uri.path()))
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/api/v1/queues", get(queues))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/queues/mode", post(set_mode))
-        .route("/api/v1/sources/disable", post(source_command::<false>))
-        .route("/api/v1/sources/enable", post(source_command::<true>))
-        .with_state(state)
+    use super::{admin, domains, jobs, messages, metrics, openapi, queues, settings, sources, status, ui, vmtas};
+    let guarded = Router::new()
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/queues/detail", get(queues::detail))
+        .route("/api/v1/queues/mode", post(queues::set_mode))
+        .route("/api/v1/queues/pause", post(queues::pause))
+        .route("/api/v1/queues/resume", post(queues::resume))
+        .route("/api/v1/queues/schedule", post(queues::schedule))
+        .route("/api/v1/domains", get(domains::list))
+        .route("/api/v1/vmtas", get(vmtas::list))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/pause", post(jobs::pause))
+        .route("/api/v1/jobs/resume", post(jobs::resume))
+        .route("/api/v1/settings", get(settings::show))
+        .route("/api/v1/messages", get(messages::list))
+        .route("/api/v1/messages/delete", post(messages::delete))
+        .route("/api/v1/sources/disable", post(sources::command::<false>))
+        .route("/api/v1/sources/enable", post(sources::command::<true>))
+        .route("/api/v1/reload", post(admin::reload))
+        .route("/api/v1/acct/rotate", post(admin::rotate_acct))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::scrape))
+        .merge(ui::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    // HTTP injection authorises and answers in SparkPost's own terms, with its own size limit.
+    let injection = Router::new()
+        .route("/api/v1/transmissions", post(super::transmissions::transmit))
+        .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST));
+    injection.merge(guarded).with_state(state)
 }
 
 /// Serves the API on a bound listener until the task is dropped.

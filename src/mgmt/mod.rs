@@ -1,8 +1,22 @@
-//! The management HTTP API on `http-mgmt-port` (REFERENCE.md §6.2): JSON views of the running
-//! daemon for the CLI, and later the dashboard and `/metrics`. Access follows `http-access`
-//! (ordered CIDR → level; unlisted clients get nothing) and `http-api-key`.
+//! The management HTTP API on `http-mgmt-port` (REFERENCE.md §6.2): JSON views and commands for
+//! the CLI and the dashboard, `/metrics` for Prometheus, the OpenAPI description. Access follows
+//! `http-access` (ordered CIDR → level; unlisted clients get nothing) and `http-api-key`.
 //!
-//! Knows nothing of queue internals beyond the read API it is given.
+//! `api` holds the shared state, the access guard and the router; each other module is one
+//! resource. Knows nothing of queue internals beyond the handle's read and command API.
 
 pub mod access;
+pub mod admin;
 pub mod api;
+pub mod domains;
+pub mod jobs;
+pub mod messages;
+pub mod metrics;
+pub mod openapi;
+pub mod queues;
+pub mod settings;
+pub mod sources;
+pub mod status;
+pub mod transmissions;
+pub mod ui;
+pub mod vmtas;

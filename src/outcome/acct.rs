@@ -456,9 +456,14 @@ pub struct Accounting {
 
 #[derive(Clone)]
 struct Output {
+    /// `<acct-file ARG>`'s argument (a path or `|command`).
+    name: String,
     types: Vec<RecordType>,
     writer: Arc<writer::Writer>,
 }
+
+/// One accounting output's figures for `/metrics`: (its name, records written, records lost).
+pub type WriterFigures = (String, u64, u64);
 
 impl Output {
     /// Whether this output takes the record, and whether only because of `log-delivery-failures`.
@@ -508,7 +513,7 @@ impl Accounting {
                     writer::Writer::file(&path, spec, options).map_err(|e| format!("{name}: {e}"))?
                 }
             };
-            outputs.push(Output { types, writer });
+            outputs.push(Output { name: arg.to_string(), types, writer });
         }
         Ok(Accounting { outputs, wanted_headers })
     }
@@ -543,6 +548,15 @@ impl Accounting {
                 o.writer.record(record.clone(), forced);
             }
         }
+    }
+
+    /// Records written and lost per output since its writer started.
+    pub fn figures(&self) -> Vec<WriterFigures> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.writer.stats.written.load(Relaxed), o.writer.stats.lost.load(Relaxed)))
+            .collect()
     }
 
     /// Waits until every record queued so far is written (and synced with `sync yes`).

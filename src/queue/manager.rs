@@ -4,7 +4,9 @@
 //! connections as a queue's backlog and caps allow (`max-smtp-out`, the VMTA's `max-smtp-out`,
 //! `total-max-smtp-out`).
 
-use std::collections::{BTreeMap, HashMap};
+mod ops;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ use crate::message::{Envelope, RecipientState};
 use crate::smtp::Reply;
 use crate::spool::Spool;
 use crate::time::now_secs;
+
+pub use ops::{Filter, Operation, OperationResult};
 
 /// Some recipients of one message, all in one queue.
 #[derive(Clone, Debug)]
@@ -53,8 +57,22 @@ pub enum NextJob {
 pub enum Command {
     Backoff,
     Normal,
-    DisableSource { ip: std::net::IpAddr, until: Option<u64> },
-    EnableSource { ip: std::net::IpAddr },
+    DisableSource {
+        ip: std::net::IpAddr,
+        until: Option<u64>,
+    },
+    EnableSource {
+        ip: std::net::IpAddr,
+    },
+    /// `pause queue`: no new connections; open ones close after their current message.
+    Pause,
+    /// `resume queue`.
+    Resume,
+    /// `schedule`: end the queue's retry wait now; with `recipients`, recipients waiting for
+    /// their own retry time too (`--retry-recipients`).
+    Schedule {
+        recipients: bool,
+    },
 }
 
 /// `domain/vmta`, `domain` (every VMTA), with `*` for either part.
@@ -93,6 +111,13 @@ pub enum Event {
         command: Command,
         reply: oneshot::Sender<usize>,
     },
+    /// Job pauses, deletes and the shutdown drain.
+    Operate {
+        op: Operation,
+        reply: oneshot::Sender<OperationResult>,
+    },
+    /// The job ids an operator paused.
+    PausedJobs(oneshot::Sender<Vec<String>>),
 }
 
 /// What `show queues` says about a queue.
@@ -120,6 +145,10 @@ pub struct QueueStatus {
     pub mode_events: Vec<ModeEvent>,
     /// The queue's `warmup-schedule` ramp: step, cap, use, why it holds.
     pub warmup: Option<RampStatus>,
+    /// Paused by an operator (`pause queue`).
+    pub paused: bool,
+    /// Recipients held because their job is paused.
+    pub held_recipients: usize,
 }
 
 /// The handle the rest of the daemon holds.
@@ -155,6 +184,23 @@ impl QueueHandle {
         rx.await.unwrap_or(0)
     }
 
+    /// Runs an operation in the manager task and returns what it did.
+    pub async fn operate(&self, op: Operation) -> OperationResult {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::Operate { op, reply: tx }).is_err() {
+            return OperationResult::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn paused_jobs(&self) -> Vec<String> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::PausedJobs(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::Snapshot(tx)).is_err() {
@@ -179,6 +225,11 @@ pub struct Manager {
     ramps: Ramps,
     /// `max-smtp-msg-rate` and `max-smtp-data-volume-rate` of virtual MTAs and pools.
     shared_rates: SharedRates,
+    /// Job ids an operator paused: their work waits in each queue's `held` list.
+    paused_jobs: HashSet<String>,
+    /// Shutting down: no new connections, no new work for open ones.
+    draining: bool,
+    drain_waiters: Vec<oneshot::Sender<OperationResult>>,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -214,6 +265,9 @@ impl Pending {
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
             shared_rates: SharedRates::default(),
+            paused_jobs: HashSet::new(),
+            draining: false,
+            drain_waiters: Vec::new(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -258,6 +312,7 @@ impl Manager {
                 let size = |job: &Job| spool.message_size(job.envelope.id).unwrap_or(0);
                 let ramp_key = key.to_string();
                 let next = match self.queues.get_mut(&key) {
+                    _ if self.draining => NextJob::Done,
                     Some(q) => {
                         let ramp_full =
                             q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
@@ -296,9 +351,17 @@ impl Manager {
                 for key in &keys {
                     let q = self.queues.get_mut(key).expect("listed");
                     q.command(&command);
+                    // `schedule` may have made work of a paused job ready: it stays held.
+                    self.hold_paused(key);
                     self.start_workers(key);
                 }
                 let _ = reply.send(keys.len());
+            }
+            Event::Operate { op, reply } => self.operate(op, reply),
+            Event::PausedJobs(reply) => {
+                let mut jobs: Vec<String> = self.paused_jobs.iter().cloned().collect();
+                jobs.sort();
+                let _ = reply.send(jobs);
             }
         }
     }
@@ -385,9 +448,12 @@ impl Manager {
                 }
             }
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
+            let held = self.held(&job);
             let config = Arc::clone(&self.config);
             let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config));
-            if not_before > now_secs() {
+            if held {
+                q.held.push(job);
+            } else if not_before > now_secs() {
                 q.waiting.entry(not_before).or_default().push(job);
             } else {
                 q.enqueue(job);
@@ -489,7 +555,11 @@ impl Manager {
             for t in due {
                 if let Some(jobs) = q.waiting.remove(&t) {
                     for job in jobs {
-                        q.enqueue(job);
+                        if job.envelope.job_id.as_ref().is_some_and(|j| self.paused_jobs.contains(j)) {
+                            q.held.push(job);
+                        } else {
+                            q.enqueue(job);
+                        }
                     }
                 }
             }
@@ -503,6 +573,8 @@ impl Manager {
             q.connections > 0
                 || !q.ready.is_empty()
                 || !q.waiting.is_empty()
+                || !q.held.is_empty()
+                || q.paused
                 || q.retry_until.is_some()
                 || q.delivered + q.bounced + q.deferred > 0
         });
@@ -517,7 +589,7 @@ impl Manager {
             .map_or(usize::MAX, |n| n as usize);
         loop {
             let Some(q) = self.queues.get(key) else { return };
-            if q.retry_until.is_some() || q.ready.is_empty() {
+            if q.retry_until.is_some() || q.ready.is_empty() || q.paused || self.draining {
                 return;
             }
             // Connections grow with the backlog, never past the work waiting.
@@ -725,11 +797,18 @@ impl Manager {
         if let Some(n) = self.vmta_connections.get_mut(&key.vmta) {
             *n = n.saturating_sub(1);
         }
-        let Some(q) = self.queues.get_mut(key) else { return };
-        q.connections = q.connections.saturating_sub(1);
-        if let Some(ip) = source {
-            q.sources.close(ip);
+        if let Some(q) = self.queues.get_mut(key) {
+            q.connections = q.connections.saturating_sub(1);
+            if let Some(ip) = source {
+                q.sources.close(ip);
+            }
         }
+        if self.draining {
+            // Shutting down: nothing more is tried; what is queued stays safe on disk.
+            self.check_drained();
+            return;
+        }
+        let Some(q) = self.queues.get_mut(key) else { return };
         if let Some(f) = failure {
             let source = f.remote.source_ip.parse().ok();
             let _ = q.react(&f.reply, source, Some(&f.remote.mx));
@@ -797,7 +876,9 @@ impl Manager {
                 messages_ready: q.ready.len(),
                 messages_waiting: q.waiting.values().map(Vec::len).sum(),
                 connections: q.connections,
-                mode: if q.retry_until.is_some() {
+                mode: if q.paused {
+                    "paused".into()
+                } else if q.retry_until.is_some() {
                     "retry".into()
                 } else if q.backoff.is_some() {
                     "backoff".into()
@@ -818,6 +899,8 @@ impl Manager {
                     .or_else(|| q.waiting_reason()),
                 mode_events: q.events.iter().cloned().collect(),
                 warmup,
+                paused: q.paused,
+                held_recipients: q.held.iter().map(|j| j.recipients.len()).sum(),
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));

@@ -19,6 +19,7 @@ use crate::outcome::dsn::{self, DsnInput, DsnKind, DsnRecipient};
 use crate::outcome::status;
 use crate::smtp::Reply;
 use crate::spool::{Spool, StateChange};
+use crate::telemetry::{Outcome, Telemetry};
 use crate::time;
 
 /// Turns outcomes into records; one per configuration generation.
@@ -30,6 +31,8 @@ pub struct Reporter {
     events: Option<mpsc::UnboundedSender<Event>>,
     /// Pool names, to tell a pool selected at injection (`vmtaPool`) from a VMTA.
     pools: Arc<HashSet<String>>,
+    /// Counters and recent events for the API, `/metrics` and the dashboard.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Reporter {
@@ -40,7 +43,44 @@ impl Reporter {
             host_name,
             events: None,
             pools: Arc::new(config.pools.iter().map(|p| p.name.clone()).collect()),
+            telemetry: Arc::default(),
         }
+    }
+
+    /// Where outcomes are counted (the daemon's one `Telemetry`).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Reporter {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Counts one recipient's outcome.
+    fn observe(
+        &self,
+        kind: &'static str,
+        job: &Job,
+        index: usize,
+        reply: &Reply,
+        remote: &Remote,
+        key: Option<&QueueKey>,
+    ) {
+        let env = &job.envelope;
+        let recipient = &env.recipients[index];
+        let domain = key.map_or_else(|| recipient.domain(), |k| k.name.clone());
+        let vmta = key.map_or_else(|| env.vmta.clone().unwrap_or_else(|| "{default}".into()), |k| k.vmta.clone());
+        let category = if kind == "bounced" { self.category(reply) } else { String::new() };
+        self.telemetry.outcome(
+            kind,
+            &Outcome {
+                domain: &domain,
+                vmta: &vmta,
+                source_ip: &remote.source_ip,
+                remote_ip: &remote.ip,
+                rcpt: &recipient.address,
+                job_id: env.job_id.as_deref(),
+                diag: &reply.to_string(),
+                category: &category,
+            },
+        );
     }
 
     /// Where generated DSNs are submitted for delivery.
@@ -133,6 +173,7 @@ impl Reporter {
             done.iter().map(|(i, _)| StateChange { id, recipient: *i, state: RecipientState::Delivered }).collect(),
         );
         for (i, reply) in done {
+            self.observe("delivered", job, *i, reply, remote, Some(key));
             self.record(RecordType::Delivery, job, *i, reply, "", remote, Some(key), Some(settings));
         }
     }
@@ -164,6 +205,7 @@ impl Reporter {
                 .collect(),
         );
         for (i, reply, _) in later {
+            self.observe("deferred", job, *i, reply, remote, Some(key));
             let category = self.category(reply);
             self.record(RecordType::Transient, job, *i, reply, &category, remote, Some(key), Some(settings));
         }
@@ -195,9 +237,42 @@ impl Reporter {
         );
         let category = self.category(reply);
         for i in indexes {
+            self.observe("bounced", job, *i, reply, remote, key);
             self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None);
         }
         self.send_dsn(spool, job, indexes, reply, &category, remote, key, config);
+    }
+
+    /// Recipients an operator deleted (`ember delete`): spool state `deleted`, a `b` record
+    /// each unless `accounting` is false, a DSN only when asked (`--dsn`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deleted(
+        &self,
+        spool: &Spool,
+        job: &Job,
+        reply: &Reply,
+        remote: &Remote,
+        key: &QueueKey,
+        accounting: bool,
+        dsn: bool,
+        config: &Config,
+    ) {
+        let id = job.envelope.id;
+        Self::persist(
+            spool,
+            job.recipients.iter().map(|i| StateChange { id, recipient: *i, state: RecipientState::Deleted }).collect(),
+        );
+        let category = self.category(reply);
+        for i in &job.recipients {
+            tracing::info!(queue = %key, "deleted {id} to <{}> (operator)", job.envelope.recipients[*i].address);
+            self.observe("deleted", job, *i, reply, remote, Some(key));
+            if accounting {
+                self.record(RecordType::Bounce, job, *i, reply, &category, remote, Some(key), None);
+            }
+        }
+        if dsn {
+            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), config);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -278,6 +353,8 @@ impl Reporter {
 
     pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure) {
         tracing::info!(queue = %key, "queue failure: {}{}", failure.reply, if failure.permanent { " (permanent)" } else { "" });
+        let remote = &failure.remote;
+        self.telemetry.queue_failure(&key.name, &key.vmta, &remote.source_ip, &remote.ip, &failure.reply.to_string());
         if !self.accounting.wants(RecordType::TransientQueue) {
             return;
         }

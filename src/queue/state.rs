@@ -116,6 +116,10 @@ pub(super) struct Queue {
     pub(super) skipped_mx: HashMap<String, u64>,
     /// Source IPs an operator disabled for this queue, with the time they come back.
     pub(super) disabled_sources: HashMap<std::net::IpAddr, Option<u64>>,
+    /// Paused by an operator: no connections until resumed.
+    pub(super) paused: bool,
+    /// Work of paused jobs, released by `resume job`.
+    pub(super) held: Vec<Job>,
 }
 
 impl Queue {
@@ -264,6 +268,26 @@ impl Queue {
                 self.disabled_sources.insert(*ip, *until);
                 self.record("source-disabled", format!("source IP {ip} disabled by an operator"), *until);
             }
+            Command::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    self.record("paused", "paused by an operator (ember pause queue)".into(), None);
+                }
+            }
+            Command::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.record("normal", "resumed by an operator (ember resume queue)".into(), None);
+                }
+            }
+            Command::Schedule { recipients } => {
+                self.retry_until = None;
+                if *recipients {
+                    for job in std::mem::take(&mut self.waiting).into_values().flatten() {
+                        self.enqueue(job);
+                    }
+                }
+            }
             Command::EnableSource { ip } => {
                 if self.disabled_sources.remove(ip).is_some() {
                     self.record("source-enabled", format!("source IP {ip} enabled by an operator"), None);
@@ -306,6 +330,9 @@ impl Queue {
     }
 
     pub(super) fn waiting_reason(&self) -> Option<String> {
+        if self.paused {
+            return Some("paused by an operator (ember resume queue to restart it)".into());
+        }
         if let Some(t) = self.retry_until {
             return Some(format!(
                 "retry: waiting until {} after a connection failure ({})",
@@ -340,7 +367,7 @@ impl Queue {
     }
 
     pub(super) fn recipients(&self) -> usize {
-        self.ready.iter().chain(self.waiting.values().flatten()).map(|j| j.recipients.len()).sum()
+        self.ready.iter().chain(self.waiting.values().flatten()).chain(&self.held).map(|j| j.recipients.len()).sum()
     }
 }
 
@@ -356,7 +383,7 @@ pub(super) fn next_job(
     source: Option<std::net::IpAddr>,
     size: impl Fn(&Job) -> u64,
 ) -> NextJob {
-    if q.retry_until.is_some() || q.connections > q.connection_cap() {
+    if q.retry_until.is_some() || q.paused || q.connections > q.connection_cap() {
         return NextJob::Done;
     }
     let Some(front) = q.ready.front() else { return NextJob::Done };
@@ -402,6 +429,8 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         disabled_sources: HashMap::new(),
         skipped_mx: HashMap::new(),
         ramp: super::ramp::Plan::from_settings(s),
+        paused: false,
+        held: Vec::new(),
         last_connect: None,
         proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),

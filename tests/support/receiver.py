@@ -41,6 +41,8 @@ Script (JSON object; every key is optional):
     "data_end"   REPLY to the end of data and to BDAT ... LAST        "250 2.0.0 queued as N"
     "bdat"       REPLY to a BDAT chunk that is not LAST               "250 2.0.0 N octets received"
     "rset", "noop", "quit"  REPLY                                     "250 2.0.0 ok", ..., "221 2.0.0 bye"
+    "data_end_delay"  seconds to wait, after logging a message, before answering its end of data
+                 (a slow server: the transaction is in flight while the test acts)  0
     "misbehave"  {PHASE: ACTION, ...} or {PHASE: [ACTION or null, ...]} (in turn, like REPLY)
                  PHASE: connect (instead of the greeting), ehlo, helo, starttls, tls (instead of the
                  handshake), auth, mail, rcpt, data, data_end, bdat, rset, quit
@@ -443,6 +445,9 @@ class Session:
             data=body.decode("utf-8", "replace"), reply=reply,
         )
         self.reset()
+        delay = self.script.data.get("data_end_delay", 0)
+        if delay:
+            time.sleep(delay)
         self.send(reply)
 
     def cmd_rset(self, text):

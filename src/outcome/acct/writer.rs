@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
@@ -79,6 +80,16 @@ enum Msg {
 pub(super) struct Writer {
     tx: Sender<Msg>,
     is_file: bool,
+    pub(super) stats: Arc<WriterStats>,
+}
+
+/// What a writer has done since it started (for `/metrics`).
+#[derive(Default, Debug)]
+pub struct WriterStats {
+    /// Records appended to the file or pipe.
+    pub written: AtomicU64,
+    /// Records in batches that failed to be written.
+    pub lost: AtomicU64,
 }
 
 /// The live file writers of this process, by absolute path.
@@ -107,7 +118,7 @@ impl Writer {
             None => (layout, options),
         };
         let sink = FileSink::open(&key, layout.header_line(), options)?;
-        let writer = Writer::start(Worker { layout, sink: Sink::File(Box::new(sink)) }, true)?;
+        let writer = Writer::start(Worker { layout, sink: Sink::File(Box::new(sink)), stats: Arc::default() }, true)?;
         registry.insert(key, Arc::downgrade(&writer));
         Ok(writer)
     }
@@ -115,16 +126,17 @@ impl Writer {
     /// A pipe output: the command is started now and fed the header line.
     pub fn pipe(command: &str, layout: Layout) -> Result<Arc<Writer>, String> {
         let sink = PipeSink::start(command, &layout.header_line())?;
-        Writer::start(Worker { layout, sink: Sink::Pipe(sink) }, false)
+        Writer::start(Worker { layout, sink: Sink::Pipe(sink), stats: Arc::default() }, false)
     }
 
     fn start(worker: Worker, is_file: bool) -> Result<Arc<Writer>, String> {
         let (tx, rx) = channel();
+        let stats = Arc::clone(&worker.stats);
         std::thread::Builder::new()
             .name("ember-acct".into())
             .spawn(move || worker.run(rx))
             .map_err(|e| format!("cannot start the writer: {e}"))?;
-        Ok(Arc::new(Writer { tx, is_file }))
+        Ok(Arc::new(Writer { tx, is_file, stats }))
     }
 
     pub fn record(&self, record: Record, forced: bool) {
@@ -165,6 +177,7 @@ fn absolute(path: &Path) -> PathBuf {
 struct Worker {
     layout: Layout,
     sink: Sink,
+    stats: Arc<WriterStats>,
 }
 
 enum Sink {
@@ -229,14 +242,17 @@ impl Worker {
         if rows.is_empty() {
             return;
         }
-        match &mut self.sink {
+        let count = rows.iter().filter(|b| **b == b'\n').count() as u64;
+        let ok = match &mut self.sink {
             Sink::File(f) => {
                 // The clock may have passed a boundary since the batch began.
                 f.tick();
-                f.append(&rows);
+                f.append(&rows)
             }
             Sink::Pipe(p) => p.write(&rows),
-        }
+        };
+        let counter = if ok { &self.stats.written } else { &self.stats.lost };
+        counter.fetch_add(count, Ordering::Relaxed);
     }
 
     fn control(&mut self, msg: Msg) {
@@ -367,7 +383,8 @@ impl FileSink {
         self.adopt(now)
     }
 
-    fn append(&mut self, rows: &[u8]) {
+    /// Whether the rows were written.
+    fn append(&mut self, rows: &[u8]) -> bool {
         let now = (self.options.clock)();
         let result = self.follow_path().and_then(|()| {
             if self.options.max_size.is_some_and(|max| self.size >= max) {
@@ -383,9 +400,10 @@ impl FileSink {
             }
             Ok(())
         });
-        if let Err(e) = result {
-            self.log_error(now, &e);
+        if let Err(e) = &result {
+            self.log_error(now, e);
         }
+        result.is_ok()
     }
 
     fn log_error(&mut self, now: u64, e: &str) {
@@ -596,15 +614,18 @@ impl PipeSink {
         Ok(PipeSink { command: command.to_string(), child, stdin: Some(stdin) })
     }
 
-    fn write(&mut self, rows: &[u8]) {
-        let Some(stdin) = self.stdin.as_mut() else { return };
+    /// Whether the rows were written.
+    fn write(&mut self, rows: &[u8]) -> bool {
+        let Some(stdin) = self.stdin.as_mut() else { return false };
         if let Err(e) = stdin.write_all(rows).and_then(|()| stdin.flush()) {
             tracing::error!(
                 "accounting: Error writing to \"{}\": {e}; records are no longer written to this output until the next reload",
                 self.command
             );
             self.stdin = None;
+            return false;
         }
+        true
     }
 
     fn close(mut self) {

@@ -1,0 +1,186 @@
+//! `GET /metrics`: Prometheus text format (prometheus-client). Event counters live in
+//! `Telemetry`; per-queue, per-VMTA and per-domain gauges, spool, connections, DNS and
+//! accounting writers are computed at scrape time from the live state, so a scrape shows the
+//! queues as they are now and costs nothing between scrapes.
+
+use std::collections::BTreeMap;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use super::api::{Shared, refuse};
+use crate::telemetry::Labels;
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: impl IntoIterator<Item = (Labels, i64)>) {
+    let family = Family::<Labels, Gauge>::default();
+    for (labels, v) in values {
+        family.get_or_create(&labels).set(v);
+    }
+    registry.register(name, help, family);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    registry.register(name, help, ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)));
+}
+
+pub async fn scrape(state: Shared) -> Response {
+    let queues = state.queues.snapshot().await;
+    let mut registry = Registry::default();
+    state.telemetry.register(&mut registry);
+
+    let queue_labels = |q: &str| {
+        let (d, v) = q.split_once('/').unwrap_or((q, ""));
+        l(&[("domain", d), ("vmta", v)])
+    };
+    let per_queue = |f: &dyn Fn(&crate::queue::QueueStatus) -> i64| {
+        queues.iter().map(|q| (queue_labels(&q.queue), f(q))).collect::<Vec<_>>()
+    };
+    gauge_family(
+        &mut registry,
+        "ember_queue_recipients",
+        "Recipients queued, by queue",
+        per_queue(&|q| q.recipients as i64),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_queue_ready_messages",
+        "Messages ready to send now, by queue",
+        per_queue(&|q| q.messages_ready as i64),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_queue_retry_messages",
+        "Messages waiting for a retry time, by queue",
+        per_queue(&|q| q.messages_waiting as i64),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_queue_connections",
+        "Open outbound connections, by queue",
+        per_queue(&|q| q.connections as i64),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_queue_paused",
+        "1 when an operator paused the queue",
+        per_queue(&|q| i64::from(q.paused)),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_queue_mode",
+        "1 for the queue's current mode (normal, backoff, retry, paused)",
+        queues.iter().map(|q| {
+            let mut labels = queue_labels(&q.queue);
+            labels.push(("mode".into(), q.mode.clone()));
+            (labels, 1)
+        }),
+    );
+
+    let mut vmtas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    let mut domains: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for q in &queues {
+        let (d, v) = q.queue.split_once('/').unwrap_or((&q.queue, ""));
+        for (map, key) in [(&mut vmtas, v), (&mut domains, d)] {
+            let e = map.entry(key).or_default();
+            e.0 += q.recipients as i64;
+            e.1 += q.connections as i64;
+        }
+    }
+    gauge_family(
+        &mut registry,
+        "ember_vmta_recipients",
+        "Recipients queued, by virtual MTA",
+        vmtas.iter().map(|(v, x)| (l(&[("vmta", v)]), x.0)),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_vmta_connections",
+        "Open outbound connections, by virtual MTA",
+        vmtas.iter().map(|(v, x)| (l(&[("vmta", v)]), x.1)),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_domain_recipients",
+        "Recipients queued, by domain (queue name)",
+        domains.iter().map(|(d, x)| (l(&[("domain", d)]), x.0)),
+    );
+    gauge_family(
+        &mut registry,
+        "ember_domain_connections",
+        "Open outbound connections, by domain",
+        domains.iter().map(|(d, x)| (l(&[("domain", d)]), x.1)),
+    );
+
+    let spool = state.spool.stats();
+    gauge(
+        &mut registry,
+        "ember_spool_messages",
+        "Messages in the spool with recipients still to do",
+        spool.live_messages as u64,
+    );
+    gauge(&mut registry, "ember_spool_recipients", "Recipients in the spool still to do", spool.live_recipients);
+    gauge(&mut registry, "ember_spool_segments", "Spool segment files", spool.segments as u64);
+    gauge(&mut registry, "ember_spool_bytes", "Bytes of spool segment files on disk", spool.bytes_on_disk);
+    registry.register(
+        "ember_spool_quarantined_records",
+        "Damaged spool records quarantined",
+        ConstCounter::new(spool.quarantined),
+    );
+    registry.register(
+        "ember_spool_fsyncs",
+        "fdatasync calls of the spool (group commits and compactions)",
+        ConstCounter::new(spool.fsyncs),
+    );
+    registry.register("ember_spool_batches", "Group-commit batches written", ConstCounter::new(spool.batches));
+    registry.register(
+        "ember_spool_stored_messages",
+        "Messages stored since start",
+        ConstCounter::new(spool.messages_stored),
+    );
+
+    let in_use = state.smtp_in_max.saturating_sub(state.smtp_in.available_permits());
+    gauge(&mut registry, "ember_smtp_in_connections", "Inbound SMTP sessions open", in_use as u64);
+    gauge(&mut registry, "ember_smtp_in_connections_max", "total-max-smtp-in", state.smtp_in_max as u64);
+    gauge(
+        &mut registry,
+        "ember_smtp_out_connections",
+        "Outbound SMTP connections open",
+        queues.iter().map(|q| q.connections as u64).sum(),
+    );
+
+    let dns = state.resolver.stats();
+    gauge(&mut registry, "ember_dns_cached_answers", "Fresh answers in the MX/A/AAAA cache", dns.cached as u64);
+    gauge(&mut registry, "ember_dns_pending_queries", "DNS queries in flight", dns.pending as u64);
+    registry.register("ember_dns_queries", "DNS queries sent", ConstCounter::new(dns.queries));
+    registry.register(
+        "ember_dns_cache_hits",
+        "Lookups answered by the cache or a query in flight",
+        ConstCounter::new(dns.hits),
+    );
+
+    let figures = state.contexts.load().accounting.figures();
+    let written = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    let lost = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    for (name, w, x) in figures {
+        written.get_or_create(&l(&[("file", &name)])).inc_by(w);
+        lost.get_or_create(&l(&[("file", &name)])).inc_by(x);
+    }
+    registry.register("ember_accounting_records_written", "Accounting records written, by <acct-file>", written);
+    registry.register("ember_accounting_records_lost", "Accounting records in batches that failed to write", lost);
+    gauge(&mut registry, "ember_uptime_seconds", "Seconds since the daemon started", state.started.elapsed().as_secs());
+
+    let mut text = String::new();
+    if let Err(e) = encode_registry(&mut text, &registry).and_then(|()| encode_eof(&mut text)) {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode metrics: {e}"));
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}

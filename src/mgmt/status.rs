@@ -1,0 +1,55 @@
+//! `GET /api/v1/status`: PowerMTA's `show status` — traffic, connections, DNS cache, queues,
+//! spool, uptime — plus the last hour per minute for the dashboard's charts.
+
+use axum::response::Response;
+use serde_json::json;
+
+use super::api::{Shared, envelope};
+
+pub async fn status(state: Shared) -> Response {
+    let queues = state.queues.snapshot().await;
+    let spool = state.spool.stats();
+    let dns = state.resolver.stats();
+    let totals = state.telemetry.totals();
+    let minutes = state.telemetry.minutes();
+    let last = minutes.last().copied().unwrap_or_default();
+    let hour = minutes.iter().fold((0, 0, 0, 0), |a, m| {
+        (a.0 + m.received_rcpts, a.1 + m.received_msgs, a.2 + m.delivered, a.3 + m.bounced + m.deferred)
+    });
+    let top_min = minutes.iter().map(|m| m.delivered).max().unwrap_or(0);
+    let config = state.config();
+    let max_out = config.global.uint(crate::config::Dir::TotalMaxSmtpOut).unwrap_or(1200);
+    envelope(json!({
+        "mta": {"product": "Ember", "version": env!("CARGO_PKG_VERSION")},
+        "uptime_s": state.started.elapsed().as_secs(),
+        "traffic": {
+            "delivered": totals.delivered,
+            "bounced": totals.bounced,
+            "deferred": totals.deferred,
+            "total": {"in": {"rcp": totals.received_rcpts, "msg": totals.received_msgs}, "out": {"rcp": totals.delivered}},
+            "lastHr": {"in": {"rcp": hour.0, "msg": hour.1}, "out": {"rcp": hour.2}},
+            "lastMin": {"in": {"rcp": last.received_rcpts, "msg": last.received_msgs}, "out": {"rcp": last.delivered}},
+            "topPerMin": {"out": {"rcp": top_min}},
+        },
+        "conn": {
+            "smtpIn": {"cur": state.smtp_in_max - state.smtp_in.available_permits(), "max": state.smtp_in_max},
+            "smtpOut": {"cur": queues.iter().map(|q| q.connections).sum::<usize>(), "max": max_out},
+        },
+        "resolver": {"namesCached": dns.cached, "queriesPending": dns.pending, "queries": dns.queries, "hits": dns.hits},
+        "queue": {
+            "smtp": {
+                "rcp": queues.iter().map(|q| q.recipients).sum::<usize>(),
+                "dom": queues.len(),
+                "paused": queues.iter().filter(|q| q.paused).count(),
+            }
+        },
+        "spool": {
+            "messages": spool.live_messages,
+            "recipients": spool.live_recipients,
+            "segments": spool.segments,
+            "bytes": spool.bytes_on_disk,
+            "quarantined": spool.quarantined,
+        },
+        "minutes": minutes,
+    }))
+}
