@@ -163,7 +163,8 @@ proptest! {
                 std::fs::write(seg, bytes).unwrap();
                 damaged.push((seg.clone(), at as u64));
             }
-            let (spool, rec) = Spool::open(opts(dir.path(), 4096)).unwrap();
+            let (spool, rec) = Spool::open(opts(dir.path(), 4096))
+                .unwrap_or_else(|e| panic!("recovery failed after damage at {damaged:?}: {e}"));
             let hit = |m: &(MessageId, Vec<u8>, PathBuf, (u64, u64))| {
                 damaged.iter().any(|(p, at)| p == &m.2 && (m.3.0..m.3.1).contains(at))
             };
