@@ -1,6 +1,7 @@
 //! Limits beyond a queue's message rate, measured at a scripted receiver: connections per local
 //! source IP (`source-ip-max-smtp-out`), bytes per second (`max-data-volume-rate`), and a pool's
-//! `max-smtp-msg-rate` shared by its members.
+//! `max-smtp-msg-rate` shared by its members, `queue-priority`, and idle connections kept for the
+//! next message (`connection-idle-timeout`).
 
 mod support;
 
@@ -129,4 +130,46 @@ s.quit()
     messages.sort_by(|a, b| a["t"].as_f64().unwrap().total_cmp(&b["t"].as_f64().unwrap()));
     let order: Vec<String> = messages.iter().map(|m| m["rcpts"][0].as_str().unwrap()[..2].to_string()).collect();
     assert_eq!(order, ["l0", "h0", "h1", "h2", "l1", "l2"]);
+}
+
+#[test]
+fn connection_idle_timeout_keeps_a_connection_for_the_next_message_then_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let top = "<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n";
+    let e = Ember::start_in(dir, &config(&rx, top, "    connection-idle-timeout 2s\n"));
+    e.inject_numbered(1, "first");
+    e.wait_log_count("delivered ", 1);
+    e.inject_numbered(1, "second");
+    e.wait_log_count("delivered ", 2);
+    assert_eq!(rx.events("connect").len(), 1, "the second message reused the idle connection");
+    assert_eq!(rx.events("message").iter().map(|m| m["conn"].as_i64()).collect::<Vec<_>>(), [Some(1), Some(1)]);
+    // Idle past the timeout, the connection closes; the next message opens a new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rx.events("close").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the idle connection never closed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    e.inject_numbered(1, "third");
+    e.wait_log_count("delivered ", 3);
+    assert_eq!(rx.events("connect").len(), 2);
+}
+
+#[test]
+fn an_idle_connection_the_receiver_hangs_up_is_not_used_for_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({"idle_timeout": 0.5}), dir.path(), None);
+    let top = "<virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n";
+    let e = Ember::start_in(dir, &config(&rx, top, "    connection-idle-timeout 1m\n"));
+    e.inject_numbered(1, "first");
+    e.wait_log_count("delivered ", 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rx.events("idle_close").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the receiver never hung up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    e.inject_numbered(1, "second");
+    e.wait_log_count("delivered ", 2);
+    assert_eq!(rx.events("connect").len(), 2, "a new connection for the second message");
+    assert!(!e.log_contains("deferred "), "no attempt on the connection the receiver closed");
 }

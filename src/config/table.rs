@@ -197,7 +197,7 @@ directives! {
     SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Enforced, "Data rate per local source IP within a queue.";
     SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Enforced, "Connections per local source IP within a queue.";
     SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Enforced, "Minimum delay before each additional connection.";
-    ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Pending, "Keep idle connections open waiting for mail (at most 10m).";
+    ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Enforced, "Keep idle connections open waiting for mail (at most 10m).";
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Enforced, "Connection-slot priority of the queue.";
     AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one.";
     AllowPriorityInterruptionDuringTransfer => "allow-priority-interruption-during-transfer", Bool, D, Some("no"), once, Pending, "Interrupt even mid-transfer.";

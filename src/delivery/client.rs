@@ -321,6 +321,11 @@ impl Connection {
         self.messages_sent
     }
 
+    /// Returns when the server speaks or hangs up between transactions (see `Wire::peer_activity`).
+    pub async fn peer_activity(&self) {
+        self.wire.peer_activity().await;
+    }
+
     /// Whether another `send` can be tried: false after a 421, a failed RSET or a broken
     /// transfer.
     pub fn is_usable(&self) -> bool {

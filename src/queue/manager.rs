@@ -4,6 +4,7 @@
 //! connections as a queue's backlog and caps allow (`max-smtp-out`, the VMTA's `max-smtp-out`,
 //! `total-max-smtp-out`).
 
+pub(super) mod dispatch;
 mod ops;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,7 +18,7 @@ use super::backoff::Effect;
 use super::limits::SharedRates;
 use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
-use super::state::{ModeEvent, Queue, new_queue, next_job};
+use super::state::{ModeEvent, Queue, new_queue};
 use super::vmta::Rotation;
 use super::warmup::Warmup;
 use super::worker::{self, QueueFailure, Remote, WorkerSetup};
@@ -304,43 +305,7 @@ impl Manager {
         match event {
             Event::Submit(envelope, fresh) => self.submit(Arc::new(*envelope), fresh),
             Event::Reload(config, reporter) => self.reload(config, reporter),
-            Event::Next { key, source, mx, reply } => {
-                let now = self.clock();
-                // The VMTA's and its pools' rates, shared by their queues.
-                let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
-                let spool = &self.spool;
-                let size = |job: &Job| spool.message_size(job.envelope.id).unwrap_or(0);
-                let ramp_key = key.to_string();
-                let next = match self.queues.get_mut(&key) {
-                    _ if self.draining => NextJob::Done,
-                    Some(q) => {
-                        let ramp_full =
-                            q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
-                        let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
-                        if !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
-                            // A source IP disabled while the connection was open, the warm-up
-                            // step's cap used, or its MX skipped by a skip-mx rule: close it.
-                            NextJob::Done
-                        } else {
-                            let next = next_job(q, now, shared, source, size);
-                            if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
-                                self.ramps.charge(&ramp_key, plan, now_secs());
-                            }
-                            next
-                        }
-                    }
-                    None => NextJob::Done,
-                };
-                if let Err(NextJob::Job(job)) = reply.send(next) {
-                    // The worker is gone: the job goes back, and its warm-up charge with it.
-                    if let Some(q) = self.queues.get_mut(&key) {
-                        if let Some(plan) = &q.ramp {
-                            self.ramps.refund(&ramp_key, plan, now_secs());
-                        }
-                        q.ready.push_front(job);
-                    }
-                }
-            }
+            Event::Next { key, source, mx, reply } => self.answer_next(&key, source, mx, reply),
             Event::Outcome { key, job, replies, remote } => self.outcome(&key, job, &replies, &remote),
             Event::ConnectionEnded { key, source, failure } => self.connection_ended(&key, source, failure),
             Event::Snapshot(reply) => {
@@ -549,6 +514,7 @@ impl Manager {
         let now = now_secs();
         // Higher queue-priority first, so scarce connection slots go to it.
         for key in self.by_priority(false) {
+            self.expire_idle(&key, false);
             let q = self.queues.get_mut(&key).expect("listed");
             q.expire();
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
@@ -581,6 +547,8 @@ impl Manager {
     }
 
     fn start_workers(&mut self, key: &QueueKey) {
+        // Idle connections take ready mail before any new one opens.
+        self.feed_idle(key);
         let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
         let vmta_cap = self
             .config

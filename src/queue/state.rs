@@ -110,6 +110,8 @@ pub(super) struct Queue {
     pub(super) proven: bool,
     /// When the queue last opened a connection (`smtp-out-rampup-interval`).
     pub(super) last_connect: Option<std::time::Instant>,
+    /// Connections waiting for mail (`connection-idle-timeout`).
+    pub(super) idle: VecDeque<super::manager::dispatch::IdleConnection>,
     /// `warmup-schedule`, when this VMTA is warming up for this queue.
     pub(super) ramp: Option<super::ramp::Plan>,
     /// MX hosts a `skip-mx` rule set aside, with the time they may be used again.
@@ -429,6 +431,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         disabled_sources: HashMap::new(),
         skipped_mx: HashMap::new(),
         ramp: super::ramp::Plan::from_settings(s),
+        idle: VecDeque::new(),
         paused: false,
         held: Vec::new(),
         last_connect: None,

@@ -177,7 +177,14 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         if setup.events.send(next).is_err() {
             break;
         }
-        let job = match rx.await {
+        // While the manager holds the request (an idle connection waiting for mail, under
+        // connection-idle-timeout), a server that speaks or hangs up ends the wait: dropping the
+        // request makes the manager give any job it was about to send to another connection.
+        let answer = tokio::select! {
+            answer = rx => answer,
+            () = conn.peer_activity() => break,
+        };
+        let job = match answer {
             Ok(NextJob::Job(job)) => job,
             Ok(NextJob::Wait(seconds)) => {
                 // The queue's rate: keep the connection and ask again when the next message fits.

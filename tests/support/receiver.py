@@ -43,6 +43,7 @@ Script (JSON object; every key is optional):
     "rset", "noop", "quit"  REPLY                                     "250 2.0.0 ok", ..., "221 2.0.0 bye"
     "data_end_delay"  seconds to wait, after logging a message, before answering its end of data
                  (a slow server: the transaction is in flight while the test acts)  0
+    "idle_timeout" seconds a client may stay idle between transactions; then "421" and close
     "misbehave"  {PHASE: ACTION, ...} or {PHASE: [ACTION or null, ...]} (in turn, like REPLY)
                  PHASE: connect (instead of the greeting), ehlo, helo, starttls, tls (instead of the
                  handshake), auth, mail, rcpt, data, data_end, bdat, rset, quit
@@ -251,8 +252,18 @@ class Session:
         self.log.write(event="connect", conn=self.id, peer=self.peer[0], port=self.peer[1])
         if not self.misbehave("connect", "220"):
             self.send(self.script.reply("greeting", f"220 {self.script.host} ESMTP receiver.py"))
+        idle = self.script.data.get("idle_timeout")
         while True:
-            line = self.read_line()
+            if idle and self.mail_from is None:
+                # Between transactions: hang up on a client that stays idle too long.
+                self.sock.settimeout(idle)
+            try:
+                line = self.read_line()
+            except (socket.timeout, TimeoutError):
+                self.log.write(event="idle_close", conn=self.id)
+                self.send("421 4.4.2 idle too long, closing")
+                raise Dropped()
+            self.sock.settimeout(None)
             text = line.decode("utf-8", "replace")
             self.log.write(event="command", conn=self.id, line=text, tls=self.tls, batch=self.batch)
             verb = text.split(" ", 1)[0].upper()

@@ -78,6 +78,19 @@ impl Wire {
         }
     }
 
+    /// Returns when the server sends something or closes the connection while we send nothing:
+    /// on an idle connection either means it is no longer fit for a transaction.
+    pub async fn peer_activity(&self) {
+        let tcp = match &self.stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        };
+        // peek, not readable(): readiness can be left over from the last reply, and peeking
+        // takes nothing from a TLS stream's records.
+        let mut byte = [0u8; 1];
+        let _ = tcp.peek(&mut byte).await;
+    }
+
     /// Bytes the server sent that no reply has consumed yet.
     pub fn has_unread(&self) -> bool {
         self.start < self.buf.len()

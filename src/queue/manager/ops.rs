@@ -83,6 +83,10 @@ impl Manager {
             Operation::Delete { filter, accounting, dsn } => self.delete(&filter, accounting, dsn),
             Operation::Drain => {
                 self.draining = true;
+                let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
+                for key in &keys {
+                    self.expire_idle(key, true);
+                }
                 self.drain_waiters.push(reply);
                 self.check_drained();
                 return;

@@ -1,0 +1,100 @@
+//! Answering a connection that asks for its next message: the checks that close it (source IP
+//! disabled, warm-up cap used, MX skipped, draining), the rate limiters, and idle connections.
+//!
+//! With `connection-idle-timeout`, a connection that finds its queue empty is not closed: its
+//! request is held, and the next message that arrives for the queue goes to it before any new
+//! connection is opened. The worker drops the request if the server speaks or hangs up meanwhile;
+//! a job sent to a request nobody holds any more comes back to the front of the queue.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{Job, Manager, NextJob, QueueKey};
+use crate::config::Dir;
+use crate::queue::state::next_job;
+use crate::time::now_secs;
+
+/// A connection waiting for mail.
+pub(in crate::queue) struct IdleConnection {
+    reply: oneshot::Sender<NextJob>,
+    source: Option<std::net::IpAddr>,
+    mx: String,
+    since: Instant,
+}
+
+/// PowerMTA's ceiling for `connection-idle-timeout`.
+const MAX_IDLE: Duration = Duration::from_secs(600);
+
+impl Manager {
+    pub(super) fn answer_next(
+        &mut self,
+        key: &QueueKey,
+        source: Option<std::net::IpAddr>,
+        mx: String,
+        reply: oneshot::Sender<NextJob>,
+    ) {
+        let now = self.clock();
+        // The VMTA's and its pools' rates, shared by their queues.
+        let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
+        let spool = &self.spool;
+        let size = |job: &Job| spool.message_size(job.envelope.id).unwrap_or(0);
+        let ramp_key = key.to_string();
+        let draining = self.draining;
+        let Some(q) = self.queues.get_mut(key) else {
+            let _ = reply.send(NextJob::Done);
+            return;
+        };
+        let ramp_full = q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
+        let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
+        let next = if draining || q.paused || !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
+            // Draining, paused, a source IP disabled while the connection was open, the warm-up
+            // step's cap used, or its MX skipped by a skip-mx rule: close it.
+            NextJob::Done
+        } else {
+            let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
+            if q.ready.is_empty() && q.retry_until.is_none() && !idle.is_zero() {
+                q.idle.push_back(IdleConnection { reply, source, mx, since: Instant::now() });
+                return;
+            }
+            let next = next_job(q, now, shared, source, size);
+            if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
+                self.ramps.charge(&ramp_key, plan, now_secs());
+            }
+            next
+        };
+        if let Err(NextJob::Job(job)) = reply.send(next) {
+            // The worker is gone: the job goes back, and its warm-up charge with it.
+            if let Some(q) = self.queues.get_mut(key) {
+                if let Some(plan) = &q.ramp {
+                    self.ramps.refund(&ramp_key, plan, now_secs());
+                }
+                q.ready.push_front(job);
+            }
+        }
+    }
+
+    /// Gives ready mail to the queue's idle connections first.
+    pub(super) fn feed_idle(&mut self, key: &QueueKey) {
+        loop {
+            let Some(q) = self.queues.get_mut(key) else { return };
+            if q.ready.is_empty() {
+                return;
+            }
+            let Some(idle) = q.idle.pop_front() else { return };
+            self.answer_next(key, idle.source, idle.mx, idle.reply);
+        }
+    }
+
+    /// Closes the idle connections that waited `connection-idle-timeout` (or all of them, when
+    /// `all`: draining, a reload that lowered the timeout is taken at the next check).
+    pub(super) fn expire_idle(&mut self, key: &QueueKey, all: bool) {
+        let Some(q) = self.queues.get_mut(key) else { return };
+        let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
+        while q.idle.front().is_some_and(|c| all || c.since.elapsed() >= idle) {
+            if let Some(c) = q.idle.pop_front() {
+                let _ = c.reply.send(NextJob::Done);
+            }
+        }
+    }
+}
