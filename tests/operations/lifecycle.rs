@@ -83,7 +83,7 @@ fn reload_changes_max_smtp_out_while_mail_flows_and_a_broken_file_changes_nothin
     assert!(!broken.status.success());
     let why = String::from_utf8_lossy(&broken.stderr);
     assert!(why.contains("ember.conf:") && why.contains("max-smtp-out"), "{why}");
-    assert!(e.log_contains("reload refused; the running configuration is unchanged"));
+    e.wait_log("reload refused; the running configuration is unchanged");
 
     let before_good = wall();
     std::fs::write(&e.config, good.replace("max-smtp-out 2", "max-smtp-out 6")).unwrap();
