@@ -49,6 +49,9 @@ total-max-smtp-in 1000
     smtp-hosts [127.0.0.1]:$sink_port
     max-smtp-out $connections
     max-msg-per-connection 0
+    # Postfix's counterpart is its connection cache, on by default for 2s
+    # (smtp_connection_cache_on_demand, smtp_connection_cache_time_limit).
+    connection-idle-timeout 2s
 </domain>
 <acct-file $work/acct.csv>
     records d
