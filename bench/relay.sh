@@ -90,7 +90,9 @@ smtp-source -s "$connections" -m "$messages" -l "$size" -r "$rcpts" -f bench@pos
 # Postfix's processes come and go: sample their summed RSS while it works and keep the peak.
 postfix_rss=0
 until [ "$(grep -c 'status=sent' "$work/postfix/maillog" 2>/dev/null || echo 0)" -ge "$deliveries" ]; do
-    rss=$(ps -C master,qmgr,smtpd,smtp,cleanup,trivial-rewrite,anvil,postlogd,tlsmgr,scache,bounce -o rss= | awk '{ s += $1 } END { print s + 0 }')
+    # This instance only: its master (pid file in its queue directory) and the master's children.
+    master=$(head -1 "$work/postfix/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
+    rss=$( { [ -n "$master" ] && ps -o rss= -p "$master" --ppid "$master"; } | awk '{ s += $1 } END { print s + 0 }')
     [ "$rss" -gt "$postfix_rss" ] && postfix_rss=$rss
     sleep 0.2
 done
