@@ -23,6 +23,8 @@ pub const RECENT_EVENTS: usize = 50;
 pub const RECENT_ERRORS: usize = 10;
 /// Minutes of throughput kept for the dashboard's charts.
 pub const MINUTES: usize = 60;
+/// Jobs whose totals are kept; past it the job seen longest ago is forgotten.
+pub const MAX_JOBS: usize = 10_000;
 
 /// One recipient's outcome, as `show queues` and the queue detail list it.
 #[derive(Clone, Debug, Serialize)]
@@ -122,12 +124,10 @@ impl Telemetry {
         m.received_rcpts += recipients as u64;
         r.totals.received_msgs += 1;
         r.totals.received_rcpts += recipients as u64;
-        if let Some(job) = job_id {
-            let j =
-                r.jobs.entry(job.to_string()).or_insert_with(|| JobTotals { first_seen: now, ..JobTotals::default() });
+        if let Some(id) = job_id {
+            let j = job(&mut r.jobs, id, now);
             j.received_msgs += 1;
             j.received_rcpts += recipients as u64;
-            j.last_seen = now;
         }
     }
 
@@ -167,16 +167,14 @@ impl Telemetry {
                 _ => {}
             }
         }
-        if let Some(job) = o.job_id {
-            let j =
-                r.jobs.entry(job.to_string()).or_insert_with(|| JobTotals { first_seen: now, ..JobTotals::default() });
+        if let Some(id) = o.job_id {
+            let j = job(&mut r.jobs, id, now);
             match kind {
                 "delivered" => j.delivered += 1,
                 "deferred" => j.deferred += 1,
                 "bounced" => j.bounced += 1,
                 _ => j.deleted += 1,
             }
-            j.last_seen = now;
         }
         if kind == "deferred" || kind == "bounced" {
             push(r.errors.entry(queue.clone()).or_default(), event.clone(), RECENT_ERRORS);
@@ -276,6 +274,19 @@ impl Telemetry {
     }
 }
 
+/// The totals of job `id`, created (forgetting the job seen longest ago when full) as needed.
+fn job<'a>(jobs: &'a mut HashMap<String, JobTotals>, id: &str, now: u64) -> &'a mut JobTotals {
+    if !jobs.contains_key(id) && jobs.len() >= MAX_JOBS {
+        let oldest = jobs.iter().min_by_key(|(_, t)| t.last_seen).map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            jobs.remove(&k);
+        }
+    }
+    let j = jobs.entry(id.to_string()).or_insert_with(|| JobTotals { first_seen: now, ..JobTotals::default() });
+    j.last_seen = now;
+    j
+}
+
 fn push(list: &mut VecDeque<RecipientEvent>, event: RecipientEvent, cap: usize) {
     list.push_back(event);
     while list.len() > cap {
@@ -323,5 +334,16 @@ mod tests {
         assert_eq!((events.len(), errors.len()), (3, 1));
         assert_eq!(events[0].kind, "deferred");
         assert_eq!(t.minutes().last().unwrap().delivered, 2);
+    }
+
+    #[test]
+    fn job_totals_are_bounded_and_forget_the_job_seen_longest_ago() {
+        let mut jobs = HashMap::new();
+        for n in 0..MAX_JOBS as u64 {
+            job(&mut jobs, &format!("j{n}"), 1000 + n);
+        }
+        job(&mut jobs, "new", 1_000_000);
+        assert_eq!(jobs.len(), MAX_JOBS);
+        assert!(!jobs.contains_key("j0") && jobs.contains_key("j1") && jobs.contains_key("new"));
     }
 }

@@ -185,23 +185,6 @@ impl QueueHandle {
         rx.await.unwrap_or(0)
     }
 
-    /// Runs an operation in the manager task and returns what it did.
-    pub async fn operate(&self, op: Operation) -> OperationResult {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Operate { op, reply: tx }).is_err() {
-            return OperationResult::default();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    pub async fn paused_jobs(&self) -> Vec<String> {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::PausedJobs(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::Snapshot(tx)).is_err() {

@@ -4,7 +4,7 @@
 
 use tokio::sync::oneshot;
 
-use super::{Job, Manager, queue_matches};
+use super::{Event, Job, Manager, QueueHandle, queue_matches};
 use crate::queue::QueueKey;
 use crate::queue::worker::Remote;
 use crate::smtp::Reply;
@@ -73,6 +73,26 @@ pub struct OperationResult {
     pub recipients: usize,
     /// Queues touched.
     pub queues: usize,
+}
+
+impl QueueHandle {
+    /// Runs an operation in the manager task and returns what it did.
+    pub async fn operate(&self, op: Operation) -> OperationResult {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::Operate { op, reply: tx }).is_err() {
+            return OperationResult::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The job ids an operator paused.
+    pub async fn paused_jobs(&self) -> Vec<String> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::PausedJobs(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
 }
 
 impl Manager {
