@@ -2,10 +2,12 @@
 //! messages to connection workers, applies each recipient's outcome (spool state, accounting,
 //! DSN, retry time), puts queues in retry mode after connection failures, and starts as many
 //! connections as a queue's backlog and caps allow (`max-smtp-out`, the VMTA's `max-smtp-out`,
-//! `total-max-smtp-out`).
+//! `total-max-smtp-out`). Answering a connection is `dispatch`, the end of an attempt `outcomes`,
+//! operators' commands `ops`.
 
 pub(super) mod dispatch;
 mod ops;
+mod outcomes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +16,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
-use super::backoff::Effect;
 use super::limits::SharedRates;
 use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
@@ -634,173 +635,6 @@ impl Manager {
         }
     }
 
-    fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
-        let now = now_secs();
-        let Some(q) = self.queues.get_mut(key) else { return };
-        q.proven = true;
-        let source = remote.source_ip.parse().ok();
-        // Replies that match rules: mode changes and disabled IPs apply to the queue; bounce-rcpt
-        // turns that recipient's deferral into a bounce; bounce-queue empties the queue below.
-        let mut bounce_now = vec![false; job.recipients.len()];
-        // skip-mx: the recipient is tried again at once, on another MX.
-        let mut retry_now = vec![false; job.recipients.len()];
-        let mut bounce_queue: Option<Reply> = None;
-        for (pos, reply) in replies.iter().enumerate().filter(|(_, r)| !r.is_positive()) {
-            for effect in q.react(reply, source, Some(&remote.mx)) {
-                match effect {
-                    Effect::BounceRcpt => {
-                        if let Some(b) = bounce_now.get_mut(pos) {
-                            *b = true;
-                        }
-                    }
-                    Effect::BounceQueue => bounce_queue = Some(reply.clone()),
-                    Effect::SkipMx => {
-                        if let Some(r) = retry_now.get_mut(pos) {
-                            *r = true;
-                        }
-                    }
-                    Effect::DisableSourceIp(_) => {}
-                }
-            }
-        }
-        let arrival = job.envelope.arrival_ms / 1000;
-        let mut delivered = Vec::new();
-        let mut bounced = Vec::new();
-        let mut deferred = Vec::new();
-        for (pos, &index) in job.recipients.iter().enumerate() {
-            let reply = replies.get(pos).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply"));
-            match reply.code {
-                200..=399 => delivered.push((index, reply)),
-                400..=499 if bounce_now.get(pos).copied().unwrap_or(false) => bounced.push((index, reply)),
-                400..=499 => deferred.push((index, reply, retry_now.get(pos).copied().unwrap_or(false))),
-                _ => bounced.push((index, reply)),
-            }
-        }
-        if !delivered.is_empty() {
-            q.retry_step = 0;
-            q.delivered += delivered.len() as u64;
-            if q.normal_after_delivery && q.backoff.is_some() {
-                q.backoff = None;
-                q.record("normal", "a delivery succeeded (backoff-to-normal-after-delivery)".into(), None);
-            }
-        }
-        q.bounced += bounced.len() as u64;
-        let attempts = job.attempts + 1;
-        let mut retry = Vec::new();
-        for (index, reply, at_once) in deferred {
-            match q.schedule.after_transient(arrival, now, attempts, q.backoff.is_some()) {
-                Some(at) => {
-                    let at = if at_once { now } else { at };
-                    q.deferred += 1;
-                    q.last_error = Some(reply.to_string());
-                    retry.push((index, reply, at));
-                }
-                None => {
-                    q.bounced += 1;
-                    // Past bounce-after the status says so (message-expired); under
-                    // bounce-on-4xx-status the receiver's own reply is the reason.
-                    let reason = if q.schedule.expired(arrival, now) { expired(&reply) } else { reply };
-                    bounced.push((index, reason));
-                }
-            }
-        }
-        if let Some(plan) = &q.ramp {
-            let counts = [delivered.len(), retry.len(), bounced.len()].map(|n| n as u64);
-            self.ramps.observe(&key.to_string(), plan, now, counts[0], counts[1], counts[2]);
-        }
-        let settings = Arc::clone(&q.settings);
-        let group_retry: BTreeMap<u64, Vec<usize>> = retry.iter().fold(BTreeMap::new(), |mut m, (i, _, at)| {
-            m.entry(*at).or_default().push(*i);
-            m
-        });
-        for (at, recipients) in &group_retry {
-            let q = self.queues.get_mut(key).expect("present");
-            q.waiting.entry(*at).or_default().push(Job {
-                envelope: Arc::clone(&job.envelope),
-                recipients: recipients.clone(),
-                attempts,
-            });
-        }
-        self.reporter.delivered(&self.spool, &job, &delivered, remote, key, &settings);
-        self.reporter.deferred(&self.spool, &job, &retry, attempts, remote, key, &settings);
-        for (index, reply) in bounced {
-            self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), &self.config);
-        }
-        if let Some(reply) = bounce_queue {
-            // bounce-queue: everything this queue holds bounces with the reply that asked for it.
-            let q = self.queues.get_mut(key).expect("present");
-            q.record("bounce-queue", format!("\"{reply}\" matched a bounce-queue rule"), None);
-            self.bounce_all(key, &reply, remote);
-        }
-    }
-
-    /// Bounces everything a queue holds, ready or waiting for a retry.
-    fn bounce_all(&mut self, key: &QueueKey, reply: &Reply, remote: &Remote) {
-        let Some(q) = self.queues.get_mut(key) else { return };
-        let jobs: Vec<Job> = q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
-        for job in jobs {
-            self.reporter.bounce(&self.spool, &job, &job.recipients, reply, remote, Some(key), &self.config);
-        }
-    }
-
-    fn connection_ended(&mut self, key: &QueueKey, source: Option<std::net::IpAddr>, failure: Option<QueueFailure>) {
-        self.total_connections = self.total_connections.saturating_sub(1);
-        if let Some(n) = self.vmta_connections.get_mut(&key.vmta) {
-            *n = n.saturating_sub(1);
-        }
-        if let Some(q) = self.queues.get_mut(key) {
-            q.connections = q.connections.saturating_sub(1);
-            if let Some(ip) = source {
-                q.sources.close(ip);
-            }
-        }
-        if self.draining {
-            // Shutting down: nothing more is tried; what is queued stays safe on disk.
-            self.check_drained();
-            return;
-        }
-        let Some(q) = self.queues.get_mut(key) else { return };
-        if let Some(f) = failure {
-            let source = f.remote.source_ip.parse().ok();
-            let _ = q.react(&f.reply, source, Some(&f.remote.mx));
-            q.proven = false;
-            q.last_error = Some(f.reply.to_string());
-            self.reporter.queue_failure(key, &f);
-            if f.permanent {
-                // The route itself is refused (no such domain, null MX, 5xx greeting): everything
-                // queued for it bounces now, not one retry at a time.
-                self.bounce_all(key, &f.reply, &f.remote);
-                return;
-            }
-            // Queue-level failure: retry mode, and recipients past bounce-after bounce now.
-            let wait = if f.dns {
-                q.schedule.retry_after_dns_error
-            } else {
-                q.schedule.queue_retry(q.retry_step, q.backoff.is_some())
-            };
-            q.retry_step += 1;
-            q.retry_until = Some(now_secs() + wait.as_secs().max(1));
-            let now = now_secs();
-            let (old, keep): (Vec<Job>, Vec<Job>) =
-                q.ready.drain(..).partition(|j| q.schedule.expired(j.envelope.arrival_ms / 1000, now));
-            q.ready.extend(keep);
-            for job in old {
-                let reply = expired(&f.reply);
-                self.reporter.bounce(&self.spool, &job, &job.recipients, &reply, &f.remote, Some(key), &self.config);
-            }
-            return;
-        }
-        let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
-        if self.total_connections + 1 >= total_cap {
-            // Connection slots are scarce: the freed one goes to the queue that ranks first.
-            for key in self.by_priority(true) {
-                self.start_workers(&key);
-            }
-        } else {
-            self.start_workers(key);
-        }
-    }
-
     /// Queues (with ready work, or all), highest `queue-priority` first (ties: the most work
     /// waiting).
     fn by_priority(&self, with_work: bool) -> Vec<QueueKey> {
@@ -857,9 +691,4 @@ impl Manager {
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
         out
     }
-}
-
-/// The reason a recipient bounces at `bounce-after`: the last reply, with status 4.4.7.
-fn expired(last: &Reply) -> Reply {
-    Reply::new(last.code, "4.4.7", last.text.clone())
 }
