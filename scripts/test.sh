@@ -27,12 +27,16 @@ need_packages() {
     fi
 }
 
-# Python packages the tests use (installed for the python3 the tests run, only when missing).
+# Python packages the tests use (installed for the python3 the tests run, only when missing):
+# prometheus_client parses /metrics; dkimpy (with pynacl for Ed25519) verifies DKIM signatures.
 need_python() {
-    python3 -c 'import prometheus_client' 2>/dev/null && return
-    log "installing prometheus_client (pip)"
-    python3 -m pip install -q prometheus_client 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages prometheus_client
+    local missing=()
+    python3 -c 'import prometheus_client' 2>/dev/null || missing+=(prometheus_client)
+    python3 -c 'import dkim, nacl' 2>/dev/null || missing+=(dkimpy pynacl)
+    [ ${#missing[@]} -eq 0 ] && return
+    log "installing ${missing[*]} (pip)"
+    python3 -m pip install -q "${missing[@]}" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "${missing[@]}"
 }
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1; }

@@ -103,6 +103,7 @@ pub struct Daemon {
     telemetry: Arc<Telemetry>,
     /// The management API's server, stopped last.
     mgmt: Option<JoinHandle<()>>,
+    dkim: crate::dkim::Keys,
     /// Listeners and the pickup directory: stopped first at shutdown.
     tasks: Vec<JoinHandle<()>>,
     /// Inbound session slots: all free again means no session is open.
@@ -156,6 +157,13 @@ fn build_context(
     Ok((ctx, reporter))
 }
 
+/// The DKIM keys a configuration names; any key that cannot be used refuses the whole
+/// configuration (at start and on reload), so no message goes out unsigned by accident.
+fn load_keys(config: &Config) -> Result<crate::dkim::KeyStore, String> {
+    crate::dkim::KeyStore::load(config)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
 /// `name-server IP[:PORT]` directives (port 53 when absent).
 fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, String> {
     config
@@ -178,6 +186,7 @@ impl Daemon {
     /// Opens the spool (recovering what it holds), then binds and starts every listener.
     pub async fn start(config: Config) -> Result<Daemon, String> {
         let config = Arc::new(config);
+        let dkim = crate::dkim::Keys::new(load_keys(&config)?);
         let options = spool_options(&config);
         let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(options))
             .await
@@ -199,7 +208,7 @@ impl Daemon {
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
-        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir);
+        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
         let telemetry = Arc::new(Telemetry::default());
         let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry)?;
         let queues = queues.run(reporter);
@@ -258,6 +267,7 @@ impl Daemon {
             contexts,
             queues,
             access,
+            dkim,
             telemetry,
             mgmt,
             tasks,
@@ -270,7 +280,9 @@ impl Daemon {
     /// Applies a new configuration to new sessions. Listener and spool changes need a restart.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let config = Arc::new(config);
+        let keys = load_keys(&config)?;
         let (ctx, reporter) = build_context(Arc::clone(&config), &self.spool, &self.queues, &self.telemetry)?;
+        self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
         self.queues.reload(config, reporter);

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod dkim;
 pub mod ingress;
 pub mod message;
 pub mod mgmt;

@@ -9,7 +9,16 @@ pub fn check(file: &Path, strict: bool, quiet: bool) -> ExitCode {
     let files = if strict { FileCheck::Require } else { FileCheck::Warn };
     let loaded = config::load_file(file, files);
     super::print_diagnostics(&loaded.diagnostics);
-    let errors = loaded.diagnostics.errors().count();
+    // Keys are parsed too: a file that exists but holds no usable key is an error even without
+    // --strict (missing files are already reported above).
+    let key_errors = match crate::dkim::KeyStore::load(&loaded.config) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.into_iter().filter(|e| !e.missing).collect(),
+    };
+    for e in &key_errors {
+        eprintln!("{e}");
+    }
+    let errors = loaded.diagnostics.errors().count() + key_errors.len();
     let warnings = loaded.diagnostics.warnings().count();
     if errors > 0 {
         eprintln!("{}: {errors} error{}, {warnings} warning{}", file.display(), plural(errors), plural(warnings));

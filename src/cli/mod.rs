@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         what: SourceCommand,
     },
+    /// DKIM keys: `ember dkim keygen --selector S --domain D [--algorithm rsa|ed25519]`.
+    Dkim {
+        #[command(subcommand)]
+        what: DkimCommand,
+    },
     /// List queued recipients: from the running daemon with --mgmt, else read from the spool.
     List {
         #[command(flatten)]
@@ -171,6 +176,22 @@ enum RotateCommand {
     Acct {
         #[command(flatten)]
         remote: remote::Remote,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DkimCommand {
+    /// Write a new DKIM private key and print the DNS TXT record that publishes it.
+    Keygen {
+        #[arg(long)]
+        selector: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: crate::dkim::keygen::Algorithm,
+        /// Where to write the key (default SELECTOR._domainkey.DOMAIN.pem); never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -307,6 +328,15 @@ pub fn main() -> ExitCode {
             serde_json::json!({"ip": ip.to_string(), "queue": queue}),
         ),
         Command::Explain { queue, config, mgmt, json } => inspect::explain(&queue, config.as_deref(), mgmt, json),
+        Command::Dkim { what: DkimCommand::Keygen { selector, domain, algorithm, out } } => {
+            match crate::dkim::keygen::run(&selector, &domain, algorithm, out.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ember: dkim keygen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::List { selection, maxitems, remote } => {
             if remote.mgmt.is_some() {
                 ops::list(&remote, &selection, maxitems)

@@ -54,7 +54,7 @@ directives! {
     RelayDomain => "relay-domain", DomainPattern, GLOBAL | SRC, None, many, Enforced, "Domains accepted for inbound relay.";
     RelayAddress => "relay-address", Word, GLOBAL | SRC, None, many, Pending, "Addresses (or /regex/) accepted for inbound relay.";
     RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Enforced, "Answer relay refusals with 4xx instead of 5xx.";
-    DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Pending, "DKIM key SELECTOR,DOMAIN|*,FILE.";
+    DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Enforced, "DKIM key SELECTOR,DOMAIN|*,FILE.";
     DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
     InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Enforced, "VMTA used when the selected one does not exist.";
     IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Pending, "File of headers inserted after Ember's Received header.";
@@ -227,7 +227,7 @@ directives! {
     TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Pending, "Keep the last 50 recipient events per queue.";
     LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Enforced, "Field dialect: write b and t records for failures.";
     LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX.";
-    SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Pending, "Field dialect: strip internal and control headers before delivery.";
+    SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Enforced, "Field dialect: strip internal and control headers before delivery.";
 
     // ---- 2.4 <domain>: timeouts ------------------------------------------------------------
     ConnectTimeout => "connect-timeout", Interval, D, Some("2m"), once, Enforced, "TCP connect timeout.";
@@ -273,21 +273,21 @@ directives! {
     WarmupMaxDeferralRate => "warmup-max-deferral-rate", UintRange(0, 100), D, Some("10"), once, Enforced, "Beyond PowerMTA: percent of a step's attempts deferred above which the warm-up ramp pauses.";
     WarmupMaxBounceRate => "warmup-max-bounce-rate", UintRange(0, 100), D, Some("5"), once, Enforced, "Beyond PowerMTA: percent of a step's attempts bounced above which the warm-up ramp pauses.";
     WarmupOverflowVirtualMta => "warmup-overflow-virtual-mta", Word, D, None, once, Enforced, "Beyond PowerMTA: VMTA or pool taking mail beyond the step's warm-up cap (without it, the mail waits).";
-    DkimSign => "dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "DKIM-sign with the matching domain-key.";
-    DkimAlgorithm => "dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Signature algorithm.";
-    DkimBodyCanon => "dkim-body-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Body canonicalization.";
-    DkimHeadersCanon => "dkim-headers-canon", Enum(CANON), D, Some("relaxed"), once, Pending, "Header canonicalization.";
-    DkimHeaders => "dkim-headers", List, D, None, once, Pending, "Headers added to the signed set.";
-    DkimIdentity => "dkim-identity", Word, D, Some("sender-or-from"), once, Pending, "Signing identity: ADDR, @DOMAIN, sender-or-from or strict-from.";
-    DkimIdentityFallback => "dkim-identity-fallback", Word, D, None, once, Pending, "Identity when no key matches the primary one.";
+    DkimSign => "dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Enforced, "DKIM-sign with the matching domain-key.";
+    DkimAlgorithm => "dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Enforced, "Signature algorithm.";
+    DkimBodyCanon => "dkim-body-canon", Enum(CANON), D, Some("relaxed"), once, Enforced, "Body canonicalization.";
+    DkimHeadersCanon => "dkim-headers-canon", Enum(CANON), D, Some("relaxed"), once, Enforced, "Header canonicalization.";
+    DkimHeaders => "dkim-headers", List, D, None, once, Enforced, "Headers added to the signed set.";
+    DkimIdentity => "dkim-identity", Word, D, Some("sender-or-from"), once, Enforced, "Signing identity: ADDR, @DOMAIN, sender-or-from or strict-from.";
+    DkimIdentityFallback => "dkim-identity-fallback", Word, D, None, once, Enforced, "Identity when no key matches the primary one.";
     DkimAddBodyLimit => "dkim-add-body-limit", Bool, D, Some("no"), once, Pending, "Add l= to signatures.";
-    DkimAddTimestamp => "dkim-add-timestamp", Bool, D, Some("no"), once, Pending, "Add t= to signatures.";
-    DkimExpireAfter => "dkim-expire-after", IntervalOrNever, D, Some("never"), once, Pending, "Add x= this long after signing.";
+    DkimAddTimestamp => "dkim-add-timestamp", Bool, D, Some("no"), once, Enforced, "Add t= to signatures.";
+    DkimExpireAfter => "dkim-expire-after", IntervalOrNever, D, Some("never"), once, Enforced, "Add x= this long after signing.";
     DkimQueryMethod => "dkim-query-method", Word, D, None, once, Pending, "q= tag.";
-    DkimDisallowAddingHeaders => "dkim-disallow-adding-headers", List, D, None, once, Pending, "Over-sign these headers.";
-    SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Pending, "Add a second signature.";
-    SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Pending, "Identity of the second signature.";
-    SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Pending, "Algorithm of the second signature.";
+    DkimDisallowAddingHeaders => "dkim-disallow-adding-headers", List, D, None, once, Enforced, "Over-sign these headers.";
+    SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Enforced, "Add a second signature.";
+    SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Enforced, "Identity of the second signature.";
+    SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Enforced, "Algorithm of the second signature.";
     DkSign => "dk-sign", Bool, D, Some("no"), once, Pending, "Legacy DomainKeys signing (not produced; DomainKeys is obsolete).";
     CheckSpfOutbound => "check-spf-outbound", Bool, D, Some("no"), once, Pending, "Bounce mail that would fail SPF from the chosen source IP.";
     AuthUsername => "auth-username", Word, D, None, once, Enforced, "Outbound SMTP AUTH user.";

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod mx;
+pub mod prepare;
 
 use std::sync::Arc;
 

@@ -79,6 +79,18 @@ impl<'a> Header<'a> {
         })
     }
 
+    /// Every field as (name, raw value after the colon up to and including its final line end),
+    /// in message order: the form DKIM canonicalization reads.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.fields.iter().map(|f| (self.name(f), &self.raw[f.name_end + 1..f.end]))
+    }
+
+    /// The body: what follows the empty line ending the header block (empty when there is none).
+    pub fn body(&self) -> &'a [u8] {
+        let rest = &self.raw[self.end..];
+        rest.strip_prefix(b"\r\n").or_else(|| rest.strip_prefix(b"\n")).unwrap_or(&[])
+    }
+
     pub fn count(&self, name: &str) -> usize {
         self.fields.iter().filter(|f| self.name(f).eq_ignore_ascii_case(name.as_bytes())).count()
     }

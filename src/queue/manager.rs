@@ -215,6 +215,8 @@ pub struct Manager {
     /// Shutting down: no new connections, no new work for open ones.
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<OperationResult>>,
+    /// DKIM keys, swapped by the daemon on reload.
+    dkim: crate::dkim::Keys,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -229,6 +231,7 @@ pub struct Pending {
     spool: Spool,
     resolver: MxResolver,
     state_dir: Option<std::path::PathBuf>,
+    dkim: crate::dkim::Keys,
 }
 
 impl Pending {
@@ -253,6 +256,7 @@ impl Pending {
             paused_jobs: HashSet::new(),
             draining: false,
             drain_waiters: Vec::new(),
+            dkim: self.dkim,
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -266,9 +270,10 @@ impl Manager {
         spool: Spool,
         resolver: MxResolver,
         state_dir: Option<std::path::PathBuf>,
+        dkim: crate::dkim::Keys,
     ) -> Pending {
         let (tx, rx) = mpsc::unbounded_channel();
-        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver, state_dir }
+        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver, state_dir, dkim }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
@@ -625,6 +630,7 @@ impl Manager {
                 spool: self.spool.clone(),
                 events: self.events.clone(),
                 tls_ca_file: ca,
+                dkim: self.dkim.clone(),
             };
             let q = self.queues.get_mut(key).expect("present");
             q.connections += 1;

@@ -52,6 +52,8 @@ pub struct WorkerSetup {
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// MX hosts a `skip-mx` rule set aside: tried only when no other host is left.
     pub skip_mx: Vec<String>,
+    /// DKIM keys of the current configuration generation.
+    pub dkim: crate::dkim::Keys,
 }
 
 fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
@@ -197,6 +199,17 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 let reply = Reply::new(451, "4.3.0", format!("cannot read the spooled message: {e}"));
+                report(setup, job, |_| reply.clone(), &remote);
+                continue;
+            }
+        };
+        // Sanitising and signing happen per queue, after every header change (docs/operations.md).
+        let now = crate::time::now_secs();
+        let body = match crate::delivery::prepare::outgoing(&setup.dkim.current(), &setup.key.vmta, s, body, now) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(queue = %setup.key, "{e}");
+                let reply = Reply::new(451, "4.7.0", format!("cannot DKIM-sign the message: {e}"));
                 report(setup, job, |_| reply.clone(), &remote);
                 continue;
             }

@@ -1,0 +1,65 @@
+//! The last edits to a message before its bytes leave, per queue: `sanitize-headers`, then the
+//! DKIM signatures (so nothing changes a signed header after signing).
+//!
+//! Works on the header block only; the body is hashed by the signer, never rewritten.
+
+use std::sync::Arc;
+
+use crate::config::Dir;
+use crate::config::settings::Settings;
+use crate::dkim::KeyStore;
+use crate::dkim::sign::{self, SignError, SignOptions};
+use crate::ingress::headers::Header;
+
+/// What `sanitize-headers yes` removes (REFERENCE.md field dialect): Ember's control headers, the
+/// injector's envelope leftovers, and its fingerprints.
+pub const SANITIZED: &[&str] = &[
+    "x-virtual-mta",
+    "x-job",
+    "x-envid",
+    "x-dkim-options",
+    "x-dkim-key",
+    "bcc",
+    "return-path",
+    "x-mailer",
+    "x-php-originating-script",
+    "x-originating-ip",
+    "x-source-ip",
+];
+
+/// The message as it goes to the queue's destination. Unchanged (the same `Arc`) when the queue
+/// neither sanitises nor signs.
+pub fn outgoing(
+    keys: &KeyStore,
+    vmta: &str,
+    settings: &Settings,
+    body: Arc<Vec<u8>>,
+    now: u64,
+) -> Result<Arc<Vec<u8>>, SignError> {
+    let mut message = body;
+    if settings.flag(Dir::SanitizeHeaders) {
+        let remove: Vec<String> = SANITIZED.iter().map(|s| s.to_string()).collect();
+        let header = Header::parse(&message);
+        let cleaned = header.rewrite(b"", &remove, b"");
+        if cleaned.len() != message.len() {
+            message = Arc::new(cleaned);
+        }
+    }
+    let header = Header::parse(&message);
+    let Some(options) = SignOptions::from_settings(settings, &header) else { return Ok(message) };
+    let signatures = match sign::sign(keys, vmta, &options, &message, now) {
+        Ok(s) => s,
+        Err(SignError::NoFrom) => {
+            tracing::warn!("a message without a usable From header goes out unsigned (virtual MTA {vmta})");
+            return Ok(message);
+        }
+        Err(e) => return Err(e),
+    };
+    if signatures.is_empty() {
+        return Ok(message);
+    }
+    let mut signed = Vec::with_capacity(signatures.len() + message.len());
+    signed.extend_from_slice(&signatures);
+    signed.extend_from_slice(&message);
+    Ok(Arc::new(signed))
+}

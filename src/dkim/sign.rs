@@ -1,0 +1,281 @@
+//! DKIM signatures for one outgoing message under one queue's settings (`dkim-*`,
+//! `second-dkim-*`), with the keys of [`KeyStore`].
+//!
+//! Signing uses mail-auth's canonicalization, hashing and key operations; the signature is
+//! assembled here because mail-auth's builder always writes `t=`, and PowerMTA adds it only
+//! with `dkim-add-timestamp yes`.
+
+use mail_auth::common::crypto::SigningKey;
+use mail_auth::common::headers::{HeaderStream, Writable};
+use mail_auth::dkim::{Canonicalization, Signature};
+
+use super::keys::{DomainKey, KeyKind, KeyStore, PrivateKey};
+use crate::config::Dir;
+use crate::config::settings::Settings;
+use crate::ingress::headers::Header;
+
+/// Headers signed when present (PowerMTA's documented default set, plus RFC 8058's
+/// `List-Unsubscribe-Post`); `dkim-headers` adds to it.
+pub const DEFAULT_HEADERS: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "to",
+    "cc",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-id",
+    "content-description",
+    "resent-date",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-message-id",
+    "in-reply-to",
+    "references",
+    "list-id",
+    "list-help",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-subscribe",
+    "list-post",
+    "list-owner",
+    "list-archive",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the message has no From header to sign for")]
+    NoFrom,
+    #[error("signing for {domain} with selector {selector} failed: {why}")]
+    Crypto { domain: String, selector: String, why: String },
+}
+
+/// The settings of one signature.
+#[derive(Debug, Clone)]
+pub struct SignatureSpec {
+    pub identity: String,
+    pub fallback: Option<String>,
+    pub kind: KeyKind,
+}
+
+/// Everything a queue's settings say about signing, read once per message batch.
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    pub signatures: Vec<SignatureSpec>,
+    pub header_canon: Canonicalization,
+    pub body_canon: Canonicalization,
+    pub extra_headers: Vec<String>,
+    pub oversign: Vec<String>,
+    pub timestamp: bool,
+    pub expire_after: Option<u64>,
+}
+
+fn wants(value: Option<&str>, message: &Header<'_>) -> bool {
+    match value {
+        Some("yes" | "true") => true,
+        Some("if-x-dkim-options-present") => message.get("x-dkim-options").is_some(),
+        _ => false,
+    }
+}
+
+fn kind(value: Option<&str>) -> KeyKind {
+    // rsa-sha1 is obsolete (RFC 8301): an RSA key signs with rsa-sha256 instead.
+    if value == Some("ed25519-sha256") { KeyKind::Ed25519 } else { KeyKind::Rsa }
+}
+
+fn canon(value: Option<&str>) -> Canonicalization {
+    if value == Some("simple") { Canonicalization::Simple } else { Canonicalization::Relaxed }
+}
+
+impl SignOptions {
+    /// The signatures a queue's settings ask for on this message; `None` when none.
+    pub fn from_settings(s: &Settings, message: &Header<'_>) -> Option<SignOptions> {
+        let mut signatures = Vec::new();
+        if wants(s.text(Dir::DkimSign), message) {
+            signatures.push(SignatureSpec {
+                identity: s.text(Dir::DkimIdentity).unwrap_or("sender-or-from").to_string(),
+                fallback: s.text(Dir::DkimIdentityFallback).map(str::to_string),
+                kind: kind(s.text(Dir::DkimAlgorithm)),
+            });
+        }
+        if wants(s.text(Dir::SecondDkimSign), message) {
+            signatures.push(SignatureSpec {
+                identity: s.text(Dir::SecondDkimIdentity).unwrap_or("sender-or-from").to_string(),
+                fallback: None,
+                kind: kind(s.text(Dir::SecondDkimAlgorithm)),
+            });
+        }
+        if signatures.is_empty() {
+            return None;
+        }
+        let lower = |d: Dir| s.list(d).iter().map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty()).collect();
+        Some(SignOptions {
+            signatures,
+            header_canon: canon(s.text(Dir::DkimHeadersCanon)),
+            body_canon: canon(s.text(Dir::DkimBodyCanon)),
+            extra_headers: lower(Dir::DkimHeaders),
+            oversign: lower(Dir::DkimDisallowAddingHeaders),
+            timestamp: s.flag(Dir::DkimAddTimestamp),
+            expire_after: s.interval(Dir::DkimExpireAfter).map(|d| d.as_secs()),
+        })
+    }
+}
+
+/// The domain of the address in a From/Sender value (`"Name" <a@b>` or `a@b`).
+pub fn address_domain(value: &str) -> Option<String> {
+    let addr = match (value.rfind('<'), value.rfind('>')) {
+        (Some(l), Some(r)) if l < r => &value[l + 1..r],
+        _ => value.trim(),
+    };
+    let (_, domain) = addr.rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.').to_lowercase();
+    (!domain.is_empty() && !domain.contains(char::is_whitespace)).then_some(domain)
+}
+
+/// Resolves a `dkim-identity` value to (signing domain, `i=` when it names an address).
+fn identity(spec: &str, message: &Header<'_>) -> Result<(String, Option<String>), SignError> {
+    let from = || message.get("from").as_deref().and_then(address_domain);
+    match spec {
+        "sender-or-from" => message
+            .get("sender")
+            .as_deref()
+            .and_then(address_domain)
+            .or_else(from)
+            .map(|d| (d, None))
+            .ok_or(SignError::NoFrom),
+        "strict-from" | "from" => from().map(|d| (d, None)).ok_or(SignError::NoFrom),
+        other => match other.rsplit_once('@') {
+            Some(("", d)) => Ok((d.to_lowercase(), None)),
+            Some((_, d)) => Ok((d.to_lowercase(), Some(other.to_string()))),
+            None => Ok((other.to_lowercase(), None)),
+        },
+    }
+}
+
+/// Signs `message` as `options` say; the `DKIM-Signature` header fields to prepend, first
+/// signature first. A signature whose identity has no key is skipped with a log line naming
+/// the domain (PowerMTA sends such mail unsigned).
+pub fn sign(
+    keys: &KeyStore,
+    vmta: &str,
+    options: &SignOptions,
+    message: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, SignError> {
+    let header = Header::parse(message);
+    let mut out = Vec::new();
+    for spec in &options.signatures {
+        let (domain, auid) = identity(&spec.identity, &header)?;
+        let mut chosen = keys.find(vmta, &domain, spec.kind).map(|k| (k, domain.clone(), auid.clone()));
+        if chosen.is_none()
+            && let Some(fallback) = &spec.fallback
+        {
+            let (d, a) = identity(fallback, &header)?;
+            chosen = keys.find(vmta, &d, spec.kind).map(|k| (k, d, a));
+        }
+        let Some((key, domain, auid)) = chosen else {
+            tracing::info!(
+                "no {} domain-key for {domain} (virtual MTA {vmta}): the message goes out without this signature",
+                spec.kind.algorithm()
+            );
+            continue;
+        };
+        let signed_domain = if key.domain == "*" { domain } else { key.domain.clone() };
+        let names = signed_names(&header, options);
+        let sig = signature(key, &signed_domain, auid, &names, options, message, now)?;
+        sig.write(&mut out, true);
+    }
+    Ok(out)
+}
+
+/// The `h=` list: the default set and `dkim-headers` as far as present, once per name (mail-auth
+/// signs every occurrence of a listed name), and each `dkim-disallow-adding-headers` name once
+/// more, so an added instance breaks the signature.
+fn signed_names(header: &Header<'_>, options: &SignOptions) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in DEFAULT_HEADERS.iter().map(|s| s.to_string()).chain(options.extra_headers.iter().cloned()) {
+        if header.count(&name) > 0 && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if !names.iter().any(|n| n == "from") {
+        names.insert(0, "from".into());
+    }
+    for name in &options.oversign {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+        names.push(name.clone());
+    }
+    names
+}
+
+fn signature(
+    key: &DomainKey,
+    domain: &str,
+    auid: Option<String>,
+    names: &[String],
+    options: &SignOptions,
+    message: &[u8],
+    now: u64,
+) -> Result<Signature, SignError> {
+    let crypto = |why: mail_auth::Error| SignError::Crypto {
+        domain: domain.to_string(),
+        selector: key.selector.clone(),
+        why: why.to_string(),
+    };
+    let mut sig = Signature {
+        v: 1,
+        a: match key.key.as_ref() {
+            PrivateKey::Rsa(k) => k.algorithm(),
+            PrivateKey::Ed25519(k) => k.algorithm(),
+        },
+        d: domain.to_string(),
+        s: key.selector.clone(),
+        h: names.to_vec(),
+        i: auid.unwrap_or_default(),
+        ch: options.header_canon,
+        cb: options.body_canon,
+        ..Default::default()
+    };
+    let parsed = Header::parse(message);
+    let (_, headers, signed, body) = sig.canonicalize(Fields { fields: parsed.fields(), body: parsed.body() });
+    sig.bh = match key.key.as_ref() {
+        PrivateKey::Rsa(k) => k.hash(body).as_ref().to_vec(),
+        PrivateKey::Ed25519(k) => k.hash(body).as_ref().to_vec(),
+    };
+    sig.h = signed;
+    sig.t = if options.timestamp { now } else { 0 };
+    sig.x = options.expire_after.map_or(0, |x| now + x);
+    let mut data = Vec::with_capacity(1024);
+    headers.write(&mut data);
+    sig.write(&mut data, false);
+    sig.b = match key.key.as_ref() {
+        PrivateKey::Rsa(k) => k.sign(data.as_slice()),
+        PrivateKey::Ed25519(k) => k.sign(data.as_slice()),
+    }
+    .map_err(crypto)?;
+    Ok(sig)
+}
+
+/// Ember's header parser as mail-auth's header stream (mail-auth keeps its own iterator private).
+struct Fields<'x, I> {
+    fields: I,
+    body: &'x [u8],
+}
+
+impl<'x, I: Iterator<Item = (&'x [u8], &'x [u8])>> HeaderStream<'x> for Fields<'x, I> {
+    fn next_header(&mut self) -> Option<(&'x [u8], &'x [u8])> {
+        self.fields.next()
+    }
+
+    fn body(&mut self) -> &'x [u8] {
+        self.body
+    }
+}
