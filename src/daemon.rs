@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
 use crate::delivery::mx::MxResolver;
+use crate::hygiene::store::SuppressionStore;
 use crate::ingress::context::Context;
 use crate::ingress::{MessageSink, StoreError, StoreFuture, listener};
 use crate::message::Envelope;
@@ -104,6 +105,7 @@ pub struct Daemon {
     /// The management API's server, stopped last.
     mgmt: Option<JoinHandle<()>>,
     dkim: crate::dkim::Keys,
+    suppression: Arc<SuppressionStore>,
     /// Listeners and the pickup directory: stopped first at shutdown.
     tasks: Vec<JoinHandle<()>>,
     /// Inbound session slots: all free again means no session is open.
@@ -147,11 +149,14 @@ fn build_context(
     spool: &Spool,
     queues: &QueueHandle,
     telemetry: &Arc<Telemetry>,
+    suppression: &Arc<SuppressionStore>,
 ) -> Result<(Context, Reporter), String> {
     let accounting = Accounting::open(&config)?;
     let tls = listener::global_tls(&config)?;
     let sink = Arc::new(SpoolSink { spool: spool.clone(), queues: queues.clone(), telemetry: Arc::clone(telemetry) });
-    let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls).map_err(|errors| errors.join("\n"))?;
+    let state_dir = state_dir(&config);
+    let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls, Arc::clone(suppression), &state_dir)
+        .map_err(|errors| errors.join("\n"))?;
     let reporter =
         Reporter::new(&config, accounting, ctx.host_name().to_string()).with_telemetry(Arc::clone(telemetry));
     Ok((ctx, reporter))
@@ -162,6 +167,38 @@ fn build_context(
 fn load_keys(config: &Config) -> Result<crate::dkim::KeyStore, String> {
     crate::dkim::KeyStore::load(config)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
+/// Where small state that must outlive the process lives: the first spool directory.
+pub fn state_dir(config: &Config) -> PathBuf {
+    spool_options(config).dirs.first().map(|d| d.path.clone()).unwrap_or_else(|| config.path(Path::new(".")))
+}
+
+/// The journal of the global suppression list: `global-suppression-file`, else
+/// `suppressed.journal` in the first spool directory.
+pub fn suppression_path(config: &Config) -> PathBuf {
+    config
+        .global
+        .path(Dir::GlobalSuppressionFile)
+        .map(|p| config.path(p))
+        .unwrap_or_else(|| state_dir(config).join("suppressed.journal"))
+}
+
+/// Opens the global suppression list, reporting what it loaded.
+fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, String> {
+    let path = suppression_path(config);
+    let started = std::time::Instant::now();
+    let (store, report) = SuppressionStore::open(&path).map_err(|e| e.to_string())?;
+    for bad in &report.bad_lines {
+        tracing::warn!("global suppression list: skipped {bad}");
+    }
+    println!(
+        "global suppression list {}: {} entries in {:.2}s",
+        path.display(),
+        report.entries,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Arc::new(store))
 }
 
 /// `name-server IP[:PORT]` directives (port 53 when absent).
@@ -208,9 +245,11 @@ impl Daemon {
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
-        let queues = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
+        let queues =
+            Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
         let telemetry = Arc::new(Telemetry::default());
-        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry)?;
+        let suppression = open_suppression(&config)?;
+        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression)?;
         let queues = queues.run(reporter);
         let mut recovered = 0usize;
         spool.for_each_live(|envelope| {
@@ -268,6 +307,7 @@ impl Daemon {
             queues,
             access,
             dkim,
+            suppression,
             telemetry,
             mgmt,
             tasks,
@@ -281,7 +321,8 @@ impl Daemon {
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let config = Arc::new(config);
         let keys = load_keys(&config)?;
-        let (ctx, reporter) = build_context(Arc::clone(&config), &self.spool, &self.queues, &self.telemetry)?;
+        let (ctx, reporter) =
+            build_context(Arc::clone(&config), &self.spool, &self.queues, &self.telemetry, &self.suppression)?;
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));

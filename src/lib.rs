@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod dkim;
+pub mod hygiene;
 pub mod ingress;
 pub mod message;
 pub mod mgmt;

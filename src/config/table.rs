@@ -56,6 +56,7 @@ directives! {
     RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Enforced, "Answer relay refusals with 4xx instead of 5xx.";
     DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Enforced, "DKIM key SELECTOR,DOMAIN|*,FILE.";
     DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
+    GlobalSuppressionFile => "global-suppression-file", File, GLOBAL, None, once, Enforced, "Beyond PowerMTA: journal of the global suppression list (complaints, hard bounces, unsubscribes, ember suppression); default suppressed.journal in the first spool directory.";
     InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Enforced, "VMTA used when the selected one does not exist.";
     IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Pending, "File of headers inserted after Ember's Received header.";
     Pickup => "pickup", Words { min: 1, max: 2 }, GLOBAL, None, once, Enforced, "Pickup directory DIR [BADDIR].";
@@ -353,9 +354,9 @@ directives! {
     // ---- 2.8 processors, lists and other blocks --------------------------------------------
     DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Pending, "Deliver mail that is not a report.";
     DeliverMatchedEmail => "deliver-matched-email", Bool, BF, Some("no"), once, Pending, "Also deliver recognised reports.";
-    ForwardUnmatchedTo => "forward-unmatched-to", Email, BF, None, many, Pending, "Forward unrecognised mail here.";
-    ForwardErrorsTo => "forward-errors-to", Email, BF, None, many, Pending, "Forward unparsable reports here.";
-    SuppressHardBounces => "suppress-hard-bounces", Bool, BOUNCE_PROCESSOR, Some("no"), once, Pending, "Add hard-bounced recipients to suppression.";
+    ForwardUnmatchedTo => "forward-unmatched-to", Email, BF, None, many, Enforced, "Forward unrecognised mail here.";
+    ForwardErrorsTo => "forward-errors-to", Email, BF, None, many, Enforced, "Forward unparsable reports here.";
+    SuppressHardBounces => "suppress-hard-bounces", Bool, BOUNCE_PROCESSOR, Some("no"), once, Enforced, "Add hard-bounced recipients to suppression.";
     Address => "address", Word, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "Address, local part or /regex/.";
     AddressFile => "address-file", File, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "File of addresses.";
     DomainEntry => "domain", DomainPattern, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "A whole domain.";

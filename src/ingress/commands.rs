@@ -214,6 +214,13 @@ impl Session {
                 return Flow::Continue;
             }
         }
+        // Reports come from other domains' MTAs: a processor address is ours, whatever the
+        // source may relay to, and never suppressed.
+        if self.ctx.processors.kind_of(&address).is_some() {
+            self.txn.as_mut().expect("checked").reports.push(address.clone());
+            self.reply(Reply::new(250, "2.1.5", format!("recipient <{address}> OK")));
+            return Flow::Continue;
+        }
         if !self.policy.may_relay_to(&domain) {
             let ip = self.conn.peer.ip();
             let reply = if self.policy.relay_debug {
@@ -254,6 +261,9 @@ impl Session {
     /// `suppress-file` of the recipient domain's settings (the field dialect puts it in `<domain *>`).
     fn suppressed_by(&self, domain: &str, address: &str) -> Option<String> {
         let ctx = &self.ctx;
+        if ctx.global_suppression.contains(address) {
+            return Some("global".to_string());
+        }
         if let Some(list) =
             ctx.suppressions.check(&self.policy.suppression_lists, self.policy.suppress_file.as_deref(), address)
         {
@@ -267,7 +277,7 @@ impl Session {
     fn ready_for_data(&mut self) -> Option<Reply> {
         match &self.txn {
             None => Some(Reply::new(503, "5.5.1", "need MAIL and RCPT before DATA")),
-            Some(t) if t.recipients.is_empty() && t.suppressed.is_empty() => {
+            Some(t) if t.recipients.is_empty() && t.suppressed.is_empty() && t.reports.is_empty() => {
                 Some(Reply::new(554, "5.5.1", "no valid recipients"))
             }
             Some(_) => None,

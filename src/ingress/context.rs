@@ -14,6 +14,8 @@ use crate::config::resolve::QueueSettings;
 use crate::config::value::Value;
 use crate::config::values::Rate;
 use crate::config::{Config, Dir};
+use crate::hygiene::processor::Processors;
+use crate::hygiene::store::SuppressionStore;
 use crate::outcome::acct::Accounting;
 
 use super::MessageSink;
@@ -34,6 +36,10 @@ pub struct Context {
     pub sink: Arc<dyn MessageSink>,
     pub accounting: Accounting,
     pub auth_failures: AuthFailures,
+    /// The global suppression list (shared by every generation).
+    pub global_suppression: Arc<SuppressionStore>,
+    /// `<feedback-loop-processor>` and `<bounce-processor>`.
+    pub processors: Processors,
     queue_settings: Mutex<HashMap<String, Arc<QueueSettings>>>,
 }
 
@@ -47,6 +53,8 @@ impl Context {
         sink: Arc<dyn MessageSink>,
         accounting: Accounting,
         tls: Option<Arc<rustls::ServerConfig>>,
+        global_suppression: Arc<SuppressionStore>,
+        state_dir: &std::path::Path,
     ) -> Result<Context, Vec<String>> {
         let mut host_names: Vec<String> = config
             .global
@@ -61,6 +69,8 @@ impl Context {
             host_names.push(system_host_name());
         }
         let suppressions = Suppressions::from_config(&config)?;
+        let processors =
+            Processors::from_config(&config, Arc::clone(&global_suppression), accounting.clone(), state_dir)?;
         let pattern_lists = PatternLists::from_config(&config);
         for warning in pattern_lists.warnings() {
             tracing::warn!("{warning}");
@@ -75,6 +85,8 @@ impl Context {
             sink,
             accounting,
             auth_failures: AuthFailures::default(),
+            global_suppression,
+            processors,
             queue_settings: Mutex::new(HashMap::new()),
         })
     }

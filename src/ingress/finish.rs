@@ -40,7 +40,15 @@ impl Session {
     }
 
     /// Checks, rewrites and stores the message; the reply to send.
-    async fn accept(&mut self, txn: Transaction, body: &[u8]) -> Result<Reply, Reply> {
+    async fn accept(&mut self, mut txn: Transaction, body: &[u8]) -> Result<Reply, Reply> {
+        let reports = std::mem::take(&mut txn.reports);
+        if !reports.is_empty() {
+            let forward = self.process_reports(&reports, body)?;
+            txn.recipients.extend(forward.into_iter().map(crate::message::Recipient::new));
+            if txn.recipients.is_empty() && txn.suppressed.is_empty() {
+                return Ok(Reply::new(250, "2.6.0", "report processed"));
+            }
+        }
         let header = Header::parse(body);
         let hops = header.count("received") as u64;
         if hops >= self.policy.max_message_hops {
@@ -151,6 +159,28 @@ impl Session {
             "2.6.0",
             format!("message {id} accepted for {count} recipient{}", if count == 1 { "" } else { "s" }),
         ))
+    }
+
+    /// Hands the message to the processor of each report address; the addresses it must also
+    /// be forwarded to. A report that cannot be recorded now gets a 4xx, so the sender retries.
+    fn process_reports(&self, reports: &[String], body: &[u8]) -> Result<Vec<String>, Reply> {
+        let from = crate::hygiene::processor::From {
+            ip: self.conn.peer.ip().to_string(),
+            helo: self.helo.as_deref().unwrap_or(""),
+        };
+        let mut forward = Vec::new();
+        for rcpt in reports {
+            match self.ctx.processors.process(rcpt, body, &from) {
+                Ok(outcome) => forward.extend(outcome.forward),
+                Err(e) => {
+                    tracing::error!("cannot process the report to <{rcpt}>: {e}");
+                    return Err(Reply::new(451, "4.3.0", "cannot record the report now, try again later"));
+                }
+            }
+        }
+        forward.sort();
+        forward.dedup();
+        Ok(forward)
     }
 
     /// The strictest `max-loop-count` among the source's and the recipient domains' settings.

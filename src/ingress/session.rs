@@ -56,6 +56,8 @@ pub(super) struct Transaction {
     pub suppressed: Vec<(Recipient, String)>,
     /// Recipients refused for exceeding `max-rcpt-per-message` when the message must fail at DATA.
     pub too_many: bool,
+    /// Recipients that are a `<feedback-loop-processor>` or `<bounce-processor>` address.
+    pub reports: Vec<String>,
 }
 
 /// What the reader expects next.

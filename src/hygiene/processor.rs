@@ -1,0 +1,314 @@
+//! `<feedback-loop-processor>` and `<bounce-processor>`: mail Ember receives at the addresses
+//! their `<address-list>` names is read as a complaint or a bounce instead of being relayed. A
+//! complaint writes an `f` record and suppresses the recipient globally; a bounce writes `rb`
+//! (failed) or `rs` (delayed, delivered, relayed) records with a bounce category and, with
+//! `suppress-hard-bounces yes`, suppresses bad-mailbox, bad-domain and inactive-mailbox
+//! recipients.
+//!
+//! Nothing is lost: a report that cannot be read (malformed, no recognisable recipient, too
+//! large, not a report at all) is logged with the reason, written to the `unprocessed-reports`
+//! directory, and forwarded to `forward-errors-to` / `forward-unmatched-to` when set.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::arf::{self, Complaint};
+use super::dsn::{self, Dsn};
+use super::report::MAX_REPORT;
+use super::store::{Entry, StoreError, SuppressionStore};
+use crate::config::value::Value;
+use crate::config::{Config, Dir};
+use crate::ingress::suppression::AddressList;
+use crate::outcome::acct::{Accounting, Record, RecordType};
+use crate::outcome::category::Classifier;
+use crate::outcome::status;
+use crate::time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    FeedbackLoop,
+    Bounce,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::FeedbackLoop => "feedback-loop",
+            Kind::Bounce => "bounce",
+        }
+    }
+}
+
+struct Processor {
+    kind: Kind,
+    addresses: AddressList,
+    forward_unmatched: Vec<String>,
+    forward_errors: Vec<String>,
+    suppress_hard: bool,
+}
+
+/// Who handed us the report (for `repSourceIp`, `srcMta`).
+pub struct From<'a> {
+    pub ip: String,
+    pub helo: &'a str,
+}
+
+/// What happened to a report.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Accounting records written.
+    pub records: usize,
+    /// Recipients newly suppressed.
+    pub suppressed: usize,
+    /// Where the message must also go (forwarding of errors or unmatched mail).
+    pub forward: Vec<String>,
+    /// Set when the report could not be read: why, and where it was saved.
+    pub unprocessed: Option<(String, PathBuf)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot save an unprocessed report in {path}: {source}")]
+    Save { path: PathBuf, source: std::io::Error },
+}
+
+/// The processors of one configuration generation.
+pub struct Processors {
+    list: Vec<Processor>,
+    store: Arc<SuppressionStore>,
+    accounting: Accounting,
+    classifier: Classifier,
+    unprocessed_dir: PathBuf,
+}
+
+impl Processors {
+    pub fn from_config(
+        config: &Config,
+        store: Arc<SuppressionStore>,
+        accounting: Accounting,
+        state_dir: &Path,
+    ) -> Result<Processors, Vec<String>> {
+        let mut list = Vec::new();
+        let mut errors = Vec::new();
+        for (tag, kind) in [("feedback-loop-processor", Kind::FeedbackLoop), ("bounce-processor", Kind::Bounce)] {
+            for block in config.blocks_of(tag) {
+                let mut addresses = AddressList::default();
+                for child in block.children.iter().filter(|c| c.tag == "address-list") {
+                    for e in child.settings.all(Dir::Address) {
+                        if let Value::Text(t) = &e.value
+                            && let Err(m) = addresses.add(t)
+                        {
+                            let at = e.origin.location().map(|l| format!("{l}: ")).unwrap_or_default();
+                            errors.push(format!("{at}address: {m}"));
+                        }
+                    }
+                    for e in child.settings.all(Dir::DomainEntry) {
+                        if let Value::Domain(d) = &e.value {
+                            addresses.add_domain(&d.to_string());
+                        }
+                    }
+                    for e in child.settings.all(Dir::AddressFile) {
+                        if let Value::Path(p) = &e.value {
+                            match addresses.load_file(&config.path(p)) {
+                                Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+                                Err(m) => errors.push(m),
+                            }
+                        }
+                    }
+                }
+                if addresses.is_empty() {
+                    tracing::warn!("<{tag}> at {}: no <address-list> entries; it receives nothing", block.location);
+                }
+                let emails = |dir: Dir| {
+                    block.settings.all(dir).iter().filter_map(|e| match &e.value {
+                        Value::Text(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                };
+                list.push(Processor {
+                    kind,
+                    addresses,
+                    forward_unmatched: emails(Dir::ForwardUnmatchedTo).collect(),
+                    forward_errors: emails(Dir::ForwardErrorsTo).collect(),
+                    suppress_hard: block.settings.flag(Dir::SuppressHardBounces),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Processors {
+            list,
+            store,
+            accounting,
+            classifier: Classifier::from_config(config),
+            unprocessed_dir: state_dir.join("unprocessed-reports"),
+        })
+    }
+
+    /// Which processor receives mail for `address`, if any.
+    pub fn kind_of(&self, address: &str) -> Option<Kind> {
+        self.list.iter().find(|p| p.addresses.contains(address)).map(|p| p.kind)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Reads one received report addressed to `rcpt` (a processor address).
+    pub fn process(&self, rcpt: &str, message: &[u8], from: &From<'_>) -> Result<Outcome, ProcessError> {
+        let Some(p) = self.list.iter().find(|p| p.addresses.contains(rcpt)) else { return Ok(Outcome::default()) };
+        if message.len() > MAX_REPORT {
+            let why = format!("report of {} bytes is larger than {} bytes; not parsed", message.len(), MAX_REPORT);
+            return self.unprocessed(p, rcpt, message, from, why, &p.forward_errors);
+        }
+        match p.kind {
+            Kind::FeedbackLoop => match arf::parse(message) {
+                Ok(c) => self.complaint(&c, from),
+                Err(arf::ComplaintError::NotAReport) => {
+                    let why = arf::ComplaintError::NotAReport.to_string();
+                    self.unprocessed(p, rcpt, message, from, why, &p.forward_unmatched)
+                }
+                Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
+            },
+            Kind::Bounce => match dsn::parse(message) {
+                Ok(d) => self.bounce(p, rcpt, &d, from),
+                Err(dsn::DsnError::NotADsn) => {
+                    let why = dsn::DsnError::NotADsn.to_string();
+                    self.unprocessed(p, rcpt, message, from, why, &p.forward_unmatched)
+                }
+                Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
+            },
+        }
+    }
+
+    fn complaint(&self, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {
+        let mut outcome = Outcome::default();
+        match Entry::parse(&c.rcpt) {
+            Ok(entry) => outcome.suppressed = self.store.add(&[entry])?,
+            Err(e) => tracing::warn!("feedback-loop: complaint names an unusable recipient, not suppressed: {e}"),
+        }
+        tracing::info!(
+            "feedback-loop: {} complaint ({}) from {} about <{}> (sent by {}): {}",
+            c.feedback_type,
+            c.format,
+            if c.reporting_mta.is_empty() { from.ip.as_str() } else { c.reporting_mta.as_str() },
+            c.rcpt,
+            if c.source_ip.is_empty() { "?" } else { c.source_ip.as_str() },
+            if outcome.suppressed > 0 { "suppressed globally" } else { "already suppressed" }
+        );
+        if self.accounting.wants(RecordType::FeedbackLoop) {
+            let record = Record::new(RecordType::FeedbackLoop)
+                .time("timeLogged", time::now_secs())
+                .set("repSourceIp", from.ip.clone())
+                .set("feedbackType", c.feedback_type.clone())
+                .set("format", c.format)
+                .set("userAgent", c.user_agent.clone())
+                .set("envId", c.env_id.clone())
+                .set("orig", c.orig.clone())
+                .set("rcpt", c.rcpt.clone())
+                .set("reportingMta", c.reporting_mta.clone())
+                .set("dlvSourceIp", c.source_ip.clone())
+                .set("reportedDomain", c.reported_domain.clone())
+                .headers_from(&c.headers, self.accounting.wanted_headers());
+            self.accounting.write(&record);
+            outcome.records += 1;
+        }
+        Ok(outcome)
+    }
+
+    fn bounce(&self, p: &Processor, rcpt: &str, d: &Dsn, from: &From<'_>) -> Result<Outcome, ProcessError> {
+        let mut outcome = Outcome::default();
+        let src_mta = format!("{} ({})", from.helo, from.ip);
+        let mut hard = Vec::new();
+        for r in &d.recipients {
+            let failed = r.action == "failed";
+            let category = self.classifier.classify(&r.status, &r.diag).to_string();
+            tracing::info!(
+                "bounce: {} for <{}> from {}: {} {} [{category}]",
+                r.action,
+                r.rcpt,
+                d.reporting_mta,
+                r.status,
+                r.diag
+            );
+            if failed
+                && p.suppress_hard
+                && matches!(category.as_str(), "bad-mailbox" | "bad-domain" | "inactive-mailbox")
+                && let Ok(entry) = Entry::parse(&r.rcpt)
+            {
+                hard.push(entry);
+            }
+            let kind = if failed { RecordType::RemoteBounce } else { RecordType::RemoteStatus };
+            if !self.accounting.wants(kind) {
+                continue;
+            }
+            let mut record = Record::new(kind)
+                .time("timeLogged", time::now_secs())
+                .set("orig", rcpt.to_string())
+                .set("rcpt", r.rcpt.clone())
+                .set("orcpt", r.orcpt.clone())
+                .set("dsnStatus", status::status_text(&r.status))
+                .set("dsnDiag", r.diag.clone())
+                .set("dsnMta", r.remote_mta.clone())
+                .set("dsnReportingMta", d.reporting_mta.clone())
+                .set("bounceCat", category)
+                .set("srcType", "smtp")
+                .set("srcMta", src_mta.clone())
+                .set("envId", d.env_id.clone())
+                .set("format", "dsn");
+            if !failed {
+                record = record.set("dsnAction", r.action.clone());
+            }
+            let record = record.headers_from(&d.headers, self.accounting.wanted_headers());
+            self.accounting.write(&record);
+            outcome.records += 1;
+        }
+        if !hard.is_empty() {
+            outcome.suppressed = self.store.add(&hard)?;
+            tracing::info!("bounce: {} hard-bounced recipients suppressed globally", outcome.suppressed);
+        }
+        Ok(outcome)
+    }
+
+    /// Keeps a report that could not be read: a log line with the reason, a file, forwarding.
+    fn unprocessed(
+        &self,
+        p: &Processor,
+        rcpt: &str,
+        message: &[u8],
+        from: &From<'_>,
+        why: String,
+        forward: &[String],
+    ) -> Result<Outcome, ProcessError> {
+        let save = |source| ProcessError::Save { path: self.unprocessed_dir.clone(), source };
+        std::fs::create_dir_all(&self.unprocessed_dir).map_err(save)?;
+        let name = format!("{}-{}-{}.eml", time::now_millis(), p.kind.name(), unique());
+        let path = self.unprocessed_dir.join(name);
+        write_durably(&path, message).map_err(save)?;
+        tracing::warn!(
+            "{} processor: report to <{rcpt}> from {} ({}) not processed: {why}; kept as {}{}",
+            p.kind.name(),
+            from.ip,
+            from.helo,
+            path.display(),
+            if forward.is_empty() { String::new() } else { format!("; forwarded to {}", forward.join(", ")) }
+        );
+        Ok(Outcome { forward: forward.to_vec(), unprocessed: Some((why, path)), ..Outcome::default() })
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
