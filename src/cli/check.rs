@@ -18,7 +18,15 @@ pub fn check(file: &Path, strict: bool, quiet: bool) -> ExitCode {
     for e in &key_errors {
         eprintln!("{e}");
     }
-    let errors = loaded.diagnostics.errors().count() + key_errors.len();
+    // One-click unsubscribe: a secret when headers are wanted, https URLs.
+    let unsubscribe_errors = match crate::hygiene::unsubscribe::Tokens::from_config(&loaded.config) {
+        Ok(tokens) => crate::hygiene::unsubscribe::check(&loaded.config, tokens.as_ref()),
+        Err(e) => vec![e],
+    };
+    for e in &unsubscribe_errors {
+        eprintln!("{e}");
+    }
+    let errors = loaded.diagnostics.errors().count() + key_errors.len() + unsubscribe_errors.len();
     let warnings = loaded.diagnostics.warnings().count();
     if errors > 0 {
         eprintln!("{}: {errors} error{}, {warnings} warning{}", file.display(), plural(errors), plural(warnings));

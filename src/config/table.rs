@@ -167,6 +167,10 @@ directives! {
     RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Pending, "<rewrite-list> applied to MAIL FROM and From.";
     RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Pending, "Legacy: strip incoming Received headers.";
     BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Pending, "Legacy: accept AUTH=LOGIN spelling from old clients.";
+    ListUnsubscribe => "list-unsubscribe", Bool, SRC | VP | D, Some("no"), once, Enforced, "Beyond PowerMTA: add RFC 8058 one-click List-Unsubscribe and List-Unsubscribe-Post headers with a signed per-recipient token (the most specific of domain, VMTA, source wins).";
+    ListUnsubscribeUrl => "list-unsubscribe-url", Word, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: https base URL of the one-click endpoint; the token is appended as the last path segment (Ember serves POST /unsubscribe/TOKEN).";
+    ListUnsubscribeMailto => "list-unsubscribe-mailto", Email, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: address for mailto: unsubscribes (the token goes in the subject); mail to it is read by Ember.";
+    ListUnsubscribeSecret => "list-unsubscribe-secret", Text, GLOBAL, None, once, Enforced, "Beyond PowerMTA: HMAC-SHA256 key of unsubscribe tokens (at least 16 characters; changing it invalidates tokens already sent).";
     SuppressFile => "suppress-file", File, SRC | D, None, once, Enforced, "Field dialect: suppression list file (address, @domain or /regex/ a line).";
 
     // ---- <smtp-user>, <source-group>, <smtp-listener> --------------------------------------

@@ -5,6 +5,8 @@
 
 pub mod arf;
 pub mod dsn;
+pub mod import;
 pub mod processor;
 pub mod report;
 pub mod store;
+pub mod unsubscribe;

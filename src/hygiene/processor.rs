@@ -16,6 +16,7 @@ use super::arf::{self, Complaint};
 use super::dsn::{self, Dsn};
 use super::report::MAX_REPORT;
 use super::store::{Entry, StoreError, SuppressionStore};
+use super::unsubscribe::{self, TokenError, Tokens};
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
 use crate::ingress::suppression::AddressList;
@@ -28,6 +29,8 @@ use crate::time;
 pub enum Kind {
     FeedbackLoop,
     Bounce,
+    /// A `list-unsubscribe-mailto` address.
+    Unsubscribe,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::FeedbackLoop => "feedback-loop",
             Kind::Bounce => "bounce",
+            Kind::Unsubscribe => "unsubscribe",
         }
     }
 }
@@ -81,6 +85,29 @@ pub struct Processors {
     accounting: Accounting,
     classifier: Classifier,
     unprocessed_dir: PathBuf,
+    /// Signs and checks unsubscribe tokens (`list-unsubscribe-secret`).
+    pub tokens: Option<Tokens>,
+}
+
+/// What an unsubscribe request did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The recipient is suppressed from now on.
+    Now(String),
+    /// It already was (a repeated request changes nothing).
+    Already(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnsubscribeError {
+    #[error("one-click unsubscribe is not configured (no list-unsubscribe-secret)")]
+    NotConfigured,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the token names no usable address: {0}")]
+    Address(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Processors {
@@ -136,10 +163,34 @@ impl Processors {
                 });
             }
         }
+        let tokens = match Tokens::from_config(config) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        errors.extend(unsubscribe::check(config, tokens.as_ref()));
+        let mailto = unsubscribe::mailto_addresses(config);
+        if !mailto.is_empty() {
+            let mut addresses = AddressList::default();
+            for m in &mailto {
+                let _ = addresses.add(m);
+            }
+            let forward_errors = list.iter().find(|p| p.kind == Kind::FeedbackLoop).map(|p| p.forward_errors.clone());
+            list.push(Processor {
+                kind: Kind::Unsubscribe,
+                addresses,
+                forward_unmatched: forward_errors.clone().unwrap_or_default(),
+                forward_errors: forward_errors.unwrap_or_default(),
+                suppress_hard: false,
+            });
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Processors {
+            tokens,
             list,
             store,
             accounting,
@@ -173,6 +224,15 @@ impl Processors {
                 }
                 Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
             },
+            Kind::Unsubscribe => {
+                let subject = crate::ingress::headers::Header::parse(message).get("subject").unwrap_or_default();
+                let token = subject.split_whitespace().find(|w| w.contains('.') && w.len() > 20).unwrap_or("");
+                match self.unsubscribe(token, "mailto", from) {
+                    Ok(_) => Ok(Outcome { records: 1, suppressed: 1, ..Outcome::default() }),
+                    Err(UnsubscribeError::Store(e)) => Err(e.into()),
+                    Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
+                }
+            }
             Kind::Bounce => match dsn::parse(message) {
                 Ok(d) => self.bounce(p, rcpt, &d, from),
                 Err(dsn::DsnError::NotADsn) => {
@@ -182,6 +242,42 @@ impl Processors {
                 Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
             },
         }
+    }
+
+    /// Suppresses the recipient a token names and writes an `f` record (feedbackType
+    /// `unsubscribe`, format `one-click` or `mailto`) the first time; a forged or altered token
+    /// changes nothing.
+    pub fn unsubscribe(&self, token: &str, via: &str, from: &From<'_>) -> Result<Unsubscribed, UnsubscribeError> {
+        let tokens = self.tokens.as_ref().ok_or(UnsubscribeError::NotConfigured)?;
+        let claims = match tokens.verify(token) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("unsubscribe ({via}) from {}: refused: {e}", from.ip);
+                return Err(e.into());
+            }
+        };
+        let entry = Entry::parse(&claims.rcpt).map_err(|e| UnsubscribeError::Address(e.to_string()))?;
+        if self.store.add(&[entry])? == 0 {
+            tracing::info!("unsubscribe ({via}) from {}: <{}> was already suppressed", from.ip, claims.rcpt);
+            return Ok(Unsubscribed::Already(claims.rcpt));
+        }
+        tracing::info!(
+            "unsubscribe ({via}) from {}: <{}> suppressed globally (job {:?})",
+            from.ip,
+            claims.rcpt,
+            claims.job
+        );
+        if self.accounting.wants(RecordType::FeedbackLoop) {
+            let record = Record::new(RecordType::FeedbackLoop)
+                .time("timeLogged", time::now_secs())
+                .set("repSourceIp", from.ip.clone())
+                .set("feedbackType", "unsubscribe")
+                .set("format", via.to_string())
+                .set("rcpt", claims.rcpt.clone())
+                .set("jobId", claims.job.clone());
+            self.accounting.write(&record);
+        }
+        Ok(Unsubscribed::Now(claims.rcpt))
     }
 
     fn complaint(&self, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {

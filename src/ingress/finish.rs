@@ -114,13 +114,92 @@ impl Session {
             }
             _ => {}
         }
-        let message = header.rewrite(prepend.as_bytes(), &remove, append.as_bytes());
-        let mut recipients = txn.recipients.clone();
+        let unsubscribe = self.unsubscribe_headers(&txn, vmta.as_deref(), job_id.as_deref(), now);
+        if !unsubscribe.is_empty() {
+            // Ours replace the injector's: two List-Unsubscribe fields would confuse receivers.
+            remove.extend(["list-unsubscribe".to_string(), "list-unsubscribe-post".to_string()]);
+        }
+        // One stored message per recipient with an unsubscribe header (each carries its own
+        // token), and one for every other recipient (and the suppressed ones, already bounced).
+        let mut parts: Vec<(Vec<crate::message::Recipient>, Vec<u8>)> = Vec::new();
+        let mut others = Vec::new();
+        for (i, r) in txn.recipients.iter().enumerate() {
+            match unsubscribe.iter().find(|(j, _)| *j == i) {
+                Some((_, fields)) => {
+                    let message = header.rewrite(prepend.as_bytes(), &remove, format!("{append}{fields}").as_bytes());
+                    parts.push((vec![r.clone()], message));
+                }
+                None => others.push(r.clone()),
+            }
+        }
         for (r, _) in &txn.suppressed {
             let mut r = r.clone();
             r.state = RecipientState::Bounced;
-            recipients.push(r);
+            others.push(r);
         }
+        if !others.is_empty() || parts.is_empty() {
+            parts.insert(0, (others, header.rewrite(prepend.as_bytes(), &remove, append.as_bytes())));
+        }
+        let mut first = None;
+        for (recipients, message) in parts {
+            let id =
+                self.store(&txn, recipients, message, vmta.clone(), job_id.clone(), env_id.clone(), priority).await?;
+            first.get_or_insert(id);
+        }
+        let id = first.expect("at least one part");
+        self.write_records(&txn, vmta.as_deref(), job_id.as_deref(), env_id.as_deref(), now);
+        let count = txn.recipients.len() + txn.suppressed.len();
+        Ok(Reply::new(
+            250,
+            "2.6.0",
+            format!("message {id} accepted for {count} recipient{}", if count == 1 { "" } else { "s" }),
+        ))
+    }
+
+    /// The one-click unsubscribe header fields for each recipient whose settings want them
+    /// (domain over VMTA over source), by position in the transaction.
+    fn unsubscribe_headers(
+        &self,
+        txn: &Transaction,
+        vmta: Option<&str>,
+        job: Option<&str>,
+        now: u64,
+    ) -> Vec<(usize, String)> {
+        let Some(tokens) = self.ctx.processors.tokens.as_ref() else { return Vec::new() };
+        let config = &self.ctx.config;
+        let mut base = self.policy.unsubscribe.clone();
+        if let Some(v) = vmta {
+            if let Some(block) = config.vmta(v) {
+                base.overlay(&block.settings);
+            } else if let Some(pool) = config.pool(v) {
+                base.overlay(&pool.settings);
+            }
+        }
+        let mut out = Vec::new();
+        for (i, r) in txn.recipients.iter().enumerate() {
+            let mut spec = base.clone();
+            if let Ok(q) = config.queue_settings(&r.domain(), vmta) {
+                spec.overlay(&q.settings);
+            }
+            if let Some(fields) = spec.headers(tokens, &r.address, job.unwrap_or(""), now) {
+                out.push((i, fields));
+            }
+        }
+        out
+    }
+
+    /// Stores one message for some of the transaction's recipients; its id.
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &self,
+        txn: &Transaction,
+        recipients: Vec<crate::message::Recipient>,
+        message: Vec<u8>,
+        vmta: Option<String>,
+        job_id: Option<String>,
+        env_id: Option<String>,
+        priority: Option<u8>,
+    ) -> Result<MessageId, Reply> {
         let envelope = Envelope {
             id: MessageId(0),
             sender: txn.sender.clone(),
@@ -141,24 +220,17 @@ impl Session {
                 auth_user: self.auth_user.clone(),
             },
         };
-        let id = match self.ctx.sink.store(envelope, message).await {
-            Ok(id) => id,
+        match self.ctx.sink.store(envelope, message).await {
+            Ok(id) => Ok(id),
             Err(StoreError::Full(why)) => {
                 tracing::warn!("refusing a message: {why}");
-                return Err(Reply::new(452, "4.3.1", "insufficient system storage, try again later"));
+                Err(Reply::new(452, "4.3.1", "insufficient system storage, try again later"))
             }
             Err(StoreError::Failed(why)) => {
                 tracing::error!("cannot store a message: {why}");
-                return Err(Reply::new(451, "4.3.0", "temporary failure storing the message, try again later"));
+                Err(Reply::new(451, "4.3.0", "temporary failure storing the message, try again later"))
             }
-        };
-        self.write_records(&txn, vmta.as_deref(), job_id.as_deref(), env_id.as_deref(), now);
-        let count = txn.recipients.len() + txn.suppressed.len();
-        Ok(Reply::new(
-            250,
-            "2.6.0",
-            format!("message {id} accepted for {count} recipient{}", if count == 1 { "" } else { "s" }),
-        ))
+        }
     }
 
     /// Hands the message to the processor of each report address; the addresses it must also

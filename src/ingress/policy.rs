@@ -53,6 +53,8 @@ pub struct SourcePolicy {
     pub accept_invalid_recipients: bool,
     pub suppression_lists: Vec<String>,
     pub suppress_file: Option<PathBuf>,
+    /// The source's one-click unsubscribe settings (VMTA and domain settings override them).
+    pub unsubscribe: crate::hygiene::unsubscribe::Spec,
     pub add_received_header: bool,
     pub hide_message_source: bool,
     pub add_message_id_header: bool,
@@ -116,6 +118,11 @@ impl SourcePolicy {
             accept_invalid_recipients: s.flag(Dir::AcceptInvalidRecipients),
             suppression_lists: s.list(Dir::SuppressionLists),
             suppress_file: s.path(Dir::SuppressFile).map(|p| config.path(p)),
+            unsubscribe: {
+                let mut spec = crate::hygiene::unsubscribe::Spec::default();
+                spec.overlay(&s);
+                spec
+            },
             add_received_header: s.flag(Dir::AddReceivedHeader),
             hide_message_source: s.flag(Dir::HideMessageSource),
             add_message_id_header: s.flag(Dir::AddMessageIdHeader),

@@ -212,7 +212,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let injection = Router::new()
         .route("/api/v1/transmissions", post(super::transmissions::transmit))
         .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST));
-    injection.merge(guarded).with_state(state)
+    // One-click unsubscribe and the suppression list check access themselves: the unsubscribe
+    // route is open to mailbox providers, and imports are text, not JSON.
+    let hygiene = super::hygiene::router(Arc::new(super::hygiene::HygieneState {
+        contexts: Arc::clone(&state.contexts),
+        access: Arc::clone(&state.access),
+    }));
+    injection.merge(guarded).with_state(state).merge(hygiene)
 }
 
 /// Serves the API on a bound listener until the task is dropped.
