@@ -11,6 +11,7 @@ mod ops;
 mod remote;
 mod run;
 mod show;
+mod suppression;
 mod views;
 
 use std::path::PathBuf;
@@ -82,6 +83,17 @@ enum Command {
     Dkim {
         #[command(subcommand)]
         what: DkimCommand,
+    },
+    /// The global suppression list: add, remove, check, import (a file, one entry a line), export.
+    Suppression {
+        #[command(subcommand)]
+        what: SuppressionCommand,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's management API (ADDR:PORT); without a running daemon the journal is
+        /// edited directly.
+        #[arg(long, global = true)]
+        mgmt: Option<std::net::SocketAddr>,
     },
     /// List queued recipients: from the running daemon with --mgmt, else read from the spool.
     List {
@@ -177,6 +189,27 @@ enum RotateCommand {
         #[command(flatten)]
         remote: remote::Remote,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SuppressionCommand {
+    /// Suppress addresses (or @domain).
+    Add {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Stop suppressing addresses.
+    Remove {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Whether an address is suppressed (exit 0 yes, 2 no).
+    Check { address: String },
+    /// Add every entry of FILE (one address or @domain a line); bad lines are reported with
+    /// their numbers and skipped.
+    Import { file: PathBuf },
+    /// Write every entry, one a line, to FILE (default: standard output).
+    Export { file: Option<PathBuf> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -335,6 +368,16 @@ pub fn main() -> ExitCode {
                     eprintln!("ember: dkim keygen: {e}");
                     ExitCode::from(1)
                 }
+            }
+        }
+        Command::Suppression { what, config, mgmt } => {
+            let config = config.as_deref();
+            match what {
+                SuppressionCommand::Add { addresses } => suppression::change(&addresses, true, config, mgmt),
+                SuppressionCommand::Remove { addresses } => suppression::change(&addresses, false, config, mgmt),
+                SuppressionCommand::Check { address } => suppression::check(&address, config, mgmt),
+                SuppressionCommand::Import { file } => suppression::import(&file, config, mgmt),
+                SuppressionCommand::Export { file } => suppression::export(file.as_deref(), config, mgmt),
             }
         }
         Command::List { selection, maxitems, remote } => {

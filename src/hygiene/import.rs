@@ -1,11 +1,11 @@
 //! Reading suppression lists for import: one entry a line (address or `@domain`; `#` comments
 //! and blank lines ignored), every bad line reported with its number, the rest kept.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::store::Entry;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BadLine {
     pub line: u64,
     pub text: String,

@@ -23,6 +23,8 @@ use std::sync::{Mutex, RwLock};
 pub enum StoreError {
     #[error("suppression journal {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("suppression journal {0} is in use by another process (a running ember daemon?)")]
+    Locked(PathBuf),
 }
 
 /// Why an entry was refused.
@@ -185,6 +187,9 @@ pub struct SuppressionStore {
 struct Journal {
     file: BufWriter<File>,
     lines: usize,
+    /// Holds the exclusive lock for as long as the store is open; compaction locks the new file
+    /// before renaming it over the old one, so no other process can slip in between.
+    _lock: File,
 }
 
 /// What loading the journal found.
@@ -203,6 +208,11 @@ impl SuppressionStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        // One writer at a time: the daemon holds this lock while it runs, so `ember suppression`
+        // edits the journal directly only when no daemon has it.
+        let lock = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| StoreError::Locked(path.to_path_buf()))?;
         let mut sets = Sets::default();
         let mut report = LoadReport::default();
         if path.exists() {
@@ -251,11 +261,14 @@ impl SuppressionStore {
             }
         }
         report.entries = sets.len();
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         let store = SuppressionStore {
             path: path.to_path_buf(),
             sets: RwLock::new(sets),
-            journal: Mutex::new(Journal { file: BufWriter::new(file), lines: report.lines }),
+            journal: Mutex::new(Journal {
+                file: BufWriter::new(OpenOptions::new().append(true).open(path).map_err(io)?),
+                lines: report.lines,
+                _lock: lock,
+            }),
         };
         if report.lines > 2 * report.entries + 10_000 {
             store.compact()?;
@@ -362,9 +375,14 @@ impl SuppressionStore {
     }
 
     /// Every entry, as text, in journal order (what `export` writes).
-    pub fn export(&self, mut each: impl FnMut(&str) -> std::io::Result<()>) -> Result<usize, StoreError> {
-        let io = |source| StoreError::Io { path: self.path.clone(), source };
+    pub fn export(&self, each: impl FnMut(&str) -> std::io::Result<()>) -> Result<usize, StoreError> {
         let _journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        self.export_locked(each)
+    }
+
+    /// `export` with the journal lock held by the caller.
+    fn export_locked(&self, mut each: impl FnMut(&str) -> std::io::Result<()>) -> Result<usize, StoreError> {
+        let io = |source| StoreError::Io { path: self.path.clone(), source };
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
         let reader = BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(io)?);
         let mut seen: HashSet<u64> = HashSet::new();
@@ -396,17 +414,20 @@ impl SuppressionStore {
     pub fn compact(&self) -> Result<(), StoreError> {
         let io = |source| StoreError::Io { path: self.path.clone(), source };
         let tmp = self.path.with_extension("compact");
-        {
-            let mut out = BufWriter::new(File::create(&tmp).map_err(io)?);
-            self.export(|e| writeln!(out, "+{e}"))?;
-            out.flush().map_err(io)?;
-            rustix::fs::fdatasync(out.get_ref()).map_err(|e| io(e.into()))?;
-        }
+        // Held throughout: no change may land between the copy and the rename.
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let file = File::create(&tmp).map_err(io)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| StoreError::Locked(tmp.clone()))?;
+        let mut out = BufWriter::new(file);
+        self.export_locked(|e| writeln!(out, "+{e}"))?;
+        out.flush().map_err(io)?;
+        rustix::fs::fdatasync(out.get_ref()).map_err(|e| io(e.into()))?;
+        let lock = out.into_inner().map_err(|e| io(e.into_error()))?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
-        let file = OpenOptions::new().append(true).open(&self.path).map_err(io)?;
+        journal.file = BufWriter::new(OpenOptions::new().append(true).open(&self.path).map_err(io)?);
+        journal._lock = lock;
         journal.lines = self.len();
-        journal.file = BufWriter::new(file);
         Ok(())
     }
 }
@@ -468,8 +489,12 @@ mod tests {
         s.compact().unwrap();
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, s.len());
+        // The compacted file is locked too: no second writer while this store is open.
+        assert!(matches!(SuppressionStore::open(&path), Err(StoreError::Locked(_))));
+        let live = s.len();
+        drop(s);
         let (s2, report) = SuppressionStore::open(&path).unwrap();
-        assert_eq!(report.entries, s.len());
+        assert_eq!(report.entries, live);
         assert!(!s2.contains("u1@x.com") && s2.contains("u40000@x.com"));
     }
 
