@@ -171,7 +171,7 @@ directives! {
     ListUnsubscribeUrl => "list-unsubscribe-url", Word, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: https base URL of the one-click endpoint; the token is appended as the last path segment (Ember serves POST /unsubscribe/TOKEN).";
     ListUnsubscribeMailto => "list-unsubscribe-mailto", Email, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: address for mailto: unsubscribes (the token goes in the subject); mail to it is read by Ember.";
     ListUnsubscribeSecret => "list-unsubscribe-secret", Text, GLOBAL, None, once, Enforced, "Beyond PowerMTA: HMAC-SHA256 key of unsubscribe tokens (at least 16 characters; changing it invalidates tokens already sent).";
-    SuppressFile => "suppress-file", File, SRC | D, None, once, Enforced, "Field dialect: suppression list file (address, @domain or /regex/ a line).";
+    SuppressFile => "suppress-file", File, SRC | D, None, once, Enforced, "Field dialect: suppression list file (address, @domain or /regex/ a line); complaints and unsubscribes are appended to it.";
 
     // ---- <smtp-user>, <source-group>, <smtp-listener> --------------------------------------
     Password => "password", Text, SMTP_USER, None, once, Enforced, "Password (plain text, or a crypt/argon2 hash).";

@@ -85,6 +85,9 @@ pub struct Processors {
     accounting: Accounting,
     classifier: Classifier,
     unprocessed_dir: PathBuf,
+    /// The field dialect's `suppress-file` lists: complaints and unsubscribes are appended to
+    /// them too (REFERENCE.md "Field dialect"), besides the global list.
+    suppress_files: Vec<PathBuf>,
     /// Signs and checks unsubscribe tokens (`list-unsubscribe-secret`).
     pub tokens: Option<Tokens>,
 }
@@ -189,7 +192,19 @@ impl Processors {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut suppress_files: Vec<PathBuf> = config
+            .sources
+            .iter()
+            .map(|s| &s.settings)
+            .chain(config.domains.iter().map(|d| d.settings.as_ref()))
+            .chain(std::iter::once(&config.queue_defaults))
+            .filter_map(|s| s.get(Dir::SuppressFile).and(s.path(Dir::SuppressFile)))
+            .map(|p| config.path(p))
+            .collect();
+        suppress_files.sort();
+        suppress_files.dedup();
         Ok(Processors {
+            suppress_files,
             tokens,
             list,
             store,
@@ -257,7 +272,7 @@ impl Processors {
             }
         };
         let entry = Entry::parse(&claims.rcpt).map_err(|e| UnsubscribeError::Address(e.to_string()))?;
-        if self.store.add(&[entry])? == 0 {
+        if self.suppress(&[entry])? == 0 {
             tracing::info!("unsubscribe ({via}) from {}: <{}> was already suppressed", from.ip, claims.rcpt);
             return Ok(Unsubscribed::Already(claims.rcpt));
         }
@@ -280,10 +295,27 @@ impl Processors {
         Ok(Unsubscribed::Now(claims.rcpt))
     }
 
+    /// Adds entries to the global list and appends the new ones to every `suppress-file`; how
+    /// many were new.
+    fn suppress(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        let new: Vec<&Entry> = entries.iter().filter(|e| !self.store.contains(&e.text())).collect();
+        let added = self.store.add(entries)?;
+        if added > 0 {
+            for path in &self.suppress_files {
+                let text: String = new.iter().map(|e| format!("{}\n", e.text())).collect();
+                if let Err(e) = append_durably(path, text.as_bytes()) {
+                    // The global list has them; the file is a copy for the operator's tools.
+                    tracing::error!("cannot add {} entries to suppress-file {}: {e}", new.len(), path.display());
+                }
+            }
+        }
+        Ok(added)
+    }
+
     fn complaint(&self, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {
         let mut outcome = Outcome::default();
         match Entry::parse(&c.rcpt) {
-            Ok(entry) => outcome.suppressed = self.store.add(&[entry])?,
+            Ok(entry) => outcome.suppressed = self.suppress(&[entry])?,
             Err(e) => tracing::warn!("feedback-loop: complaint names an unusable recipient, not suppressed: {e}"),
         }
         tracing::info!(
@@ -363,7 +395,7 @@ impl Processors {
             outcome.records += 1;
         }
         if !hard.is_empty() {
-            outcome.suppressed = self.store.add(&hard)?;
+            outcome.suppressed = self.suppress(&hard)?;
             tracing::info!("bounce: {} hard-bounced recipients suppressed globally", outcome.suppressed);
         }
         Ok(outcome)
@@ -396,6 +428,13 @@ impl Processors {
     }
 }
 
+fn append_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path)?;
@@ -407,4 +446,78 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    const CONFIG: &str = "\
+<feedback-loop-processor>
+    <address-list>
+        address fbl@fbl.example
+    </address-list>
+    forward-unmatched-to postmaster@example.com
+    forward-errors-to fbl-errors@example.com
+</feedback-loop-processor>
+<bounce-processor>
+    <address-list>
+        domain bounce.example
+    </address-list>
+</bounce-processor>
+<domain *>
+    suppress-file supp.txt
+</domain>
+";
+
+    fn processors(dir: &Path) -> Processors {
+        let loaded = load_str("p.conf", CONFIG, dir, FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics.sorted());
+        let (store, _) = SuppressionStore::open(&dir.join("journal")).unwrap();
+        Processors::from_config(&loaded.config, Arc::new(store), Accounting::default(), dir).unwrap()
+    }
+
+    fn from() -> From<'static> {
+        From { ip: "192.0.2.9".into(), helo: "isp.example" }
+    }
+
+    #[test]
+    fn addresses_choose_the_processor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processors(dir.path());
+        assert_eq!(p.kind_of("FBL@fbl.example"), Some(Kind::FeedbackLoop));
+        assert_eq!(p.kind_of("anything@bounce.example"), Some(Kind::Bounce));
+        assert_eq!(p.kind_of("other@fbl.example"), None);
+    }
+
+    #[test]
+    fn huge_malformed_and_unmatched_reports_are_kept_and_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processors(dir.path());
+        let huge = vec![b'x'; MAX_REPORT + 1];
+        let o = p.process("fbl@fbl.example", &huge, &from()).unwrap();
+        let (why, path) = o.unprocessed.unwrap();
+        assert!(why.contains("larger than"), "{why}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), huge.len() as u64);
+        assert_eq!(o.forward, ["fbl-errors@example.com"]);
+        let o = p.process("fbl@fbl.example", b"Subject: hi\r\n\r\nnot a report\r\n", &from()).unwrap();
+        assert_eq!(o.forward, ["postmaster@example.com"]);
+        assert!(o.unprocessed.is_some());
+        assert_eq!(p.store.len(), 0);
+    }
+
+    #[test]
+    fn complaints_also_go_to_the_suppress_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processors(dir.path());
+        let o = p.process("fbl@fbl.example", super::super::arf::tests::ARF.as_bytes(), &from()).unwrap();
+        assert_eq!(o.suppressed, 1);
+        assert!(p.store.contains("victim@isp.example"));
+        assert_eq!(std::fs::read_to_string(dir.path().join("supp.txt")).unwrap(), "victim@isp.example\n");
+        // A second complaint about the same recipient adds nothing anywhere.
+        let o = p.process("fbl@fbl.example", super::super::arf::tests::ARF.as_bytes(), &from()).unwrap();
+        assert_eq!(o.suppressed, 0);
+        assert_eq!(std::fs::read_to_string(dir.path().join("supp.txt")).unwrap(), "victim@isp.example\n");
+    }
 }
