@@ -145,6 +145,22 @@ fn the_dashboard_shows_live_traffic_and_pauses_a_queue() {
     assert!(d.click("a[href='#vmtas']"));
     until("the VMTAs table", || d.text("#vmtas-table").filter(|t| t.contains("{default}")).map(|_| ()));
 
+    // Suppression search: suppress an address from the page; the CLI then finds it on the list.
+    assert!(d.click("a[href='#suppression']"));
+    let input = until("the suppression form", || d.find("#suppression-address"));
+    let typed = d.raw(
+        "POST",
+        &format!("/session/{}/element/{input}/value", d.session),
+        &json!({"text": "complainer@live.example"}).to_string(),
+    );
+    assert_eq!(typed.status, 200);
+    assert!(d.click("#suppression-add"));
+    until("the page's answer", || {
+        d.text("#suppression-result").filter(|t| t.starts_with("complainer@live.example: suppressed")).map(|_| ())
+    });
+    let check = e.live_cli(&["suppression", "check", "complainer@live.example"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     for (name, shot) in [("dashboard-overview.png", overview), ("dashboard-queues.png", queues)] {
         let png = base64::engine::general_purpose::STANDARD.decode(shot.as_str().unwrap()).unwrap();

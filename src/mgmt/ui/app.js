@@ -209,7 +209,37 @@ const views = {
       ${list.map((j) => `<tr><td>${esc(j.job_id)}</td><td>${j.paused ? "paused" : "active"}</td><td class="num">${num(j.received_msgs)}</td><td class="num">${num(j.received_rcpts)}</td><td class="num">${num(j.delivered)}</td><td class="num">${num(j.deferred)}</td><td class="num">${num(j.bounced)}</td><td class="num">${num(j.queued)}</td><td>${esc(when(j.last_seen))}</td>
         <td>${j.paused ? `<button class="resume-job" data-job="${esc(j.job_id)}">Resume</button>` : `<button class="pause-job" data-job="${esc(j.job_id)}">Pause</button>`}</td></tr>`).join("")}</table>` : `<div class="empty">No jobs yet (mail with an X-Job header or a campaign_id).</div>`;
   },
+
+  // A form, not a table: it is drawn once and kept across polls so typing is not lost.
+  async suppression(root) {
+    if ($("#suppression-form", root)) return;
+    root.innerHTML = `<form id="suppression-form">
+        <label>Address <input id="suppression-address" type="text" required size="40" placeholder="someone@example.com"></label>
+        <button type="submit" id="suppression-check">Check</button>
+        <button type="button" id="suppression-add" title="Operators: refuse this address at RCPT from now on">Suppress</button>
+      </form>
+      <div id="suppression-result" class="empty">Search the global suppression list (complaints, unsubscribes, hard bounces, imports).</div>`;
+  },
 };
+
+async function suppression(add) {
+  const address = $("#suppression-address").value.trim();
+  if (!address) return;
+  try {
+    if (add) await api("/api/v1/suppression/add", { addresses: [address] });
+    const r = await api(`/api/v1/suppression?address=${encodeURIComponent(address)}`);
+    $("#suppression-result").textContent = `${r.address}: ${r.suppressed ? "suppressed" : "not suppressed"} (${num(r.entries)} addresses on the global list)`;
+    showError(null);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+document.addEventListener("submit", (ev) => {
+  if (ev.target.id !== "suppression-form") return;
+  ev.preventDefault();
+  suppression(false);
+});
 
 // ---- wiring ---------------------------------------------------------------------------------
 
@@ -240,6 +270,7 @@ function route() {
 
 document.addEventListener("click", async (ev) => {
   const t = ev.target;
+  if (t.id === "suppression-add") return suppression(true);
   const sort = t.closest("th[data-sort]");
   if (sort) {
     const [name, key] = sort.dataset.sort.split(":");
