@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
+use smtp_proto::request::receiver::BdatReceiver;
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
     MailFrom, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo, Request,
@@ -13,8 +13,8 @@ use smtp_proto::{
 use super::policy::SourcePolicy;
 use super::session::{Flow, Mode, Session, Transaction};
 use crate::message::{Notify, Recipient, Ret};
-use crate::smtp::Reply;
 use crate::smtp::sasl::{decode_base64, decode_plain};
+use crate::smtp::{DataReceiver, Reply};
 
 impl Session {
     pub(super) async fn command(&mut self, line: &[u8]) -> Flow {

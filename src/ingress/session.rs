@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
+use smtp_proto::request::receiver::BdatReceiver;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::context::Context;
 use super::policy::SourcePolicy;
 use crate::message::{Recipient, Ret};
-use crate::smtp::{Line, LineReader, Reply};
+use crate::smtp::{DataReceiver, Line, LineReader, Reply};
 
 /// Anything a session can run over: a TCP stream, a TLS stream, a test pipe.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -143,16 +143,22 @@ impl Session {
             let rest = &input[pos..];
             match &mut self.mode {
                 Mode::Data(_) | Mode::Bdat(_) => {
-                    let mut iter = rest.iter();
                     // Past the size limit the rest of the message is read and dropped.
                     let mut scratch = Vec::new();
                     let sink = if self.oversized { &mut scratch } else { &mut self.body };
-                    let (done, is_data) = match &mut self.mode {
-                        Mode::Data(receiver) => (receiver.ingest(&mut iter, sink), true),
-                        Mode::Bdat(receiver) => (receiver.ingest(&mut iter, sink), false),
+                    let (used, done, is_data) = match &mut self.mode {
+                        Mode::Data(receiver) => {
+                            let (used, done) = receiver.ingest(rest, sink);
+                            (used, done, true)
+                        }
+                        Mode::Bdat(receiver) => {
+                            let mut iter = rest.iter();
+                            let done = receiver.ingest(&mut iter, sink);
+                            (rest.len() - iter.as_slice().len(), done, false)
+                        }
                         _ => unreachable!("matched above"),
                     };
-                    pos += rest.len() - iter.as_slice().len();
+                    pos += used;
                     self.check_size();
                     if !done {
                         return (pos, Flow::Continue);
