@@ -329,7 +329,10 @@ pub fn check_meta(m: &[u8]) -> Result<(u64, u32, u32), &'static str> {
     for _ in 0..3 {
         r.opt_str()?;
     }
-    r.bytes(2 + 8)?;
+    // RET is checked here as decode_meta checks it: a meta the index accepts but delivery cannot
+    // decode would stay queued forever, neither sent nor quarantined (found by fuzzing).
+    decode_ret(r.bytes(1)?[0])?;
+    r.bytes(1 + 8)?;
     r.str()?;
     r.str()?;
     r.ip()?;
@@ -352,12 +355,7 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
     let vmta = r.opt_str()?.map(str::to_owned);
     let job_id = r.opt_str()?.map(str::to_owned);
     let env_id = r.opt_str()?.map(str::to_owned);
-    let ret = match r.bytes(1)?[0] {
-        0 => None,
-        1 => Some(Ret::Full),
-        2 => Some(Ret::Headers),
-        _ => return Err("unknown RET value"),
-    };
+    let ret = decode_ret(r.bytes(1)?[0])?;
     let flags = r.bytes(1)?[0];
     let arrival_ms = u64_at(r.bytes(8)?, 0);
     let kind = r.str()?.to_owned();
@@ -389,6 +387,15 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
         priority,
         origin: Origin { kind, helo, client_ip, local_ip, auth_user },
     })
+}
+
+fn decode_ret(b: u8) -> Result<Option<Ret>, &'static str> {
+    match b {
+        0 => Ok(None),
+        1 => Ok(Some(Ret::Full)),
+        2 => Ok(Some(Ret::Headers)),
+        _ => Err("unknown RET value"),
+    }
 }
 
 /// The state of recipient `i` in a checked *meta*.
@@ -577,6 +584,18 @@ mod tests {
             assert!(check_meta(&damaged).is_err(), "{bad:?}");
             assert!(decode_meta(&damaged).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn check_and_decode_agree_on_an_unknown_ret() {
+        // fuzz/regressions/spool_records/check-meta-accepts-bad-ret: check_meta used to skip the
+        // RET byte, so recovery indexed a message that delivery could not decode.
+        let mut meta = encode_meta(&sample(), MessageId(3));
+        let without = encode_meta(&Envelope { ret: None, ..sample() }, MessageId(3));
+        let at = meta.iter().zip(&without).position(|(a, b)| a != b).expect("RET is encoded");
+        meta[at] = 7;
+        assert_eq!(decode_meta(&meta), Err("unknown RET value"));
+        assert_eq!(check_meta(&meta), Err("unknown RET value"));
     }
 
     #[test]
