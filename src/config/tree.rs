@@ -246,9 +246,14 @@ fn io_reason(e: &std::io::Error) -> String {
 /// ` (did you mean "x"?)` when a known name is within a small edit distance (a swapped pair of
 /// letters counts as one edit: `$tdl` is closest to `$tld`).
 pub fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let limit = |k: &str| 2.max(k.chars().count() / 4);
+    let chars = name.chars().count();
+    // The distance is at least the difference in length: skipping hopeless names first keeps a
+    // file full of long unknown words from costing length² per word and known name.
     let best = known
+        .filter(|k| chars.abs_diff(k.chars().count()) <= limit(k))
         .map(|k| (strsim::osa_distance(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d > 0)
+        .filter(|(d, k)| *d <= limit(k) && *d > 0)
         .min_by_key(|(d, _)| *d);
     match best {
         Some((_, k)) => format!(" (did you mean \"{k}\"?)"),
