@@ -24,7 +24,7 @@ use crate::outcome::acct::Accounting;
 use crate::queue::QueueHandle;
 use crate::queue::manager::Manager;
 use crate::queue::report::Reporter;
-use crate::spool::{Spool, SpoolDir, SpoolError, SpoolOptions};
+use crate::spool::{Spool, SpoolDir, SpoolOptions};
 use crate::telemetry::Telemetry;
 
 /// The spool as the ingress sees it: a stored message goes straight to its queues.
@@ -46,9 +46,8 @@ impl MessageSink for SpoolSink {
         Box::pin(async move {
             let mut queued = envelope.clone();
             let bytes = body.len();
-            let id = self.spool.store(envelope, body).await.map_err(|e| match e {
-                SpoolError::Full { .. } => StoreError::Full(e.to_string()),
-                other => StoreError::Failed(other.to_string()),
+            let id = self.spool.store(envelope, body).await.map_err(|e| {
+                if e.is_out_of_space() { StoreError::Full(e.to_string()) } else { StoreError::Failed(e.to_string()) }
             })?;
             queued.id = id;
             let client = queued.origin.client_ip.map_or_else(|| queued.origin.kind.clone(), |ip| ip.to_string());

@@ -233,6 +233,18 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// The floor was reached or the file system itself is full (ENOSPC, EDQUOT): a condition
+    /// that passes when space returns, so the client hears `452 4.3.1`, not a generic failure.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            SpoolError::Full { .. } => true,
+            SpoolError::Io { source, .. } => {
+                matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+            }
+            _ => false,
+        }
+    }
+
     /// A copy for each waiter of a failed batch (`io::Error` is not `Clone`).
     fn duplicate(&self) -> SpoolError {
         match self {
@@ -364,8 +376,7 @@ impl Spool {
         w.locks = locks;
         if let Err(e) = w.roll() {
             // A full disk must not keep the daemon from starting and draining its queue.
-            let full = matches!(&e, SpoolError::Io { source, .. }
-                if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded));
+            let full = e.is_out_of_space();
             match rec.resumable {
                 Some(seq) if full => {
                     tracing::warn!("spool: {e}; appending to the last segment instead");
