@@ -252,6 +252,10 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
     session.reply(Reply::new(220, "", format!("{host} (Ember {}) ESMTP service ready", env!("CARGO_PKG_VERSION"))));
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut lines = LineReader::new(LINE_LIMIT);
+    // The timeouts bound the time to complete each line, not the gap between reads: a client
+    // dripping one byte a second (slowloris) would otherwise hold its connection slot forever.
+    // A line end or a reply of ours is progress; inside a BDAT chunk (binary) any byte is.
+    let mut progress = tokio::time::Instant::now();
     loop {
         let (used, flow) = session.consume(&input, &mut lines).await;
         input.drain(..used);
@@ -259,6 +263,8 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
             stream.write_all(&session.out).await?;
             stream.flush().await?;
             session.out.clear();
+            // The client's time starts when it has our answer.
+            progress = tokio::time::Instant::now();
         }
         match flow {
             Flow::Continue => {}
@@ -285,15 +291,19 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
             input.clear();
         }
         input.reserve(READ_CHUNK);
-        let timeout = session.timeout();
-        match tokio::time::timeout(timeout, stream.read_buf(&mut input)).await {
+        let before = input.len();
+        match tokio::time::timeout_at(progress + session.timeout(), stream.read_buf(&mut input)).await {
             Ok(Ok(0)) => {
                 if session.txn.is_some() || !matches!(session.mode, Mode::Command) {
                     tracing::info!(peer = %session.conn.peer, "client disconnected mid-transaction; nothing from it was accepted");
                 }
                 return Ok(());
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if matches!(session.mode, Mode::Bdat(_)) || input[before..].contains(&b'\n') {
+                    progress = tokio::time::Instant::now();
+                }
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 let what = if matches!(session.mode, Mode::Data(_) | Mode::Bdat(_)) { "data" } else { "command" };
