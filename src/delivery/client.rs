@@ -7,10 +7,11 @@
 //! queues, retries or the spool: every failure comes back as a `ClientError` or as replies, and
 //! the caller decides what they mean. Every byte from the server is bounded (see `reply`).
 
-mod ehlo;
+// `ehlo` and `reply` parse what a remote server sends; public for the fuzz targets in `fuzz/`.
+pub mod ehlo;
 mod envelope;
 mod error;
-mod reply;
+pub mod reply;
 mod tls;
 mod transaction;
 mod wire;

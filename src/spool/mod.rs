@@ -56,7 +56,10 @@
 //! 0.06 s). The index costs ~200 bytes of RSS per live one-recipient message.
 
 mod index;
-mod record;
+/// The on-disk record layout. Public only so the fuzz targets in `fuzz/` can frame records with
+/// valid checksums; nothing outside the spool writes or reads spool files.
+#[doc(hidden)]
+pub mod record;
 mod recovery;
 mod segment;
 mod writer;
