@@ -30,6 +30,10 @@ pub const HARD_MESSAGE_LIMIT: u64 = 100 << 20;
 /// Bad commands tolerated before the session is dropped (Postfix's `smtpd_hard_error_limit`).
 pub const ERROR_LIMIT: u32 = 20;
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer of a session between transactions: commands are short, and 10,000 idle
+/// connections must not pin 64 KiB each (with mimalloc the whole reservation was resident:
+/// 70 KB of RSS per idle connection, tests/hostile.rs).
+const IDLE_CHUNK: usize = 2048;
 
 /// Facts about the connection a session runs on.
 pub struct Connection {
@@ -250,7 +254,7 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
         return stream.shutdown().await;
     }
     session.reply(Reply::new(220, "", format!("{host} (Ember {}) ESMTP service ready", env!("CARGO_PKG_VERSION"))));
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut input: Vec<u8> = Vec::new();
     let mut lines = LineReader::new(LINE_LIMIT);
     // The timeouts bound the time to complete each line, not the gap between reads: a client
     // dripping one byte a second (slowloris) would otherwise hold its connection slot forever.
@@ -290,7 +294,13 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
             // are bounded); it is a client flooding us: drop it.
             input.clear();
         }
-        input.reserve(READ_CHUNK);
+        if matches!(session.mode, Mode::Command) && input.is_empty() {
+            // Nothing pending: give back what a message needed, read commands in small pieces.
+            input.shrink_to(IDLE_CHUNK);
+            input.reserve(IDLE_CHUNK);
+        } else {
+            input.reserve(READ_CHUNK);
+        }
         let before = input.len();
         match tokio::time::timeout_at(progress + session.timeout(), stream.read_buf(&mut input)).await {
             Ok(Ok(0)) => {
