@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use ember::config::{FileCheck, load_str};
 use ember::delivery::client::ehlo::Extensions;
 use ember::delivery::client::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES, ReplyParser};
+use ember::hygiene::store::SuppressionStore;
 use ember::ingress::context::Context;
 use ember::ingress::session::{Connection, serve};
 use ember::ingress::{MessageSink, StoreError, StoreFuture};
@@ -70,6 +71,10 @@ fn session_world() -> &'static SessionWorld {
     static WORLD: OnceLock<SessionWorld> = OnceLock::new();
     WORLD.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The global suppression list and processor state live beside the scratch spool.
+        let state = spool_dir().with_extension("state");
+        let (suppression, _) = SuppressionStore::open(&state.join("suppression.journal")).unwrap();
+        let suppression = Arc::new(suppression);
         let contexts = SESSION_CONFIGS
             .iter()
             .map(|(text, ip)| {
@@ -81,6 +86,8 @@ fn session_world() -> &'static SessionWorld {
                     Arc::clone(&sink) as Arc<dyn MessageSink>,
                     Accounting::default(),
                     None,
+                    Arc::clone(&suppression),
+                    &state,
                 )
                 .unwrap();
                 (Arc::new(ctx), sink, *ip)
@@ -366,6 +373,7 @@ pub fn spool_records(data: &[u8]) {
 /// Removes the scratch spool directory (for the smoke test; libFuzzer runs just exit).
 pub fn remove_scratch() {
     let _ = std::fs::remove_dir_all(spool_dir());
+    let _ = std::fs::remove_dir_all(spool_dir().with_extension("state"));
 }
 
 fn recover_segment(segment: &[u8]) {
