@@ -39,13 +39,14 @@ impl Manager {
         let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
         let spool = &self.spool;
         let size = |job: &Job| spool.message_size(job.envelope.id).unwrap_or(0);
-        let ramp_key = key.to_string();
+        // Only a queue on a warm-up schedule needs its name as a key: no allocation otherwise.
+        let ramp_key = || key.to_string();
         let draining = self.draining;
         let Some(q) = self.queues.get_mut(key) else {
             let _ = reply.send(NextJob::Done);
             return;
         };
-        let ramp_full = q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key, p, now_secs()) == 0);
+        let ramp_full = q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key(), p, now_secs()) == 0);
         let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
         let next = if draining || q.paused || !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
             // Draining, paused, a source IP disabled while the connection was open, the warm-up
@@ -59,7 +60,7 @@ impl Manager {
             }
             let next = next_job(q, now, shared, source, size);
             if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
-                self.ramps.charge(&ramp_key, plan, now_secs());
+                self.ramps.charge(&ramp_key(), plan, now_secs());
             }
             next
         };
@@ -67,7 +68,7 @@ impl Manager {
             // The worker is gone: the job goes back, and its warm-up charge with it.
             if let Some(q) = self.queues.get_mut(key) {
                 if let Some(plan) = &q.ramp {
-                    self.ramps.refund(&ramp_key, plan, now_secs());
+                    self.ramps.refund(&ramp_key(), plan, now_secs());
                 }
                 q.ready.push_front(job);
             }
