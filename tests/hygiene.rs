@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::Ember;
 use support::peers::read_acct;
-use support::{Ember, support_dir};
 
 const ARF: &str = "From: <feedback@isp.example>\r\nTo: <fbl@fbl.ember.test>\r\nSubject: FW: offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\tboundary=\"part1\"\r\n\r\n--part1\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n--part1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\nOriginal-Mail-From: <bounces@news.example>\r\nOriginal-Rcpt-To: <Victim@isp.example>\r\nReporting-MTA: dns; mail.isp.example\r\nSource-IP: 192.0.2.1\r\nReported-Domain: news.example\r\n\r\n--part1\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\nFrom: <news@news.example>\r\nTo: <victim@isp.example>\r\nSubject: spring offer\r\nX-Job: spring\r\n\r\nbuy\r\n--part1--\r\n";
 
@@ -47,21 +47,6 @@ fn config() -> String {
     .to_string()
 }
 
-/// Sends `message` from `source` (a loopback address); every reply.
-fn send(e: &Ember, source: &str, from: &str, rcpts: &[&str], message: &str) -> Value {
-    let file = e.path(&format!("msg-{}.eml", rcpts.join("_").replace(['@', '.'], "-")));
-    std::fs::write(&file, message).unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(support_dir().join("smtp_send.py"))
-        .arg(e.smtp().to_string())
-        .args([source, from, &rcpts.join(",")])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "smtp_send.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn rcpt_reply(v: &Value, rcpt: &str) -> (u64, String) {
     (v["rcpt"][rcpt][0].as_u64().unwrap(), v["rcpt"][rcpt][1].as_str().unwrap().to_string())
 }
@@ -83,7 +68,7 @@ fn rows(e: &Ember, kind: &str, count: usize) -> Vec<HashMap<String, String>> {
 }
 
 fn assert_refused_as_suppressed(e: &Ember, rcpt: &str) {
-    let v = send(e, "127.0.0.1", "news@news.example", &[rcpt], "Subject: again\r\n\r\nhi\r\n");
+    let v = e.send_with_script("127.0.0.1", "news@news.example", &[rcpt], "Subject: again\r\n\r\nhi\r\n");
     let (code, text) = rcpt_reply(&v, rcpt);
     assert_eq!(code, 550, "{rcpt}: {text}");
     assert!(text.contains(&format!("5.7.1 recipient is in suppression list \"global\": <{rcpt}>")), "{text}");
@@ -93,7 +78,7 @@ fn assert_refused_as_suppressed(e: &Ember, rcpt: &str) {
 fn complaints_suppress_the_recipient_globally_and_write_f_records() {
     let mut e = Ember::start(&config());
     // From 127.0.0.2, which may not relay: the processor address is accepted all the same.
-    let v = send(&e, "127.0.0.2", "feedback@isp.example", &["fbl@fbl.ember.test"], ARF);
+    let v = e.send_with_script("127.0.0.2", "feedback@isp.example", &["fbl@fbl.ember.test"], ARF);
     assert_eq!(rcpt_reply(&v, "fbl@fbl.ember.test").0, 250, "{v}");
     assert_eq!(v["data"][0], 250, "{v}");
     assert!(v["data"][1].as_str().unwrap().contains("report processed"), "{v}");
@@ -108,25 +93,25 @@ fn complaints_suppress_the_recipient_globally_and_write_f_records() {
     assert_eq!(f[0]["userAgent"], "SomeGenerator/1.0");
     assert_refused_as_suppressed(&e, "victim@isp.example");
 
-    let v = send(&e, "127.0.0.2", "staff@hotmail.example", &["fbl@fbl.ember.test"], JMRP);
+    let v = e.send_with_script("127.0.0.2", "staff@hotmail.example", &["fbl@fbl.ember.test"], JMRP);
     assert_eq!(v["data"][0], 250, "{v}");
     let f = rows(&e, "f", 2);
     assert_eq!(f[1]["format"], "jmrp");
     assert_eq!(f[1]["rcpt"], "jmrp.victim@hotmail.example");
     assert_refused_as_suppressed(&e, "jmrp.victim@hotmail.example");
     // Others still get through.
-    let v = send(&e, "127.0.0.1", "news@news.example", &["happy@isp.example"], "Subject: x\r\n\r\nhi\r\n");
+    let v = e.send_with_script("127.0.0.1", "news@news.example", &["happy@isp.example"], "Subject: x\r\n\r\nhi\r\n");
     assert_eq!(rcpt_reply(&v, "happy@isp.example").0, 250);
 
     // An address of the FBL domain that no processor lists is an ordinary (refused) relay.
-    let v = send(&e, "127.0.0.2", "feedback@isp.example", &["typo@fbl.ember.test"], ARF);
+    let v = e.send_with_script("127.0.0.2", "feedback@isp.example", &["typo@fbl.ember.test"], ARF);
     let (code, text) = rcpt_reply(&v, "typo@fbl.ember.test");
     assert_eq!(code, 550, "{text}");
     assert!(text.contains("relaying to <typo@fbl.ember.test> denied"), "{text}");
 
     // Malformed ARF (no machine-readable part): accepted, logged with the reason, and kept.
     let broken = ARF.replace("message/feedback-report", "text/plain").replace("Victim@", "other@");
-    let v = send(&e, "127.0.0.2", "feedback@isp.example", &["fbl@fbl.ember.test"], &broken);
+    let v = e.send_with_script("127.0.0.2", "feedback@isp.example", &["fbl@fbl.ember.test"], &broken);
     assert_eq!(v["data"][0], 250, "{v}");
     e.wait_log("ARF report without a message/feedback-report part");
     let kept: Vec<_> =
@@ -145,7 +130,7 @@ fn complaints_suppress_the_recipient_globally_and_write_f_records() {
 #[test]
 fn asynchronous_bounces_write_rb_and_rs_records_and_suppress_hard_bounces() {
     let e = Ember::start(&config());
-    let v = send(&e, "127.0.0.2", "", &["bounce-42@bounce.ember.test"], DSN);
+    let v = e.send_with_script("127.0.0.2", "", &["bounce-42@bounce.ember.test"], DSN);
     assert_eq!(v["data"][0], 250, "{v}");
     let rb = rows(&e, "rb", 1);
     assert_eq!(rb.len(), 1);
@@ -163,17 +148,22 @@ fn asynchronous_bounces_write_rb_and_rs_records_and_suppress_hard_bounces() {
     assert_eq!(rs[0]["dsnAction"], "delayed");
     // suppress-hard-bounces: the bad mailbox is refused from now on; the full one is not.
     assert_refused_as_suppressed(&e, "gone@remote.example");
-    let v = send(&e, "127.0.0.1", "news@news.example", &["slow@remote.example"], "Subject: x\r\n\r\nhi\r\n");
+    let v = e.send_with_script("127.0.0.1", "news@news.example", &["slow@remote.example"], "Subject: x\r\n\r\nhi\r\n");
     assert_eq!(rcpt_reply(&v, "slow@remote.example").0, 250);
 
     // A DSN with no recognisable recipient, and an auto-reply: logged and kept, not lost.
     let anonymous = DSN
         .replace("Final-Recipient: rfc822; gone@remote.example\r\n", "Final-Recipient: rfc822; undisclosed\r\n")
         .replace("Final-Recipient: rfc822; slow@remote.example\r\n", "");
-    let v = send(&e, "127.0.0.2", "", &["bounce-43@bounce.ember.test"], &anonymous);
+    let v = e.send_with_script("127.0.0.2", "", &["bounce-43@bounce.ember.test"], &anonymous);
     assert_eq!(v["data"][0], 250, "{v}");
     e.wait_log("DSN names no recognisable recipient");
-    let v = send(&e, "127.0.0.2", "", &["bounce-44@bounce.ember.test"], "Subject: Out of office\r\n\r\nAway.\r\n");
+    let v = e.send_with_script(
+        "127.0.0.2",
+        "",
+        &["bounce-44@bounce.ember.test"],
+        "Subject: Out of office\r\n\r\nAway.\r\n",
+    );
     assert_eq!(v["data"][0], 250, "{v}");
     e.wait_log("not a delivery status notification");
     assert_eq!(std::fs::read_dir(e.path("spool/unprocessed-reports")).unwrap().count(), 2);

@@ -21,22 +21,8 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-fn send(e: &Ember, source: &str, from: &str, rcpts: &[&str], message: &str) -> Value {
-    let file = e.path(&format!("msg-{}.eml", rcpts.join("_").replace(['@', '.'], "-")));
-    std::fs::write(&file, message).unwrap();
-    let out = Command::new("python3")
-        .arg(support_dir().join("smtp_send.py"))
-        .arg(e.smtp().to_string())
-        .args([source, from, &rcpts.join(",")])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "smtp_send.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn rcpt_code(e: &Ember, rcpt: &str) -> (u64, String) {
-    let v = send(e, "127.0.0.1", "news@example.com", &[rcpt], "Subject: again\r\n\r\nhi\r\n");
+    let v = e.send_with_script("127.0.0.1", "news@example.com", &[rcpt], "Subject: again\r\n\r\nhi\r\n");
     (v["rcpt"][rcpt][0].as_u64().unwrap(), v["rcpt"][rcpt][1].as_str().unwrap().to_string())
 }
 
@@ -119,7 +105,7 @@ domain-key s1,example.com,s1.pem
     let e = Ember::start_in(dir, &config);
     let mgmt = e.mgmt.unwrap();
     let message = "From: <news@example.com>\r\nTo: list@x.test\r\nSubject: news\r\nList-Unsubscribe: <mailto:old@injector.test>\r\n\r\nhello\r\n";
-    let v = send(&e, "127.0.0.1", "news@example.com", &["a@x.test", "b@x.test", "c@x.test"], message);
+    let v = e.send_with_script("127.0.0.1", "news@example.com", &["a@x.test", "b@x.test", "c@x.test"], message);
     assert_eq!(v["data"][0], 250, "{v}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let received: HashMap<String, String> = loop {
@@ -205,7 +191,7 @@ domain-key s1,example.com,s1.pem
 
     // The mailto link: a message to the address with the token in its subject.
     let subject = format!("Subject: unsubscribe {}\r\n\r\n\r\n", tokens["c@x.test"]);
-    let v = send(&e, "127.0.0.2", "c@x.test", &["unsub@fbl.ember.test"], &subject);
+    let v = e.send_with_script("127.0.0.2", "c@x.test", &["unsub@fbl.ember.test"], &subject);
     assert_eq!(v["data"][0], 250, "{v}");
     assert_eq!(rcpt_code(&e, "c@x.test").0, 550);
     let f = wait_f(&e, 2);

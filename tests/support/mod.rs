@@ -245,6 +245,22 @@ s.quit()
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Sends `message` from `source` (a loopback address) with `smtp_send.py`, which reports
+    /// every reply of the session as JSON.
+    pub fn send_with_script(&self, source: &str, from: &str, rcpts: &[&str], message: &str) -> serde_json::Value {
+        let file = self.path(&format!("msg-{}.eml", rcpts.join("_").replace(['@', '.'], "-")));
+        std::fs::write(&file, message).unwrap();
+        let out = Command::new("python3")
+            .arg(support_dir().join("smtp_send.py"))
+            .arg(self.smtp().to_string())
+            .args([source, from, &rcpts.join(",")])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "smtp_send.py: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// `ember list --json`, parsed.
     pub fn spooled(&self) -> Vec<serde_json::Value> {
         let out = self.cli(&["list", "--json"]);
