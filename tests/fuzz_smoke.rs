@@ -22,6 +22,8 @@ const TARGETS: &[(&str, Target, usize)] = &[
     ("config", targets::config, 10),
     ("reply_ehlo", targets::reply_ehlo, 600),
     ("spool_records", targets::spool_records, 1000),
+    ("arf_report", targets::arf_report, 400),
+    ("dsn_report", targets::dsn_report, 400),
 ];
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {

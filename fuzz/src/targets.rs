@@ -16,12 +16,15 @@ use std::sync::{Arc, OnceLock};
 use ember::config::{FileCheck, load_str};
 use ember::delivery::client::ehlo::Extensions;
 use ember::delivery::client::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES, ReplyParser};
-use ember::hygiene::store::SuppressionStore;
+use ember::hygiene::store::{Entry, SuppressionStore};
+use ember::hygiene::{arf, dsn};
 use ember::ingress::context::Context;
 use ember::ingress::session::{Connection, serve};
 use ember::ingress::{MessageSink, StoreError, StoreFuture};
 use ember::message::{Envelope, MessageId};
-use ember::outcome::acct::Accounting;
+use ember::outcome::acct::{Accounting, Record, RecordType};
+use ember::outcome::category::Classifier;
+use ember::outcome::status;
 use ember::smtp::DataReceiver;
 use ember::spool::record::{self, Kind};
 use ember::spool::{Spool, SpoolDir, SpoolOptions};
@@ -291,6 +294,159 @@ pub fn reply_ehlo(data: &[u8]) {
             Err(_) => parser = ReplyParser::default(),
         }
     }
+}
+
+// ---- arf_report / dsn_report ----------------------------------------------------------------
+
+/// A boundary no fuzz input is expected to contain; an input that does is skipped in the
+/// wrapped modes, since it would legitimately change the MIME structure around it.
+const BOUNDARY: &str = "ember-fuzz-7f3a9c1e";
+
+/// Wraps `part` as the body of one part of a `multipart/report` after a human-readable part,
+/// followed by an included original message whose `To:` is `original_to`.
+fn report(report_type: &str, part_type: &str, part: &[u8], original_to: &str) -> Option<Vec<u8>> {
+    let marker = format!("--{BOUNDARY}");
+    if part.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+        return None;
+    }
+    let mut out = format!(
+        "From: <reports@isp.example>\r\nTo: <fbl@ember.test>\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type={report_type}; boundary=\"{BOUNDARY}\"\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nA report.\r\n--{BOUNDARY}\r\nContent-Type: {part_type}\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(part);
+    out.extend_from_slice(
+        format!(
+            "\r\n--{BOUNDARY}\r\nContent-Type: message/rfc822\r\n\r\nFrom: <news@news.example>\r\n\
+             To: <{original_to}>\r\nSubject: offer\r\nX-Job: fuzz\r\n\r\nbody\r\n--{BOUNDARY}--\r\n"
+        )
+        .as_bytes(),
+    );
+    Some(out)
+}
+
+/// What the accounting file wants from a report's original headers in these targets.
+fn wanted_headers() -> &'static [String] {
+    static WANTED: OnceLock<Vec<String>> = OnceLock::new();
+    WANTED.get_or_init(|| vec!["x-job".to_string(), "subject".to_string()])
+}
+
+/// An address a parser hands on must be one: a non-empty local part and domain, no whitespace
+/// (it becomes a suppression entry and a CSV field).
+fn assert_address(what: &str, address: &str) {
+    let (local, domain) = address.rsplit_once('@').unwrap_or_else(|| panic!("{what} {address:?} has no @"));
+    assert!(!local.is_empty() && !domain.is_empty(), "{what} {address:?} is not an address");
+    assert!(!address.contains(char::is_whitespace), "{what} {address:?} contains whitespace");
+}
+
+/// Input: first byte bit 0 clear = the rest is a whole message given to the feedback-loop
+/// processor's parser (`hygiene::arf`: ARF multipart/report or a JMRP forward); set = the rest is
+/// the body of the `message/feedback-report` part of an otherwise well-formed ARF report, so the
+/// fuzzer works on the field parser instead of rediscovering MIME.
+///
+/// A parsed complaint names a usable address, a lower-case feedback type and a header block
+/// ending in an empty line; a wrapped report always parses (its original message has a `To:`),
+/// and its recipient is the report's own `Original-Rcpt-To` or else that `To:`. The complaint is
+/// then carried through what the processor does with it: a suppression entry and an `f` record.
+pub fn arf_report(data: &[u8]) {
+    let [mode, rest @ ..] = data else { return };
+    let wrapped = mode & 1 == 1;
+    let message = if wrapped {
+        match report("feedback-report", "message/feedback-report", rest, "victim@isp.example") {
+            Some(m) => m,
+            None => return,
+        }
+    } else {
+        rest.to_vec()
+    };
+    let complaint = match arf::parse(&message) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!wrapped, "a well-formed ARF report around {:?} was refused: {e}", String::from_utf8_lossy(rest));
+            return;
+        }
+    };
+    assert!(complaint.format == "arf" || complaint.format == "jmrp", "format {}", complaint.format);
+    assert_address("complaint recipient", &complaint.rcpt);
+    if !complaint.orig.is_empty() {
+        assert_address("complaint sender", &complaint.orig);
+    }
+    assert_eq!(complaint.feedback_type, complaint.feedback_type.to_lowercase(), "feedback type not lower case");
+    assert!(
+        complaint.headers.is_empty() || complaint.headers.ends_with(b"\r\n"),
+        "original header block without its end: {:?}",
+        String::from_utf8_lossy(&complaint.headers)
+    );
+    if wrapped {
+        assert_eq!(complaint.format, "arf");
+        assert!(String::from_utf8_lossy(&complaint.headers).contains("X-Job: fuzz"), "included headers lost");
+        if complaint.rcpt != "victim@isp.example" {
+            let given = String::from_utf8_lossy(rest).to_lowercase();
+            assert!(given.contains("original-rcpt-to"), "recipient {:?} came from nowhere", complaint.rcpt);
+        }
+    }
+    let _ = Entry::parse(&complaint.rcpt);
+    let record = Record::new(RecordType::FeedbackLoop)
+        .set("feedbackType", complaint.feedback_type.clone())
+        .set("rcpt", complaint.rcpt.clone())
+        .set("reportedDomain", complaint.reported_domain.clone())
+        .headers_from(&complaint.headers, wanted_headers());
+    assert_eq!(record.get("rcpt"), complaint.rcpt);
+}
+
+/// Input: like `arf_report`, for the bounce processor's parser (`hygiene::dsn`, RFC 3464): bit 0
+/// of the first byte clear = a whole message; set = the body of the `message/delivery-status`
+/// part of an otherwise well-formed DSN.
+///
+/// A parsed DSN has at least one recipient, each with a usable address, a lower-case action
+/// (derived from the status when the report gives none) and a status with no whitespace; a
+/// wrapped DSN is refused only for naming no recipient. Each recipient is then classified into a
+/// bounce category and its status described, as the processor does before writing `rb`/`rs`.
+pub fn dsn_report(data: &[u8]) {
+    let [mode, rest @ ..] = data else { return };
+    let wrapped = mode & 1 == 1;
+    let message = if wrapped {
+        match report("delivery-status", "message/delivery-status", rest, "gone@remote.example") {
+            Some(m) => m,
+            None => return,
+        }
+    } else {
+        rest.to_vec()
+    };
+    let parsed = match dsn::parse(&message) {
+        Ok(d) => d,
+        Err(e) => {
+            assert!(
+                !wrapped || e == dsn::DsnError::NoRecipient,
+                "a well-formed DSN around {:?} was refused: {e}",
+                String::from_utf8_lossy(rest)
+            );
+            return;
+        }
+    };
+    assert!(!parsed.recipients.is_empty(), "a DSN without recipients was accepted");
+    let classifier = default_classifier();
+    for r in &parsed.recipients {
+        assert_address("bounced recipient", &r.rcpt);
+        if !r.orcpt.is_empty() {
+            assert_address("original recipient", &r.orcpt);
+        }
+        assert!(!r.action.is_empty() && r.action == r.action.to_lowercase(), "action {:?}", r.action);
+        assert!(!r.status.contains(char::is_whitespace), "status {:?}", r.status);
+        let category = classifier.classify(&r.status, &r.diag);
+        assert!(!category.is_empty(), "no bounce category for {:?} {:?}", r.status, r.diag);
+        let _ = status::status_text(&r.status);
+        let _ = Entry::parse(&r.rcpt);
+    }
+    if wrapped {
+        assert!(String::from_utf8_lossy(&parsed.headers).contains("X-Job: fuzz"), "included headers lost");
+    }
+}
+
+fn default_classifier() -> &'static Classifier {
+    static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
+    CLASSIFIER.get_or_init(|| Classifier::new(&[]))
 }
 
 // ---- spool_records ---------------------------------------------------------------------------
