@@ -134,7 +134,7 @@ async fn below_min_free_space_a_message_is_refused_with_full_and_nothing_is_writ
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), DEFAULT_SEGMENT_SIZE);
     o.dirs[0].min_free_space = u64::MAX / 4;
-    let (spool, _) = Spool::open(o).unwrap();
+    let (spool, _) = reopen(o).unwrap();
     let before = spool.stats().bytes_on_disk;
     let err = spool.store(envelope(&["a@example.com"]), body(0, 1000)).await.unwrap_err();
     let SpoolError::Full { dir: d, free, needed } = &err else { panic!("expected Full, got {err}") };
@@ -156,7 +156,7 @@ async fn a_second_daemon_on_the_same_spool_is_refused_until_the_first_closes() {
     assert!(matches!(&err, SpoolError::Locked(p) if p == dir.path()), "{err}");
     assert!(err.to_string().contains("in use by another ember process"), "{err}");
     spool.close().await;
-    let (again, _) = Spool::open(opts(dir.path(), DEFAULT_SEGMENT_SIZE)).unwrap();
+    let (again, _) = reopen(opts(dir.path(), DEFAULT_SEGMENT_SIZE)).unwrap();
     again.close().await;
 }
 
@@ -165,7 +165,7 @@ async fn read_only_inspection_works_beside_the_daemon_and_never_writes() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = open(dir.path());
     let id = spool.store(envelope(&["a@example.com"]), body(0, 700)).await.unwrap();
-    let ro = Spool::open(SpoolOptions { read_only: true, ..opts(dir.path(), DEFAULT_SEGMENT_SIZE) }).unwrap().0;
+    let ro = reopen(SpoolOptions { read_only: true, ..opts(dir.path(), DEFAULT_SEGMENT_SIZE) }).unwrap().0;
     assert_eq!(ro.live().len(), 1);
     assert_eq!(ro.read_body(id).unwrap(), body(0, 700));
     assert!(matches!(ro.store(envelope(&["b@example.com"]), vec![]).await, Err(SpoolError::ReadOnly)));
@@ -179,7 +179,7 @@ async fn read_only_inspection_works_beside_the_daemon_and_never_writes() {
     bytes.extend_from_slice(&record::MAGIC);
     bytes.extend_from_slice(&[1, 2, 0, 0, 0xff]);
     std::fs::write(last, &bytes).unwrap();
-    let (ro, rec) = Spool::open(SpoolOptions { read_only: true, ..opts(dir.path(), DEFAULT_SEGMENT_SIZE) }).unwrap();
+    let (ro, rec) = reopen(SpoolOptions { read_only: true, ..opts(dir.path(), DEFAULT_SEGMENT_SIZE) }).unwrap();
     assert_eq!(rec.torn_tail_truncated, Some((last.clone(), 9)));
     assert_eq!(std::fs::read(last).unwrap(), bytes);
     assert_eq!(segment_files(dir.path()), files);

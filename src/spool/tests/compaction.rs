@@ -19,7 +19,7 @@ async fn fill(spool: &Spool, n: usize) -> Vec<MessageId> {
 #[tokio::test]
 async fn segments_of_delivered_messages_are_deleted_and_stay_dead_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
     let ids = fill(&spool, 24).await;
     let first = segment_files(dir.path());
     assert!(first.len() >= 4, "{first:?}");
@@ -34,7 +34,7 @@ async fn segments_of_delivered_messages_are_deleted_and_stay_dead_after_restart(
     assert!(spool.stats().segments_deleted as usize >= first.len() - 1);
     spool.close().await;
 
-    let (spool, rec) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, rec) = reopen(opts(dir.path(), 4096)).unwrap();
     assert_eq!((rec.messages, rec.recipients), (0, 0));
     assert!(spool.live().is_empty());
 }
@@ -44,7 +44,7 @@ async fn a_live_message_in_the_oldest_segment_keeps_newer_segments_and_nothing_r
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), 4096);
     o.compact_live_ratio = 0.0; // never compact: this test is about deletion order alone
-    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let (spool, _) = reopen(o.clone()).unwrap();
     let ids = fill(&spool, 24).await;
     // Every message but the very first is delivered; their state records land in later segments.
     for id in &ids[1..] {
@@ -56,14 +56,14 @@ async fn a_live_message_in_the_oldest_segment_keeps_newer_segments_and_nothing_r
     assert!(kept.len() >= 4, "dead segments behind a live oldest one must stay: {kept:?}");
     spool.close().await;
 
-    let (spool, rec) = Spool::open(o.clone()).unwrap();
+    let (spool, rec) = reopen(o.clone()).unwrap();
     assert_eq!(rec.messages, 1);
     assert_eq!(live_states(&spool), [(ids[0].0, vec![fresh()])]);
     spool.update(vec![change(ids[0], 0, Bounced)]).await.unwrap();
     spool.flush().await.unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1);
     spool.close().await;
-    assert_eq!(Spool::open(o).unwrap().1.messages, 0);
+    assert_eq!(reopen(o).unwrap().1.messages, 0);
 }
 
 #[tokio::test]
@@ -71,7 +71,7 @@ async fn compaction_moves_live_messages_with_their_states_and_frees_the_old_segm
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), 4096);
     o.compact_live_ratio = 0.0; // only the forced compaction below
-    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let (spool, _) = reopen(o.clone()).unwrap();
     let mut ids = Vec::new();
     for i in 0..9 {
         ids.push(spool.store(envelope(&["a@example.com", "b@example.org"]), body(i, BODY)).await.unwrap());
@@ -93,13 +93,13 @@ async fn compaction_moves_live_messages_with_their_states_and_frees_the_old_segm
 
     // Reopen: the copy carries the states (the state records before it are gone with their
     // segments); a change after the copy applies on top.
-    let (spool, rec) = Spool::open(o.clone()).unwrap();
+    let (spool, rec) = reopen(o.clone()).unwrap();
     assert_eq!((rec.messages, rec.quarantined), (1, 0));
     assert_eq!(live_states(&spool), expect);
     assert_eq!(spool.read_body(ids[0]).unwrap(), body(0, BODY));
     spool.update(vec![change(ids[0], 0, deferred(2_100_000_000))]).await.unwrap();
     spool.close().await;
-    let (spool, _) = Spool::open(o).unwrap();
+    let (spool, _) = reopen(o).unwrap();
     assert_eq!(live_states(&spool), [(ids[0].0, vec![deferred(2_100_000_000), Delivered])]);
 }
 
@@ -109,7 +109,7 @@ async fn state_records_older_than_a_copy_are_dropped_newer_ones_applied() {
     // own messages), b's copy in segment 3. After segment 1 is compacted away, recovery meets
     // b's state record before any record of b, then the copy, then a change made after the copy.
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
     let first = fill(&spool, 6).await;
     let b = first[1];
     let seg1 = segment_of(&spool, b);
@@ -128,7 +128,7 @@ async fn state_records_older_than_a_copy_are_dropped_newer_ones_applied() {
     spool.update(vec![change(b, 0, deferred(10))]).await.unwrap();
     spool.close().await;
 
-    let (spool, rec) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, rec) = reopen(opts(dir.path(), 4096)).unwrap();
     assert_eq!((rec.messages, rec.quarantined), (7, 0));
     let states = live_states(&spool);
     assert_eq!(states[0], (b.0, vec![deferred(10)]));
@@ -138,7 +138,7 @@ async fn state_records_older_than_a_copy_are_dropped_newer_ones_applied() {
 #[tokio::test]
 async fn a_crash_between_the_copy_and_the_deletion_neither_duplicates_nor_reverts() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
     let ids = fill(&spool, 3).await;
     let original = segment_of(&spool, ids[0]);
     for id in &ids[1..] {
@@ -153,7 +153,7 @@ async fn a_crash_between_the_copy_and_the_deletion_neither_duplicates_nor_revert
     assert!(!original.exists());
     std::fs::write(&original, saved).unwrap();
 
-    let (spool, rec) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, rec) = reopen(opts(dir.path(), 4096)).unwrap();
     assert_eq!(rec.messages, 1);
     assert_eq!(live_states(&spool), [(ids[0].0, vec![deferred(12)])]);
     assert_eq!(spool.read_body(ids[0]).unwrap(), body(0, BODY));
@@ -161,13 +161,13 @@ async fn a_crash_between_the_copy_and_the_deletion_neither_duplicates_nor_revert
     spool.flush().await.unwrap();
     assert!(!original.exists(), "the now dead oldest segment is deleted again");
     spool.close().await;
-    assert_eq!(Spool::open(opts(dir.path(), 4096)).unwrap().1.messages, 0);
+    assert_eq!(reopen(opts(dir.path(), 4096)).unwrap().1.messages, 0);
 }
 
 #[tokio::test]
 async fn a_sparse_oldest_segment_is_compacted_without_being_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
     let ids = fill(&spool, 12).await;
     let oldest = segment_of(&spool, ids[0]);
     for id in &ids[1..] {
@@ -179,7 +179,7 @@ async fn a_sparse_oldest_segment_is_compacted_without_being_asked() {
     assert!(spool.stats().messages_compacted >= 1);
     assert_eq!(spool.read_body(ids[0]).unwrap(), body(0, BODY));
     spool.close().await;
-    let (spool, _) = Spool::open(opts(dir.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
     assert_eq!(live_states(&spool), [(ids[0].0, vec![fresh()])]);
 }
 
@@ -187,7 +187,7 @@ async fn a_sparse_oldest_segment_is_compacted_without_being_asked() {
 async fn deliver_only_directories_are_drained_and_never_written() {
     let old = tempfile::tempdir().unwrap();
     let new = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(opts(old.path(), 4096)).unwrap();
+    let (spool, _) = reopen(opts(old.path(), 4096)).unwrap();
     let ids = fill(&spool, 4).await;
     spool.close().await;
     let before = segment_files(old.path());
@@ -195,7 +195,7 @@ async fn deliver_only_directories_are_drained_and_never_written() {
     let mut drain = SpoolDir::new(old.path());
     drain.deliver_only = true;
     let o = SpoolOptions { segment_size: 4096, ..SpoolOptions::new(vec![drain, SpoolDir::new(new.path())]) };
-    let (spool, rec) = Spool::open(o.clone()).unwrap();
+    let (spool, rec) = reopen(o.clone()).unwrap();
     assert_eq!(rec.messages, 4);
     assert_eq!(segment_files(old.path()), before, "no new segment in a deliver-only directory");
     let id = spool.store(envelope(&["n@example.com"]), body(9, 100)).await.unwrap();
@@ -207,14 +207,14 @@ async fn deliver_only_directories_are_drained_and_never_written() {
         assert_eq!(spool.read_body(*id).unwrap(), body(i + 1, BODY));
     }
     spool.close().await;
-    assert_eq!(Spool::open(o).unwrap().1.messages, 4);
+    assert_eq!(reopen(o).unwrap().1.messages, 4);
 }
 
 #[tokio::test]
 async fn a_large_compaction_proceeds_in_steps_between_batches_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path(), 24 << 20);
-    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let (spool, _) = reopen(o.clone()).unwrap();
     let mut ids = Vec::new();
     for i in 0..100 {
         ids.push(spool.store(envelope(&["r@example.com"]), body(i, 256 << 10)).await.unwrap());
@@ -234,7 +234,7 @@ async fn a_large_compaction_proceeds_in_steps_between_batches_and_loses_nothing(
     assert!(!first.exists(), "the first segment was compacted away");
     assert!(spool.stats().messages_compacted as usize >= keep.len());
     spool.close().await;
-    let (spool, rec) = Spool::open(o).unwrap();
+    let (spool, rec) = reopen(o).unwrap();
     assert_eq!(rec.messages, ids.len() - in_first.len() + keep.len());
     for (i, id) in ids.iter().enumerate() {
         if keep.contains(id) || !in_first.contains(id) {

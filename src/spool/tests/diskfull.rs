@@ -57,7 +57,7 @@ fn is_enospc(e: &SpoolError) -> bool {
 async fn a_full_disk_fails_the_write_not_the_spool_and_leaves_no_torn_record() {
     let Some(fs) = SmallFs::mount("2m") else { return };
     let dir = fs.path().join("spool");
-    let (spool, _) = Spool::open(opts(&dir, 1 << 30)).unwrap();
+    let (spool, _) = reopen(opts(&dir, 1 << 30)).unwrap();
     let mut stored = Vec::new();
     let mut refused = 0;
     for i in 0..60 {
@@ -75,7 +75,7 @@ async fn a_full_disk_fails_the_write_not_the_spool_and_leaves_no_torn_record() {
     spool.update(vec![change(stored[0].1, 0, Delivered)]).await.unwrap();
     spool.close().await;
 
-    let (spool, rec) = Spool::open(opts(&dir, 1 << 30)).unwrap();
+    let (spool, rec) = reopen(opts(&dir, 1 << 30)).unwrap();
     assert_eq!((rec.messages, rec.torn_tail_truncated, rec.quarantined), (stored.len(), None, 0));
     assert_eq!(spool.envelope(stored[0].1).unwrap().recipients[0].state, Delivered);
     for (i, id) in &stored {
@@ -87,14 +87,14 @@ async fn a_full_disk_fails_the_write_not_the_spool_and_leaves_no_torn_record() {
 async fn the_daemon_starts_on_a_full_disk_and_drains_its_queue() {
     let Some(fs) = SmallFs::mount("1m") else { return };
     let dir = fs.path().join("spool");
-    let (spool, _) = Spool::open(opts(&dir, 1 << 30)).unwrap();
+    let (spool, _) = reopen(opts(&dir, 1 << 30)).unwrap();
     let a = spool.store(envelope(&["a@example.com"]), body(1, 10_000)).await.unwrap();
     let b = spool.store(envelope(&["b@example.com"]), body(2, 10_000)).await.unwrap();
     spool.close().await;
     fs.fill();
 
     // No room for a new segment: the last one is appended to instead.
-    let (spool, rec) = Spool::open(opts(&dir, 1 << 30)).unwrap();
+    let (spool, rec) = reopen(opts(&dir, 1 << 30)).unwrap();
     assert_eq!(rec.messages, 2);
     assert_eq!(segment_files(&dir).len(), 1);
     std::fs::remove_file(fs.path().join("filler")).unwrap();
@@ -102,7 +102,7 @@ async fn the_daemon_starts_on_a_full_disk_and_drains_its_queue() {
     let c = spool.store(envelope(&["c@example.com"]), body(3, 100)).await.unwrap();
     assert!(c > b);
     spool.close().await;
-    let (spool, _) = Spool::open(opts(&dir, 1 << 30)).unwrap();
+    let (spool, _) = reopen(opts(&dir, 1 << 30)).unwrap();
     assert_eq!(spool.live().iter().map(|e| e.id).collect::<Vec<_>>(), [b, c]);
 }
 
@@ -112,7 +112,7 @@ async fn a_compaction_that_runs_out_of_space_changes_nothing_and_succeeds_later(
     let dir = fs.path().join("spool");
     let mut o = opts(&dir, 64 << 10);
     o.compact_live_ratio = 0.0;
-    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let (spool, _) = reopen(o.clone()).unwrap();
     let mut ids = Vec::new();
     for i in 0..60 {
         ids.push(spool.store(envelope(&["a@example.com"]), body(i, 10_000)).await.unwrap());
@@ -132,7 +132,7 @@ async fn a_compaction_that_runs_out_of_space_changes_nothing_and_succeeds_later(
     spool.compact().await.unwrap();
     spool.close().await;
 
-    let (spool, rec) = Spool::open(o).unwrap();
+    let (spool, rec) = reopen(o).unwrap();
     assert_eq!((rec.messages, rec.quarantined, rec.torn_tail_truncated), (live.len(), 0, None));
     for (i, id) in ids.iter().enumerate().step_by(2) {
         assert_eq!(spool.read_body(*id).unwrap(), body(i, 10_000));
@@ -144,7 +144,7 @@ async fn on_a_full_disk_outcomes_are_still_recorded_in_a_full_segment() {
     let Some(fs) = SmallFs::mount("1m") else { return };
     let dir = fs.path().join("spool");
     let o = opts(&dir, 4096);
-    let (spool, _) = Spool::open(o.clone()).unwrap();
+    let (spool, _) = reopen(o.clone()).unwrap();
     // 5 KB: the segment is past its 4 KiB size, so the next batch wants a new one.
     let id = spool.store(envelope(&["a@example.com", "b@example.com"]), body(1, 5000)).await.unwrap();
     fs.fill();
@@ -152,6 +152,6 @@ async fn on_a_full_disk_outcomes_are_still_recorded_in_a_full_segment() {
     spool.update(vec![change(id, 0, Delivered)]).await.unwrap();
     assert_eq!(segment_files(&dir).len(), 1);
     spool.close().await;
-    let (spool, _) = Spool::open(o).unwrap();
+    let (spool, _) = reopen(o).unwrap();
     assert_eq!(live_states(&spool), [(id.0, vec![Delivered, fresh()])]);
 }

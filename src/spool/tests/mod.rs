@@ -20,7 +20,25 @@ pub fn opts(dir: &Path, segment_size: u64) -> SpoolOptions {
 }
 
 pub fn open(dir: &Path) -> (Spool, Recovery) {
-    Spool::open(opts(dir, DEFAULT_SEGMENT_SIZE)).expect("spool opens")
+    reopen(opts(dir, DEFAULT_SEGMENT_SIZE)).expect("spool opens")
+}
+
+/// `Spool::open`, for a spool this test closed (or dropped) a moment ago. The lock is an
+/// `flock` on an open file description, and a child process another test of this process
+/// spawns (python3, smtp-sink, an accounting pipe) shares every descriptor between its fork and
+/// its exec, close-on-exec or not: until that child execs, the lock outlives our `close`. No
+/// event says when it has, so a refusal for that reason is retried for a bounded time. (A
+/// daemon opens its spool once per process, so only tests meet this.)
+pub fn reopen(options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Spool::open(options.clone()) {
+            Err(SpoolError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn envelope(rcpts: &[&str]) -> Envelope {

@@ -59,7 +59,7 @@ fn check(spool: &Spool, model: &Model) -> Result<(), TestCaseError> {
 async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path(), 2048);
-    let (mut spool, _) = Spool::open(o.clone()).unwrap();
+    let (mut spool, _) = reopen(o.clone()).unwrap();
     let mut model = Model::new();
     let mut last_id = 0;
     for (n, step) in steps.into_iter().enumerate() {
@@ -95,7 +95,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Reopen => {
                 spool.close().await;
-                let (s, rec) = Spool::open(o.clone()).unwrap();
+                let (s, rec) = reopen(o.clone()).unwrap();
                 prop_assert_eq!((rec.quarantined, rec.torn_tail_truncated), (0, None));
                 spool = s;
                 check(&spool, &model)?;
@@ -109,7 +109,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     }
     check(&spool, &model)?;
     spool.close().await;
-    let (spool, _) = Spool::open(o).unwrap();
+    let (spool, _) = reopen(o).unwrap();
     check(&spool, &model)
 }
 
@@ -125,7 +125,7 @@ proptest! {
 
 /// Builds a spool of 20 messages over several segments; returns (id, body, segment, range).
 async fn damaged_spool_base(dir: &Path) -> Vec<(MessageId, Vec<u8>, PathBuf, (u64, u64))> {
-    let (spool, _) = Spool::open(opts(dir, 4096)).unwrap();
+    let (spool, _) = reopen(opts(dir, 4096)).unwrap();
     let mut out = Vec::new();
     for i in 0..20 {
         let b = body(i, 300 + 37 * i);
@@ -163,7 +163,7 @@ proptest! {
                 std::fs::write(seg, bytes).unwrap();
                 damaged.push((seg.clone(), at as u64));
             }
-            let (spool, rec) = Spool::open(opts(dir.path(), 4096))
+            let (spool, rec) = reopen(opts(dir.path(), 4096))
                 .unwrap_or_else(|e| panic!("recovery failed after damage at {damaged:?}: {e}"));
             let hit = |m: &(MessageId, Vec<u8>, PathBuf, (u64, u64))| {
                 damaged.iter().any(|(p, at)| p == &m.2 && (m.3.0..m.3.1).contains(at))

@@ -159,6 +159,6 @@ async fn the_same_segment_number_in_two_directories_is_refused() {
     spool.close().await;
     let (spool, _) = open(b.path());
     spool.close().await;
-    let err = Spool::open(SpoolOptions::new(vec![SpoolDir::new(a.path()), SpoolDir::new(b.path())])).unwrap_err();
+    let err = reopen(SpoolOptions::new(vec![SpoolDir::new(a.path()), SpoolDir::new(b.path())])).unwrap_err();
     assert!(err.to_string().contains("two spools cannot be merged"), "{err}");
 }
