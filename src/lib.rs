@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod dkim;
 pub mod hygiene;
 pub mod ingress;
+pub mod logfile;
 pub mod message;
 pub mod mgmt;
 pub mod outcome;

@@ -10,6 +10,7 @@ mod operations {
     pub mod cli;
     pub mod dashboard;
     pub mod lifecycle;
+    pub mod logfile;
     pub mod metrics;
     pub mod transmissions;
 }

@@ -162,7 +162,8 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
-    /// `rotate acct`: move every accounting file to its dated name now.
+    /// `rotate acct`: move every accounting file to its dated name now; `rotate log`: move the
+    /// log-file to FILE.1 and start a new one.
     Rotate {
         #[command(subcommand)]
         what: RotateCommand,
@@ -186,6 +187,10 @@ enum PauseCommand {
 #[derive(Subcommand, Debug)]
 enum RotateCommand {
     Acct {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    Log {
         #[command(flatten)]
         remote: remote::Remote,
     },
@@ -397,6 +402,7 @@ pub fn main() -> ExitCode {
         Command::Schedule { queue, retry_recipients, remote } => ops::schedule(&remote, &queue, retry_recipients),
         Command::Reload { remote } => ops::reload(&remote),
         Command::Rotate { what: RotateCommand::Acct { remote } } => ops::rotate_acct(&remote),
+        Command::Rotate { what: RotateCommand::Log { remote } } => ops::rotate_log(&remote),
         Command::Inject { message, rcpts, from, job_id, batch, remote } => inject::inject(
             &remote,
             &inject::Inject { message: &message, recipients: &rcpts, from: &from, job_id: job_id.as_deref(), batch },

@@ -1,5 +1,5 @@
 //! Operator commands sent to the running daemon (PowerMTA's `pause`, `resume`, `schedule`,
-//! `delete`, `list`, `reload`, `rotate acct`): each is one POST (or GET for `list`) of the
+//! `delete`, `list`, `reload`, `rotate acct`, `rotate log`): each is one POST (or GET for `list`) of the
 //! management API, its answer printed in `pmta`'s words or as JSON with `--json`.
 
 use std::process::ExitCode;
@@ -136,5 +136,13 @@ pub fn rotate_acct(remote: &Remote) -> ExitCode {
         } else {
             format!("rotated to {}", files.join(", "))
         }
+    })
+}
+
+/// `rotate log`.
+pub fn rotate_log(remote: &Remote) -> ExitCode {
+    done(remote, remote.post("/api/v1/log/rotate", &json!({})), |v| match v["rotated"].as_str() {
+        Some(file) => format!("rotated to {file}"),
+        None => "no log-file with lines to rotate (without log-file, lines go to stderr)".into(),
     })
 }

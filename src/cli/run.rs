@@ -16,21 +16,21 @@ use crate::config::value::Value;
 use crate::config::{Config, Dir, FileCheck, Loaded};
 use crate::daemon::{Control, Daemon};
 
-/// Logs go to stderr; `RUST_LOG` selects what (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 pub fn run(config_path: Option<&Path>) -> ExitCode {
-    init_logging();
     let Some(config) = load_for_run(config_path, "starting") else { return ExitCode::from(1) };
+    // Log lines go to `log-file` when the configuration names one (`logfile`), else stderr.
+    match crate::logfile::prepare(&config) {
+        Ok(target) => {
+            if let Some(path) = target.path() {
+                println!("logging to {}", path.display());
+            }
+            crate::logfile::init(target);
+        }
+        Err(e) => {
+            eprintln!("ember: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -90,7 +90,10 @@ fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr])
     };
     let new = load_checked(config_path, "reloading").map_err(refused)?;
     let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>() != listeners;
+    // Opened first, switched to last: a log file the daemon cannot write refuses the reload.
+    let log = crate::logfile::prepare(&new).map_err(|e| refused(vec![format!("ember: {e}")]))?;
     daemon.reload(new).map_err(|e| refused(vec![e]))?;
+    log.install();
     println!("configuration reloaded");
     let mut notes = String::new();
     if changed {

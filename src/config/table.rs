@@ -81,10 +81,10 @@ directives! {
     HttpLogTls => "http-log-tls", Bool, GLOBAL, Some("no"), once, Pending, "Log management API TLS handshakes.";
     HttpDefaultMaxItems => "http-default-max-items", Uint, GLOBAL, Some("10"), once, Pending, "Default page size of listings.";
     HttpDefaultSortOrder => "http-default-sort-order", Enum(SORT_ORDERS), GLOBAL, Some("rcpt"), once, Pending, "Default sort of listings.";
-    LogFile => "log-file", File, GLOBAL, None, once, Pending, "Main log file.";
-    LogRotate => "log-rotate", Uint, GLOBAL, Some("8"), once, Pending, "Rotated log files kept.";
-    LogAutoRotation => "log-auto-rotation", Bool, GLOBAL, Some("yes"), once, Pending, "Rotate the log at midnight.";
-    LogFileWorldReadable => "log-file-world-readable", Bool, GLOBAL, Some("no"), once, Pending, "Make log files world-readable.";
+    LogFile => "log-file", OutputFile, GLOBAL, None, once, Enforced, "Main log file (the daemon's log lines go here instead of stderr); created with its directory.";
+    LogRotate => "log-rotate", Uint, GLOBAL, Some("8"), once, Enforced, "Rotated log files kept (FILE.1 is the newest).";
+    LogAutoRotation => "log-auto-rotation", Bool, GLOBAL, Some("yes"), once, Enforced, "Rotate the log at midnight (UTC).";
+    LogFileWorldReadable => "log-file-world-readable", Bool, GLOBAL, Some("no"), once, Enforced, "Make log files world-readable (0644 instead of 0640).";
     MxConnectionLimit => "mx-connection-limit", MxConnectionLimit, GLOBAL, None, many, Pending, "Connection cap per MX host name pattern, per source IP.";
     IpConnectionLimit => "ip-connection-limit", CidrUint, GLOBAL, None, many, Pending, "Connection cap per destination IP block.";
     UseProxy => "use-proxy", List, GLOBAL | VMTA, None, once, Pending, "Failover list of <proxy> names for outbound connections.";

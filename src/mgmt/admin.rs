@@ -1,6 +1,7 @@
 //! Daemon-wide commands: `POST /api/v1/reload` (re-read the configuration atomically: a broken
 //! file is refused with its errors and the running configuration stays) and
-//! `POST /api/v1/acct/rotate` (PowerMTA's `rotate acct`).
+//! `POST /api/v1/acct/rotate` and `POST /api/v1/log/rotate` (PowerMTA's `rotate acct` and
+//! `rotate log`).
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -38,5 +39,15 @@ pub async fn rotate_acct(state: Shared, Body(_): Body<Empty>) -> Response {
         }
         Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("rotate acct: {e}")),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("rotate acct: {e}")),
+    }
+}
+
+/// `rotated` is the name the old lines went to, or null when there is no `log-file` (lines go to
+/// stderr) or it held no lines.
+pub async fn rotate_log(_state: Shared, Body(_): Body<Empty>) -> Response {
+    match tokio::task::spawn_blocking(crate::logfile::rotate).await {
+        Ok(Ok(moved)) => envelope(json!({"rotated": moved.map(|p| p.display().to_string())})),
+        Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("rotate log: {e}")),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("rotate log: {e}")),
     }
 }

@@ -201,6 +201,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/sources/enable", post(sources::command::<true>))
         .route("/api/v1/reload", post(admin::reload))
         .route("/api/v1/acct/rotate", post(admin::rotate_acct))
+        .route("/api/v1/log/rotate", post(admin::rotate_log))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::scrape))
         .merge(ui::routes())
