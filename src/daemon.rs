@@ -32,6 +32,8 @@ struct SpoolSink {
     spool: Spool,
     queues: QueueHandle,
     telemetry: Arc<Telemetry>,
+    /// `spool-max-recipients`: `None` for `auto` (only disk space limits the spool).
+    max_recipients: Option<u64>,
 }
 
 /// What the management API asks the daemon's main loop to do.
@@ -44,6 +46,17 @@ pub enum Control {
 impl MessageSink for SpoolSink {
     fn store(&self, envelope: Envelope, body: Vec<u8>) -> StoreFuture<'_> {
         Box::pin(async move {
+            // Checked before storing, so a full queue refuses instead of growing; sessions
+            // storing at the same moment may each pass, overshooting by at most one message each.
+            if let Some(cap) = self.max_recipients {
+                let queued = self.spool.queued_recipients();
+                if queued.saturating_add(envelope.recipients.len() as u64) > cap {
+                    return Err(StoreError::Full(format!(
+                        "spool-max-recipients {cap} reached ({queued} recipients queued, this message has {})",
+                        envelope.recipients.len()
+                    )));
+                }
+            }
             let mut queued = envelope.clone();
             let bytes = body.len();
             let id = self.spool.store(envelope, body).await.map_err(|e| {
@@ -152,7 +165,16 @@ fn build_context(
 ) -> Result<(Context, Reporter), String> {
     let accounting = Accounting::open(&config)?;
     let tls = listener::global_tls(&config)?;
-    let sink = Arc::new(SpoolSink { spool: spool.clone(), queues: queues.clone(), telemetry: Arc::clone(telemetry) });
+    let max_recipients = match config.global.effective(Dir::SpoolMaxRecipients) {
+        Some(Value::Uint(n)) => Some(*n),
+        _ => None,
+    };
+    let sink = Arc::new(SpoolSink {
+        spool: spool.clone(),
+        queues: queues.clone(),
+        telemetry: Arc::clone(telemetry),
+        max_recipients,
+    });
     let state_dir = state_dir(&config);
     let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls, Arc::clone(suppression), &state_dir)
         .map_err(|errors| errors.join("\n"))?;

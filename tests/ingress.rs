@@ -437,6 +437,28 @@ fn full_spool_answers_452_and_unwritable_spool_stops_startup() {
 }
 
 #[test]
+fn spool_max_recipients_refuses_what_would_pass_the_cap_and_takes_what_fits() {
+    let config = "smtp-listener 127.0.0.1:0\nspool-max-recipients 3\n<source 127.0.0.1>\n always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n";
+    let e = Ember::start(config);
+    let send = |to: &str| {
+        let out = swaks(&["--server", &port(&e), "--from", "a@example.net", "--to", to]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // Held mail stays queued (support::HOLD), so the count only grows.
+    let text = send("r1@example.com,r2@example.com");
+    assert!(text.contains("250 2.6.0"), "{text}");
+    let text = send("r3@example.com,r4@example.com");
+    assert!(text.contains("452 4.3.1"), "2 + 2 recipients pass a cap of 3: {text}");
+    let text = send("r3@example.com");
+    assert!(text.contains("250 2.6.0"), "2 + 1 fits: {text}");
+    let text = send("r5@example.com");
+    assert!(text.contains("452 4.3.1"), "{text}");
+    let queued = e.spooled();
+    assert_eq!(queued.len(), 3, "one row per queued recipient: {queued:?}");
+    assert!(e.log_contains("spool-max-recipients 3 reached"));
+}
+
+#[test]
 fn pickup_directory_files_are_spooled_and_bad_ones_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let config = "smtp-listener 127.0.0.1:0\npickup pickup bad\n<spool spool>\n</spool>\n<acct-file acct.csv>\n records r\n</acct-file>\n";

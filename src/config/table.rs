@@ -19,7 +19,7 @@ const ADD_DATE: &[&str] = &["no", "yes", "override"];
 const DATE_TIME: &[&str] = &["reception", "delivery"];
 const AUTH_METHODS: &[&str] = &["password", "system", "certificate"];
 const SORT_ORDERS: &[&str] = &["rcpt", "name", "size"];
-const SPOOL_RCPTS: ValueType = Word;
+const SPOOL_RCPTS: ValueType = UintOrAuto;
 const SRC: u32 = SOURCE;
 const D: u32 = DOMAIN;
 const VP: u32 = VMTA | POOL;
@@ -39,7 +39,7 @@ directives! {
     HostId => "host-id", Uint, GLOBAL, Some("0"), once, Pending, "Per-server number used in generated Message-IDs.";
     RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Pending, "Run as root or drop to an unprivileged user (restart needed).";
     SpoolDir => "spool", Dir, GLOBAL, None, many, Enforced, "Deprecated one-line spool directory; use <spool DIR>.";
-    SpoolMaxRecipients => "spool-max-recipients", SPOOL_RCPTS, GLOBAL, Some("auto"), once, Pending, "Cap on queued recipients; injection gets 4xx beyond it (N or auto).";
+    SpoolMaxRecipients => "spool-max-recipients", SPOOL_RCPTS, GLOBAL, Some("auto"), once, Enforced, "Cap on queued recipients: a message that would pass it gets 452 4.3.1 (auto: no cap but disk space).";
     SpoolDeleteCorrupted => "spool-delete-corrupted", Bool, GLOBAL, Some("no"), once, Pending, "Delete corrupted spool records instead of quarantining them.";
     SpoolMinFreeSpace => "spool-min-free-space", Uint, GLOBAL, Some("0"), once, Enforced, "Deprecated: free space floor in MB; use <spool> min-free-space.";
     SmtpServerTlsCertificate => "smtp-server-tls-certificate", FileWithPassword, GLOBAL, None, once, Enforced, "Certificate (PEM, with key) for inbound STARTTLS.";

@@ -26,6 +26,8 @@ pub enum ValueType {
     UintRange(u64, u64),
     /// An integer, or `unlimited`.
     UintOrUnlimited,
+    /// An integer, or `auto` (kept as the text `auto`).
+    UintOrAuto,
     Interval,
     IntervalOrNever,
     /// `10m,10m,1h`: at most 30 entries, the last repeats.
@@ -104,6 +106,7 @@ impl ValueType {
             ValueType::Uint => "a whole number".into(),
             ValueType::UintRange(a, b) => format!("a whole number from {a} to {b}"),
             ValueType::UintOrUnlimited => "a whole number or unlimited".into(),
+            ValueType::UintOrAuto => "a whole number or auto".into(),
             ValueType::Interval => "a time interval like 30m or 4d12h".into(),
             ValueType::IntervalOrNever => "a time interval like 30m, or never".into(),
             ValueType::IntervalList => "a comma-separated list of time intervals like 10m,10m,1h".into(),
@@ -346,6 +349,14 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             let t = &single()?.text;
             if t.eq_ignore_ascii_case("unlimited") {
                 Value::Unlimited
+            } else {
+                Value::Uint(parse_uint(t).map_err(err)?)
+            }
+        }
+        ValueType::UintOrAuto => {
+            let t = &single()?.text;
+            if t.eq_ignore_ascii_case("auto") {
+                Value::Text("auto".into())
             } else {
                 Value::Uint(parse_uint(t).map_err(err)?)
             }
@@ -730,6 +741,14 @@ mod tests {
     fn parse(ty: ValueType, text: &str) -> Result<Value, ValueError> {
         let (args, rest) = tokens(text);
         parse_value(ty, 1, &args, &rest)
+    }
+
+    #[test]
+    fn a_number_or_auto() {
+        assert!(matches!(parse(ValueType::UintOrAuto, "AUTO"), Ok(Value::Text(t)) if t == "auto"));
+        assert!(matches!(parse(ValueType::UintOrAuto, "250000"), Ok(Value::Uint(250_000))));
+        assert!(parse(ValueType::UintOrAuto, "lots").is_err());
+        assert!(parse(ValueType::UintOrAuto, "-1").is_err());
     }
 
     #[test]

@@ -551,6 +551,12 @@ impl Spool {
         Ok(tx)
     }
 
+    /// Recipients not yet final (delivered, bounced or deleted): what `spool-max-recipients`
+    /// caps. One read of the index, no scan.
+    pub fn queued_recipients(&self) -> u64 {
+        self.index().pending
+    }
+
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.inner.shared.index.read().unwrap_or_else(|e| e.into_inner())
     }
