@@ -326,6 +326,21 @@ fn report(report_type: &str, part_type: &str, part: &[u8], original_to: &str) ->
     Some(out)
 }
 
+/// The two input modes of the report targets: bit 0 of the first byte clear, the rest is the
+/// whole message; set, the rest is wrapped as one part of a `report_type` report (`None` when it
+/// contains the boundary). Whether it was wrapped, the fuzzer's bytes, and the message.
+fn report_input<'a>(
+    data: &'a [u8],
+    report_type: &str,
+    part_type: &str,
+    original_to: &str,
+) -> Option<(bool, &'a [u8], Vec<u8>)> {
+    let [mode, rest @ ..] = data else { return None };
+    let wrapped = mode & 1 == 1;
+    let message = if wrapped { report(report_type, part_type, rest, original_to)? } else { rest.to_vec() };
+    Some((wrapped, rest, message))
+}
+
 /// What the accounting file wants from a report's original headers in these targets.
 fn wanted_headers() -> &'static [String] {
     static WANTED: OnceLock<Vec<String>> = OnceLock::new();
@@ -350,15 +365,10 @@ fn assert_address(what: &str, address: &str) {
 /// and its recipient is the report's own `Original-Rcpt-To` or else that `To:`. The complaint is
 /// then carried through what the processor does with it: a suppression entry and an `f` record.
 pub fn arf_report(data: &[u8]) {
-    let [mode, rest @ ..] = data else { return };
-    let wrapped = mode & 1 == 1;
-    let message = if wrapped {
-        match report("feedback-report", "message/feedback-report", rest, "victim@isp.example") {
-            Some(m) => m,
-            None => return,
-        }
-    } else {
-        rest.to_vec()
+    let Some((wrapped, rest, message)) =
+        report_input(data, "feedback-report", "message/feedback-report", "victim@isp.example")
+    else {
+        return;
     };
     let complaint = match arf::parse(&message) {
         Ok(c) => c,
@@ -404,15 +414,10 @@ pub fn arf_report(data: &[u8]) {
 /// wrapped DSN is refused only for naming no recipient. Each recipient is then classified into a
 /// bounce category and its status described, as the processor does before writing `rb`/`rs`.
 pub fn dsn_report(data: &[u8]) {
-    let [mode, rest @ ..] = data else { return };
-    let wrapped = mode & 1 == 1;
-    let message = if wrapped {
-        match report("delivery-status", "message/delivery-status", rest, "gone@remote.example") {
-            Some(m) => m,
-            None => return,
-        }
-    } else {
-        rest.to_vec()
+    let Some((wrapped, rest, message)) =
+        report_input(data, "delivery-status", "message/delivery-status", "gone@remote.example")
+    else {
+        return;
     };
     let parsed = match dsn::parse(&message) {
         Ok(d) => d,
