@@ -4,6 +4,7 @@
 //! Knows nothing about sockets or the spool. The flow is `tree` (files, blocks, includes) →
 //! `model` (typed values, dialect) → `validate` (cross-references, files) → `resolve` (per queue).
 
+pub mod compiled_regex;
 pub mod diag;
 pub mod dialect;
 pub mod docs;

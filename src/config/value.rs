@@ -4,11 +4,12 @@
 //! Owns turning a directive's tokens into a typed value with a precise error. Knows nothing about
 //! blocks or inheritance.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+#[cfg(test)]
+use std::sync::Arc;
 
+pub use super::compiled_regex::ConfigRegex;
 use super::lexer::Token;
 use super::pattern::DomainPattern;
 use super::rules::{BackoffRule, PatternEntry, ReplyRule};
@@ -151,64 +152,6 @@ impl ValueType {
     pub fn refers_to_file(&self) -> bool {
         matches!(self, ValueType::File | ValueType::FileWithPassword | ValueType::DomainKey)
     }
-}
-
-/// A compiled regular expression together with its spelling in the config.
-#[derive(Clone, Debug)]
-pub struct ConfigRegex {
-    pub source: String,
-    pub regex: Arc<regex::Regex>,
-}
-
-impl ConfigRegex {
-    /// Parses `/…/`. PowerMTA's reply patterns are case-insensitive unless `(?-i)` says otherwise.
-    pub fn parse(text: &str, case_insensitive: bool) -> Result<ConfigRegex, String> {
-        let inner = text
-            .strip_prefix('/')
-            .and_then(|t| t.strip_suffix('/'))
-            .filter(|_| text.len() >= 2)
-            .ok_or_else(|| format!("expected a regular expression between slashes like /text/, found {text:?}"))?;
-        let pattern = if case_insensitive { format!("(?i){inner}") } else { inner.to_string() };
-        let regex = compiled(pattern).map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim().to_string();
-            format!("invalid regular expression {text}: {}", last.trim_start_matches("error: "))
-        })?;
-        Ok(ConfigRegex { source: text.to_string(), regex })
-    }
-}
-
-/// Cached expressions are dropped once this many are cached, keeping those a live configuration
-/// still holds.
-const REGEX_CACHE_TRIM: usize = 256;
-
-static REGEX_CACHE: Mutex<Option<HashMap<String, Arc<regex::Regex>>>> = Mutex::new(None);
-
-/// Compiles a pattern, or hands back the expression an earlier load compiled from the same text.
-///
-/// Reload, `check-config` and the management API's config check all rebuild the whole model, and
-/// an ISP reply pattern costs far more to compile (the regex crate builds its DFAs and
-/// prefilters up front) than everything else a directive does: with a few hundred
-/// `<smtp-pattern-list>` entries that is most of a reload. Compiled expressions are immutable
-/// and shared (`Arc`), so the old and the new configuration can hold the same one. The cache
-/// keeps what a live configuration still holds; the rest is dropped when it grows past
-/// [`REGEX_CACHE_TRIM`], so a long run of reloads with changing patterns does not grow it.
-fn compiled(pattern: String) -> Result<Arc<regex::Regex>, regex::Error> {
-    if let Some(found) = REGEX_CACHE.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|c| c.get(&pattern)) {
-        return Ok(Arc::clone(found));
-    }
-    // Compiled outside the lock: two loads at once may both compile a pattern; either copy works.
-    let regex = Arc::new(regex::Regex::new(&pattern)?);
-    let mut cache = REGEX_CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = cache.get_or_insert_with(HashMap::new);
-    if cache.len() >= REGEX_CACHE_TRIM {
-        cache.retain(|_, r| Arc::strong_count(r) > 1);
-        if cache.len() >= REGEX_CACHE_TRIM * 4 {
-            cache.clear();
-        }
-    }
-    cache.insert(pattern, Arc::clone(&regex));
-    Ok(regex)
 }
 
 /// A parsed directive value.
@@ -749,35 +692,6 @@ mod tests {
         assert!(matches!(parse(ValueType::UintOrAuto, "250000"), Ok(Value::Uint(250_000))));
         assert!(parse(ValueType::UintOrAuto, "lots").is_err());
         assert!(parse(ValueType::UintOrAuto, "-1").is_err());
-    }
-
-    #[test]
-    fn the_same_pattern_text_shares_one_compiled_expression() {
-        let a = ConfigRegex::parse("/ember-cache-test (a|b)+/", true).unwrap();
-        let b = ConfigRegex::parse("/ember-cache-test (a|b)+/", true).unwrap();
-        assert!(Arc::ptr_eq(&a.regex, &b.regex), "compiled twice");
-        // Case sensitivity is part of the compiled pattern, so it is another entry.
-        let c = ConfigRegex::parse("/ember-cache-test (a|b)+/", false).unwrap();
-        assert!(!Arc::ptr_eq(&a.regex, &c.regex));
-        assert!(a.regex.is_match("EMBER-CACHE-TEST ab") && !c.regex.is_match("EMBER-CACHE-TEST ab"));
-        // Errors are not cached: they come back each time with the text the config gave.
-        for _ in 0..2 {
-            let e = ConfigRegex::parse("/ember-cache-test (/", true).unwrap_err();
-            assert!(e.starts_with("invalid regular expression /ember-cache-test (/"), "{e}");
-        }
-    }
-
-    #[test]
-    fn the_regex_cache_stays_bounded_and_keeps_what_is_held() {
-        let held = ConfigRegex::parse("/ember-held-pattern/", false).unwrap();
-        for i in 0..REGEX_CACHE_TRIM * 5 {
-            ConfigRegex::parse(&format!("/ember-churn-{i}/"), false).unwrap();
-        }
-        let cached = REGEX_CACHE.lock().unwrap().as_ref().map_or(0, HashMap::len);
-        assert!(cached < REGEX_CACHE_TRIM * 2, "{cached} expressions cached");
-        // Still the same expression after a thousand others came and went.
-        let again = compiled("ember-held-pattern".to_string()).unwrap();
-        assert!(Arc::ptr_eq(&again, &held.regex));
     }
 
     #[test]
