@@ -1,7 +1,8 @@
 //! The configuration corpora under `tests/configs/`, run through the `ember` binary as an operator
 //! would run it:
 //!
-//! - every `valid/*.conf` passes `ember check-config` (exit 0, a `FILE: OK: …` line);
+//! - every `valid/*.conf` passes `ember check-config` (exit 0, a `FILE: OK: …` line), and so
+//!   does every example config under `examples/`;
 //! - every `broken/*.conf` fails (exit 1) with exactly the diagnostics its header announces,
 //!   errors printed in file order;
 //! - `ember show settings` on a few valid configs gives the values, and the `# FILE:LINE`
@@ -87,6 +88,73 @@ fn every_valid_config_passes_check_config() {
         }
     }
     report("valid configs", files.len(), &failures);
+}
+
+/// The example configs the README points to (`examples/*.conf`) pass `ember check-config`, and
+/// their only warnings are about the data directories a first run creates.
+#[test]
+fn every_example_config_passes_check_config() {
+    let entries = std::fs::read_dir(root().join("examples")).expect("cannot list examples/");
+    let mut files: Vec<String> = entries
+        .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".conf"))
+        .map(|name| format!("examples/{name}"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "examples/ holds {} configs, expected at least 3", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let out = ember(&["check-config", file]);
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        let ok_line = format!("{file}: OK: ");
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(": warning: ") && !(l.contains(": directory ") && l.ends_with(" does not exist")))
+            .collect();
+        if out.status.code() != Some(0) || !stdout.lines().any(|l| l.starts_with(&ok_line)) || !unexpected.is_empty() {
+            failures.push(format!(
+                "{file}: expected exit 0, a line starting {ok_line:?} and no warning but missing data \
+                 directories, got {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+                out.status.code(),
+            ));
+        }
+    }
+    report("example configs", files.len(), &failures);
+}
+
+/// The README's tour quotes lines of `ember show settings` on the examples (`#   LINE` right
+/// after the command); each must be what the binary prints, up to runs of spaces.
+#[test]
+fn the_readme_tour_quotes_show_settings_as_printed() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut failures = Vec::new();
+    let mut quoted = 0;
+    let lines: Vec<&str> = readme.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(args) = line.strip_prefix("ember show settings ") else { continue };
+        let args: Vec<&str> = args.split('#').next().unwrap_or_default().split_whitespace().collect();
+        let mut cmd = vec!["show", "settings"];
+        cmd.extend(&args);
+        let out = ember(&cmd);
+        let printed: Vec<String> = text(&out.stdout).lines().map(squeeze).collect();
+        if out.status.code() != Some(0) {
+            failures.push(format!("README.md:{}: `ember {}` exited {:?}", i + 1, cmd.join(" "), out.status.code()));
+        }
+        for (j, expected) in lines[i + 1..].iter().map_while(|l| l.strip_prefix("#   ")).enumerate() {
+            quoted += 1;
+            if !printed.contains(&squeeze(expected)) {
+                failures.push(format!(
+                    "README.md:{}: `ember {}` does not print {expected:?}",
+                    i + j + 2,
+                    cmd.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(quoted > 0, "the README quotes no `ember show settings` output");
+    report("README show settings quotes", quoted, &failures);
 }
 
 // ---- broken configs --------------------------------------------------------------------------

@@ -7,7 +7,8 @@ use std::path::Path;
 use ember::config::{FileCheck, load_str};
 use proptest::prelude::*;
 
-const SEED: &str = include_str!("../../shared/examples/seed-hot.conf");
+/// The project's "hot" example: field-dialect spellings, macros, pools and backoff lines.
+const HOT: &str = include_str!("../examples/hot.conf");
 
 const VALID: &str = "\
 domain-macro tld com,net
@@ -160,15 +161,15 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_configs_never_panic(mutations in proptest::collection::vec(mutation(), 1..8), seed in any::<bool>()) {
-        let base = if seed { SEED } else { VALID };
+    fn mutated_valid_configs_never_panic(mutations in proptest::collection::vec(mutation(), 1..8), hot in any::<bool>()) {
+        let base = if hot { HOT } else { VALID };
         load(&apply(base, &mutations));
     }
 }
 
 #[test]
 fn the_bases_are_valid() {
-    for text in [SEED, VALID] {
+    for text in [HOT, VALID] {
         let loaded = load_str("base.conf", text, Path::new("."), FileCheck::Warn);
         assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
     }

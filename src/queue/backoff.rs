@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use crate::config::{FileCheck, load_str};
 
-    const SEED: &str = include_str!("../../../shared/examples/seed-hot.conf");
+    const HOT: &str = include_str!("../../examples/hot.conf");
 
     fn rules(text: &str, domain: &str) -> Rules {
         let c = load_str("b.conf", text, Path::new("."), FileCheck::Warn).config;
@@ -222,8 +222,8 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_microsoft_rules() {
-        let r = rules(SEED, "hotmail.com");
+    fn the_hot_examples_microsoft_rules() {
+        let r = rules(HOT, "hotmail.com");
         let t = r.check(&Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited")).unwrap().trigger.unwrap();
         assert_eq!(
             t,
@@ -238,7 +238,7 @@ mod tests {
         assert!(matches!(t, Trigger::Backoff { max_smtp_out: 2, .. }));
         assert_eq!(r.check(&Reply::new(421, "4.3.0", "try later")), None);
         assert_eq!(r.check(&Reply::new(451, "4.3.2", "x")), None);
-        assert!(rules(SEED, "gmail.com").is_empty());
+        assert!(rules(HOT, "gmail.com").is_empty());
     }
 
     #[test]

@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn recipient_retries_respect_the_floor_and_expiry() {
-        // The seed's hotmail queue: retry-after 30m, retry-recipients-after 15m, bounce-after 4d.
+        // examples/hot.conf's Microsoft queue: retry-after 30m, retry-recipients-after 15m, bounce-after 4d.
         let s = schedule(&[1800], 900, 4 * 86_400, false);
         assert_eq!(s.after_transient(0, 100, 1, false), Some(1900));
         let floor = schedule(&[60], 900, 86_400, false);
