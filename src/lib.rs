@@ -1,7 +1,7 @@
 //! Ember: a PowerMTA-compatible outbound mail transfer agent.
 //!
-//! The crate is laid out along the flow of a message (see `DESIGN.md`); this first layer holds the
-//! configuration engine and the command line.
+//! The crate is laid out along the flow of a message (see `docs/architecture.md`); this first layer
+//! holds the configuration engine and the command line.
 
 pub mod cli;
 pub mod config;

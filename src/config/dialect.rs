@@ -1,6 +1,6 @@
-//! The field dialect (REFERENCE.md "Field dialect"): spellings operators use in the wild, each
-//! mapped onto a documented directive. A mapped value keeps the spelling it was written with, so
-//! `show settings` can say "written as max-msg-per-hour 5000".
+//! The field dialect (docs/config-reference.md, "Field dialect"): spellings operators use in the
+//! wild, each mapped onto a documented directive. A mapped value keeps the spelling it was written
+//! with, so `show settings` can say "written as max-msg-per-hour 5000".
 //!
 //! Dialect spellings with no documented equivalent (`sanitize-headers`, `suppress-file`,
 //! `max-loop-count`, `bounce-on-4xx-status`, `log-delivery-failures`, `log-fallback-failures`)

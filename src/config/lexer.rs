@@ -1,8 +1,8 @@
 //! Splits configuration text into lines of tokens: block openings `<tag arg>`, closings
 //! `</tag>` and directives `name value…`.
 //!
-//! Owns the lexical rules of REFERENCE.md §1.1: `#` comments, double quotes with `\"` and `\\`
-//! escapes, case-insensitive names. Knows nothing about which directives exist.
+//! Owns the lexical rules (docs/config-reference.md, "Syntax"): `#` comments, double quotes with
+//! `\"` and `\\` escapes, case-insensitive names. Knows nothing about which directives exist.
 
 use std::sync::Arc;
 

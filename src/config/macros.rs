@@ -1,4 +1,5 @@
-//! `domain-macro NAME LIST` and `$NAME` expansion in `<domain>` patterns (REFERENCE.md §1.2).
+//! `domain-macro NAME LIST` and `$NAME` expansion in `<domain>` patterns (docs/config-reference.md,
+//! "Syntax").
 //!
 //! Owns macro collection (anywhere at top level, so file order does not matter), nesting and loop
 //! detection. Expansion returns each resulting pattern and whether a macro produced it, because

@@ -1,4 +1,4 @@
-//! Domain match patterns (REFERENCE.md §1.2) and their specificity order.
+//! Domain match patterns (docs/config-reference.md, "Syntax") and their specificity order.
 //!
 //! Owns which `<domain>` pattern matches a destination and which of several matching patterns is
 //! the more specific. Macro expansion happens before a pattern reaches this module.

@@ -1,5 +1,5 @@
 //! Effective settings: what applies to one queue (destination × virtual MTA) or one injecting
-//! connection, after inheritance (REFERENCE.md §1.4).
+//! connection, after inheritance (docs/operations.md, "How a queue's settings are computed").
 //!
 //! Queue settings layer, from general to specific: table defaults, per-queue values written at top
 //! level, the global `<domain>` blocks, the pool's `<domain>` blocks, the VMTA's `<domain>`

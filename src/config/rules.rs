@@ -2,7 +2,7 @@
 //! `<pattern-list>` entries, and backoff rules (`backoff-rule`, and the field-dialect lines
 //! `421 RP-001 *, 1h, 5, 1000` inside `<domain>`).
 //!
-//! Owns their syntax and the static checks REFERENCE.md §2.7 lists (conflicting actions). What
+//! Owns their syntax and their static checks (conflicting actions, see `check_actions`). What
 //! the rules do to a queue belongs to the shaping code. Errors say where in the rule's text the
 //! problem is, so the caller can point at the column.
 
@@ -142,7 +142,7 @@ impl ReplyRule {
     }
 }
 
-/// The invalid combinations of REFERENCE.md §2.7.
+/// The invalid combinations of actions in one `reply` rule.
 fn check_actions(actions: &[ReplyAction]) -> Result<(), String> {
     let has = |a: &ReplyAction| actions.contains(a);
     let count = |f: fn(&ReplyAction) -> bool| actions.iter().filter(|a| f(a)).count();
@@ -230,7 +230,8 @@ impl PatternEntry {
                     _ => return Err(RuleError::new(here, format!("recipient-priority must be 0 to 100, found {v:?}"))),
                 }
             } else if let Some(v) = item.strip_prefix("call-to:") {
-                // `call-to: OTHERLIST`, as REFERENCE.md writes it, has the name in the next word.
+                // `call-to: OTHERLIST`, as PowerMTA's documentation writes it, has the name in the
+                // next word.
                 let name = if v.is_empty() { words.next().unwrap_or_default() } else { v };
                 if name.is_empty() {
                     return Err(RuleError::new(here, "call-to: expected the name of a <pattern-list>"));

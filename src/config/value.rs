@@ -232,8 +232,8 @@ impl ValueError {
 }
 
 /// Joins the words of a comma-separated list written with spaces around its commas: `a, b ,c`
-/// is the one value `a,b,c`, at the column of `a` (REFERENCE.md §1.1: "spaces after commas are
-/// tolerated"). Only commas written outside quotes join.
+/// is the one value `a,b,c`, at the column of `a` (docs/config-reference.md, "Syntax"). Only commas
+/// written outside quotes join.
 pub fn join_list_tokens(args: &[Token]) -> Vec<Token> {
     let mut out: Vec<Token> = Vec::with_capacity(args.len());
     for t in args {
@@ -541,8 +541,9 @@ fn parse_hostname(text: &str) -> Result<String, String> {
     }
 }
 
-/// `sel,domain,file`, `sel,*,file`, and the field spelling `sel,,$domain,file` (REFERENCE.md
-/// "Field dialect"), which means "whatever domain the message is from", i.e. `*`.
+/// `sel,domain,file`, `sel,*,file`, and the field spelling `sel,,$domain,file`
+/// (docs/config-reference.md, "Field dialect"), which means "whatever domain the message is from",
+/// i.e. `*`.
 fn parse_domain_key(text: &str) -> Result<Value, String> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     let expected = || format!("expected SELECTOR,DOMAIN,FILE like s1,example.com,/etc/ember/s1.pem, found {text:?}");

@@ -1,4 +1,4 @@
-//! The scalar value syntaxes of the PowerMTA grammar (REFERENCE.md §1.1): time intervals,
+//! The scalar value syntaxes of the PowerMTA grammar (docs/config-reference.md): time intervals,
 //! rates, data-volume rates, sizes, CIDRs and listener addresses.
 //!
 //! Each type parses from the operator's spelling and prints back in the canonical documented

@@ -70,7 +70,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// PowerMTA's defaults (REFERENCE.md §2.4) for a virtual MTA named `helo_name`.
+    /// PowerMTA's defaults (docs/config-reference.md) for a virtual MTA named `helo_name`.
     pub fn new(helo_name: impl Into<String>) -> ClientConfig {
         ClientConfig {
             helo_name: helo_name.into(),

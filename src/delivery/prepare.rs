@@ -11,7 +11,7 @@ use crate::dkim::KeyStore;
 use crate::dkim::sign::{self, SignError, SignOptions};
 use crate::ingress::headers::Header;
 
-/// What `sanitize-headers yes` removes (REFERENCE.md field dialect): Ember's control headers, the
+/// What the field dialect's `sanitize-headers yes` removes: Ember's control headers, the
 /// injector's envelope leftovers, and its fingerprints.
 pub const SANITIZED: &[&str] = &[
     "x-virtual-mta",

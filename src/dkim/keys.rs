@@ -135,7 +135,8 @@ impl KeyStore {
     }
 
     /// The key for `domain` and `kind` as seen from `vmta`: the virtual MTA's keys (and its
-    /// pools') before the global ones (REFERENCE.md §1.4); within each, an exact domain before `*`.
+    /// pools') before the global ones, as settings inherit; within each, an exact domain before
+    /// `*`.
     pub fn find(&self, vmta: &str, domain: &str, kind: KeyKind) -> Option<&DomainKey> {
         let scopes = [self.vmtas.get(vmta).map(Vec::as_slice).unwrap_or(&[]), self.global.as_slice()];
         for keys in scopes {

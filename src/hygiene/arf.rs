@@ -60,7 +60,7 @@ pub fn parse(raw: &[u8]) -> Result<Complaint, ComplaintError> {
                 .unwrap_or_default(),
             reporting_mta: field(&block, "reporting-mta").map(super::report::mta).unwrap_or_default(),
             source_ip: field(&block, "source-ip").unwrap_or_default().to_string(),
-            // Several values become one CSV-encoded list (REFERENCE.md §4).
+            // Several values become one comma-separated list, as in the accounting file.
             reported_domain: fields(&block, "reported-domain").collect::<Vec<_>>().join(","),
             env_id: field(&block, "original-envelope-id").unwrap_or_default().to_string(),
             headers: original,

@@ -86,7 +86,8 @@ pub struct Processors {
     classifier: Classifier,
     unprocessed_dir: PathBuf,
     /// The field dialect's `suppress-file` lists: complaints and unsubscribes are appended to
-    /// them too (REFERENCE.md "Field dialect"), besides the global list.
+    /// them too (docs/operations.md, "Complaints, asynchronous bounces and the global suppression
+    /// list"), besides the global list.
     suppress_files: Vec<PathBuf>,
     /// Signs and checks unsubscribe tokens (`list-unsubscribe-secret`).
     pub tokens: Option<Tokens>,

@@ -363,10 +363,10 @@ impl Session {
     }
 }
 
-/// VMTA selection, highest precedence first (REFERENCE.md §7): the `X-Virtual-MTA` header (given
-/// only when the source processes it), the `<pattern-list>` choice with the rule that made it,
-/// then the source's `default-virtual-mta`. `None` is `{default}`, which always exists. A name
-/// that is neither a VMTA nor a pool is refused with `550 5.3.5` under
+/// VMTA selection, highest precedence first (docs/operations.md, "Injection"): the `X-Virtual-MTA`
+/// header (given only when the source processes it), the `<pattern-list>` choice with the rule that
+/// made it, then the source's `default-virtual-mta`. `None` is `{default}`, which always exists. A
+/// name that is neither a VMTA nor a pool is refused with `550 5.3.5` under
 /// `reject-invalid-virtual-mta`, else replaced by `invalid-virtual-mta-fallback`.
 pub(crate) fn select_vmta(
     config: &Config,

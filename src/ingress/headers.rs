@@ -2,7 +2,7 @@
 //! (`X-Virtual-MTA`, `X-Job`, `X-Envid`) read and stripped, `remove-header`, hop and loop limits,
 //! `Received`, `Message-ID` and `Date`.
 //!
-//! Works on the raw header block only (REFERENCE.md §7); the body is never parsed.
+//! Works on the raw header block only; the body is never parsed.
 
 /// One header field as it appears in the message, including folded continuation lines and the
 /// final CRLF.
@@ -67,8 +67,7 @@ impl<'a> Header<'a> {
 
     /// Every raw value of a header, by case-insensitive name, in message order: what follows the
     /// colon and the blanks after it, folded lines kept with their CRLF and leading whitespace,
-    /// without the field's final line end (what `<pattern-list> header` matches, REFERENCE.md
-    /// §1.1).
+    /// without the field's final line end (what `<pattern-list> header` matches).
     pub fn raw_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.fields.iter().filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes())).map(|f| {
             let value = &self.raw[f.name_end + 1..f.end];

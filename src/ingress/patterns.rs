@@ -1,5 +1,5 @@
-//! `<pattern-list>` selection at injection (REFERENCE.md §2.6, §7): the virtual MTA and the
-//! recipient priority the `pattern-list` of a message's source chooses for it.
+//! `<pattern-list>` selection at injection (docs/operations.md, "Injection"): the virtual MTA and
+//! the recipient priority the `pattern-list` of a message's source chooses for it.
 //!
 //! Owns the matching rules. Entries are tried in the order they are written and the first match
 //! wins: `mail-from /re/` on the envelope sender, `rcpt-to /re/` on a recipient, `header NAME /re/`

@@ -1,8 +1,8 @@
-//! The pickup directory (`pickup DIR BADDIR`, REFERENCE.md §7): files that start with
-//! `x-sender:` and `x-receiver:` lines (then optional `x-envid:` and `x-job:`), followed by the
-//! message. `<source {pickup}>` governs them. A file is removed only after its message is durable
-//! in the spool; a bad file moves to BADDIR with the reason logged; when the spool is full the
-//! file stays and is tried again.
+//! The pickup directory (`pickup DIR BADDIR`, docs/operations.md "Injection"): files that start
+//! with `x-sender:` and `x-receiver:` lines (then optional `x-envid:` and `x-job:`), followed by
+//! the message. `<source {pickup}>` governs them. A file is removed only after its message is
+//! durable in the spool; a bad file moves to BADDIR with the reason logged; when the spool is full
+//! the file stays and is tried again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The injection policy of one SMTP session: the effective `<source>` settings (REFERENCE.md
-//! §2.3) read once into a typed struct, and the relay decision.
+//! The injection policy of one SMTP session: the effective `<source>` settings
+//! (docs/config-reference.md) read once into a typed struct, and the relay decision.
 //!
 //! Computed when a connection arrives (IP and listener source) and again after AUTH (adding
 //! `{auth}` and the user's source), never per command.
@@ -81,7 +81,7 @@ impl SourcePolicy {
                 }
             }
         }
-        // A host name Ember answers to is also a domain it accepts mail for (REFERENCE.md §2.1).
+        // A host name Ember answers to is also a domain it accepts mail for (as in PowerMTA).
         for e in config.global.all(Dir::HostName) {
             if let Value::Text(h) = &e.value {
                 relay_domains.push(DomainPattern::Exact(h.to_lowercase()));

@@ -1,5 +1,5 @@
 //! Suppression lists checked at RCPT: the field dialect's `suppress-file` and named
-//! `<address-list>` blocks referenced by `suppression-lists` (REFERENCE.md §8).
+//! `<address-list>` blocks referenced by `suppression-lists` (docs/operations.md, "Injection").
 //!
 //! A list holds exact addresses, `@domain` entries, bare local parts and `/regex/` entries.
 //! File-backed lists are re-read when the file changes (checked at most once a second), and bad

@@ -1,4 +1,4 @@
-//! HTTP injection (REFERENCE.md §7, PowerMTA's v5 Transmissions API): the SparkPost-compatible
+//! HTTP injection (PowerMTA's v5 Transmissions API): the SparkPost-compatible
 //! subset — `return_path`, `campaign_id` (→ job id), `options.smtputf8`, `recipients` (an
 //! address or `{email, name}`, each with an optional `return_path`), `content.email_rfc822`.
 //! Anything else SparkPost knows (templates, substitution data, tracking) is refused, as

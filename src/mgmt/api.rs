@@ -3,12 +3,12 @@
 //! access guard every route but the transmissions API passes, the JSON body reader, and the
 //! router that puts the resource modules together.
 //!
-//! Access (REFERENCE.md §6.2): reads (GET) need `monitor`, state changes (POST) need `operator`;
-//! an `X-API-Key` from `http-api-key` is admin; a client no `http-access` rule lists gets 403 for
-//! everything. CSRF: no GET changes anything; a POST must carry `Content-Type:
-//! application/json` (which a cross-site HTML form cannot send and a cross-site script cannot send
-//! without a CORS preflight, which is never granted) and, when the browser sends `Origin`, come
-//! from this server's own origin.
+//! Access (docs/operations.md, "Management API, dashboard and metrics"): reads (GET) need
+//! `monitor`, state changes (POST) need `operator`; an `X-API-Key` from `http-api-key` is admin; a
+//! client no `http-access` rule lists gets 403 for everything. CSRF: no GET changes anything; a
+//! POST must carry `Content-Type: application/json` (which a cross-site HTML form cannot send and a
+//! cross-site script cannot send without a CORS preflight, which is never granted) and, when the
+//! browser sends `Origin`, come from this server's own origin.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

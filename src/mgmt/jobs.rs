@@ -57,7 +57,7 @@ pub struct JobRequest {
 }
 
 fn valid(id: &str) -> Result<(), Refusal> {
-    // REFERENCE.md §7: job ids have no whitespace and no non-printables.
+    // As in PowerMTA, job ids have no whitespace and no non-printables.
     if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Refusal(
             StatusCode::BAD_REQUEST,

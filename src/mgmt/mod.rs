@@ -1,4 +1,4 @@
-//! The management HTTP API on `http-mgmt-port` (REFERENCE.md §6.2): JSON views and commands for
+//! The management HTTP API on `http-mgmt-port` (docs/operations.md): JSON views and commands for
 //! the CLI and the dashboard, `/metrics` for Prometheus, the OpenAPI description. Access follows
 //! `http-access` (ordered CIDR → level; unlisted clients get nothing) and `http-api-key`.
 //!

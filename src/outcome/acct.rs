@@ -1,5 +1,6 @@
 //! Accounting files (`<acct-file PATH>` or `<acct-file |COMMAND>`): RFC 4180 CSV with PowerMTA's
-//! record types and column names (REFERENCE.md §4), written by one thread per output.
+//! record types and column names (docs/operations.md, "Accounting"), written by one thread per
+//! output.
 //!
 //! - **Columns.** A file's columns are the union of the fields of the record types it takes, in
 //!   PowerMTA's order, `type` first; a record leaves the columns of other types empty.
@@ -89,7 +90,7 @@ impl RecordType {
         })
     }
 
-    /// PowerMTA's default columns for this type, in order (REFERENCE.md §4). Optional fields
+    /// PowerMTA's default columns for this type, in PowerMTA's order. Optional fields
     /// (`dlvTlsProtocol`, `timeFirstAttempt`, `header_*`, …) are added with `record-fields`.
     pub fn fields(self) -> &'static [&'static str] {
         const DBT: &[&str] = &[

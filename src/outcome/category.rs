@@ -1,4 +1,4 @@
-//! Bounce categories (REFERENCE.md §5): the `bounceCat` accounting field and the
+//! Bounce categories (docs/operations.md, "Delivery"): the `bounceCat` accounting field and the
 //! `X-PowerMTA-BounceCategory` DSN field.
 //!
 //! A [`Classifier`] holds the operator's `<bounce-category-patterns>` followed by Ember's built-in
@@ -17,8 +17,8 @@ use crate::config::model::CategoryPattern;
 /// The catch-all category.
 pub const OTHER: &str = "other";
 
-/// Ember's built-in patterns, in order: PowerMTA's list as copied into real configs
-/// (REFERENCE.md §5) — text patterns, then DSN-code patterns, then the catch-all. The
+/// Ember's built-in patterns, in order: PowerMTA's list as copied into real configs — text
+/// patterns, then DSN-code patterns, then the catch-all. The
 /// `invalid-sender` patterns come from a variant of that list; they stand before the generic
 /// policy words (`rejected`, `denied`) so "Sender address rejected" is not `policy-related`.
 pub const DEFAULT_PATTERNS: &[(&str, &str)] = &[

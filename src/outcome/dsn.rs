@@ -1,5 +1,5 @@
 //! Generated delivery status notifications (RFC 3464), in the shape PowerMTA gives them
-//! (REFERENCE.md §3 "Generated DSNs"): a `multipart/report; report-type=delivery-status` with
+//! (docs/operations.md, "Delivery"): a `multipart/report; report-type=delivery-status` with
 //! boundary `report<HEX>@<host>`, the "Hello, this is the mail server on HOST" text, a
 //! `message/delivery-status` part carrying `X-PowerMTA-VirtualMTA` and
 //! `X-PowerMTA-BounceCategory`, then the returned headers (`text/rfc822-headers`, RET=HDRS) or

@@ -1,7 +1,7 @@
-//! Backoff: a queue slows down when the receiver pushes back (REFERENCE.md §2.7, §3, and the
-//! field dialect's `421 RP-001 *, 1h, 5, 1000` lines). A reply that matches a rule puts the queue
-//! in backoff mode with fewer connections and a lower rate until the rule's time runs out;
-//! every change is recorded with the reply that caused it.
+//! Backoff: a queue slows down when the receiver pushes back (docs/operations.md, "Shaping":
+//! `<smtp-pattern-list>` rules and the field dialect's `421 RP-001 *, 1h, 5, 1000` lines). A reply
+//! that matches a rule puts the queue in backoff mode with fewer connections and a lower rate until
+//! the rule's time runs out; every change is recorded with the reply that caused it.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Queues: every accepted recipient waits in the queue of its (destination queue name, virtual
 //! MTA), and the queue manager decides when and over how many connections each queue is
-//! worked (DESIGN.md §4). Knows how work is chosen; how bytes reach a socket is `delivery`.
+//! worked (docs/architecture.md, "Queues and shaping"). Knows how work is chosen; how bytes reach a
+//! socket is `delivery`.
 //!
 //! `manager` owns all queue state in one task (no locks on the hot path); `worker` is one
 //! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool

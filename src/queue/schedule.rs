@@ -1,7 +1,7 @@
-//! Retry and expiry arithmetic (REFERENCE.md §3 "Retry"): the queue's `retry-after` list, the
-//! per-recipient `retry-recipients-after` floor, `bounce-after` expiry, and the field dialect's
-//! `bounce-on-4xx-status`. Pure functions of settings and times (Unix seconds), so they are
-//! tested in virtual time.
+//! Retry and expiry arithmetic (docs/operations.md, "Delivery"): the queue's `retry-after` list,
+//! the per-recipient `retry-recipients-after` floor, `bounce-after` expiry, and the field dialect's
+//! `bounce-on-4xx-status`. Pure functions of settings and times (Unix seconds), so they are tested
+//! in virtual time.
 
 use std::time::Duration;
 

@@ -151,7 +151,7 @@ impl Queue {
         }
     }
 
-    /// Applies what a reply asks for (REFERENCE.md §3 Backoff). A rule with a
+    /// Applies what a reply asks for (docs/operations.md, "Shaping"). A rule with a
     /// `trigger=N/INTERVAL` acts only on its Nth match within the interval.
     /// Returns what the manager must still do (bounces); source IPs are disabled here.
     pub(super) fn react(&mut self, reply: &Reply, source: Option<std::net::IpAddr>, mx: Option<&str>) -> Vec<Effect> {

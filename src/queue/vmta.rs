@@ -1,6 +1,6 @@
 //! Virtual MTAs at delivery time: a pool picks its member round robin, a VMTA picks its
 //! `smtp-source-host` (source IP and EHLO name) round robin, and `{default}` uses the global
-//! ones (REFERENCE.md §2.5).
+//! ones.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,8 +1,8 @@
-//! IP warm-up by cold-VMTA diversion (REFERENCE.md §8): the first N messages a day per
-//! destination queue of a warm virtual MTA go to its `cold-virtual-mta` (round robin among
-//! several), N from `max-cold-virtual-mta-msg N/day[,N/day…]` — one value per day of the ramp,
-//! the last repeating. Counters are kept in a small JSON file beside the spool, written
-//! atomically, so a restart does not start the day over; they reset at midnight (UTC).
+//! IP warm-up by cold-VMTA diversion (docs/operations.md, "Shaping"): the first N messages a day
+//! per destination queue of a warm virtual MTA go to its `cold-virtual-mta` (round robin among
+//! several), N from `max-cold-virtual-mta-msg N/day[,N/day…]` — one value per day of the ramp, the
+//! last repeating. Counters are kept in a small JSON file beside the spool, written atomically, so
+//! a restart does not start the day over; they reset at midnight (UTC).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

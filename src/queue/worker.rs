@@ -60,7 +60,7 @@ fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Du
     s.interval(dir).unwrap_or(Duration::from_secs(default))
 }
 
-/// The client settings of a queue (REFERENCE.md §2.4 TLS, AUTH, timeouts, ignore-*).
+/// The client settings of a queue (TLS, AUTH, timeouts, `ignore-*`).
 pub fn client_config(
     settings: &QueueSettings,
     source: &SourceHost,

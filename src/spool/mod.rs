@@ -33,7 +33,7 @@
 //! encoded envelope with current states. Bodies are read back with `pread` by
 //! [`Spool::read_body`], checksum verified (from the page cache, for fresh messages).
 //!
-//! # Departures from DESIGN.md §3
+//! # Departures from the first plan (see docs/architecture.md)
 //!
 //! State changes share the message log instead of a separate journal: a batch holding both
 //! needs one fdatasync, not two, and their relative order is the log order. There is no batch
