@@ -28,11 +28,24 @@ pub fn check(file: &Path, strict: bool, quiet: bool) -> ExitCode {
     }
     let errors = loaded.diagnostics.errors().count() + key_errors.len() + unsubscribe_errors.len();
     let warnings = loaded.diagnostics.warnings().count();
+    // The pending directives come last, with their count on the final line, in both outcomes: an
+    // operator reading the end of the output sees how much of the file Ember does not act on yet.
+    let pending = loaded.config.not_yet_enforced();
+    if !quiet {
+        for (name, location) in &pending {
+            eprintln!("{location}: note: {name}: accepted, not yet enforced");
+        }
+    }
     if errors > 0 {
-        eprintln!("{}: {errors} error{}, {warnings} warning{}", file.display(), plural(errors), plural(warnings));
+        eprintln!(
+            "{}: {errors} error{}, {warnings} warning{}; {} accepted, not yet enforced",
+            file.display(),
+            plural(errors),
+            plural(warnings),
+            pending.len()
+        );
         return ExitCode::from(1);
     }
-    let pending = loaded.config.not_yet_enforced();
     println!(
         "{}: OK: {}; {warnings} warning{}; {} accepted, not yet enforced",
         file.display(),
@@ -40,11 +53,6 @@ pub fn check(file: &Path, strict: bool, quiet: bool) -> ExitCode {
         plural(warnings),
         pending.len()
     );
-    if !quiet {
-        for (name, location) in pending {
-            eprintln!("{location}: note: {name}: accepted, not yet enforced");
-        }
-    }
     ExitCode::SUCCESS
 }
 

@@ -24,7 +24,8 @@ pub fn reference_markdown() -> String {
         "Generated from Ember's directive table (`src/config/table.rs`) by `cargo test` (set \
          `EMBER_BLESS=1` to rewrite it). Every directive PowerMTA documents is accepted, typed and shown \
          by `ember show settings`; **Status** says whether Ember acts on it yet. `pending` directives \
-         are listed by `ember check-config` as \"accepted, not yet enforced\".\n"
+         are listed by `ember check-config` as \"accepted, not yet enforced\"; a `no effect` directive \
+         has no meaning for Ember (the Meaning column says why) and `check-config` warns where it is used.\n"
     );
     let _ = writeln!(s, "## Syntax\n");
     let _ = writeln!(
@@ -72,6 +73,7 @@ pub fn reference_markdown() -> String {
         let status = match d.status {
             Status::Enforced => "enforced",
             Status::Pending => "pending",
+            Status::NoEffect => "no effect",
         };
         let repeat = if d.repeatable { " (repeatable)" } else { "" };
         let _ = writeln!(

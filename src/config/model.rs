@@ -16,7 +16,7 @@ use super::macros::{ExpandError, Macros};
 use super::pattern::DomainPattern;
 use super::settings::{Entry, Origin, SECRET_MASK, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
-use super::table_def::{BLOCKS, belongs, scope, scope_names};
+use super::table_def::{BLOCKS, Status, belongs, scope, scope_names};
 use super::tree::{Block, Directive, Node, suggest};
 use super::value::{ConfigRegex, Value, parse_listen, parse_value};
 use super::values::Cidr;
@@ -511,7 +511,11 @@ impl ModelBuilder<'_> {
             }
         };
         self.record_files(d, def.name, &value);
+        let first = !self.config.first_use.contains_key(&dir);
         self.config.first_use.entry(dir).or_insert_with(|| d.location.clone());
+        if first && def.status == Status::NoEffect {
+            self.diags.warning(&d.location, format!("{}: accepted, has no effect in Ember: {}", d.name, def.doc));
+        }
         let origin = Origin::Config { location: d.location.clone(), written_as, args: Arc::from(args) };
         if let Some(previous) = settings.set(dir, Entry { value, origin }) {
             self.diags.warning(

@@ -44,10 +44,10 @@ directives! {
     SpoolMinFreeSpace => "spool-min-free-space", Uint, GLOBAL, Some("0"), once, Enforced, "Deprecated: free space floor in MB; use <spool> min-free-space.";
     SmtpServerTlsCertificate => "smtp-server-tls-certificate", FileWithPassword, GLOBAL, None, once, Enforced, "Certificate (PEM, with key) for inbound STARTTLS.";
     SmtpServerTlsCaFile => "smtp-server-tls-ca-file", File, GLOBAL, None, once, Pending, "CA bundle for inbound client certificates.";
-    SmtpServerTlsCiphers => "smtp-server-tls-ciphers", Text, GLOBAL, Some("HIGH:!ADH:@STRENGTH"), once, Pending, "Inbound TLS cipher list.";
-    SmtpServerTlsAllowSslv3 => "smtp-server-tls-allow-sslv3", Bool, GLOBAL, Some("no"), once, Pending, "Allow SSLv3 inbound (never honoured: rustls has no SSLv3).";
-    SmtpServerTlsAllowTlsv1 => "smtp-server-tls-allow-tlsv1", Bool, GLOBAL, Some("no"), once, Pending, "Allow TLS 1.0 inbound.";
-    SmtpServerTlsAllowTlsv11 => "smtp-server-tls-allow-tlsv1.1", Bool, GLOBAL, Some("yes"), once, Pending, "Allow TLS 1.1 inbound.";
+    SmtpServerTlsCiphers => "smtp-server-tls-ciphers", Text, GLOBAL, Some("HIGH:!ADH:@STRENGTH"), once, NoEffect, "OpenSSL cipher string for inbound TLS; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
+    SmtpServerTlsAllowSslv3 => "smtp-server-tls-allow-sslv3", Bool, GLOBAL, Some("no"), once, NoEffect, "SSLv3 inbound: never offered, rustls does not implement SSLv3.";
+    SmtpServerTlsAllowTlsv1 => "smtp-server-tls-allow-tlsv1", Bool, GLOBAL, Some("no"), once, NoEffect, "TLS 1.0 inbound: never offered, rustls implements TLS 1.2 and 1.3 only.";
+    SmtpServerTlsAllowTlsv11 => "smtp-server-tls-allow-tlsv1.1", Bool, GLOBAL, Some("yes"), once, NoEffect, "TLS 1.1 inbound: never offered, rustls implements TLS 1.2 and 1.3 only.";
     SmtpServerTlsAllowTlsv12 => "smtp-server-tls-allow-tlsv1.2", Bool, GLOBAL, Some("yes"), once, Enforced, "Allow TLS 1.2 inbound.";
     CustomDsnFromHeader => "custom-dsn-from-header", Text, GLOBAL, None, once, Enforced, "From: header of generated DSNs.";
     Alias => "alias", Words { min: 2, max: 2 }, GLOBAL | ALIASES, None, many, Pending, "Forward SOURCE to TARGET[,TARGET].";
@@ -88,21 +88,21 @@ directives! {
     MxConnectionLimit => "mx-connection-limit", MxConnectionLimit, GLOBAL, None, many, Pending, "Connection cap per MX host name pattern, per source IP.";
     IpConnectionLimit => "ip-connection-limit", CidrUint, GLOBAL, None, many, Pending, "Connection cap per destination IP block.";
     UseProxy => "use-proxy", List, GLOBAL | VMTA, None, once, Pending, "Failover list of <proxy> names for outbound connections.";
-    ThreadMinPriority => "thread-min-priority", Uint, GLOBAL, Some("15"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
-    ThreadMaxPriority => "thread-max-priority", Uint, GLOBAL, Some("0"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
-    ThreadReuse => "thread-reuse", Bool, GLOBAL, Some("yes"), once, Pending, "Tuning knob kept for compatibility (Ember uses async tasks).";
+    ThreadMinPriority => "thread-min-priority", Uint, GLOBAL, Some("15"), once, NoEffect, "PowerMTA thread tuning; Ember runs async tasks on a fixed worker pool, so thread priorities have no meaning.";
+    ThreadMaxPriority => "thread-max-priority", Uint, GLOBAL, Some("0"), once, NoEffect, "PowerMTA thread tuning; Ember runs async tasks on a fixed worker pool, so thread priorities have no meaning.";
+    ThreadReuse => "thread-reuse", Bool, GLOBAL, Some("yes"), once, NoEffect, "PowerMTA thread tuning; Ember runs async tasks on a fixed worker pool, so there are no threads to reuse.";
     MailmergeExpandsUndefined => "mailmerge-expands-undefined-variables", Bool, GLOBAL, Some("yes"), once, Pending, "[var] expands to empty when undefined.";
-    PmcAcctMinFreeSpace => "pmc-acct-min-free-space", Size, GLOBAL, Some("unlimited"), once, Pending, "Disk guard for files staged for a management console.";
-    EnableSignals => "enable-signals", Bool, GLOBAL | VP, None, once, Pending, "SparkPost Signals upload (not supported by Ember; accepted for compatibility).";
-    SyncMsgCreate => "sync-msg-create", Bool, GLOBAL, None, once, Pending, "Legacy fsync toggle; Ember always syncs before 250.";
-    SyncMsgUpdate => "sync-msg-update", Bool, GLOBAL, None, once, Pending, "Legacy fsync toggle; Ember always syncs state changes.";
+    PmcAcctMinFreeSpace => "pmc-acct-min-free-space", Size, GLOBAL, Some("unlimited"), once, NoEffect, "Disk floor for files staged for PowerMTA Management Console; Ember stages nothing for PMC.";
+    EnableSignals => "enable-signals", Bool, GLOBAL | VP, None, once, NoEffect, "SparkPost Signals upload, a SparkPost cloud service; Ember uploads nothing to it.";
+    SyncMsgCreate => "sync-msg-create", Bool, GLOBAL, None, once, NoEffect, "PowerMTA fsync toggle; Ember always fsyncs a message before answering 250 and cannot be told not to.";
+    SyncMsgUpdate => "sync-msg-update", Bool, GLOBAL, None, once, NoEffect, "PowerMTA fsync toggle; Ember always fsyncs recipient state changes and cannot be told not to.";
     Include => "include", File, GLOBAL | SRC | D | VMTA | SMTP_PATTERN_LIST, None, many, Enforced, "Include FILE or GLOB, relative to the including file.";
 
     // ---- 2.2 <spool> -----------------------------------------------------------------------
     SpoolPriority => "priority", UintRange(1, 100), SPOOL, Some("1"), once, Enforced, "Spool priority; higher is used first.";
     MinFreeSpace => "min-free-space", Size, SPOOL | SIGNALS, Some("0"), once, Enforced, "Stop accepting into this spool below this free space (452 4.3.1).";
     DeliverOnly => "deliver-only", Bool, SPOOL, Some("no"), once, Enforced, "Drain only: attach a failed server's spool.";
-    DeleteFileHolders => "delete-file-holders", Bool, SPOOL, Some("no"), once, Pending, "Delete recycled holder files (no effect on Ember's segment spool).";
+    DeleteFileHolders => "delete-file-holders", Bool, SPOOL, Some("no"), once, NoEffect, "Recycles PowerMTA's per-message holder files; Ember's spool is a segment log with no holder files.";
 
     // ---- 2.3 <source> ----------------------------------------------------------------------
     SmtpService => "smtp-service", Bool, SRC, Some("yes"), once, Enforced, "Accept SMTP from this source; no gives 521 at greeting.";
@@ -182,11 +182,11 @@ directives! {
     ReservedSmtpIn => "reserved-smtp-in", Uint, SOURCE_GROUP, Some("0"), once, Pending, "Inbound connections reserved for the group.";
     AwaitSlot => "await-slot", Bool, LISTENER, Some("no"), once, Enforced, "Wait for a free slot instead of answering 421.";
     ImmediateTls => "immediate-tls", Bool, LISTENER, Some("no"), once, Enforced, "Implicit TLS (SMTPS).";
-    TlsAllowTlsv1 => "tls-allow-tlsv1", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, Pending, "Allow TLS 1.0.";
-    TlsAllowTlsv11 => "tls-allow-tlsv1.1", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Pending, "Allow TLS 1.1.";
+    TlsAllowTlsv1 => "tls-allow-tlsv1", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, NoEffect, "TLS 1.0 on this listener: never offered, rustls implements TLS 1.2 and 1.3 only.";
+    TlsAllowTlsv11 => "tls-allow-tlsv1.1", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, NoEffect, "TLS 1.1 on this listener: never offered, rustls implements TLS 1.2 and 1.3 only.";
     TlsAllowTlsv12 => "tls-allow-tlsv1.2", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Pending, "Allow TLS 1.2.";
-    TlsAllowSslv3 => "tls-allow-sslv3", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, Pending, "Allow SSLv3 (never honoured).";
-    TlsCiphers => "tls-ciphers", Text, LISTENER | TX_API_LISTENER, None, once, Pending, "TLS cipher list.";
+    TlsAllowSslv3 => "tls-allow-sslv3", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, NoEffect, "SSLv3 on this listener: never offered, rustls does not implement SSLv3.";
+    TlsCiphers => "tls-ciphers", Text, LISTENER | TX_API_LISTENER, None, once, NoEffect, "OpenSSL cipher string for this listener; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
     TlsCaFile => "tls-ca-file", File, LISTENER | TX_API_LISTENER, None, once, Pending, "CA bundle for client certificates.";
 
     // ---- 2.4 <domain>: limits --------------------------------------------------------------
@@ -218,14 +218,14 @@ directives! {
     BounceUponNoMx => "bounce-upon-no-mx", BoolOrInterval, D, Some("no"), once, Pending, "Bounce when the domain has no MX (a time: only older mail).";
     BounceUpon5xxGreeting => "bounce-upon-5xx-greeting", Bool, D, Some("yes"), once, Enforced, "Bounce on a 5xx greeting.";
     BounceUponTransferFailure => "bounce-upon-transfer-failure", Bool, D, Some("no"), once, Pending, "Bounce after a broken DATA transfer.";
-    BounceUponPixTransferFailure => "bounce-upon-pix-transfer-failure", Bool, D, Some("no"), once, Pending, "Same, for Cisco PIX receivers.";
+    BounceUponPixTransferFailure => "bounce-upon-pix-transfer-failure", Bool, D, Some("no"), once, NoEffect, "Cisco PIX transfer-failure handling; Ember has no PIX workaround mode, so there is nothing to bounce on.";
     AssumeDeliveryUponDataTerminationTimeout => "assume-delivery-upon-data-termination-timeout", Bool, D, Some("no"), once, Pending, "Count a timeout after the final dot as delivered.";
     Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Pending, "Treat a bare 553 as 5.1.1.";
     Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Pending, "On 421: drop and try the next MX (no: RSET and reuse).";
     ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Pending, "Scrub 421 text before it reaches DSNs.";
     NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";
     DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Pending, "DSN layout.";
-    DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, Pending, "Legacy: deliver locally generated DSNs.";
+    DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, NoEffect, "PowerMTA 3.x switch for locally generated DSNs; Ember always queues its DSNs like any other mail.";
     BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
     DisableAcctRecords => "disable-acct-records", List, D, None, once, Enforced, "Accounting record types not written for this queue.";
     MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Pending, "Error events kept per queue.";
@@ -253,7 +253,7 @@ directives! {
     IgnoreChunking => "ignore-chunking", Bool, D, Some("no"), once, Enforced, "Do not use CHUNKING.";
     IgnorePipelining => "ignore-pipelining", Bool, D, Some("no"), once, Enforced, "Do not use PIPELINING.";
     IgnoreDsn => "ignore-dsn", Bool, D, Some("no"), once, Enforced, "Do not pass DSN parameters.";
-    PixBugWorkaround => "pix-bug-workaround", Bool, D, Some("yes"), once, Pending, "Send the final dot in its own packet to Cisco PIX.";
+    PixBugWorkaround => "pix-bug-workaround", Bool, D, Some("yes"), once, NoEffect, "Sends the final dot in its own packet for Cisco PIX firewalls of the 1990s; Ember writes the dot with the last data, which every current receiver accepts.";
     AllowCancelDuringTransfer => "allow-cancel-during-transfer", Bool, D, Some("yes"), once, Pending, "Allow cancelling a transfer mid-stream.";
 
     // ---- 2.4 <domain>: backoff -------------------------------------------------------------
@@ -293,7 +293,7 @@ directives! {
     SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Enforced, "Add a second signature.";
     SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Enforced, "Identity of the second signature.";
     SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Enforced, "Algorithm of the second signature.";
-    DkSign => "dk-sign", Bool, D, Some("no"), once, Pending, "Legacy DomainKeys signing (not produced; DomainKeys is obsolete).";
+    DkSign => "dk-sign", Bool, D, Some("no"), once, NoEffect, "DomainKeys (RFC 4870, historic since 2007) signing; Ember signs with DKIM only.";
     CheckSpfOutbound => "check-spf-outbound", Bool, D, Some("no"), once, Pending, "Bounce mail that would fail SPF from the chosen source IP.";
     AuthUsername => "auth-username", Word, D, None, once, Enforced, "Outbound SMTP AUTH user.";
     AuthPassword => "auth-password", Text, D, None, once, Enforced, "Outbound SMTP AUTH password.";
@@ -303,12 +303,12 @@ directives! {
     UseDane => "use-dane", Bool, D, Some("no"), once, Pending, "DANE verification.";
     UseMtaSts => "use-mta-sts", Bool, D, Some("no"), once, Pending, "MTA-STS policy.";
     ReuseSslSession => "reuse-ssl-session", Bool, D, Some("no"), once, Pending, "TLS session resumption.";
-    SmtpTlsAllowTlsv1 => "smtp-tls-allow-tlsv1", Bool, D, Some("no"), once, Pending, "Allow TLS 1.0 outbound.";
-    SmtpTlsAllowTlsv11 => "smtp-tls-allow-tlsv1.1", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.1 outbound.";
+    SmtpTlsAllowTlsv1 => "smtp-tls-allow-tlsv1", Bool, D, Some("no"), once, NoEffect, "TLS 1.0 outbound: never used, rustls implements TLS 1.2 and 1.3 only.";
+    SmtpTlsAllowTlsv11 => "smtp-tls-allow-tlsv1.1", Bool, D, Some("yes"), once, NoEffect, "TLS 1.1 outbound: never used, rustls implements TLS 1.2 and 1.3 only.";
     SmtpTlsAllowTlsv12 => "smtp-tls-allow-tlsv1.2", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.2 outbound.";
     SmtpTlsAllowTlsv13 => "smtp-tls-allow-tlsv1.3", Bool, D, Some("yes"), once, Pending, "Allow TLS 1.3 outbound.";
     SmtpTlsCaFile => "smtp-tls-ca-file", File, D, None, once, Enforced, "Verify receivers against this CA bundle.";
-    SmtpTlsCiphers => "smtp-tls-ciphers", Text, D, Some("HIGH:!ADH:@STRENGTH"), once, Pending, "Outbound cipher list.";
+    SmtpTlsCiphers => "smtp-tls-ciphers", Text, D, Some("HIGH:!ADH:@STRENGTH"), once, NoEffect, "OpenSSL cipher string for outbound TLS 1.2; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
     SmtpTlsTlsv13Ciphersuites => "smtp-tls-tlsv1.3-ciphersuites", Text, D, None, once, Pending, "Outbound TLS 1.3 suites.";
     SmtpClientCertificate => "smtp-client-certificate", FileWithPassword, D, None, once, Pending, "Client certificate on outbound connections.";
     LogResolution => "log-resolution", Bool, D, Some("no"), once, Pending, "Log DNS resolution.";
@@ -376,13 +376,13 @@ directives! {
     ProxyClient => "client", Words { min: 2, max: 2 }, PROXY, None, many, Pending, "IP[:port] HOSTNAME seen by receivers.";
     ApiKey => "api-key", Word, TX_API | SIGNALS, None, many, Enforced, "API key (`<transmissions-api>`: the raw key a client sends as `Authorization`).";
     LogRequests => "log-requests", Bool, TX_API, Some("no"), once, Pending, "Log API requests.";
-    UploadUrl => "upload-url", Word, SIGNALS, None, once, Pending, "Signals upload URL.";
-    EngagementTracking => "engagement-tracking", Bool, SIGNALS, Some("no"), once, Pending, "Signals engagement tracking.";
-    CustomMessageIdHeader => "custom-message-id-header", Word, SIGNALS, None, once, Pending, "Signals message id header.";
-    ProcessXSpSubaccountId => "process-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, Pending, "Honour X-SP-Subaccount-Id.";
-    RetainXSpSubaccountId => "retain-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, Pending, "Keep X-SP-Subaccount-Id.";
-    LogVerbose => "log-verbose", Bool, SIGNALS, Some("no"), once, Pending, "Verbose Signals logging.";
-    SenderOrFrom => "sender-or-from", Word, SIGNALS_FILTER, None, many, Pending, "Signals filter on sender or From.";
+    UploadUrl => "upload-url", Word, SIGNALS, None, once, NoEffect, "SparkPost Signals upload URL; Ember uploads nothing to SparkPost Signals.";
+    EngagementTracking => "engagement-tracking", Bool, SIGNALS, Some("no"), once, NoEffect, "SparkPost Signals engagement tracking; Ember uploads nothing to SparkPost Signals.";
+    CustomMessageIdHeader => "custom-message-id-header", Word, SIGNALS, None, once, NoEffect, "SparkPost Signals message id header; Ember uploads nothing to SparkPost Signals.";
+    ProcessXSpSubaccountId => "process-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, NoEffect, "SparkPost Signals subaccount header; Ember uploads nothing to SparkPost Signals.";
+    RetainXSpSubaccountId => "retain-x-sp-subaccount-id", Bool, SIGNALS, Some("no"), once, NoEffect, "SparkPost Signals subaccount header; Ember uploads nothing to SparkPost Signals.";
+    LogVerbose => "log-verbose", Bool, SIGNALS, Some("no"), once, NoEffect, "SparkPost Signals upload logging; Ember uploads nothing to SparkPost Signals.";
+    SenderOrFrom => "sender-or-from", Word, SIGNALS_FILTER, None, many, NoEffect, "SparkPost Signals filter; Ember uploads nothing to SparkPost Signals.";
 }
 
 /// Looks a directive up by name for a block. A name may be declared more than once with

@@ -100,12 +100,16 @@ pub fn belongs(bits: u32) -> String {
     }
 }
 
-/// Whether Ember acts on a directive yet. `Pending` directives are parsed, typed and shown, and
-/// `check-config` lists them as "accepted, not yet enforced".
+/// Whether Ember acts on a directive. `Pending` directives are parsed, typed and shown, and
+/// `check-config` lists them as "accepted, not yet enforced". `NoEffect` directives have no
+/// meaning for Ember (PowerMTA 4.x tuning knobs, protocol versions rustls does not implement, a
+/// vendor's cloud upload): they are accepted so a PowerMTA file loads, and every file that uses
+/// one gets a warning at its first use naming it and the directive's doc line, which says why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Enforced,
     Pending,
+    NoEffect,
 }
 
 /// One directive's declaration.

@@ -351,6 +351,24 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_directive_with_no_effect_is_a_warning_at_its_first_use_only() {
+        let text = "thread-reuse yes\n<domain *>\n  dk-sign yes\n</domain>\n<domain a.com>\n  dk-sign no\n</domain>\n";
+        let loaded = load_str("t.conf", text, Path::new("."), FileCheck::Warn);
+        assert_eq!(loaded.diagnostics.errors().count(), 0);
+        let warnings: Vec<String> = loaded
+            .diagnostics
+            .sorted()
+            .into_iter()
+            .filter(|d| d.severity == crate::config::Severity::Warning)
+            .map(|d| format!("{}:{}: {}", d.location.line, d.location.col, d.message))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("1:1: thread-reuse: accepted, has no effect in Ember: "), "{warnings:?}");
+        assert!(warnings[1].starts_with("3:3: dk-sign: accepted, has no effect in Ember: DomainKeys"), "{warnings:?}");
+        assert!(loaded.config.not_yet_enforced().is_empty());
+    }
+
     const VMTAS: &str = "\
 <virtual-mta v1>
     smtp-source-host 127.0.0.2 v1.example.net
