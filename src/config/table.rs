@@ -1,8 +1,9 @@
-//! The directive table: every directive of REFERENCE.md §2 with its scope, value type, PowerMTA
+//! The directive table: every directive PowerMTA documents, with its scope, value type, PowerMTA
 //! default, and whether Ember enforces it yet. This file is data; see `table_def.rs` for the
 //! shape and `dialect.rs` for the field spellings mapped onto these names.
 //!
-//! It is long on purpose: one declaration per directive, in the order of REFERENCE.md §2.
+//! It is long on purpose: one declaration per directive, grouped by the block it belongs to.
+//! `docs/config-reference.md` is generated from it (`docs.rs`).
 
 use super::table_def::scope::*;
 use super::table_def::{DirectiveDef, Scope, Status, directives};
