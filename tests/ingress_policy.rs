@@ -171,3 +171,102 @@ smtp-listener 127.0.0.1:0
     assert!(header.contains("Received: by mx.policy.test (Ember) with ESMTPA"), "{header}");
     assert!(!header.contains("127.0.0.1"), "{header}");
 }
+
+/// The message `ember show message` prints for a spooled id (after the envelope line).
+fn shown_message(e: &Ember, id: &str) -> String {
+    let shown = e.cli(&["show", "message", id]);
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    text[text.find('\n').unwrap() + 1..].to_string()
+}
+
+#[test]
+fn received_stripping_address_qualification_and_relay_addresses() {
+    let config = "\
+host-name mx.inject.test
+smtp-listener 127.0.0.1:0
+domain-suffix corp.example
+relay-domain corp.example
+relay-address vip@outside.example
+<source 127.0.0.1>
+    remove-received-headers yes
+    relay-address /^ops-[a-z]+@partner\\.example$/
+</source>
+<source 127.0.0.2>
+    auto-qualify-domain no
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start(config);
+    let message = "Received: from a.example by b.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                   Received: from c.example\r\n\tby d.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                   Subject: strip\r\n\r\nbody line\r\nReceived: in the body stays\r\n";
+    let rcpts = ["alice", "vip@outside.example", "ops-night@partner.example", "other@outside.example"];
+    let out = e.send_with_script("127.0.0.1", "bob", &rcpts, message);
+    // Bare local parts are qualified with domain-suffix, in MAIL FROM and RCPT TO.
+    assert_eq!(out["mail"][0], 250, "{out}");
+    assert!(out["mail"][1].as_str().unwrap().contains("<bob@corp.example>"), "{out}");
+    assert_eq!(out["rcpt"]["alice"][0], 250, "{out}");
+    assert!(out["rcpt"]["alice"][1].as_str().unwrap().contains("<alice@corp.example>"), "{out}");
+    // relay-address: global exact address and the source's regex relay; the domain does not.
+    assert_eq!(out["rcpt"]["vip@outside.example"][0], 250, "{out}");
+    assert_eq!(out["rcpt"]["ops-night@partner.example"][0], 250, "{out}");
+    assert_eq!(out["rcpt"]["other@outside.example"][0], 550, "{out}");
+    assert_eq!(out["data"][0], 250, "{out}");
+
+    // Without auto-qualify-domain a bare local part is refused as before; the source-level
+    // relay-address does not apply to another source.
+    let out = e.send_with_script("127.0.0.2", "bob", &["x@corp.example"], "Subject: no\r\n\r\nx\r\n");
+    assert_eq!(out["mail"][0], 501, "{out}");
+    let out = e.send_with_script("127.0.0.2", "m@corp.example", &["alice", "ops-night@partner.example"], message);
+    assert_eq!(out["rcpt"]["alice"][0], 501, "{out}");
+    assert_eq!(out["rcpt"]["ops-night@partner.example"][0], 550, "{out}");
+
+    // One message (one row per recipient), with the qualified sender and the accepted recipients.
+    let spooled = e.spooled();
+    let mut rows: Vec<(String, String, String)> = spooled
+        .iter()
+        .map(|m| {
+            (m["id"].as_str().unwrap().into(), m["sender"].as_str().unwrap().into(), m["rcpt"].as_str().unwrap().into())
+        })
+        .collect();
+    rows.sort();
+    let id = rows[0].0.clone();
+    let expected: Vec<(String, String, String)> =
+        ["alice@corp.example", "ops-night@partner.example", "vip@outside.example"]
+            .iter()
+            .map(|r| (id.clone(), "bob@corp.example".to_string(), r.to_string()))
+            .collect();
+    assert_eq!(rows, expected);
+    // remove-received-headers: the incoming Received fields are gone, Ember's own is there,
+    // and the body is untouched.
+    let message = shown_message(&e, &id);
+    let (header, body) = message.split_once("\r\n\r\n").unwrap();
+    assert_eq!(header.matches("Received:").count(), 1, "{header}");
+    assert!(header.starts_with("Received: from reporter.test ([127.0.0.1])"), "{header}");
+    assert!(header.contains("by mx.inject.test (Ember)"), "{header}");
+    assert!(!header.contains("a.example") && !header.contains("d.example"), "{header}");
+    assert!(body.contains("Received: in the body stays"), "{body}");
+}
+
+#[test]
+fn received_headers_are_kept_by_default() {
+    let config = "\
+host-name mx.inject.test
+smtp-listener 127.0.0.1:0
+<source 127.0.0.1>
+    always-allow-relaying yes
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start(config);
+    let message = "Received: from a.example by b.example; Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: keep\r\n\r\nx\r\n";
+    let out = e.send_with_script("127.0.0.1", "a@example.net", &["b@example.com"], message);
+    assert_eq!(out["data"][0], 250, "{out}");
+    let spooled = e.spooled();
+    let message = shown_message(&e, spooled[0]["id"].as_str().unwrap());
+    let header = &message[..message.find("\r\n\r\n").unwrap()];
+    assert_eq!(header.matches("Received:").count(), 2, "{header}");
+    assert!(header.contains("from a.example by b.example"), "{header}");
+}

@@ -36,7 +36,7 @@ directives! {
     TotalMaxSmtpIn => "total-max-smtp-in", Uint, GLOBAL, Some("100"), once, Enforced, "Global cap on inbound SMTP connections.";
     SmtpAwaitSlot => "smtp-await-slot", Bool, GLOBAL, Some("no"), once, Enforced, "When inbound slots are full, wait instead of answering 421.";
     NameServer => "name-server", Word, GLOBAL, None, many, Enforced, "DNS server IP[:port] used instead of the system resolvers (round robin).";
-    DomainSuffix => "domain-suffix", Word, GLOBAL, None, once, Pending, "Suffix appended to unqualified addresses.";
+    DomainSuffix => "domain-suffix", Word, GLOBAL, None, once, Enforced, "Suffix appended to unqualified addresses.";
     HostId => "host-id", Uint, GLOBAL, Some("0"), once, Pending, "Per-server number used in generated Message-IDs.";
     RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Pending, "Run as root or drop to an unprivileged user (restart needed).";
     SpoolDir => "spool", Dir, GLOBAL, None, many, Enforced, "Deprecated one-line spool directory; use <spool DIR>.";
@@ -53,7 +53,7 @@ directives! {
     CustomDsnFromHeader => "custom-dsn-from-header", Text, GLOBAL, None, once, Enforced, "From: header of generated DSNs.";
     Alias => "alias", Words { min: 2, max: 2 }, GLOBAL | ALIASES, None, many, Pending, "Forward SOURCE to TARGET[,TARGET].";
     RelayDomain => "relay-domain", DomainPattern, GLOBAL | SRC, None, many, Enforced, "Domains accepted for inbound relay.";
-    RelayAddress => "relay-address", Word, GLOBAL | SRC, None, many, Pending, "Addresses (or /regex/) accepted for inbound relay.";
+    RelayAddress => "relay-address", AddressOrRegex, GLOBAL | SRC, None, many, Enforced, "Addresses (or /regex/) accepted for inbound relay.";
     RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Enforced, "Answer relay refusals with 4xx instead of 5xx.";
     DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Enforced, "DKIM key SELECTOR,DOMAIN|*,FILE.";
     DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
@@ -156,7 +156,7 @@ directives! {
     SmtpCommandTimeout => "smtp-command-timeout", Interval, SRC, Some("10m"), once, Enforced, "Inbound command timeout.";
     AllowChunking => "allow-chunking", Bool, SRC, Some("yes"), once, Enforced, "Offer CHUNKING (BDAT).";
     AllowSmtputf8 => "allow-smtputf8", Bool, SRC, Some("yes"), once, Enforced, "Offer SMTPUTF8.";
-    AutoQualifyDomain => "auto-qualify-domain", Bool, SRC, Some("yes"), once, Pending, "Qualify bare local parts with domain-suffix.";
+    AutoQualifyDomain => "auto-qualify-domain", Bool, SRC, Some("yes"), once, Enforced, "Qualify bare local parts with domain-suffix.";
     SourceGroupRef => "source-group", Word, SRC, None, once, Pending, "<source-group> sharing inbound connection caps.";
     CheckSpfInbound => "check-spf-inbound", Bool, SRC, Some("no"), once, Pending, "Check SPF of inbound mail.";
     CheckDkimInbound => "check-dkim-inbound", Bool, SRC, Some("no"), once, Pending, "Verify DKIM of inbound mail.";
@@ -166,7 +166,7 @@ directives! {
     LogData => "log-data", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log message data (hex).";
     LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log TLS handshakes.";
     RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Pending, "<rewrite-list> applied to MAIL FROM and From.";
-    RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Pending, "Legacy: strip incoming Received headers.";
+    RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Enforced, "Strip the incoming message's Received headers (before Ember adds its own).";
     BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Pending, "Legacy: accept AUTH=LOGIN spelling from old clients.";
     ListUnsubscribe => "list-unsubscribe", Bool, SRC | VP | D, Some("no"), once, Enforced, "Beyond PowerMTA: add RFC 8058 one-click List-Unsubscribe and List-Unsubscribe-Post headers with a signed per-recipient token (the most specific of domain, VMTA, source wins).";
     ListUnsubscribeUrl => "list-unsubscribe-url", Word, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: https base URL of the one-click endpoint; the token is appended as the last path segment (Ember serves POST /unsubscribe/TOKEN).";

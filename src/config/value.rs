@@ -50,6 +50,8 @@ pub enum ValueType {
     DomainPattern,
     /// One word, no spaces.
     Word,
+    /// An e-mail address (matched case-insensitively) or a `/regex/` over whole addresses.
+    AddressOrRegex,
     /// Free text: the rest of the line (quotes keep spaces inside one value).
     Text,
     /// One of a fixed set of words.
@@ -122,6 +124,7 @@ impl ValueType {
             ValueType::Regex => "a /regular expression/".into(),
             ValueType::DomainPattern => "a domain pattern".into(),
             ValueType::Word => "a single word".into(),
+            ValueType::AddressOrRegex => "an e-mail address or a /regular expression/".into(),
             ValueType::Text => "text".into(),
             ValueType::Enum(words) => format!("one of {}", words.join(", ")),
             ValueType::List => "a comma-separated list".into(),
@@ -373,6 +376,14 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         ValueType::Regex => Value::Regex(ConfigRegex::parse(rest.text.trim(), false).map_err(err)?),
         ValueType::DomainPattern => Value::Domain(DomainPattern::parse(&single()?.text).map_err(err)?),
         ValueType::Word => Value::Text(single()?.text.clone()),
+        ValueType::AddressOrRegex => {
+            let t = &single()?.text;
+            if t.starts_with('/') {
+                Value::Regex(ConfigRegex::parse(t, true).map_err(err)?)
+            } else {
+                Value::Text(t.to_lowercase())
+            }
+        }
         ValueType::Text => Value::Text(if args.len() == 1 { first.text.clone() } else { joined() }),
         ValueType::Enum(words) => {
             let t = single()?.text.to_lowercase();

@@ -16,6 +16,26 @@ use crate::message::{Notify, Recipient, Ret};
 use crate::smtp::sasl::{decode_base64, decode_plain};
 use crate::smtp::{DataReceiver, Reply};
 
+/// `MAIL FROM:<local>` or `RCPT TO:<local>` rewritten to carry `local@domain-suffix`, when the
+/// source qualifies bare local parts (`domain-suffix` with `auto-qualify-domain`); `None` for
+/// every other line, which the parser then sees as sent (a bare local part is refused there).
+fn qualified_line(line: &[u8], policy: &SourcePolicy) -> Option<Vec<u8>> {
+    policy.qualify_with.as_ref()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let verb = text.get(..4)?;
+    if !verb.eq_ignore_ascii_case("MAIL") && !verb.eq_ignore_ascii_case("RCPT") {
+        return None;
+    }
+    let open = text.find('<')?;
+    let close = open + text[open..].find('>')?;
+    let inner = &text[open + 1..close];
+    if inner.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\\' | ':' | ',' | '<')) {
+        return None;
+    }
+    let address = policy.qualify(inner)?;
+    Some(format!("{}<{address}{}", &text[..open], &text[close..]).into_bytes())
+}
+
 impl Session {
     pub(super) async fn command(&mut self, line: &[u8]) -> Flow {
         if self.policy.log_commands {
@@ -24,6 +44,8 @@ impl Session {
                 if shown.len() > 4 && shown[..4].eq_ignore_ascii_case("AUTH") { "AUTH ***".into() } else { shown };
             tracing::info!(peer = %self.conn.peer, ">>> {}", shown.trim_end());
         }
+        let qualified = qualified_line(line, &self.policy);
+        let line = qualified.as_deref().unwrap_or(line);
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => {
@@ -221,7 +243,7 @@ impl Session {
             self.reply(Reply::new(250, "2.1.5", format!("recipient <{address}> OK")));
             return Flow::Continue;
         }
-        if !self.policy.may_relay_to(&domain) {
+        if !self.policy.may_relay_to(&address, &domain) {
             let ip = self.conn.peer.ip();
             let reply = if self.policy.relay_debug {
                 Reply::new(450, "4.7.1", format!("relaying to <{address}> denied for {ip}"))
@@ -454,5 +476,51 @@ impl Session {
                 if self.count_error() { Flow::Close } else { Flow::Continue }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod qualify_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FileCheck, load_str};
+
+    fn policy(text: &str) -> SourcePolicy {
+        let loaded = load_str("q.conf", text, Path::new("."), FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        SourcePolicy::for_client(&loaded.config, "192.0.2.1".parse().unwrap(), &[])
+    }
+
+    fn rewritten(p: &SourcePolicy, line: &str) -> Option<String> {
+        qualified_line(line.as_bytes(), p).map(|l| String::from_utf8(l).unwrap())
+    }
+
+    #[test]
+    fn bare_local_parts_in_mail_and_rcpt_get_the_suffix() {
+        let p = policy("domain-suffix corp.example\n");
+        assert_eq!(
+            rewritten(&p, "MAIL FROM:<bob> SIZE=10\r\n").as_deref(),
+            Some("MAIL FROM:<bob@corp.example> SIZE=10\r\n")
+        );
+        assert_eq!(rewritten(&p, "rcpt to:<alice>\r\n").as_deref(), Some("rcpt to:<alice@corp.example>\r\n"));
+        // Qualified, null and odd addresses, and other commands, are left to the parser.
+        assert_eq!(rewritten(&p, "RCPT TO:<alice@x.example>\r\n"), None);
+        assert_eq!(rewritten(&p, "MAIL FROM:<>\r\n"), None);
+        assert_eq!(rewritten(&p, "RCPT TO:<\"a b\">\r\n"), None);
+        assert_eq!(rewritten(&p, "EHLO <bob>\r\n"), None);
+        // The rewritten line parses to the qualified address.
+        let line = rewritten(&p, "RCPT TO:<alice>\r\n").unwrap();
+        match Request::parse(&mut line.as_bytes().iter()) {
+            Ok(Request::Rcpt { to }) => assert_eq!(to.address, "alice@corp.example"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_suffix_or_auto_qualify_nothing_is_rewritten() {
+        assert_eq!(rewritten(&policy(""), "RCPT TO:<alice>\r\n"), None);
+        let off = policy("domain-suffix corp.example\n<source 0/0>\n auto-qualify-domain no\n</source>\n");
+        assert_eq!(rewritten(&off, "RCPT TO:<alice>\r\n"), None);
     }
 }

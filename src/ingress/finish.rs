@@ -75,6 +75,11 @@ impl Session {
         let vmta = self.select_vmta(&header, chosen.as_ref())?;
         let priority = chosen.and_then(|c| c.priority);
         let mut remove: Vec<String> = self.policy.remove_header.clone();
+        // Stripped after the hop and loop checks above, which read the message as received;
+        // Ember's own Received (prepended below) is never among the removed fields.
+        if self.policy.remove_received_headers {
+            remove.push("received".into());
+        }
         let mut job_id = None;
         let job_header = self.policy.jobid_header.clone().unwrap_or_else(|| "x-job".into());
         if self.policy.process_x_job {

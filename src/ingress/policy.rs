@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::compiled_regex::ConfigRegex;
 use crate::config::pattern::DomainPattern;
 use crate::config::settings::Settings;
 use crate::config::value::Value;
@@ -21,11 +22,35 @@ pub enum AddDateHeader {
     Override,
 }
 
+/// One `relay-address` value.
+#[derive(Clone, Debug)]
+pub enum RelayAddress {
+    /// Lowercased; compared case-insensitively.
+    Exact(String),
+    Regex(ConfigRegex),
+}
+
+impl RelayAddress {
+    pub fn matches(&self, address: &str) -> bool {
+        match self {
+            RelayAddress::Exact(a) => a.eq_ignore_ascii_case(address),
+            RelayAddress::Regex(r) => r.regex.is_match(address),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SourcePolicy {
     pub smtp_service: bool,
     pub always_allow_relaying: bool,
     pub relay_domains: Vec<DomainPattern>,
+    /// `relay-address` (global and source): whole addresses accepted for relay whatever their
+    /// domain.
+    pub relay_addresses: Vec<RelayAddress>,
+    /// `domain-suffix` when the source has `auto-qualify-domain`: the domain a bare local part
+    /// in MAIL FROM or RCPT TO gets.
+    pub qualify_with: Option<String>,
+    pub remove_received_headers: bool,
     pub relay_debug: bool,
     pub require_auth: bool,
     pub allow_auth: bool,
@@ -87,11 +112,29 @@ impl SourcePolicy {
                 relay_domains.push(DomainPattern::Exact(h.to_lowercase()));
             }
         }
+        let mut relay_addresses = Vec::new();
+        for holder in [&config.global, &s] {
+            for e in holder.all(Dir::RelayAddress) {
+                match &e.value {
+                    Value::Text(a) => relay_addresses.push(RelayAddress::Exact(a.clone())),
+                    Value::Regex(r) => relay_addresses.push(RelayAddress::Regex(r.clone())),
+                    _ => {}
+                }
+            }
+        }
+        let qualify_with = config
+            .global
+            .text(Dir::DomainSuffix)
+            .map(|d| d.trim_start_matches(['.', '@']).to_lowercase())
+            .filter(|d| !d.is_empty() && s.flag(Dir::AutoQualifyDomain));
         let opt_text = |s: &Settings, d: Dir| s.text(d).map(str::to_string);
         SourcePolicy {
             smtp_service: s.flag(Dir::SmtpService),
             always_allow_relaying: s.flag(Dir::AlwaysAllowRelaying) || config.global.flag(Dir::AlwaysAllowRelaying),
             relay_domains,
+            relay_addresses,
+            qualify_with,
+            remove_received_headers: s.flag(Dir::RemoveReceivedHeaders),
             relay_debug: config.global.flag(Dir::RelayDebug),
             require_auth: s.flag(Dir::RequireAuth),
             allow_auth: s.flag(Dir::AllowAuth),
@@ -142,9 +185,19 @@ impl SourcePolicy {
         }
     }
 
-    /// May this session send to `domain`? Feeders relay anywhere; others only to relay domains.
-    pub fn may_relay_to(&self, domain: &str) -> bool {
-        self.always_allow_relaying || self.relay_domains.iter().any(|p| p.matches(domain))
+    /// May this session send to `address` (whose domain is `domain`)? Feeders relay anywhere;
+    /// others only to relay domains and relay addresses.
+    pub fn may_relay_to(&self, address: &str, domain: &str) -> bool {
+        self.always_allow_relaying
+            || self.relay_domains.iter().any(|p| p.matches(domain))
+            || self.relay_addresses.iter().any(|a| a.matches(address))
+    }
+
+    /// `local@domain-suffix` for a bare local part when the source qualifies them; `None` when
+    /// the address is already qualified (or empty) or the source does not.
+    pub fn qualify(&self, address: &str) -> Option<String> {
+        let suffix = self.qualify_with.as_deref()?;
+        (!address.is_empty() && !address.contains('@')).then(|| format!("{address}@{suffix}"))
     }
 }
 
@@ -173,11 +226,43 @@ mod tests {
     #[test]
     fn relay_rights() {
         let text = "host-name mta.example.net\nrelay-domain [*.]inbound.example\n<source 127.0.0.1>\n always-allow-relay yes\n</source>\n";
-        assert!(policy(text, "127.0.0.1", &[]).may_relay_to("gmail.com"));
+        assert!(policy(text, "127.0.0.1", &[]).may_relay_to("x@gmail.com", "gmail.com"));
         let other = policy(text, "127.0.0.5", &[]);
-        assert!(!other.may_relay_to("gmail.com"));
-        assert!(other.may_relay_to("a.inbound.example"));
-        assert!(other.may_relay_to("mta.example.net"));
+        assert!(!other.may_relay_to("x@gmail.com", "gmail.com"));
+        assert!(other.may_relay_to("x@a.inbound.example", "a.inbound.example"));
+        assert!(other.may_relay_to("x@mta.example.net", "mta.example.net"));
+    }
+
+    #[test]
+    fn relay_addresses_global_and_per_source() {
+        let text = "relay-address Postmaster@Outside.example\n<source 127.0.0.2>\n relay-address /^ops-[a-z]+@partner\\.example$/\n</source>\n";
+        let plain = policy(text, "127.0.0.5", &[]);
+        assert!(plain.may_relay_to("postmaster@outside.EXAMPLE", "outside.example"));
+        assert!(!plain.may_relay_to("other@outside.example", "outside.example"));
+        assert!(!plain.may_relay_to("ops-a@partner.example", "partner.example"));
+        let src = policy(text, "127.0.0.2", &[]);
+        assert!(src.may_relay_to("postmaster@outside.example", "outside.example"));
+        assert!(src.may_relay_to("OPS-night@partner.example", "partner.example"));
+        assert!(!src.may_relay_to("ops-1@partner.example", "partner.example"));
+        assert!(!src.may_relay_to("x-ops-a@partner.example.org", "partner.example.org"));
+    }
+
+    #[test]
+    fn bare_local_parts_are_qualified_only_with_a_suffix_and_auto_qualify() {
+        let text = "domain-suffix corp.example\n<source 127.0.0.2>\n auto-qualify-domain no\n</source>\n";
+        let p = policy(text, "127.0.0.5", &[]);
+        assert_eq!(p.qualify("bob").as_deref(), Some("bob@corp.example"));
+        assert_eq!(p.qualify("bob@other.example"), None);
+        assert_eq!(p.qualify(""), None, "the null sender stays null");
+        assert_eq!(policy(text, "127.0.0.2", &[]).qualify("bob"), None);
+        assert_eq!(policy("", "127.0.0.5", &[]).qualify("bob"), None);
+    }
+
+    #[test]
+    fn a_bad_relay_address_regex_is_a_config_error() {
+        let loaded = load_str("p.conf", "relay-address /(/\n", Path::new("."), FileCheck::Warn);
+        let shown = loaded.diagnostics.to_string();
+        assert!(loaded.diagnostics.has_errors() && shown.contains("p.conf:1"), "{shown}");
     }
 
     #[test]
