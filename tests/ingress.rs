@@ -475,3 +475,31 @@ fn pickup_directory_files_are_spooled_and_bad_ones_set_aside() {
     assert!(e.path("bad/m2").exists());
     assert!(e.log_contains("no x-sender line at the top of the file"));
 }
+
+/// The message `ember show message` prints for a spooled id (after the envelope line).
+fn shown_message(e: &Ember, id: &str) -> String {
+    let shown = e.cli(&["show", "message", id]);
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    text[text.find('\n').unwrap() + 1..].to_string()
+}
+
+#[test]
+fn pickup_remove_dot_undoes_dot_stuffing_and_is_off_by_default() {
+    for (remove, expected) in [
+        (true, "\r\n.dotted\r\nmid..dle\r\n..three\r\n.single\r\n"),
+        (false, "\r\n..dotted\r\nmid..dle\r\n...three\r\n.single\r\n"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = if remove { "pickup-remove-dot yes\n" } else { "" };
+        let config = format!("smtp-listener 127.0.0.1:0\n{flag}pickup pickup bad\n<spool spool>\n</spool>\n");
+        let e = Ember::start_in(dir, &config);
+        std::fs::write(e.path("pickup/.m1.tmp"), "x-sender: a@example.net\nx-receiver: b@example.com\nSubject: dots\n\n..dotted\nmid..dle\n...three\n.single\n").unwrap();
+        std::fs::rename(e.path("pickup/.m1.tmp"), e.path("pickup/m1")).unwrap();
+        e.wait_log("pickup: stored");
+        let spooled = e.spooled();
+        assert_eq!(spooled.len(), 1, "{spooled:?}");
+        let message = shown_message(&e, spooled[0]["id"].as_str().unwrap());
+        let body = &message[message.find("\r\n\r\n").unwrap() + 2..];
+        assert_eq!(body, expected, "pickup-remove-dot {remove}: {message:?}");
+    }
+}

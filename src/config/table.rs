@@ -61,7 +61,7 @@ directives! {
     InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Enforced, "VMTA used when the selected one does not exist.";
     IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Pending, "File of headers inserted after Ember's Received header.";
     Pickup => "pickup", Words { min: 1, max: 2 }, GLOBAL, None, once, Enforced, "Pickup directory DIR [BADDIR].";
-    PickupRemoveDot => "pickup-remove-dot", Bool, GLOBAL, Some("no"), once, Pending, "Undo dot-stuffing in pickup files.";
+    PickupRemoveDot => "pickup-remove-dot", Bool, GLOBAL, Some("no"), once, Enforced, "Undo dot-stuffing in pickup files.";
     DummySmtpIp => "dummy-smtp-ip", Cidr, GLOBAL, None, once, Pending, "Address of the built-in blackhole SMTP sink.";
     DummySmtpPort => "dummy-smtp-port", UintRange(0, 65535), GLOBAL, Some("0"), once, Pending, "Port of the built-in blackhole SMTP sink (0: off).";
     DummySmtpAwaitSlot => "dummy-smtp-await-slot", Bool, GLOBAL, Some("no"), once, Pending, "Blackhole sink waits for a slot.";

@@ -89,6 +89,20 @@ fn to_crlf(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `pickup-remove-dot`: undoes SMTP dot-stuffing written into a file, a line starting with `..`
+/// losing its first dot (other lines, a lone `.` included, are kept as they are).
+fn remove_dots(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut line_start = true;
+    for (i, &b) in message.iter().enumerate() {
+        if !(line_start && b == b'.' && message.get(i + 1) == Some(&b'.')) {
+            out.push(b);
+        }
+        line_start = b == b'\n';
+    }
+    out
+}
+
 /// Scans `dir` until the task is dropped.
 pub async fn run(contexts: Arc<ArcSwap<Context>>, dir: PathBuf, bad: PathBuf) {
     let mut ticker = tokio::time::interval(SCAN_INTERVAL);
@@ -142,7 +156,10 @@ enum Taken {
 
 async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
     let bytes = std::fs::read(path).map_err(|e| Taken::Retry(format!("cannot read: {e}")))?;
-    let file = parse(&bytes).map_err(Taken::Bad)?;
+    let mut file = parse(&bytes).map_err(Taken::Bad)?;
+    if ctx.config.global.flag(crate::config::Dir::PickupRemoveDot) {
+        file.message = remove_dots(&file.message);
+    }
     let local = "127.0.0.1".parse().expect("literal");
     let policy = SourcePolicy::for_client(&ctx.config, local, &["{pickup}"]);
     if let Some(max) = policy.max_message_size
@@ -217,6 +234,13 @@ mod tests {
         assert_eq!(f.recipients, ["b@y.com", "c@z.com"]);
         assert_eq!(f.job_id.as_deref(), Some("j1"));
         assert_eq!(f.message, b"Subject: hi\r\n\r\nbody\r\n");
+    }
+
+    #[test]
+    fn remove_dots_undoes_dot_stuffing_at_line_starts_only() {
+        let stuffed = b"..first\r\nmid..dle\r\n...three\r\n.\r\n.single\r\n..\r\n";
+        assert_eq!(remove_dots(stuffed), b".first\r\nmid..dle\r\n..three\r\n.\r\n.single\r\n.\r\n");
+        assert_eq!(remove_dots(b""), b"");
     }
 
     #[test]
