@@ -10,6 +10,10 @@ use proptest::prelude::*;
 /// The project's "hot" example: field-dialect spellings, macros, pools and backoff lines.
 const HOT: &str = include_str!("../examples/hot.conf");
 
+/// Installer idioms: brace-named sources, continued macro lists, 4.x spellings (and, as they
+/// are added, the other constructs of operator-published configs).
+const INSTALLER: &str = include_str!("configs/valid/22-installer-idioms.conf");
+
 const VALID: &str = "\
 domain-macro tld com,net
 domain-macro big yahoo.$tld, aol.com
@@ -161,15 +165,15 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_configs_never_panic(mutations in proptest::collection::vec(mutation(), 1..8), hot in any::<bool>()) {
-        let base = if hot { HOT } else { VALID };
+    fn mutated_valid_configs_never_panic(mutations in proptest::collection::vec(mutation(), 1..8), which in 0..3u8) {
+        let base = [HOT, VALID, INSTALLER][usize::from(which)];
         load(&apply(base, &mutations));
     }
 }
 
 #[test]
 fn the_bases_are_valid() {
-    for text in [HOT, VALID] {
+    for text in [HOT, VALID, INSTALLER] {
         let loaded = load_str("base.conf", text, Path::new("."), FileCheck::Warn);
         assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
     }

@@ -33,6 +33,8 @@ pub const DIALECT: &[(&str, u32, Mapping)] = &[
     ("route", DOMAIN, Mapping::Rename(Dir::SmtpHosts)),
     ("delivery-priority", DOMAIN, Mapping::Rename(Dir::QueuePriority)),
     ("max-rcpt-per-message", DOMAIN, Mapping::Rename(Dir::MaxRcptPerTransaction)),
+    // PowerMTA 4.x spelling.
+    ("421-means-mx-unavailable", DOMAIN, Mapping::Rename(Dir::Smtp421MeansMxUnavailable)),
     ("max-smtp-out-per-source-ip", DOMAIN, Mapping::Rename(Dir::SourceIpMaxSmtpOut)),
 ];
 

@@ -70,9 +70,29 @@ pub enum Line {
 pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = Vec::new();
-    for (index, raw) in text.split('\n').enumerate() {
+    let raws: Vec<&str> = text.split('\n').map(|r| r.strip_suffix('\r').unwrap_or(r)).collect();
+    let mut in_categories = false;
+    let mut index = 0;
+    while index < raws.len() {
         let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = raws[index].trim_start().to_ascii_lowercase();
+        if trimmed.starts_with("<bounce-category-patterns") {
+            in_categories = true;
+        } else if trimmed.starts_with("</bounce-category-patterns") {
+            in_categories = false;
+        }
+        let joined;
+        let raw = match in_categories.then(|| join_wrapped_regex(&raws, index)).flatten() {
+            Some((text, next)) => {
+                joined = text;
+                index = next;
+                joined.as_str()
+            }
+            None => {
+                index += 1;
+                raws[index - 1]
+            }
+        };
         let mut report = |(col, message): LexError| diags.error(&Location::new(file, number, col), message);
         match lex_line(file, number, raw, &mut report) {
             Ok(Some(line)) => lines.push(line),
@@ -81,6 +101,74 @@ pub fn lex(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<Line> {
         }
     }
     lines
+}
+
+/// Most lines a `/regex/ category` entry wrapped by copy-paste may span.
+const MAX_WRAPPED_LINES: usize = 6;
+
+/// A `<bounce-category-patterns>` entry whose regex a copy-paste wrapped across lines: line
+/// `start` opens a `/regex` without closing it, and the following lines (blank lines aside)
+/// continue it up to the line holding the closing `/`. Returns the joined text and the index of
+/// the line after the entry, or `None` when `start` is not such an entry or the regex is not
+/// closed before another entry, a tag or a comment begins: a truncated line stays one line, and
+/// one error.
+///
+/// A wrap inside a word joins without a space (`activa` + `ted`); one across blank lines between
+/// two words, or onto an indented line (an editor's wrap at a space), joins with one. A line
+/// `/ category` closes the regex.
+fn join_wrapped_regex(raws: &[&str], start: usize) -> Option<(String, usize)> {
+    let first = raws[start].trim_start();
+    if !first.starts_with('/') || closing_slash(&first[1..]) {
+        return None;
+    }
+    let mut text = raws[start].to_string();
+    let mut next = start + 1;
+    let mut blank = false;
+    while next < raws.len() && next - start <= MAX_WRAPPED_LINES {
+        let line = raws[next];
+        next += 1;
+        if line.trim().is_empty() {
+            blank = true;
+            continue;
+        }
+        let trimmed = line.trim_start();
+        // `/ category` alone on a line closes the regex; any other line starting with `/` is a
+        // new entry.
+        let closing = trimmed
+            .strip_prefix('/')
+            .is_some_and(|c| c.starts_with(char::is_whitespace) && c.split_whitespace().count() == 1);
+        if (trimmed.starts_with('/') && !closing) || trimmed.starts_with(['<', '#']) {
+            return None;
+        }
+        let words_meet =
+            text.ends_with(|c: char| c.is_alphanumeric()) && trimmed.starts_with(|c: char| c.is_alphanumeric());
+        let indented = trimmed.len() < line.len();
+        if !closing && !text.ends_with(char::is_whitespace) && ((blank && words_meet) || indented) {
+            // An editor's wrap at a space: a blank line between two words, or the continuation
+            // indented like the entry.
+            text.push(' ');
+        }
+        text.push_str(if closing || text.ends_with(char::is_whitespace) || indented { trimmed } else { line });
+        if closing_slash(line) {
+            return Some((text, next));
+        }
+        blank = false;
+    }
+    None
+}
+
+/// Whether `text` holds an unescaped `/`.
+fn closing_slash(text: &str) -> bool {
+    let mut escaped = false;
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '/' => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 type LexError = (u32, String);
@@ -269,6 +357,48 @@ mod tests {
         let lines = lex(&file, text, &mut d);
         assert!(d.is_empty(), "{d}");
         lines
+    }
+
+    fn fulls(lines: &[Line]) -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Directive { full, .. } => Some(full.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wrapped_category_regexes_are_joined() {
+        let text = "<bounce-category-patterns>\n  /mailbox (is )?not activa\nted/ inactive-mailbox\n\
+                    /does not \nexist|bad|\n\ninvalid)/ bad-mailbox\n/(is)? not\n\nactivated/ other\n\
+                    /quota/ quota-issues\n    /(user|mailbox)\n    (is|has)? inactive\n    / inactive-mailbox\n\
+                    /not\n    found/ bad-mailbox\n\t/a \n\tb/ x\n</bounce-category-patterns>\n";
+        let lines = lex_ok(text);
+        assert_eq!(
+            fulls(&lines),
+            [
+                "/mailbox (is )?not activated/ inactive-mailbox",
+                "/does not exist|bad|invalid)/ bad-mailbox",
+                "/(is)? not activated/ other",
+                "/quota/ quota-issues",
+                "/(user|mailbox) (is|has)? inactive/ inactive-mailbox",
+                "/not found/ bad-mailbox",
+                "/a b/ x",
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_category_regexes_stay_one_line_each() {
+        let text = "<bounce-category-patterns>\n/user has full\n/message size exceeds\n/quota/ quota\n\
+                    /cut\n</bounce-category-patterns>\n/outside\nnext line/ x\n";
+        let lines = lex_ok(text);
+        assert_eq!(
+            fulls(&lines),
+            ["/user has full", "/message size exceeds", "/quota/ quota", "/cut", "/outside", "next line/ x"]
+        );
     }
 
     #[test]

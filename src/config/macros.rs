@@ -70,12 +70,17 @@ impl Macros {
                 );
                 continue;
             }
+            // PowerMTA keeps the last definition; say so, as a warning.
             if let Some((_, first)) = macros.defs.get(&name.text) {
-                diags.error(
+                diags.warning(
                     &name.location,
-                    format!("domain-macro {} is already defined at {}", name.text, first.file_line()),
+                    format!(
+                        "domain-macro {} is already defined at {}; this definition replaces it",
+                        name.text,
+                        first.file_line()
+                    ),
                 );
-                continue;
+                macros.order.retain(|n| n != &name.text);
             }
             let list = split_list(&values.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" "));
             macros
@@ -198,6 +203,22 @@ mod tests {
         let nodes = parse_text("m.conf", text, std::path::Path::new("."), &mut d);
         let m = Macros::collect(&nodes, &mut d);
         (m, d)
+    }
+
+    #[test]
+    fn list_continued_after_trailing_comma() {
+        let (m, d) = macros("domain-macro big a.com,b.com,\nc.com,d.com,\n  e.com\nmax-smtp-out 5\n");
+        assert!(d.is_empty(), "{d}");
+        let got: Vec<String> = m.expand("$big").unwrap().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(got, ["a.com", "b.com", "c.com", "d.com", "e.com"]);
+    }
+
+    #[test]
+    fn redefinition_warns_and_the_last_wins() {
+        let (m, d) = macros("domain-macro x a.com\ndomain-macro x b.com\n");
+        assert!(!d.has_errors(), "{d}");
+        assert_eq!(d.warnings().count(), 1, "{d}");
+        assert_eq!(m.expand("$x").unwrap(), [("b.com".to_string(), true)]);
     }
 
     #[test]

@@ -319,15 +319,20 @@ impl ModelBuilder<'_> {
             Ok(cidr) => return Some(SourceMatcher::Cidr(cidr)),
             Err(e) => e,
         };
-        let reserved = ["{auth}", "{pickup}", "{transmissions-api}"];
-        if text.starts_with('{') && !reserved.contains(&text) {
-            self.diags.error(
-                &arg.location,
-                format!(
-                    "<source>: unknown reserved source {text:?}: expected {{auth}}, {{pickup}} or {{transmissions-api}}"
-                ),
-            );
-            return None;
+        // Brace names other than the reserved {auth}, {pickup} and {transmissions-api} are
+        // user-defined source names, as PowerMTA installers write them (`<source {pmta-auth}>`
+        // named by an `<smtp-user>`'s `source {pmta-auth}`). They must be well formed.
+        if text.starts_with('{') {
+            let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
+            let ok =
+                inner.is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)));
+            if !ok {
+                self.diags.error(
+                    &arg.location,
+                    format!("<source>: invalid source name {text:?}: expected {{NAME}} with letters, digits, '-', '_' or '.'"),
+                );
+                return None;
+            }
         }
         // Digits, dots and slashes are an address with a mistake: say which (an octet above 255,
         // a prefix longer than the address).
@@ -386,9 +391,11 @@ impl ModelBuilder<'_> {
     fn category_patterns(&mut self, b: &Block) {
         for child in &b.children {
             let Node::Directive(d) = child else { continue };
-            let (re, category) = match d.full.rsplit_once(char::is_whitespace) {
-                Some((re, cat)) if d.full.starts_with('/') => (re.trim(), cat.trim()),
-                _ => {
+            // The category follows the closing slash, with or without a space between
+            // (`/quota/quota-issues` is written in the wild).
+            let (re, category) = match split_category(&d.full) {
+                Some((re, cat)) => (re, cat),
+                None => {
                     self.diags.error(
                         &d.location,
                         format!("expected /regex/ CATEGORY like /quota/ quota-issues, found {:?}", d.full),
@@ -562,5 +569,42 @@ impl ModelBuilder<'_> {
             return;
         }
         self.config.file_refs.push(FileRef { path, directive: name.into(), location: d.location.clone(), is_dir });
+    }
+}
+
+/// `/regex/ CATEGORY` or `/regex/CATEGORY`: the regex up to its last unescaped `/`, and the one
+/// word after it.
+fn split_category(full: &str) -> Option<(&str, &str)> {
+    if !full.starts_with('/') {
+        return None;
+    }
+    let mut escaped = false;
+    let mut last = None;
+    for (i, c) in full.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '/' => last = Some(i),
+            _ => {}
+        }
+    }
+    let (re, cat) = full.split_at(last? + 1);
+    let cat = cat.trim();
+    (!cat.is_empty() && !cat.contains(char::is_whitespace)).then_some((re, cat))
+}
+
+#[cfg(test)]
+mod category_split_tests {
+    use super::split_category;
+
+    #[test]
+    fn category_with_or_without_space() {
+        assert_eq!(split_category("/quota/ quota-issues"), Some(("/quota/", "quota-issues")));
+        assert_eq!(split_category("/quota/quota-issues"), Some(("/quota/", "quota-issues")));
+        assert_eq!(split_category("/a\\/b/ other"), Some(("/a\\/b/", "other")));
+        assert_eq!(split_category("/quota/"), None);
+        assert_eq!(split_category("/quota/ a b"), None);
+        assert_eq!(split_category("/unterminated"), None);
+        assert_eq!(split_category("quota/ x"), None);
     }
 }

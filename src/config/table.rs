@@ -30,7 +30,7 @@ directives! {
     // ---- 2.1 global ------------------------------------------------------------------------
     Postmaster => "postmaster", Email, GLOBAL, None, many, Pending, "Administrator address; receives watchdog and expiry mail.";
     HostName => "host-name", Word, GLOBAL | VP, None, many, Enforced, "Name used in the greeting and EHLO (the first one); per VMTA it overrides the global one.";
-    SmtpListener => "smtp-listener", Listener, GLOBAL, None, many, Enforced, "Inbound listener ADDRESS:PORT [source=NAME].";
+    SmtpListener => "smtp-listener", Listener, GLOBAL, None, many, Enforced, "Inbound listener ADDRESS:PORT [source=NAME] [tls=yes|no]; tls=yes is implicit TLS (SMTPS, as on port 465), like immediate-tls in an <smtp-listener> block.";
     SmtpSourceHost => "smtp-source-host", SourceHost, GLOBAL | VMTA, None, many, Enforced, "Outbound source IP (or CIDR) and HELO name; several are used round robin.";
     TotalMaxSmtpOut => "total-max-smtp-out", Uint, GLOBAL, Some("1200"), once, Enforced, "Global cap on outbound SMTP connections.";
     TotalMaxSmtpIn => "total-max-smtp-in", Uint, GLOBAL, Some("100"), once, Enforced, "Global cap on inbound SMTP connections.";
@@ -64,6 +64,12 @@ directives! {
     PickupRemoveDot => "pickup-remove-dot", Bool, GLOBAL, Some("no"), once, Enforced, "Undo dot-stuffing in pickup files.";
     DummySmtpIp => "dummy-smtp-ip", Cidr, GLOBAL, None, once, Pending, "Address of the built-in blackhole SMTP sink.";
     DummySmtpPort => "dummy-smtp-port", UintRange(0, 65535), GLOBAL, Some("0"), once, Pending, "Port of the built-in blackhole SMTP sink (0: off).";
+    TotalMaxFile => "total-max-file", Uint, GLOBAL, None, once, NoEffect, "Legacy PowerMTA 4.x directive (file writer threads), no effect; Ember's spool has no per-file threads.";
+    DummySmtpHasMailmerge => "dummy-smtp-has-mailmerge", Bool, GLOBAL, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (blackhole sink mailmerge), no effect.";
+    DummySmtpBlacklist => "dummy-smtp-blacklist", Text, GLOBAL, None, once, NoEffect, "Legacy PowerMTA 4.x directive (blackhole sink blacklist file), no effect.";
+    DummySmtpLogBlacklist => "dummy-smtp-log-blacklist", Bool, GLOBAL, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (blackhole sink blacklist logging), no effect.";
+    DummySmtpBlacklistBounceMethod => "dummy-smtp-blacklist-bounce-method", Word, GLOBAL, None, once, NoEffect, "Legacy PowerMTA 4.x directive (how the blackhole sink bounces blacklisted recipients), no effect.";
+    DummySmtpBlacklistBouncePercent => "dummy-smtp-blacklist-bounce-percent", UintRange(0, 100), GLOBAL, None, once, NoEffect, "Legacy PowerMTA 4.x directive (share of blacklisted recipients the blackhole sink bounces), no effect.";
     DummySmtpAwaitSlot => "dummy-smtp-await-slot", Bool, GLOBAL, Some("no"), once, Pending, "Blackhole sink waits for a slot.";
     DummySmtpHasChunking => "dummy-smtp-has-chunking", Bool, GLOBAL, Some("yes"), once, Pending, "Blackhole sink offers CHUNKING.";
     DummySmtpHasPipelining => "dummy-smtp-has-pipelining", Bool, GLOBAL, Some("yes"), once, Pending, "Blackhole sink offers PIPELINING.";
@@ -160,6 +166,7 @@ directives! {
     SourceGroupRef => "source-group", Word, SRC, None, once, Pending, "<source-group> sharing inbound connection caps.";
     CheckSpfInbound => "check-spf-inbound", Bool, SRC, Some("no"), once, Pending, "Check SPF of inbound mail.";
     CheckDkimInbound => "check-dkim-inbound", Bool, SRC, Some("no"), once, Pending, "Verify DKIM of inbound mail.";
+    CheckMfromInbound => "check-mfrom-inbound", Bool, SRC, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Sender ID MAIL FROM check of inbound mail), no effect.";
     CheckIprevInbound => "check-iprev-inbound", Bool, SRC, Some("no"), once, Pending, "Check reverse DNS of inbound clients.";
     LogConnections => "log-connections", Bool, SRC | D, Some("no"), once, Enforced, "Log connections.";
     LogCommands => "log-commands", Bool, SRC | D, Some("no"), once, Enforced, "Log SMTP commands and replies.";
@@ -201,7 +208,7 @@ directives! {
     SourceIpMaxMsgRate => "source-ip-max-msg-rate", CidrRate, D, None, many, Enforced, "Message rate per local source IP within a queue.";
     SourceIpMaxConnectRate => "source-ip-max-connect-rate", CidrRate, D, None, many, Enforced, "Connection rate per local source IP within a queue.";
     SourceIpMaxDataVolumeRate => "source-ip-max-data-volume-rate", CidrDataRate, D, None, many, Enforced, "Data rate per local source IP within a queue.";
-    SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Enforced, "Connections per local source IP within a queue.";
+    SourceIpMaxSmtpOut => "source-ip-max-smtp-out", CidrUint, D, None, many, Enforced, "Connections per local source IP within a queue: CIDR N, or N alone for every source IP (the 4.x `max-smtp-out-per-source-ip N`).";
     SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Enforced, "Minimum delay before each additional connection.";
     ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Enforced, "Keep idle connections open waiting for mail (at most 10m).";
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Enforced, "Connection-slot priority of the queue.";
@@ -296,6 +303,11 @@ directives! {
     SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Enforced, "Algorithm of the second signature.";
     DkSign => "dk-sign", Bool, D, Some("no"), once, NoEffect, "DomainKeys (RFC 4870, historic since 2007) signing; Ember signs with DKIM only.";
     CheckSpfOutbound => "check-spf-outbound", Bool, D, Some("no"), once, Pending, "Bounce mail that would fail SPF from the chosen source IP.";
+    CheckMfromOutbound => "check-mfrom-outbound", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Sender ID MAIL FROM check), no effect; Ember checks SPF with check-spf-outbound.";
+    CheckPraOutbound => "check-pra-outbound", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Sender ID PRA check, RFC 4407, historic), no effect.";
+    AddGmToken => "add-gm-token", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Gmail feedback-loop token header), no effect; write a Feedback-ID header instead.";
+    SparkpostIpPool => "sparkpost-ip-pool", Word, D, None, once, Pending, "SparkPost IP pool for mail relayed to SparkPost: adds X-MSYS-API: {\"options\":{\"ip_pool\":\"NAME\"}} to the queue's messages (not yet added).";
+    AddXMsysApiHeader => "add-x-msys-api-header", Bool, D, Some("no"), once, Pending, "Add the X-MSYS-API header SparkPost reads (options such as sparkpost-ip-pool) to the queue's messages (not yet added).";
     AuthUsername => "auth-username", Word, D, None, once, Enforced, "Outbound SMTP AUTH user.";
     AuthPassword => "auth-password", Text, D, None, once, Enforced, "Outbound SMTP AUTH password.";
     UseUnencryptedPlainAuth => "use-unencrypted-plain-auth", Bool, D, Some("no"), once, Enforced, "Allow PLAIN/LOGIN without TLS.";

@@ -144,6 +144,20 @@ impl Builder<'_> {
                 },
                 Line::Directive { name, name_location, args, rest, full } => {
                     let here = open.last().map_or(outer_bit, |o| o.bit);
+                    // A `domain-macro` list that ends in a bare `,` continues on the next line
+                    // (`domain-macro big a.com,b.com,` then `c.com,d.com`), as installers write
+                    // long lists.
+                    if let Some(Node::Directive(prev)) = last_node(&mut root, &mut open)
+                        && prev.name == "domain-macro"
+                        && prev.args.len() > 1
+                        && prev.args.last().is_some_and(|t| t.continues_list())
+                    {
+                        prev.rest.text.push(' ');
+                        prev.rest.text.push_str(&rest.text);
+                        prev.args.push(Token::bare(name, name_location));
+                        prev.args.extend(args);
+                        continue;
+                    }
                     if name == "include" {
                         for node in self.include(&name_location, &args, path, here) {
                             push(&mut root, &mut open, node);
@@ -225,6 +239,14 @@ impl Builder<'_> {
             }
         }
         nodes
+    }
+}
+
+/// The node written last in the block being filled.
+fn last_node<'a>(root: &'a mut [Node], open: &'a mut [Open]) -> Option<&'a mut Node> {
+    match open.last_mut() {
+        Some(o) => o.block.children.last_mut(),
+        None => root.last_mut(),
     }
 }
 

@@ -211,10 +211,10 @@ impl<'a> Names<'a> {
 /// Every place a directive names another block.
 fn references(config: &Config, names: &Names, diags: &mut Diagnostics) {
     // Listeners and users name sources. The one-line listener's value is typed in `value.rs`:
-    // the address, then `source=NAME` when given.
+    // the address, then `source=NAME` when given, then `tls=yes` when given.
     for e in config.global.all(Dir::SmtpListener) {
         if let Value::Words(w) = &e.value
-            && let Some(option) = w.get(1)
+            && let Some(option) = w.iter().skip(1).find(|o| o.starts_with("source="))
             && let Some(name) = option.strip_prefix("source=")
             && !names.exists(Kind::Source, name)
             && let Some(at) = e.origin.part_location(option).or_else(|| e.origin.locate(name))

@@ -16,7 +16,7 @@ use super::rules::{BackoffRule, PatternEntry, ReplyRule};
 use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, Size};
 
 /// What `smtp-listener` takes, in "expected …" messages.
-const LISTENER: &str = "ADDRESS:PORT [source=NAME]";
+const LISTENER: &str = "ADDRESS:PORT [source=NAME] [tls=yes|no]";
 
 /// The syntax a directive's value must follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,31 +333,36 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         ValueType::Listen => Value::Listen(parse_listen(single()?)?),
         ValueType::Listener => {
             parse_listen(first)?;
-            let mut words = vec![first.text.clone()];
-            match args {
-                [_] => {}
-                [_, option] => {
-                    let name = option
-                        .text
-                        .get(.."source=".len())
-                        .filter(|key| key.eq_ignore_ascii_case("source="))
-                        .map(|_| &option.text["source=".len()..])
-                        .filter(|name| !name.is_empty());
-                    let Some(name) = name else {
+            // The address, then `source=NAME` and `tls=yes|no` (PowerMTA 4.5: implicit TLS, SMTPS,
+            // on this listener) in either order. Normalized to [address, source=NAME?, tls=yes?].
+            let mut source = None;
+            let mut tls = None;
+            if let Some(extra) = args.get(3) {
+                return Err(ValueError::at(
+                    extra,
+                    format!("unexpected extra value {:?}: expected {LISTENER}", extra.text),
+                ));
+            }
+            for option in &args[1..] {
+                let (key, value) = option.text.split_once('=').unwrap_or((&option.text, ""));
+                let key = key.to_ascii_lowercase();
+                match key.as_str() {
+                    "source" if source.is_none() && !value.is_empty() => source = Some(value.to_string()),
+                    "tls" if tls.is_none() => {
+                        tls = Some(parse_bool(value).map_err(|m| ValueError::at(option, format!("tls={value}: {m}")))?)
+                    }
+                    _ => {
                         return Err(ValueError::at(
                             option,
-                            format!("expected source=NAME after the address, found {:?}", option.text),
+                            format!("expected source=NAME or tls=yes|no after the address, found {:?}", option.text),
                         ));
-                    };
-                    words.push(format!("source={name}"));
+                    }
                 }
-                [_, _, extra, ..] => {
-                    return Err(ValueError::at(
-                        extra,
-                        format!("unexpected extra value {:?}: expected {LISTENER}", extra.text),
-                    ));
-                }
-                [] => unreachable!("checked above"),
+            }
+            let mut words = vec![first.text.clone()];
+            words.extend(source.map(|name| format!("source={name}")));
+            if tls == Some(true) {
+                words.push("tls=yes".to_string());
             }
             Value::Words(words)
         }
@@ -386,7 +391,15 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         }
         ValueType::Text => Value::Text(if args.len() == 1 { first.text.clone() } else { joined() }),
         ValueType::Enum(words) => {
-            let t = single()?.text.to_lowercase();
+            let mut t = single()?.text.to_lowercase();
+            // `true`/`false` where the words include yes/no: PowerMTA reads them as yes/no.
+            if !words.contains(&t.as_str()) && words.contains(&"yes") && words.contains(&"no") {
+                match t.as_str() {
+                    "true" | "on" => t = "yes".into(),
+                    "false" | "off" => t = "no".into(),
+                    _ => {}
+                }
+            }
             match words.iter().find(|w| **w == t) {
                 Some(w) => Value::Text((*w).to_string()),
                 None => return Err(err(format!("expected one of {}, found {:?}", words.join(", "), first.text))),
@@ -447,6 +460,11 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
                 Cidr::parse(&c.text).map_err(err)?,
                 DataRate::parse(&r.text).map_err(|m| ValueError::at(r, m))?,
             )
+        }
+        // `max-smtp-out-per-source-ip N` alone (PowerMTA 4.x): N connections from each source
+        // IP, that is the CIDR 0/0.
+        ValueType::CidrUint if args.len() == 1 && parse_uint(&first.text).is_ok() => {
+            Value::CidrUint(Cidr::parse("0/0").map_err(err)?, parse_uint(&first.text).map_err(err)?)
         }
         ValueType::CidrUint => {
             let [c, n] = two(args, ty)?;
@@ -699,6 +717,14 @@ mod tests {
     }
 
     #[test]
+    fn true_and_false_for_yes_and_no_enums() {
+        const YES_NO: &[&str] = &["no", "yes", "override"];
+        assert!(matches!(parse(ValueType::Enum(YES_NO), "true"), Ok(Value::Text(t)) if t == "yes"));
+        assert!(matches!(parse(ValueType::Enum(YES_NO), "False"), Ok(Value::Text(t)) if t == "no"));
+        assert!(parse(ValueType::Enum(&["a", "b"]), "true").is_err());
+    }
+
+    #[test]
     fn a_number_or_auto() {
         assert!(matches!(parse(ValueType::UintOrAuto, "AUTO"), Ok(Value::Text(t)) if t == "auto"));
         assert!(matches!(parse(ValueType::UintOrAuto, "250000"), Ok(Value::Uint(250_000))));
@@ -744,16 +770,23 @@ mod tests {
         assert_eq!(err("127.0.0.1:99999"), (21, "port 99999 is out of range (0-65535)".to_string()));
         assert_eq!(
             err("127.0.0.1:2525 feeder"),
-            (26, "expected source=NAME after the address, found \"feeder\"".into())
+            (26, "expected source=NAME or tls=yes|no after the address, found \"feeder\"".into())
         );
         assert_eq!(
             err("127.0.0.1:2525 source="),
-            (26, "expected source=NAME after the address, found \"source=\"".into())
+            (26, "expected source=NAME or tls=yes|no after the address, found \"source=\"".into())
         );
         assert_eq!(err("127.0.0.1:2525 source=a b").0, 35);
         assert_eq!(err("127.0.0.1").0, 11);
+        assert_eq!(err("127.0.0.1:465 tls=maybe").0, 25);
+        let words = |text: &str| match parse(ValueType::Listener, text) {
+            Ok(Value::Words(w)) => w,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(words("0/0:465 tls=yes source=feeder"), ["0/0:465", "source=feeder", "tls=yes"]);
+        assert_eq!(words("0/0:25 tls=no"), ["0/0:25"]);
         let missing = parse_value(ValueType::Listener, 1, &[], &Token::bare("", Location::new(&Arc::from("t"), 1, 1)));
-        assert_eq!(missing.unwrap_err().message, "missing value: expected ADDRESS:PORT [source=NAME]");
+        assert_eq!(missing.unwrap_err().message, "missing value: expected ADDRESS:PORT [source=NAME] [tls=yes|no]");
     }
 
     #[test]

@@ -47,11 +47,12 @@ pub fn specs(config: &Config) -> Vec<ListenerSpec> {
         if let Value::Words(w) = &e.value
             && let Ok(l) = ListenAddr::parse(&w[0])
         {
-            let source = w.get(1).and_then(|s| s.strip_prefix("source=")).map(str::to_string);
+            let source = w.iter().skip(1).find_map(|s| s.strip_prefix("source=")).map(str::to_string);
             out.push(ListenerSpec {
                 addr: socket_addr(&l),
                 source,
-                implicit_tls: false,
+                // `smtp-listener ADDR:PORT tls=yes`: SMTPS, as `immediate-tls` in a listener block.
+                implicit_tls: w.iter().any(|s| s == "tls=yes"),
                 await_slot: None,
                 certificate: None,
             });
