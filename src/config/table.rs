@@ -228,7 +228,7 @@ directives! {
     BounceUponTransferFailure => "bounce-upon-transfer-failure", Bool, D, Some("no"), once, Pending, "Bounce after a broken DATA transfer.";
     BounceUponPixTransferFailure => "bounce-upon-pix-transfer-failure", Bool, D, Some("no"), once, NoEffect, "Cisco PIX transfer-failure handling; Ember has no PIX workaround mode, so there is nothing to bounce on.";
     AssumeDeliveryUponDataTerminationTimeout => "assume-delivery-upon-data-termination-timeout", Bool, D, Some("no"), once, Pending, "Count a timeout after the final dot as delivered.";
-    Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Pending, "Treat a bare 553 as 5.1.1.";
+    Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Enforced, "Treat a bare 553 (no enhanced code) as 5.1.1, bad mailbox: status, bounce category, DSN.";
     Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Pending, "On 421: drop and try the next MX (no: RSET and reuse).";
     ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Pending, "Scrub 421 text before it reaches DSNs.";
     NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";

@@ -343,6 +343,7 @@ impl Manager {
                     &reply,
                     &Remote::default(),
                     None,
+                    None,
                     &self.config,
                 );
                 return;

@@ -54,6 +54,7 @@ impl Reporter {
     }
 
     /// Counts one recipient's outcome.
+    #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
         kind: &'static str,
@@ -62,12 +63,13 @@ impl Reporter {
         reply: &Reply,
         remote: &Remote,
         key: Option<&QueueKey>,
+        settings: Option<&QueueSettings>,
     ) {
         let env = &job.envelope;
         let recipient = &env.recipients[index];
         let domain = key.map_or_else(|| recipient.domain(), |k| k.name.clone());
         let vmta = key.map_or_else(|| env.vmta.clone().unwrap_or_else(|| "{default}".into()), |k| k.vmta.clone());
-        let category = if kind == "bounced" { self.category(reply) } else { String::new() };
+        let category = if kind == "bounced" { self.category(reply, settings) } else { String::new() };
         self.telemetry.outcome(
             kind,
             &Outcome {
@@ -104,7 +106,8 @@ impl Reporter {
 
     /// Writes a `d`, `b` or `t` record for one recipient, built by `Record::delivery` from what
     /// the envelope, the reply and the connection say. `settings` carries the queue's
-    /// `disable-acct-records` and `log-delivery-failures`.
+    /// `disable-acct-records` and `log-delivery-failures`; `invalid_553` its
+    /// `smtp-553-means-invalid-mailbox`.
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -116,6 +119,7 @@ impl Reporter {
         remote: &Remote,
         queue: Option<&QueueKey>,
         settings: Option<&QueueSettings>,
+        invalid_553: bool,
     ) {
         let acct = settings.map(|s| QueueAcct::from_settings(&s.settings)).unwrap_or_default();
         if !self.accounting.wants_for(kind, &acct) {
@@ -123,7 +127,7 @@ impl Reporter {
         }
         let env = &job.envelope;
         let recipient = &env.recipients[index];
-        let code = status::reply_status(reply, true).to_string();
+        let code = status::reply_status(reply, invalid_553).to_string();
         let diag = status::diagnostic(reply);
         let vmta = queue.map_or_else(|| env.vmta.clone().unwrap_or_else(|| "{default}".into()), |k| k.vmta.clone());
         // The pool the message selected, when it selected one (not a warm-up diversion).
@@ -151,8 +155,9 @@ impl Reporter {
         self.accounting.write_for(&Record::delivery(kind, &facts), &acct);
     }
 
-    fn category(&self, reply: &Reply) -> String {
-        self.classifier.classify(&status::reply_status(reply, true).to_string(), &status::diagnostic(reply)).to_string()
+    fn category(&self, reply: &Reply, settings: Option<&QueueSettings>) -> String {
+        let code = status::reply_status(reply, bare_553_is_5_1_1(settings)).to_string();
+        self.classifier.classify(&code, &status::diagnostic(reply)).to_string()
     }
 
     pub fn delivered(
@@ -173,8 +178,9 @@ impl Reporter {
             done.iter().map(|(i, _)| StateChange { id, recipient: *i, state: RecipientState::Delivered }).collect(),
         );
         for (i, reply) in done {
-            self.observe("delivered", job, *i, reply, remote, Some(key));
-            self.record(RecordType::Delivery, job, *i, reply, "", remote, Some(key), Some(settings));
+            self.observe("delivered", job, *i, reply, remote, Some(key), Some(settings));
+            let invalid_553 = bare_553_is_5_1_1(Some(settings));
+            self.record(RecordType::Delivery, job, *i, reply, "", remote, Some(key), Some(settings), invalid_553);
         }
     }
 
@@ -205,13 +211,25 @@ impl Reporter {
                 .collect(),
         );
         for (i, reply, _) in later {
-            self.observe("deferred", job, *i, reply, remote, Some(key));
-            let category = self.category(reply);
-            self.record(RecordType::Transient, job, *i, reply, &category, remote, Some(key), Some(settings));
+            self.observe("deferred", job, *i, reply, remote, Some(key), Some(settings));
+            let category = self.category(reply, Some(settings));
+            let invalid_553 = bare_553_is_5_1_1(Some(settings));
+            self.record(
+                RecordType::Transient,
+                job,
+                *i,
+                reply,
+                &category,
+                remote,
+                Some(key),
+                Some(settings),
+                invalid_553,
+            );
         }
     }
 
     /// Bounces recipients: spool state, `b` records, and a DSN to the sender when one is due.
+    /// `settings` are the queue's, when the recipients belong to one (`smtp-553-means-invalid-mailbox`).
     #[allow(clippy::too_many_arguments)]
     pub fn bounce(
         &self,
@@ -221,6 +239,7 @@ impl Reporter {
         reply: &Reply,
         remote: &Remote,
         key: Option<&QueueKey>,
+        settings: Option<&QueueSettings>,
         config: &Config,
     ) {
         if indexes.is_empty() {
@@ -235,12 +254,13 @@ impl Reporter {
             spool,
             indexes.iter().map(|i| StateChange { id, recipient: *i, state: RecipientState::Bounced }).collect(),
         );
-        let category = self.category(reply);
+        let category = self.category(reply, settings);
+        let invalid_553 = bare_553_is_5_1_1(settings);
         for i in indexes {
-            self.observe("bounced", job, *i, reply, remote, key);
-            self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None);
+            self.observe("bounced", job, *i, reply, remote, key, settings);
+            self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None, invalid_553);
         }
-        self.send_dsn(spool, job, indexes, reply, &category, remote, key, config);
+        self.send_dsn(spool, job, indexes, reply, &category, remote, key, invalid_553, config);
     }
 
     /// Recipients an operator deleted (`ember delete`): spool state `deleted`, a `b` record
@@ -262,16 +282,16 @@ impl Reporter {
             spool,
             job.recipients.iter().map(|i| StateChange { id, recipient: *i, state: RecipientState::Deleted }).collect(),
         );
-        let category = self.category(reply);
+        let category = self.category(reply, None);
         for i in &job.recipients {
             tracing::info!(queue = %key, "deleted {id} to <{}> (operator)", job.envelope.recipients[*i].address);
-            self.observe("deleted", job, *i, reply, remote, Some(key));
+            self.observe("deleted", job, *i, reply, remote, Some(key), None);
             if accounting {
-                self.record(RecordType::Bounce, job, *i, reply, &category, remote, Some(key), None);
+                self.record(RecordType::Bounce, job, *i, reply, &category, remote, Some(key), None, true);
             }
         }
         if dsn {
-            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), config);
+            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), true, config);
         }
     }
 
@@ -285,9 +305,10 @@ impl Reporter {
         category: &str,
         remote: &Remote,
         key: Option<&QueueKey>,
+        invalid_553: bool,
         config: &Config,
     ) {
-        let code = status::reply_status(reply, true).to_string();
+        let code = status::reply_status(reply, invalid_553).to_string();
         let env = Arc::clone(&job.envelope);
         let recipients: Vec<usize> = indexes
             .iter()
@@ -351,14 +372,14 @@ impl Reporter {
         });
     }
 
-    pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure) {
+    pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure, settings: &QueueSettings) {
         tracing::info!(queue = %key, "queue failure: {}{}", failure.reply, if failure.permanent { " (permanent)" } else { "" });
         let remote = &failure.remote;
         self.telemetry.queue_failure(&key.name, &key.vmta, &remote.source_ip, &remote.ip, &failure.reply.to_string());
         if !self.accounting.wants(RecordType::TransientQueue) {
             return;
         }
-        let code = status::reply_status(&failure.reply, true).to_string();
+        let code = status::reply_status(&failure.reply, bare_553_is_5_1_1(Some(settings))).to_string();
         let diag = status::diagnostic(&failure.reply);
         let queue = key.to_string();
         let facts = DeliveryFacts {
@@ -375,4 +396,9 @@ impl Reporter {
         let rec = Record::delivery(RecordType::TransientQueue, &facts);
         self.accounting.write(&rec);
     }
+}
+
+/// `smtp-553-means-invalid-mailbox` of a queue (PowerMTA's default, yes, outside any queue).
+fn bare_553_is_5_1_1(settings: Option<&QueueSettings>) -> bool {
+    settings.is_none_or(|s| s.settings.flag(crate::config::Dir::Smtp553MeansInvalidMailbox))
 }

@@ -104,7 +104,7 @@ impl Manager {
         self.reporter.delivered(&self.spool, &job, &delivered, remote, key, &settings);
         self.reporter.deferred(&self.spool, &job, &retry, attempts, remote, key, &settings);
         for (index, reply) in bounced {
-            self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), &self.config);
+            self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), Some(&settings), &self.config);
         }
         if let Some(reply) = bounce_queue {
             // bounce-queue: everything this queue holds bounces with the reply that asked for it.
@@ -118,8 +118,18 @@ impl Manager {
     pub(super) fn bounce_all(&mut self, key: &QueueKey, reply: &Reply, remote: &Remote) {
         let Some(q) = self.queues.get_mut(key) else { return };
         let jobs: Vec<Job> = q.ready.drain(..).chain(std::mem::take(&mut q.waiting).into_values().flatten()).collect();
+        let settings = Arc::clone(&q.settings);
         for job in jobs {
-            self.reporter.bounce(&self.spool, &job, &job.recipients, reply, remote, Some(key), &self.config);
+            self.reporter.bounce(
+                &self.spool,
+                &job,
+                &job.recipients,
+                reply,
+                remote,
+                Some(key),
+                Some(&settings),
+                &self.config,
+            );
         }
     }
 
@@ -150,7 +160,7 @@ impl Manager {
             let _ = q.react(&f.reply, source, Some(&f.remote.mx));
             q.proven = false;
             q.last_error = Some(f.reply.to_string());
-            self.reporter.queue_failure(key, &f);
+            self.reporter.queue_failure(key, &f, &q.settings);
             if f.permanent {
                 // The route itself is refused (no such domain, null MX, 5xx greeting): everything
                 // queued for it bounces now, not one retry at a time.
@@ -171,7 +181,17 @@ impl Manager {
             q.ready.extend(keep);
             for job in old {
                 let reply = expired(&f.reply);
-                self.reporter.bounce(&self.spool, &job, &job.recipients, &reply, &f.remote, Some(key), &self.config);
+                let settings = Some(&*q.settings);
+                self.reporter.bounce(
+                    &self.spool,
+                    &job,
+                    &job.recipients,
+                    &reply,
+                    &f.remote,
+                    Some(key),
+                    settings,
+                    &self.config,
+                );
             }
             return;
         }

@@ -1,0 +1,59 @@
+//! Delivery-side `<domain>` directives that change how a receiver's reply is understood, end to
+//! end with the scripted receiver: mail goes in with swaks, outcomes are read from the
+//! accounting file and the DSNs that reach the sender's mailbox.
+
+mod support;
+
+use serde_json::json;
+use support::peers::{Receiver, read_acct};
+use support::{Ember, swaks};
+
+fn inject(e: &Ember, from: &str, to: &str) {
+    let server = e.smtp().to_string();
+    let out = swaks(&["--server", server.as_str(), "--from", from, "--to", to]);
+    assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn feeder(extra: &str) -> String {
+    format!(
+        "smtp-listener 127.0.0.1:0\nhost-name mx.ember.test\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b,t,tq\n</acct-file>\n{extra}"
+    )
+}
+
+/// `smtp-553-means-invalid-mailbox`: a bare 553 (no enhanced code) is 5.1.1, a bad mailbox,
+/// in the accounting record and the DSN under the default `yes`; under `no` it is 5.0.0.
+#[test]
+fn a_bare_553_means_a_bad_mailbox_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({"rcpt": "553 not here"}), dir.path(), None);
+    let mailbox = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = feeder(&format!(
+        "<domain yes.example>\n    smtp-hosts [127.0.0.1]:{rx}\n</domain>\n<domain no.example>\n    smtp-hosts [127.0.0.1]:{rx}\n    smtp-553-means-invalid-mailbox no\n</domain>\n<domain example.net>\n    smtp-hosts [127.0.0.1]:{mb}\n</domain>\n",
+        rx = rx.addr.port(),
+        mb = mailbox.addr.port()
+    ));
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "sender@example.net", "a@yes.example");
+    inject(&e, "sender@example.net", "b@no.example");
+    e.wait_log_count("bounced ", 2);
+    // Both DSNs delivered to the sender's mailbox.
+    e.wait_log_count("delivered ", 2);
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let bounce = |rcpt: &str| rows.iter().find(|r| r["type"] == "b" && r["rcpt"] == rcpt).expect("a b record").clone();
+    let yes = bounce("a@yes.example");
+    assert!(yes["dsnStatus"].starts_with("5.1.1"), "{yes:?}");
+    assert_eq!(yes["bounceCat"], "bad-mailbox", "{yes:?}");
+    assert_eq!(yes["dsnDiag"], "smtp;553 not here", "the receiver's text is kept: {yes:?}");
+    let no = bounce("b@no.example");
+    assert!(no["dsnStatus"].starts_with("5.0.0"), "{no:?}");
+    assert_ne!(no["bounceCat"], "bad-mailbox", "{no:?}");
+    let dsns = mailbox.events("message");
+    let dsn_for = |rcpt: &str| {
+        dsns.iter()
+            .map(|m| m["data"].as_str().unwrap().to_string())
+            .find(|d| d.contains(rcpt))
+            .unwrap_or_else(|| panic!("no DSN about {rcpt}: {dsns:?}"))
+    };
+    assert!(dsn_for("a@yes.example").contains("Status: 5.1.1"));
+    assert!(dsn_for("b@no.example").contains("Status: 5.0.0"));
+}
