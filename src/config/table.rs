@@ -254,7 +254,7 @@ directives! {
     SmtpHosts => "smtp-hosts", SmtpHosts, D, None, once, Enforced, "MX override: commas are equal preference, semicolons the next.";
     DefaultSmtpPort => "default-smtp-port", UintRange(1, 65535), D, Some("25"), once, Enforced, "Destination port.";
     QueueTo => "queue-to", Word, D, None, once, Enforced, "Put this domain's mail into queue NAME.";
-    DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Pending, "Opt out of <mx-rollup-list>.";
+    DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Enforced, "Opt out of <mx-rollup-list>.";
     RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move this queue's mail to another VMTA or pool.";
     DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Pending, "Delivery method.";
     Ignore8bitmime => "ignore-8bitmime", Bool, D, Some("no"), once, Enforced, "Do not use 8BITMIME.";
@@ -381,7 +381,7 @@ directives! {
     LogMatchInfo => "log-match-info", Bool, EMAIL_PATTERNS, Some("no"), once, Pending, "Log which pattern matched.";
     RewriteMailFrom => "mail-from", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "SOURCE TARGET (a@b, a@*, *@b, *@*, <>).";
     FromDomain => "from-domain", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "PATTERN TARGETDOMAIN.";
-    Mx => "mx", Words { min: 2, max: 3 }, MX_ROLLUP, None, many, Pending, "MXHOST|*.pattern NAME.rollup [rollup-by-ip].";
+    Mx => "mx", Words { min: 2, max: 3 }, MX_ROLLUP, None, many, Enforced, "MXHOST|*.pattern NAME.rollup [rollup-by-ip].";
     PrecachedDomainsFile => "precached-domains-file", File, DNS, None, once, Pending, "Domains kept resolved.";
     PrecachedRefreshInterval => "precached-refresh-interval", Interval, DNS, Some("5m"), once, Pending, "Refresh interval of precached domains.";
     PrecachedMaxDomains => "precached-max-domains", Uint, DNS, Some("500"), once, Pending, "Most precached domains.";

@@ -19,6 +19,7 @@ use super::QueueKey;
 use super::limits::SharedRates;
 use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
+use super::rollup::Rollups;
 use super::state::{ModeEvent, Queue, new_queue};
 use super::vmta::Rotation;
 use super::warmup::Warmup;
@@ -105,6 +106,12 @@ pub enum Event {
         /// The local source IP the connection used.
         source: Option<std::net::IpAddr>,
         failure: Option<QueueFailure>,
+    },
+    /// A worker of a domain's own queue found the domain's MX hosts in `<mx-rollup-list>`: the
+    /// queue's mail moves to `rollup` (src/queue/rollup.rs).
+    RollUp {
+        key: QueueKey,
+        rollup: String,
     },
     Snapshot(oneshot::Sender<Vec<QueueStatus>>),
     /// An operator's command on the queues matching a pattern; the reply is how many matched.
@@ -217,6 +224,8 @@ pub struct Manager {
     drain_waiters: Vec<oneshot::Sender<OperationResult>>,
     /// DKIM keys, swapped by the daemon on reload.
     dkim: crate::dkim::Keys,
+    /// `<mx-rollup-list>` and the domains found to belong to a rollup.
+    rollups: Rollups,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -240,6 +249,7 @@ impl Pending {
         let tx = self.handle.tx.clone();
         let state_file = |name: &str| self.state_dir.as_ref().map(|d| d.join(name));
         let manager = Manager {
+            rollups: Rollups::new(&self.config),
             config: self.config,
             spool: self.spool,
             resolver: self.resolver,
@@ -297,6 +307,7 @@ impl Manager {
             Event::Next { key, source, mx, reply } => self.answer_next(&key, source, mx, reply),
             Event::Outcome { key, job, replies, remote } => self.outcome(&key, job, &replies, &remote),
             Event::ConnectionEnded { key, source, failure } => self.connection_ended(&key, source, failure),
+            Event::RollUp { key, rollup } => self.roll_up(&key, &rollup),
             Event::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
@@ -373,6 +384,13 @@ impl Manager {
                 .unwrap_or(0);
             let mut key = QueueKey { name: queue, vmta: vmta.clone() };
             let mut settings = settings;
+            // A domain already found to belong to a rollup is filed in the rollup's queue.
+            if let Some(rollup) = self.rollups.current(&key.name).map(str::to_string)
+                && let Some(rollup_settings) = self.settings(&rollup, &vmta)
+            {
+                key.name = rollup;
+                settings = rollup_settings;
+            }
             self.reroute(&mut key, &mut settings);
             // Warm-up: today's first messages of a warm VMTA's queue go to its cold VMTA.
             if fresh
@@ -468,7 +486,37 @@ impl Manager {
         self.start_workers(&to);
     }
 
+    /// A domain queue's MX hosts belong to `rollup`: its mail (ready, waiting, held) moves to the
+    /// rollup's queue for the same VMTA, and new mail for the domain goes there directly.
+    fn roll_up(&mut self, key: &QueueKey, rollup: &str) {
+        let Some(settings) = self.settings(rollup, &key.vmta) else { return };
+        if self.rollups.current(&key.name) != Some(rollup) {
+            tracing::info!("{key}: MX hosts belong to {rollup} (mx-rollup-list)");
+        }
+        self.rollups.decide(&key.name, rollup);
+        let to = QueueKey { name: rollup.to_string(), vmta: key.vmta.clone() };
+        let Some(q) = self.queues.get_mut(key) else { return };
+        let ready: Vec<Job> = q.ready.drain(..).collect();
+        let waiting = std::mem::take(&mut q.waiting);
+        let held: Vec<Job> = std::mem::take(&mut q.held);
+        let moved = ready.len() + waiting.values().map(Vec::len).sum::<usize>() + held.len();
+        if moved > 0 {
+            q.record("mx-rollup", format!("{moved} messages moved to {to} (mx-rollup-list)"), None);
+        }
+        let config = Arc::clone(&self.config);
+        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config));
+        for job in ready {
+            target.enqueue(job);
+        }
+        for (at, jobs) in waiting {
+            target.waiting.entry(at).or_default().extend(jobs);
+        }
+        target.held.extend(held);
+        self.start_workers(&to);
+    }
+
     fn reload(&mut self, config: Arc<Config>, reporter: Reporter) {
+        self.rollups.reload(&config);
         self.config = config;
         self.reporter = reporter;
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
@@ -622,7 +670,13 @@ impl Manager {
             };
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
             let skip_mx = self.queues.get_mut(key).expect("present").skipped_mx_now();
+            let rollup = self
+                .rollups
+                .applies(&key.name, settings.settings.flag(Dir::DisableMxRollup))
+                .then(|| Arc::clone(&self.rollups.list));
             let setup = WorkerSetup {
+                mx_domain: self.rollups.mx_domain(&key.name).to_string(),
+                rollup,
                 skip_mx,
                 key: key.clone(),
                 settings,
@@ -658,9 +712,12 @@ impl Manager {
     fn snapshot(&mut self) -> Vec<QueueStatus> {
         let now = now_secs();
         let ramps = &mut self.ramps;
+        let rollups = &self.rollups;
         let mut out: Vec<QueueStatus> = self
             .queues
             .iter()
+            // A domain queue emptied into its rollup is not a queue of its own any more.
+            .filter(|(k, q)| rollups.current(&k.name).is_none() || q.recipients() > 0 || q.connections > 0)
             .map(|(k, q)| (k, q, q.ramp.as_ref().map(|p| ramps.status(&k.to_string(), p, now))))
             .map(|(k, q, warmup)| QueueStatus {
                 queue: k.to_string(),

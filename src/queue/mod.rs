@@ -7,7 +7,7 @@
 //! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
-//! DSNs.
+//! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX).
 
 pub mod backoff;
 pub mod limits;
@@ -15,6 +15,7 @@ pub mod manager;
 pub mod ramp;
 pub mod rate;
 pub mod report;
+pub mod rollup;
 pub mod schedule;
 pub mod state;
 pub mod vmta;

@@ -54,6 +54,11 @@ pub struct WorkerSetup {
     pub skip_mx: Vec<String>,
     /// DKIM keys of the current configuration generation.
     pub dkim: crate::dkim::Keys,
+    /// The domain whose MX plan this connection uses: the queue's own name, or for a rollup
+    /// queue a member domain's (src/queue/rollup.rs).
+    pub mx_domain: String,
+    /// `<mx-rollup-list>`, when this queue's MX hosts are to be matched against it.
+    pub rollup: Option<Arc<super::rollup::RollupList>>,
 }
 
 fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
@@ -106,7 +111,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     };
     let port = s.uint(Dir::DefaultSmtpPort).unwrap_or(25) as u16;
     let source_ip = setup.source.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let plan = match setup.resolver.plan(&setup.key.name, smtp_hosts, port).await {
+    let plan = match setup.resolver.plan(&setup.mx_domain, smtp_hosts, port).await {
         Ok(plan) => plan,
         Err(e) => {
             let permanent = !matches!(e, crate::delivery::mx::ResolveError::Temporary(_));
@@ -118,6 +123,15 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             });
         }
     };
+    // MX rollup: a domain whose MX hosts belong to a rollup hands its mail to the rollup's queue
+    // before any connection is made.
+    if let Some(list) = &setup.rollup
+        && plan.source == crate::delivery::mx::PlanSource::Mx
+        && let Some(rollup) = list.rollup_for(plan.most_preferred().map(|h| h.name.as_str()))
+    {
+        let _ = setup.events.send(Event::RollUp { key: setup.key.clone(), rollup: rollup.to_string() });
+        return None;
+    }
     let config = client_config(&setup.settings, &setup.source, setup.tls_ca_file.clone());
     let max_attempts = s.uint(Dir::MxConnectionAttempts).unwrap_or(10).max(1) as usize;
     let mut last: Option<(Reply, bool, Remote)> = None;
