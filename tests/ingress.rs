@@ -476,13 +476,6 @@ fn pickup_directory_files_are_spooled_and_bad_ones_set_aside() {
     assert!(e.log_contains("no x-sender line at the top of the file"));
 }
 
-/// The message `ember show message` prints for a spooled id (after the envelope line).
-fn shown_message(e: &Ember, id: &str) -> String {
-    let shown = e.cli(&["show", "message", id]);
-    let text = String::from_utf8_lossy(&shown.stdout).to_string();
-    text[text.find('\n').unwrap() + 1..].to_string()
-}
-
 #[test]
 fn pickup_remove_dot_undoes_dot_stuffing_and_is_off_by_default() {
     for (remove, expected) in [
@@ -498,7 +491,7 @@ fn pickup_remove_dot_undoes_dot_stuffing_and_is_off_by_default() {
         e.wait_log("pickup: stored");
         let spooled = e.spooled();
         assert_eq!(spooled.len(), 1, "{spooled:?}");
-        let message = shown_message(&e, spooled[0]["id"].as_str().unwrap());
+        let message = e.shown_message(spooled[0]["id"].as_str().unwrap());
         let body = &message[message.find("\r\n\r\n").unwrap() + 2..];
         assert_eq!(body, expected, "pickup-remove-dot {remove}: {message:?}");
     }

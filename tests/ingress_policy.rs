@@ -172,13 +172,6 @@ smtp-listener 127.0.0.1:0
     assert!(!header.contains("127.0.0.1"), "{header}");
 }
 
-/// The message `ember show message` prints for a spooled id (after the envelope line).
-fn shown_message(e: &Ember, id: &str) -> String {
-    let shown = e.cli(&["show", "message", id]);
-    let text = String::from_utf8_lossy(&shown.stdout).to_string();
-    text[text.find('\n').unwrap() + 1..].to_string()
-}
-
 #[test]
 fn received_stripping_address_qualification_and_relay_addresses() {
     let config = "\
@@ -240,7 +233,7 @@ relay-address vip@outside.example
     assert_eq!(rows, expected);
     // remove-received-headers: the incoming Received fields are gone, Ember's own is there,
     // and the body is untouched.
-    let message = shown_message(&e, &id);
+    let message = e.shown_message(&id);
     let (header, body) = message.split_once("\r\n\r\n").unwrap();
     assert_eq!(header.matches("Received:").count(), 1, "{header}");
     assert!(header.starts_with("Received: from reporter.test ([127.0.0.1])"), "{header}");
@@ -265,7 +258,7 @@ smtp-listener 127.0.0.1:0
     let out = e.send_with_script("127.0.0.1", "a@example.net", &["b@example.com"], message);
     assert_eq!(out["data"][0], 250, "{out}");
     let spooled = e.spooled();
-    let message = shown_message(&e, spooled[0]["id"].as_str().unwrap());
+    let message = e.shown_message(spooled[0]["id"].as_str().unwrap());
     let header = &message[..message.find("\r\n\r\n").unwrap()];
     assert_eq!(header.matches("Received:").count(), 2, "{header}");
     assert!(header.contains("from a.example by b.example"), "{header}");

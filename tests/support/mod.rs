@@ -261,6 +261,13 @@ s.quit()
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The message `ember show message` prints for a spooled id (after the envelope line).
+    pub fn shown_message(&self, id: &str) -> String {
+        let shown = self.cli(&["show", "message", id]);
+        let text = String::from_utf8_lossy(&shown.stdout).to_string();
+        text[text.find('\n').unwrap() + 1..].to_string()
+    }
+
     /// `ember list --json`, parsed.
     pub fn spooled(&self) -> Vec<serde_json::Value> {
         let out = self.cli(&["list", "--json"]);
