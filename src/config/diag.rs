@@ -58,6 +58,12 @@ impl fmt::Display for Diagnostic {
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    /// Included files that could not be read (or a glob that matched nothing), where they were
+    /// included. While one is missing, a name defined nowhere was probably defined there: the
+    /// reference is reported as a consequence of the missing file, not as an error of its own.
+    missing_includes: Vec<(Location, String)>,
+    /// References left unresolved while an include is missing: what, and where it is written.
+    unresolved: Vec<(String, Location)>,
 }
 
 impl Diagnostics {
@@ -67,6 +73,50 @@ impl Diagnostics {
 
     pub fn warning(&mut self, location: &Location, message: impl Into<String>) {
         self.push(Severity::Warning, location, message.into());
+    }
+
+    /// An included file that cannot be read (`reason`) or a glob that matched nothing.
+    pub fn missing_include(&mut self, severity: Severity, location: &Location, file: &str, message: String) {
+        self.push(severity, location, message);
+        self.missing_includes.push((location.clone(), file.to_string()));
+    }
+
+    /// Reports a name that nothing defines. With an include missing, the name was probably
+    /// defined in it: a warning that says so, and the include's error lists it; otherwise an
+    /// error.
+    pub fn undefined_reference(&mut self, location: &Location, what: &str, message: String) {
+        match self.missing_includes.as_slice() {
+            [] => self.error(location, message),
+            missing => {
+                let cause = match missing {
+                    [(_, file)] => format!("{file} could not be read"),
+                    _ => format!("{} included files could not be read", missing.len()),
+                };
+                self.warning(location, format!("{message}; left unresolved because {cause}"));
+                self.unresolved.push((what.to_string(), location.clone()));
+            }
+        }
+    }
+
+    /// Adds to each missing include's own message what could not be resolved because of it.
+    /// Called once, after every reference has been checked.
+    pub fn explain_missing_includes(&mut self) {
+        if self.unresolved.is_empty() {
+            return;
+        }
+        const SHOWN: usize = 5;
+        let mut listed: Vec<String> =
+            self.unresolved.iter().take(SHOWN).map(|(what, at)| format!("{what} ({})", at.file_line())).collect();
+        if self.unresolved.len() > SHOWN {
+            listed.push(format!("and {} more", self.unresolved.len() - SHOWN));
+        }
+        let suffix = format!("; left unresolved while it is missing: {}", listed.join(", "));
+        let places: Vec<Location> = self.missing_includes.iter().map(|(at, _)| at.clone()).collect();
+        for d in &mut self.items {
+            if places.contains(&d.location) && d.message.starts_with("include") && !d.message.ends_with(&suffix) {
+                d.message.push_str(&suffix);
+            }
+        }
     }
 
     fn push(&mut self, severity: Severity, location: &Location, message: String) {

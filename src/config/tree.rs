@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::diag::{Diagnostics, Location};
+use super::diag::{Diagnostics, Location, Severity};
 use super::lexer::{Line, Token, lex};
 use super::table_def::{BLOCKS, belongs, scope};
 
@@ -73,8 +73,15 @@ impl Builder<'_> {
             Ok(b) => b,
             Err(e) => {
                 let here = from.cloned().unwrap_or_else(|| Location::new(display, 1, 1));
-                let what = if from.is_some() { "include: cannot read" } else { "cannot read" };
-                self.diags.error(&here, format!("{what} {}: {}", path.display(), io_reason(&e)));
+                match from {
+                    Some(_) => self.diags.missing_include(
+                        Severity::Error,
+                        &here,
+                        &path.display().to_string(),
+                        format!("include: cannot read {}: {}", path.display(), io_reason(&e)),
+                    ),
+                    None => self.diags.error(&here, format!("cannot read {}: {}", path.display(), io_reason(&e))),
+                }
                 return None;
             }
         };
@@ -215,7 +222,12 @@ impl Builder<'_> {
             }
             files.sort();
             if files.is_empty() {
-                self.diags.warning(&target.location, format!("include: no file matches {:?}", target.text));
+                self.diags.missing_include(
+                    Severity::Warning,
+                    &target.location,
+                    &target.text,
+                    format!("include: no file matches {:?}", target.text),
+                );
             }
         } else {
             files.push(pattern);

@@ -32,6 +32,7 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     api_keys(config, diags);
     super::shaping::check(config, diags);
     referenced_files(config, files, diags);
+    diags.explain_missing_includes();
 }
 
 /// VMTAs and pools share one namespace.
@@ -84,13 +85,13 @@ fn pools(config: &Config, names: &Names, diags: &mut Diagnostics) {
         for e in pool.settings.all(Dir::VirtualMtaMember) {
             let (Value::Text(member), Some(location)) = (&e.value, e.origin.location()) else { continue };
             if config.vmta(member).is_none() {
-                let problem = if config.pool(member).is_some() {
-                    format!("virtual-mta {member:?} is a pool; pools contain virtual MTAs only")
-                } else {
-                    names.undefined(Kind::Vmta, member)
-                };
                 let at = e.origin.value_location().unwrap_or(location);
-                diags.error(at, format!("<virtual-mta-pool {}>: {problem}", pool.name));
+                let prefix = format!("<virtual-mta-pool {}>", pool.name);
+                if config.pool(member).is_some() {
+                    diags.error(at, format!("{prefix}: virtual-mta {member:?} is a pool; pools contain virtual MTAs only"));
+                } else {
+                    names.report(Kind::Vmta, member, &prefix, at, diags);
+                }
                 continue;
             }
             if pool.domains.is_empty() {
@@ -173,9 +174,9 @@ impl<'a> Names<'a> {
         (matches!(kind, Kind::Vmta | Kind::VmtaOrPool) && name == DEFAULT_VMTA) || self.known(kind).contains(&name)
     }
 
-    /// `no <smtp-pattern-list yahoo-code> is defined (did you mean "yahoo-codes"?)`.
-    fn undefined(&self, kind: Kind, name: &str) -> String {
-        let blocks = match kind {
+    /// `<smtp-pattern-list yahoo-code>`: the block a reference names.
+    fn label(kind: Kind, name: &str) -> String {
+        match kind {
             Kind::Source => format!("<source {name}>"),
             Kind::PatternList => format!("<pattern-list {name}>"),
             Kind::SourceGroup => format!("<source-group {name}>"),
@@ -183,8 +184,17 @@ impl<'a> Names<'a> {
             Kind::AddressList => format!("<address-list {name}>"),
             Kind::Vmta => format!("<virtual-mta {name}>"),
             Kind::VmtaOrPool => format!("<virtual-mta {name}> or <virtual-mta-pool {name}>"),
-        };
-        format!("no {blocks} is defined{}", suggest(name, self.known(kind).into_iter()))
+        }
+    }
+
+    /// `no <smtp-pattern-list yahoo-code> is defined (did you mean "yahoo-codes"?)`.
+    fn undefined(&self, kind: Kind, name: &str) -> String {
+        format!("no {} is defined{}", Self::label(kind, name), suggest(name, self.known(kind).into_iter()))
+    }
+
+    /// Reports `name`, written at `at`, as defined nowhere; `prefix` says what names it.
+    fn report(&self, kind: Kind, name: &str, prefix: &str, at: &Location, diags: &mut Diagnostics) {
+        diags.undefined_reference(at, &Self::label(kind, name), format!("{prefix}: {}", self.undefined(kind, name)));
     }
 
     /// Reports `name`, written in the value of `origin`, when it is not defined. `directive`
@@ -194,7 +204,7 @@ impl<'a> Names<'a> {
             return;
         }
         if let Some(at) = origin.locate(name) {
-            diags.error(&at, format!("{directive}: {}", self.undefined(kind, name)));
+            self.report(kind, name, directive, &at, diags);
         }
     }
 
@@ -219,7 +229,7 @@ fn references(config: &Config, names: &Names, diags: &mut Diagnostics) {
             && !names.exists(Kind::Source, name)
             && let Some(at) = e.origin.part_location(option).or_else(|| e.origin.locate(name))
         {
-            diags.error(&at, format!("smtp-listener: {}", names.undefined(Kind::Source, name)));
+            names.report(Kind::Source, name, "smtp-listener", &at, diags);
         }
     }
     for b in config.blocks.iter().filter(|b| b.tag == "smtp-listener" || b.tag == "smtp-user") {
@@ -281,7 +291,7 @@ fn pattern_list(list: &OtherBlock, names: &Names, diags: &mut Diagnostics) {
                 }
                 let at = e.origin.part_location(&written).or_else(|| e.origin.locate(name));
                 if let Some(at) = at {
-                    diags.error(&at, format!("{}: {}", dir.def().name, names.undefined(kind, name)));
+                    names.report(kind, name, dir.def().name, &at, diags);
                 }
             }
         }
@@ -457,5 +467,35 @@ mod tests {
                 "8:14: http-api-key: a key must be 32 to 128 characters of A-Z, a-z, 0-9 and '_'",
             ]
         );
+    }
+
+    #[test]
+    fn references_a_missing_include_would_have_defined_are_its_consequence_not_errors_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "include vmtas.conf\n\
+                    <virtual-mta-pool p1>\n  virtual-mta v1\n</virtual-mta-pool>\n\
+                    <source 127.0.0.1>\n  default-virtual-mta v2\n</source>\n";
+        let loaded = load_str("t.conf", text, dir.path(), FileCheck::Warn);
+        let shown: Vec<String> = loaded
+            .diagnostics
+            .sorted()
+            .into_iter()
+            .map(|d| format!("{:?} {}:{}: {}", d.severity, d.location.line, d.location.col, d.message))
+            .collect();
+        let missing = dir.path().join("vmtas.conf").display().to_string();
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "Error 1:9: include: cannot read {missing}: no such file; left unresolved while it is missing: \
+                     <virtual-mta v1> (t.conf:3), <virtual-mta v2> or <virtual-mta-pool v2> (t.conf:6)"
+                ),
+                format!("Warning 3:15: <virtual-mta-pool p1>: no <virtual-mta v1> is defined; left unresolved because {missing} could not be read"),
+                format!("Warning 6:23: default-virtual-mta: no <virtual-mta v2> or <virtual-mta-pool v2> is defined (did you mean \"p1\"?); left unresolved because {missing} could not be read"),
+            ]
+        );
+        // The same references without the include are errors of their own.
+        let alone = errors(text.trim_start_matches("include vmtas.conf\n"));
+        assert_eq!(alone.len(), 2, "{alone:?}");
     }
 }
