@@ -88,7 +88,10 @@ fn pools(config: &Config, names: &Names, diags: &mut Diagnostics) {
                 let at = e.origin.value_location().unwrap_or(location);
                 let prefix = format!("<virtual-mta-pool {}>", pool.name);
                 if config.pool(member).is_some() {
-                    diags.error(at, format!("{prefix}: virtual-mta {member:?} is a pool; pools contain virtual MTAs only"));
+                    diags.error(
+                        at,
+                        format!("{prefix}: virtual-mta {member:?} is a pool; pools contain virtual MTAs only"),
+                    );
                 } else {
                     names.report(Kind::Vmta, member, &prefix, at, diags);
                 }
@@ -490,8 +493,12 @@ mod tests {
                     "Error 1:9: include: cannot read {missing}: no such file; left unresolved while it is missing: \
                      <virtual-mta v1> (t.conf:3), <virtual-mta v2> or <virtual-mta-pool v2> (t.conf:6)"
                 ),
-                format!("Warning 3:15: <virtual-mta-pool p1>: no <virtual-mta v1> is defined; left unresolved because {missing} could not be read"),
-                format!("Warning 6:23: default-virtual-mta: no <virtual-mta v2> or <virtual-mta-pool v2> is defined (did you mean \"p1\"?); left unresolved because {missing} could not be read"),
+                format!(
+                    "Warning 3:15: <virtual-mta-pool p1>: no <virtual-mta v1> is defined; left unresolved because {missing} could not be read"
+                ),
+                format!(
+                    "Warning 6:23: default-virtual-mta: no <virtual-mta v2> or <virtual-mta-pool v2> is defined (did you mean \"p1\"?); left unresolved because {missing} could not be read"
+                ),
             ]
         );
         // The same references without the include are errors of their own.
