@@ -263,3 +263,147 @@ smtp-listener 127.0.0.1:0
     assert_eq!(header.matches("Received:").count(), 2, "{header}");
     assert!(header.contains("from a.example by b.example"), "{header}");
 }
+
+#[test]
+fn aliases_rewrite_recipients_and_broken_auth_clients_get_the_legacy_line() {
+    let config = "\
+host-name mx.alias.test
+smtp-listener 127.0.0.1:0
+alias sales@example.com a@x.example,b@y.example
+<aliases>
+    alias postmaster ops@example.org
+</aliases>
+<address-list blocked>
+    address b@y.example
+</address-list>
+<smtp-user bob>
+    password hunter2
+</smtp-user>
+<source 127.0.0.1>
+    always-allow-relaying yes
+    suppression-lists blocked
+    allow-unencrypted-plain-auth yes
+    broken-auth-clients yes
+</source>
+<source 127.0.0.2>
+    allow-unencrypted-plain-auth yes
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start(config);
+    let out = e.send_with_script(
+        "127.0.0.1",
+        "a@example.net",
+        &["Sales@Example.com", "postmaster@mx.alias.test", "plain@example.com"],
+        "Subject: alias\r\n\r\nx\r\n",
+    );
+    for rcpt in ["Sales@Example.com", "postmaster@mx.alias.test", "plain@example.com"] {
+        assert_eq!(out["rcpt"][rcpt][0], 250, "{out}");
+    }
+    assert_eq!(out["data"][0], 250, "{out}");
+    // The aliases are replaced by their targets; the suppressed target is dropped.
+    let mut rcpts: Vec<String> = e.spooled().iter().map(|m| m["rcpt"].as_str().unwrap().to_string()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["a@x.example", "ops@example.org", "plain@example.com"]);
+
+    // broken-auth-clients: the legacy AUTH= line follows the standard one, for that source only.
+    let ehlo = |source: &str| {
+        let script = r#"
+import smtplib, sys
+h, p = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(h, int(p), source_address=(sys.argv[2], 0))
+code, text = s.ehlo("old.client")
+print(text.decode())
+s.quit()
+"#;
+        let out = python(script, &[e.smtp().to_string(), source.to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let legacy = ehlo("127.0.0.1");
+    assert!(legacy.contains("AUTH PLAIN LOGIN\nAUTH=LOGIN PLAIN"), "{legacy}");
+    let modern = ehlo("127.0.0.2");
+    assert!(modern.contains("AUTH PLAIN LOGIN") && !modern.contains("AUTH="), "{modern}");
+}
+
+/// A CA (`NAME-ca.pem`) and a client certificate it signed (`NAME-client.pem`, with its key).
+fn client_ca(dir: &std::path::Path, name: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![format!("{name}.client.test")]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}-client.pem")), format!("{}{}", client.pem(), key.serialize_pem())).unwrap();
+}
+
+#[test]
+fn listener_tls_versions_and_client_certificates_verified_against_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path());
+    client_ca(dir.path(), "good");
+    client_ca(dir.path(), "rogue");
+    let config = "\
+smtp-listener 127.0.0.1:0 tls=yes
+smtp-server-tls-certificate server.pem
+smtp-server-tls-ca-file good-ca.pem
+<smtp-listener 127.0.0.1:0>
+    immediate-tls yes
+    tls-allow-tlsv1.2 no
+    tls-ca-file rogue-ca.pem
+</smtp-listener>
+<spool spool>
+</spool>
+";
+    let e = Ember::start_in(dir, config);
+    let script = r#"
+import socket, ssl, sys
+def attempt(addr, tls12, cert):
+    ctx = ssl._create_unverified_context()
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if cert != "-":
+        ctx.load_cert_chain(cert)
+    h, p = addr.rsplit(":", 1)
+    try:
+        t = ctx.wrap_socket(socket.create_connection((h, int(p)), timeout=20), server_hostname="localhost")
+        f = t.makefile("rb")
+        f.readline()
+        t.sendall(b"EHLO client.test\r\n")
+        line = f.readline().decode()
+        return "ok " + t.version() if line.startswith("250") else "fail " + line
+    except (ssl.SSLError, OSError) as e:
+        return "fail"
+server, strict, good, rogue = sys.argv[1:5]
+print("global-tls12-nocert", attempt(server, True, "-"))
+print("global-good", attempt(server, False, good))
+print("global-rogue", attempt(server, False, rogue))
+print("strict-tls12", attempt(strict, True, "-"))
+print("strict-tls13", attempt(strict, False, "-"))
+print("strict-good", attempt(strict, False, good))
+print("strict-rogue", attempt(strict, False, rogue))
+"#;
+    let args = [
+        e.listeners[0].to_string(),
+        e.listeners[1].to_string(),
+        e.path("good-client.pem").display().to_string(),
+        e.path("rogue-client.pem").display().to_string(),
+    ];
+    let out = python(script, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // Server-wide: TLS 1.2 allowed, a certificate is optional, but one sent must chain to the CA.
+    assert!(stdout.contains("global-tls12-nocert ok TLSv1.2"), "{stdout}");
+    assert!(stdout.contains("global-good ok TLSv1.3"), "{stdout}");
+    assert!(stdout.contains("global-rogue fail"), "{stdout}");
+    // The listener block overrides both: TLS 1.3 only, and its own CA.
+    assert!(stdout.contains("strict-tls12 fail"), "{stdout}");
+    assert!(stdout.contains("strict-tls13 ok TLSv1.3"), "{stdout}");
+    assert!(stdout.contains("strict-good fail"), "{stdout}");
+    assert!(stdout.contains("strict-rogue ok TLSv1.3"), "{stdout}");
+}

@@ -44,14 +44,14 @@ directives! {
     SpoolDeleteCorrupted => "spool-delete-corrupted", Bool, GLOBAL, Some("no"), once, Pending, "Delete corrupted spool records instead of quarantining them.";
     SpoolMinFreeSpace => "spool-min-free-space", Uint, GLOBAL, Some("0"), once, Enforced, "Deprecated: free space floor in MB; use <spool> min-free-space.";
     SmtpServerTlsCertificate => "smtp-server-tls-certificate", FileWithPassword, GLOBAL, None, once, Enforced, "Certificate (PEM, with key) for inbound STARTTLS.";
-    SmtpServerTlsCaFile => "smtp-server-tls-ca-file", File, GLOBAL, None, once, Pending, "CA bundle for inbound client certificates.";
+    SmtpServerTlsCaFile => "smtp-server-tls-ca-file", File, GLOBAL, None, once, Enforced, "CA bundle for inbound client certificates: clients are asked for one, and a certificate sent must chain to this CA or the handshake fails (a client without one is still served).";
     SmtpServerTlsCiphers => "smtp-server-tls-ciphers", Text, GLOBAL, Some("HIGH:!ADH:@STRENGTH"), once, NoEffect, "OpenSSL cipher string for inbound TLS; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
     SmtpServerTlsAllowSslv3 => "smtp-server-tls-allow-sslv3", Bool, GLOBAL, Some("no"), once, NoEffect, "SSLv3 inbound: never offered, rustls does not implement SSLv3.";
     SmtpServerTlsAllowTlsv1 => "smtp-server-tls-allow-tlsv1", Bool, GLOBAL, Some("no"), once, NoEffect, "TLS 1.0 inbound: never offered, rustls implements TLS 1.2 and 1.3 only.";
     SmtpServerTlsAllowTlsv11 => "smtp-server-tls-allow-tlsv1.1", Bool, GLOBAL, Some("yes"), once, NoEffect, "TLS 1.1 inbound: never offered, rustls implements TLS 1.2 and 1.3 only.";
     SmtpServerTlsAllowTlsv12 => "smtp-server-tls-allow-tlsv1.2", Bool, GLOBAL, Some("yes"), once, Enforced, "Allow TLS 1.2 inbound.";
     CustomDsnFromHeader => "custom-dsn-from-header", Text, GLOBAL, None, once, Enforced, "From: header of generated DSNs.";
-    Alias => "alias", Words { min: 2, max: 2 }, GLOBAL | ALIASES, None, many, Pending, "Forward SOURCE to TARGET[,TARGET].";
+    Alias => "alias", Words { min: 2, max: 2 }, GLOBAL | ALIASES, None, many, Enforced, "Forward SOURCE to TARGET[,TARGET] at RCPT (SOURCE: an address, or a local part at each host-name; relay rights are checked for SOURCE, suppression for each TARGET; the original address becomes ORCPT; targets are not expanded again).";
     RelayDomain => "relay-domain", DomainPattern, GLOBAL | SRC, None, many, Enforced, "Domains accepted for inbound relay.";
     RelayAddress => "relay-address", AddressOrRegex, GLOBAL | SRC, None, many, Enforced, "Addresses (or /regex/) accepted for inbound relay.";
     RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Enforced, "Answer relay refusals with 4xx instead of 5xx.";
@@ -174,7 +174,7 @@ directives! {
     LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log TLS handshakes.";
     RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Pending, "<rewrite-list> applied to MAIL FROM and From.";
     RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Enforced, "Strip the incoming message's Received headers (before Ember adds its own).";
-    BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Pending, "Legacy: accept AUTH=LOGIN spelling from old clients.";
+    BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Enforced, "Also advertise the legacy `AUTH=LOGIN PLAIN` EHLO line old Outlook/Netscape clients look for.";
     ListUnsubscribe => "list-unsubscribe", Bool, SRC | VP | D, Some("no"), once, Enforced, "Beyond PowerMTA: add RFC 8058 one-click List-Unsubscribe and List-Unsubscribe-Post headers with a signed per-recipient token (the most specific of domain, VMTA, source wins).";
     ListUnsubscribeUrl => "list-unsubscribe-url", Word, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: https base URL of the one-click endpoint; the token is appended as the last path segment (Ember serves POST /unsubscribe/TOKEN).";
     ListUnsubscribeMailto => "list-unsubscribe-mailto", Email, SRC | VP | D, None, once, Enforced, "Beyond PowerMTA: address for mailto: unsubscribes (the token goes in the subject); mail to it is read by Ember.";
@@ -192,10 +192,10 @@ directives! {
     ImmediateTls => "immediate-tls", Bool, LISTENER, Some("no"), once, Enforced, "Implicit TLS (SMTPS).";
     TlsAllowTlsv1 => "tls-allow-tlsv1", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, NoEffect, "TLS 1.0 on this listener: never offered, rustls implements TLS 1.2 and 1.3 only.";
     TlsAllowTlsv11 => "tls-allow-tlsv1.1", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, NoEffect, "TLS 1.1 on this listener: never offered, rustls implements TLS 1.2 and 1.3 only.";
-    TlsAllowTlsv12 => "tls-allow-tlsv1.2", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Pending, "Allow TLS 1.2.";
+    TlsAllowTlsv12 => "tls-allow-tlsv1.2", Bool, LISTENER | TX_API_LISTENER, Some("yes"), once, Enforced, "Allow TLS 1.2 on this listener (no: TLS 1.3 only); unset, smtp-server-tls-allow-tlsv1.2 applies.";
     TlsAllowSslv3 => "tls-allow-sslv3", Bool, LISTENER | TX_API_LISTENER, Some("no"), once, NoEffect, "SSLv3 on this listener: never offered, rustls does not implement SSLv3.";
     TlsCiphers => "tls-ciphers", Text, LISTENER | TX_API_LISTENER, None, once, NoEffect, "OpenSSL cipher string for this listener; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
-    TlsCaFile => "tls-ca-file", File, LISTENER | TX_API_LISTENER, None, once, Pending, "CA bundle for client certificates.";
+    TlsCaFile => "tls-ca-file", File, LISTENER | TX_API_LISTENER, None, once, Enforced, "CA bundle client certificates on this listener must chain to (instead of smtp-server-tls-ca-file).";
 
     // ---- 2.4 <domain>: limits --------------------------------------------------------------
     MaxSmtpOut => "max-smtp-out", Uint, D | VP, Some("20"), once, Enforced, "Simultaneous connections per queue (in <virtual-mta>: across all its queues).";

@@ -167,6 +167,9 @@ impl Session {
         }
         if self.auth_offered() && self.auth_user.is_none() {
             lines.push("AUTH PLAIN LOGIN".into());
+            if self.policy.broken_auth_clients {
+                lines.push("AUTH=LOGIN PLAIN".into());
+            }
         }
         self.reply(Reply::new(250, "", lines.join("\n")));
         Flow::Continue
@@ -253,14 +256,48 @@ impl Session {
             self.reply(reply);
             return Flow::Continue;
         }
-        let mut recipient = Recipient::new(address.clone());
-        recipient.orcpt = to.orcpt.map(|o| o.to_string());
-        recipient.notify = Notify {
+        let notify = Notify {
             success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
             failure: to.flags & RCPT_NOTIFY_FAILURE != 0,
             delay: to.flags & RCPT_NOTIFY_DELAY != 0,
             never: to.flags & RCPT_NOTIFY_NEVER != 0,
         };
+        let orcpt = to.orcpt.map(|o| o.to_string());
+        // An alias is checked for relay rights as asked (it is the address the client knows),
+        // then replaced by its targets; the original address stays as ORCPT for DSNs.
+        if let Some(targets) = self.ctx.aliases.expand(&address).map(<[String]>::to_vec) {
+            let orcpt = orcpt.or_else(|| Some(format!("rfc822;{address}")));
+            let mut kept = 0;
+            for target in &targets {
+                let mut recipient = Recipient::new(target.clone());
+                recipient.orcpt = orcpt.clone();
+                recipient.notify = notify;
+                let target_domain = target.rsplit_once('@').map_or(String::new(), |(_, d)| d.to_lowercase());
+                match self.suppressed_by(&target_domain, target) {
+                    Some(list) if self.policy.accept_invalid_recipients => {
+                        self.txn.as_mut().expect("checked").suppressed.push((recipient, list));
+                        kept += 1;
+                    }
+                    Some(list) => {
+                        tracing::info!(peer = %self.conn.peer, alias = %address, "alias target <{target}> is in suppression list \"{list}\"; dropped");
+                    }
+                    None => {
+                        self.txn.as_mut().expect("checked").recipients.push(recipient);
+                        kept += 1;
+                    }
+                }
+            }
+            let reply = if kept == 0 {
+                Reply::new(550, "5.7.1", format!("every target of alias <{address}> is suppressed"))
+            } else {
+                Reply::new(250, "2.1.5", format!("recipient <{address}> OK"))
+            };
+            self.reply(reply);
+            return Flow::Continue;
+        }
+        let mut recipient = Recipient::new(address.clone());
+        recipient.orcpt = orcpt;
+        recipient.notify = notify;
         if let Some(list) = self.suppressed_by(&domain, &address) {
             if self.policy.accept_invalid_recipients {
                 self.txn.as_mut().expect("checked").suppressed.push((recipient, list));

@@ -19,6 +19,7 @@ use crate::hygiene::store::SuppressionStore;
 use crate::outcome::acct::Accounting;
 
 use super::MessageSink;
+use super::aliases::Aliases;
 use super::patterns::PatternLists;
 use super::suppression::Suppressions;
 use super::users::Users;
@@ -28,6 +29,8 @@ pub struct Context {
     /// The first `host-name` (greeting, Received), then the others (loop detection).
     pub host_names: Vec<String>,
     pub users: Users,
+    /// `alias` lines: recipients rewritten at RCPT.
+    pub aliases: Aliases,
     pub suppressions: Suppressions,
     /// `<pattern-list>` blocks, for sources with a `pattern-list`.
     pub pattern_lists: PatternLists,
@@ -69,6 +72,7 @@ impl Context {
             host_names.push(system_host_name());
         }
         let suppressions = Suppressions::from_config(&config)?;
+        let aliases = Aliases::from_config(&config)?;
         let processors =
             Processors::from_config(&config, Arc::clone(&global_suppression), accounting.clone(), state_dir)?;
         let pattern_lists = PatternLists::from_config(&config);
@@ -77,6 +81,7 @@ impl Context {
         }
         Ok(Context {
             users: Users::from_config(&config),
+            aliases,
             config,
             host_names,
             suppressions,

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::context::Context;
 use super::session::{Connection, serve};
-use super::tls::server_config;
+use super::tls::{ServerTls, server_config};
 use crate::config::value::Value;
 use crate::config::values::ListenAddr;
 use crate::config::{Config, Dir};
@@ -26,6 +26,10 @@ pub struct ListenerSpec {
     pub await_slot: Option<bool>,
     /// A listener-specific certificate (PEM with key).
     pub certificate: Option<std::path::PathBuf>,
+    /// `tls-allow-tlsv1.2` of the listener block (else `smtp-server-tls-allow-tlsv1.2`).
+    pub allow_tls12: Option<bool>,
+    /// `tls-ca-file` of the listener block (else `smtp-server-tls-ca-file`).
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 fn socket_addr(l: &ListenAddr) -> SocketAddr {
@@ -55,6 +59,8 @@ pub fn specs(config: &Config) -> Vec<ListenerSpec> {
                 implicit_tls: w.iter().any(|s| s == "tls=yes"),
                 await_slot: None,
                 certificate: None,
+                allow_tls12: None,
+                client_ca: None,
             });
         }
     }
@@ -66,6 +72,8 @@ pub fn specs(config: &Config) -> Vec<ListenerSpec> {
                 implicit_tls: b.settings.flag(Dir::ImmediateTls),
                 await_slot: b.settings.get(Dir::AwaitSlot).map(|_| b.settings.flag(Dir::AwaitSlot)),
                 certificate: b.settings.path(Dir::TlsCertificate).map(|p| config.path(p)),
+                allow_tls12: b.settings.get(Dir::TlsAllowTlsv12).map(|_| b.settings.flag(Dir::TlsAllowTlsv12)),
+                client_ca: b.settings.path(Dir::TlsCaFile).map(|p| config.path(p)),
             });
         }
     }
@@ -76,17 +84,37 @@ pub fn specs(config: &Config) -> Vec<ListenerSpec> {
             implicit_tls: false,
             await_slot: None,
             certificate: None,
+            allow_tls12: None,
+            client_ca: None,
         });
     }
     out
 }
 
+/// The server-wide TLS settings (`smtp-server-tls-*`); `None` without a certificate.
+fn global_spec(config: &Config) -> Option<ServerTls> {
+    Some(ServerTls {
+        certificate: config.path(config.global.path(Dir::SmtpServerTlsCertificate)?),
+        allow_tls12: config.global.flag(Dir::SmtpServerTlsAllowTlsv12),
+        client_ca: config.global.path(Dir::SmtpServerTlsCaFile).map(|p| config.path(p)),
+    })
+}
+
 /// The STARTTLS configuration of the whole server (`smtp-server-tls-certificate`), if any.
 pub fn global_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
-    match config.global.path(Dir::SmtpServerTlsCertificate) {
-        Some(p) => server_config(&config.path(p), config.global.flag(Dir::SmtpServerTlsAllowTlsv12)).map(Some),
-        None => Ok(None),
-    }
+    global_spec(config).map(|spec| server_config(&spec)).transpose()
+}
+
+/// The TLS settings of one listener: its block's, each falling back to the server-wide one.
+/// `None` when neither names a certificate.
+pub fn listener_tls(config: &Config, spec: &ListenerSpec) -> Option<ServerTls> {
+    let global = global_spec(config);
+    let certificate = spec.certificate.clone().or_else(|| global.as_ref().map(|g| g.certificate.clone()))?;
+    Some(ServerTls {
+        certificate,
+        allow_tls12: spec.allow_tls12.unwrap_or_else(|| config.global.flag(Dir::SmtpServerTlsAllowTlsv12)),
+        client_ca: spec.client_ca.clone().or_else(|| global.and_then(|g| g.client_ca)),
+    })
 }
 
 /// A bound listener, ready to accept.
@@ -102,9 +130,10 @@ pub async fn bind(config: &Config, global_tls: &Option<Arc<rustls::ServerConfig>
     for spec in specs(config) {
         let listener =
             TcpListener::bind(spec.addr).await.map_err(|e| format!("cannot listen on {}: {e}", spec.addr))?;
-        let tls = match &spec.certificate {
-            Some(cert) => Some(server_config(cert, true)?),
-            None => global_tls.clone(),
+        // A listener without TLS settings of its own shares the server-wide configuration.
+        let tls = match listener_tls(config, &spec) {
+            Some(own) if Some(&own) != global_spec(config).as_ref() => Some(server_config(&own)?),
+            _ => global_tls.clone(),
         };
         if spec.implicit_tls && tls.is_none() {
             return Err(format!(

@@ -92,6 +92,9 @@ pub struct SourcePolicy {
     pub allow_chunking: bool,
     pub allow_smtputf8: bool,
     pub disconnect_on_transient_error: bool,
+    /// `broken-auth-clients`: also advertise the pre-RFC 2554 `AUTH=LOGIN PLAIN` EHLO line that
+    /// old Outlook and Netscape clients look for.
+    pub broken_auth_clients: bool,
 }
 
 impl SourcePolicy {
@@ -182,6 +185,7 @@ impl SourcePolicy {
             allow_chunking: s.flag(Dir::AllowChunking),
             allow_smtputf8: s.flag(Dir::AllowSmtputf8),
             disconnect_on_transient_error: s.flag(Dir::DisconnectOnTransientError),
+            broken_auth_clients: s.flag(Dir::BrokenAuthClients),
         }
     }
 
