@@ -105,7 +105,7 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
             deliver_only: false,
         });
     }
-    SpoolOptions::new(dirs)
+    SpoolOptions { delete_corrupted: config.global.flag(Dir::SpoolDeleteCorrupted), ..SpoolOptions::new(dirs) }
 }
 
 pub struct Daemon {
@@ -256,7 +256,8 @@ impl Daemon {
             recovery.recipients,
             recovery.elapsed.as_secs_f64(),
             if recovery.quarantined > 0 {
-                format!("; {} corrupt records quarantined", recovery.quarantined)
+                let fate = if config.global.flag(Dir::SpoolDeleteCorrupted) { "deleted" } else { "quarantined" };
+                format!("; {} corrupt records {fate}", recovery.quarantined)
             } else {
                 String::new()
             }
@@ -285,6 +286,7 @@ impl Daemon {
         let contexts = Arc::new(ArcSwap::from_pointee(ctx));
         let max_in = config.global.uint(Dir::TotalMaxSmtpIn).unwrap_or(100) as usize;
         let slots = Arc::new(Semaphore::new(max_in.max(1)));
+        let groups = Arc::new(crate::ingress::groups::SourceGroups::default());
         let mut tasks = Vec::new();
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
@@ -313,7 +315,12 @@ impl Daemon {
                 "smtp listener {addr}{}",
                 b.spec.source.as_ref().map(|s| format!(" (source={s})")).unwrap_or_default()
             );
-            tasks.push(tokio::spawn(listener::accept_loop(b, Arc::clone(&contexts), Arc::clone(&slots))));
+            tasks.push(tokio::spawn(listener::accept_loop(
+                b,
+                Arc::clone(&contexts),
+                Arc::clone(&slots),
+                Arc::clone(&groups),
+            )));
         }
         if let Some((dir, bad)) = pickup_dirs(&config) {
             for d in [&dir, &bad] {

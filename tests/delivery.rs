@@ -271,3 +271,60 @@ fn a_vmta_removed_by_reload_bounces_its_mail_and_show_status_counts() {
     assert!(b["dsnStatus"].starts_with("5.3.5 (specified VirtualMTA does not exist)"), "{b:?}");
     e.stop();
 }
+
+/// A CA, a server certificate for `mx.test` and a client certificate (CN `ember client`), all
+/// written to `dir`: `ca.pem`, `server.pem` (chain and key), `client.pem` (certificate and key).
+fn tls_files(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["mx.test".into()]).unwrap().signed_by(&server_key, &ca, &ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["client.ember.test".into()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "ember client");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), format!("{}{}", server.pem(), server_key.serialize_pem())).unwrap();
+    std::fs::write(dir.join("client.pem"), format!("{}{}", client.pem(), client_key.serialize_pem())).unwrap();
+}
+
+#[test]
+fn outbound_tls_versions_suites_client_certificate_and_session_reuse_per_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_files(dir.path());
+    let script = json!({ "tls_client_ca": dir.path().join("ca.pem") });
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), Some(&dir.path().join("server.pem")));
+    let port = rx.addr.port();
+    let config = feeder(&format!(
+        "<domain tls.example>\n    smtp-hosts [127.0.0.1]:{port}\n    reuse-ssl-session yes\n    smtp-client-certificate client.pem\n    smtp-tls-tlsv1.3-ciphersuites TLS_CHACHA20_POLY1305_SHA256\n    max-msg-per-connection 1\n    max-smtp-out 1\n</domain>\n<domain old.example>\n    smtp-hosts [127.0.0.1]:{port}\n    smtp-tls-allow-tlsv1.3 no\n</domain>\n"
+    ));
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "s@example.net", "one@tls.example", &[]);
+    e.wait_log_count("delivered ", 1);
+    inject(&e, "s@example.net", "two@tls.example", &[]);
+    e.wait_log_count("delivered ", 2);
+    inject(&e, "s@example.net", "three@old.example", &[]);
+    e.wait_log_count("delivered ", 3);
+    let tls = rx.events("tls");
+    assert_eq!(tls.len(), 3, "{tls:?}");
+    // tls.example: the chosen TLS 1.3 suite, Ember's client certificate, and the second
+    // connection resumes the first one's session.
+    for t in &tls[..2] {
+        assert_eq!(t["version"], "TLSv1.3", "{t}");
+        assert_eq!(t["cipher"], "TLS_CHACHA20_POLY1305_SHA256", "{t}");
+    }
+    assert_eq!(tls[0]["client_cn"], "ember client", "{tls:?}");
+    assert_eq!(tls[0]["reused"], false, "{tls:?}");
+    assert_eq!(tls[1]["reused"], true, "{tls:?}");
+    // old.example: TLS 1.3 off, so TLS 1.2; no client certificate and no session reuse there.
+    assert_eq!(tls[2]["version"], "TLSv1.2", "{tls:?}");
+    assert_eq!(tls[2]["reused"], false, "{tls:?}");
+    assert!(tls[2]["client_cn"].is_null(), "{tls:?}");
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let old = rows.iter().find(|r| r["rcpt"] == "three@old.example").unwrap();
+    assert_eq!(old["dlvTlsProtocol"], "TLSv1.2", "{old:?}");
+}

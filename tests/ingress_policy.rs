@@ -407,3 +407,49 @@ print("strict-rogue", attempt(strict, False, rogue))
     assert!(stdout.contains("strict-good fail"), "{stdout}");
     assert!(stdout.contains("strict-rogue ok TLSv1.3"), "{stdout}");
 }
+
+#[test]
+fn source_groups_cap_their_connections_and_keep_reserved_slots() {
+    let config = "\
+smtp-listener 127.0.0.1:0
+total-max-smtp-in 3
+<source-group vip>
+    reserved-smtp-in 1
+</source-group>
+<source-group small>
+    max-smtp-in 1
+</source-group>
+<source 127.0.0.2>
+    source-group vip
+</source>
+<source 127.0.0.3>
+    source-group small
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start(config);
+    // Each connection is kept open (a held slot) and its first reply printed.
+    let script = r#"
+import socket, sys
+h, p = sys.argv[1].rsplit(":", 1)
+held = []
+for label, ip in [("small1", "127.0.0.3"), ("small2", "127.0.0.3"), ("other1", "127.0.0.1"),
+                  ("other2", "127.0.0.1"), ("vip1", "127.0.0.2"), ("vip2", "127.0.0.2")]:
+    s = socket.create_connection((h, int(p)), source_address=(ip, 0), timeout=20)
+    held.append(s)
+    print(label, s.recv(300).decode().strip())
+"#;
+    let out = python(script, &[e.smtp().to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("small1 220 "), "{stdout}");
+    assert!(stdout.contains("small2 421 4.7.0") && stdout.contains("source-group small (max-smtp-in 1)"), "{stdout}");
+    assert!(stdout.contains("other1 220 "), "{stdout}");
+    // One slot is left, and it is vip's: another client is refused, vip gets it.
+    assert!(stdout.contains("other2 421 4.7.0") && stdout.contains("(the free ones are reserved)"), "{stdout}");
+    assert!(stdout.contains("vip1 220 "), "{stdout}");
+    // Then the global cap holds for everyone.
+    let vip2 = stdout.lines().find(|l| l.starts_with("vip2 ")).unwrap();
+    assert!(vip2.starts_with("vip2 421 4.7.0") && vip2.ends_with("too many connections, try again later"), "{stdout}");
+}

@@ -19,6 +19,7 @@ pub mod shaping;
 pub mod show;
 pub mod table;
 pub mod table_def;
+pub mod tls_names;
 pub mod tree;
 pub mod validate;
 pub mod value;

@@ -31,6 +31,7 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     references(config, &defined, diags);
     api_keys(config, diags);
     super::shaping::check(config, diags);
+    super::tls_names::check(config, diags);
     referenced_files(config, files, diags);
     diags.explain_missing_includes();
 }

@@ -23,6 +23,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpSocket;
@@ -34,6 +35,7 @@ use crate::smtp::sasl::encode_base64;
 
 pub use self::error::{ClientError, Phase};
 pub use self::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES};
+pub use self::tls::SessionCache;
 
 /// A queue's client settings, filled from its effective `<domain>`/`<virtual-mta>` settings.
 #[derive(Clone)]
@@ -48,6 +50,17 @@ pub struct ClientConfig {
     pub require_starttls: bool,
     /// `smtp-tls-ca-file`: verify the server's certificate against it.
     pub tls_ca_file: Option<PathBuf>,
+    /// `smtp-tls-allow-tlsv1.2` / `smtp-tls-allow-tlsv1.3`: the versions offered.
+    pub allow_tls12: bool,
+    pub allow_tls13: bool,
+    /// `smtp-tls-tlsv1.3-ciphersuites`, by OpenSSL name, in preference order; empty: all.
+    pub tls13_suites: Vec<String>,
+    /// `smtp-client-certificate`: PEM with the chain and its unencrypted key, presented when
+    /// the server asks for a client certificate.
+    pub client_certificate: Option<PathBuf>,
+    /// `reuse-ssl-session yes`: the queue's TLS session cache, so its next connections resume
+    /// instead of a full handshake; `None` disables resumption.
+    pub tls_sessions: Option<Arc<SessionCache>>,
     /// `auth-username` / `auth-password`.
     pub auth: Option<(String, String)>,
     /// `use-unencrypted-plain-auth`.
@@ -78,6 +91,11 @@ impl ClientConfig {
             use_starttls: true,
             require_starttls: false,
             tls_ca_file: None,
+            allow_tls12: true,
+            allow_tls13: true,
+            tls13_suites: Vec::new(),
+            client_certificate: None,
+            tls_sessions: None,
             auth: None,
             allow_plain_in_clear: false,
             ignore_pipelining: false,
@@ -102,6 +120,11 @@ impl fmt::Debug for ClientConfig {
             .field("use_starttls", &self.use_starttls)
             .field("require_starttls", &self.require_starttls)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("allow_tls12", &self.allow_tls12)
+            .field("allow_tls13", &self.allow_tls13)
+            .field("tls13_suites", &self.tls13_suites)
+            .field("client_certificate", &self.client_certificate)
+            .field("tls_sessions", &self.tls_sessions.is_some())
             .field("auth", &self.auth.as_ref().map(|(user, _)| (user, "********")))
             .field("allow_plain_in_clear", &self.allow_plain_in_clear)
             .field("ignore_pipelining", &self.ignore_pipelining)
@@ -442,8 +465,7 @@ impl Session {
 
     /// STARTTLS, the handshake, and EHLO again.
     async fn starttls(mut self, mx_name: &str, config: &ClientConfig) -> Result<(Session, TlsInfo), StartTlsFailure> {
-        let tls_config = tls::client_config(config.tls_ca_file.as_deref())
-            .map_err(|why| StartTlsFailure::Fatal(ClientError::Tls(why)))?;
+        let tls_config = tls::client_config(config).map_err(|why| StartTlsFailure::Fatal(ClientError::Tls(why)))?;
         let reply = match self.wire.command(b"STARTTLS\r\n", config.command_timeout, Phase::StartTls).await {
             Ok(reply) => reply,
             Err(e) => return Err(StartTlsFailure::Broken(e.to_string())),

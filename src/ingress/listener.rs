@@ -1,6 +1,7 @@
 //! SMTP listeners: `smtp-listener ADDR:PORT [source=NAME]` lines and `<smtp-listener>` blocks,
-//! the global inbound connection cap (`total-max-smtp-in`) and what happens at the cap
-//! (`smtp-await-slot`: wait for a slot, else `421`).
+//! the global inbound connection cap (`total-max-smtp-in`, shared with `<source-group>` caps and
+//! reservations, `groups.rs`) and what happens at the cap (`smtp-await-slot`: wait for a slot,
+//! else `421`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::context::Context;
+use super::groups::{self, Admission, SourceGroups};
 use super::session::{Connection, serve};
 use super::tls::{ServerTls, server_config};
 use crate::config::value::Value;
@@ -147,7 +149,12 @@ pub async fn bind(config: &Config, global_tls: &Option<Arc<rustls::ServerConfig>
 }
 
 /// Accepts connections forever, each session running on the context current when it arrived.
-pub async fn accept_loop(bound: Bound, contexts: Arc<ArcSwap<Context>>, slots: Arc<Semaphore>) {
+pub async fn accept_loop(
+    bound: Bound,
+    contexts: Arc<ArcSwap<Context>>,
+    slots: Arc<Semaphore>,
+    groups: Arc<SourceGroups>,
+) {
     loop {
         let (mut socket, peer) = match bound.listener.accept().await {
             Ok(x) => x,
@@ -161,18 +168,32 @@ pub async fn accept_loop(bound: Bound, contexts: Arc<ArcSwap<Context>>, slots: A
         let _ = socket.set_nodelay(true);
         let ctx = contexts.load_full();
         let await_slot = bound.spec.await_slot.unwrap_or_else(|| ctx.config.global.flag(Dir::SmtpAwaitSlot));
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) if await_slot => match Arc::clone(&slots).acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            Err(_) => {
+        let group = groups::group_of(&ctx.config, peer.ip(), bound.spec.source.as_deref());
+        let admitted = loop {
+            break match groups.admit(&ctx.config, group.as_deref(), &slots) {
+                Admission::Admitted(slot) => Ok(slot),
+                Admission::TotalFull if await_slot => {
+                    // Wait until a slot is free, then decide again (reservations still apply).
+                    match slots.acquire().await {
+                        Ok(p) => drop(p),
+                        Err(_) => return,
+                    }
+                    continue;
+                }
+                Admission::TotalFull => Err("too many connections".to_string()),
+                Admission::Reserved => Err("too many connections (the free ones are reserved)".to_string()),
+                Admission::GroupFull { group, max } => {
+                    Err(format!("too many connections from source-group {group} (max-smtp-in {max})"))
+                }
+            };
+        };
+        let permit = match admitted {
+            Ok(slot) => slot,
+            Err(refusal) => {
                 let host = ctx.host_name().to_string();
                 tokio::spawn(async move {
-                    let _ = socket
-                        .write_all(format!("421 4.7.0 {host} too many connections, try again later\r\n").as_bytes())
-                        .await;
+                    let _ =
+                        socket.write_all(format!("421 4.7.0 {host} {refusal}, try again later\r\n").as_bytes()).await;
                     let _ = socket.shutdown().await;
                 });
                 continue;

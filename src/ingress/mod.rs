@@ -8,6 +8,7 @@ pub mod aliases;
 pub mod commands;
 pub mod context;
 pub mod finish;
+pub mod groups;
 pub mod headers;
 pub mod listener;
 pub mod patterns;

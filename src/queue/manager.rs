@@ -669,6 +669,11 @@ impl Manager {
                 None => return,
             };
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
+            let client_certificate = settings.settings.path(Dir::SmtpClientCertificate).map(|p| self.config.path(p));
+            let tls_sessions = settings
+                .settings
+                .flag(Dir::ReuseSslSession)
+                .then(|| Arc::clone(&self.queues.get(key).expect("present").tls_sessions));
             let skip_mx = self.queues.get_mut(key).expect("present").skipped_mx_now();
             let rollup = self
                 .rollups
@@ -685,6 +690,8 @@ impl Manager {
                 spool: self.spool.clone(),
                 events: self.events.clone(),
                 tls_ca_file: ca,
+                client_certificate,
+                tls_sessions,
                 dkim: self.dkim.clone(),
             };
             let q = self.queues.get_mut(key).expect("present");

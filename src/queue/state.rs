@@ -105,6 +105,9 @@ pub(super) struct Queue {
     pub(super) matches: HashMap<String, VecDeque<u64>>,
     /// `backoff-to-normal-after-delivery`.
     pub(super) normal_after_delivery: bool,
+    /// TLS sessions of this queue's connections, resumed by the next ones under
+    /// `reuse-ssl-session yes`.
+    pub(super) tls_sessions: Arc<crate::delivery::client::SessionCache>,
     /// A connection to this queue's hosts has carried a transaction since the last connection
     /// failure; until then the queue opens one connection at a time.
     pub(super) proven: bool,
@@ -437,6 +440,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         last_connect: None,
         proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
+        tls_sessions: Arc::default(),
         schedule: Schedule::from_settings(&settings.settings),
         settings,
         ready: VecDeque::new(),

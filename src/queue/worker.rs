@@ -50,6 +50,10 @@ pub struct WorkerSetup {
     pub spool: Spool,
     pub events: mpsc::UnboundedSender<Event>,
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// `smtp-client-certificate`, resolved against the config's directory.
+    pub client_certificate: Option<std::path::PathBuf>,
+    /// The queue's TLS session cache when `reuse-ssl-session yes`.
+    pub tls_sessions: Option<Arc<crate::delivery::client::SessionCache>>,
     /// MX hosts a `skip-mx` rule set aside: tried only when no other host is left.
     pub skip_mx: Vec<String>,
     /// DKIM keys of the current configuration generation.
@@ -66,12 +70,16 @@ fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Du
 }
 
 /// The client settings of a queue (TLS, AUTH, timeouts, `ignore-*`).
-pub fn client_config(
-    settings: &QueueSettings,
-    source: &SourceHost,
-    ca_file: Option<std::path::PathBuf>,
-) -> ClientConfig {
-    let s = &settings.settings;
+pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
+    let s = &setup.settings.settings;
+    let source = &setup.source;
+    // Checked when the configuration loaded (config::tls_names); a value that still does not
+    // parse offers every suite rather than none.
+    let tls13_suites = s
+        .text(Dir::SmtpTlsTlsv13Ciphersuites)
+        .and_then(|t| crate::config::tls_names::tls13_suites(t).ok())
+        .map(|names| names.into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
     let auth = match (s.text(Dir::AuthUsername), s.text(Dir::AuthPassword)) {
         (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
         _ => None,
@@ -81,7 +89,12 @@ pub fn client_config(
         source_ip: source.ip,
         use_starttls: s.flag(Dir::UseStarttls),
         require_starttls: s.flag(Dir::RequireStarttls),
-        tls_ca_file: ca_file,
+        tls_ca_file: setup.tls_ca_file.clone(),
+        allow_tls12: s.flag(Dir::SmtpTlsAllowTlsv12),
+        allow_tls13: s.flag(Dir::SmtpTlsAllowTlsv13),
+        tls13_suites,
+        client_certificate: setup.client_certificate.clone(),
+        tls_sessions: setup.tls_sessions.clone(),
         auth,
         allow_plain_in_clear: s.flag(Dir::UseUnencryptedPlainAuth),
         ignore_pipelining: s.flag(Dir::IgnorePipelining),
@@ -132,7 +145,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         let _ = setup.events.send(Event::RollUp { key: setup.key.clone(), rollup: rollup.to_string() });
         return None;
     }
-    let config = client_config(&setup.settings, &setup.source, setup.tls_ca_file.clone());
+    let config = client_config(setup);
     let max_attempts = s.uint(Dir::MxConnectionAttempts).unwrap_or(10).max(1) as usize;
     let mut last: Option<(Reply, bool, Remote)> = None;
     let mut connection = None;

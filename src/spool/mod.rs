@@ -99,6 +99,9 @@ pub struct SpoolOptions {
     /// Compact the oldest segment when its live bytes fall below this fraction of its size
     /// (default 0.25), or when the whole spool's do.
     pub compact_live_ratio: f64,
+    /// `spool-delete-corrupted yes`: a corrupt record is dropped without a copy in
+    /// `DIR/quarantine/` (its bytes go when the segment is compacted); no: copied there.
+    pub delete_corrupted: bool,
 }
 
 impl SpoolOptions {
@@ -114,6 +117,7 @@ impl Default for SpoolOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
             read_only: false,
             compact_live_ratio: DEFAULT_COMPACT_LIVE_RATIO,
+            delete_corrupted: false,
         }
     }
 }
@@ -335,7 +339,7 @@ impl Spool {
     /// thread. Returns what recovery found. Blocking (it reads the whole spool): from async code,
     /// call it in `spawn_blocking`.
     pub fn open(options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
-        let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio } = options;
+        let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio, delete_corrupted } = options;
         if dirs.is_empty() {
             return Err(SpoolError::Config("no <spool DIR> directory configured".into()));
         }
@@ -354,7 +358,7 @@ impl Spool {
                 return Err(SpoolError::Io { path: d.path.clone(), source });
             }
         }
-        let rec = recovery::recover(&dirs, read_only)?;
+        let rec = recovery::recover(&dirs, read_only, delete_corrupted)?;
         let shared = Arc::new(Shared {
             index: RwLock::new(rec.index),
             next_id: AtomicU64::new(rec.next_id),
@@ -377,6 +381,7 @@ impl Spool {
         }
         let mut w = Writer::new(shared.clone(), dirs, segment_size.max(4096), compact_live_ratio, rec.next_seq);
         w.locks = locks;
+        w.delete_corrupted = delete_corrupted;
         if let Err(e) = w.roll() {
             // A full disk must not keep the daemon from starting and draining its queue.
             let full = e.is_out_of_space();

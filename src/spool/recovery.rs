@@ -56,7 +56,7 @@ pub struct Recovered {
 }
 
 /// Rebuilds the index from every segment of `dirs`.
-pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolError> {
+pub fn recover(dirs: &[SpoolDir], read_only: bool, delete_corrupted: bool) -> Result<Recovered, SpoolError> {
     let started = Instant::now();
     let mut segs: Vec<(u64, usize, PathBuf)> = Vec::new();
     for (d, dir) in dirs.iter().enumerate() {
@@ -101,8 +101,16 @@ pub fn recover(dirs: &[SpoolDir], read_only: bool) -> Result<Recovered, SpoolErr
             *seq,
             Segment { dir: *d, path: path.clone(), file: file.clone(), size: len, live_msgs: 0, live_bytes: 0 },
         );
-        let scan =
-            Scan { seq: *seq, path, dir: &dirs[*d].path, file: &file, len, last: k + 1 == segs.len(), read_only };
+        let scan = Scan {
+            seq: *seq,
+            path,
+            dir: &dirs[*d].path,
+            file: &file,
+            len,
+            last: k + 1 == segs.len(),
+            read_only,
+            delete_corrupted,
+        };
         let size = scan.run(&mut state, &mut buf)?;
         if let Some(s) = state.index.segments.get_mut(seq) {
             s.size = size;
@@ -177,6 +185,8 @@ struct Scan<'a> {
     len: u64,
     last: bool,
     read_only: bool,
+    /// `spool-delete-corrupted`: no quarantine copy.
+    delete_corrupted: bool,
 }
 
 impl Scan<'_> {
@@ -270,6 +280,13 @@ impl Scan<'_> {
             tracing::warn!(
                 segment = %self.path.display(), offset, bytes = bytes.len(),
                 "spool: corrupt record ({why}); read-only, so not copied to quarantine"
+            );
+            return Ok(());
+        }
+        if self.delete_corrupted {
+            tracing::warn!(
+                segment = %self.path.display(), offset, bytes = bytes.len(),
+                "spool: corrupt record ({why}) deleted (spool-delete-corrupted yes); any message or state change in it is lost"
             );
             return Ok(());
         }

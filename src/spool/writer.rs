@@ -85,6 +85,8 @@ pub struct Writer {
     pub compact_live_ratio: f64,
     /// Directory locks, held for exactly as long as the writer runs.
     pub locks: Vec<File>,
+    /// `spool-delete-corrupted`: damaged records found by compaction are not copied aside.
+    pub delete_corrupted: bool,
     pub next_seq: u64,
     active: Option<Active>,
     rr: usize,
@@ -118,6 +120,7 @@ impl Writer {
             segment_size,
             compact_live_ratio: ratio,
             locks: Vec::new(),
+            delete_corrupted: false,
             next_seq,
             active: None,
             rr: 0,

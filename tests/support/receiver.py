@@ -43,6 +43,8 @@ Script (JSON object; every key is optional):
     "rset", "noop", "quit"  REPLY                                     "250 2.0.0 ok", ..., "221 2.0.0 bye"
     "data_end_delay"  seconds to wait, after logging a message, before answering its end of data
                  (a slow server: the transaction is in flight while the test acts)  0
+    "tls_min_version" / "tls_max_version"  "TLSv1.2" or "TLSv1.3": the versions the handshake allows
+    "tls_client_ca"  PEM file: ask for a client certificate, which must chain to it (none is fine)
     "idle_timeout" seconds a client may stay idle between transactions; then "421" and close
     "misbehave"  {PHASE: ACTION, ...} or {PHASE: [ACTION or null, ...]} (in turn, like REPLY)
                  PHASE: connect (instead of the greeting), ehlo, helo, starttls, tls (instead of the
@@ -68,7 +70,8 @@ so a client that has read a reply can read the log entry):
     {"event": "command", "conn": N, "line": "...", "tls": BOOL, "batch": K}
         batch: the number of the network read the line arrived in (commands pipelined in one
         write share it)
-    {"event": "tls", "conn": N, "version": "TLSv1.3", "cipher": "..."}
+    {"event": "tls", "conn": N, "version": "TLSv1.3", "cipher": "...", "reused": BOOL,
+     "client_cn": CN of a verified client certificate or null}
     {"event": "auth", "conn": N, "mechanism": M, "user": U, "ok": BOOL, "tls": BOOL}
     {"event": "message", "conn": N, "peer": IP, "ehlo": NAME, "hello": "EHLO"|"HELO", "tls": BOOL,
      "auth_user": U|null, "mail_from": ADDR, "mail_params": "...", "rcpts": [ADDR...],
@@ -332,7 +335,10 @@ class Session:
         self.tls = True
         self.hello = None
         self.reset()
-        self.log.write(event="tls", conn=self.id, version=self.sock.version(), cipher=self.sock.cipher()[0])
+        peer = self.sock.getpeercert() or {}
+        subject = dict(x[0] for x in peer.get("subject", ()))
+        self.log.write(event="tls", conn=self.id, version=self.sock.version(), cipher=self.sock.cipher()[0],
+                       reused=self.sock.session_reused, client_cn=subject.get("commonName"))
 
     def cmd_auth(self, text):
         if self.misbehave("auth"):
@@ -485,6 +491,16 @@ def serve(args):
     if args.tls_cert:
         tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_context.load_cert_chain(args.tls_cert)
+        # TLS knobs of the script: the versions offered and the CA client certificates must
+        # chain to (a client may still send none).
+        versions = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+        if "tls_min_version" in script_data:
+            tls_context.minimum_version = versions[script_data["tls_min_version"]]
+        if "tls_max_version" in script_data:
+            tls_context.maximum_version = versions[script_data["tls_max_version"]]
+        if "tls_client_ca" in script_data:
+            tls_context.verify_mode = ssl.CERT_OPTIONAL
+            tls_context.load_verify_locations(script_data["tls_client_ca"])
     script = Script(script_data, tls_context is not None, args.no_esmtp)
     log = Log(args.log)
     host, _, port = args.listen.rpartition(":")

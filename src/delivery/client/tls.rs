@@ -1,4 +1,5 @@
-//! TLS for outbound STARTTLS (rustls with the ring provider, like the ingress).
+//! TLS for outbound STARTTLS (rustls with the ring provider, like the ingress): versions, TLS 1.3
+//! suites, client certificate and session resumption per queue.
 //!
 //! With `smtp-tls-ca-file` the server's chain and name are verified against that file. Without
 //! it, any certificate is accepted (opportunistic TLS protects against passive listeners only,
@@ -7,27 +8,99 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::SystemTime;
 
+use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, hash::HashAlgorithm, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme, SupportedCipherSuite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// A rustls client configuration: verifying against `ca_file`, or accepting any certificate.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+use super::ClientConfig;
+
+/// The rustls client configuration of a queue: the TLS versions and TLS 1.3 suites it allows,
+/// verifying against `smtp-tls-ca-file` or accepting any certificate, presenting
+/// `smtp-client-certificate` when asked, and resuming sessions from the queue's cache.
+pub fn client_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    match &config.tls_sessions {
+        Some(cache) => cache.config(config),
+        None => build(config, None),
+    }
+}
+
+/// A queue's TLS sessions (`reuse-ssl-session yes`), with the rustls configuration that made
+/// them: rustls resumes a session only under the very configuration (the same verifier and
+/// client certificate objects) that made it, so the configuration is built once and rebuilt
+/// only when the settings or the files behind them change.
+#[derive(Default)]
+pub struct SessionCache {
+    built: Mutex<Option<(TlsKey, Arc<rustls::ClientConfig>)>>,
+}
+
+/// What a queue's rustls configuration is built from, files by modification time.
+#[derive(Clone, PartialEq, Eq)]
+struct TlsKey {
+    ca_file: Option<(PathBuf, Option<SystemTime>)>,
+    client_certificate: Option<(PathBuf, Option<SystemTime>)>,
+    allow_tls12: bool,
+    allow_tls13: bool,
+    tls13_suites: Vec<String>,
+}
+
+/// Server names whose sessions one queue remembers (a queue talks to a few MX hosts).
+const SESSIONS_PER_QUEUE: usize = 32;
+
+impl SessionCache {
+    fn config(&self, config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+        let stamp =
+            |p: &Option<PathBuf>| p.as_ref().map(|p| (p.clone(), std::fs::metadata(p).and_then(|m| m.modified()).ok()));
+        let key = TlsKey {
+            ca_file: stamp(&config.tls_ca_file),
+            client_certificate: stamp(&config.client_certificate),
+            allow_tls12: config.allow_tls12,
+            allow_tls13: config.allow_tls13,
+            tls13_suites: config.tls13_suites.clone(),
+        };
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, c)) = built.as_ref()
+            && *k == key
+        {
+            return Ok(Arc::clone(c));
+        }
+        let store = Arc::new(rustls::client::ClientSessionMemoryCache::new(SESSIONS_PER_QUEUE));
+        let fresh = build(config, Some(store))?;
+        *built = Some((key, Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+}
+
+fn build(
+    config: &ClientConfig,
+    sessions: Option<Arc<rustls::client::ClientSessionMemoryCache>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(provider(&config.tls13_suites)?);
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if config.allow_tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if config.allow_tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if versions.is_empty() {
+        return Err("smtp-tls-allow-tlsv1.2 and smtp-tls-allow-tlsv1.3 are both no".into());
+    }
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| format!("TLS setup: {e}"))?;
-    let config = match ca_file {
+    let builder = match config.tls_ca_file.as_deref() {
         Some(path) => {
             let mut roots = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
@@ -39,13 +112,60 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
             if roots.is_empty() {
                 return Err(format!("no certificate found in smtp-tls-ca-file {}", path.display()));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
-        None => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth()
-        }
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
     };
-    Ok(Arc::new(config))
+    let mut tls = match config.client_certificate.as_deref() {
+        Some(path) => {
+            let (chain, key) = client_identity(path)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("smtp-client-certificate {} does not match its key: {e}", path.display()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    tls.resumption = match sessions {
+        Some(store) => Resumption::store(store),
+        None => Resumption::disabled(),
+    };
+    Ok(Arc::new(tls))
+}
+
+/// The ring provider with only the TLS 1.3 suites asked for (all TLS 1.2 suites stay).
+fn provider(tls13: &[String]) -> Result<CryptoProvider, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if tls13.is_empty() {
+        return Ok(provider);
+    }
+    let mut suites: Vec<SupportedCipherSuite> = Vec::new();
+    for name in tls13 {
+        let wanted = format!("TLS13_{}", name.strip_prefix("TLS_").unwrap_or(name));
+        let suite = provider
+            .cipher_suites
+            .iter()
+            .find(|s| s.tls13().is_some() && s.suite().as_str() == Some(wanted.as_str()))
+            .ok_or_else(|| format!("TLS 1.3 cipher suite {name} is not available"))?;
+        suites.push(*suite);
+    }
+    suites.extend(provider.cipher_suites.iter().filter(|s| s.tls13().is_none()).copied());
+    provider.cipher_suites = suites;
+    Ok(provider)
+}
+
+/// The certificate chain and key of `smtp-client-certificate` (one PEM file).
+fn client_identity(path: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read smtp-client-certificate {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate in smtp-client-certificate {}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("no certificate found in smtp-client-certificate {}", path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        format!("no usable private key in smtp-client-certificate {} ({e}); it must be unencrypted PEM", path.display())
+    })?;
+    Ok((chain, key))
 }
 
 /// The name to verify and send as SNI: the MX host name, or the address for `[ip]` hosts.
@@ -185,8 +305,10 @@ mod tests {
 
     #[test]
     fn unreadable_ca_file_is_an_error_with_the_path() {
-        let err = client_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        let mut config = ClientConfig::new("ember.test");
+        assert!(client_config(&config).is_ok());
+        config.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let err = client_config(&config).unwrap_err();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
-        assert!(client_config(None).is_ok());
     }
 }

@@ -162,3 +162,25 @@ async fn the_same_segment_number_in_two_directories_is_refused() {
     let err = reopen(SpoolOptions::new(vec![SpoolDir::new(a.path()), SpoolDir::new(b.path())])).unwrap_err();
     assert!(err.to_string().contains("two spools cannot be merged"), "{err}");
 }
+
+#[tokio::test]
+async fn spool_delete_corrupted_drops_a_damaged_record_without_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path());
+    let id1 = spool.store(envelope(&["a@example.com"]), body(1, 200)).await.unwrap();
+    let id2 = spool.store(envelope(&["b@example.com"]), body(2, 200)).await.unwrap();
+    let id3 = spool.store(envelope(&["c@example.com"]), body(3, 200)).await.unwrap();
+    let seg = segment_of(&spool, id2);
+    let (start, len) = location(&spool, id2);
+    spool.close().await;
+    flip(&seg, start + len - 10);
+    let options = SpoolOptions { delete_corrupted: true, ..opts(dir.path(), DEFAULT_SEGMENT_SIZE) };
+    let (spool, rec) = reopen(options).unwrap();
+    assert_eq!((rec.messages, rec.quarantined), (2, 1));
+    assert_eq!(spool.read_body(id1).unwrap(), body(1, 200));
+    assert_eq!(spool.read_body(id3).unwrap(), body(3, 200));
+    assert_eq!(spool.envelope(id2), None);
+    // Dropped, with no copy kept.
+    assert!(!dir.path().join(segment::QUARANTINE_DIR).exists());
+    spool.close().await;
+}

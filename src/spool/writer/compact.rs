@@ -162,11 +162,18 @@ impl Writer {
             let body = match check_record(&rec, meta.len()) {
                 Ok(body) => body,
                 Err(why) => {
-                    let q = segment::quarantine(&self.dirs[src_dir].path, seq, offset, &rec)?;
-                    tracing::error!(
-                        id = %MessageId(id), segment = %path.display(), offset, copy = %q.display(),
-                        "spool: live message damaged on disk ({why}); quarantined and dropped from the queue"
-                    );
+                    if self.delete_corrupted {
+                        tracing::error!(
+                            id = %MessageId(id), segment = %path.display(), offset,
+                            "spool: live message damaged on disk ({why}); deleted (spool-delete-corrupted yes)"
+                        );
+                    } else {
+                        let q = segment::quarantine(&self.dirs[src_dir].path, seq, offset, &rec)?;
+                        tracing::error!(
+                            id = %MessageId(id), segment = %path.display(), offset, copy = %q.display(),
+                            "spool: live message damaged on disk ({why}); quarantined and dropped from the queue"
+                        );
+                    }
                     self.shared.counters.quarantined.fetch_add(1, Ordering::Relaxed);
                     lost.push(id);
                     continue;

@@ -151,6 +151,8 @@ pub struct Certs {
     pub ca_pem: PathBuf,
     /// Another CA, which did not sign the server certificate.
     pub other_ca_pem: PathBuf,
+    /// A client certificate (CN `ember client`) signed by the CA, with its key.
+    pub client_pem: PathBuf,
 }
 
 pub fn certs() -> Certs {
@@ -167,6 +169,11 @@ pub fn certs() -> Certs {
     let (other_cert, _) = ca("Some other CA");
     let key = KeyPair::generate().unwrap();
     let leaf = CertificateParams::new(vec!["mx.test".to_string()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["client.ember.test".to_string()]).unwrap();
+    client_params.distinguished_name.push(rcgen::DnType::CommonName, "ember client");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
     let write = |name: &str, text: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -176,6 +183,7 @@ pub fn certs() -> Certs {
         server_pem: write("server.pem", format!("{}{}{}", leaf.pem(), ca_cert.pem(), key.serialize_pem())),
         ca_pem: write("ca.pem", ca_cert.pem()),
         other_ca_pem: write("other-ca.pem", other_cert.pem()),
+        client_pem: write("client.pem", format!("{}{}", client.pem(), client_key.serialize_pem())),
         _dir: dir,
     }
 }

@@ -169,3 +169,70 @@ async fn an_unreadable_ca_file_is_a_tls_error() {
     let err = Connection::open(rx.addr, "mx.test", &cfg).await.err().unwrap();
     assert!(matches!(err, ClientError::Tls(ref why) if why.contains("/nonexistent/ca.pem")), "{err}");
 }
+
+/// The `tls` events of the receiver: (version, cipher, reused, client CN).
+fn handshakes(rx: &Receiver) -> Vec<(String, String, bool, Option<String>)> {
+    rx.events("tls")
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_str().unwrap().to_string(),
+                e["cipher"].as_str().unwrap().to_string(),
+                e["reused"].as_bool().unwrap(),
+                e["client_cn"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tls_versions_offered_follow_smtp_tls_allow() {
+    let c = certs();
+    // A receiver that speaks TLS 1.2 only: allowed by default, refused with TLS 1.2 off (the
+    // handshake fails and the session goes on in clear, as any failed opportunistic TLS).
+    let old = tls_receiver(json!({"tls_max_version": "TLSv1.2"}), &c.server_pem);
+    let conn = Connection::open(old.addr, "mx.test", &config()).await.unwrap();
+    assert_eq!(conn.tls().unwrap().0, "TLSv1.2");
+    let cfg = ClientConfig { allow_tls12: false, ..config() };
+    let conn = Connection::open(old.addr, "mx.test", &cfg).await.unwrap();
+    assert!(conn.tls().is_none() && conn.tls_fallback().is_some());
+    // TLS 1.3 off against a receiver offering both: TLS 1.2.
+    let modern = tls_receiver(json!({}), &c.server_pem);
+    let cfg = ClientConfig { allow_tls13: false, ..config() };
+    let conn = Connection::open(modern.addr, "mx.test", &cfg).await.unwrap();
+    assert_eq!(conn.tls().unwrap().0, "TLSv1.2");
+    let cfg = ClientConfig { allow_tls12: false, allow_tls13: false, ..config() };
+    assert!(matches!(Connection::open(modern.addr, "mx.test", &cfg).await, Err(ClientError::Tls(_))));
+}
+
+#[tokio::test]
+async fn tls13_suites_client_certificate_and_session_reuse() {
+    let c = certs();
+    let rx = tls_receiver(json!({"tls_client_ca": c.ca_pem}), &c.server_pem);
+    let cfg = ClientConfig {
+        tls13_suites: vec!["TLS_CHACHA20_POLY1305_SHA256".into()],
+        client_certificate: Some(c.client_pem.clone()),
+        tls_sessions: Some(std::sync::Arc::default()),
+        ..config()
+    };
+    for _ in 0..2 {
+        let mut conn = Connection::open(rx.addr, "mx.test", &cfg).await.unwrap();
+        assert_eq!(conn.tls().unwrap().1, "TLS_CHACHA20_POLY1305_SHA256");
+        conn.send(&message(&["a@x.test"], &body("x"))).await.unwrap();
+        conn.quit().await;
+    }
+    // Without a session store every connection is a full handshake and no certificate is sent.
+    let plain = config();
+    for _ in 0..2 {
+        let mut conn = Connection::open(rx.addr, "mx.test", &plain).await.unwrap();
+        conn.send(&message(&["a@x.test"], &body("x"))).await.unwrap();
+        conn.quit().await;
+    }
+    let seen = handshakes(&rx);
+    let cn = Some("ember client".to_string());
+    let chacha = "TLS_CHACHA20_POLY1305_SHA256".to_string();
+    assert_eq!(seen[0], ("TLSv1.3".into(), chacha.clone(), false, cn.clone()), "{seen:?}");
+    assert_eq!(seen[1].1, chacha, "{seen:?}");
+    assert!(seen[1].2, "the second connection resumes: {seen:?}");
+    assert!(!seen[2].2 && !seen[3].2 && seen[2].3.is_none() && seen[3].3.is_none(), "{seen:?}");
+}
