@@ -162,9 +162,9 @@ fn build_context(
     queues: &QueueHandle,
     telemetry: &Arc<Telemetry>,
     suppression: &Arc<SuppressionStore>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(Context, Reporter), String> {
     let accounting = Accounting::open(&config)?;
-    let tls = listener::global_tls(&config)?;
     let max_recipients = match config.global.effective(Dir::SpoolMaxRecipients) {
         Some(Value::Uint(n)) => Some(*n),
         _ => None,
@@ -245,7 +245,24 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, String> {
         let config = Arc::new(config);
         let dkim = crate::dkim::Keys::new(load_keys(&config)?);
+        // Everything that may need root comes first: keys and certificates (often readable by
+        // root only) and the sockets (ports below 1024). Nothing is accepted before the spool
+        // is open: the accept loops start last.
+        let global_tls = listener::global_tls(&config)?;
+        let bound = listener::bind(&config, &global_tls).await?;
+        let mgmt_listener = match mgmt_addr(&config) {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {addr} (http-mgmt-port): {e}"))?,
+            ),
+            None => None,
+        };
         let options = spool_options(&config);
+        let spool_dir = options.dirs.first().map(|d| d.path.clone()).unwrap_or_default();
+        if let Some((uid, gid)) = crate::privileges::drop_if_asked(&config, &spool_dir).map_err(|e| e.to_string())? {
+            println!("running as uid {uid} gid {gid} (run-as-root no; the owner of {})", spool_dir.display());
+        }
         let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(options))
             .await
             .map_err(|e| format!("spool recovery panicked: {e}"))?
@@ -271,7 +288,8 @@ impl Daemon {
             Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
         let telemetry = Arc::new(Telemetry::default());
         let suppression = open_suppression(&config)?;
-        let (ctx, reporter) = build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression)?;
+        let (ctx, reporter) =
+            build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression, global_tls)?;
         let queues = queues.run(reporter);
         let mut recovered = 0usize;
         spool.for_each_live(|envelope| {
@@ -281,7 +299,6 @@ impl Daemon {
         if recovered > 0 {
             println!("queued {recovered} recovered messages for delivery");
         }
-        let bound = listener::bind(&config, &ctx.tls).await?;
         let access = Arc::new(arc_swap::ArcSwap::from_pointee(Access::from_config(&config)));
         let contexts = Arc::new(ArcSwap::from_pointee(ctx));
         let max_in = config.global.uint(Dir::TotalMaxSmtpIn).unwrap_or(100) as usize;
@@ -290,10 +307,7 @@ impl Daemon {
         let mut tasks = Vec::new();
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
-        if let Some(addr) = mgmt_addr(&config) {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (http-mgmt-port): {e}"))?;
+        if let Some(l) = mgmt_listener {
             println!("management http {}", l.local_addr().map_err(|e| e.to_string())?);
             let state = Arc::new(ApiState {
                 access: Arc::clone(&access),
@@ -349,8 +363,14 @@ impl Daemon {
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let config = Arc::new(config);
         let keys = load_keys(&config)?;
-        let (ctx, reporter) =
-            build_context(Arc::clone(&config), &self.spool, &self.queues, &self.telemetry, &self.suppression)?;
+        let (ctx, reporter) = build_context(
+            Arc::clone(&config),
+            &self.spool,
+            &self.queues,
+            &self.telemetry,
+            &self.suppression,
+            listener::global_tls(&config)?,
+        )?;
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));

@@ -14,6 +14,7 @@ pub mod logfile;
 pub mod message;
 pub mod mgmt;
 pub mod outcome;
+pub mod privileges;
 pub mod queue;
 pub mod smtp;
 pub mod spool;

@@ -328,3 +328,26 @@ fn outbound_tls_versions_suites_client_certificate_and_session_reuse_per_queue()
     let old = rows.iter().find(|r| r["rcpt"] == "three@old.example").unwrap();
     assert_eq!(old["dlvTlsProtocol"], "TLSv1.2", "{old:?}");
 }
+
+#[test]
+fn a_virtual_mta_rewrite_list_applies_at_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = feeder(&format!(
+        "<rewrite-list v2-brand>\n    mail-from <> bounces@v2.example\n    mail-from *@* bounces@v2.example\n    from-domain * v2.example\n</rewrite-list>\n<virtual-mta v2>\n    smtp-source-host 127.0.0.2 v2.ember.test\n    rewrite-list v2-brand\n</virtual-mta>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n",
+        rx.addr.port()
+    ));
+    let e = Ember::start_in(dir, &config);
+    let from = ["--header", "From: Sender <s@example.net>"];
+    inject(&e, "s@example.net", "one@example.com", &[&from[..], &["--header", "X-Virtual-MTA: v2"]].concat());
+    inject(&e, "s@example.net", "two@example.com", &from);
+    e.wait_log_count("delivered ", 2);
+    let messages = rx.events("message");
+    let of = |rcpt: &str| messages.iter().find(|m| m["rcpts"][0] == rcpt).unwrap().clone();
+    let via_v2 = of("one@example.com");
+    assert_eq!(via_v2["mail_from"], "bounces@v2.example", "{via_v2}");
+    assert!(via_v2["data"].as_str().unwrap().contains("From: Sender <s@v2.example>"), "{via_v2}");
+    let plain = of("two@example.com");
+    assert_eq!(plain["mail_from"], "s@example.net", "{plain}");
+    assert!(plain["data"].as_str().unwrap().contains("From: Sender <s@example.net>"), "{plain}");
+}

@@ -453,3 +453,133 @@ for label, ip in [("small1", "127.0.0.3"), ("small2", "127.0.0.3"), ("other1", "
     let vip2 = stdout.lines().find(|l| l.starts_with("vip2 ")).unwrap();
     assert!(vip2.starts_with("vip2 421 4.7.0") && vip2.ends_with("too many connections, try again later"), "{stdout}");
 }
+
+#[test]
+fn run_as_root_no_drops_to_the_spool_owner_after_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon must reach its files as `nobody`; the spool directory says who it runs as.
+    std::process::Command::new("chmod").arg("755").arg(dir.path()).status().unwrap();
+    std::fs::create_dir(dir.path().join("spool")).unwrap();
+    let chown = std::process::Command::new("chown").arg("65534:65534").arg(dir.path().join("spool")).status().unwrap();
+    assert!(chown.success());
+    let config = "\
+run-as-root no
+smtp-listener 127.0.0.1:0
+<source 127.0.0.1>
+    always-allow-relaying yes
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start_in(dir, config);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.pid())).unwrap();
+    let ids =
+        |key: &str| status.lines().find(|l| l.starts_with(key)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
+    assert_eq!(ids("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(ids("Gid:"), ["65534"; 4], "{status}");
+    assert_eq!(ids("Groups:"), ["65534"], "{status}");
+    // Still a working MTA: the message is stored by the unprivileged daemon.
+    let out = e.send_with_script("127.0.0.1", "a@example.net", &["b@example.com"], "Subject: x\r\n\r\nx\r\n");
+    assert_eq!(out["data"][0], 250, "{out}");
+    assert_eq!(e.spooled().len(), 1);
+}
+
+#[test]
+fn a_source_rewrite_list_rewrites_mail_from_and_the_from_domain_on_receipt() {
+    let config = "\
+smtp-listener 127.0.0.1:0
+<rewrite-list brand>
+    mail-from *@old.example *@new.example
+    from-domain [*.]old.example new.example
+</rewrite-list>
+<source 127.0.0.1>
+    always-allow-relaying yes
+    rewrite-list brand
+</source>
+<source 127.0.0.2>
+    always-allow-relaying yes
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start(config);
+    let message = "From: Shop <news@mail.old.example>\r\nSubject: rewrite\r\n\r\nFrom: a@old.example stays\r\n";
+    let out = e.send_with_script("127.0.0.1", "bounces@old.example", &["a@example.com"], message);
+    assert_eq!(out["data"][0], 250, "{out}");
+    let out = e.send_with_script("127.0.0.2", "bounces@old.example", &["b@example.com"], message);
+    assert_eq!(out["data"][0], 250, "{out}");
+    let spooled = e.spooled();
+    let row = |rcpt: &str| spooled.iter().find(|m| m["rcpt"] == rcpt).unwrap().clone();
+    let rewritten = row("a@example.com");
+    assert_eq!(rewritten["sender"], "bounces@new.example");
+    let text = e.shown_message(rewritten["id"].as_str().unwrap());
+    assert!(text.contains("\r\nFrom: Shop <news@new.example>\r\n"), "{text}");
+    assert!(text.contains("From: a@old.example stays"), "the body is untouched: {text}");
+    // Another source has no list: nothing changes.
+    let kept = row("b@example.com");
+    assert_eq!(kept["sender"], "bounces@old.example");
+    assert!(e.shown_message(kept["id"].as_str().unwrap()).contains("From: Shop <news@mail.old.example>"));
+}
+
+#[test]
+fn a_certificate_user_is_authenticated_by_its_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path());
+    client_ca(dir.path(), "good");
+    let config = "\
+smtp-listener 127.0.0.1:0 tls=yes
+smtp-server-tls-certificate server.pem
+smtp-server-tls-ca-file good-ca.pem
+<smtp-user good.client.test>
+    authentication-method certificate
+</smtp-user>
+<smtp-user alice>
+    password pw
+</smtp-user>
+<source 0/0>
+    require-auth yes
+    always-allow-relaying yes
+</source>
+<spool spool>
+</spool>
+";
+    let e = Ember::start_in(dir, config);
+    let script = r#"
+import base64, socket, ssl, sys
+def session(addr, cert, auth):
+    ctx = ssl._create_unverified_context()
+    if cert != "-":
+        ctx.load_cert_chain(cert)
+    h, p = addr.rsplit(":", 1)
+    t = ctx.wrap_socket(socket.create_connection((h, int(p)), timeout=20), server_hostname="localhost")
+    f = t.makefile("rb")
+    def reply():
+        out = []
+        while True:
+            l = f.readline().decode()
+            out.append(l.strip())
+            if len(l) < 4 or l[3] == " ":
+                return " | ".join(out)
+    reply()
+    t.sendall(b"EHLO client.test\r\n"); ehlo = reply()
+    if auth:
+        t.sendall(b"AUTH PLAIN " + base64.b64encode(auth.encode()) + b"\r\n"); print("auth", reply())
+    t.sendall(b"MAIL FROM:<a@example.net>\r\n")
+    return ("AUTH " in ehlo), reply()
+addr, good = sys.argv[1:3]
+print("cert", session(addr, good, None))
+print("nocert", session(addr, "-", None))
+print("password", session(addr, "-", "\0good.client.test\0x"))
+print("alice", session(addr, "-", "\0alice\0pw"))
+"#;
+    let out = python(script, &[e.listeners[0].to_string(), e.path("good-client.pem").display().to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The certificate authenticates: AUTH is no longer offered and MAIL is accepted.
+    assert!(stdout.contains("cert (False, '250 2.1.0"), "{stdout}");
+    assert!(stdout.contains("nocert (True, '530 5.7.0 authentication required')"), "{stdout}");
+    // A certificate user has no password to AUTH with; password users are unaffected.
+    assert!(stdout.contains("auth 535 5.7.8"), "{stdout}");
+    assert!(stdout.contains("password (True, '530 5.7.0"), "{stdout}");
+    assert!(stdout.contains("auth 235 2.7.0") && stdout.contains("alice (True, '250 2.1.0"), "{stdout}");
+}

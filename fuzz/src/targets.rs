@@ -117,6 +117,7 @@ pub fn smtp_session(data: &[u8]) {
             listener_source: None,
             tls: None,
             encrypted: false,
+            client_names: Vec::new(),
         };
         let (mut rx, mut tx) = tokio::io::split(client);
         let writer = async move {

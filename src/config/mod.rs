@@ -13,6 +13,7 @@ pub mod macros;
 pub mod model;
 pub mod pattern;
 pub mod resolve;
+pub mod rewrite;
 pub mod rules;
 pub mod settings;
 pub mod shaping;

@@ -38,7 +38,7 @@ directives! {
     NameServer => "name-server", Word, GLOBAL, None, many, Enforced, "DNS server IP[:port] used instead of the system resolvers (round robin).";
     DomainSuffix => "domain-suffix", Word, GLOBAL, None, once, Enforced, "Suffix appended to unqualified addresses.";
     HostId => "host-id", Uint, GLOBAL, Some("0"), once, Pending, "Per-server number used in generated Message-IDs.";
-    RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Pending, "Run as root or drop to an unprivileged user (restart needed).";
+    RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Enforced, "no: once the listeners are bound, give up root for good and run as the owner (user and group) of the first spool directory, which must exist and not be owned by root (restart needed).";
     SpoolDir => "spool", Dir, GLOBAL, None, many, Enforced, "Deprecated one-line spool directory; use <spool DIR>.";
     SpoolMaxRecipients => "spool-max-recipients", SPOOL_RCPTS, GLOBAL, Some("auto"), once, Enforced, "Cap on queued recipients: a message that would pass it gets 452 4.3.1 (auto: no cap but disk space).";
     SpoolDeleteCorrupted => "spool-delete-corrupted", Bool, GLOBAL, Some("no"), once, Enforced, "A corrupt spool record found at start or by compaction is dropped without a copy (no: copied to DIR/quarantine/); either way its message is lost and reported.";
@@ -172,7 +172,7 @@ directives! {
     LogCommands => "log-commands", Bool, SRC | D, Some("no"), once, Enforced, "Log SMTP commands and replies.";
     LogData => "log-data", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log message data (hex).";
     LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log TLS handshakes.";
-    RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Pending, "<rewrite-list> applied to MAIL FROM and From.";
+    RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Enforced, "<rewrite-list> applied to MAIL FROM and the From domain: a source's on receipt (what is spooled), a VMTA's (else its pool's) at delivery, before DKIM signing.";
     RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Enforced, "Strip the incoming message's Received headers (before Ember adds its own).";
     BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Enforced, "Also advertise the legacy `AUTH=LOGIN PLAIN` EHLO line old Outlook/Netscape clients look for.";
     ListUnsubscribe => "list-unsubscribe", Bool, SRC | VP | D, Some("no"), once, Enforced, "Beyond PowerMTA: add RFC 8058 one-click List-Unsubscribe and List-Unsubscribe-Post headers with a signed per-recipient token (the most specific of domain, VMTA, source wins).";
@@ -183,7 +183,7 @@ directives! {
 
     // ---- <smtp-user>, <source-group>, <smtp-listener> --------------------------------------
     Password => "password", Text, SMTP_USER, None, once, Enforced, "Password (plain text, or a crypt/argon2 hash).";
-    AuthenticationMethod => "authentication-method", Enum(AUTH_METHODS), SMTP_USER, Some("password"), once, Pending, "How the user authenticates.";
+    AuthenticationMethod => "authentication-method", Enum(AUTH_METHODS), SMTP_USER, Some("password"), once, Enforced, "password: SMTP AUTH with the user's password; certificate: a TLS client certificate verified against smtp-server-tls-ca-file (or the listener's tls-ca-file) whose common name or DNS name is the user's name authenticates the session at the handshake; system is a config error (Ember does not read the system password database).";
     SourceRef => "source", Word, SMTP_USER | LISTENER, None, once, Enforced, "Named <source> applied to this user or listener.";
     TlsCertificate => "tls-certificate", FileWithPassword, SMTP_USER | LISTENER | TX_API_LISTENER, None, once, Enforced, "Certificate (PEM) for this listener or user.";
     MaxSmtpIn => "max-smtp-in", Uint, SOURCE_GROUP, None, once, Enforced, "Inbound connections the group's members may hold together; past it 421 4.7.0.";
@@ -379,8 +379,8 @@ directives! {
     DomainEntry => "domain", DomainPattern, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "A whole domain.";
     BodyPatternFile => "body-pattern-file", File, EMAIL_PATTERNS, None, many, Pending, "Regex file with named captures.";
     LogMatchInfo => "log-match-info", Bool, EMAIL_PATTERNS, Some("no"), once, Pending, "Log which pattern matched.";
-    RewriteMailFrom => "mail-from", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "SOURCE TARGET (a@b, a@*, *@b, *@*, <>).";
-    FromDomain => "from-domain", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Pending, "PATTERN TARGETDOMAIN.";
+    RewriteMailFrom => "mail-from", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Enforced, "SOURCE TARGET (a@b, a@*, *@b, *@*, <>); a * in TARGET keeps that part of the sender; the first matching line wins.";
+    FromDomain => "from-domain", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Enforced, "PATTERN TARGETDOMAIN: the domain of the From header's address, when it matches the domain pattern, becomes TARGETDOMAIN (the first matching line wins).";
     Mx => "mx", Words { min: 2, max: 3 }, MX_ROLLUP, None, many, Enforced, "MXHOST|*.pattern NAME.rollup [rollup-by-ip].";
     PrecachedDomainsFile => "precached-domains-file", File, DNS, None, once, Pending, "Domains kept resolved. Pending: Ember resolves on demand and caches by TTL; a refresh-ahead list is not built yet.";
     PrecachedRefreshInterval => "precached-refresh-interval", Interval, DNS, Some("5m"), once, Pending, "Refresh interval of precached domains. Pending: as precached-domains-file.";

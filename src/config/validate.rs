@@ -32,8 +32,26 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     api_keys(config, diags);
     super::shaping::check(config, diags);
     super::tls_names::check(config, diags);
+    super::rewrite::check(config, diags);
+    smtp_users(config, diags);
     referenced_files(config, files, diags);
     diags.explain_missing_includes();
+}
+
+/// `authentication-method system` would check the operating system's password database, which
+/// Ember never reads: refused rather than silently never authenticating.
+fn smtp_users(config: &Config, diags: &mut Diagnostics) {
+    for b in config.blocks_of("smtp-user") {
+        if b.settings.text(Dir::AuthenticationMethod) == Some("system")
+            && let Some(at) = b.settings.get(Dir::AuthenticationMethod).and_then(|e| e.origin.value_location())
+        {
+            diags.error(
+                at,
+                "authentication-method system: Ember does not read the system password database; \
+                 use password (a crypt or argon2 hash is accepted) or certificate",
+            );
+        }
+    }
 }
 
 /// VMTAs and pools share one namespace.

@@ -489,17 +489,30 @@ impl Session {
         if self.count_error() { Flow::Close } else { Flow::Continue }
     }
 
+    /// After a TLS handshake: a verified client certificate that names an
+    /// `authentication-method certificate` user authenticates the session as that user, as a
+    /// successful AUTH would (the `{auth}` source and the user's source apply).
+    pub(super) fn certificate_login(&mut self, names: &[String]) {
+        let Some((user, source)) = self.ctx.users.by_certificate(names) else { return };
+        tracing::info!(peer = %self.conn.peer, user, "smtp client authenticated by its TLS certificate");
+        self.login(user, source);
+    }
+
+    fn login(&mut self, user: String, source: Option<String>) {
+        self.auth_user = Some(user);
+        self.named_sources.push("{auth}".into());
+        if let Some(s) = source {
+            self.named_sources.push(s);
+        }
+        let names: Vec<&str> = self.named_sources.iter().map(String::as_str).collect();
+        self.policy = SourcePolicy::for_client(&self.ctx.config, self.conn.peer.ip(), &names);
+    }
+
     fn verify(&mut self, user: &str, password: &str) -> Flow {
         let ip = self.conn.peer.ip();
         match self.ctx.users.verify(user, password) {
             Some(source) => {
-                self.auth_user = Some(user.to_string());
-                self.named_sources.push("{auth}".into());
-                if let Some(s) = source {
-                    self.named_sources.push(s);
-                }
-                let names: Vec<&str> = self.named_sources.iter().map(String::as_str).collect();
-                self.policy = SourcePolicy::for_client(&self.ctx.config, ip, &names);
+                self.login(user.to_string(), source);
                 self.reply(Reply::new(235, "2.7.0", "authentication successful"));
                 Flow::Continue
             }

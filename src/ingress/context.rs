@@ -72,7 +72,7 @@ impl Context {
             host_names.push(system_host_name());
         }
         let suppressions = Suppressions::from_config(&config)?;
-        let aliases = Aliases::from_config(&config)?;
+        let aliases = Aliases::from_config(&config, &host_names)?;
         let processors =
             Processors::from_config(&config, Arc::clone(&global_suppression), accounting.clone(), state_dir)?;
         let pattern_lists = PatternLists::from_config(&config);

@@ -49,6 +49,18 @@ impl Session {
                 return Ok(Reply::new(250, "2.6.0", "report processed"));
             }
         }
+        // The source's <rewrite-list>: the sender and From domain as the rest of Ember sees them.
+        let edited;
+        let body = match self.policy.rewrite.clone() {
+            Some(list) => {
+                if let Some(sender) = list.sender(&txn.sender) {
+                    txn.sender = sender;
+                }
+                edited = list.message(body);
+                edited.as_deref().unwrap_or(body)
+            }
+            None => body,
+        };
         let header = Header::parse(body);
         let hops = header.count("received") as u64;
         if hops >= self.policy.max_message_hops {

@@ -210,11 +210,15 @@ pub async fn accept_loop(
                 listener_source: spec.source.clone(),
                 tls: tls.clone(),
                 encrypted: spec.implicit_tls,
+                client_names: Vec::new(),
             };
             if spec.implicit_tls {
                 let Some(tls) = tls else { return };
                 match tokio_rustls::TlsAcceptor::from(tls).accept(socket).await {
-                    Ok(stream) => serve(ctx, conn, Box::new(stream)).await,
+                    Ok(stream) => {
+                        let conn = Connection { client_names: super::tls::client_names(stream.get_ref().1), ..conn };
+                        serve(ctx, conn, Box::new(stream)).await
+                    }
                     Err(e) => tracing::info!(%peer, "TLS handshake failed on {}: {e}", spec.addr),
                 }
             } else {

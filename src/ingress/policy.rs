@@ -95,6 +95,8 @@ pub struct SourcePolicy {
     /// `broken-auth-clients`: also advertise the pre-RFC 2554 `AUTH=LOGIN PLAIN` EHLO line that
     /// old Outlook and Netscape clients look for.
     pub broken_auth_clients: bool,
+    /// The source's `<rewrite-list>`: MAIL FROM and the From domain, rewritten on receipt.
+    pub rewrite: Option<std::sync::Arc<crate::config::rewrite::RewriteList>>,
 }
 
 impl SourcePolicy {
@@ -186,6 +188,10 @@ impl SourcePolicy {
             allow_smtputf8: s.flag(Dir::AllowSmtputf8),
             disconnect_on_transient_error: s.flag(Dir::DisconnectOnTransientError),
             broken_auth_clients: s.flag(Dir::BrokenAuthClients),
+            rewrite: s
+                .text(Dir::RewriteListRef)
+                .and_then(|name| crate::config::rewrite::RewriteList::named(config, name))
+                .map(std::sync::Arc::new),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Connection {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The connection is already encrypted (implicit-TLS listener).
     pub encrypted: bool,
+    /// Names of the client's verified certificate on an implicit-TLS listener (`tls::client_names`).
+    pub client_names: Vec<String>,
 }
 
 /// A transaction being built (MAIL .. DATA).
@@ -238,6 +240,8 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection, stream: Box<dyn Io>) {
     if session.policy.log_connections {
         tracing::info!(peer = %session.conn.peer, local = %session.conn.local, "smtp connection");
     }
+    let names = std::mem::take(&mut session.conn.client_names);
+    session.certificate_login(&names);
     if let Err(e) = run(&mut session, stream).await {
         tracing::debug!(peer = %session.conn.peer, "smtp session ended: {e}");
     }
@@ -282,9 +286,12 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
                 }
                 let Some(tls) = session.conn.tls.clone() else { return Ok(()) };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                stream = Box::new(acceptor.accept(stream).await?);
+                let tls_stream = acceptor.accept(stream).await?;
+                let names = super::tls::client_names(tls_stream.get_ref().1);
+                stream = Box::new(tls_stream);
                 session.encrypted = true;
                 session.reset_after_tls();
+                session.certificate_login(&names);
                 lines = LineReader::new(LINE_LIMIT);
                 continue;
             }

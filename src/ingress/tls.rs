@@ -36,6 +36,32 @@ pub fn read_certificates(file: &Path, what: &str) -> Result<Vec<CertificateDer<'
     Ok(certs)
 }
 
+/// The names a client's verified certificate carries: its subject common name, then its DNS
+/// subject alternative names (what `authentication-method certificate` users are matched on).
+/// Empty when the client sent no certificate.
+pub fn client_names(conn: &rustls::ServerConnection) -> Vec<String> {
+    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else { return Vec::new() };
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return Vec::new() };
+    let mut names: Vec<String> = common_name(cert.subject()).into_iter().collect();
+    names.extend(cert.valid_dns_names().map(str::to_string));
+    names
+}
+
+/// The common name (OID 2.5.4.3) of a DER subject, when it is a string of one of the usual
+/// types with a short-form length (a common name is at most 64 characters).
+fn common_name(subject: &[u8]) -> Option<String> {
+    const CN: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
+    let at = subject.windows(CN.len()).position(|w| w == CN)? + CN.len();
+    let (&tag, rest) = subject[at..].split_first()?;
+    // UTF8String, PrintableString, IA5String, T61String.
+    if !matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let value = rest.get(..usize::from(len)).filter(|_| len < 0x80)?;
+    String::from_utf8(value.to_vec()).ok()
+}
+
 /// The rustls server configuration of `spec`.
 pub fn server_config(spec: &ServerTls) -> Result<Arc<ServerConfig>, String> {
     let cert_file = &spec.certificate;
@@ -70,4 +96,23 @@ pub fn server_config(spec: &ServerTls) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate {} does not match its key: {e}", cert_file.display()))?;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_name_of_a_subject() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["dns.example".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Org");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "mailer-7");
+        let cert = params.self_signed(&key).unwrap();
+        let der = cert.der().clone();
+        let parsed = webpki::EndEntityCert::try_from(&der).unwrap();
+        assert_eq!(common_name(parsed.subject()).as_deref(), Some("mailer-7"));
+        assert_eq!(parsed.valid_dns_names().collect::<Vec<_>>(), ["dns.example"]);
+        assert_eq!(common_name(&[0x30, 0x00]), None);
+    }
 }

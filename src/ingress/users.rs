@@ -7,9 +7,20 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
 use crate::config::{Config, Dir};
 
+/// `authentication-method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    /// SMTP AUTH with the `password`.
+    Password,
+    /// A TLS client certificate verified against the listener's CA, whose common name or DNS
+    /// name is the user's name; AUTH with a password is refused for such a user.
+    Certificate,
+}
+
 #[derive(Clone, Debug)]
 struct User {
-    password: String,
+    password: Option<String>,
+    method: Method,
     source: Option<String>,
 }
 
@@ -22,13 +33,30 @@ impl Users {
     pub fn from_config(config: &Config) -> Users {
         let mut users = HashMap::new();
         for b in config.blocks_of("smtp-user") {
-            let (Some(name), Some(password)) = (b.arg.clone(), b.settings.text(Dir::Password)) else { continue };
-            users.insert(
-                name,
-                User { password: password.to_string(), source: b.settings.text(Dir::SourceRef).map(str::to_string) },
-            );
+            let Some(name) = b.arg.clone() else { continue };
+            let method = match b.settings.text(Dir::AuthenticationMethod) {
+                Some("certificate") => Method::Certificate,
+                // `system` is refused when the configuration loads (`check`).
+                _ => Method::Password,
+            };
+            let password = b.settings.text(Dir::Password).map(str::to_string);
+            if method == Method::Password && password.is_none() {
+                continue;
+            }
+            users.insert(name, User { password, method, source: b.settings.text(Dir::SourceRef).map(str::to_string) });
         }
         Users { users }
+    }
+
+    /// The user a verified client certificate names (`authentication-method certificate`), by
+    /// the certificate's common name or DNS names, with the user's named source.
+    pub fn by_certificate(&self, names: &[String]) -> Option<(String, Option<String>)> {
+        names.iter().find_map(|n| {
+            self.users
+                .iter()
+                .find(|(name, u)| u.method == Method::Certificate && name.eq_ignore_ascii_case(n))
+                .map(|(name, u)| (name.clone(), u.source.clone()))
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -37,8 +65,8 @@ impl Users {
 
     /// Checks credentials; on success returns the user's named source, if any.
     pub fn verify(&self, user: &str, password: &str) -> Option<Option<String>> {
-        let u = self.users.get(user)?;
-        password_matches(&u.password, password).then(|| u.source.clone())
+        let u = self.users.get(user).filter(|u| u.method == Method::Password)?;
+        password_matches(u.password.as_deref()?, password).then(|| u.source.clone())
     }
 }
 

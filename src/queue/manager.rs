@@ -693,6 +693,7 @@ impl Manager {
                 client_certificate,
                 tls_sessions,
                 dkim: self.dkim.clone(),
+                config: Arc::clone(&self.config),
             };
             let q = self.queues.get_mut(key).expect("present");
             q.connections += 1;

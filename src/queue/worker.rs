@@ -13,6 +13,7 @@ use super::manager::{Event, Job, NextJob};
 use super::vmta::SourceHost;
 use crate::config::Dir;
 use crate::config::resolve::QueueSettings;
+use crate::config::rewrite::RewriteList;
 use crate::config::value::Value;
 use crate::delivery::client::{ClientConfig, Connection};
 use crate::delivery::mx::MxResolver;
@@ -56,6 +57,9 @@ pub struct WorkerSetup {
     pub tls_sessions: Option<Arc<crate::delivery::client::SessionCache>>,
     /// MX hosts a `skip-mx` rule set aside: tried only when no other host is left.
     pub skip_mx: Vec<String>,
+    /// The configuration generation the connection started with (`<rewrite-list>` of the VMTA
+    /// or pool).
+    pub config: Arc<crate::config::Config>,
     /// DKIM keys of the current configuration generation.
     pub dkim: crate::dkim::Keys,
     /// The domain whose MX plan this connection uses: the queue's own name, or for a rollup
@@ -230,6 +234,13 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                 continue;
             }
         };
+        // The VMTA's (or pool's) <rewrite-list> edits the From domain before signing, and the
+        // envelope sender below.
+        let rewrite = RewriteList::for_delivery(&setup.config, &setup.key.vmta, job.envelope.vmta.as_deref());
+        let body = match rewrite.as_ref().and_then(|r| r.message(&body)) {
+            Some(edited) => Arc::new(edited),
+            None => body,
+        };
         // Sanitising and signing happen per queue, after every header change (docs/operations.md).
         let now = crate::time::now_secs();
         let body = match crate::delivery::prepare::outgoing(&setup.dkim.current(), &setup.key.vmta, s, body, now) {
@@ -241,7 +252,10 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                 continue;
             }
         };
-        let message = outgoing(&job, body);
+        let mut message = outgoing(&job, body);
+        if let Some(sender) = rewrite.as_ref().and_then(|r| r.sender(&message.sender)) {
+            message.sender = sender;
+        }
         match conn.send(&message).await {
             Ok(outcome) => {
                 errors += outcome.recipients.iter().filter(|r| !r.is_positive()).count() as u64;
