@@ -364,7 +364,7 @@ directives! {
     WorldReadable => "world-readable", Bool, ACCT_FILE, Some("no"), once, Enforced, "Make the file world-readable.";
     CountMovedRecords => "count-moved-records", Bool, ACCT_FILE, Some("no"), once, Pending, "Count records in rotated files.";
     Sync => "sync", Bool, ACCT_FILE, Some("no"), once, Enforced, "fsync each record.";
-    PrivacyPolicy => "privacy-policy", Words { min: 1, max: 2 }, ACCT_FILE | SIGNALS, Some("retain"), once, Pending, "retain, redact [STR], siphash KEY, hmac-sha256 KEY.";
+    PrivacyPolicy => "privacy-policy", Words { min: 1, max: 2 }, ACCT_FILE | SIGNALS, Some("retain"), once, Enforced, "What the recipient columns (rcpt, orcpt) of the file hold: retain (the address), redact [STR] (local part replaced by STR, default redacted), siphash KEY (32 hex digits or 16 characters) or hmac-sha256 KEY (local part replaced by h-HEX, a keyed hash of the lower-cased address, so one recipient always reads the same); the domain stays. In <signals> it has no effect.";
     WriteTimeout => "write-timeout", Interval, ACCT_FILE, Some("1m"), once, Pending, "Pipe write timeout.";
     RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Pending, "Pipe restart interval.";
 

@@ -25,6 +25,7 @@
 //! sent to it are dropped.
 
 mod layout;
+mod privacy;
 mod writer;
 
 use std::collections::HashSet;

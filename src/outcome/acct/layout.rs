@@ -1,6 +1,7 @@
 //! The columns of one accounting output and how a record becomes a CSV row: `records`,
 //! `record-fields TYPE FIELDLIST` (`*`, explicit lists, `!field` exclusions, `header_NAME`),
-//! `user-string`, `iso-times` and `queue-filter`.
+//! `user-string`, `iso-times`, `queue-filter`, `map-header-to-field` and `privacy-policy`
+//! (`privacy.rs`).
 //!
 //! Runs on the output's writer thread; knows nothing about files.
 
@@ -10,6 +11,7 @@ use crate::config::tree::suggest;
 use crate::config::value::Value;
 use crate::time;
 
+use super::privacy::{Privacy, RECIPIENT_FIELDS};
 use super::{Record, RecordType, TIME_FIELDS};
 
 /// Fields `record-fields` may name besides the default fields of the record types.
@@ -45,6 +47,7 @@ pub(super) struct Layout {
     user_string: Option<String>,
     iso_times: bool,
     filter: QueueFilter,
+    privacy: Privacy,
 }
 
 impl Layout {
@@ -104,6 +107,10 @@ impl Layout {
             user_string,
             iso_times: settings.effective(Dir::IsoTimes).is_none_or(|v| matches!(v, Value::Bool(true))),
             filter: QueueFilter::parse(&settings.list(Dir::QueueFilter))?,
+            privacy: match settings.effective(Dir::PrivacyPolicy) {
+                Some(Value::Words(words)) => Privacy::parse(words)?,
+                _ => Privacy::Retain,
+            },
         })
     }
 
@@ -157,6 +164,9 @@ impl Layout {
                 None if self.iso_times => record.get(f).to_string(),
                 None => parse_acct_time(record.get(f)).map_or_else(|| record.get(f).to_string(), |t| t.to_string()),
             },
+            Column::Field(f) if RECIPIENT_FIELDS.contains(f) && !self.privacy.is_retain() => {
+                self.privacy.apply(record.get(f))
+            }
             Column::Field(f) => record.get(f).to_string(),
         }
     }

@@ -626,3 +626,27 @@ fn pipes_get_the_header_then_records() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn privacy_policy_hides_recipients_but_keeps_their_domains() {
+    let s = Story::new();
+    let acct = s.open(
+        "<acct-file DIR/plain.csv>\n</acct-file>\n<acct-file DIR/redacted.csv>\n privacy-policy redact\n</acct-file>\n\
+         <acct-file DIR/hashed.csv>\n privacy-policy siphash 000102030405060708090a0b0c0d0e0f\n</acct-file>\n",
+    );
+    let mut facts = delivered_facts();
+    facts.orcpt = "rfc822;D@1181.com";
+    acct.write(&Record::delivery(RecordType::Delivery, &facts));
+    acct.flush();
+    let (h, plain) = s.read("plain.csv");
+    assert_eq!(col(&h, &plain[0], "rcpt"), "D@1181.com");
+    let (h, redacted) = s.read("redacted.csv");
+    assert_eq!(col(&h, &redacted[0], "rcpt"), "redacted@1181.com");
+    assert_eq!(col(&h, &redacted[0], "orcpt"), "redacted@1181.com");
+    assert_eq!(col(&h, &redacted[0], "orig"), "AA-D=1181.com@bounce.bar.com", "the sender is ours, not private");
+    let (h, hashed) = s.read("hashed.csv");
+    let rcpt = col(&h, &hashed[0], "rcpt");
+    assert!(rcpt.starts_with("h-") && rcpt.ends_with("@1181.com") && !rcpt.contains("D@"), "{rcpt}");
+    let e = s.open_err("<acct-file DIR/bad.csv>\n privacy-policy siphash short\n</acct-file>\n");
+    assert!(e.contains("<acct-file DIR/bad.csv>".replace("DIR", s.dir.path().to_str().unwrap()).as_str()), "{e}");
+}
