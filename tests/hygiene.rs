@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Ember;
-use support::peers::read_acct;
+use support::peers::{Sink, free_port, read_acct};
 
 const ARF: &str = "From: <feedback@isp.example>\r\nTo: <fbl@fbl.ember.test>\r\nSubject: FW: offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\tboundary=\"part1\"\r\n\r\n--part1\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n--part1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\nOriginal-Mail-From: <bounces@news.example>\r\nOriginal-Rcpt-To: <Victim@isp.example>\r\nReporting-MTA: dns; mail.isp.example\r\nSource-IP: 192.0.2.1\r\nReported-Domain: news.example\r\n\r\n--part1\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\nFrom: <news@news.example>\r\nTo: <victim@isp.example>\r\nSubject: spring offer\r\nX-Job: spring\r\n\r\nbuy\r\n--part1--\r\n";
 
@@ -168,4 +168,58 @@ fn asynchronous_bounces_write_rb_and_rs_records_and_suppress_hard_bounces() {
     e.wait_log("not a delivery status notification");
     assert_eq!(std::fs::read_dir(e.path("spool/unprocessed-reports")).unwrap().count(), 2);
     assert_eq!(rows(&e, "rb", 1).len(), 1);
+}
+
+#[test]
+fn processors_deliver_unmatched_mail_and_with_deliver_matched_email_the_reports_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
+    // The processors' domains are routed to the mailbox that should see what they deliver.
+    let config = config()
+        .replace("records r,b,f,rb,rs\n", "records r,b,f,rb,rs\n    record-fields f *,jobId\n")
+        .replace(
+            "        address fbl@fbl.ember.test\n    </address-list>\n",
+            "        address fbl@fbl.ember.test\n    </address-list>\n    deliver-matched-email yes\n    map-header-to-field f header_X-Job jobId\n",
+        )
+        .replace("    suppress-hard-bounces yes\n", "    suppress-hard-bounces yes\n    deliver-unmatched-email no\n")
+        + &format!("<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n", sink.addr.port());
+    let e = Ember::start_in(dir, &config);
+    // A complaint is processed (f record with the job of the reported message) and delivered.
+    let v = e.send_with_script("127.0.0.2", "feedback@isp.example", &["fbl@fbl.ember.test"], ARF);
+    assert_eq!(v["data"][0], 250, "{v}");
+    let f = rows(&e, "f", 1);
+    assert_eq!(f[0]["jobId"], "spring", "map-header-to-field f header_X-Job jobId");
+    e.wait_log_count("delivered ", 1);
+    // Mail to the FBL address that is not a report: delivered (deliver-unmatched-email yes).
+    let v = e.send_with_script(
+        "127.0.0.2",
+        "someone@isp.example",
+        &["fbl@fbl.ember.test"],
+        "Subject: hello postmaster\r\n\r\nhi\r\n",
+    );
+    assert_eq!(v["data"][0], 250, "{v}");
+    e.wait_log_count("delivered ", 2);
+    // An auto-reply to the bounce address: kept, not delivered (deliver-unmatched-email no); a
+    // DSN is processed and not delivered (deliver-matched-email no, the default).
+    let v =
+        e.send_with_script("127.0.0.2", "", &["bounce-7@bounce.ember.test"], "Subject: Out of office\r\n\r\nAway.\r\n");
+    assert_eq!(v["data"][0], 250, "{v}");
+    e.wait_log("not a delivery status notification");
+    let v = e.send_with_script("127.0.0.2", "", &["bounce-42@bounce.ember.test"], DSN);
+    assert_eq!(v["data"][0], 250, "{v}");
+    rows(&e, "rb", 1);
+    // A last ordinary message proves the queue is drained up to here: nothing else was delivered.
+    let v = e.send_with_script("127.0.0.1", "news@news.example", &["last@isp.example"], "Subject: last\r\n\r\nhi\r\n");
+    assert_eq!(v["data"][0], 250, "{v}");
+    e.wait_log_count("delivered ", 3);
+    // Only mail queued for delivery gets an r record (written before the 250).
+    let r = rows(&e, "r", 3);
+    let to = |a: &str| r.iter().filter(|x| x["rcpt"] == a).count();
+    assert_eq!((to("fbl@fbl.ember.test"), to("last@isp.example")), (2, 1), "{r:?}");
+    assert_eq!(to("bounce-7@bounce.ember.test") + to("bounce-42@bounce.ember.test"), 0, "{r:?}");
+    let got = sink.messages();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().any(|m| m.contains("Feedback-Type: abuse")), "the complaint was delivered");
+    assert!(got.iter().any(|m| m.contains("Subject: hello postmaster")));
+    assert!(!got.iter().any(|m| m.contains("Out of office") || m.contains("Reporting-MTA: dns; mx.remote.example")));
 }

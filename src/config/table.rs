@@ -353,7 +353,7 @@ directives! {
     // ---- 2.8 accounting --------------------------------------------------------------------
     Records => "records", List, ACCT_FILE, Some("d,b"), once, Enforced, "Record types written: d, b, t, tq, r, f, rb, rs.";
     RecordFields => "record-fields", Words { min: 2, max: 2 }, ACCT_FILE, None, many, Enforced, "TYPE FIELDLIST (* , names, !exclusions, header_NAME).";
-    MapHeaderToField => "map-header-to-field", Words { min: 3, max: 3 }, ACCT_FILE | BF, None, many, Pending, "TYPE header_NAME FIELD.";
+    MapHeaderToField => "map-header-to-field", Words { min: 3, max: 3 }, ACCT_FILE | BF, None, many, Enforced, "TYPE header_NAME FIELD: the header of the original message included in a report (f, rb, rs records) is written in FIELD, a record field (replaced when the header is present; added as a column when the type lacks it) or a new column of that name (acct-file only). In a processor block it applies to that processor's records in every file. d, b, t, tq and r records carry no headers in Ember (a warning says so).";
     MoveInterval => "move-interval", Interval, ACCT_FILE, Some("1d"), once, Enforced, "Rotate the file this often.";
     MaxSize => "max-size", Size, ACCT_FILE, Some("250M"), once, Enforced, "Rotate the file at this size.";
     MoveTo => "move-to", Dir, ACCT_FILE, None, once, Enforced, "Directory rotated files move to.";
@@ -369,8 +369,8 @@ directives! {
     RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Pending, "Pipe restart interval.";
 
     // ---- 2.8 processors, lists and other blocks --------------------------------------------
-    DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Pending, "Deliver mail that is not a report.";
-    DeliverMatchedEmail => "deliver-matched-email", Bool, BF, Some("no"), once, Pending, "Also deliver recognised reports.";
+    DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Enforced, "Mail to the processor's addresses that is not a report it can read is also delivered to its address like other mail (route the domain to a mailbox with <domain>); it is kept in unprocessed-reports either way.";
+    DeliverMatchedEmail => "deliver-matched-email", Bool, BF, Some("no"), once, Enforced, "A report the processor read (and recorded) is also delivered to its address like other mail.";
     ForwardUnmatchedTo => "forward-unmatched-to", Email, BF, None, many, Enforced, "Forward unrecognised mail here.";
     ForwardErrorsTo => "forward-errors-to", Email, BF, None, many, Enforced, "Forward unparsable reports here.";
     SuppressHardBounces => "suppress-hard-bounces", Bool, BOUNCE_PROCESSOR, Some("no"), once, Enforced, "Add hard-bounced recipients to suppression.";

@@ -20,6 +20,7 @@ use super::unsubscribe::{self, TokenError, Tokens};
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
 use crate::ingress::suppression::AddressList;
+use crate::outcome::acct::mapping::{self, HeaderMapping, MappedField};
 use crate::outcome::acct::{Accounting, Record, RecordType};
 use crate::outcome::category::Classifier;
 use crate::outcome::status;
@@ -49,6 +50,31 @@ struct Processor {
     forward_unmatched: Vec<String>,
     forward_errors: Vec<String>,
     suppress_hard: bool,
+    /// `map-header-to-field` of the block: headers of the reported message written in fields of
+    /// the records this processor writes.
+    mappings: Vec<HeaderMapping>,
+    /// `deliver-matched-email`: a report that was read is also delivered to its address.
+    deliver_matched: bool,
+    /// `deliver-unmatched-email`: mail that is not a report (or cannot be read as one) is also
+    /// delivered to its address.
+    deliver_unmatched: bool,
+}
+
+impl Processor {
+    /// Sets the fields `map-header-to-field` names from the reported message's headers (a
+    /// header the message lacks leaves the field as the report gave it).
+    fn map_headers(&self, mut record: Record, reported: &[u8]) -> Record {
+        let kind = record.kind;
+        for m in self.mappings.iter().filter(|m| m.kind == kind) {
+            let MappedField::Known(field) = m.field else { continue };
+            if let Some(value) = crate::ingress::headers::Header::parse(reported).get(&m.header)
+                && !value.is_empty()
+            {
+                record = record.set(field, value);
+            }
+        }
+        record
+    }
 }
 
 /// Who handed us the report (for `repSourceIp`, `srcMta`).
@@ -158,12 +184,19 @@ impl Processors {
                         _ => None,
                     })
                 };
+                let mappings = mapping::from_settings(&block.settings, false).unwrap_or_else(|e| {
+                    errors.push(format!("<{tag}> at {}: {e}", block.location));
+                    Vec::new()
+                });
                 list.push(Processor {
                     kind,
                     addresses,
                     forward_unmatched: emails(Dir::ForwardUnmatchedTo).collect(),
                     forward_errors: emails(Dir::ForwardErrorsTo).collect(),
                     suppress_hard: block.settings.flag(Dir::SuppressHardBounces),
+                    mappings,
+                    deliver_matched: block.settings.flag(Dir::DeliverMatchedEmail),
+                    deliver_unmatched: block.settings.flag(Dir::DeliverUnmatchedEmail),
                 });
             }
         }
@@ -188,6 +221,9 @@ impl Processors {
                 forward_unmatched: forward_errors.clone().unwrap_or_default(),
                 forward_errors: forward_errors.unwrap_or_default(),
                 suppress_hard: false,
+                mappings: Vec::new(),
+                deliver_matched: false,
+                deliver_unmatched: false,
             });
         }
         if !errors.is_empty() {
@@ -224,16 +260,28 @@ impl Processors {
         self.list.is_empty()
     }
 
-    /// Reads one received report addressed to `rcpt` (a processor address).
+    /// Reads one received report addressed to `rcpt` (a processor address). With
+    /// `deliver-matched-email` (a report that was read) or `deliver-unmatched-email` (anything
+    /// else), `rcpt` itself is among the outcome's `forward` addresses: the message is also
+    /// delivered there like any other mail.
     pub fn process(&self, rcpt: &str, message: &[u8], from: &From<'_>) -> Result<Outcome, ProcessError> {
         let Some(p) = self.list.iter().find(|p| p.addresses.contains(rcpt)) else { return Ok(Outcome::default()) };
+        let mut outcome = self.read(p, rcpt, message, from)?;
+        let matched = outcome.unprocessed.is_none();
+        if (matched && p.deliver_matched) || (!matched && p.deliver_unmatched) {
+            outcome.forward.push(rcpt.to_string());
+        }
+        Ok(outcome)
+    }
+
+    fn read(&self, p: &Processor, rcpt: &str, message: &[u8], from: &From<'_>) -> Result<Outcome, ProcessError> {
         if message.len() > MAX_REPORT {
             let why = format!("report of {} bytes is larger than {} bytes; not parsed", message.len(), MAX_REPORT);
             return self.unprocessed(p, rcpt, message, from, why, &p.forward_errors);
         }
         match p.kind {
             Kind::FeedbackLoop => match arf::parse(message) {
-                Ok(c) => self.complaint(&c, from),
+                Ok(c) => self.complaint(p, &c, from),
                 Err(arf::ComplaintError::NotAReport) => {
                     let why = arf::ComplaintError::NotAReport.to_string();
                     self.unprocessed(p, rcpt, message, from, why, &p.forward_unmatched)
@@ -313,7 +361,7 @@ impl Processors {
         Ok(added)
     }
 
-    fn complaint(&self, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {
+    fn complaint(&self, p: &Processor, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {
         let mut outcome = Outcome::default();
         match Entry::parse(&c.rcpt) {
             Ok(entry) => outcome.suppressed = self.suppress(&[entry])?,
@@ -342,6 +390,7 @@ impl Processors {
                 .set("dlvSourceIp", c.source_ip.clone())
                 .set("reportedDomain", c.reported_domain.clone())
                 .headers_from(&c.headers, self.accounting.wanted_headers());
+            let record = p.map_headers(record, &c.headers);
             self.accounting.write(&record);
             outcome.records += 1;
         }
@@ -392,6 +441,7 @@ impl Processors {
                 record = record.set("dsnAction", r.action.clone());
             }
             let record = record.headers_from(&d.headers, self.accounting.wanted_headers());
+            let record = p.map_headers(record, &d.headers);
             self.accounting.write(&record);
             outcome.records += 1;
         }
@@ -501,11 +551,69 @@ mod tests {
         let (why, path) = o.unprocessed.unwrap();
         assert!(why.contains("larger than"), "{why}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), huge.len() as u64);
-        assert_eq!(o.forward, ["fbl-errors@example.com"]);
+        // deliver-unmatched-email yes (the default): also delivered to the processor address.
+        assert_eq!(o.forward, ["fbl-errors@example.com", "fbl@fbl.example"]);
         let o = p.process("fbl@fbl.example", b"Subject: hi\r\n\r\nnot a report\r\n", &from()).unwrap();
-        assert_eq!(o.forward, ["postmaster@example.com"]);
+        assert_eq!(o.forward, ["postmaster@example.com", "fbl@fbl.example"]);
         assert!(o.unprocessed.is_some());
         assert_eq!(p.store.len(), 0);
+    }
+
+    #[test]
+    fn map_header_to_field_in_a_processor_sets_fields_from_the_reported_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "<acct-file {}/a.csv>\n records f\n record-fields f *,jobId\n</acct-file>\n{}",
+            dir.path().display(),
+            CONFIG.replace(
+                "    forward-unmatched-to",
+                "    map-header-to-field f header_X-Job jobId\n    forward-unmatched-to"
+            )
+        );
+        let loaded = load_str("p.conf", &text, dir.path(), FileCheck::Warn);
+        assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics.sorted());
+        let (store, _) = SuppressionStore::open(&dir.path().join("journal")).unwrap();
+        let acct = Accounting::open(&loaded.config).unwrap();
+        let p = Processors::from_config(&loaded.config, Arc::new(store), acct.clone(), dir.path()).unwrap();
+        p.process("fbl@fbl.example", super::super::arf::tests::ARF.as_bytes(), &from()).unwrap();
+        acct.flush();
+        let csv = std::fs::read_to_string(dir.path().join("a.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        let job = header.iter().position(|h| *h == "jobId").expect("a jobId column");
+        assert_eq!(row[job], "spring", "{csv}");
+        // A field no record has is refused in a processor.
+        let bad = CONFIG.replace(
+            "    forward-unmatched-to",
+            "    map-header-to-field f header_X-Job nosuch\n    forward-unmatched-to",
+        );
+        let loaded = load_str("p.conf", &bad, dir.path(), FileCheck::Warn);
+        let (store, _) = SuppressionStore::open(&dir.path().join("journal2")).unwrap();
+        let errors = Processors::from_config(&loaded.config, Arc::new(store), Accounting::default(), dir.path())
+            .err()
+            .expect("refused");
+        assert!(errors.iter().any(|e| e.contains("unknown field")), "{errors:?}");
+    }
+
+    #[test]
+    fn deliver_matched_and_unmatched_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = CONFIG.replace(
+            "    forward-unmatched-to postmaster@example.com\n",
+            "    deliver-unmatched-email no\n    deliver-matched-email yes\n",
+        );
+        let loaded = load_str("p.conf", &text, dir.path(), FileCheck::Warn);
+        let (store, _) = SuppressionStore::open(&dir.path().join("journal")).unwrap();
+        let p = Processors::from_config(&loaded.config, Arc::new(store), Accounting::default(), dir.path()).unwrap();
+        let o = p.process("fbl@fbl.example", b"Subject: hi\r\n\r\nnot a report\r\n", &from()).unwrap();
+        assert!(o.forward.is_empty(), "not delivered: {:?}", o.forward);
+        assert!(o.unprocessed.is_some(), "but still kept");
+        let o = p.process("fbl@fbl.example", super::super::arf::tests::ARF.as_bytes(), &from()).unwrap();
+        assert_eq!(o.suppressed, 1);
+        assert_eq!(o.forward, ["fbl@fbl.example"], "the report is processed and delivered");
+        // The bounce processor keeps the defaults: a DSN is not delivered.
+        let o = p.process("x@bounce.example", super::super::dsn::tests::DSN.as_bytes(), &from());
+        assert!(o.unwrap().forward.is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! sent to it are dropped.
 
 mod layout;
+pub mod mapping;
 mod privacy;
 mod writer;
 
@@ -501,6 +502,17 @@ impl Accounting {
             for h in spec.header_names() {
                 if !wanted_headers.iter().any(|w| w.eq_ignore_ascii_case(h)) {
                     wanted_headers.push(h.to_string());
+                }
+            }
+            // Only reports carry the original message's headers into Ember's records.
+            for m in mapping::from_settings(&block.settings, true).unwrap_or_default() {
+                if !matches!(m.kind, RecordType::FeedbackLoop | RecordType::RemoteBounce | RecordType::RemoteStatus) {
+                    tracing::warn!(
+                        "{name}: map-header-to-field {} header_{}: {} records carry no message headers in Ember; the field keeps its own value",
+                        m.kind.code(),
+                        m.header,
+                        m.kind.code()
+                    );
                 }
             }
             let types = spec.types.clone();

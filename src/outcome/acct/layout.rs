@@ -11,6 +11,7 @@ use crate::config::tree::suggest;
 use crate::config::value::Value;
 use crate::time;
 
+use super::mapping::{self, HeaderMapping, MappedField};
 use super::privacy::{Privacy, RECIPIENT_FIELDS};
 use super::{Record, RecordType, TIME_FIELDS};
 
@@ -48,6 +49,8 @@ pub(super) struct Layout {
     iso_times: bool,
     filter: QueueFilter,
     privacy: Privacy,
+    /// `map-header-to-field` lines naming a record's own field (custom fields are columns).
+    mapped: Vec<HeaderMapping>,
 }
 
 impl Layout {
@@ -76,14 +79,29 @@ impl Layout {
                 overrides.push((kind, fields));
             }
         }
+        let mappings = mapping::from_settings(settings, true)?;
         let fields_of = |kind: RecordType| -> Vec<Column> {
-            if let Some((_, f)) = overrides.iter().find(|(k, _)| *k == kind) {
-                return f.clone();
-            }
-            let mut f: Vec<Column> = kind.fields().iter().map(|f| Column::Field(f)).collect();
+            let mut f: Vec<Column> = match overrides.iter().find(|(k, _)| *k == kind) {
+                Some((_, f)) => f.clone(),
+                None => kind.fields().iter().map(|f| Column::Field(f)).collect(),
+            };
             // With a user-string, every default layout carries it.
-            if user_string.is_some() && !f.contains(&Column::Field("userString")) {
+            if user_string.is_some()
+                && !overrides.iter().any(|(k, _)| *k == kind)
+                && !f.contains(&Column::Field("userString"))
+            {
                 f.push(Column::Field("userString"));
+            }
+            // A header mapped to a field of the operator's own is a column of that name.
+            // A mapped field the type does not carry becomes one of its columns.
+            for m in mappings.iter().filter(|m| m.kind == kind) {
+                let column = match &m.field {
+                    MappedField::Custom(title) => Column::Header { title: title.clone(), name: m.header.clone() },
+                    MappedField::Known(field) => Column::Field(field),
+                };
+                if !f.iter().any(|c| c.title() == column.title()) {
+                    f.push(column);
+                }
             }
             f
         };
@@ -111,15 +129,19 @@ impl Layout {
                 Some(Value::Words(words)) => Privacy::parse(words)?,
                 _ => Privacy::Retain,
             },
+            mapped: mappings.into_iter().filter(|m| matches!(m.field, MappedField::Known(_))).collect(),
         })
     }
 
-    /// The names of the `header_*` columns.
+    /// The names of the headers the `header_*` columns and `map-header-to-field` read.
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
-        self.columns.iter().filter_map(|c| match c {
-            Column::Header { name, .. } => Some(name.as_str()),
-            Column::Field(_) => None,
-        })
+        self.columns
+            .iter()
+            .filter_map(|c| match c {
+                Column::Header { name, .. } => Some(name.as_str()),
+                Column::Field(_) => None,
+            })
+            .chain(self.mapped.iter().map(|m| m.header.as_str()))
     }
 
     /// The header line, `\n`-terminated.
@@ -152,6 +174,12 @@ impl Layout {
     }
 
     fn value(&self, record: &Record, column: &Column) -> String {
+        if let Column::Field(f) = column
+            && let Some(m) = self.mapped.iter().find(|m| m.kind == record.kind && m.field == MappedField::Known(f))
+            && !record.header_value(&m.header).is_empty()
+        {
+            return record.header_value(&m.header).to_string();
+        }
         match column {
             Column::Header { name, .. } => record.header_value(name).to_string(),
             Column::Field("type") => record.kind.code().to_string(),

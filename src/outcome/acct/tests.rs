@@ -650,3 +650,27 @@ fn privacy_policy_hides_recipients_but_keeps_their_domains() {
     let e = s.open_err("<acct-file DIR/bad.csv>\n privacy-policy siphash short\n</acct-file>\n");
     assert!(e.contains("<acct-file DIR/bad.csv>".replace("DIR", s.dir.path().to_str().unwrap()).as_str()), "{e}");
 }
+
+#[test]
+fn map_header_to_field_fills_own_and_custom_fields_from_headers() {
+    let s = Story::new();
+    let acct = s.open(
+        "<acct-file DIR/acct.csv>\n records f\n map-header-to-field f header_X-Campaign jobId\n \
+         map-header-to-field f header_X-Customer-Id customerId\n</acct-file>\n",
+    );
+    let mut wanted = acct.wanted_headers().to_vec();
+    wanted.sort();
+    assert_eq!(wanted, ["X-Campaign", "X-Customer-Id"]);
+    let message = b"From: a@b\r\nX-Campaign: spring\r\nX-Customer-Id: 42\r\n\r\nbody\r\n";
+    let with = Record::new(RecordType::FeedbackLoop).set("rcpt", "v@isp.example").set("jobId", "from-report");
+    acct.write(&with.clone().headers_from(message, acct.wanted_headers()));
+    acct.write(&with.headers_from(b"From: a@b\r\n\r\n", acct.wanted_headers()));
+    acct.flush();
+    let (h, rows) = s.read("acct.csv");
+    assert_eq!(h.last().map(String::as_str), Some("customerId"), "{h:?}");
+    assert_eq!(col(&h, &rows[0], "jobId"), "spring");
+    assert_eq!(col(&h, &rows[0], "customerId"), "42");
+    // Without the headers the record keeps its own value and the custom column is empty.
+    assert_eq!(col(&h, &rows[1], "jobId"), "from-report");
+    assert_eq!(col(&h, &rows[1], "customerId"), "");
+}
