@@ -85,7 +85,7 @@ pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str,
 }
 
 pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
-    let queues = match live(config_path, mgmt, "/api/v1/queues") {
+    let queues = match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -146,7 +146,7 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
 
 /// The running daemon's queues, when one answers on the config's management port.
 fn live_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Option<serde_json::Value> {
-    match live(config_path, mgmt, "/api/v1/queues") {
+    match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
         Ok(v) => Some(v),
         Err(e) => {
             eprintln!("ember: {e}; reading the spool instead");

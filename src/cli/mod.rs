@@ -261,7 +261,7 @@ enum ShowCommand {
         #[command(flatten)]
         remote: remote::Remote,
     },
-    /// The queues with the most recipients (10 unless --maxitems).
+    /// The queues with the most recipients (http-default-max-items, 10, unless --maxitems).
     Topqueues {
         #[command(flatten)]
         filters: views::QueueFilters,
@@ -277,7 +277,7 @@ enum ShowCommand {
         #[command(flatten)]
         remote: remote::Remote,
     },
-    /// The domains with the most recipients (10 unless --maxitems).
+    /// The domains with the most recipients (http-default-max-items, 10, unless --maxitems).
     Topdomains {
         #[arg(long)]
         maxitems: Option<usize>,

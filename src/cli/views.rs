@@ -102,10 +102,21 @@ fn print_queues(list: &Value) {
     }
 }
 
-/// `show queues [filters] [QUEUE]` and `show topqueues` (sorted by recipients, 10 by default).
+/// `maxitems` for a listing: the number given; else every item, or for a `top` view the
+/// daemon's `http-default-max-items` (PowerMTA's default 10).
+fn all_unless_top(maxitems: Option<usize>, top: bool) -> Option<String> {
+    match maxitems {
+        Some(m) => Some(m.to_string()),
+        None if top => None,
+        None => Some("all".to_string()),
+    }
+}
+
+/// `show queues [filters] [QUEUE]` and `show topqueues` (sorted by recipients, the daemon's
+/// `http-default-max-items` by default).
 pub fn queues(remote: &Remote, f: &QueueFilters, top: bool) -> ExitCode {
     let sort = if top { Some("rcpt".to_string()) } else { f.sort.clone() };
-    let max = if top { Some(f.maxitems.unwrap_or(10)) } else { f.maxitems };
+    let max = all_unless_top(f.maxitems, top);
     let filtered = f.connected.is_some() || f.paused.is_some() || f.mode.is_some() || f.queue.is_some() || top;
     let path = format!(
         "/api/v1/queues{}",
@@ -115,7 +126,7 @@ pub fn queues(remote: &Remote, f: &QueueFilters, top: bool) -> ExitCode {
             ("mode", f.mode.clone()),
             ("queue", f.queue.clone()),
             ("sort", sort),
-            ("maxitems", max.map(|m| m.to_string())),
+            ("maxitems", max),
         ])
     );
     let list = match remote.get(&path) {
@@ -163,11 +174,8 @@ pub fn queues(remote: &Remote, f: &QueueFilters, top: bool) -> ExitCode {
 /// `show domains [--vmta V]` and `show topdomains`.
 pub fn domains(remote: &Remote, vmta: Option<String>, maxitems: Option<usize>, top: bool) -> ExitCode {
     let sort = top.then(|| "rcpt".to_string());
-    let max = if top { Some(maxitems.unwrap_or(10)) } else { maxitems };
-    let path = format!(
-        "/api/v1/domains{}",
-        query(&[("vmta", vmta), ("sort", sort), ("maxitems", max.map(|m| m.to_string()))])
-    );
+    let max = all_unless_top(maxitems, top);
+    let path = format!("/api/v1/domains{}", query(&[("vmta", vmta), ("sort", sort), ("maxitems", max)]));
     let list = match remote.get(&path) {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -197,7 +205,7 @@ pub fn domains(remote: &Remote, vmta: Option<String>, maxitems: Option<usize>, t
 
 /// `show vmtas`.
 pub fn vmtas(remote: &Remote, maxitems: Option<usize>) -> ExitCode {
-    let list = match remote.get(&format!("/api/v1/vmtas{}", query(&[("maxitems", maxitems.map(|m| m.to_string()))]))) {
+    let list = match remote.get(&format!("/api/v1/vmtas{}", query(&[("maxitems", all_unless_top(maxitems, false))]))) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -227,7 +235,7 @@ pub fn vmtas(remote: &Remote, maxitems: Option<usize>) -> ExitCode {
 
 /// `show jobs`.
 pub fn jobs(remote: &Remote, maxitems: Option<usize>) -> ExitCode {
-    let list = match remote.get(&format!("/api/v1/jobs{}", query(&[("maxitems", maxitems.map(|m| m.to_string()))]))) {
+    let list = match remote.get(&format!("/api/v1/jobs{}", query(&[("maxitems", all_unless_top(maxitems, false))]))) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };

@@ -80,13 +80,13 @@ directives! {
     HttpAccess => "http-access", HttpAccess, GLOBAL, None, many, Enforced, "Ordered access list CIDR LEVEL for the management HTTP API.";
     HttpApiKey => "http-api-key", Word, GLOBAL, None, many, Enforced, "API key (32-128 of [A-Za-z0-9_]) granting admin access via X-API-Key.";
     HttpRedirectToHttps => "http-redirect-to-https", Bool, GLOBAL, Some("no"), once, Pending, "Serve the management API over HTTPS only.";
-    HttpCsrfProtection => "http-csrf-protection", Bool, GLOBAL, Some("yes"), once, Pending, "Refuse state changes without a key or CSRF token.";
+    HttpCsrfProtection => "http-csrf-protection", Bool, GLOBAL, Some("yes"), once, Enforced, "Cross-site request forgery rules of the management API: a POST must carry Content-Type: application/json and, when the browser sends Origin, come from this server's own origin; no drops both rules (access levels and keys still apply).";
     HttpStsMaxAge => "http-strict-transport-security-max-age", Interval, GLOBAL, None, once, Pending, "HSTS max-age of the management API.";
     HttpTlsCertificate => "http-tls-certificate", FileWithPassword, GLOBAL, None, once, Pending, "Certificate of the management API.";
-    HttpLogRequests => "http-log-requests", Bool, GLOBAL, Some("no"), once, Pending, "Log management API requests.";
-    HttpLogData => "http-log-data", Bool, GLOBAL, Some("no"), once, Pending, "Log management API bodies.";
+    HttpLogRequests => "http-log-requests", Bool, GLOBAL, Some("no"), once, Enforced, "Log one line per management API request: client, method, path and query, status, time taken (never headers, which carry keys).";
+    HttpLogData => "http-log-data", Bool, GLOBAL, Some("no"), once, Enforced, "Also log the body of each management API command request (escaped, the first 2048 bytes); suppression-list and injection bodies are not logged.";
     HttpLogTls => "http-log-tls", Bool, GLOBAL, Some("no"), once, Pending, "Log management API TLS handshakes.";
-    HttpDefaultMaxItems => "http-default-max-items", Uint, GLOBAL, Some("10"), once, Pending, "Default page size of listings.";
+    HttpDefaultMaxItems => "http-default-max-items", Uint, GLOBAL, Some("10"), once, Enforced, "Items a management API listing (queues, domains, vmtas, jobs, messages) and the CLI's top views return when the request gives no maxitems (maxitems=all: every item).";
     HttpDefaultSortOrder => "http-default-sort-order", Enum(SORT_ORDERS), GLOBAL, Some("rcpt"), once, Pending, "Default sort of listings.";
     LogFile => "log-file", OutputFile, GLOBAL, None, once, Enforced, "Main log file (the daemon's log lines go here instead of stderr); created with its directory.";
     LogRotate => "log-rotate", Uint, GLOBAL, Some("8"), once, Enforced, "Rotated log files kept (FILE.1 is the newest).";
@@ -388,7 +388,7 @@ directives! {
     ProxyServer => "server", Word, PROXY, None, once, Pending, "Proxy host:port. Pending: as use-proxy.";
     ProxyClient => "client", Words { min: 2, max: 2 }, PROXY, None, many, Pending, "IP[:port] HOSTNAME seen by receivers. Pending: as use-proxy.";
     ApiKey => "api-key", Word, TX_API | SIGNALS, None, many, Enforced, "API key (`<transmissions-api>`: the raw key a client sends as `Authorization`).";
-    LogRequests => "log-requests", Bool, TX_API, Some("no"), once, Pending, "Log API requests.";
+    LogRequests => "log-requests", Bool, TX_API, Some("no"), once, Enforced, "Log one line per HTTP injection request: client, method, path, status, time taken (never the message).";
     UploadUrl => "upload-url", Word, SIGNALS, None, once, NoEffect, "SparkPost Signals upload URL; Ember uploads nothing to SparkPost Signals.";
     EngagementTracking => "engagement-tracking", Bool, SIGNALS, Some("no"), once, NoEffect, "SparkPost Signals engagement tracking; Ember uploads nothing to SparkPost Signals.";
     CustomMessageIdHeader => "custom-message-id-header", Word, SIGNALS, None, once, NoEffect, "SparkPost Signals message id header; Ember uploads nothing to SparkPost Signals.";

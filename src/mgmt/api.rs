@@ -27,6 +27,8 @@ use serde_json::{Value as Json_, json};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::access::{Access, Level};
+use super::reqlog::{self, Scope};
+use crate::config::Dir;
 use crate::daemon::Control;
 use crate::delivery::mx::MxResolver;
 use crate::ingress::context::Context;
@@ -113,7 +115,9 @@ async fn guard(State(state): Shared, request: Request, next: Next) -> Response {
     if let Some(r) = refusal(&state, peer, request.headers(), needed) {
         return r;
     }
-    if request.method() == Method::POST {
+    // `http-csrf-protection no` drops the two rules below (for scripts on trusted networks that
+    // post forms or plain text); access levels and keys still apply.
+    if request.method() == Method::POST && state.config().global.flag(Dir::HttpCsrfProtection) {
         let headers = request.headers();
         let json = headers
             .get(header::CONTENT_TYPE)
@@ -208,17 +212,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state((Arc::clone(&state), Scope::Management), reqlog::log));
     // HTTP injection authorises and answers in SparkPost's own terms, with its own size limit.
     let injection = Router::new()
         .route("/api/v1/transmissions", post(super::transmissions::transmit))
-        .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST));
+        .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST))
+        .layer(middleware::from_fn_with_state((Arc::clone(&state), Scope::Transmissions), reqlog::log));
     // One-click unsubscribe and the suppression list check access themselves: the unsubscribe
     // route is open to mailbox providers, and imports are text, not JSON.
     let hygiene = super::hygiene::router(Arc::new(super::hygiene::HygieneState {
         contexts: Arc::clone(&state.contexts),
         access: Arc::clone(&state.access),
-    }));
+    }))
+    .layer(middleware::from_fn_with_state((Arc::clone(&state), Scope::Lists), reqlog::log));
     injection.merge(guarded).with_state(state).merge(hygiene)
 }
 

@@ -26,7 +26,7 @@ struct Domain {
 
 /// GET /api/v1/domains?vmta=V&sort=name|rcpt&maxitems=N
 pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&params) {
+    let max = match max_items(&state, &params) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };

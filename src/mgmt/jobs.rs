@@ -14,7 +14,7 @@ use crate::queue::manager::Operation;
 
 /// GET /api/v1/jobs?maxitems=N
 pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&params) {
+    let max = match max_items(&state, &params) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };

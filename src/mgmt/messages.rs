@@ -13,11 +13,10 @@ use super::api::{Body, Shared, envelope, refuse};
 use super::queues::{max_items, pattern_matches};
 use crate::queue::manager::{Filter, Operation};
 
-/// GET /api/v1/messages?queue=&orig=&rcpt=&jobid=&envid=&maxitems=100
+/// GET /api/v1/messages?queue=&orig=&rcpt=&jobid=&envid=&maxitems=N
 pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&params) {
-        Ok(m) if params.contains_key("maxitems") => m,
-        Ok(_) => 100,
+    let max = match max_items(&state, &params) {
+        Ok(m) => m,
         Err(r) => return r.into_response(),
     };
     let config = state.config();

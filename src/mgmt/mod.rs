@@ -15,6 +15,7 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod queues;
+pub mod reqlog;
 pub mod settings;
 pub mod sources;
 pub mod status;

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use axum::response::IntoResponse;
 
-use super::api::{Body, Refusal, Shared, envelope, matched, refuse};
+use super::api::{ApiState, Body, Refusal, Shared, envelope, matched, refuse};
+use crate::config::Dir;
 use crate::queue::QueueStatus;
 use crate::queue::manager::Command;
 
@@ -25,13 +26,15 @@ fn yes_no(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, 
     }
 }
 
-/// `maxitems=N` (default: all).
-pub fn max_items(params: &HashMap<String, String>) -> Result<usize, Refusal> {
-    match params.get("maxitems") {
-        None => Ok(usize::MAX),
-        Some(v) => {
-            v.parse().map_err(|_| Refusal(StatusCode::BAD_REQUEST, format!("maxitems must be a number, not {v:?}")))
-        }
+/// `maxitems=N` (`all`: no limit); without it, `http-default-max-items` of the running
+/// configuration (PowerMTA's default 10).
+pub fn max_items(state: &ApiState, params: &HashMap<String, String>) -> Result<usize, Refusal> {
+    match params.get("maxitems").map(String::as_str) {
+        None => Ok(state.config().global.uint(Dir::HttpDefaultMaxItems).map_or(usize::MAX, |n| n as usize)),
+        Some(v) if v.eq_ignore_ascii_case("all") => Ok(usize::MAX),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, format!("maxitems must be a number or all, not {v:?}"))),
     }
 }
 
@@ -48,7 +51,7 @@ pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) 
         (Ok(c), Ok(p)) => (c, p),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
-    let max = match max_items(&params) {
+    let max = match max_items(&state, &params) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };

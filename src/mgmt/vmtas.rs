@@ -27,7 +27,7 @@ struct Vmta {
 
 /// GET /api/v1/vmtas?maxitems=N
 pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&params) {
+    let max = match max_items(&state, &params) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };

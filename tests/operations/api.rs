@@ -261,3 +261,41 @@ fn every_endpoint_with_real_traffic() {
         assert!(doc["paths"].get(route).is_some(), "{route} is not in openapi.json");
     }
 }
+
+#[test]
+fn default_page_size_csrf_switch_and_request_logging() {
+    let e = Ember::start(&config(
+        "operator",
+        "http-default-max-items 2\nhttp-csrf-protection no\nhttp-log-requests yes\nhttp-log-data yes\n\
+         <transmissions-api>\n    api-key txkey0123456789abcdef0123456789ab\n    log-requests yes\n</transmissions-api>\n",
+    ));
+    let m = mgmt(&e);
+    for to in ["a@one.example", "b@two.example", "c@three.example"] {
+        inject(&e, to, &[]);
+    }
+    until("three queues", || (get(m, "/api/v1/queues?maxitems=all").data().as_array()?.len() == 3).then_some(()));
+    // http-default-max-items: a listing without maxitems has at most 2 items.
+    assert_eq!(get(m, "/api/v1/queues").data().as_array().unwrap().len(), 2);
+    assert_eq!(get(m, "/api/v1/domains").data().as_array().unwrap().len(), 2);
+    assert_eq!(get(m, "/api/v1/messages").data()["recipients"].as_array().unwrap().len(), 2);
+    assert_eq!(get(m, "/api/v1/queues?maxitems=3").data().as_array().unwrap().len(), 3);
+    assert_eq!(get(m, "/api/v1/queues?maxitems=many").status, 400);
+    // http-csrf-protection no: a plain-text POST from another origin is taken.
+    let cross = request(
+        m,
+        "POST",
+        "/api/v1/queues/pause",
+        &["Content-Type: text/plain", "Origin: http://elsewhere.example"],
+        br#"{"queue": "one.example"}"#,
+    );
+    assert_eq!(cross.status, 200, "{}", cross.body);
+    assert_eq!(get(m, "/api/v1/queues?paused=yes").data()[0]["queue"], "one.example/{default}");
+    // http-log-requests and http-log-data: the line with its status and the body.
+    e.wait_log(r#"http: 127.0.0.1 POST /api/v1/queues/pause -> 200"#);
+    e.wait_log(r#"body: {\"queue\": \"one.example\"}"#);
+    e.wait_log("http: 127.0.0.1 GET /api/v1/queues?maxitems=many -> 400");
+    // log-requests of <transmissions-api>: a refused injection is logged too, without its body.
+    let tx = request(m, "POST", "/api/v1/transmissions", &["Content-Type: application/json"], b"{}");
+    assert!(tx.status >= 400, "{}", tx.body);
+    e.wait_log(&format!("transmissions-api: 127.0.0.1 POST /api/v1/transmissions -> {}", tx.status));
+}

@@ -150,7 +150,7 @@ const views = {
   },
 
   async queues(root) {
-    const all = await api("/api/v1/queues");
+    const all = await api("/api/v1/queues?maxitems=all");
     const f = state.filter.toLowerCase();
     const rows = sortRows(all.filter((q) => !f || q.queue.toLowerCase().includes(f) || q.mode.includes(f)), "queues");
     const focused = document.activeElement && document.activeElement.id === "queue-filter";
@@ -189,7 +189,7 @@ const views = {
   },
 
   async domains(root) {
-    const list = sortRows(await api("/api/v1/domains"), "domains");
+    const list = sortRows(await api("/api/v1/domains?maxitems=all"), "domains");
     root.innerHTML = `<h2>Outcomes per domain (top 15 by traffic)</h2>${legend([{ label: "delivered", color: COLORS.out }, { label: "deferred", color: COLORS.deferred }, { label: "bounced", color: COLORS.bounced }])}
       ${domainBars(list.slice().sort((a, b) => (b.delivered + b.deferred + b.bounced) - (a.delivered + a.deferred + a.bounced)))}
       <table id="domains-table">${header("domains", [["domain", "Domain"], ["recipients", "#rcpt", "num"], ["connections", "Conn", "num"], ["delivered", "Delivered", "num"], ["deferred", "Deferred", "num"], ["bounced", "Bounced", "num"], [null, "Virtual MTAs"], [null, "Not normal"]])}
@@ -198,13 +198,13 @@ const views = {
   },
 
   async vmtas(root) {
-    const list = await api("/api/v1/vmtas");
+    const list = await api("/api/v1/vmtas?maxitems=all");
     root.innerHTML = `<table id="vmtas-table"><tr><th>Virtual MTA</th><th>Source hosts</th><th>Pools</th><th class="num">max-smtp-out</th><th class="num">Queues</th><th class="num">#rcpt</th><th class="num">Conn</th><th class="num">Delivered</th><th class="num">Deferred</th><th class="num">Bounced</th></tr>
       ${list.map((v) => `<tr><td>${esc(v.name)}</td><td>${esc(v.source_hosts.join(", "))}</td><td>${esc(v.pools.join(", "))}</td><td class="num">${esc(v.max_smtp_out ?? "")}</td><td class="num">${num(v.queues)}</td><td class="num">${num(v.recipients)}</td><td class="num">${num(v.connections)}</td><td class="num">${num(v.delivered)}</td><td class="num">${num(v.deferred)}</td><td class="num">${num(v.bounced)}</td></tr>`).join("")}</table>`;
   },
 
   async jobs(root) {
-    const list = await api("/api/v1/jobs");
+    const list = await api("/api/v1/jobs?maxitems=all");
     root.innerHTML = list.length ? `<table id="jobs-table"><tr><th>Job</th><th>State</th><th class="num">Messages</th><th class="num">Recipients</th><th class="num">Delivered</th><th class="num">Deferred</th><th class="num">Bounced</th><th class="num">Queued</th><th>Last seen</th><th></th></tr>
       ${list.map((j) => `<tr><td>${esc(j.job_id)}</td><td>${j.paused ? "paused" : "active"}</td><td class="num">${num(j.received_msgs)}</td><td class="num">${num(j.received_rcpts)}</td><td class="num">${num(j.delivered)}</td><td class="num">${num(j.deferred)}</td><td class="num">${num(j.bounced)}</td><td class="num">${num(j.queued)}</td><td>${esc(when(j.last_seen))}</td>
         <td>${j.paused ? `<button class="resume-job" data-job="${esc(j.job_id)}">Resume</button>` : `<button class="pause-job" data-job="${esc(j.job_id)}">Pause</button>`}</td></tr>`).join("")}</table>` : `<div class="empty">No jobs yet (mail with an X-Job header or a campaign_id).</div>`;
