@@ -365,8 +365,8 @@ directives! {
     CountMovedRecords => "count-moved-records", Bool, ACCT_FILE, Some("no"), once, Pending, "Count records in rotated files.";
     Sync => "sync", Bool, ACCT_FILE, Some("no"), once, Enforced, "fsync each record.";
     PrivacyPolicy => "privacy-policy", Words { min: 1, max: 2 }, ACCT_FILE | SIGNALS, Some("retain"), once, Enforced, "What the recipient columns (rcpt, orcpt) of the file hold: retain (the address), redact [STR] (local part replaced by STR, default redacted), siphash KEY (32 hex digits or 16 characters) or hmac-sha256 KEY (local part replaced by h-HEX, a keyed hash of the lower-cased address, so one recipient always reads the same); the domain stays. In <signals> it has no effect.";
-    WriteTimeout => "write-timeout", Interval, ACCT_FILE, Some("1m"), once, Pending, "Pipe write timeout.";
-    RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Pending, "Pipe restart interval.";
+    WriteTimeout => "write-timeout", Interval, ACCT_FILE, Some("1m"), once, Enforced, "For <acct-file |COMMAND>: a command that takes no records for this long has failed; it is killed and started again after retry-interval.";
+    RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Enforced, "For <acct-file |COMMAND>: after a write error, a write-timeout or the command exiting, it is started again (header line first) this long after; records in between are lost and counted.";
 
     // ---- 2.8 processors, lists and other blocks --------------------------------------------
     DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Enforced, "Mail to the processor's addresses that is not a report it can read is also delivered to its address like other mail (route the domain to a mailbox with <domain>); it is kept in unprocessed-reports either way.";

@@ -17,15 +17,17 @@
 //!   old configuration still write through the old ones; so the file writers are shared by path
 //!   within the process, and opening a path that already has a writer reconfigures it (new
 //!   columns start a new file) instead of starting a second writer on the same file.
-//! - **Pipes** (`|command`) are started when the configuration is opened; on an error the
-//!   output logs `Error writing to "CMD": …` and stops until the next reload, which starts the
-//!   command again (PowerMTA's `retry-interval` and `write-timeout` are not implemented).
+//! - **Pipes** (`|command`) are started when the configuration is opened (a reload starts the
+//!   command again); a write error, a command that stops reading for `write-timeout`, or one
+//!   that exits is logged (`Error writing to "CMD": …`) and the command started again
+//!   `retry-interval` later (`pipe.rs`).
 //!
 //! Accounting never blocks or fails delivery: a writer that died has logged why, and records
 //! sent to it are dropped.
 
 mod layout;
 pub mod mapping;
+mod pipe;
 mod privacy;
 mod writer;
 
@@ -517,7 +519,10 @@ impl Accounting {
             }
             let types = spec.types.clone();
             let writer = match arg.strip_prefix('|') {
-                Some(cmd) => writer::Writer::pipe(cmd.trim(), spec).map_err(|e| format!("{name}: {e}"))?,
+                Some(cmd) => {
+                    let options = pipe::PipeOptions::from_settings(&block.settings);
+                    writer::Writer::pipe(cmd.trim(), spec, options).map_err(|e| format!("{name}: {e}"))?
+                }
                 None => {
                     let path = config.path(std::path::Path::new(arg));
                     if !paths.insert(path.clone()) {

@@ -11,7 +11,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -23,6 +22,7 @@ use crate::config::{Config, Dir};
 use crate::time;
 
 use super::layout::{Layout, days_from_civil};
+use super::pipe::{PipeOptions, PipeSink};
 use super::{Clock, Record};
 
 /// How often an idle writer looks at the clock (for `move-interval` and `delete-after`).
@@ -124,8 +124,8 @@ impl Writer {
     }
 
     /// A pipe output: the command is started now and fed the header line.
-    pub fn pipe(command: &str, layout: Layout) -> Result<Arc<Writer>, String> {
-        let sink = PipeSink::start(command, &layout.header_line())?;
+    pub fn pipe(command: &str, layout: Layout, options: PipeOptions) -> Result<Arc<Writer>, String> {
+        let sink = PipeSink::start(command, &layout.header_line(), options)?;
         Writer::start(Worker { layout, sink: Sink::Pipe(sink), stats: Arc::default() }, false)
     }
 
@@ -188,12 +188,13 @@ enum Sink {
 impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut pending: Vec<(Record, bool)> = Vec::new();
-        'receive: loop {
+        loop {
             let first = match rx.recv_timeout(TICK) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Sink::File(f) = &mut self.sink {
-                        f.tick();
+                    match &mut self.sink {
+                        Sink::File(f) => f.tick(),
+                        Sink::Pipe(p) => p.tick(),
                     }
                     continue;
                 }
@@ -212,25 +213,15 @@ impl Worker {
                         self.control(other);
                     }
                 }
-                if self.stopped() {
-                    break 'receive;
-                }
             }
             self.write(&mut pending);
-            if self.stopped() {
-                break;
-            }
         }
         self.write(&mut pending);
-        // A pipe is closed and its command waited for, whether it failed or the configuration
-        // that started it is gone.
+        // The configuration that started the pipe is gone: its command gets end of input and
+        // is waited for.
         if let Sink::Pipe(p) = self.sink {
             p.close();
         }
-    }
-
-    fn stopped(&self) -> bool {
-        matches!(&self.sink, Sink::Pipe(p) if p.stdin.is_none())
     }
 
     fn write(&mut self, pending: &mut Vec<(Record, bool)>) {
@@ -588,50 +579,6 @@ fn rotated_stamp(name: &str, stem: &str, ext: &str) -> Option<u64> {
     let n = |r: std::ops::Range<usize>| stamp[r].parse::<i64>().ok();
     let days = days_from_civil(n(0..4)?, n(5..7)?, n(8..10)?);
     u64::try_from(days * 86_400 + n(11..13)? * 3600 + n(13..15)? * 60).ok()
-}
-
-/// A `|command` output.
-struct PipeSink {
-    command: String,
-    child: Child,
-    /// `None` once writing failed: the output stops until the next reload.
-    stdin: Option<ChildStdin>,
-}
-
-impl PipeSink {
-    fn start(command: &str, header: &[u8]) -> Result<PipeSink, String> {
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("Error starting \"{command}\": {e}"))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| format!("Error starting \"{command}\": no stdin"))?;
-        stdin
-            .write_all(header)
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("Error writing to \"{command}\": {e}"))?;
-        Ok(PipeSink { command: command.to_string(), child, stdin: Some(stdin) })
-    }
-
-    /// Whether the rows were written.
-    fn write(&mut self, rows: &[u8]) -> bool {
-        let Some(stdin) = self.stdin.as_mut() else { return false };
-        if let Err(e) = stdin.write_all(rows).and_then(|()| stdin.flush()) {
-            tracing::error!(
-                "accounting: Error writing to \"{}\": {e}; records are no longer written to this output until the next reload",
-                self.command
-            );
-            self.stdin = None;
-            return false;
-        }
-        true
-    }
-
-    fn close(mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
 }
 
 #[cfg(test)]
