@@ -223,3 +223,34 @@ fn processors_deliver_unmatched_mail_and_with_deliver_matched_email_the_reports_
     assert!(got.iter().any(|m| m.contains("Subject: hello postmaster")));
     assert!(!got.iter().any(|m| m.contains("Out of office") || m.contains("Reporting-MTA: dns; mx.remote.example")));
 }
+
+#[test]
+fn email_patterns_read_reports_in_no_standard_format() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bounces.txt"),
+        "# our relay's own bounce text\n(?m)^Could not deliver to <(?P<rcpt>[^>]+)>: (?P<status>\\d\\.\\d\\.\\d) (?P<diag>.*)$\n",
+    )
+    .unwrap();
+    let config = config().replace(
+        "    suppress-hard-bounces yes\n",
+        "    suppress-hard-bounces yes\n    <email-patterns>\n        body-pattern-file bounces.txt\n        log-match-info yes\n    </email-patterns>\n",
+    );
+    let e = Ember::start_in(dir, &config);
+    let text = "Subject: delivery failure\r\n\r\nCould not deliver to <lost@remote.example>: 5.1.1 no such user\r\n";
+    let v = e.send_with_script("127.0.0.2", "", &["bounce-9@bounce.ember.test"], text);
+    assert_eq!(v["data"][0], 250, "{v}");
+    let rb = rows(&e, "rb", 1);
+    assert_eq!(rb[0]["rcpt"], "lost@remote.example");
+    assert_eq!(rb[0]["dsnStatus"], "5.1.1 (bad destination mailbox address)");
+    assert_eq!(rb[0]["dsnDiag"], "no such user");
+    assert_eq!(rb[0]["bounceCat"], "bad-mailbox");
+    e.wait_log("bounce processor: ");
+    e.wait_log("matched: rcpt=lost@remote.example");
+    // suppress-hard-bounces applies as to a DSN.
+    assert_refused_as_suppressed(&e, "lost@remote.example");
+    // Text no pattern reads is still unmatched.
+    let v = e.send_with_script("127.0.0.2", "", &["bounce-10@bounce.ember.test"], "Subject: hi\r\n\r\nAway.\r\n");
+    assert_eq!(v["data"][0], 250, "{v}");
+    e.wait_log("not a delivery status notification");
+}

@@ -377,8 +377,8 @@ directives! {
     Address => "address", Word, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "Address, local part or /regex/.";
     AddressFile => "address-file", File, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "File of addresses.";
     DomainEntry => "domain", DomainPattern, ADDRESS_LIST | SUPPRESSION_LIST, None, many, Enforced, "A whole domain.";
-    BodyPatternFile => "body-pattern-file", File, EMAIL_PATTERNS, None, many, Pending, "Regex file with named captures.";
-    LogMatchInfo => "log-match-info", Bool, EMAIL_PATTERNS, Some("no"), once, Pending, "Log which pattern matched.";
+    BodyPatternFile => "body-pattern-file", File, EMAIL_PATTERNS, None, many, Enforced, "File of regular expressions, one a line (# comments), read against mail the processor does not recognise as ARF/JMRP or a DSN; the first that matches with a (?P<rcpt>…) capture makes it a complaint or bounce (also orig, status, diag, type, envId captures). A bad pattern refuses the configuration.";
+    LogMatchInfo => "log-match-info", Bool, EMAIL_PATTERNS, Some("no"), once, Enforced, "Log which body-pattern-file line matched a message and what it captured.";
     RewriteMailFrom => "mail-from", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Enforced, "SOURCE TARGET (a@b, a@*, *@b, *@*, <>); a * in TARGET keeps that part of the sender; the first matching line wins.";
     FromDomain => "from-domain", Words { min: 2, max: 2 }, REWRITE_LIST, None, many, Enforced, "PATTERN TARGETDOMAIN: the domain of the From header's address, when it matches the domain pattern, becomes TARGETDOMAIN (the first matching line wins).";
     Mx => "mx", Words { min: 2, max: 3 }, MX_ROLLUP, None, many, Enforced, "MXHOST|*.pattern NAME.rollup [rollup-by-ip].";

@@ -6,6 +6,7 @@
 pub mod arf;
 pub mod dsn;
 pub mod import;
+pub mod patterns;
 pub mod processor;
 pub mod report;
 pub mod store;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::arf::{self, Complaint};
 use super::dsn::{self, Dsn};
+use super::patterns::{EmailPatterns, Matched};
 use super::report::MAX_REPORT;
 use super::store::{Entry, StoreError, SuppressionStore};
 use super::unsubscribe::{self, TokenError, Tokens};
@@ -58,6 +59,8 @@ struct Processor {
     /// `deliver-unmatched-email`: mail that is not a report (or cannot be read as one) is also
     /// delivered to its address.
     deliver_unmatched: bool,
+    /// `<email-patterns>`: how to read reports in no standard format.
+    patterns: EmailPatterns,
 }
 
 impl Processor {
@@ -197,6 +200,10 @@ impl Processors {
                     mappings,
                     deliver_matched: block.settings.flag(Dir::DeliverMatchedEmail),
                     deliver_unmatched: block.settings.flag(Dir::DeliverUnmatchedEmail),
+                    patterns: EmailPatterns::from_block(config, block).unwrap_or_else(|e| {
+                        errors.push(format!("<{tag}> at {}: {e}", block.location));
+                        EmailPatterns::default()
+                    }),
                 });
             }
         }
@@ -224,6 +231,7 @@ impl Processors {
                 mappings: Vec::new(),
                 deliver_matched: false,
                 deliver_unmatched: false,
+                patterns: EmailPatterns::default(),
             });
         }
         if !errors.is_empty() {
@@ -282,6 +290,9 @@ impl Processors {
         match p.kind {
             Kind::FeedbackLoop => match arf::parse(message) {
                 Ok(c) => self.complaint(p, &c, from),
+                Err(arf::ComplaintError::NotAReport) if let Some(m) = p.patterns.find(message, "feedback-loop") => {
+                    self.complaint(p, &pattern_complaint(m, message), from)
+                }
                 Err(arf::ComplaintError::NotAReport) => {
                     let why = arf::ComplaintError::NotAReport.to_string();
                     self.unprocessed(p, rcpt, message, from, why, &p.forward_unmatched)
@@ -299,6 +310,9 @@ impl Processors {
             }
             Kind::Bounce => match dsn::parse(message) {
                 Ok(d) => self.bounce(p, rcpt, &d, from),
+                Err(dsn::DsnError::NotADsn) if let Some(m) = p.patterns.find(message, "bounce") => {
+                    self.bounce(p, rcpt, &pattern_bounce(m, message), from)
+                }
                 Err(dsn::DsnError::NotADsn) => {
                     let why = dsn::DsnError::NotADsn.to_string();
                     self.unprocessed(p, rcpt, message, from, why, &p.forward_unmatched)
@@ -476,6 +490,40 @@ impl Processors {
             if forward.is_empty() { String::new() } else { format!("; forwarded to {}", forward.join(", ")) }
         );
         Ok(Outcome { forward: forward.to_vec(), unprocessed: Some((why, path)), ..Outcome::default() })
+    }
+}
+
+/// A complaint read by an `<email-patterns>` pattern (`format` is `pattern`).
+fn pattern_complaint(m: Matched, message: &[u8]) -> Complaint {
+    Complaint {
+        format: "pattern",
+        feedback_type: m.feedback_type,
+        user_agent: String::new(),
+        rcpt: m.rcpt,
+        orig: m.orig,
+        reporting_mta: String::new(),
+        source_ip: String::new(),
+        reported_domain: String::new(),
+        env_id: m.env_id,
+        headers: message.to_vec(),
+    }
+}
+
+/// A bounce read by an `<email-patterns>` pattern: failed for a class 5 status, else delayed.
+fn pattern_bounce(m: Matched, message: &[u8]) -> Dsn {
+    let action = if m.status.starts_with('5') { "failed" } else { "delayed" };
+    Dsn {
+        reporting_mta: String::new(),
+        env_id: m.env_id,
+        recipients: vec![dsn::Bounced {
+            rcpt: m.rcpt,
+            orcpt: String::new(),
+            action: action.to_string(),
+            status: m.status,
+            diag: m.diag,
+            remote_mta: String::new(),
+        }],
+        headers: message.to_vec(),
     }
 }
 
