@@ -10,8 +10,9 @@
 //!   `type` for complaints (the `feedbackType`, default `abuse`); `envId`.
 //!
 //! `log-match-info yes` logs which file, line and pattern matched and what it captured. Lines
-//! that are empty or start with `#` are skipped; a pattern that does not compile refuses the
-//! configuration, naming the file and line.
+//! that are empty or start with `#` are skipped; a pattern without an `rcpt` capture is ignored
+//! with a warning; one that does not compile refuses the configuration, naming the file and
+//! line.
 
 use std::path::{Path, PathBuf};
 
@@ -71,7 +72,9 @@ impl EmailPatterns {
             }
             let regex = Regex::new(line_text).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
             if !regex.capture_names().flatten().any(|n| n == "rcpt") {
-                return Err(format!("{}:{}: the pattern has no (?P<rcpt>…) capture", path.display(), i + 1));
+                // It could never name a recipient: said once, not an error (PowerMTA accepts it).
+                tracing::warn!("{}:{}: the pattern has no (?P<rcpt>…) capture; it is ignored", path.display(), i + 1);
+                continue;
             }
             self.patterns.push(Pattern { regex, file: path.to_path_buf(), line: i + 1 });
         }
@@ -159,7 +162,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = patterns(dir.path(), "# c\n(?P<rcpt>unclosed\n").unwrap_err();
         assert!(e.contains("p.txt:2"), "{e}");
-        let e = patterns(dir.path(), "no capture here\n").unwrap_err();
-        assert!(e.contains("p.txt:1") && e.contains("rcpt"), "{e}");
+        assert!(patterns(dir.path(), "no capture here\n").unwrap().is_empty(), "ignored, not refused");
     }
 }
