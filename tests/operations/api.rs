@@ -299,3 +299,26 @@ fn default_page_size_csrf_switch_and_request_logging() {
     assert!(tx.status >= 400, "{}", tx.body);
     e.wait_log(&format!("transmissions-api: 127.0.0.1 POST /api/v1/transmissions -> {}", tx.status));
 }
+
+#[test]
+fn privacy_policy_redacts_recipients_in_a_second_accounting_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
+    let extra = format!(
+        "<acct-file private.csv>\n    records r,d\n    privacy-policy redact\n</acct-file>\n{}",
+        route_all(sink.addr.port())
+    );
+    let e = Ember::start_in(dir, &config("monitor", &extra));
+    inject(&e, "Someone@dest.example", &[]);
+    let plain = acct_rows(&e, "d", 1);
+    assert_eq!(plain[0]["rcpt"], "Someone@dest.example");
+    let private = until("the redacted d record", || {
+        let (_, rows) = crate::support::peers::read_acct(&e.path("private.csv"));
+        rows.into_iter().find(|r| r["type"] == "d")
+    });
+    assert_eq!(private["rcpt"], "redacted@dest.example");
+    assert_eq!(private["orig"], "sender@example.net");
+    let (_, rows) = crate::support::peers::read_acct(&e.path("private.csv"));
+    let receipt = rows.iter().find(|r| r["type"] == "r").expect("an r record");
+    assert_eq!(receipt["rcpt"], "redacted@dest.example");
+}
