@@ -308,6 +308,7 @@ impl Daemon {
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
         if let Some(l) = mgmt_listener {
+            let mgmt_tls = crate::mgmt::tls::server_config(&config)?;
             println!("management http {}", l.local_addr().map_err(|e| e.to_string())?);
             let state = Arc::new(ApiState {
                 access: Arc::clone(&access),
@@ -321,7 +322,7 @@ impl Daemon {
                 smtp_in_max: max_in.max(1),
                 control: control_tx,
             });
-            mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state)));
+            mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }
         for b in bound {
             let addr = b.listener.local_addr().map_err(|e| format!("listener {}: {e}", b.spec.addr))?;

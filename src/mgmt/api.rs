@@ -229,8 +229,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
     injection.merge(guarded).with_state(state).merge(hygiene)
 }
 
-/// Serves the API on a bound listener until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) {
+/// Serves the API on a bound listener until the task is dropped; over HTTPS too when `tls` (from
+/// `http-tls-certificate`) is given (`tls.rs`).
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>, tls: Option<Arc<rustls::ServerConfig>>) {
+    if let Some(tls) = tls {
+        let app = router(Arc::clone(&state));
+        return super::tls::serve(listener, state, app, tls).await;
+    }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("management http stopped: {e}");

@@ -19,6 +19,7 @@ pub mod reqlog;
 pub mod settings;
 pub mod sources;
 pub mod status;
+pub mod tls;
 pub mod transmissions;
 pub mod ui;
 pub mod vmtas;

@@ -322,3 +322,47 @@ fn privacy_policy_redacts_recipients_in_a_second_accounting_file() {
     let receipt = rows.iter().find(|r| r["type"] == "r").expect("an r record");
     assert_eq!(receipt["rcpt"], "redacted@dest.example");
 }
+
+/// `curl -k` over HTTPS: (status line and headers, body).
+fn curl_https(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-D", "-"])
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn https_on_the_management_port_with_hsts_redirects_and_handshake_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("mgmt.pem"), format!("{}{}", ck.cert.pem(), ck.key_pair.serialize_pem())).unwrap();
+    let e = Ember::start_in(
+        dir,
+        &config(
+            "monitor",
+            "http-tls-certificate mgmt.pem\nhttp-redirect-to-https yes\nhttp-strict-transport-security-max-age 1d\nhttp-log-tls yes\n",
+        ),
+    );
+    let m = mgmt(&e);
+    let (head, body) = curl_https(m, "/api/v1/status");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("strict-transport-security: max-age=86400"), "{head}");
+    assert!(body.contains("\"status\":\"success\""), "{body}");
+    e.wait_log("management https: TLS with 127.0.0.1");
+    // Plain HTTP on the same port is sent to HTTPS.
+    let plain = get(m, "/api/v1/queues?maxitems=all");
+    assert_eq!(plain.status, 301, "{}", plain.body);
+    assert!(plain.body.contains(&format!("https://{m}/api/v1/queues?maxitems=all")), "{}", plain.body);
+    // The access rules hold over HTTPS: a POST needs operator.
+    let refused = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/json", "--data", "{\"queue\": \"x\"}"])
+        .arg(format!("https://{m}/api/v1/queues/pause"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+}
