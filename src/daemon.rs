@@ -250,6 +250,7 @@ impl Daemon {
         // is open: the accept loops start last.
         let global_tls = listener::global_tls(&config)?;
         let bound = listener::bind(&config, &global_tls).await?;
+        let mgmt_tls = crate::mgmt::tls::server_config(&config)?;
         let mgmt_listener = match mgmt_addr(&config) {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -308,7 +309,6 @@ impl Daemon {
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
         if let Some(l) = mgmt_listener {
-            let mgmt_tls = crate::mgmt::tls::server_config(&config)?;
             println!("management http {}", l.local_addr().map_err(|e| e.to_string())?);
             let state = Arc::new(ApiState {
                 access: Arc::clone(&access),
