@@ -1,5 +1,5 @@
-//! Civil-time formatting in UTC for mail headers (RFC 5322 `Date:`) and PowerMTA accounting
-//! timestamps (`2019-02-08 21:54:05+0000`).
+//! Civil-time formatting in UTC for mail headers (RFC 5322 `Date:`), PowerMTA accounting
+//! timestamps (`2019-02-08 21:54:05+0000`) and mbox `From ` lines.
 //!
 //! Written by hand because the two formats are fixed and small; a date-time crate would add a
 //! time-zone database Ember does not need (all times are UTC, written with `+0000`).
@@ -72,6 +72,21 @@ pub fn acct(secs: u64) -> String {
     format!("{}-{:02}-{:02} {:02}:{:02}:{:02}+0000", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
+/// `Sun Nov 29 16:26:22 2026`, the C `asctime` form of an mbox `From ` line.
+pub fn asctime(secs: u64) -> String {
+    let c = civil(secs);
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {}",
+        DAYS[c.weekday],
+        MONTHS[c.month as usize - 1],
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.year
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +97,7 @@ mod tests {
         assert_eq!(acct(1_549_662_845), "2019-02-08 21:54:05+0000");
         assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(acct(4_102_444_799), "2099-12-31 23:59:59+0000");
+        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(asctime(1_549_662_845), "Fri Feb  8 21:54:05 2019");
     }
 }

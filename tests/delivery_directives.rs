@@ -57,3 +57,69 @@ fn a_bare_553_means_a_bad_mailbox_unless_told_otherwise() {
     assert!(dsn_for("a@yes.example").contains("Status: 5.1.1"));
     assert!(dsn_for("b@no.example").contains("Status: 5.0.0"));
 }
+
+// ---- local delivery types
+
+/// `type file|pipe|discard` end to end: each recipient lands where its domain says (a
+/// pickup-format file under `$domain/$user`, an mbox keeping the address's case, a command's
+/// output), a pipe's sysexits status bounces with its meaning, `discard-as-bounce` bounces, and
+/// every `d` record names its `dlvType`.
+#[test]
+fn local_delivery_types_write_files_run_commands_and_discard() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let config = feeder(&format!(
+        "<domain files.example>\n    type file\n    file-format newfile-pickup\n    file-destination {root}/files/$domain/$user\n</domain>\n\
+         <domain mbox.example>\n    type file\n    file-format append-mbox\n    file-destination {root}/mbox/$user\n    macro-variables-preserve-case yes\n</domain>\n\
+         <domain pipe.example>\n    type pipe\n    command \"/bin/sh -c 'cat > $0/$1.out; test $1 != nobody || exit 67' {root} $user\"\n</domain>\n\
+         <domain discard.example>\n    type discard\n</domain>\n\
+         <domain dbounce.example>\n    type discard\n    discard-as-bounce yes\n</domain>\n\
+         <domain sink.example>\n    type discard\n</domain>\n"
+    ));
+    let e = Ember::start_in(dir, &config);
+    for to in [
+        "Bob@Files.example",
+        "Ann@Mbox.example",
+        "Ann@Mbox.example",
+        "OK@pipe.example",
+        "nobody@pipe.example",
+        "x@discard.example",
+        "y@dbounce.example",
+    ] {
+        inject(&e, "sender@sink.example", to);
+    }
+    // Five deliveries, two bounces, and the two DSNs of those bounces discarded at sink.example.
+    e.wait_log_count("bounced ", 2);
+    e.wait_log_count("delivered ", 7);
+
+    let files: Vec<_> =
+        std::fs::read_dir(e.path("files/files.example/bob")).unwrap().map(|f| f.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let pickup = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(pickup.starts_with("x-sender: <sender@sink.example>\nx-receiver: <Bob@Files.example>\n"), "{pickup}");
+    let mbox = std::fs::read_to_string(e.path("mbox/Ann")).unwrap();
+    assert_eq!(
+        mbox.matches("\nFrom sender@sink.example ").count() + usize::from(mbox.starts_with("From ")),
+        2,
+        "{mbox}"
+    );
+    assert!(std::fs::read_to_string(e.path("ok.out")).unwrap().contains("Subject"), "the pipe got the message");
+
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let record = |kind: &str, rcpt: &str| {
+        rows.iter()
+            .find(|r| r["type"] == kind && r["rcpt"] == rcpt)
+            .unwrap_or_else(|| panic!("no {kind} for {rcpt}: {rows:?}"))
+            .clone()
+    };
+    for (rcpt, dlv) in [("Bob@Files.example", "file"), ("OK@pipe.example", "pipe"), ("x@discard.example", "discard")] {
+        let d = record("d", rcpt);
+        assert_eq!((d["dlvType"].as_str(), d["dsnAction"].as_str()), (dlv, "delivered"), "{d:?}");
+    }
+    let nobody = record("b", "nobody@pipe.example");
+    assert!(nobody["dsnStatus"].starts_with("5.1.1"), "{nobody:?}");
+    assert!(nobody["dsnDiag"].contains("exited with 67 (addressee unknown)"), "{nobody:?}");
+    let discarded = record("b", "y@dbounce.example");
+    assert!(discarded["dsnStatus"].starts_with("5.3.0"), "{discarded:?}");
+    assert!(!rows.iter().any(|r| r["rcpt"] == "x@discard.example" && r["type"] == "b"), "{rows:?}");
+}

@@ -256,7 +256,7 @@ directives! {
     QueueTo => "queue-to", Word, D, None, once, Enforced, "Put this domain's mail into queue NAME.";
     DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Enforced, "Opt out of <mx-rollup-list>.";
     RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move this queue's mail to another VMTA or pool.";
-    DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Pending, "Delivery method.";
+    DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Enforced, "Delivery method: smtp relays to the MX hosts; discard, file and pipe deliver locally (dlvType in accounting); http-delivery is not supported yet and keeps the queue in retry mode.";
     Ignore8bitmime => "ignore-8bitmime", Bool, D, Some("no"), once, Enforced, "Do not use 8BITMIME.";
     IgnoreChunking => "ignore-chunking", Bool, D, Some("no"), once, Enforced, "Do not use CHUNKING.";
     IgnorePipelining => "ignore-pipelining", Bool, D, Some("no"), once, Enforced, "Do not use PIPELINING.";
@@ -329,13 +329,13 @@ directives! {
     LogMessages => "log-messages", Bool, D, Some("no"), once, Pending, "Log each message.";
 
     // ---- 2.4 <domain>: non-SMTP delivery ---------------------------------------------------
-    Command => "command", Text, D, None, once, Pending, "Pipe command for type pipe.";
-    MacroVariablesPreserveCase => "macro-variables-preserve-case", Bool, D, Some("no"), once, Pending, "Keep the case of $user and $domain.";
-    FileFormat => "file-format", Enum(FILE_FORMATS), D, Some("newfile-plain"), once, Pending, "Format for type file.";
-    FileDestination => "file-destination", Text, D, None, once, Pending, "Destination for type file.";
-    DiscardAsBounce => "discard-as-bounce", Bool, D, Some("no"), once, Pending, "Record discards as bounces.";
-    HttpDeliveryUrl => "http-delivery-url", Word, D, None, once, Pending, "Webhook URL for type http-delivery.";
-    HttpDeliveryExtraHeaders => "http-delivery-extra-headers", File, D, None, once, Pending, "Extra HTTP headers file for type http-delivery.";
+    Command => "command", Text, D, None, once, Enforced, "Command for type pipe, run once per recipient without a shell, the message on stdin; its sysexits status delivers (0), defers (75, 71, other) or bounces (64-78).";
+    MacroVariablesPreserveCase => "macro-variables-preserve-case", Bool, D, Some("no"), once, Enforced, "Keep the case of $user and $domain in command and file-destination (lower-cased by default).";
+    FileFormat => "file-format", Enum(FILE_FORMATS), D, Some("newfile-plain"), once, Enforced, "Format for type file: a new file per recipient (plain, or with pickup x-sender/x-receiver lines), or appended to an mbox.";
+    FileDestination => "file-destination", Text, D, None, once, Enforced, "Directory (newfile formats) or mbox file (append-mbox) for type file; takes $user, $domain and other recipient macros.";
+    DiscardAsBounce => "discard-as-bounce", Bool, D, Some("no"), once, Enforced, "Type discard bounces each recipient (5.3.0) instead of recording it as delivered.";
+    HttpDeliveryUrl => "http-delivery-url", Word, D, None, once, Pending, "Webhook URL for type http-delivery. Pending: needs an HTTP client design.";
+    HttpDeliveryExtraHeaders => "http-delivery-extra-headers", File, D, None, once, Pending, "Extra HTTP headers file for type http-delivery. Pending: needs an HTTP client design.";
 
     // ---- 2.5 <virtual-mta> and <virtual-mta-pool> ------------------------------------------
     MaxSmtpMsgRate => "max-smtp-msg-rate", Rate, VP, Some("unlimited"), once, Enforced, "Attempted recipients per interval for the whole VMTA.";

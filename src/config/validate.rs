@@ -1,5 +1,6 @@
 //! Cross-block checks: names that must exist (VMTAs, pools, sources, pattern lists), the VMTA
-//! namespace, pool membership rules, API key syntax, and files the configuration refers to.
+//! namespace, pool membership rules, API key syntax, local delivery macros, and files the
+//! configuration refers to.
 //!
 //! Owns the difference between a config checked away from its host (missing files are warnings)
 //! and a config about to run (missing files are errors).
@@ -29,6 +30,7 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     let defined = Names::of(config);
     pools(config, &defined, diags);
     references(config, &defined, diags);
+    local_delivery(config, diags);
     api_keys(config, diags);
     super::shaping::check(config, diags);
     super::tls_names::check(config, diags);
@@ -296,6 +298,24 @@ fn references(config: &Config, names: &Names, diags: &mut Diagnostics) {
     }
 }
 
+/// `command` and `file-destination` must parse: an unknown macro or an open quote is found when
+/// the configuration is loaded, not when the first message is delivered.
+fn local_delivery(config: &Config, diags: &mut Diagnostics) {
+    let all_domains = config
+        .domains
+        .iter()
+        .chain(config.vmtas.iter().flat_map(|v| &v.domains))
+        .chain(config.pools.iter().flat_map(|p| &p.domains));
+    let mut seen = BTreeSet::new();
+    for d in all_domains.filter(|d: &&DomainBlock| seen.insert(std::sync::Arc::as_ptr(&d.settings))) {
+        for (dir, problem) in crate::delivery::local::check(&d.settings) {
+            if let Some(at) = d.settings.get(dir).and_then(|e| e.origin.value_location()) {
+                diags.error(at, format!("{}: {problem}", dir.def().name));
+            }
+        }
+    }
+}
+
 /// The results of a `<pattern-list>` and of the lists nested in it: the VMTAs and lists they
 /// select must exist.
 fn pattern_list(list: &OtherBlock, names: &Names, diags: &mut Diagnostics) {
@@ -458,6 +478,16 @@ mod tests {
                 "12:11: *: no <pattern-list nosuch> is defined",
             ]
         );
+    }
+
+    #[test]
+    fn local_delivery_macros_and_quotes_are_checked_at_load() {
+        let errs = errors(
+            "<domain a.example>\n    type file\n    file-destination /m/$home\n</domain>\n<domain b.example>\n    type pipe\n    command \"/bin/x '$user\"\n</domain>\n<domain c.example>\n    command \"/bin/x $user $$1\"\n    file-destination /m/${domain}/$user\n</domain>\n",
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("file-destination: unknown macro $home"), "{errs:?}");
+        assert!(errs[1].contains("command: unterminated quote"), "{errs:?}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Delivery: getting a message from the spool to the destination's MX hosts. MX resolution
 //! (`mx`), the SMTP client transaction (`client`), and the outcome of each attempt per
-//! recipient. Knows nothing about how work is chosen (that is `queue`).
+//! recipient; local delivery types (`local`: discard, file, pipe). Knows nothing about how work
+//! is chosen (that is `queue`).
 
 pub mod client;
+pub mod local;
 pub mod mx;
 pub mod prepare;
 

@@ -150,6 +150,7 @@ impl Reporter {
             orcpt: &orcpt,
             tls_protocol: &tls_protocol,
             tls_cipher: &tls_cipher,
+            dlv_type: remote.dlv_type,
             ..DeliveryFacts::from_envelope(env, recipient)
         };
         self.accounting.write_for(&Record::delivery(kind, &facts), &acct);

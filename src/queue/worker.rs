@@ -16,6 +16,7 @@ use crate::config::resolve::QueueSettings;
 use crate::config::rewrite::RewriteList;
 use crate::config::value::Value;
 use crate::delivery::client::{ClientConfig, Connection};
+use crate::delivery::local::{Context as LocalContext, LocalDelivery};
 use crate::delivery::mx::MxResolver;
 use crate::delivery::{OutgoingMessage, OutgoingRecipient};
 use crate::smtp::Reply;
@@ -29,6 +30,8 @@ pub struct Remote {
     pub source_ip: String,
     pub esmtp: String,
     pub tls: Option<(String, String)>,
+    /// `dlvType`: empty for SMTP, `file`, `pipe` or `discard` for a local delivery type.
+    pub dlv_type: &'static str,
 }
 
 /// Why a connection could not be made: the queue goes into retry mode, or (`permanent`) its
@@ -122,6 +125,16 @@ pub async fn run(setup: WorkerSetup) {
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     let s = &setup.settings.settings;
+    match LocalDelivery::from_settings(s) {
+        None => {}
+        Some(Ok(local)) => return work_locally(setup, &local).await,
+        Some(Err(e)) => {
+            // A queue whose local delivery cannot work waits in retry mode for a fixed config.
+            tracing::error!(queue = %setup.key, "{e}");
+            let reply = Reply::new(451, "4.3.5", e.to_string());
+            return Some(QueueFailure { reply, permanent: false, dns: false, remote: Remote::default() });
+        }
+    }
     let smtp_hosts = match s.effective(Dir::SmtpHosts) {
         Some(Value::SmtpHosts(tiers)) => Some(tiers.as_slice()),
         _ => None,
@@ -196,6 +209,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         source_ip: conn.local().ip().to_string(),
         esmtp: conn.esmtp_available(),
         tls: conn.tls(),
+        dlv_type: "",
     };
     let max_messages = s.uint(Dir::MaxMsgPerConnection).unwrap_or(0) as usize;
     let max_errors = s.uint(Dir::MaxErrorsPerConnection);
@@ -226,28 +240,12 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             }
             Ok(NextJob::Done) | Err(_) => break,
         };
-        let body = match setup.spool.read_body(job.envelope.id) {
-            Ok(b) => Arc::new(b),
-            Err(e) => {
-                let reply = Reply::new(451, "4.3.0", format!("cannot read the spooled message: {e}"));
-                report(setup, job, |_| reply.clone(), &remote);
-                continue;
-            }
-        };
         // The VMTA's (or pool's) <rewrite-list> edits the From domain before signing, and the
         // envelope sender below.
         let rewrite = RewriteList::for_delivery(&setup.config, &setup.key.vmta, job.envelope.vmta.as_deref());
-        let body = match rewrite.as_ref().and_then(|r| r.message(&body)) {
-            Some(edited) => Arc::new(edited),
-            None => body,
-        };
-        // Sanitising and signing happen per queue, after every header change (docs/operations.md).
-        let now = crate::time::now_secs();
-        let body = match crate::delivery::prepare::outgoing(&setup.dkim.current(), &setup.key.vmta, s, body, now) {
+        let body = match prepared_body(setup, &job, rewrite.as_ref()) {
             Ok(b) => b,
-            Err(e) => {
-                tracing::error!(queue = %setup.key, "{e}");
-                let reply = Reply::new(451, "4.7.0", format!("cannot DKIM-sign the message: {e}"));
+            Err(reply) => {
                 report(setup, job, |_| reply.clone(), &remote);
                 continue;
             }
@@ -286,6 +284,79 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     }
     conn.quit().await;
     None
+}
+
+/// A local delivery type (`type discard|file|pipe`): no MX and no connection; each message the
+/// queue hands out is delivered in place and its replies reported like an SMTP receiver's.
+async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<QueueFailure> {
+    let remote = Remote { dlv_type: local.dlv_type(), ..Remote::default() };
+    let vmta = setup.key.vmta.clone();
+    let queue = setup.key.to_string();
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: String::new(), reply: tx };
+        if setup.events.send(next).is_err() {
+            break;
+        }
+        let job = match rx.await {
+            Ok(NextJob::Job(job)) => job,
+            Ok(NextJob::Wait(seconds)) => {
+                tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
+                continue;
+            }
+            Ok(NextJob::Done) | Err(_) => break,
+        };
+        let rewrite = RewriteList::for_delivery(&setup.config, &setup.key.vmta, job.envelope.vmta.as_deref());
+        let body = match prepared_body(setup, &job, rewrite.as_ref()) {
+            Ok(b) => b,
+            Err(reply) => {
+                report(setup, job, |_| reply.clone(), &remote);
+                continue;
+            }
+        };
+        let mut message = outgoing(&job, body);
+        if let Some(sender) = rewrite.as_ref().and_then(|r| r.sender(&message.sender)) {
+            message.sender = sender;
+        }
+        let msg_id = job.envelope.id.to_string();
+        let ctx = LocalContext {
+            queue: &queue,
+            vmta: &vmta,
+            job_id: job.envelope.job_id.as_deref().unwrap_or(""),
+            msg_id: &msg_id,
+        };
+        let replies = local.deliver(&message, &ctx).await;
+        report(
+            setup,
+            job,
+            |i| replies.get(i).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply for this recipient")),
+            &remote,
+        );
+    }
+    None
+}
+
+/// The message as it leaves, or the reply that defers its recipients: read from the spool, its
+/// From domain rewritten by the VMTA's `<rewrite-list>`, then sanitised and signed per queue,
+/// after every header change (docs/operations.md).
+fn prepared_body(setup: &WorkerSetup, job: &Job, rewrite: Option<&RewriteList>) -> Result<Arc<Vec<u8>>, Reply> {
+    let body = setup
+        .spool
+        .read_body(job.envelope.id)
+        .map_err(|e| Reply::new(451, "4.3.0", format!("cannot read the spooled message: {e}")))?;
+    let body = rewrite.and_then(|r| r.message(&body)).unwrap_or(body);
+    let now = crate::time::now_secs();
+    crate::delivery::prepare::outgoing(
+        &setup.dkim.current(),
+        &setup.key.vmta,
+        &setup.settings.settings,
+        Arc::new(body),
+        now,
+    )
+    .map_err(|e| {
+        tracing::error!(queue = %setup.key, "{e}");
+        Reply::new(451, "4.7.0", format!("cannot DKIM-sign the message: {e}"))
+    })
 }
 
 fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {

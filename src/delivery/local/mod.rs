@@ -1,0 +1,176 @@
+//! Local delivery types (`type` in `<domain>`): what a queue does with its mail when it is not
+//! relayed over SMTP. `discard` drops it (recorded as delivered, or as bounced under
+//! `discard-as-bounce`), `file` writes it to disk (`file.rs`), `pipe` runs a command (`pipe.rs`).
+//! Paths and command arguments take recipient macros (`template.rs`).
+//!
+//! Every recipient gets its own copy and its own reply, which the queue treats like an SMTP
+//! receiver's: 2xx delivered, 4xx deferred and retried, 5xx bounced.
+
+pub mod file;
+pub mod pipe;
+pub mod template;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Dir;
+use crate::config::settings::Settings;
+use crate::delivery::OutgoingMessage;
+use crate::smtp::Reply;
+use file::FileFormat;
+use pipe::{CommandError, CommandLine};
+use template::{Macros, Template, TemplateError};
+
+/// A queue's local delivery settings that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    #[error("type file needs a file-destination")]
+    NoDestination,
+    #[error("type pipe needs a command")]
+    NoCommand,
+    #[error("file-destination: {0}")]
+    Destination(TemplateError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("type http-delivery is not supported by Ember yet")]
+    Http,
+}
+
+#[derive(Debug, Clone)]
+enum Method {
+    Discard { as_bounce: bool },
+    File { format: FileFormat, destination: Template },
+    Pipe { command: CommandLine, timeout: Duration },
+}
+
+/// How one queue delivers locally.
+#[derive(Debug, Clone)]
+pub struct LocalDelivery {
+    method: Method,
+    /// `macro-variables-preserve-case`.
+    preserve_case: bool,
+}
+
+/// What a copy's macros and file names need besides the message.
+pub struct Context<'a> {
+    pub queue: &'a str,
+    pub vmta: &'a str,
+    pub job_id: &'a str,
+    pub msg_id: &'a str,
+}
+
+impl LocalDelivery {
+    /// The queue's local delivery, or `None` for `type smtp`.
+    pub fn from_settings(s: &Settings) -> Option<Result<LocalDelivery, LocalError>> {
+        let preserve_case = s.flag(Dir::MacroVariablesPreserveCase);
+        let method = match s.text(Dir::DeliveryType).unwrap_or("smtp") {
+            "smtp" => return None,
+            "discard" => Ok(Method::Discard { as_bounce: s.flag(Dir::DiscardAsBounce) }),
+            "file" => file_method(s),
+            "pipe" => pipe_method(s),
+            _ => Err(LocalError::Http),
+        };
+        Some(method.map(|method| LocalDelivery { method, preserve_case }))
+    }
+
+    /// `dlvType` in accounting records.
+    pub fn dlv_type(&self) -> &'static str {
+        match self.method {
+            Method::Discard { .. } => "discard",
+            Method::File { .. } => "file",
+            Method::Pipe { .. } => "pipe",
+        }
+    }
+
+    /// Delivers one message: one reply per recipient, in order.
+    pub async fn deliver(&self, message: &OutgoingMessage, ctx: &Context<'_>) -> Vec<Reply> {
+        let mut replies = Vec::with_capacity(message.recipients.len());
+        for (i, rcpt) in message.recipients.iter().enumerate() {
+            let macros = Macros {
+                rcpt: &rcpt.address,
+                sender: &message.sender,
+                queue: ctx.queue,
+                vmta: ctx.vmta,
+                job_id: ctx.job_id,
+                env_id: message.env_id.as_deref().unwrap_or(""),
+                msg_id: ctx.msg_id,
+                preserve_case: self.preserve_case,
+            };
+            let reply = match &self.method {
+                Method::Discard { as_bounce: false } => Reply::new(250, "2.0.0", "discarded (type discard)"),
+                Method::Discard { as_bounce: true } => {
+                    Reply::new(550, "5.3.0", "discarded (type discard, discard-as-bounce yes)")
+                }
+                Method::File { format, destination } => {
+                    let path = PathBuf::from(destination.expand(&macros, template::path_component));
+                    let owned = (
+                        message.sender.clone(),
+                        rcpt.address.clone(),
+                        macros.env_id.to_string(),
+                        ctx.job_id.to_string(),
+                        Arc::clone(&message.body),
+                        format!("{}-{i}", ctx.msg_id),
+                    );
+                    let (format, target) = (*format, path.clone());
+                    // File writes and flock block: off the async threads.
+                    let written = tokio::task::spawn_blocking(move || {
+                        let (sender, rcpt, env_id, job_id, body, unique) = owned;
+                        let copy = file::Copy {
+                            sender: &sender,
+                            rcpt: &rcpt,
+                            env_id: &env_id,
+                            job_id: &job_id,
+                            body: &body,
+                            now: crate::time::now_secs(),
+                            unique: &unique,
+                        };
+                        file::write(format, &target, &copy)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                    match written {
+                        Ok(p) => Reply::new(250, "2.0.0", format!("written to {}", p.display())),
+                        // Full disks and wrong permissions are fixed by the operator: retry.
+                        Err(e) => Reply::new(451, "4.3.0", format!("cannot write {}: {e}", path.display())),
+                    }
+                }
+                Method::Pipe { command, timeout } => command.run(&macros, &file::to_lf(&message.body), *timeout).await,
+            };
+            replies.push(reply);
+        }
+        replies
+    }
+}
+
+fn file_method(s: &Settings) -> Result<Method, LocalError> {
+    let destination = s.text(Dir::FileDestination).ok_or(LocalError::NoDestination)?;
+    let destination = Template::parse(destination).map_err(LocalError::Destination)?;
+    let format = s.text(Dir::FileFormat).and_then(FileFormat::parse).unwrap_or(FileFormat::NewfilePlain);
+    Ok(Method::File { format, destination })
+}
+
+fn pipe_method(s: &Settings) -> Result<Method, LocalError> {
+    let command = CommandLine::parse(s.text(Dir::Command).ok_or(LocalError::NoCommand)?)?;
+    // The command plays the receiver's part after the data is sent: it has as long as an SMTP
+    // server has to accept the end of data.
+    let timeout = s.interval(Dir::SmtpDataTerminationTimeout).unwrap_or(Duration::from_secs(600));
+    Ok(Method::Pipe { command, timeout })
+}
+
+/// Checks the `command` and `file-destination` of a block as configured (unknown macros,
+/// unbalanced quotes), for configuration validation.
+pub fn check(s: &Settings) -> Vec<(Dir, String)> {
+    let mut problems = Vec::new();
+    if let Some(d) = s.text(Dir::FileDestination)
+        && let Err(e) = Template::parse(d)
+    {
+        problems.push((Dir::FileDestination, e.to_string()));
+    }
+    if let Some(c) = s.text(Dir::Command)
+        && let Err(e) = CommandLine::parse(c)
+    {
+        problems.push((Dir::Command, e.to_string()));
+    }
+    problems
+}
