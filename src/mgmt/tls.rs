@@ -28,7 +28,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS configuration of the management port, if `http-tls-certificate` is set.
 pub fn server_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
     let Some(path) = config.global.path(Dir::HttpTlsCertificate) else { return Ok(None) };
-    let mut tls = (*crate::ingress::tls::server_config(&config.path(path), true)
+    let mut tls = (*crate::ingress::tls::server_config(&crate::ingress::tls::ServerTls {
+        certificate: config.path(path),
+        allow_tls12: true,
+        client_ca: None,
+    })
         .map_err(|e| format!("http-tls-certificate: {e}"))?)
     .clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
