@@ -1,5 +1,5 @@
-//! The running daemon: opens the spool, starts listeners and the pickup directory on a
-//! configuration generation, swaps generations on reload, and shuts down in order.
+//! The running daemon: opens the spool, starts listeners, the blackhole SMTP sink and the pickup
+//! directory on a configuration generation, swaps generations on reload, and shuts down in order.
 //!
 //! Owns start-up order (spool before listeners, so nothing is accepted that cannot be stored)
 //! and what may change on reload (everything per session; listeners and spools need a restart).
@@ -336,6 +336,13 @@ impl Daemon {
                 Arc::clone(&slots),
                 Arc::clone(&groups),
             )));
+        }
+        if let Some(options) = crate::dummy_smtp::Options::from_config(&config) {
+            let l = tokio::net::TcpListener::bind(options.addr)
+                .await
+                .map_err(|e| format!("cannot listen on {} (dummy-smtp-port): {e}", options.addr))?;
+            println!("dummy smtp {}", l.local_addr().map_err(|e| e.to_string())?);
+            tasks.push(tokio::spawn(crate::dummy_smtp::serve(l, options, Arc::clone(&slots), Arc::clone(&telemetry))));
         }
         if let Some((dir, bad)) = pickup_dirs(&config) {
             for d in [&dir, &bad] {

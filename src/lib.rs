@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod dkim;
+pub mod dummy_smtp;
 pub mod hygiene;
 pub mod ingress;
 pub mod logfile;

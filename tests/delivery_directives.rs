@@ -123,3 +123,33 @@ fn local_delivery_types_write_files_run_commands_and_discard() {
     assert!(discarded["dsnStatus"].starts_with("5.3.0"), "{discarded:?}");
     assert!(!rows.iter().any(|r| r["rcpt"] == "x@discard.example" && r["type"] == "b"), "{rows:?}");
 }
+
+/// The built-in blackhole sink (`dummy-smtp-*`): Ember delivers to its own sink, which offers
+/// the extensions chosen (the `d` records' `dlvEsmtpAvailable` shows them), accepts and
+/// discards both recipients, and counts the message in the inbound statistics under
+/// `dummy-smtp-update-stats yes` (one message injected, two received).
+#[test]
+fn the_dummy_smtp_sink_accepts_everything_and_counts_it() {
+    let port = support::peers::free_port("127.0.0.1");
+    let config = feeder(&format!(
+        "dummy-smtp-ip 127.0.0.1\ndummy-smtp-port {port}\ndummy-smtp-has-chunking no\ndummy-smtp-has-verp yes\ndummy-smtp-update-stats yes\n\
+         <domain load.example>\n    smtp-hosts [127.0.0.1]:{port}\n</domain>\n"
+    ));
+    let e = Ember::start(&config);
+    let server = e.smtp().to_string();
+    let out = swaks(&["--server", server.as_str(), "--from", "s@ex.com", "--to", "a@load.example,b@load.example"]);
+    assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+    e.wait_log_count("delivered ", 2);
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    let delivered: Vec<_> = rows.iter().filter(|r| r["type"] == "d").collect();
+    assert_eq!(delivered.len(), 2, "{rows:?}");
+    for d in delivered {
+        assert_eq!(d["dlvDestinationIp"], "127.0.0.1", "{d:?}");
+        let offered = &d["dlvEsmtpAvailable"];
+        assert!(offered.contains("PIPELINING") && offered.contains("XVERP"), "{d:?}");
+        assert!(!offered.contains("CHUNKING"), "dummy-smtp-has-chunking no: {d:?}");
+    }
+    let status = support::http::get(e.mgmt.unwrap(), "/api/v1/status").json();
+    let total_in = &status["data"]["traffic"]["total"]["in"];
+    assert_eq!((total_in["msg"].as_u64(), total_in["rcp"].as_u64()), (Some(2), Some(4)), "{status}");
+}
