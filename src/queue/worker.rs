@@ -324,6 +324,7 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
             vmta: &vmta,
             job_id: job.envelope.job_id.as_deref().unwrap_or(""),
             msg_id: &msg_id,
+            recipients: &job.recipients,
         };
         let replies = local.deliver(&message, &ctx).await;
         report(

@@ -58,6 +58,9 @@ pub struct Context<'a> {
     pub vmta: &'a str,
     pub job_id: &'a str,
     pub msg_id: &'a str,
+    /// The envelope index of each recipient of the message, which names its new file: unique
+    /// per recipient even when a message's recipients are delivered in several jobs.
+    pub recipients: &'a [usize],
 }
 
 impl LocalDelivery {
@@ -110,7 +113,7 @@ impl LocalDelivery {
                         macros.env_id.to_string(),
                         ctx.job_id.to_string(),
                         Arc::clone(&message.body),
-                        format!("{}-{i}", ctx.msg_id),
+                        format!("{}-{}", ctx.msg_id, ctx.recipients.get(i).copied().unwrap_or(i)),
                     );
                     let (format, target) = (*format, path.clone());
                     // File writes and flock block: off the async threads.
@@ -173,4 +176,58 @@ pub fn check(s: &Settings) -> Vec<(Dir, String)> {
         problems.push((Dir::Command, e.to_string()));
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::OutgoingRecipient;
+
+    fn message(rcpts: &[&str]) -> OutgoingMessage {
+        OutgoingMessage {
+            sender: "s@ex.com".into(),
+            recipients: rcpts
+                .iter()
+                .map(|r| OutgoingRecipient { address: r.to_string(), notify: Default::default(), orcpt: None })
+                .collect(),
+            env_id: None,
+            ret: None,
+            eight_bit: false,
+            smtputf8: false,
+            body: Arc::new(b"Subject: x\r\n\r\nbody\r\n".to_vec()),
+        }
+    }
+
+    fn ctx(recipients: &[usize]) -> Context<'_> {
+        Context { queue: "ex.org/{default}", vmta: "{default}", job_id: "", msg_id: "7", recipients }
+    }
+
+    #[tokio::test]
+    async fn each_recipient_gets_its_own_file_named_by_its_envelope_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalDelivery {
+            method: Method::File {
+                format: FileFormat::NewfilePlain,
+                destination: Template::parse(&format!("{}/$domain", dir.path().display())).unwrap(),
+            },
+            preserve_case: false,
+        };
+        let replies = local.deliver(&message(&["a@Ex.org", "b@ex.org"]), &ctx(&[3, 5])).await;
+        assert!(replies.iter().all(|r| r.code == 250), "{replies:?}");
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path().join("ex.org")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["7-3.eml", "7-5.eml"]);
+        assert_eq!(local.dlv_type(), "file");
+    }
+
+    #[tokio::test]
+    async fn discard_delivers_or_bounces_every_recipient() {
+        let kept = LocalDelivery { method: Method::Discard { as_bounce: false }, preserve_case: false };
+        let bounced = LocalDelivery { method: Method::Discard { as_bounce: true }, preserve_case: false };
+        let m = message(&["a@ex.org", "b@ex.org"]);
+        assert!(kept.deliver(&m, &ctx(&[0, 1])).await.iter().all(|r| r.code == 250));
+        assert!(bounced.deliver(&m, &ctx(&[0, 1])).await.iter().all(|r| r.code == 550 && r.enhanced == "5.3.0"));
+        assert_eq!(kept.dlv_type(), "discard");
+    }
 }
