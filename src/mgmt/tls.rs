@@ -33,7 +33,7 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>
         allow_tls12: true,
         client_ca: None,
     })
-        .map_err(|e| format!("http-tls-certificate: {e}"))?)
+    .map_err(|e| format!("http-tls-certificate: {e}"))?)
     .clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(tls)))

@@ -125,7 +125,12 @@ pub async fn run(setup: WorkerSetup) {
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     let s = &setup.settings.settings;
-    match LocalDelivery::from_settings(s) {
+    match LocalDelivery::from_settings(
+        s,
+        // A relative file-destination is taken from the configuration's directory, like every
+        // other path the configuration names.
+        &setup.config.path(std::path::Path::new(".")),
+    ) {
         None => {}
         Some(Ok(local)) => return work_locally(setup, &local).await,
         Some(Err(e)) => {

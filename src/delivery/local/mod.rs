@@ -10,7 +10,7 @@ pub mod file;
 pub mod pipe;
 pub mod template;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub enum LocalError {
 #[derive(Debug, Clone)]
 enum Method {
     Discard { as_bounce: bool },
-    File { format: FileFormat, destination: Template },
+    File { format: FileFormat, destination: Template, base: PathBuf },
     Pipe { command: CommandLine, timeout: Duration },
 }
 
@@ -64,13 +64,14 @@ pub struct Context<'a> {
 }
 
 impl LocalDelivery {
-    /// The queue's local delivery, or `None` for `type smtp`.
-    pub fn from_settings(s: &Settings) -> Option<Result<LocalDelivery, LocalError>> {
+    /// The queue's local delivery, or `None` for `type smtp`. A relative `file-destination` is
+    /// taken from `config_dir`.
+    pub fn from_settings(s: &Settings, config_dir: &Path) -> Option<Result<LocalDelivery, LocalError>> {
         let preserve_case = s.flag(Dir::MacroVariablesPreserveCase);
         let method = match s.text(Dir::DeliveryType).unwrap_or("smtp") {
             "smtp" => return None,
             "discard" => Ok(Method::Discard { as_bounce: s.flag(Dir::DiscardAsBounce) }),
-            "file" => file_method(s),
+            "file" => file_method(s, config_dir),
             "pipe" => pipe_method(s),
             _ => Err(LocalError::Http),
         };
@@ -105,8 +106,8 @@ impl LocalDelivery {
                 Method::Discard { as_bounce: true } => {
                     Reply::new(550, "5.3.0", "discarded (type discard, discard-as-bounce yes)")
                 }
-                Method::File { format, destination } => {
-                    let path = PathBuf::from(destination.expand(&macros, template::path_component));
+                Method::File { format, destination, base } => {
+                    let path = base.join(destination.expand(&macros, template::path_component));
                     let owned = (
                         message.sender.clone(),
                         rcpt.address.clone(),
@@ -146,11 +147,11 @@ impl LocalDelivery {
     }
 }
 
-fn file_method(s: &Settings) -> Result<Method, LocalError> {
+fn file_method(s: &Settings, config_dir: &Path) -> Result<Method, LocalError> {
     let destination = s.text(Dir::FileDestination).ok_or(LocalError::NoDestination)?;
     let destination = Template::parse(destination).map_err(LocalError::Destination)?;
     let format = s.text(Dir::FileFormat).and_then(FileFormat::parse).unwrap_or(FileFormat::NewfilePlain);
-    Ok(Method::File { format, destination })
+    Ok(Method::File { format, destination, base: config_dir.to_path_buf() })
 }
 
 fn pipe_method(s: &Settings) -> Result<Method, LocalError> {
@@ -208,7 +209,8 @@ mod tests {
         let local = LocalDelivery {
             method: Method::File {
                 format: FileFormat::NewfilePlain,
-                destination: Template::parse(&format!("{}/$domain", dir.path().display())).unwrap(),
+                destination: Template::parse("$domain").unwrap(),
+                base: dir.path().to_path_buf(),
             },
             preserve_case: false,
         };
