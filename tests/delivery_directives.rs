@@ -2,6 +2,8 @@
 //! end with the scripted receiver: mail goes in with swaks, outcomes are read from the
 //! accounting file and the DSNs that reach the sender's mailbox.
 
+#[path = "support/dns.rs"]
+mod dns;
 mod support;
 
 use serde_json::json;
@@ -12,6 +14,27 @@ fn inject(e: &Ember, from: &str, to: &str) {
     let server = e.smtp().to_string();
     let out = swaks(&["--server", server.as_str(), "--from", from, "--to", to]);
     assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The senders' domain: DSNs about the tests' bounces wait there (a port where nobody listens).
+const HOLD_SENDERS: &str = "<domain hold.test>\n    smtp-hosts [127.0.0.1]:9\n    retry-after 1h\n</domain>\n";
+
+/// A `<domain>` block routing NAME to a loopback PORT, with `extra` directives (indented lines).
+fn domain(name: &str, hosts: &str, extra: &str) -> String {
+    format!("<domain {name}>\n    smtp-hosts {hosts}\n    retry-after 1h\n{extra}</domain>\n")
+}
+
+/// The accounting record of `kind` (`d`, `b`, `t`, `tq`) for `rcpt`.
+fn record(e: &Ember, kind: &str, rcpt: &str) -> std::collections::HashMap<String, String> {
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    rows.iter()
+        .find(|r| r["type"] == kind && r["rcpt"] == rcpt)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} record for {rcpt}: {rows:?}"))
+}
+
+fn log_lines(e: &Ember, needle: &str) -> Vec<String> {
+    e.stderr.lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
 }
 
 fn feeder(extra: &str) -> String {
@@ -152,4 +175,132 @@ fn the_dummy_smtp_sink_accepts_everything_and_counts_it() {
     let status = support::http::get(e.mgmt.unwrap(), "/api/v1/status").json();
     let total_in = &status["data"]["traffic"]["total"]["in"];
     assert_eq!((total_in["msg"].as_u64(), total_in["rcp"].as_u64()), (Some(2), Some(4)), "{status}");
+}
+
+/// `bounce-upon-transfer-failure` and `assume-delivery-upon-data-termination-timeout`: a session
+/// that breaks after the data went out is a deferral by default; the first bounces it (5.4.2), the
+/// second counts a timeout waiting for the reply to the final dot as a delivery.
+/// `log-transfer-failures` logs the failure where it is on.
+#[test]
+fn a_transfer_broken_after_the_data_is_retried_bounced_or_assumed_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let drops = Receiver::start("127.0.0.1", &json!({"misbehave": {"data_end": "drop"}}), dir.path(), None);
+    let hangs = Receiver::start("127.0.0.1", &json!({"misbehave": {"data_end": "hang"}}), dir.path(), None);
+    let (d, h) = (format!("[127.0.0.1]:{}", drops.addr.port()), format!("[127.0.0.1]:{}", hangs.addr.port()));
+    let timeout = "    smtp-data-termination-timeout 1s\n";
+    let config = feeder(
+        &[
+            domain("retry-drop.test", &d, ""),
+            domain("bounce-drop.test", &d, "    bounce-upon-transfer-failure yes\n    log-transfer-failures yes\n"),
+            domain("retry-hang.test", &h, timeout),
+            domain(
+                "assume-hang.test",
+                &h,
+                &format!("{timeout}    assume-delivery-upon-data-termination-timeout yes\n"),
+            ),
+            HOLD_SENDERS.to_string(),
+        ]
+        .concat(),
+    );
+    let e = Ember::start_in(dir, &config);
+    for rcpt in ["a@retry-drop.test", "b@bounce-drop.test", "c@retry-hang.test", "d@assume-hang.test"] {
+        inject(&e, "sender@hold.test", rcpt);
+    }
+    e.wait_log_count("deferred ", 2);
+    e.wait_log_count("bounced ", 1);
+    e.wait_log_count("delivered ", 1);
+    assert!(record(&e, "t", "a@retry-drop.test")["dsnDiag"].contains("connection dropped"));
+    let bounced = record(&e, "b", "b@bounce-drop.test");
+    assert!(bounced["dsnStatus"].starts_with("5.4.2"), "{bounced:?}");
+    assert!(bounced["dsnDiag"].contains("bounce-upon-transfer-failure"), "{bounced:?}");
+    assert!(record(&e, "t", "c@retry-hang.test")["dsnDiag"].contains("timeout waiting for reply to end of data"));
+    let assumed = record(&e, "d", "d@assume-hang.test");
+    assert!(assumed["dsnDiag"].contains("assumed delivered"), "{assumed:?}");
+    // Each receiver read the data of both its messages to the final dot: the failures came after.
+    let at_end = |r: &Receiver| r.events("misbehave").iter().filter(|m| m["phase"] == "data_end").count();
+    assert_eq!((at_end(&drops), at_end(&hangs)), (2, 2));
+    let logged = log_lines(&e, "transfer failure:");
+    assert_eq!(logged.len(), 1, "only bounce-drop.test logs its transfer failures: {logged:?}");
+    assert!(logged[0].contains("554 5.4.2"), "{logged:?}");
+}
+
+/// `smtp-421-means-mx-unavailable`: under `yes` a 421 (to the greeting or to a command) sends the
+/// message to the next MX host at once; under the default `no` a 421 greeting defers the queue
+/// without trying the other hosts, and a 421 to a command defers its recipients.
+/// `replace-smtp-421-service-response` keeps a 421's codes and replaces the receiver's text in
+/// accounting. `log-resolution` logs where a queue's mail goes.
+#[test]
+fn a_421_moves_on_to_the_next_mx_or_defers_and_its_text_can_be_scrubbed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "421 4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred due to user complaints";
+    let refuses = Receiver::start("127.0.0.1", &json!({"rcpt": text}), dir.path(), None);
+    let busy = Receiver::start("127.0.0.1", &json!({"greeting": "421 4.3.2 [TS02] too busy"}), dir.path(), None);
+    let backup = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let port = |r: &Receiver| format!("[127.0.0.1]:{}", r.addr.port());
+    let via = |first: &Receiver| format!("{};{}", port(first), port(&backup));
+    let yes = "    smtp-421-means-mx-unavailable yes\n";
+    let config = feeder(
+        &[
+            domain("next.test", &via(&refuses), &format!("{yes}    log-resolution yes\n")),
+            domain("stay.test", &via(&refuses), ""),
+            domain("scrub.test", &port(&refuses), "    replace-smtp-421-service-response yes\n"),
+            domain("greet-next.test", &via(&busy), yes),
+            domain("greet-stay.test", &via(&busy), ""),
+            HOLD_SENDERS.to_string(),
+        ]
+        .concat(),
+    );
+    let e = Ember::start_in(dir, &config);
+    for rcpt in ["a@next.test", "b@stay.test", "c@scrub.test", "d@greet-next.test", "e@greet-stay.test"] {
+        inject(&e, "sender@hold.test", rcpt);
+    }
+    e.wait_log_count("delivered ", 2);
+    e.wait_log_count("deferred ", 2);
+    e.wait_log("queue=greet-stay.test");
+    e.wait_log("queue failure: 421 4.3.2");
+    let mut at_backup: Vec<String> =
+        backup.events("message").iter().map(|m| m["rcpts"][0].as_str().unwrap().to_string()).collect();
+    at_backup.sort();
+    assert_eq!(at_backup, ["a@next.test", "d@greet-next.test"], "only the yes domains moved on");
+    assert_eq!(record(&e, "d", "a@next.test")["dlvDestinationIp"], "127.0.0.1");
+    assert!(record(&e, "t", "b@stay.test")["dsnDiag"].contains("[TS01]"), "the receiver's text by default");
+    let scrubbed = record(&e, "t", "c@scrub.test");
+    assert_eq!(scrubbed["dsnDiag"], "smtp;421 4.7.0 Service not available, closing transmission channel");
+    let failure = log_lines(&e, "queue failure: 421 4.3.2");
+    assert!(failure.iter().any(|l| l.contains("greet-stay.test")), "{failure:?}");
+    let resolved = log_lines(&e, "resolved next.test");
+    assert!(resolved.iter().any(|l| l.contains(&refuses.addr.to_string())), "{resolved:?}");
+    assert!(log_lines(&e, "resolved stay.test").is_empty(), "log-resolution is per domain");
+}
+
+/// `bounce-upon-no-mx`: a domain that does not exist (NXDOMAIN from a real DNS server) waits in
+/// retry mode by default, bounces at once under `yes`, and under a time bounces its mail once it
+/// has been queued that long.
+#[test]
+fn a_domain_that_does_not_exist_bounces_as_bounce_upon_no_mx_says() {
+    let dir = tempfile::tempdir().unwrap();
+    // dnsmasq answers NXDOMAIN for every name under .test it has no record for.
+    let dns = dns::Dnsmasq::start(&[]);
+    let config = feeder(&format!(
+        "name-server {}\n<domain bounce.test>\n    bounce-upon-no-mx yes\n</domain>\n<domain retry.test>\n    retry-after 1h\n    log-resolution yes\n</domain>\n<domain aged.test>\n    bounce-upon-no-mx 2s\n    retry-after 1s\n</domain>\n{HOLD_SENDERS}",
+        dns.addr
+    ));
+    let e = Ember::start_in(dir, &config);
+    for rcpt in ["a@bounce.test", "b@retry.test", "c@aged.test"] {
+        inject(&e, "sender@hold.test", rcpt);
+    }
+    e.wait_log_count("bounced ", 2);
+    let now_bounced = record(&e, "b", "a@bounce.test");
+    assert!(now_bounced["dsnStatus"].starts_with("5.1.2"), "{now_bounced:?}");
+    let aged = record(&e, "b", "c@aged.test");
+    assert!(aged["dsnStatus"].starts_with("5.1.2"), "{aged:?}");
+    // aged.test waited in retry mode before its mail was old enough.
+    let deferrals = log_lines(&e, "queue failure: 451 4.1.2 bad destination system: no such domain");
+    assert!(deferrals.iter().any(|l| l.contains("aged.test")), "{deferrals:?}");
+    assert!(deferrals.iter().any(|l| l.contains("retry.test")), "{deferrals:?}");
+    let (_, rows) = read_acct(&e.path("acct.csv"));
+    assert!(!rows.iter().any(|r| r["type"] == "b" && r["rcpt"] == "b@retry.test"), "retry.test waits: {rows:?}");
+    let tq = rows.iter().find(|r| r["type"] == "tq" && r["queue"].starts_with("retry.test")).expect("a tq record");
+    assert!(tq["dsnStatus"].starts_with("4.1.2"), "{tq:?}");
+    assert!(!log_lines(&e, "resolving retry.test failed: no such domain").is_empty());
 }

@@ -1,6 +1,6 @@
 //! Delivery through real DNS: dnsmasq serves MX records for test domains, and Ember follows
 //! them: preference order, the next MX when the first refuses connections, implicit MX (an A
-//! record and no MX), null MX (RFC 7505) and NXDOMAIN bounce.
+//! record and no MX), null MX (RFC 7505) and NXDOMAIN (with `bounce-upon-no-mx yes`) bounce.
 
 #[path = "support/dns.rs"]
 mod dns;
@@ -30,7 +30,7 @@ fn mx_preference_fallback_implicit_and_null_mx() {
         "--mx-host=null.test,.,0",
     ]);
     let config = format!(
-        "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {port}\n    retry-after 1h\n</domain>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b\n</acct-file>\n",
+        "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {port}\n    retry-after 1h\n</domain>\n<domain nosuch.test>\n    bounce-upon-no-mx yes\n</domain>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b\n</acct-file>\n",
         dns.addr
     );
     let e = Ember::start(&config);

@@ -223,14 +223,14 @@ directives! {
     RetryUponNewMail => "retry-upon-new-mail", Bool, D, Some("no"), once, Pending, "New mail wakes a queue in retry mode.";
     BounceAfter => "bounce-after", Interval, D, Some("4d12h"), once, Enforced, "Expiry: bounce as message-expired.";
     BounceOn4xxStatus => "bounce-on-4xx-status", Bool, D, Some("no"), once, Enforced, "Field dialect: yes bounces a recipient whose last retry step got a 4xx; no waits for bounce-after.";
-    BounceUponNoMx => "bounce-upon-no-mx", BoolOrInterval, D, Some("no"), once, Pending, "Bounce when the domain has no MX (a time: only older mail).";
+    BounceUponNoMx => "bounce-upon-no-mx", BoolOrInterval, D, Some("no"), once, Enforced, "A domain that does not exist (NXDOMAIN, or neither MX nor address records): no retries the queue until bounce-after, yes bounces its mail at once, a time bounces mail queued that long and retries the rest. A null MX always bounces.";
     BounceUpon5xxGreeting => "bounce-upon-5xx-greeting", Bool, D, Some("yes"), once, Enforced, "Bounce on a 5xx greeting.";
-    BounceUponTransferFailure => "bounce-upon-transfer-failure", Bool, D, Some("no"), once, Pending, "Bounce after a broken DATA transfer.";
+    BounceUponTransferFailure => "bounce-upon-transfer-failure", Bool, D, Some("no"), once, Enforced, "A connection dropped or timed out while sending the data or waiting for the reply to its final dot bounces the message (5.4.2) instead of deferring it: the receiver may already hold it.";
     BounceUponPixTransferFailure => "bounce-upon-pix-transfer-failure", Bool, D, Some("no"), once, NoEffect, "Cisco PIX transfer-failure handling; Ember has no PIX workaround mode, so there is nothing to bounce on.";
-    AssumeDeliveryUponDataTerminationTimeout => "assume-delivery-upon-data-termination-timeout", Bool, D, Some("no"), once, Pending, "Count a timeout after the final dot as delivered.";
+    AssumeDeliveryUponDataTerminationTimeout => "assume-delivery-upon-data-termination-timeout", Bool, D, Some("no"), once, Enforced, "A timeout waiting for the reply to the final dot counts as delivered (2.0.0, noted in dsnDiag), so the message is not sent twice.";
     Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Enforced, "Treat a bare 553 (no enhanced code) as 5.1.1, bad mailbox: status, bounce category, DSN.";
-    Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Pending, "On 421: drop and try the next MX (no: RSET and reuse).";
-    ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Pending, "Scrub 421 text before it reaches DSNs.";
+    Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Enforced, "yes: a 421 (greeting or any command) closes the session and the message goes to the next MX host at once. no: a 421 greeting puts the queue in retry mode without trying the other hosts; a 421 to a command defers its recipients.";
+    ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Enforced, "A receiver's 421 keeps its codes; its text becomes \"Service not available, closing transmission channel\" in logs, accounting and DSNs.";
     NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";
     DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Pending, "DSN layout.";
     DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, NoEffect, "PowerMTA 3.x switch for locally generated DSNs; Ember always queues its DSNs like any other mail.";
@@ -324,8 +324,8 @@ directives! {
     SmtpTlsCiphers => "smtp-tls-ciphers", Text, D, Some("HIGH:!ADH:@STRENGTH"), once, NoEffect, "OpenSSL cipher string for outbound TLS 1.2; rustls offers only its own modern AEAD suites, which an OpenSSL string cannot select.";
     SmtpTlsTlsv13Ciphersuites => "smtp-tls-tlsv1.3-ciphersuites", Text, D, None, once, Enforced, "Outbound TLS 1.3 suites, OpenSSL names separated by colons, in preference order: TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256 (other names, CCM included, are a config error).";
     SmtpClientCertificate => "smtp-client-certificate", FileWithPassword, D, None, once, Enforced, "Client certificate presented on outbound STARTTLS when the receiver asks: one PEM file with the chain and an unencrypted key.";
-    LogResolution => "log-resolution", Bool, D, Some("no"), once, Pending, "Log DNS resolution.";
-    LogTransferFailures => "log-transfer-failures", Bool, D, Some("no"), once, Pending, "Log mid-DATA failures.";
+    LogResolution => "log-resolution", Bool, D, Some("no"), once, Enforced, "Log each MX resolution of the queue: the hosts with preference and addresses, or why it failed.";
+    LogTransferFailures => "log-transfer-failures", Bool, D, Some("no"), once, Enforced, "Log (warn) every connection broken after the message data started, with what became of its recipients.";
     LogMessages => "log-messages", Bool, D, Some("no"), once, Pending, "Log each message.";
 
     // ---- 2.4 <domain>: non-SMTP delivery ---------------------------------------------------

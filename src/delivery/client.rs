@@ -14,6 +14,7 @@ mod error;
 pub mod reply;
 mod tls;
 mod transaction;
+mod transfer;
 mod wire;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use crate::smtp::sasl::encode_base64;
 pub use self::error::{ClientError, Phase};
 pub use self::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES};
 pub use self::tls::SessionCache;
+pub use self::transfer::TransferPolicy;
 
 /// A queue's client settings, filled from its effective `<domain>`/`<virtual-mta>` settings.
 #[derive(Clone)]
@@ -80,7 +82,19 @@ pub struct ClientConfig {
     pub data_send_timeout: Duration,
     /// For the reply to the end of data.
     pub data_termination_timeout: Duration,
+    /// What a transfer broken after the data started means (`bounce-upon-transfer-failure`,
+    /// `assume-delivery-upon-data-termination-timeout`).
+    pub transfer: TransferPolicy,
+    /// `replace-smtp-421-service-response`: a 421 from the server keeps its codes, its text is
+    /// replaced by `SCRUBBED_421_TEXT` before anyone sees it.
+    pub replace_421_text: bool,
+    /// `log-transfer-failures`: a log line for every transfer broken after the data started.
+    pub log_transfer_failures: bool,
 }
+
+/// The text a server's 421 gets under `replace-smtp-421-service-response` (RFC 5321 §4.2.3's own
+/// wording for the code): neutral, so nothing the receiver wrote reaches DSNs or accounting.
+pub const SCRUBBED_421_TEXT: &str = "Service not available, closing transmission channel";
 
 impl ClientConfig {
     /// PowerMTA's defaults (docs/config-reference.md) for a virtual MTA named `helo_name`.
@@ -108,6 +122,9 @@ impl ClientConfig {
             command_timeout: Duration::from_secs(5 * 60),
             data_send_timeout: Duration::from_secs(3 * 60),
             data_termination_timeout: Duration::from_secs(10 * 60),
+            transfer: TransferPolicy::default(),
+            replace_421_text: false,
+            log_transfer_failures: false,
         }
     }
 }
@@ -137,6 +154,9 @@ impl fmt::Debug for ClientConfig {
             .field("command_timeout", &self.command_timeout)
             .field("data_send_timeout", &self.data_send_timeout)
             .field("data_termination_timeout", &self.data_termination_timeout)
+            .field("transfer", &self.transfer)
+            .field("replace_421_text", &self.replace_421_text)
+            .field("log_transfer_failures", &self.log_transfer_failures)
             .finish()
     }
 }
@@ -424,6 +444,7 @@ impl Session {
         let tcp = connect(addr, config).await?;
         let local = tcp.local_addr().map_err(ClientError::Connect)?;
         let mut wire = Wire::new(Stream::Plain(tcp));
+        wire.scrub_421 = config.replace_421_text;
         let greeting = wire.read_reply(config.greeting_timeout, Phase::Greeting).await?;
         if greeting.code != 220 {
             if greeting.is_positive() {
@@ -483,7 +504,9 @@ impl Session {
             peer: tls::describe_peer(&stream, &name, config.tls_ca_file.as_deref()),
             first_keywords: std::mem::take(&mut self.ext.keywords),
         };
-        let mut session = Session { wire: Wire::new(Stream::Tls(Box::new(stream))), ..self };
+        let mut wire = Wire::new(Stream::Tls(Box::new(stream)));
+        wire.scrub_421 = config.replace_421_text;
+        let mut session = Session { wire, ..self };
         match session.hello(config).await {
             Ok(()) => Ok((session, info)),
             Err(ClientError::Ehlo(reply)) => Err(StartTlsFailure::Fatal(ClientError::Ehlo(reply))),

@@ -7,11 +7,13 @@
 //! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
-//! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX).
+//! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
+//! `bounce-upon-no-mx`.
 
 pub mod backoff;
 pub mod limits;
 pub mod manager;
+pub mod no_mx;
 pub mod ramp;
 pub mod rate;
 pub mod report;

@@ -10,14 +10,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
 use super::manager::{Event, Job, NextJob};
+use super::no_mx::{self, NoMxPolicy};
 use super::vmta::SourceHost;
 use crate::config::Dir;
 use crate::config::resolve::QueueSettings;
 use crate::config::rewrite::RewriteList;
 use crate::config::value::Value;
-use crate::delivery::client::{ClientConfig, Connection};
+use crate::delivery::client::{ClientConfig, Connection, TransferPolicy};
 use crate::delivery::local::{Context as LocalContext, LocalDelivery};
-use crate::delivery::mx::MxResolver;
+use crate::delivery::mx::{MxHost, MxPlan, MxResolver, ResolveError};
 use crate::delivery::{OutgoingMessage, OutgoingRecipient};
 use crate::smtp::Reply;
 use crate::spool::Spool;
@@ -42,6 +43,9 @@ pub struct QueueFailure {
     pub permanent: bool,
     /// A DNS failure retries after `retry-after-dns-error`, not the queue's `retry-after`.
     pub dns: bool,
+    /// `bounce-upon-no-mx TIME`: mail queued at least this long bounces with this reply while
+    /// the rest waits in retry mode.
+    pub bounce_older: Option<(Duration, Reply)>,
     pub remote: Remote,
 }
 
@@ -114,6 +118,12 @@ pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
         command_timeout: duration(s, Dir::SmtpMultipleLineResponseTimeout, 300),
         data_send_timeout: duration(s, Dir::DataSendTimeout, 180),
         data_termination_timeout: duration(s, Dir::SmtpDataTerminationTimeout, 600),
+        transfer: TransferPolicy {
+            bounce_upon_failure: s.flag(Dir::BounceUponTransferFailure),
+            assume_delivery_upon_termination_timeout: s.flag(Dir::AssumeDeliveryUponDataTerminationTimeout),
+        },
+        replace_421_text: s.flag(Dir::ReplaceSmtp421ServiceResponse),
+        log_transfer_failures: s.flag(Dir::LogTransferFailures),
     }
 }
 
@@ -137,7 +147,13 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             // A queue whose local delivery cannot work waits in retry mode for a fixed config.
             tracing::error!(queue = %setup.key, "{e}");
             let reply = Reply::new(451, "4.3.5", e.to_string());
-            return Some(QueueFailure { reply, permanent: false, dns: false, remote: Remote::default() });
+            return Some(QueueFailure {
+                reply,
+                permanent: false,
+                dns: false,
+                bounce_older: None,
+                remote: Remote::default(),
+            });
         }
     }
     let smtp_hosts = match s.effective(Dir::SmtpHosts) {
@@ -146,15 +162,39 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     };
     let port = s.uint(Dir::DefaultSmtpPort).unwrap_or(25) as u16;
     let source_ip = setup.source.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let plan = match setup.resolver.plan(&setup.mx_domain, smtp_hosts, port).await {
+    let resolved = setup.resolver.plan(&setup.mx_domain, smtp_hosts, port).await;
+    if s.flag(Dir::LogResolution) {
+        log_resolution(setup, &resolved);
+    }
+    let plan = match resolved {
         Ok(plan) => plan,
         Err(e) => {
-            let permanent = !matches!(e, crate::delivery::mx::ResolveError::Temporary(_));
-            return Some(QueueFailure {
-                reply: e.reply(),
-                permanent,
-                dns: !permanent,
-                remote: Remote { source_ip, ..Remote::default() },
+            let remote = Remote { source_ip, ..Remote::default() };
+            let reply = e.reply();
+            return Some(match e {
+                ResolveError::Temporary(_) => {
+                    QueueFailure { reply, permanent: false, dns: true, bounce_older: None, remote }
+                }
+                ResolveError::NullMx => QueueFailure { reply, permanent: true, dns: false, bounce_older: None, remote },
+                ResolveError::NoSuchDomain => match NoMxPolicy::from_settings(s) {
+                    NoMxPolicy::Bounce => {
+                        QueueFailure { reply, permanent: true, dns: false, bounce_older: None, remote }
+                    }
+                    NoMxPolicy::Retry => QueueFailure {
+                        reply: no_mx::deferral(&reply),
+                        permanent: false,
+                        dns: false,
+                        bounce_older: None,
+                        remote,
+                    },
+                    NoMxPolicy::BounceOlderThan(age) => QueueFailure {
+                        reply: no_mx::deferral(&reply),
+                        permanent: false,
+                        dns: false,
+                        bounce_older: Some((age, reply)),
+                        remote,
+                    },
+                },
             });
         }
     };
@@ -169,22 +209,27 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     }
     let config = client_config(setup);
     let max_attempts = s.uint(Dir::MxConnectionAttempts).unwrap_or(10).max(1) as usize;
-    let mut last: Option<(Reply, bool, Remote)> = None;
-    let mut connection = None;
-    let mut tried = 0;
+    let mx_unavailable_upon_421 = s.flag(Dir::Smtp421MeansMxUnavailable);
     let preferred: Vec<&_> = plan.hosts.iter().filter(|h| !setup.skip_mx.contains(&h.name)).collect();
     let hosts = if preferred.is_empty() { plan.hosts.iter().collect() } else { preferred };
-    'hosts: for host in hosts {
-        // A source address of one family cannot reach a destination of the other.
-        for addr in host.addrs.iter().filter(|a| setup.source.ip.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4())) {
-            if tried >= max_attempts {
-                break 'hosts;
-            }
-            tried += 1;
-            match Connection::open(*addr, &host.name, &config).await {
+    // A source address of one family cannot reach a destination of the other.
+    let candidates: Vec<(&MxHost, std::net::SocketAddr)> = hosts
+        .into_iter()
+        .flat_map(|h| h.addrs.iter().map(move |a| (h, *a)))
+        .filter(|(_, a)| setup.source.ip.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4()))
+        .take(max_attempts)
+        .collect();
+    let mut candidates = candidates.into_iter();
+    // Recipients a 421 sent away from the last MX, with that reply: they go first to the next.
+    let mut carried: Option<Box<Carried>> = None;
+    loop {
+        let mut last: Option<(Reply, bool, Remote)> = None;
+        let mut connection = None;
+        for (host, addr) in candidates.by_ref() {
+            match Connection::open(addr, &host.name, &config).await {
                 Ok(c) => {
                     connection = Some(c);
-                    break 'hosts;
+                    break;
                 }
                 Err(e) => {
                     tracing::info!(queue = %setup.key, mx = %host.name, %addr, "connection failed: {e}");
@@ -195,19 +240,84 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                         ..Remote::default()
                     };
                     let permanent = e.is_permanent() && s.flag(Dir::BounceUpon5xxGreeting);
+                    // smtp-421-means-mx-unavailable no: a server saying 421 speaks for the whole
+                    // destination, so the queue waits instead of trying the other MX hosts.
+                    let defer_queue = !mx_unavailable_upon_421 && e.server_reply().is_some_and(|r| r.code == 421);
                     last = Some((e.reply(), permanent, remote));
-                    if permanent {
-                        break 'hosts;
+                    if permanent || defer_queue {
+                        break;
                     }
                 }
             }
         }
+        let Some(mut conn) = connection else {
+            let had_carried = carried.is_some();
+            if let Some(c) = carried.take() {
+                // No other MX host to take them: the 421 stands, as a deferral.
+                report(setup, c.job, |_| c.reply.clone(), &c.remote);
+            }
+            let (reply, permanent, remote) = match last {
+                Some(last) => last,
+                // Nothing was tried after the 421: the queue itself is not failing.
+                None if had_carried => return None,
+                None => (Reply::new(451, "4.4.4", "no MX host to try"), false, Remote::default()),
+            };
+            return Some(QueueFailure { reply, permanent, dns: false, bounce_older: None, remote });
+        };
+        match serve(setup, &mut conn, carried.take().map(|c| c.job), mx_unavailable_upon_421).await {
+            Served::Done => {
+                conn.quit().await;
+                return None;
+            }
+            Served::Broken => return None,
+            Served::MxUnavailable(c) => {
+                tracing::info!(queue = %setup.key, mx = %c.remote.mx, "{}: trying the next MX host (smtp-421-means-mx-unavailable)", c.reply);
+                carried = Some(c);
+            }
+        }
     }
-    let Some(mut conn) = connection else {
-        let (reply, permanent, remote) =
-            last.unwrap_or_else(|| (Reply::new(451, "4.4.4", "no MX host to try"), false, Remote::default()));
-        return Some(QueueFailure { reply, permanent, dns: false, remote });
-    };
+}
+
+/// `log-resolution`: where the queue's mail is to go, one line per lookup.
+fn log_resolution(setup: &WorkerSetup, resolved: &Result<MxPlan, ResolveError>) {
+    match resolved {
+        Ok(plan) => {
+            let hosts: Vec<String> = plan
+                .hosts
+                .iter()
+                .map(|h| {
+                    let addrs: Vec<String> = h.addrs.iter().map(ToString::to_string).collect();
+                    format!("{} (preference {}: {})", h.name, h.preference, addrs.join(" "))
+                })
+                .collect();
+            tracing::info!(queue = %setup.key, "resolved {} from {:?}: {}", setup.mx_domain, plan.source, hosts.join(", "));
+        }
+        Err(e) => tracing::info!(queue = %setup.key, "resolving {} failed: {e}", setup.mx_domain),
+    }
+}
+
+/// How a connection's work ended.
+enum Served {
+    /// Nothing more to send, or a limit reached: QUIT.
+    Done,
+    /// The transaction failed with the connection: nothing more can be said on it.
+    Broken,
+    /// The server said 421 under `smtp-421-means-mx-unavailable`: these recipients go to the next
+    /// MX host now (or are deferred with this reply when none is left).
+    MxUnavailable(Box<Carried>),
+}
+
+/// Recipients a 421 sent away from an MX host, with that reply and where it came from.
+struct Carried {
+    job: Job,
+    reply: Reply,
+    remote: Remote,
+}
+
+/// Sends messages on an open connection until it is done: `first` (recipients carried over from
+/// an MX that said 421), then whatever the manager hands out.
+async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, upon_421: bool) -> Served {
+    let s = &setup.settings.settings;
     let remote = Remote {
         mx: conn.mx_name().to_string(),
         ip: conn.remote().ip().to_string(),
@@ -219,31 +329,22 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     let max_messages = s.uint(Dir::MaxMsgPerConnection).unwrap_or(0) as usize;
     let max_errors = s.uint(Dir::MaxErrorsPerConnection);
     let mut errors = 0u64;
+    let mut first = first;
     loop {
         // After a 421 or a broken RSET the connection cannot carry another message.
         if !conn.is_usable() || (max_messages > 0 && conn.messages_sent() >= max_messages) {
-            break;
-        }
-        let (tx, rx) = oneshot::channel();
-        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: remote.mx.clone(), reply: tx };
-        if setup.events.send(next).is_err() {
-            break;
-        }
-        // While the manager holds the request (an idle connection waiting for mail, under
-        // connection-idle-timeout), a server that speaks or hangs up ends the wait: dropping the
-        // request makes the manager give any job it was about to send to another connection.
-        let answer = tokio::select! {
-            answer = rx => answer,
-            () = conn.peer_activity() => break,
-        };
-        let job = match answer {
-            Ok(NextJob::Job(job)) => job,
-            Ok(NextJob::Wait(seconds)) => {
-                // The queue's rate: keep the connection and ask again when the next message fits.
-                tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
-                continue;
+            if let Some(job) = first.take() {
+                let reply = Reply::new(451, "4.4.0", "no connection left for this message");
+                report(setup, job, |_| reply.clone(), &remote);
             }
-            Ok(NextJob::Done) | Err(_) => break,
+            return Served::Done;
+        }
+        let job = match first.take() {
+            Some(job) => job,
+            None => match next_job(setup, conn, &remote).await {
+                Some(job) => job,
+                None => return Served::Done,
+            },
         };
         // The VMTA's (or pool's) <rewrite-list> edits the From domain before signing, and the
         // envelope sender below.
@@ -263,6 +364,16 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             Ok(outcome) => {
                 errors += outcome.recipients.iter().filter(|r| !r.is_positive()).count() as u64;
                 let replies = outcome.recipients;
+                if upon_421 && !conn.is_usable() {
+                    let split = split_421(job, &replies);
+                    if let Some(stay) = split.stay {
+                        report(setup, stay, |i| split.stay_replies[i].clone(), &remote);
+                    }
+                    if let Some((job, reply)) = split.away {
+                        return Served::MxUnavailable(Box::new(Carried { job, reply, remote }));
+                    }
+                    continue;
+                }
                 report(
                     setup,
                     job,
@@ -276,19 +387,77 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                 );
                 if max_errors.is_some_and(|m| errors >= m) {
                     tracing::info!(queue = %setup.key, "dropping the connection after {errors} errors (max-errors-per-connection)");
-                    break;
+                    return Served::Done;
                 }
             }
             Err(e) => {
                 let reply = e.reply();
                 tracing::info!(queue = %setup.key, mx = %remote.mx, "transaction failed: {e}");
+                if upon_421 && e.server_reply().is_some_and(|r| r.code == 421) {
+                    return Served::MxUnavailable(Box::new(Carried { job, reply, remote }));
+                }
                 report(setup, job, |_| reply.clone(), &remote);
-                return None;
+                return Served::Broken;
             }
         }
     }
-    conn.quit().await;
-    None
+}
+
+/// Asks the manager for the next message for this connection; `None` closes it.
+async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Option<Job> {
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: remote.mx.clone(), reply: tx };
+        setup.events.send(next).ok()?;
+        // While the manager holds the request (an idle connection waiting for mail, under
+        // connection-idle-timeout), a server that speaks or hangs up ends the wait: dropping the
+        // request makes the manager give any job it was about to send to another connection.
+        let answer = tokio::select! {
+            answer = rx => answer,
+            () = conn.peer_activity() => return None,
+        };
+        match answer {
+            Ok(NextJob::Job(job)) => return Some(job),
+            Ok(NextJob::Wait(seconds)) => {
+                // The queue's rate: keep the connection and ask again when the next message fits.
+                tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
+            }
+            Ok(NextJob::Done) | Err(_) => return None,
+        }
+    }
+}
+
+/// Splits a job whose session ended with a 421: the recipients that got it (to be tried on the
+/// next MX host, with that reply), and the others with their replies (final or delivered).
+fn split_421(job: Job, replies: &[Reply]) -> Split421 {
+    let reply_of = |pos: usize| replies.get(pos).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply"));
+    let mut away = Vec::new();
+    let mut away_reply = None;
+    let mut stay = Vec::new();
+    let mut stay_replies = Vec::new();
+    for (pos, &index) in job.recipients.iter().enumerate() {
+        let reply = reply_of(pos);
+        if reply.code == 421 {
+            away.push(index);
+            away_reply.get_or_insert(reply);
+        } else {
+            stay.push(index);
+            stay_replies.push(reply);
+        }
+    }
+    let part = |recipients: Vec<usize>| Job { envelope: Arc::clone(&job.envelope), recipients, attempts: job.attempts };
+    let away = away_reply.map(|reply| (part(away), reply));
+    let stay = (!stay.is_empty()).then(|| part(stay));
+    Split421 { away, stay, stay_replies }
+}
+
+/// A job split by `split_421`.
+struct Split421 {
+    /// The recipients that got the 421, and the 421.
+    away: Option<(Job, Reply)>,
+    /// The others, with their replies in `stay_replies` (in order).
+    stay: Option<Job>,
+    stay_replies: Vec<Reply>,
 }
 
 /// A local delivery type (`type discard|file|pipe`): no MX and no connection; each message the
@@ -389,4 +558,39 @@ fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {
 fn report(setup: &WorkerSetup, job: Job, reply_of: impl Fn(usize) -> Reply, remote: &Remote) {
     let replies: Vec<Reply> = (0..job.recipients.len()).map(reply_of).collect();
     let _ = setup.events.send(Event::Outcome { key: setup.key.clone(), job, replies, remote: remote.clone() });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Envelope, MessageId, Origin, Recipient};
+
+    #[test]
+    fn a_421_splits_off_only_the_recipients_it_concerns() {
+        let envelope = Envelope {
+            id: MessageId(1),
+            sender: "s@example.net".into(),
+            recipients: ["a@x.test", "b@x.test", "c@x.test"].iter().map(|r| Recipient::new(*r)).collect(),
+            vmta: None,
+            job_id: None,
+            env_id: None,
+            ret: None,
+            eight_bit: false,
+            smtputf8: false,
+            arrival_ms: 0,
+            priority: None,
+            origin: Origin { kind: "smtp".into(), helo: "h".into(), client_ip: None, local_ip: None, auth_user: None },
+        };
+        let job = Job { envelope: Arc::new(envelope), recipients: vec![0, 1, 2], attempts: 2 };
+        let bye = Reply::new(421, "4.3.2", "closing");
+        let split = split_421(job.clone(), &[bye.clone(), Reply::new(550, "5.1.1", "no"), bye.clone()]);
+        let (away, reply) = split.away.expect("421 recipients");
+        assert_eq!((away.recipients, away.attempts, reply), (vec![0, 2], 2, bye));
+        assert_eq!(split.stay.expect("the others").recipients, vec![1]);
+        assert_eq!(split.stay_replies[0].code, 550);
+        // Without a 421 nothing moves.
+        let split = split_421(job, &vec![Reply::new(250, "2.0.0", "ok"); 3]);
+        assert!(split.away.is_none());
+        assert_eq!(split.stay.unwrap().recipients, vec![0, 1, 2]);
+    }
 }

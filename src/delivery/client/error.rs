@@ -131,6 +131,16 @@ impl ClientError {
         }
     }
 
+    /// The server's own reply this error carries, when it has one (a refused greeting, EHLO,
+    /// AUTH, or a reply that ended the session).
+    pub fn server_reply(&self) -> Option<&Reply> {
+        match self {
+            ClientError::Greeting(r) | ClientError::Ehlo(r) | ClientError::Auth(r) => Some(r),
+            ClientError::Refused { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+
     /// A failure that will not go away by retrying this host: a 5xx greeting, or EHLO and
     /// HELO both refused with 5xx (`bounce-upon-5xx-greeting`).
     pub fn is_permanent(&self) -> bool {

@@ -146,7 +146,21 @@ impl Connection {
             self.abort(&env).await;
             return Ok(env.rcpts);
         }
-        let end = if bdat { self.send_bdat(message).await? } else { self.send_data(message, env.data).await? };
+        let sent = if bdat { self.send_bdat(message).await } else { self.send_data(message, env.data).await };
+        let end = match sent {
+            Ok(end) => end,
+            Err(e) => {
+                // The data had started: the receiver may hold the message already.
+                let decided = self.config.transfer.reply_for(&e);
+                if self.config.log_transfer_failures {
+                    let outcome = decided.as_ref().map_or_else(|| "deferred".to_string(), ToString::to_string);
+                    tracing::warn!(mx = %self.mx_name, addr = %self.remote, "transfer failure: {e}; recipients: {outcome}");
+                }
+                let Some(reply) = decided else { return Err(e) };
+                self.usable = false;
+                return Ok(env.rcpts.into_iter().map(|r| if r.is_positive() { reply.clone() } else { r }).collect());
+            }
+        };
         let reply = match end {
             DataEnd::Refused(reply) | DataEnd::Final(reply) if reply.code == 421 => {
                 self.usable = false;

@@ -58,11 +58,13 @@ pub struct Wire {
     /// Received bytes not yet consumed start at `start`.
     buf: Vec<u8>,
     start: usize,
+    /// `replace-smtp-421-service-response`: every 421 read here loses its text.
+    pub scrub_421: bool,
 }
 
 impl Wire {
     pub fn new(stream: Stream) -> Wire {
-        Wire { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0 }
+        Wire { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0, scrub_421: false }
     }
 
     /// The plain socket, for the TLS handshake after `220` to STARTTLS. Anything the server sent
@@ -99,6 +101,10 @@ impl Wire {
     /// Reads one complete reply within `timeout`.
     pub async fn read_reply(&mut self, timeout: Duration, phase: Phase) -> Result<Reply, ClientError> {
         match tokio::time::timeout(timeout, self.read_reply_untimed(phase)).await {
+            // Scrubbed here, where every server reply passes, so no copy of the text survives.
+            Ok(Ok(reply)) if reply.code == 421 && self.scrub_421 => {
+                Ok(Reply::new(421, reply.enhanced, super::SCRUBBED_421_TEXT))
+            }
             Ok(result) => result,
             Err(_) => Err(ClientError::Timeout { phase }),
         }

@@ -176,11 +176,17 @@ impl Manager {
             q.retry_step += 1;
             q.retry_until = Some(now_secs() + wait.as_secs().max(1));
             let now = now_secs();
-            let (old, keep): (Vec<Job>, Vec<Job>) =
-                q.ready.drain(..).partition(|j| q.schedule.expired(j.envelope.arrival_ms / 1000, now));
+            // bounce-upon-no-mx TIME: mail queued that long bounces with the domain's own reason.
+            let too_old = |arrival: u64| {
+                f.bounce_older.as_ref().filter(|(age, _)| now.saturating_sub(arrival) >= age.as_secs()).map(|(_, r)| r)
+            };
+            let (old, keep): (Vec<Job>, Vec<Job>) = q.ready.drain(..).partition(|j| {
+                let arrival = j.envelope.arrival_ms / 1000;
+                q.schedule.expired(arrival, now) || too_old(arrival).is_some()
+            });
             q.ready.extend(keep);
             for job in old {
-                let reply = expired(&f.reply);
+                let reply = too_old(job.envelope.arrival_ms / 1000).cloned().unwrap_or_else(|| expired(&f.reply));
                 let settings = Some(&*q.settings);
                 self.reporter.bounce(
                     &self.spool,
