@@ -17,10 +17,26 @@ use serde::Serialize;
 /// Labels as prometheus-client encodes them.
 pub type Labels = Vec<(String, String)>;
 
-/// Recipient events kept per queue (PowerMTA's queue detail shows the last 50).
+/// Recipient events kept per queue under `track-recipient-events yes` (PowerMTA's queue detail
+/// shows the last 50).
 pub const RECENT_EVENTS: usize = 50;
-/// Errors kept per queue (PowerMTA shows the last 10).
+/// Errors kept per queue by default (`max-events-recorded`, PowerMTA's default 10).
 pub const RECENT_ERRORS: usize = 10;
+
+/// How many recent events one queue keeps: its recipient events (`track-recipient-events`) and
+/// its errors (`max-events-recorded`). The queue's reporter reads them from its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCaps {
+    pub events: usize,
+    pub errors: usize,
+}
+
+impl Default for EventCaps {
+    /// PowerMTA's defaults: no recipient events, the last 10 errors.
+    fn default() -> EventCaps {
+        EventCaps { events: 0, errors: RECENT_ERRORS }
+    }
+}
 /// Minutes of throughput kept for the dashboard's charts.
 pub const MINUTES: usize = 60;
 /// Jobs whose totals are kept; past it the job seen longest ago is forgotten.
@@ -98,6 +114,8 @@ pub struct Outcome<'a> {
     pub diag: &'a str,
     /// Bounce category (bounces only).
     pub category: &'a str,
+    /// What the queue keeps of its recent events.
+    pub caps: EventCaps,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -177,13 +195,21 @@ impl Telemetry {
             }
         }
         if kind == "deferred" || kind == "bounced" {
-            push(r.errors.entry(queue.clone()).or_default(), event.clone(), RECENT_ERRORS);
+            push(&mut r.errors, &queue, event.clone(), o.caps.errors);
         }
-        push(r.events.entry(queue).or_default(), event, RECENT_EVENTS);
+        push(&mut r.events, &queue, event, o.caps.events);
     }
 
     /// A connection-level failure of a queue (no recipient was tried).
-    pub fn queue_failure(&self, domain: &str, vmta: &str, source_ip: &str, remote_ip: &str, diag: &str) {
+    pub fn queue_failure(
+        &self,
+        domain: &str,
+        vmta: &str,
+        source_ip: &str,
+        remote_ip: &str,
+        diag: &str,
+        caps: EventCaps,
+    ) {
         self.queue_failures.get_or_create(&labels(&[("domain", domain), ("vmta", vmta)])).inc();
         let event = RecipientEvent {
             time: crate::time::now_secs(),
@@ -194,7 +220,7 @@ impl Telemetry {
             remote_ip: remote_ip.to_string(),
             diag: diag.to_string(),
         };
-        push(self.recent().errors.entry(format!("{domain}/{vmta}")).or_default(), event, RECENT_ERRORS);
+        push(&mut self.recent().errors, &format!("{domain}/{vmta}"), event, caps.errors);
     }
 
     /// The last recipient events and errors of a queue (`domain/vmta`), newest first.
@@ -287,7 +313,14 @@ fn job<'a>(jobs: &'a mut HashMap<String, JobTotals>, id: &str, now: u64) -> &'a 
     j
 }
 
-fn push(list: &mut VecDeque<RecipientEvent>, event: RecipientEvent, cap: usize) {
+/// Adds `event` to `queue`'s list, keeping its newest `cap` (a lowered cap takes effect at once;
+/// a cap of 0 keeps nothing, and no list).
+fn push(lists: &mut HashMap<String, VecDeque<RecipientEvent>>, queue: &str, event: RecipientEvent, cap: usize) {
+    if cap == 0 {
+        lists.remove(queue);
+        return;
+    }
+    let list = lists.entry(queue.to_string()).or_default();
     list.push_back(event);
     while list.len() > cap {
         list.pop_front();
@@ -323,6 +356,7 @@ mod tests {
             job_id: Some("j1"),
             diag: "250 ok",
             category: "",
+            caps: EventCaps { events: RECENT_EVENTS, errors: RECENT_ERRORS },
         };
         t.outcome("delivered", &o("10.0.0.1"));
         t.outcome("delivered", &o("10.0.0.2"));
@@ -334,6 +368,38 @@ mod tests {
         assert_eq!((events.len(), errors.len()), (3, 1));
         assert_eq!(events[0].kind, "deferred");
         assert_eq!(t.minutes().last().unwrap().delivered, 2);
+    }
+
+    #[test]
+    fn each_queue_keeps_what_its_caps_say() {
+        let t = Telemetry::default();
+        let o = |domain, caps| Outcome {
+            domain,
+            vmta: "v1",
+            source_ip: "10.0.0.1",
+            remote_ip: "127.0.0.1",
+            rcpt: "a@example.com",
+            job_id: None,
+            diag: "451 later",
+            category: "",
+            caps,
+        };
+        let untracked = EventCaps::default();
+        let tracked = EventCaps { events: 3, errors: 2 };
+        for _ in 0..5 {
+            t.outcome("deferred", &o("quiet.example", untracked));
+            t.outcome("deferred", &o("tracked.example", tracked));
+        }
+        let (events, errors) = t.queue_detail("quiet.example/v1");
+        assert_eq!((events.len(), errors.len()), (0, 5), "no recipient events by default, errors up to 10");
+        let (events, errors) = t.queue_detail("tracked.example/v1");
+        assert_eq!((events.len(), errors.len()), (3, 2));
+        // Queue failures count against the same error cap.
+        t.queue_failure("tracked.example", "v1", "", "", "421 busy", tracked);
+        assert_eq!(t.queue_detail("tracked.example/v1").1[0].kind, "queue-failure");
+        assert_eq!(t.queue_detail("tracked.example/v1").1.len(), 2);
+        // Counters are not affected by what is kept.
+        assert_eq!(t.totals().deferred, 10);
     }
 
     #[test]

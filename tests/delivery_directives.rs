@@ -304,3 +304,35 @@ fn a_domain_that_does_not_exist_bounces_as_bounce_upon_no_mx_says() {
     assert!(tq["dsnStatus"].starts_with("4.1.2"), "{tq:?}");
     assert!(!log_lines(&e, "resolving retry.test failed: no such domain").is_empty());
 }
+
+/// `track-recipient-events` and `max-events-recorded`: the queue detail of the management API
+/// lists a queue's last 50 recipient events only when it tracks them (PowerMTA's default: no),
+/// and its last `max-events-recorded` errors (default 10).
+#[test]
+fn a_queue_keeps_the_recent_events_its_settings_ask_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({"rcpt": "451 4.2.1 mailbox busy"}), dir.path(), None);
+    let to = format!("[127.0.0.1]:{}", rx.addr.port());
+    let config = feeder(
+        &[
+            domain("tracked.test", &to, "    track-recipient-events yes\n    max-events-recorded 2\n"),
+            domain("quiet.test", &to, ""),
+            HOLD_SENDERS.to_string(),
+        ]
+        .concat(),
+    );
+    let e = Ember::start_in(dir, &config);
+    for n in 0..3 {
+        inject(&e, "sender@hold.test", &format!("r{n}@tracked.test"));
+        inject(&e, "sender@hold.test", &format!("r{n}@quiet.test"));
+    }
+    e.wait_log_count("deferred ", 6);
+    let mgmt = e.mgmt.expect("management address");
+    let detail = |queue: &str| support::http::get(mgmt, &format!("/api/v1/queues/detail?queue={queue}")).data();
+    let count = |v: &serde_json::Value, list: &str| v[list].as_array().map_or(0, Vec::len);
+    let tracked = detail("tracked.test");
+    assert_eq!((count(&tracked, "events"), count(&tracked, "errors")), (3, 2), "{tracked}");
+    assert_eq!(tracked["events"][0]["kind"], "deferred");
+    let quiet = detail("quiet.test");
+    assert_eq!((count(&quiet, "events"), count(&quiet, "errors")), (0, 3), "{quiet}");
+}

@@ -236,8 +236,8 @@ directives! {
     DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, NoEffect, "PowerMTA 3.x switch for locally generated DSNs; Ember always queues its DSNs like any other mail.";
     BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
     DisableAcctRecords => "disable-acct-records", List, D, None, once, Enforced, "Accounting record types not written for this queue.";
-    MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Pending, "Error events kept per queue.";
-    TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Pending, "Keep the last 50 recipient events per queue.";
+    MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Enforced, "Errors (deferrals, bounces, queue failures) the queue detail of the management API keeps per queue.";
+    TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Enforced, "Keep the last 50 recipient events of the queue for its detail in the management API (no: none).";
     LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Enforced, "Field dialect: write b and t records for failures.";
     LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX.";
     SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Enforced, "Field dialect: strip internal and control headers before delivery.";

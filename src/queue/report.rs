@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use super::QueueKey;
 use super::manager::{Event, Job};
 use super::worker::{QueueFailure, Remote};
-use crate::config::Config;
 use crate::config::resolve::QueueSettings;
+use crate::config::{Config, Dir};
 use crate::message::{Envelope, MessageId, Origin, Recipient, RecipientState};
 use crate::outcome::acct::{Accounting, DeliveryFacts, QueueAcct, Record, RecordType};
 use crate::outcome::category::Classifier;
@@ -19,7 +19,7 @@ use crate::outcome::dsn::{self, DsnInput, DsnKind, DsnRecipient};
 use crate::outcome::status;
 use crate::smtp::Reply;
 use crate::spool::{Spool, StateChange};
-use crate::telemetry::{Outcome, Telemetry};
+use crate::telemetry::{EventCaps, Outcome, RECENT_ERRORS, RECENT_EVENTS, Telemetry};
 use crate::time;
 
 /// Turns outcomes into records; one per configuration generation.
@@ -81,6 +81,7 @@ impl Reporter {
                 job_id: env.job_id.as_deref(),
                 diag: &reply.to_string(),
                 category: &category,
+                caps: event_caps(settings),
             },
         );
     }
@@ -376,7 +377,14 @@ impl Reporter {
     pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure, settings: &QueueSettings) {
         tracing::info!(queue = %key, "queue failure: {}{}", failure.reply, if failure.permanent { " (permanent)" } else { "" });
         let remote = &failure.remote;
-        self.telemetry.queue_failure(&key.name, &key.vmta, &remote.source_ip, &remote.ip, &failure.reply.to_string());
+        self.telemetry.queue_failure(
+            &key.name,
+            &key.vmta,
+            &remote.source_ip,
+            &remote.ip,
+            &failure.reply.to_string(),
+            event_caps(Some(settings)),
+        );
         if !self.accounting.wants(RecordType::TransientQueue) {
             return;
         }
@@ -396,6 +404,16 @@ impl Reporter {
         };
         let rec = Record::delivery(RecordType::TransientQueue, &facts);
         self.accounting.write(&rec);
+    }
+}
+
+/// What a queue keeps of its recent events: `track-recipient-events` (the last 50 recipient
+/// events, or none) and `max-events-recorded` (errors). Outside any queue, PowerMTA's defaults.
+fn event_caps(settings: Option<&QueueSettings>) -> EventCaps {
+    let Some(s) = settings.map(|q| &q.settings) else { return EventCaps::default() };
+    EventCaps {
+        events: if s.flag(Dir::TrackRecipientEvents) { RECENT_EVENTS } else { 0 },
+        errors: s.uint(Dir::MaxEventsRecorded).map_or(RECENT_ERRORS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     }
 }
 

@@ -113,7 +113,9 @@ fn every_endpoint_with_real_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
     let held = "<domain held.example>\n    smtp-hosts [127.0.0.1]:9\n    retry-after 1h\n</domain>\n";
-    let e = Ember::start_in(dir, &config("operator", &format!("{held}{}", route_all(sink.addr.port()))));
+    // The queue detail lists recipient events only for queues that track them (PowerMTA's default: no).
+    let tracked = "<domain sent.example>\n    track-recipient-events yes\n</domain>\n";
+    let e = Ember::start_in(dir, &config("operator", &format!("{held}{tracked}{}", route_all(sink.addr.port()))));
     let m = mgmt(&e);
     for n in 0..4 {
         inject(&e, &format!("r{n}@sent.example"), &["--header", "X-Job: sent-job"]);
