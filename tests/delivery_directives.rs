@@ -336,3 +336,40 @@ fn a_queue_keeps_the_recent_events_its_settings_ask_for() {
     let quiet = detail("quiet.test");
     assert_eq!((count(&quiet, "events"), count(&quiet, "errors")), (0, 3), "{quiet}");
 }
+
+/// `log-data` and `log-tls`, in a `<source>` (what Ember receives) and in a `<domain>` (what a
+/// queue sends): the message's lines and each TLS handshake go to the log, only where on.
+#[test]
+fn log_data_and_log_tls_log_the_data_and_handshakes_where_they_are_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = dir.path().join("server.pem");
+    std::fs::write(&pem, format!("{}{}", ck.cert.pem(), ck.key_pair.serialize_pem())).unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), Some(&pem));
+    let to = format!("[127.0.0.1]:{}", rx.addr.port());
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhost-name mx.ember.test\nsmtp-server-tls-certificate server.pem\n<source 127.0.0.1>\n    always-allow-relaying yes\n    allow-starttls yes\n    log-data yes\n    log-tls yes\n</source>\n<spool spool>\n</spool>\n{}{}{HOLD_SENDERS}",
+        domain("logged.test", &to, "    log-data yes\n    log-tls yes\n"),
+        domain("quiet.test", &to, ""),
+    );
+    let e = Ember::start_in(dir, &config);
+    let server = e.smtp().to_string();
+    for (rcpt, subject) in [("a@logged.test", "Subject: first-subject"), ("b@quiet.test", "Subject: second-subject")] {
+        let out = swaks(&["--server", &server, "--tls", "--from", "s@hold.test", "--to", rcpt, "--header", subject]);
+        assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    e.wait_log_count("delivered ", 2);
+    // Received: both messages, both handshakes (the source logs everything it receives).
+    let received = log_lines(&e, "data: Subject: ");
+    let from = |s: &str| received.iter().any(|l| l.contains("from 127.0.0.1:") && l.contains(s));
+    assert!(from("first-subject") && from("second-subject"), "{received:?}");
+    let handshakes = log_lines(&e, "TLS handshake done: TLSv1.");
+    assert!(handshakes.iter().filter(|l| l.contains("peer=127.0.0.1:")).count() >= 2, "{handshakes:?}");
+    // Sent: only logged.test's message and connection.
+    let sent: Vec<&String> = received.iter().filter(|l| l.contains(" message ")).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("to 127.0.0.1 (127.0.0.1)") && sent[0].contains("first-subject"), "{sent:?}");
+    let outbound: Vec<&String> = handshakes.iter().filter(|l| l.contains("queue=")).collect();
+    assert_eq!(outbound.len(), 1, "{outbound:?}");
+    assert!(outbound[0].contains("logged.test"), "{outbound:?}");
+}

@@ -170,8 +170,8 @@ directives! {
     CheckIprevInbound => "check-iprev-inbound", Bool, SRC, Some("no"), once, Pending, "Check reverse DNS of inbound clients. Pending: inbound iprev results are not computed yet.";
     LogConnections => "log-connections", Bool, SRC | D, Some("no"), once, Enforced, "Log connections.";
     LogCommands => "log-commands", Bool, SRC | D, Some("no"), once, Enforced, "Log SMTP commands and replies.";
-    LogData => "log-data", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log message data (hex).";
-    LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Pending, "Log TLS handshakes.";
+    LogData => "log-data", Bool, SRC | D | TX_API, Some("no"), once, Enforced, "Log each message's data line by line (text, other bytes as \\xNN, first 64 KiB): as received from the source, as sent by the queue, or as posted to the transmissions API.";
+    LogTls => "log-tls", Bool, SRC | D | TX_API, Some("no"), once, Enforced, "Log each TLS handshake (protocol, cipher; the certificate check when sending; failures and fallbacks to clear). The transmissions API is served over plain HTTP: nothing to log there.";
     RewriteListRef => "rewrite-list", Word, SRC | VP, None, once, Enforced, "<rewrite-list> applied to MAIL FROM and the From domain: a source's on receipt (what is spooled), a VMTA's (else its pool's) at delivery, before DKIM signing.";
     RemoveReceivedHeaders => "remove-received-headers", Bool, SRC, Some("no"), once, Enforced, "Strip the incoming message's Received headers (before Ember adds its own).";
     BrokenAuthClients => "broken-auth-clients", Bool, SRC, Some("no"), once, Enforced, "Also advertise the legacy `AUTH=LOGIN PLAIN` EHLO line old Outlook/Netscape clients look for.";

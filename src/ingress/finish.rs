@@ -24,6 +24,9 @@ impl Session {
             return Flow::Continue;
         };
         let body = std::mem::take(&mut self.body);
+        if self.policy.log_data {
+            crate::smtp::datalog::log(&format!("from {}", self.conn.peer), &body);
+        }
         let oversized = std::mem::replace(&mut self.oversized, false);
         let reply = if oversized {
             Err(Reply::new(552, "5.3.4", format!("message exceeds the size limit of {} bytes", self.message_limit())))

@@ -87,6 +87,10 @@ pub struct SourcePolicy {
     pub remove_header: Vec<String>,
     pub log_connections: bool,
     pub log_commands: bool,
+    /// `log-data`: the data of each message received, in the log.
+    pub log_data: bool,
+    /// `log-tls`: each STARTTLS handshake (protocol, cipher), in the log.
+    pub log_tls: bool,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     pub allow_chunking: bool,
@@ -182,6 +186,8 @@ impl SourcePolicy {
             remove_header: s.list(Dir::RemoveHeader),
             log_connections: s.flag(Dir::LogConnections),
             log_commands: s.flag(Dir::LogCommands),
+            log_data: s.flag(Dir::LogData),
+            log_tls: s.flag(Dir::LogTls),
             command_timeout: s.interval(Dir::SmtpCommandTimeout).unwrap_or(Duration::from_secs(600)),
             data_timeout: s.interval(Dir::SmtpDataTimeout).unwrap_or(Duration::from_secs(600)),
             allow_chunking: s.flag(Dir::AllowChunking),

@@ -286,7 +286,19 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
                 }
                 let Some(tls) = session.conn.tls.clone() else { return Ok(()) };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                let tls_stream = acceptor.accept(stream).await?;
+                let tls_stream = match acceptor.accept(stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if session.policy.log_tls {
+                            tracing::info!(peer = %session.conn.peer, "TLS handshake failed: {e}");
+                        }
+                        return Err(e);
+                    }
+                };
+                if session.policy.log_tls {
+                    let (protocol, cipher) = crate::delivery::client::tls_names(tls_stream.get_ref().1);
+                    tracing::info!(peer = %session.conn.peer, "TLS handshake done: {protocol} {cipher}");
+                }
                 let names = super::tls::client_names(tls_stream.get_ref().1);
                 stream = Box::new(tls_stream);
                 session.encrypted = true;

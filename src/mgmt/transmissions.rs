@@ -77,6 +77,10 @@ pub async fn transmit(state: Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>,
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, "Cannot read the request.", &e.to_string()),
     };
+    // log-data of <transmissions-api>: the request as posted (the message is in it).
+    if state.config().blocks_of("transmissions-api").any(|b| b.settings.flag(crate::config::Dir::LogData)) {
+        crate::smtp::datalog::log(&format!("transmissions API from {peer}"), &bytes);
+    }
     let tx: Transmission = match serde_json::from_slice(&bytes) {
         Ok(t) => t,
         // Unknown fields are SparkPost features Ember does not have: say which.

@@ -250,6 +250,11 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                 }
             }
         }
+        if let Some(conn) = &connection
+            && s.flag(Dir::LogTls)
+        {
+            log_tls(setup, conn);
+        }
         let Some(mut conn) = connection else {
             let had_carried = carried.is_some();
             if let Some(c) = carried.take() {
@@ -293,6 +298,19 @@ fn log_resolution(setup: &WorkerSetup, resolved: &Result<MxPlan, ResolveError>) 
             tracing::info!(queue = %setup.key, "resolved {} from {:?}: {}", setup.mx_domain, plan.source, hosts.join(", "));
         }
         Err(e) => tracing::info!(queue = %setup.key, "resolving {} failed: {e}", setup.mx_domain),
+    }
+}
+
+/// `log-tls`: what came of TLS on a new connection.
+fn log_tls(setup: &WorkerSetup, conn: &Connection) {
+    let (mx, addr) = (conn.mx_name(), conn.remote());
+    match (conn.tls(), conn.tls_fallback()) {
+        (Some((protocol, cipher)), _) => {
+            let peer = conn.tls_peer().unwrap_or("");
+            tracing::info!(queue = %setup.key, %mx, %addr, "TLS handshake done: {protocol} {cipher}; {peer}");
+        }
+        (None, Some(why)) => tracing::info!(queue = %setup.key, %mx, %addr, "TLS not used: {why}"),
+        (None, None) => tracing::info!(queue = %setup.key, %mx, %addr, "TLS not used: not offered or not wanted"),
     }
 }
 
@@ -359,6 +377,10 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         let mut message = outgoing(&job, body);
         if let Some(sender) = rewrite.as_ref().and_then(|r| r.sender(&message.sender)) {
             message.sender = sender;
+        }
+        if s.flag(Dir::LogData) {
+            let context = format!("to {} ({}) message {}", remote.mx, remote.ip, job.envelope.id);
+            crate::smtp::datalog::log(&context, &message.body);
         }
         match conn.send(&message).await {
             Ok(outcome) => {

@@ -1,9 +1,11 @@
 //! The SMTP wire protocol pieces Ember needs on both sides: replies with enhanced status codes,
-//! line framing with hard length limits, the DATA receiver (dot-unstuffing), and SASL decoding. Commands are parsed by `smtp-proto`.
+//! line framing with hard length limits, the DATA receiver (dot-unstuffing), SASL decoding, and
+//! message data as `log-data` writes it to the log. Commands are parsed by `smtp-proto`.
 //!
 //! Knows nothing about configuration files, policy or queues.
 
 pub mod data;
+pub mod datalog;
 pub mod line;
 pub mod reply;
 pub mod sasl;

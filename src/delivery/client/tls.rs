@@ -194,7 +194,12 @@ pub async fn handshake(
 
 /// The negotiated protocol ("TLSv1.3") and cipher suite (IANA name).
 pub fn negotiated(stream: &TlsStream<TcpStream>) -> (String, String) {
-    let conn = stream.get_ref().1;
+    names(stream.get_ref().1)
+}
+
+/// The protocol and cipher suite of a TLS session, either side, spelled as accounting and the
+/// log show them ("TLSv1.3", "TLS_AES_256_GCM_SHA384").
+pub fn names(conn: &rustls::CommonState) -> (String, String) {
     let protocol = match conn.protocol_version() {
         Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
