@@ -373,3 +373,37 @@ fn log_data_and_log_tls_log_the_data_and_handshakes_where_they_are_on() {
     assert_eq!(outbound.len(), 1, "{outbound:?}");
     assert!(outbound[0].contains("logged.test"), "{outbound:?}");
 }
+
+/// `retry-upon-new-mail`: a queue waiting in retry mode (here for an hour, after a 421 greeting)
+/// is tried again as soon as a new message arrives for it; without it, the new message waits too.
+#[test]
+fn new_mail_ends_the_retry_wait_only_under_retry_upon_new_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"greeting": ["421 4.3.2 not now", "220 mx.test ready"]});
+    let woken = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let sleeping = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let port = |r: &Receiver| format!("[127.0.0.1]:{}", r.addr.port());
+    let config = feeder(
+        &[
+            domain("woken.test", &port(&woken), "    retry-upon-new-mail yes\n"),
+            domain("sleeping.test", &port(&sleeping), ""),
+            HOLD_SENDERS.to_string(),
+        ]
+        .concat(),
+    );
+    let e = Ember::start_in(dir, &config);
+    inject(&e, "s@hold.test", "first@sleeping.test");
+    inject(&e, "s@hold.test", "first@woken.test");
+    e.wait_log_count("queue failure: 421 4.3.2", 2);
+    // The second messages: sleeping.test's is filed first, so once woken.test has delivered, the
+    // manager has seen both.
+    inject(&e, "s@hold.test", "second@sleeping.test");
+    inject(&e, "s@hold.test", "second@woken.test");
+    e.wait_log_count("delivered ", 2);
+    let mut got: Vec<String> =
+        woken.events("message").iter().map(|m| m["rcpts"][0].as_str().unwrap().to_string()).collect();
+    got.sort();
+    assert_eq!(got, ["first@woken.test", "second@woken.test"]);
+    assert_eq!(sleeping.events("connect").len(), 1, "sleeping.test still waits for its retry time");
+    assert!(sleeping.events("message").is_empty());
+}

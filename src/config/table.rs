@@ -220,7 +220,7 @@ directives! {
     RetryAfter => "retry-after", IntervalList, D, Some("10m"), once, Enforced, "Queue retry schedule; the last interval repeats.";
     RetryRecipientsAfter => "retry-recipients-after", Interval, D, Some("10m"), once, Enforced, "Minimum wait before retrying a recipient after a 4xx.";
     RetryAfterDnsError => "retry-after-dns-error", Interval, D, Some("1m"), once, Enforced, "Retry interval after DNS failures.";
-    RetryUponNewMail => "retry-upon-new-mail", Bool, D, Some("no"), once, Pending, "New mail wakes a queue in retry mode.";
+    RetryUponNewMail => "retry-upon-new-mail", Bool, D, Some("no"), once, Enforced, "A message newly accepted for a queue in retry mode ends its retry wait: the queue is tried at once (mail recovered at start does not).";
     BounceAfter => "bounce-after", Interval, D, Some("4d12h"), once, Enforced, "Expiry: bounce as message-expired.";
     BounceOn4xxStatus => "bounce-on-4xx-status", Bool, D, Some("no"), once, Enforced, "Field dialect: yes bounces a recipient whose last retry step got a 4xx; no waits for bounce-after.";
     BounceUponNoMx => "bounce-upon-no-mx", BoolOrInterval, D, Some("no"), once, Enforced, "A domain that does not exist (NXDOMAIN, or neither MX nor address records): no retries the queue until bounce-after, yes bounces its mail at once, a time bounces mail queued that long and retries the rest. A null MX always bounces.";

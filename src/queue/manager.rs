@@ -430,6 +430,12 @@ impl Manager {
                 q.waiting.entry(not_before).or_default().push(job);
             } else {
                 q.enqueue(job);
+                // retry-upon-new-mail: a new message ends the queue's retry wait (not mail
+                // recovered at start, nor a retry coming due).
+                if fresh && q.retry_until.is_some() && q.settings.settings.flag(Dir::RetryUponNewMail) {
+                    q.retry_until = None;
+                    q.record("normal", "new mail arrived (retry-upon-new-mail)".into(), None);
+                }
             }
             self.start_workers(&key);
         }
