@@ -407,3 +407,52 @@ fn new_mail_ends_the_retry_wait_only_under_retry_upon_new_mail() {
     assert_eq!(sleeping.events("connect").len(), 1, "sleeping.test still waits for its retry time");
     assert!(sleeping.events("message").is_empty());
 }
+
+/// The most connections the receiver had busy at once, each counted from its accept until just
+/// before it answered its last message (`data_end_delay` later): within the time Ember holds the
+/// connection's slot.
+const DATA_END_DELAY: f64 = 0.3;
+
+fn most_at_once(rx: &Receiver) -> usize {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    let messages = rx.events("message");
+    for c in rx.events("connect") {
+        let last = messages.iter().filter(|m| m["conn"] == c["conn"]).filter_map(|m| m["t"].as_f64()).reduce(f64::max);
+        if let Some(last) = last {
+            edges.push((c["t"].as_f64().unwrap(), 1));
+            edges.push((last + DATA_END_DELAY - 0.05, -1));
+        }
+    }
+    edges.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (mut open, mut most) = (0, 0);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    most as usize
+}
+
+/// `mx-connection-limit` and `ip-connection-limit` cap connections across queues: two domains
+/// whose mail goes to the same (slow) MX host would each open a connection; under a cap of 1 on
+/// the host name, then on its address block, the second queue waits for the first's slot.
+#[test]
+fn connection_limits_per_mx_and_per_ip_block_hold_across_queues() {
+    for limit in ["", "mx-connection-limit 127.0.0.* 1\n", "ip-connection-limit 127.0.0.0/8 1\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rx = Receiver::start("127.0.0.1", &json!({"data_end_delay": DATA_END_DELAY}), dir.path(), None);
+        let to = format!("[127.0.0.1]:{}", rx.addr.port());
+        let config = feeder(&[limit.to_string(), domain("one.test", &to, ""), domain("two.test", &to, "")].concat());
+        let e = Ember::start_in(dir, &config);
+        for n in 0..2 {
+            inject(&e, "s@hold.test", &format!("r{n}@one.test"));
+            inject(&e, "s@hold.test", &format!("r{n}@two.test"));
+        }
+        e.wait_log_count("delivered ", 4);
+        let most = most_at_once(&rx);
+        if limit.is_empty() {
+            assert_eq!(most, 2, "without a cap both queues connect at once");
+        } else {
+            assert_eq!(most, 1, "{limit}");
+        }
+    }
+}

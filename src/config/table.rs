@@ -92,8 +92,8 @@ directives! {
     LogRotate => "log-rotate", Uint, GLOBAL, Some("8"), once, Enforced, "Rotated log files kept (FILE.1 is the newest).";
     LogAutoRotation => "log-auto-rotation", Bool, GLOBAL, Some("yes"), once, Enforced, "Rotate the log at midnight (UTC).";
     LogFileWorldReadable => "log-file-world-readable", Bool, GLOBAL, Some("no"), once, Enforced, "Make log files world-readable (0644 instead of 0640).";
-    MxConnectionLimit => "mx-connection-limit", MxConnectionLimit, GLOBAL, None, many, Pending, "Connection cap per MX host name pattern, per source IP.";
-    IpConnectionLimit => "ip-connection-limit", CidrUint, GLOBAL, None, many, Pending, "Connection cap per destination IP block.";
+    MxConnectionLimit => "mx-connection-limit", MxConnectionLimit, GLOBAL, None, many, Enforced, "PATTERN N: at most N connections from each source IP to MX hosts whose name matches PATTERN (* is any run of characters), across all queues; a queue at the cap waits for a slot up to connect-timeout.";
+    IpConnectionLimit => "ip-connection-limit", CidrUint, GLOBAL, None, many, Enforced, "CIDR N: at most N connections, from all source IPs together, to destination addresses in CIDR, across all queues; a queue at the cap waits for a slot up to connect-timeout.";
     UseProxy => "use-proxy", List, GLOBAL | VMTA, None, once, Pending, "Failover list of <proxy> names for outbound connections. Pending: Ember connects to MX hosts directly; a SOCKS/HAProxy client path is not built yet.";
     ThreadMinPriority => "thread-min-priority", Uint, GLOBAL, Some("15"), once, NoEffect, "PowerMTA thread tuning; Ember runs async tasks on a fixed worker pool, so thread priorities have no meaning.";
     ThreadMaxPriority => "thread-max-priority", Uint, GLOBAL, Some("0"), once, NoEffect, "PowerMTA thread tuning; Ember runs async tasks on a fixed worker pool, so thread priorities have no meaning.";

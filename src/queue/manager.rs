@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::QueueKey;
+use super::dest_limits::DestLimits;
 use super::limits::SharedRates;
 use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
@@ -226,6 +227,8 @@ pub struct Manager {
     dkim: crate::dkim::Keys,
     /// `<mx-rollup-list>` and the domains found to belong to a rollup.
     rollups: Rollups,
+    /// `mx-connection-limit` / `ip-connection-limit`: connections open per destination.
+    dest_limits: Arc<DestLimits>,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -250,6 +253,7 @@ impl Pending {
         let state_file = |name: &str| self.state_dir.as_ref().map(|d| d.join(name));
         let manager = Manager {
             rollups: Rollups::new(&self.config),
+            dest_limits: DestLimits::from_config(&self.config),
             config: self.config,
             spool: self.spool,
             resolver: self.resolver,
@@ -523,6 +527,7 @@ impl Manager {
 
     fn reload(&mut self, config: Arc<Config>, reporter: Reporter) {
         self.rollups.reload(&config);
+        self.dest_limits.reload(&config);
         self.config = config;
         self.reporter = reporter;
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
@@ -700,6 +705,7 @@ impl Manager {
                 tls_sessions,
                 dkim: self.dkim.clone(),
                 config: Arc::clone(&self.config),
+                dest_limits: Arc::clone(&self.dest_limits),
             };
             let q = self.queues.get_mut(key).expect("present");
             q.connections += 1;

@@ -8,9 +8,10 @@
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
 //! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
-//! `bounce-upon-no-mx`.
+//! `bounce-upon-no-mx`; `dest_limits` caps connections per destination across queues.
 
 pub mod backoff;
+pub mod dest_limits;
 pub mod limits;
 pub mod manager;
 pub mod no_mx;

@@ -3,6 +3,7 @@
 //! reporting every recipient's reply, until the queue is empty, `max-msg-per-connection` or
 //! `max-errors-per-connection` is reached, or the connection breaks.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ pub struct WorkerSetup {
     pub mx_domain: String,
     /// `<mx-rollup-list>`, when this queue's MX hosts are to be matched against it.
     pub rollup: Option<Arc<super::rollup::RollupList>>,
+    /// `mx-connection-limit` / `ip-connection-limit`, shared by every queue.
+    pub dest_limits: Arc<super::dest_limits::DestLimits>,
 }
 
 fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
@@ -219,43 +222,69 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         .filter(|(_, a)| setup.source.ip.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4()))
         .take(max_attempts)
         .collect();
-    let mut candidates = candidates.into_iter();
+    let mut candidates: VecDeque<_> = candidates.into();
     // Recipients a 421 sent away from the last MX, with that reply: they go first to the next.
     let mut carried: Option<Box<Carried>> = None;
     loop {
         let mut last: Option<(Reply, bool, Remote)> = None;
         let mut connection = None;
-        for (host, addr) in candidates.by_ref() {
-            match Connection::open(addr, &host.name, &config).await {
-                Ok(c) => {
-                    connection = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    tracing::info!(queue = %setup.key, mx = %host.name, %addr, "connection failed: {e}");
-                    let remote = Remote {
-                        mx: host.name.clone(),
-                        ip: addr.ip().to_string(),
-                        source_ip: source_ip.clone(),
-                        ..Remote::default()
-                    };
-                    let permanent = e.is_permanent() && s.flag(Dir::BounceUpon5xxGreeting);
-                    // smtp-421-means-mx-unavailable no: a server saying 421 speaks for the whole
-                    // destination, so the queue waits instead of trying the other MX hosts.
-                    let defer_queue = !mx_unavailable_upon_421 && e.server_reply().is_some_and(|r| r.code == 421);
-                    last = Some((e.reply(), permanent, remote));
-                    if permanent || defer_queue {
+        // Hosts at their mx-connection-limit / ip-connection-limit are waited for, as long as a
+        // connection attempt may take.
+        let give_up = tokio::time::Instant::now() + config.connect_timeout;
+        loop {
+            let mut capped = Vec::new();
+            while let Some((host, addr)) = candidates.pop_front() {
+                let Some(slot) = setup.dest_limits.acquire(&host.name, addr.ip(), setup.source.ip) else {
+                    capped.push((host, addr));
+                    continue;
+                };
+                match Connection::open(addr, &host.name, &config).await {
+                    Ok(c) => {
+                        connection = Some((c, slot));
                         break;
+                    }
+                    Err(e) => {
+                        tracing::info!(queue = %setup.key, mx = %host.name, %addr, "connection failed: {e}");
+                        let remote = Remote {
+                            mx: host.name.clone(),
+                            ip: addr.ip().to_string(),
+                            source_ip: source_ip.clone(),
+                            ..Remote::default()
+                        };
+                        let permanent = e.is_permanent() && s.flag(Dir::BounceUpon5xxGreeting);
+                        // smtp-421-means-mx-unavailable no: a server saying 421 speaks for the whole
+                        // destination, so the queue waits instead of trying the other MX hosts.
+                        let defer_queue = !mx_unavailable_upon_421 && e.server_reply().is_some_and(|r| r.code == 421);
+                        last = Some((e.reply(), permanent, remote));
+                        if permanent || defer_queue {
+                            break;
+                        }
                     }
                 }
             }
+            // The capped hosts go back, in their order, to be tried again.
+            for candidate in capped.into_iter().rev() {
+                candidates.push_front(candidate);
+            }
+            let now = tokio::time::Instant::now();
+            if connection.is_some() || last.is_some() || candidates.is_empty() {
+                break;
+            }
+            if now >= give_up {
+                let reply =
+                    Reply::new(451, "4.4.5", "every MX host left is at its mx-connection-limit or ip-connection-limit");
+                last = Some((reply, false, Remote { source_ip: source_ip.clone(), ..Remote::default() }));
+                break;
+            }
+            // A freed slot wakes us; the bound covers a release between the check and the wait.
+            let _ = tokio::time::timeout_at(give_up.min(now + Duration::from_secs(1)), setup.dest_limits.freed()).await;
         }
-        if let Some(conn) = &connection
+        if let Some((conn, _)) = &connection
             && s.flag(Dir::LogTls)
         {
             log_tls(setup, conn);
         }
-        let Some(mut conn) = connection else {
+        let Some((mut conn, _slot)) = connection else {
             let had_carried = carried.is_some();
             if let Some(c) = carried.take() {
                 // No other MX host to take them: the 421 stands, as a deferral.
