@@ -212,8 +212,8 @@ directives! {
     SmtpOutRampupInterval => "smtp-out-rampup-interval", Interval, D, Some("0s"), once, Enforced, "Minimum delay before each additional connection.";
     ConnectionIdleTimeout => "connection-idle-timeout", Interval, D, Some("0s"), once, Enforced, "Keep idle connections open waiting for mail (at most 10m).";
     QueuePriority => "queue-priority", UintRange(0, 100), D, Some("50"), once, Enforced, "Connection-slot priority of the queue.";
-    AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one.";
-    AllowPriorityInterruptionDuringTransfer => "allow-priority-interruption-during-transfer", Bool, D, Some("no"), once, Pending, "Interrupt even mid-transfer.";
+    AllowPriorityInterruption => "allow-priority-interruption", Bool, D, Some("yes"), once, Pending, "Higher-priority queues may interrupt this one. Pending: queues do not preempt each other yet; each queue keeps the connections it has until its mail is out.";
+    AllowPriorityInterruptionDuringTransfer => "allow-priority-interruption-during-transfer", Bool, D, Some("no"), once, Pending, "Interrupt even mid-transfer. Pending: as allow-priority-interruption.";
     BackoffRuleDir => "backoff-rule", BackoffRule, D, None, many, Enforced, "Reply-triggered backoff CODE MATCH *, DURATION, CONNECTIONS, RATE (the field dialect's bare 421 … lines).";
 
     // ---- 2.4 <domain>: retry and DSN -------------------------------------------------------
@@ -239,7 +239,7 @@ directives! {
     MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Enforced, "Errors (deferrals, bounces, queue failures) the queue detail of the management API keeps per queue.";
     TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Enforced, "Keep the last 50 recipient events of the queue for its detail in the management API (no: none).";
     LogDeliveryFailures => "log-delivery-failures", Bool, D, Some("no"), once, Enforced, "Field dialect: write b and t records for failures.";
-    LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX.";
+    LogFallbackFailures => "log-fallback-failures", Bool, D, Some("no"), once, Pending, "Field dialect: record each MX that failed before a fallback MX. Pending: failed MX hosts are logged (log-connections) but not yet written to accounting records.";
     SanitizeHeaders => "sanitize-headers", Bool, D, Some("no"), once, Enforced, "Field dialect: strip internal and control headers before delivery.";
 
     // ---- 2.4 <domain>: timeouts ------------------------------------------------------------
@@ -262,7 +262,7 @@ directives! {
     IgnorePipelining => "ignore-pipelining", Bool, D, Some("no"), once, Enforced, "Do not use PIPELINING.";
     IgnoreDsn => "ignore-dsn", Bool, D, Some("no"), once, Enforced, "Do not pass DSN parameters.";
     PixBugWorkaround => "pix-bug-workaround", Bool, D, Some("yes"), once, NoEffect, "Sends the final dot in its own packet for Cisco PIX firewalls of the 1990s; Ember writes the dot with the last data, which every current receiver accepts.";
-    AllowCancelDuringTransfer => "allow-cancel-during-transfer", Bool, D, Some("yes"), once, Pending, "Allow cancelling a transfer mid-stream.";
+    AllowCancelDuringTransfer => "allow-cancel-during-transfer", Bool, D, Some("yes"), once, Pending, "Allow cancelling a transfer mid-stream. Pending: a deleted message leaves the queue at once, but a transfer already in progress always runs to its end.";
 
     // ---- 2.4 <domain>: backoff -------------------------------------------------------------
     SmtpPatternListRef => "smtp-pattern-list", Word, D, None, once, Enforced, "<smtp-pattern-list> applied to replies of this queue.";
@@ -326,7 +326,7 @@ directives! {
     SmtpClientCertificate => "smtp-client-certificate", FileWithPassword, D, None, once, Enforced, "Client certificate presented on outbound STARTTLS when the receiver asks: one PEM file with the chain and an unencrypted key.";
     LogResolution => "log-resolution", Bool, D, Some("no"), once, Enforced, "Log each MX resolution of the queue: the hosts with preference and addresses, or why it failed.";
     LogTransferFailures => "log-transfer-failures", Bool, D, Some("no"), once, Enforced, "Log (warn) every connection broken after the message data started, with what became of its recipients.";
-    LogMessages => "log-messages", Bool, D, Some("no"), once, Pending, "Log each message.";
+    LogMessages => "log-messages", Bool, D, Some("no"), once, Pending, "Log each message. Pending: no per-message log line yet; the accounting file records each message's every outcome.";
 
     // ---- 2.4 <domain>: non-SMTP delivery ---------------------------------------------------
     Command => "command", Text, D, None, once, Enforced, "Command for type pipe, run once per recipient without a shell, the message on stdin; its sysexits status delivers (0), defers (75, 71, other) or bounces (64-78).";
