@@ -52,6 +52,7 @@ async fn main() {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64),
                     priority: None,
+                    dkim_options: None,
                     origin: Origin { kind: "smtp".into(), ..Origin::default() },
                 };
                 spool.store(envelope, body.as_ref().clone()).await.expect("store");

@@ -107,6 +107,12 @@ pub struct Origin {
     /// The local address the client connected to.
     pub local_ip: Option<std::net::IpAddr>,
     pub auth_user: Option<String>,
+    /// The named `<source>` blocks the injecting connection matched besides its IP (the
+    /// listener's source, `{auth}` and the user's, `{pickup}`), general first: with `client_ip`
+    /// they give the message's source settings again after it is spooled (`suppress-local-dsn`,
+    /// `dsn-return-default`, `verp-default`, …). Empty for mail Ember makes itself.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// Everything about a message except its content.
@@ -131,6 +137,10 @@ pub struct Envelope {
     /// chose none.
     #[serde(default)]
     pub priority: Option<u8>,
+    /// The `X-DKIM-Options` header value, taken off the message at injection when its source has
+    /// `process-x-dkim-options`; it overrides the queue's signing options at delivery.
+    #[serde(default)]
+    pub dkim_options: Option<String>,
     pub origin: Origin,
 }
 

@@ -134,6 +134,21 @@ impl Config {
         }
         settings
     }
+
+    /// The source settings a spooled message was injected under, found again from what its
+    /// envelope keeps (the client address and the named sources): what `suppress-local-dsn`,
+    /// `dsn-return-default`, `verp-default` and the other per-source choices that act after
+    /// spooling read. Pickup mail is `127.0.0.1` with `{pickup}`, as when it was picked up. Mail
+    /// Ember made itself (DSNs, notifications) has no source: the defaults.
+    pub fn message_source_settings(&self, origin: &crate::message::Origin) -> Settings {
+        let ip = match (origin.client_ip, origin.kind.as_str()) {
+            (Some(ip), _) => ip,
+            (None, "pickup") => IpAddr::from([127, 0, 0, 1]),
+            (None, _) => return Settings::default(),
+        };
+        let named: Vec<&str> = origin.sources.iter().map(String::as_str).collect();
+        self.source_settings(ip, &named)
+    }
 }
 
 struct Layered {

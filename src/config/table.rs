@@ -28,7 +28,7 @@ const BF: u32 = BOUNCE_PROCESSOR | FBL_PROCESSOR;
 
 directives! {
     // ---- 2.1 global ------------------------------------------------------------------------
-    Postmaster => "postmaster", Email, GLOBAL, None, many, Pending, "Administrator address; receives watchdog and expiry mail.";
+    Postmaster => "postmaster", Email, GLOBAL, None, many, Enforced, "Administrator address: the envelope sender and From of Ember's notices (backoff-notify, disabled-source-ip-notify) and the From of DSNs when custom-dsn-from-header is unset.";
     HostName => "host-name", Word, GLOBAL | VP, None, many, Enforced, "Name used in the greeting and EHLO (the first one); per VMTA it overrides the global one.";
     SmtpListener => "smtp-listener", Listener, GLOBAL, None, many, Enforced, "Inbound listener ADDRESS:PORT [source=NAME] [tls=yes|no]; tls=yes is implicit TLS (SMTPS, as on port 465), like immediate-tls in an <smtp-listener> block.";
     SmtpSourceHost => "smtp-source-host", SourceHost, GLOBAL | VMTA, None, many, Enforced, "Outbound source IP (or CIDR) and HELO name; several are used round robin.";
@@ -37,7 +37,7 @@ directives! {
     SmtpAwaitSlot => "smtp-await-slot", Bool, GLOBAL, Some("no"), once, Enforced, "When inbound slots are full, wait instead of answering 421.";
     NameServer => "name-server", Word, GLOBAL, None, many, Enforced, "DNS server IP[:port] used instead of the system resolvers (round robin).";
     DomainSuffix => "domain-suffix", Word, GLOBAL, None, once, Enforced, "Suffix appended to unqualified addresses.";
-    HostId => "host-id", Uint, GLOBAL, Some("0"), once, Pending, "Per-server number used in generated Message-IDs.";
+    HostId => "host-id", Uint, GLOBAL, Some("0"), once, Enforced, "Per-server number added to the Message-IDs Ember generates (add-message-id-header): <TIME.N.HOSTID@HOST>; left out when 0.";
     RunAsRoot => "run-as-root", Bool, GLOBAL, Some("yes"), once, Enforced, "no: once the listeners are bound, give up root for good and run as the owner (user and group) of the first spool directory, which must exist and not be owned by root (restart needed).";
     SpoolDir => "spool", Dir, GLOBAL, None, many, Enforced, "Deprecated one-line spool directory; use <spool DIR>.";
     SpoolMaxRecipients => "spool-max-recipients", SPOOL_RCPTS, GLOBAL, Some("auto"), once, Enforced, "Cap on queued recipients: a message that would pass it gets 452 4.3.1 (auto: no cap but disk space).";
@@ -59,7 +59,7 @@ directives! {
     DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
     GlobalSuppressionFile => "global-suppression-file", File, GLOBAL, None, once, Enforced, "Beyond PowerMTA: journal of the global suppression list (complaints, hard bounces, unsubscribes, ember suppression); default suppressed.journal in the first spool directory.";
     InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Enforced, "VMTA used when the selected one does not exist.";
-    IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Pending, "File of headers inserted after Ember's Received header.";
+    IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Enforced, "File of header fields inserted right after Ember's Received header in injected mail; a VMTA's or pool's own file replaces the global one. Read at start and reload; an unreadable file or a line that is not a header field stops them.";
     Pickup => "pickup", Words { min: 1, max: 2 }, GLOBAL, None, once, Enforced, "Pickup directory DIR [BADDIR].";
     PickupRemoveDot => "pickup-remove-dot", Bool, GLOBAL, Some("no"), once, Enforced, "Undo dot-stuffing in pickup files.";
     DummySmtpIp => "dummy-smtp-ip", Cidr, GLOBAL, None, once, Enforced, "Address the built-in blackhole SMTP sink listens on (default: every IPv4 address).";
@@ -124,7 +124,7 @@ directives! {
     RetainXVirtualMta => "retain-x-virtual-mta", Bool, SRC, Some("no"), once, Enforced, "Keep the X-Virtual-MTA header.";
     AllowEmptyXVirtualMta => "allow-empty-x-virtual-mta", Bool, SRC, Some("no"), once, Enforced, "An empty X-Virtual-MTA selects {default}.";
     RejectInvalidVirtualMta => "reject-invalid-virtual-mta", Bool, SRC, Some("yes"), once, Enforced, "Refuse mail that selects an unknown VMTA.";
-    AddXVirtualMtaHeader => "add-x-virtual-mta-header", Bool, SRC, Some("no"), once, Pending, "Add X-Virtual-MTA naming the delivering VMTA.";
+    AddXVirtualMtaHeader => "add-x-virtual-mta-header", Bool, SRC, Some("no"), once, Enforced, "At delivery, add X-Virtual-MTA naming the delivering VMTA (the pool member, not the pool), replacing any X-Virtual-MTA the message has.";
     DefaultVirtualMta => "default-virtual-mta", Word, SRC, None, once, Enforced, "Fallback VMTA or pool, or by-smtp-source-ip.";
     PatternListRef => "pattern-list", Word, SRC, None, once, Enforced, "<pattern-list> used for VMTA and priority selection.";
     ProcessXJob => "process-x-job", Bool, SRC, Some("no"), once, Enforced, "X-Job header sets the job id.";
@@ -134,13 +134,13 @@ directives! {
     ProcessXEnvid => "process-x-envid", Bool, SRC, Some("no"), once, Enforced, "X-Envid header sets the DSN ENVID.";
     ProcessXSchedule => "process-x-schedule", Bool, SRC, Some("no"), once, Pending, "X-Schedule delivery windows.";
     RetainXSchedule => "retain-x-schedule", Bool, SRC, Some("no"), once, Pending, "Keep the X-Schedule header.";
-    ProcessXDkimOptions => "process-x-dkim-options", Bool, SRC, Some("no"), once, Pending, "Honour X-DKIM-Options.";
-    RetainXDkimOptions => "retain-x-dkim-options", Bool, SRC, Some("no"), once, Pending, "Keep X-DKIM-Options.";
+    ProcessXDkimOptions => "process-x-dkim-options", Bool, SRC, Some("no"), once, Enforced, "Honour X-DKIM-Options: DKIM tags (d= i= s= a= c= h= l= q= t= x=) overriding the first signature's options for this message; the header is removed unless retain-x-dkim-options.";
+    RetainXDkimOptions => "retain-x-dkim-options", Bool, SRC, Some("no"), once, Enforced, "Keep the X-DKIM-Options header in the message after processing it.";
     ProcessXDkimKey => "process-x-dkim-key", Bool, SRC, Some("no"), once, Pending, "Accept a private key in X-DKIM-Key. Pending: a signing key carried in a message header needs its own trust rules (which sources may, key checks) before Ember accepts one.";
     RetainXDkimKey => "retain-x-dkim-key", Bool, SRC, Some("no"), once, Pending, "Keep X-DKIM-Key. Pending: follows process-x-dkim-key; the header is delivered as written today.";
     AllowMailmerge => "allow-mailmerge", Bool, SRC, Some("no"), once, Pending, "Allow XMRG/XDFN/XPRT. Pending: Ember does not implement the XMRG mail-merge submission extension yet; the commands are refused as unknown.";
     AlwaysAllowApiSubmission => "always-allow-api-submission", Bool, SRC, Some("no"), once, Pending, "Same as allow-mailmerge. Pending: as allow-mailmerge.";
-    VerpDefault => "verp-default", Bool, SRC, Some("no"), once, Pending, "VERP every message.";
+    VerpDefault => "verp-default", Bool, SRC, Some("no"), once, Enforced, "VERP every message: each recipient gets its own transaction from local+rcptlocal=rcptdomain@senderdomain (the null sender is left alone).";
     MaxMessageSize => "max-message-size", Size, SRC, Some("unlimited"), once, Enforced, "Largest message accepted (552 5.3.4 beyond).";
     MaxMessageHops => "max-message-hops", Uint, SRC | D, Some("100"), once, Enforced, "Most Received headers a message may carry.";
     MaxLoopCount => "max-loop-count", Uint, SRC | D, None, once, Enforced, "Field dialect: refuse or bounce mail that passed through this host more than N times.";
@@ -152,11 +152,11 @@ directives! {
     HideMessageSource => "hide-message-source", Bool, SRC, Some("no"), once, Enforced, "Omit the submitter's name and IP from Received.";
     AddMessageIdHeader => "add-message-id-header", Bool, SRC, Some("no"), once, Enforced, "Add Message-ID when missing.";
     AddDateHeader => "add-date-header", Enum(ADD_DATE), SRC, Some("no"), once, Enforced, "Add (or override) the Date header.";
-    DateHeaderTime => "date-header-time", Enum(DATE_TIME), SRC, Some("reception"), once, Pending, "Time used in an added Date header.";
+    DateHeaderTime => "date-header-time", Enum(DATE_TIME), SRC, Some("reception"), once, Enforced, "Time used in the Date header add-date-header adds: reception (at injection) or delivery (added as the message is sent).";
     RemoveHeader => "remove-header", List, SRC | D, None, once, Enforced, "Headers removed at delivery.";
-    Bcc => "bcc", Email, SRC, None, once, Pending, "Archive copy of everything from this source.";
-    SuppressLocalDsn => "suppress-local-dsn", Bool, SRC, Some("no"), once, Pending, "Send no DSN mail (accounting is still written).";
-    DsnReturnDefault => "dsn-return-default", Enum(DSN_RETURN), SRC, Some("system"), once, Pending, "Default RET for DSNs.";
+    Bcc => "bcc", Email, SRC, None, once, Enforced, "Archive copy of everything from this source: the address is added as one more recipient, with NOTIFY=NEVER.";
+    SuppressLocalDsn => "suppress-local-dsn", Bool, SRC, Some("no"), once, Enforced, "Send no DSN mail for messages injected from this source (accounting is still written); the source is kept with each spooled message.";
+    DsnReturnDefault => "dsn-return-default", Enum(DSN_RETURN), SRC, Some("system"), once, Enforced, "RET when the sender gave none: headers or full; system returns headers.";
     DisconnectOnTransientError => "disconnect-on-transient-error", Bool, SRC, Some("no"), once, Enforced, "Drop the connection instead of answering 4xx.";
     SmtpDataTimeout => "smtp-data-timeout", Interval, SRC, Some("10m"), once, Enforced, "Inbound DATA timeout.";
     SmtpCommandTimeout => "smtp-command-timeout", Interval, SRC, Some("10m"), once, Enforced, "Inbound command timeout.";
@@ -232,7 +232,7 @@ directives! {
     Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Enforced, "yes: a 421 (greeting or any command) closes the session and the message goes to the next MX host at once. no: a 421 greeting puts the queue in retry mode without trying the other hosts; a 421 to a command defers its recipients.";
     ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Enforced, "A receiver's 421 keeps its codes; its text becomes \"Service not available, closing transmission channel\" in logs, accounting and DSNs.";
     NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";
-    DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Pending, "DSN layout.";
+    DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Enforced, "DSN layout: standard (multipart/report) or plain-text (the delivery-status fields alone as text/plain).";
     DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, NoEffect, "PowerMTA 3.x switch for locally generated DSNs; Ember always queues its DSNs like any other mail.";
     BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
     DisableAcctRecords => "disable-acct-records", List, D, None, once, Enforced, "Accounting record types not written for this queue.";
@@ -272,13 +272,13 @@ directives! {
     BackoffMaxSmtpOut => "backoff-max-smtp-out", Uint, D, Some("20"), once, Enforced, "Connections in backoff.";
     BackoffRetryAfter => "backoff-retry-after", IntervalList, D, Some("1h"), once, Enforced, "Retry schedule in backoff.";
     BackoffRerouteToVirtualMta => "backoff-reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move the queue to another VMTA while in backoff.";
-    BackoffNotify => "backoff-notify", EmailList, D, None, once, Pending, "Mail these addresses on entering or leaving backoff.";
+    BackoffNotify => "backoff-notify", EmailList, D, None, once, Enforced, "Mail these addresses when the queue enters or leaves backoff (from postmaster, through Ember's own queues).";
     BackoffToNormalAfter => "backoff-to-normal-after", IntervalOrNever, D, Some("never"), once, Enforced, "Leave backoff automatically after this long.";
     BackoffToNormalAfterDelivery => "backoff-to-normal-after-delivery", Bool, D, Some("no"), once, Enforced, "Leave backoff on the first delivery.";
     BackoffUponAllSourcesDisabled => "backoff-upon-all-sources-disabled", Bool, D, Some("no"), once, Enforced, "Enter backoff when every source IP is disabled.";
     ReenableSourceIpAfter => "reenable-source-ip-after", IntervalOrNever, D, Some("never"), once, Enforced, "Default re-enable time for disable-source-ip.";
-    DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Pending, "Mail these addresses when a source IP is disabled or enabled.";
-    LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, Pending, "Log source IP disabling.";
+    DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Enforced, "Mail these addresses when a source IP is disabled or enabled for the queue (from postmaster, through Ember's own queues).";
+    LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, NoEffect, "Log source IP disabling: no effect, Ember always logs every source IP it disables or enables (queue mode events, also in show queues).";
 
     // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------
     MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Enforced, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
@@ -293,10 +293,10 @@ directives! {
     DkimHeaders => "dkim-headers", List, D, None, once, Enforced, "Headers added to the signed set.";
     DkimIdentity => "dkim-identity", Word, D, Some("sender-or-from"), once, Enforced, "Signing identity: ADDR, @DOMAIN, sender-or-from or strict-from.";
     DkimIdentityFallback => "dkim-identity-fallback", Word, D, None, once, Enforced, "Identity when no key matches the primary one.";
-    DkimAddBodyLimit => "dkim-add-body-limit", Bool, D, Some("no"), once, Pending, "Add l= to signatures.";
+    DkimAddBodyLimit => "dkim-add-body-limit", Bool, D, Some("no"), once, Enforced, "Add l= (the canonicalized body length) to signatures.";
     DkimAddTimestamp => "dkim-add-timestamp", Bool, D, Some("no"), once, Enforced, "Add t= to signatures.";
     DkimExpireAfter => "dkim-expire-after", IntervalOrNever, D, Some("never"), once, Enforced, "Add x= this long after signing.";
-    DkimQueryMethod => "dkim-query-method", Word, D, None, once, Pending, "q= tag.";
+    DkimQueryMethod => "dkim-query-method", Word, D, None, once, Enforced, "q= tag written into signatures (dns/txt is the only method RFC 6376 defines).";
     DkimDisallowAddingHeaders => "dkim-disallow-adding-headers", List, D, None, once, Enforced, "Over-sign these headers.";
     SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Enforced, "Add a second signature.";
     SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Enforced, "Identity of the second signature.";
@@ -306,8 +306,8 @@ directives! {
     CheckMfromOutbound => "check-mfrom-outbound", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Sender ID MAIL FROM check), no effect; Ember checks SPF with check-spf-outbound.";
     CheckPraOutbound => "check-pra-outbound", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Sender ID PRA check, RFC 4407, historic), no effect.";
     AddGmToken => "add-gm-token", Bool, D, Some("no"), once, NoEffect, "Legacy PowerMTA 4.x directive (Gmail feedback-loop token header), no effect; write a Feedback-ID header instead.";
-    SparkpostIpPool => "sparkpost-ip-pool", Word, D, None, once, Pending, "SparkPost IP pool for mail relayed to SparkPost: adds X-MSYS-API: {\"options\":{\"ip_pool\":\"NAME\"}} to the queue's messages (not yet added).";
-    AddXMsysApiHeader => "add-x-msys-api-header", Bool, D, Some("no"), once, Pending, "Add the X-MSYS-API header SparkPost reads (options such as sparkpost-ip-pool) to the queue's messages (not yet added).";
+    SparkpostIpPool => "sparkpost-ip-pool", Word, D, None, once, Enforced, "SparkPost IP pool for mail relayed to SparkPost: with add-x-msys-api-header, X-MSYS-API: {\"options\":{\"ip_pool\":\"NAME\"}} is added to the queue's messages (merged into the message's own X-MSYS-API JSON, whose ip_pool wins).";
+    AddXMsysApiHeader => "add-x-msys-api-header", Bool, D, Some("no"), once, Enforced, "Add the X-MSYS-API header SparkPost reads (options such as sparkpost-ip-pool) to the queue's messages, merged into an X-MSYS-API JSON object the message already has.";
     AuthUsername => "auth-username", Word, D, None, once, Enforced, "Outbound SMTP AUTH user.";
     AuthPassword => "auth-password", Text, D, None, once, Enforced, "Outbound SMTP AUTH password.";
     UseUnencryptedPlainAuth => "use-unencrypted-plain-auth", Bool, D, Some("no"), once, Enforced, "Allow PLAIN/LOGIN without TLS.";

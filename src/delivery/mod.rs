@@ -3,10 +3,12 @@
 //! recipient; local delivery types (`local`: discard, file, pipe). Knows nothing about how work
 //! is chosen (that is `queue`).
 
+pub mod added;
 pub mod client;
 pub mod local;
 pub mod mx;
 pub mod prepare;
+pub mod verp;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! The last edits to a message before its bytes leave, per queue: `sanitize-headers`, then the
-//! DKIM signatures (so nothing changes a signed header after signing).
+//! fields Ember adds at delivery (`added.rs`), then the DKIM signatures (so nothing changes a
+//! signed header after signing).
 //!
 //! Works on the header block only; the body is hashed by the signer, never rewritten.
 
@@ -28,11 +29,14 @@ pub const SANITIZED: &[&str] = &[
 ];
 
 /// The message as it goes to the queue's destination. Unchanged (the same `Arc`) when the queue
-/// neither sanitises nor signs.
+/// neither sanitises, adds nor signs. `source` are the settings of the source the message came
+/// from; `dkim_options` its `X-DKIM-Options`, when its source processed the header.
 pub fn outgoing(
     keys: &KeyStore,
     vmta: &str,
     settings: &Settings,
+    source: &Settings,
+    dkim_options: Option<&str>,
     body: Arc<Vec<u8>>,
     now: u64,
 ) -> Result<Arc<Vec<u8>>, SignError> {
@@ -45,13 +49,16 @@ pub fn outgoing(
             message = Arc::new(cleaned);
         }
     }
+    if let Some(added) = super::added::add(&message, settings, source, vmta, now) {
+        message = Arc::new(added);
+    }
     // Most queues do not sign: no header parse for them.
     let off = |d: Dir| matches!(settings.text(d), None | Some("no" | "false"));
     if off(Dir::DkimSign) && off(Dir::SecondDkimSign) {
         return Ok(message);
     }
     let header = Header::parse(&message);
-    let Some(options) = SignOptions::from_settings(settings, &header) else { return Ok(message) };
+    let Some(options) = SignOptions::from_settings(settings, &header, dkim_options) else { return Ok(message) };
     let signatures = match sign::sign(keys, vmta, &options, &message, now) {
         Ok(s) => s,
         Err(SignError::NoFrom) => {

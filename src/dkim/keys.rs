@@ -138,9 +138,16 @@ impl KeyStore {
     /// pools') before the global ones, as settings inherit; within each, an exact domain before
     /// `*`.
     pub fn find(&self, vmta: &str, domain: &str, kind: KeyKind) -> Option<&DomainKey> {
+        self.find_selector(vmta, domain, kind, None)
+    }
+
+    /// [`find`](Self::find) limited to keys of one selector when `selector` names one (the
+    /// `s=` of `X-DKIM-Options`).
+    pub fn find_selector(&self, vmta: &str, domain: &str, kind: KeyKind, selector: Option<&str>) -> Option<&DomainKey> {
         let scopes = [self.vmtas.get(vmta).map(Vec::as_slice).unwrap_or(&[]), self.global.as_slice()];
         for keys in scopes {
-            let usable = |k: &&DomainKey| k.key.kind() == kind;
+            let usable =
+                |k: &&DomainKey| k.key.kind() == kind && selector.is_none_or(|s| k.selector.eq_ignore_ascii_case(s));
             if let Some(k) = keys.iter().filter(usable).find(|k| k.domain.eq_ignore_ascii_case(domain)) {
                 return Some(k);
             }

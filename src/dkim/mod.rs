@@ -6,6 +6,7 @@
 
 pub mod keygen;
 pub mod keys;
+pub mod options;
 pub mod sign;
 
 use std::sync::Arc;

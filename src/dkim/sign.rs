@@ -62,6 +62,8 @@ pub struct SignatureSpec {
     pub identity: String,
     pub fallback: Option<String>,
     pub kind: KeyKind,
+    /// Only keys of this selector (`X-DKIM-Options` `s=`); `None`: any.
+    pub selector: Option<String>,
 }
 
 /// Everything a queue's settings say about signing, read once per message batch.
@@ -74,12 +76,16 @@ pub struct SignOptions {
     pub oversign: Vec<String>,
     pub timestamp: bool,
     pub expire_after: Option<u64>,
+    /// `dkim-add-body-limit`: write `l=`, the length of the signed (canonicalized) body.
+    pub body_limit: bool,
+    /// `dkim-query-method`: the `q=` tag, when set.
+    pub query_method: Option<String>,
 }
 
-fn wants(value: Option<&str>, message: &Header<'_>) -> bool {
+fn wants(value: Option<&str>, message: &Header<'_>, x_dkim_options: Option<&str>) -> bool {
     match value {
         Some("yes" | "true") => true,
-        Some("if-x-dkim-options-present") => message.get("x-dkim-options").is_some(),
+        Some("if-x-dkim-options-present") => x_dkim_options.is_some() || message.get("x-dkim-options").is_some(),
         _ => false,
     }
 }
@@ -95,27 +101,31 @@ fn canon(value: Option<&str>) -> Canonicalization {
 
 impl SignOptions {
     /// The signatures a queue's settings ask for on this message; `None` when none.
-    pub fn from_settings(s: &Settings, message: &Header<'_>) -> Option<SignOptions> {
+    /// `x_dkim_options` is the message's `X-DKIM-Options` (kept in its envelope at injection
+    /// under `process-x-dkim-options`): it overrides the first signature's options.
+    pub fn from_settings(s: &Settings, message: &Header<'_>, x_dkim_options: Option<&str>) -> Option<SignOptions> {
         let mut signatures = Vec::new();
-        if wants(s.text(Dir::DkimSign), message) {
+        if wants(s.text(Dir::DkimSign), message, x_dkim_options) {
             signatures.push(SignatureSpec {
                 identity: s.text(Dir::DkimIdentity).unwrap_or("sender-or-from").to_string(),
                 fallback: s.text(Dir::DkimIdentityFallback).map(str::to_string),
                 kind: kind(s.text(Dir::DkimAlgorithm)),
+                selector: None,
             });
         }
-        if wants(s.text(Dir::SecondDkimSign), message) {
+        if wants(s.text(Dir::SecondDkimSign), message, x_dkim_options) {
             signatures.push(SignatureSpec {
                 identity: s.text(Dir::SecondDkimIdentity).unwrap_or("sender-or-from").to_string(),
                 fallback: None,
                 kind: kind(s.text(Dir::SecondDkimAlgorithm)),
+                selector: None,
             });
         }
         if signatures.is_empty() {
             return None;
         }
         let lower = |d: Dir| s.list(d).iter().map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty()).collect();
-        Some(SignOptions {
+        let mut options = SignOptions {
             signatures,
             header_canon: canon(s.text(Dir::DkimHeadersCanon)),
             body_canon: canon(s.text(Dir::DkimBodyCanon)),
@@ -123,7 +133,15 @@ impl SignOptions {
             oversign: lower(Dir::DkimDisallowAddingHeaders),
             timestamp: s.flag(Dir::DkimAddTimestamp),
             expire_after: s.interval(Dir::DkimExpireAfter).map(|d| d.as_secs()),
-        })
+            body_limit: s.flag(Dir::DkimAddBodyLimit),
+            query_method: s.text(Dir::DkimQueryMethod).map(str::to_string),
+        };
+        if let Some(header) = x_dkim_options
+            && let Err(e) = super::options::apply(header, &mut options)
+        {
+            tracing::warn!("{e}: the message is signed with its queue's DKIM settings");
+        }
+        Some(options)
     }
 }
 
@@ -172,12 +190,14 @@ pub fn sign(
     let mut out = Vec::new();
     for spec in &options.signatures {
         let (domain, auid) = identity(&spec.identity, &header)?;
-        let mut chosen = keys.find(vmta, &domain, spec.kind).map(|k| (k, domain.clone(), auid.clone()));
+        let selector = spec.selector.as_deref();
+        let mut chosen =
+            keys.find_selector(vmta, &domain, spec.kind, selector).map(|k| (k, domain.clone(), auid.clone()));
         if chosen.is_none()
             && let Some(fallback) = &spec.fallback
         {
             let (d, a) = identity(fallback, &header)?;
-            chosen = keys.find(vmta, &d, spec.kind).map(|k| (k, d, a));
+            chosen = keys.find_selector(vmta, &d, spec.kind, selector).map(|k| (k, d, a));
         }
         let Some((key, domain, auid)) = chosen else {
             tracing::info!(
@@ -189,7 +209,9 @@ pub fn sign(
         let signed_domain = if key.domain == "*" { domain } else { key.domain.clone() };
         let names = signed_names(&header, options);
         let sig = signature(key, &signed_domain, auid, &names, options, message, now)?;
-        sig.write(&mut out, true);
+        let mut header = Vec::with_capacity(512);
+        sig.write(&mut header, true);
+        out.extend_from_slice(&with_query_method(&header, options));
     }
     Ok(out)
 }
@@ -246,22 +268,51 @@ fn signature(
     };
     let parsed = Header::parse(message);
     let (_, headers, signed, body) = sig.canonicalize(Fields { fields: parsed.fields(), body: parsed.body() });
+    let body = {
+        // l= counts the canonicalized body (RFC 6376 §3.5), which is what is hashed; writing it
+        // out once gives both.
+        let mut canonical = Vec::with_capacity(parsed.body().len());
+        body.write(&mut canonical);
+        canonical
+    };
+    if options.body_limit {
+        sig.l = body.len() as u64;
+    }
     sig.bh = match key.key.as_ref() {
-        PrivateKey::Rsa(k) => k.hash(body).as_ref().to_vec(),
-        PrivateKey::Ed25519(k) => k.hash(body).as_ref().to_vec(),
+        PrivateKey::Rsa(k) => k.hash(body.as_slice()).as_ref().to_vec(),
+        PrivateKey::Ed25519(k) => k.hash(body.as_slice()).as_ref().to_vec(),
     };
     sig.h = signed;
     sig.t = if options.timestamp { now } else { 0 };
     sig.x = options.expire_after.map_or(0, |x| now + x);
     let mut data = Vec::with_capacity(1024);
     headers.write(&mut data);
-    sig.write(&mut data, false);
+    let mut own = Vec::with_capacity(512);
+    sig.write(&mut own, false);
+    data.extend_from_slice(&with_query_method(&own, options));
     sig.b = match key.key.as_ref() {
         PrivateKey::Rsa(k) => k.sign(data.as_slice()),
         PrivateKey::Ed25519(k) => k.sign(data.as_slice()),
     }
     .map_err(crypto)?;
     Ok(sig)
+}
+
+/// The signature header with `q=` after its `c=` tag when `dkim-query-method` asks for one.
+/// mail-auth does not write `q=`, so it is inserted into the header as written and into the
+/// form that is signed alike; both carry the same `c=…` text, so the signature covers it.
+fn with_query_method(written: &[u8], options: &SignOptions) -> Vec<u8> {
+    let Some(q) = options.query_method.as_deref().filter(|q| q.bytes().all(|b| b.is_ascii_graphic() && b != b';'))
+    else {
+        return written.to_vec();
+    };
+    let Some(c) = written.windows(3).position(|w| w == b" c=") else { return written.to_vec() };
+    let end = written[c..].iter().position(|&b| b == b';').map_or(written.len(), |p| c + p);
+    let mut out = Vec::with_capacity(written.len() + q.len() + 4);
+    out.extend_from_slice(&written[..end]);
+    out.extend_from_slice(format!("; q={q}").as_bytes());
+    out.extend_from_slice(&written[end..]);
+    out
 }
 
 /// Ember's header parser as mail-auth's header stream (mail-auth keeps its own iterator private).

@@ -43,6 +43,8 @@ pub struct Context {
     pub global_suppression: Arc<SuppressionStore>,
     /// `<feedback-loop-processor>` and `<bounce-processor>`.
     pub processors: Processors,
+    /// `include-headers-from`, read for this generation.
+    pub included_headers: super::added::IncludedHeaders,
     queue_settings: Mutex<HashMap<String, Arc<QueueSettings>>>,
 }
 
@@ -76,6 +78,7 @@ impl Context {
         let processors =
             Processors::from_config(&config, Arc::clone(&global_suppression), accounting.clone(), state_dir)?;
         let pattern_lists = PatternLists::from_config(&config);
+        let included_headers = super::added::IncludedHeaders::from_config(&config)?;
         for warning in pattern_lists.warnings() {
             tracing::warn!("{warning}");
         }
@@ -92,6 +95,7 @@ impl Context {
             auth_failures: AuthFailures::default(),
             global_suppression,
             processors,
+            included_headers,
             queue_settings: Mutex::new(HashMap::new()),
         })
     }

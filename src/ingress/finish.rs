@@ -118,13 +118,29 @@ impl Session {
             }
             remove.push("x-envid".into());
         }
+        // X-DKIM-Options travels in the envelope (signing happens at delivery), so the header
+        // itself can go unless the source keeps it.
+        let dkim_options = if self.policy.process_x_dkim_options {
+            if !self.policy.retain_x_dkim_options {
+                remove.push("x-dkim-options".into());
+            }
+            header.get("x-dkim-options").filter(|o| !o.trim().is_empty())
+        } else {
+            None
+        };
         let now = time::now_secs();
-        let prepend = if self.policy.add_received_header { self.received_header(&txn, now) } else { String::new() };
+        let mut prepend = if self.policy.add_received_header { self.received_header(&txn, now) } else { String::new() };
+        // include-headers-from: right after Ember's Received header.
+        prepend.push_str(&String::from_utf8_lossy(self.ctx.included_headers.for_vmta(vmta.as_deref())));
         let mut append = String::new();
         if self.policy.add_message_id_header && header.get("message-id").is_none() {
-            append.push_str(&format!("Message-ID: <{}.{}@{}>\r\n", now, unique(), self.ctx.host_name()));
+            let host_id = self.ctx.config.global.uint(Dir::HostId).unwrap_or(0);
+            let id = super::added::message_id(now, unique(), host_id, self.ctx.host_name());
+            append.push_str(&format!("Message-ID: {id}\r\n"));
         }
-        match self.policy.add_date_header {
+        // date-header-time delivery: the Date header is the delivery's (delivery/added.rs).
+        let add_date = if self.policy.date_at_delivery { AddDateHeader::No } else { self.policy.add_date_header };
+        match add_date {
             AddDateHeader::Yes if header.get("date").is_none() => {
                 append.push_str(&format!("Date: {}\r\n", time::rfc5322(now)))
             }
@@ -133,6 +149,12 @@ impl Session {
                 append.push_str(&format!("Date: {}\r\n", time::rfc5322(now)));
             }
             _ => {}
+        }
+        // bcc: the archive copy rides with the message (after the Received header's `for`
+        // clause, which names the sender's recipients only). The reply counts only those.
+        let count = txn.recipients.len() + txn.suppressed.len();
+        if let Some(archive) = &self.policy.bcc {
+            txn.recipients.push(super::added::bcc_recipient(archive));
         }
         let unsubscribe = self.unsubscribe_headers(&txn, vmta.as_deref(), job_id.as_deref(), now);
         if !unsubscribe.is_empty() {
@@ -162,13 +184,12 @@ impl Session {
         }
         let mut first = None;
         for (recipients, message) in parts {
-            let id =
-                self.store(&txn, recipients, message, vmta.clone(), job_id.clone(), env_id.clone(), priority).await?;
+            let extra = Extra { priority, dkim_options: dkim_options.clone() };
+            let id = self.store(&txn, recipients, message, vmta.clone(), job_id.clone(), env_id.clone(), extra).await?;
             first.get_or_insert(id);
         }
         let id = first.expect("at least one part");
         self.write_records(&txn, vmta.as_deref(), job_id.as_deref(), env_id.as_deref(), now);
-        let count = txn.recipients.len() + txn.suppressed.len();
         Ok(Reply::new(
             250,
             "2.6.0",
@@ -218,7 +239,7 @@ impl Session {
         vmta: Option<String>,
         job_id: Option<String>,
         env_id: Option<String>,
-        priority: Option<u8>,
+        extra: Extra,
     ) -> Result<MessageId, Reply> {
         let envelope = Envelope {
             id: MessageId(0),
@@ -231,13 +252,15 @@ impl Session {
             eight_bit: txn.eight_bit,
             smtputf8: txn.smtputf8,
             arrival_ms: time::now_millis(),
-            priority,
+            priority: extra.priority,
+            dkim_options: extra.dkim_options,
             origin: Origin {
                 kind: "smtp".into(),
                 helo: self.helo.clone().unwrap_or_default(),
                 client_ip: Some(self.conn.peer.ip()),
                 local_ip: Some(self.conn.local.ip()),
                 auth_user: self.auth_user.clone(),
+                sources: self.named_sources.clone(),
             },
         };
         match self.ctx.sink.store(envelope, message).await {
@@ -381,6 +404,12 @@ impl Session {
             }
         }
     }
+}
+
+/// What the envelope carries besides the transaction's facts.
+struct Extra {
+    priority: Option<u8>,
+    dkim_options: Option<String>,
 }
 
 /// VMTA selection, highest precedence first (docs/operations.md, "Injection"): the `X-Virtual-MTA`

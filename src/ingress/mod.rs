@@ -4,6 +4,7 @@
 //! Never decides delivery. Stores through the `MessageSink` trait, so it does not depend on the
 //! spool's internals and its sessions can be tested against an in-memory sink.
 
+pub mod added;
 pub mod aliases;
 pub mod commands;
 pub mod context;

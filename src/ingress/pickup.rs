@@ -187,7 +187,8 @@ async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
         smtputf8: false,
         arrival_ms: time::now_millis(),
         priority: None,
-        origin: Origin { kind: "pickup".into(), ..Origin::default() },
+        dkim_options: None,
+        origin: Origin { kind: "pickup".into(), sources: vec!["{pickup}".into()], ..Origin::default() },
     };
     let id = ctx.sink.store(envelope, message).await.map_err(|e| match e {
         StoreError::Full(w) | StoreError::Failed(w) => Taken::Retry(w),

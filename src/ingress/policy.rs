@@ -101,6 +101,13 @@ pub struct SourcePolicy {
     pub broken_auth_clients: bool,
     /// The source's `<rewrite-list>`: MAIL FROM and the From domain, rewritten on receipt.
     pub rewrite: Option<std::sync::Arc<crate::config::rewrite::RewriteList>>,
+    /// `process-x-dkim-options`, `retain-x-dkim-options`.
+    pub process_x_dkim_options: bool,
+    pub retain_x_dkim_options: bool,
+    /// `bcc`: an archive copy of everything from this source goes here.
+    pub bcc: Option<String>,
+    /// `date-header-time delivery`: the Date header is added when the message is sent, not here.
+    pub date_at_delivery: bool,
 }
 
 impl SourcePolicy {
@@ -198,6 +205,10 @@ impl SourcePolicy {
                 .text(Dir::RewriteListRef)
                 .and_then(|name| crate::config::rewrite::RewriteList::named(config, name))
                 .map(std::sync::Arc::new),
+            process_x_dkim_options: s.flag(Dir::ProcessXDkimOptions),
+            retain_x_dkim_options: s.flag(Dir::RetainXDkimOptions),
+            bcc: opt_text(&s, Dir::Bcc).filter(|a| !a.is_empty()),
+            date_at_delivery: s.text(Dir::DateHeaderTime) == Some("delivery"),
         }
     }
 

@@ -163,7 +163,13 @@ pub async fn inject(ctx: &Context, tx: Transmission, client: std::net::IpAddr) -
             smtputf8: tx.options.smtputf8,
             arrival_ms: time::now_millis(),
             priority: None,
-            origin: Origin { kind: "api".into(), client_ip: Some(client), ..Origin::default() },
+            dkim_options: None,
+            origin: Origin {
+                kind: "api".into(),
+                client_ip: Some(client),
+                sources: vec!["{transmissions-api}".into()],
+                ..Origin::default()
+            },
         };
         let id = ctx.sink.store(envelope, message.clone()).await.map_err(|e| match e {
             StoreError::Full(w) | StoreError::Failed(w) => TxError::Unavailable(w),

@@ -562,10 +562,12 @@ impl Manager {
         self.ramps.save();
         let now = now_secs();
         // Higher queue-priority first, so scarce connection slots go to it.
+        let mut notices = Vec::new();
         for key in self.by_priority(false) {
             self.expire_idle(&key, false);
             let q = self.queues.get_mut(&key).expect("listed");
             q.expire();
+            notices.append(&mut q.notices);
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
             for t in due {
                 if let Some(jobs) = q.waiting.remove(&t) {
@@ -583,6 +585,9 @@ impl Manager {
             }
             self.move_backoff_rerouted(&key);
             self.start_workers(&key);
+        }
+        if !notices.is_empty() {
+            super::notify::send(notices, &self.config, self.reporter.host_name(), &self.spool, &self.events);
         }
         self.queues.retain(|_, q| {
             q.connections > 0

@@ -15,6 +15,7 @@ pub mod dest_limits;
 pub mod limits;
 pub mod manager;
 pub mod no_mx;
+pub mod notify;
 pub mod ramp;
 pub mod rate;
 pub mod report;

@@ -47,6 +47,11 @@ impl Reporter {
         }
     }
 
+    /// The host name Ember's own mail (DSNs, notices) is from.
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
     /// Where outcomes are counted (the daemon's one `Telemetry`).
     pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Reporter {
         self.telemetry = telemetry;
@@ -262,7 +267,8 @@ impl Reporter {
             self.observe("bounced", job, *i, reply, remote, key, settings);
             self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None, invalid_553);
         }
-        self.send_dsn(spool, job, indexes, reply, &category, remote, key, invalid_553, config);
+        let format = settings.map(|s| dsn::DsnFormat::from_settings(&s.settings)).unwrap_or_default();
+        self.send_dsn(spool, job, indexes, reply, &category, remote, key, invalid_553, format, config);
     }
 
     /// Recipients an operator deleted (`ember delete`): spool state `deleted`, a `b` record
@@ -293,7 +299,8 @@ impl Reporter {
             }
         }
         if dsn {
-            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), true, config);
+            let format = dsn::DsnFormat::Standard;
+            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), true, format, config);
         }
     }
 
@@ -308,10 +315,19 @@ impl Reporter {
         remote: &Remote,
         key: Option<&QueueKey>,
         invalid_553: bool,
+        format: dsn::DsnFormat,
         config: &Config,
     ) {
         let code = status::reply_status(reply, invalid_553).to_string();
         let env = Arc::clone(&job.envelope);
+        // The source the message came from decides whether its sender hears of the bounce and
+        // what comes back with it (suppress-local-dsn, dsn-return-default).
+        let source = config.message_source_settings(&env.origin);
+        if source.flag(crate::config::Dir::SuppressLocalDsn) {
+            tracing::info!("no DSN for {} to <{}>: its source has suppress-local-dsn", env.id, env.sender);
+            return;
+        }
+        let ret = dsn::resolve_ret(env.ret, source.text(crate::config::Dir::DsnReturnDefault));
         let recipients: Vec<usize> = indexes
             .iter()
             .copied()
@@ -324,7 +340,7 @@ impl Reporter {
         let spool = spool.clone();
         let host = self.host_name.clone();
         let vmta = key.map(|k| k.vmta.clone()).unwrap_or_else(|| "{default}".into());
-        let from_header = config.global.text(crate::config::Dir::CustomDsnFromHeader).map(str::to_string);
+        let from_header = dsn_from_header(config);
         let diag = status::diagnostic(reply);
         let category = category.to_string();
         let remote_mta = (!remote.mx.is_empty()).then(|| format!("{} ({})", remote.mx, remote.ip));
@@ -334,6 +350,8 @@ impl Reporter {
             let mut input = DsnInput::new(DsnKind::Failure, &env, &host, &original, now);
             input.vmta = vmta.clone();
             input.from_header = from_header;
+            input.ret = ret;
+            input.format = format;
             input.recipients = recipients
                 .iter()
                 .map(|&i| DsnRecipient {
@@ -360,6 +378,7 @@ impl Reporter {
                 smtputf8: !env.sender.is_ascii(),
                 arrival_ms: time::now_millis(),
                 priority: None,
+                dkim_options: None,
                 origin: Origin { kind: "dsn".into(), ..Origin::default() },
             };
             match spool.store(dsn_envelope.clone(), body).await {
@@ -415,6 +434,17 @@ fn event_caps(settings: Option<&QueueSettings>) -> EventCaps {
         events: if s.flag(Dir::TrackRecipientEvents) { RECENT_EVENTS } else { 0 },
         errors: s.uint(Dir::MaxEventsRecorded).map_or(RECENT_ERRORS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     }
+}
+
+/// The From: of Ember's DSNs: `custom-dsn-from-header`, else the `postmaster` address, else
+/// (`None`) `mailer-daemon@` the host name.
+pub fn dsn_from_header(config: &Config) -> Option<String> {
+    use crate::config::Dir;
+    config
+        .global
+        .text(Dir::CustomDsnFromHeader)
+        .map(str::to_string)
+        .or_else(|| config.global.text(Dir::Postmaster).map(|p| format!("Mail Delivery Subsystem <{p}>")))
 }
 
 /// `smtp-553-means-invalid-mailbox` of a queue (PowerMTA's default, yes, outside any queue).

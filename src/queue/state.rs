@@ -125,6 +125,11 @@ pub(super) struct Queue {
     pub(super) paused: bool,
     /// Work of paused jobs, released by `resume job`.
     pub(super) held: Vec<Job>,
+    /// Mode changes to mail to `backoff-notify` / `disabled-source-ip-notify` (queue/notify.rs),
+    /// sent by the manager's next tick.
+    pub(super) notices: Vec<super::notify::Notice>,
+    /// Whether the last notice sent said the queue is in backoff, so leaving it is noticed once.
+    pub(super) noticed_backoff: bool,
 }
 
 impl Queue {
@@ -148,6 +153,21 @@ impl Queue {
 
     pub(super) fn record(&mut self, mode: &str, reason: String, until: Option<u64>) {
         tracing::info!("queue mode {mode}: {reason}");
+        let left_backoff = mode == "normal" && self.noticed_backoff && self.backoff.is_none();
+        if mode == "backoff" || left_backoff {
+            self.noticed_backoff = mode == "backoff";
+        }
+        let recipients = super::notify::recipients(&self.settings.settings, mode, left_backoff);
+        if !recipients.is_empty() {
+            self.notices.push(super::notify::Notice {
+                queue: self.settings.name(),
+                mode: mode.to_string(),
+                reason: reason.clone(),
+                until,
+                time: now_secs(),
+                recipients,
+            });
+        }
         self.events.push_back(ModeEvent { time: now_secs(), mode: mode.to_string(), reason, until });
         while self.events.len() > MODE_EVENTS {
             self.events.pop_front();
@@ -437,6 +457,8 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         idle: VecDeque::new(),
         paused: false,
         held: Vec::new(),
+        notices: Vec::new(),
+        noticed_backoff: false,
         last_connect: None,
         proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),

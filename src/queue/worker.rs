@@ -66,7 +66,8 @@ pub struct WorkerSetup {
     /// MX hosts a `skip-mx` rule set aside: tried only when no other host is left.
     pub skip_mx: Vec<String>,
     /// The configuration generation the connection started with (`<rewrite-list>` of the VMTA
-    /// or pool).
+    /// or pool; each message's source settings: `verp-default`, `add-x-virtual-mta-header`,
+    /// `date-header-time`).
     pub config: Arc<crate::config::Config>,
     /// DKIM keys of the current configuration generation.
     pub dkim: crate::dkim::Keys,
@@ -396,7 +397,8 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         // The VMTA's (or pool's) <rewrite-list> edits the From domain before signing, and the
         // envelope sender below.
         let rewrite = RewriteList::for_delivery(&setup.config, &setup.key.vmta, job.envelope.vmta.as_deref());
-        let body = match prepared_body(setup, &job, rewrite.as_ref()) {
+        let source = setup.config.message_source_settings(&job.envelope.origin);
+        let body = match prepared_body(setup, &job, &source, rewrite.as_ref()) {
             Ok(b) => b,
             Err(reply) => {
                 report(setup, job, |_| reply.clone(), &remote);
@@ -411,7 +413,9 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
             let context = format!("to {} ({}) message {}", remote.mx, remote.ip, job.envelope.id);
             crate::smtp::datalog::log(&context, &message.body);
         }
-        match conn.send(&message).await {
+        let verp = source.flag(Dir::VerpDefault) && !message.sender.is_empty();
+        let sent = if verp { Ok(send_verp(conn, &message).await) } else { conn.send(&message).await };
+        match sent {
             Ok(outcome) => {
                 errors += outcome.recipients.iter().filter(|r| !r.is_positive()).count() as u64;
                 let replies = outcome.recipients;
@@ -532,7 +536,8 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
             Ok(NextJob::Done) | Err(_) => break,
         };
         let rewrite = RewriteList::for_delivery(&setup.config, &setup.key.vmta, job.envelope.vmta.as_deref());
-        let body = match prepared_body(setup, &job, rewrite.as_ref()) {
+        let source = setup.config.message_source_settings(&job.envelope.origin);
+        let body = match prepared_body(setup, &job, &source, rewrite.as_ref()) {
             Ok(b) => b,
             Err(reply) => {
                 report(setup, job, |_| reply.clone(), &remote);
@@ -564,8 +569,14 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
 
 /// The message as it leaves, or the reply that defers its recipients: read from the spool, its
 /// From domain rewritten by the VMTA's `<rewrite-list>`, then sanitised and signed per queue,
-/// after every header change (docs/operations.md).
-fn prepared_body(setup: &WorkerSetup, job: &Job, rewrite: Option<&RewriteList>) -> Result<Arc<Vec<u8>>, Reply> {
+/// after every header change (docs/operations.md). `source` are the settings of the source the
+/// message came from.
+fn prepared_body(
+    setup: &WorkerSetup,
+    job: &Job,
+    source: &crate::config::settings::Settings,
+    rewrite: Option<&RewriteList>,
+) -> Result<Arc<Vec<u8>>, Reply> {
     let body = setup
         .spool
         .read_body(job.envelope.id)
@@ -576,6 +587,8 @@ fn prepared_body(setup: &WorkerSetup, job: &Job, rewrite: Option<&RewriteList>) 
         &setup.dkim.current(),
         &setup.key.vmta,
         &setup.settings.settings,
+        source,
+        job.envelope.dkim_options.as_deref(),
         Arc::new(body),
         now,
     )
@@ -583,6 +596,40 @@ fn prepared_body(setup: &WorkerSetup, job: &Job, rewrite: Option<&RewriteList>) 
         tracing::error!(queue = %setup.key, "{e}");
         Reply::new(451, "4.7.0", format!("cannot DKIM-sign the message: {e}"))
     })
+}
+
+/// `verp-default`: one transaction per recipient, each from its own VERP return path
+/// (delivery/verp.rs). The replies come back in the message's recipient order. A connection
+/// that can no longer carry a transaction (after a 421) defers the recipients not yet tried.
+async fn send_verp(conn: &mut Connection, message: &OutgoingMessage) -> crate::delivery::TransactionOutcome {
+    let mut replies = Vec::with_capacity(message.recipients.len());
+    for rcpt in &message.recipients {
+        if !conn.is_usable() {
+            replies.push(Reply::new(451, "4.4.0", "the connection closed before this recipient's VERP transaction"));
+            continue;
+        }
+        let single = OutgoingMessage {
+            sender: crate::delivery::verp::sender_for(&message.sender, &rcpt.address),
+            recipients: vec![rcpt.clone()],
+            ..message.clone()
+        };
+        match conn.send(&single).await {
+            Ok(outcome) => replies.push(
+                outcome
+                    .recipients
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply for this recipient")),
+            ),
+            // Earlier recipients' transactions stand (they may be delivered); this one gets the
+            // failure's reply and the connection, no longer usable, defers the rest above.
+            Err(e) => {
+                tracing::info!(mx = %conn.mx_name(), "VERP transaction for <{}> failed: {e}", rcpt.address);
+                replies.push(e.reply());
+            }
+        }
+    }
+    crate::delivery::TransactionOutcome { recipients: replies }
 }
 
 fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {
@@ -630,7 +677,15 @@ mod tests {
             smtputf8: false,
             arrival_ms: 0,
             priority: None,
-            origin: Origin { kind: "smtp".into(), helo: "h".into(), client_ip: None, local_ip: None, auth_user: None },
+            origin: Origin {
+                kind: "smtp".into(),
+                helo: "h".into(),
+                client_ip: None,
+                local_ip: None,
+                auth_user: None,
+                sources: Vec::new(),
+            },
+            dkim_options: None,
         };
         let job = Job { envelope: Arc::new(envelope), recipients: vec![0, 1, 2], attempts: 2 };
         let bye = Reply::new(421, "4.3.2", "closing");

@@ -47,7 +47,9 @@
 //! 4, 6) and its octets.
 //!
 //! The *optional fields* are written only when set, each as a tag byte and its value:
-//! `1` recipient priority (`u8`, 0 to 100). An envelope with none of them is byte for byte the
+//! `1` recipient priority (`u8`, 0 to 100); `2` the named sources the message was injected
+//! through (a LEB128 count, then that many strings); `3` the `X-DKIM-Options` value (a string).
+//! An envelope with none of them is byte for byte the
 //! layout written before they existed, so older records read back unchanged (every optional
 //! field `None`); a tag this code does not know is reported as damage, never skipped.
 //!
@@ -255,7 +257,8 @@ pub fn encode_meta(env: &Envelope, id: MessageId) -> Vec<u8> {
         smtputf8,
         arrival_ms,
         priority,
-        origin: Origin { kind, helo, client_ip, local_ip, auth_user },
+        dkim_options,
+        origin: Origin { kind, helo, client_ip, local_ip, auth_user, sources },
     } = env;
     let mut m = Vec::with_capacity(64 + recipients.len() * (STATE_LEN + 32) + sender.len() + helo.len());
     m.extend_from_slice(&id.0.to_le_bytes());
@@ -288,16 +291,31 @@ pub fn encode_meta(env: &Envelope, id: MessageId) -> Vec<u8> {
     if let Some(p) = priority {
         m.extend_from_slice(&[OPT_PRIORITY, *p]);
     }
+    if !sources.is_empty() {
+        m.push(OPT_SOURCES);
+        put_len(&mut m, sources.len());
+        for s in sources {
+            put_str(&mut m, s);
+        }
+    }
+    if let Some(o) = dkim_options {
+        m.push(OPT_DKIM_OPTIONS);
+        put_str(&mut m, o);
+    }
     m
 }
 
-/// Tag of the optional recipient-priority field (see the module documentation).
+/// Tags of the optional fields (see the module documentation).
 const OPT_PRIORITY: u8 = 1;
+const OPT_SOURCES: u8 = 2;
+const OPT_DKIM_OPTIONS: u8 = 3;
 
 /// The optional fields after the recipients, up to the end of *meta*.
 #[derive(Default)]
 struct Optional {
     priority: Option<u8>,
+    sources: Option<Vec<String>>,
+    dkim_options: Option<String>,
 }
 
 impl Reader<'_> {
@@ -307,6 +325,21 @@ impl Reader<'_> {
             match self.bytes(1)?[0] {
                 OPT_PRIORITY if o.priority.is_none() => o.priority = Some(self.bytes(1)?[0]),
                 OPT_PRIORITY => return Err("envelope priority given twice"),
+                OPT_SOURCES if o.sources.is_none() => {
+                    let n = self.len()?;
+                    // Each name takes at least one byte: a count past what is left is damage.
+                    if n > self.b.len() - self.pos {
+                        return Err("envelope source count exceeds the envelope");
+                    }
+                    let mut names = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        names.push(self.str()?.to_owned());
+                    }
+                    o.sources = Some(names);
+                }
+                OPT_SOURCES => return Err("envelope sources given twice"),
+                OPT_DKIM_OPTIONS if o.dkim_options.is_none() => o.dkim_options = Some(self.str()?.to_owned()),
+                OPT_DKIM_OPTIONS => return Err("envelope X-DKIM-Options given twice"),
                 _ => return Err("unknown optional envelope field"),
             }
         }
@@ -372,7 +405,7 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
         let state = decode_state(&m[META_STATES + i * STATE_LEN..])?;
         recipients.push(Recipient { address, orcpt, notify, state });
     }
-    let Optional { priority } = r.optional_fields()?;
+    let Optional { priority, sources, dkim_options } = r.optional_fields()?;
     Ok(Envelope {
         id: MessageId(id),
         sender,
@@ -385,7 +418,8 @@ pub fn decode_meta(m: &[u8]) -> Result<Envelope, &'static str> {
         smtputf8: flags & 2 != 0,
         arrival_ms,
         priority,
-        origin: Origin { kind, helo, client_ip, local_ip, auth_user },
+        dkim_options,
+        origin: Origin { kind, helo, client_ip, local_ip, auth_user, sources: sources.unwrap_or_default() },
     })
 }
 
@@ -543,12 +577,14 @@ mod tests {
             smtputf8: false,
             arrival_ms: 1_700_000_000_123,
             priority: None,
+            dkim_options: None,
             origin: Origin {
                 kind: "smtp".into(),
                 helo: "feeder.example".into(),
                 client_ip: Some("192.0.2.7".parse().unwrap()),
                 local_ip: Some("2001:db8::1".parse().unwrap()),
                 auth_user: Some("feeder".into()),
+                sources: Vec::new(),
             },
         }
     }
@@ -580,6 +616,26 @@ mod tests {
         assert_eq!(decode_meta(&updated).unwrap().priority, Some(90));
         // An unknown tag, a repeated field or a missing value is damage, not something to skip.
         for bad in [&[9u8, 1][..], &[OPT_PRIORITY][..], &[OPT_PRIORITY, 1, OPT_PRIORITY, 2][..]] {
+            let damaged = [old_meta.as_slice(), bad].concat();
+            assert!(check_meta(&damaged).is_err(), "{bad:?}");
+            assert!(decode_meta(&damaged).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_and_dkim_options_are_optional_fields_old_records_still_read() {
+        let old_meta = encode_meta(&sample(), MessageId(6));
+        let mut env = sample();
+        env.origin.sources = vec!["feeder".into(), "{auth}".into()];
+        env.dkim_options = Some("d=example.com; l=y".into());
+        let meta = encode_meta(&env, MessageId(6));
+        assert_eq!(meta[..old_meta.len()], old_meta[..]);
+        assert_eq!(check_meta(&meta), Ok((6, 2, 2)));
+        assert_eq!(decode_meta(&meta).unwrap(), Envelope { id: MessageId(6), ..env });
+        // A record written before the fields existed reads back with neither.
+        let old = decode_meta(&old_meta).unwrap();
+        assert!(old.origin.sources.is_empty() && old.dkim_options.is_none());
+        for bad in [&[OPT_SOURCES, 5, 1, b'a'][..], &[OPT_DKIM_OPTIONS, 1, b'x', OPT_DKIM_OPTIONS, 0][..]] {
             let damaged = [old_meta.as_slice(), bad].concat();
             assert!(check_meta(&damaged).is_err(), "{bad:?}");
             assert!(decode_meta(&damaged).is_err(), "{bad:?}");

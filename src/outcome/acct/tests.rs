@@ -572,6 +572,7 @@ fn delivery_facts_from_the_envelope() {
         smtputf8: false,
         arrival_ms: 1_549_662_840_500,
         priority: None,
+        dkim_options: None,
         origin: Origin {
             kind: "smtp".into(),
             helo: "feeder.example".into(),

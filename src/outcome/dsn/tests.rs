@@ -28,6 +28,7 @@ fn envelope() -> Envelope {
         smtputf8: false,
         arrival_ms: 1_713_426_678_000,
         priority: None,
+        dkim_options: None,
         origin: Origin {
             kind: "smtp".into(),
             helo: "feeder.example.net".into(),

@@ -54,12 +54,14 @@ pub fn envelope(rcpts: &[&str]) -> Envelope {
         smtputf8: false,
         arrival_ms: 1_700_000_000_000,
         priority: None,
+        dkim_options: None,
         origin: crate::message::Origin {
             kind: "smtp".into(),
             helo: "feeder.example".into(),
             client_ip: Some("198.51.100.4".parse().unwrap()),
             local_ip: None,
             auth_user: None,
+            sources: Vec::new(),
         },
     }
 }
