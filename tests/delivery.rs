@@ -351,3 +351,113 @@ fn a_virtual_mta_rewrite_list_applies_at_delivery() {
     assert_eq!(plain["mail_from"], "s@example.net", "{plain}");
     assert!(plain["data"].as_str().unwrap().contains("From: Sender <s@example.net>"), "{plain}");
 }
+
+/// Waits until the receiver has `count` messages; they by first recipient.
+fn messages_by_rcpt(rx: &Receiver, count: usize) -> std::collections::HashMap<String, serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let messages = rx.events("message");
+        if messages.len() >= count {
+            return messages.into_iter().map(|m| (m["rcpts"][0].as_str().unwrap().to_string(), m)).collect();
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} of {count} messages arrived", messages.len());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn head(message: &serde_json::Value) -> String {
+    let data = message["data"].as_str().unwrap();
+    data[..data.find("\r\n\r\n").unwrap()].to_string()
+}
+
+#[test]
+fn source_and_queue_headers_bcc_and_verp_reach_the_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("included.txt"), "# added to every message\nX-Included: from-file\n").unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhost-id 42\ninclude-headers-from included.txt\n<spool spool>\n</spool>\n<virtual-mta v2>\n    smtp-source-host 127.0.0.2 v2.ember.test\n</virtual-mta>\n<virtual-mta-pool both>\n    virtual-mta v2\n</virtual-mta-pool>\n<source 127.0.0.1>\n    always-allow-relaying yes\n    process-x-virtual-mta yes\n    retain-x-virtual-mta yes\n    add-message-id-header yes\n    add-date-header yes\n    date-header-time delivery\n    add-x-virtual-mta-header yes\n    verp-default yes\n    bcc archive@archive.test\n</source>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n<domain sp.test>\n    add-x-msys-api-header yes\n    sparkpost-ip-pool warm\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    let message = "From: <sender@example.net>\r\nSubject: headers\r\nX-Virtual-MTA: both\r\nX-MSYS-API: {\"campaign_id\": \"c1\"}\r\n\r\nbody\r\n";
+    let sent = e.send_with_script("127.0.0.1", "sender@example.net", &["a@example.com", "b@sp.test"], message);
+    assert_eq!(sent["data"][0], 250, "{sent}");
+    let got = messages_by_rcpt(&rx, 3);
+    // VERP: one transaction per recipient, each from a return path naming it; the bcc archive
+    // copy is one of them.
+    assert_eq!(got["a@example.com"]["mail_from"], "sender+a=example.com@example.net");
+    assert_eq!(got["b@sp.test"]["mail_from"], "sender+b=sp.test@example.net");
+    assert_eq!(got["archive@archive.test"]["mail_from"], "sender+archive=archive.test@example.net");
+    for (rcpt, m) in &got {
+        assert_eq!(m["rcpts"].as_array().unwrap().len(), 1, "{rcpt}: {m}");
+        let h = head(m);
+        // include-headers-from right after Ember's Received header.
+        assert!(h.starts_with("Received: ") && h.contains("\r\nX-Included: from-file\r\nFrom: "), "{rcpt}:\n{h}");
+        let id = h.lines().find(|l| l.starts_with("Message-ID: ")).expect("a Message-ID");
+        assert!(id.contains(".42@"), "host-id in {id}");
+        assert_eq!(h.matches("\r\nDate: ").count(), 1, "Date added at delivery:\n{h}");
+        // The delivering VMTA, once, in place of the one the injector asked for (the pool).
+        assert_eq!(h.matches("X-Virtual-MTA").count(), 1, "{h}");
+        assert!(h.contains("X-Virtual-MTA: v2\r\n") || h.ends_with("X-Virtual-MTA: v2"), "{h}");
+        assert_eq!(m["peer"], "127.0.0.2", "{rcpt}");
+    }
+    // SparkPost's header only for the queue that asks for it, merged into the injector's JSON.
+    let sp = head(&got["b@sp.test"]);
+    let msys = sp.lines().find(|l| l.starts_with("X-MSYS-API: ")).expect("X-MSYS-API");
+    let value: serde_json::Value = serde_json::from_str(&msys["X-MSYS-API: ".len()..]).unwrap();
+    assert_eq!(value, json!({"campaign_id": "c1", "options": {"ip_pool": "warm"}}));
+    assert_eq!(sp.matches("X-MSYS-API").count(), 1, "{sp}");
+    assert_eq!(head(&got["a@example.com"]).matches("X-MSYS-API: {\"campaign_id\": \"c1\"}").count(), 1);
+}
+
+#[test]
+fn dsns_follow_the_source_and_postmaster_and_backoff_is_mailed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"rcpt_rules": [{"regex": "^bad", "replies": "550 5.1.1 no such user"}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\npostmaster postmaster@ember.test\n<spool spool>\n</spool>\n<source 127.0.0.1>\n    always-allow-relaying yes\n    dsn-return-default full\n</source>\n<source 127.0.0.2>\n    always-allow-relaying yes\n    suppress-local-dsn yes\n</source>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n<domain busy.test>\n    backoff-notify ops@ops.test\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    let message = "From: <s@example.net>\r\nSubject: will bounce\r\n\r\nthe body line\r\n";
+    e.send_with_script("127.0.0.2", "quiet@example.net", &["bad2@example.com"], message);
+    e.wait_log("its source has suppress-local-dsn");
+    e.send_with_script("127.0.0.1", "loud@example.net", &["bad1@example.com"], message);
+    let got = messages_by_rcpt(&rx, 1);
+    let dsn = &got["loud@example.net"];
+    assert_eq!(dsn["mail_from"], "");
+    let data = dsn["data"].as_str().unwrap();
+    assert!(data.contains("From: Mail Delivery Subsystem <postmaster@ember.test>\r\n"), "{data}");
+    // dsn-return-default full: the whole message comes back, body included.
+    assert!(data.contains("Content-Type: message/rfc822") && data.contains("the body line"), "{data}");
+
+    // backoff-notify: entering and leaving backoff are mailed, from the postmaster.
+    inject(&e, "a@example.net", "ok@busy.test", &[]);
+    e.wait_log("delivered ");
+    for mode in ["--mode=backoff", "--mode=normal"] {
+        let out = e.live_cli(&["set", "queue", mode, "busy.test"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 queue changed", "{out:?}");
+    }
+    let notices: Vec<serde_json::Value> = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n: Vec<_> = rx.events("message").into_iter().filter(|m| m["rcpts"][0] == "ops@ops.test").collect();
+            if n.len() >= 2 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let subjects: Vec<String> = notices
+        .iter()
+        .map(|m| head(m).lines().find(|l| l.starts_with("Subject: ")).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects.iter().any(|s| s.ends_with("queue busy.test/{default} entered backoff mode")), "{subjects:?}");
+    assert!(subjects.iter().any(|s| s.ends_with("queue busy.test/{default} left backoff mode")), "{subjects:?}");
+    assert!(notices.iter().all(|m| m["mail_from"] == "postmaster@ember.test"));
+    // Nothing ever went to the sender whose source suppresses DSNs.
+    assert!(!rx.events("message").iter().any(|m| m["rcpts"][0] == "quiet@example.net"));
+}

@@ -268,3 +268,56 @@ fn unusable_keys_stop_run_reload_and_check_config() {
     assert!(e.log_contains("not a usable DKIM private key"));
     e.stop();
 }
+
+#[test]
+fn body_limit_query_method_and_x_dkim_options_verify_with_dkimpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = HashMap::new();
+    let (own, name, value) = keygen(dir.path(), "s1", "example.com", "rsa");
+    records.insert(name, value);
+    let (brand, name, value) = keygen(dir.path(), "s2", "brand.example", "ed25519");
+    records.insert(name, value);
+    let receiver = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    process-x-dkim-options yes\n</source>\n<spool spool>\n</spool>\ndomain-key s1,example.com,{own}\ndomain-key s2,brand.example,{brand}\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n    dkim-sign yes\n    dkim-add-body-limit yes\n    dkim-query-method dns/txt\n</domain>\n",
+        receiver.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    send(&e, "news@example.com", "a@plain.test", &message("a@plain.test", "", "plain"));
+    let options = "X-DKIM-Options: d=brand.example; s=s2; a=ed25519-sha256; l=n\r\n";
+    send(&e, "news@example.com", "b@options.test", &message("b@options.test", options, "options"));
+    let messages = received(&receiver, 2);
+    let signature = |msg: &str| -> String {
+        let at = msg.find("DKIM-Signature:").expect("signed");
+        let end = msg[at..].find("\r\n\r\n").map_or(msg.len(), |e| at + e);
+        msg[at..end]
+            .split("\r\n")
+            .take_while(|l| l.starts_with("DKIM") || l.starts_with([' ', '\t']))
+            .collect::<String>()
+    };
+    let plain = &messages["a@plain.test"];
+    let results = verify(e.dir.path(), plain, &records);
+    assert_eq!(
+        (results.len(), &results[0]["ok"], &results[0]["d"]),
+        (1, &json!(true), &json!("example.com")),
+        "{results:?}\n{plain}"
+    );
+    let sig: String = signature(plain).split_whitespace().collect();
+    assert!(sig.contains("q=dns/txt;"), "{sig}");
+    // l= is the canonicalized body length: relaxed drops the trailing blanks and empty lines.
+    let canonical = "Hello.\r\nSecond line with trailing blanks\r\n".len();
+    assert!(sig.contains(&format!("l={canonical};")), "{sig}");
+
+    // X-DKIM-Options chose the domain, selector and algorithm, turned l= off, and was removed.
+    let opt = &messages["b@options.test"];
+    let results = verify(e.dir.path(), opt, &records);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(
+        (&results[0]["d"], &results[0]["s"], &results[0]["a"]),
+        (&json!("brand.example"), &json!("s2"), &json!("ed25519-sha256"))
+    );
+    assert_eq!(results[0]["ok"], true, "{results:?}\n{opt}");
+    let sig: String = signature(opt).split_whitespace().collect();
+    assert!(!sig.contains(";l=") && sig.contains("q=dns/txt;"), "{sig}");
+    assert!(!opt[..opt.find("\r\n\r\n").unwrap()].to_lowercase().contains("x-dkim-options"), "{opt}");
+}
