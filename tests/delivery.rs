@@ -461,3 +461,50 @@ fn dsns_follow_the_source_and_postmaster_and_backoff_is_mailed() {
     // Nothing ever went to the sender whose source suppresses DSNs.
     assert!(!rx.events("message").iter().any(|m| m["rcpts"][0] == "quiet@example.net"));
 }
+
+#[test]
+fn delay_dsns_for_notify_delay_and_bcc_upon_delivery_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    // Turns count over both messages: each is deferred twice, a second apart, then accepted.
+    let busy = [
+        "451 4.2.0 mailbox busy",
+        "451 4.2.0 mailbox busy",
+        "451 4.2.0 mailbox busy",
+        "451 4.2.0 mailbox busy",
+        "250 2.1.5 ok",
+    ];
+    let script = json!({"rcpt_rules": [{"regex": "^slow@", "replies": busy}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\n<spool spool>\n</spool>\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    smtp-hosts [127.0.0.1]:{}\n</domain>\n<domain delay.test>\n    retry-after 1s\n    retry-recipients-after 1s\n    notify-of-delay-every 1s\n    bcc-upon-delivery copies@archive.test\n</domain>\n",
+        rx.addr.port()
+    );
+    let e = Ember::start_in(dir, &config);
+    let script = "import smtplib,sys\nh,p=sys.argv[1].rsplit(':',1)\ns=smtplib.SMTP(h,int(p))\ns.sendmail('asker@example.net',['slow@delay.test'],b'Subject: wait\\r\\n\\r\\nx\\r\\n',rcpt_options=['NOTIFY=DELAY,FAILURE'])\ns.sendmail('quiet@example.net',['slow@delay.test'],b'Subject: wait\\r\\n\\r\\nx\\r\\n')\ns.quit()";
+    let out = support::python(script, &[e.smtp().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Both messages end up delivered.
+    e.wait_log_count("delivered ", 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (delays, copies) = loop {
+        let all = rx.events("message");
+        let delays: Vec<_> = all.iter().filter(|m| m["rcpts"][0] == "asker@example.net").cloned().collect();
+        let copies: Vec<_> = all.iter().filter(|m| m["rcpts"][0] == "copies@archive.test").cloned().collect();
+        if (!delays.is_empty() && copies.len() >= 2) || std::time::Instant::now() > deadline {
+            break (delays, copies);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!delays.is_empty(), "no delay DSN");
+    let data = delays[0]["data"].as_str().unwrap();
+    assert!(data.contains("Action: delayed") && data.contains("Final-Recipient: rfc822;slow@delay.test"), "{data}");
+    assert!(data.contains("Subject: Delivery Status Notification (Delay)"), "{data}");
+    // The sender who did not ask for delay notices gets none.
+    assert!(!rx.events("message").iter().any(|m| m["rcpts"][0] == "quiet@example.net"));
+    // One copy per delivered message, from the null sender, with the message as delivered.
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    for c in &copies {
+        assert_eq!(c["mail_from"], "");
+        assert!(c["data"].as_str().unwrap().contains("Subject: wait"), "{c}");
+    }
+}

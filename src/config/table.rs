@@ -132,8 +132,8 @@ directives! {
     JobidHeader => "jobid-header", Word, SRC, None, once, Enforced, "Alternative header for the job id.";
     JobidPrefix => "jobid-prefix", Word, SRC, None, once, Enforced, "Prefix for job ids; {auth} is the authenticated user.";
     ProcessXEnvid => "process-x-envid", Bool, SRC, Some("no"), once, Enforced, "X-Envid header sets the DSN ENVID.";
-    ProcessXSchedule => "process-x-schedule", Bool, SRC, Some("no"), once, Pending, "X-Schedule delivery windows.";
-    RetainXSchedule => "retain-x-schedule", Bool, SRC, Some("no"), once, Pending, "Keep the X-Schedule header.";
+    ProcessXSchedule => "process-x-schedule", Bool, SRC, Some("no"), once, Pending, "X-Schedule delivery windows. Pending: needs a per-message not-before/not-after time in the spool envelope and queue scheduling that holds mail outside its window.";
+    RetainXSchedule => "retain-x-schedule", Bool, SRC, Some("no"), once, Pending, "Keep the X-Schedule header. Pending: process-x-schedule is not enforced yet.";
     ProcessXDkimOptions => "process-x-dkim-options", Bool, SRC, Some("no"), once, Enforced, "Honour X-DKIM-Options: DKIM tags (d= i= s= a= c= h= l= q= t= x=) overriding the first signature's options for this message; the header is removed unless retain-x-dkim-options.";
     RetainXDkimOptions => "retain-x-dkim-options", Bool, SRC, Some("no"), once, Enforced, "Keep the X-DKIM-Options header in the message after processing it.";
     ProcessXDkimKey => "process-x-dkim-key", Bool, SRC, Some("no"), once, Pending, "Accept a private key in X-DKIM-Key. Pending: a signing key carried in a message header needs its own trust rules (which sources may, key checks) before Ember accepts one.";
@@ -231,10 +231,10 @@ directives! {
     Smtp553MeansInvalidMailbox => "smtp-553-means-invalid-mailbox", Bool, D, Some("yes"), once, Enforced, "Treat a bare 553 (no enhanced code) as 5.1.1, bad mailbox: status, bounce category, DSN.";
     Smtp421MeansMxUnavailable => "smtp-421-means-mx-unavailable", Bool, D, Some("no"), once, Enforced, "yes: a 421 (greeting or any command) closes the session and the message goes to the next MX host at once. no: a 421 greeting puts the queue in retry mode without trying the other hosts; a 421 to a command defers its recipients.";
     ReplaceSmtp421ServiceResponse => "replace-smtp-421-service-response", Bool, D, Some("no"), once, Enforced, "A receiver's 421 keeps its codes; its text becomes \"Service not available, closing transmission channel\" in logs, accounting and DSNs.";
-    NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Pending, "Delay DSN interval for NOTIFY=DELAY.";
+    NotifyOfDelayEvery => "notify-of-delay-every", IntervalOrNever, D, Some("4h"), once, Enforced, "Delay DSN interval for recipients that asked with NOTIFY=DELAY: one when this long has passed since arrival, then again every interval while they wait (never: none).";
     DsnFormat => "dsn-format", Enum(DSN_FORMATS), D, Some("standard"), once, Enforced, "DSN layout: standard (multipart/report) or plain-text (the delivery-status fields alone as text/plain).";
     DeliverLocalDsn => "deliver-local-dsn", Bool, D, Some("yes"), once, NoEffect, "PowerMTA 3.x switch for locally generated DSNs; Ember always queues its DSNs like any other mail.";
-    BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Pending, "Copy each delivered message.";
+    BccUponDelivery => "bcc-upon-delivery", Email, D, None, once, Enforced, "Copy each delivered message (once per delivering transaction) to this address, from the null sender; a copy is never copied again.";
     DisableAcctRecords => "disable-acct-records", List, D, None, once, Enforced, "Accounting record types not written for this queue.";
     MaxEventsRecorded => "max-events-recorded", Uint, D, Some("10"), once, Enforced, "Errors (deferrals, bounces, queue failures) the queue detail of the management API keeps per queue.";
     TrackRecipientEvents => "track-recipient-events", Bool, D, Some("no"), once, Enforced, "Keep the last 50 recipient events of the queue for its detail in the management API (no: none).";

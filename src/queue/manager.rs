@@ -529,7 +529,7 @@ impl Manager {
         self.rollups.reload(&config);
         self.dest_limits.reload(&config);
         self.config = config;
-        self.reporter = reporter;
+        self.reporter = reporter.continue_from(&self.reporter);
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
             let vmta_exists = key.vmta == crate::config::DEFAULT_VMTA || self.config.vmta(&key.vmta).is_some();

@@ -12,15 +12,19 @@ use super::manager::{Event, Job};
 use super::worker::{QueueFailure, Remote};
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
-use crate::message::{Envelope, MessageId, Origin, Recipient, RecipientState};
+use crate::message::{MessageId, RecipientState};
 use crate::outcome::acct::{Accounting, DeliveryFacts, QueueAcct, Record, RecordType};
 use crate::outcome::category::Classifier;
-use crate::outcome::dsn::{self, DsnInput, DsnKind, DsnRecipient};
+use crate::outcome::dsn::{self, DsnKind};
 use crate::outcome::status;
 use crate::smtp::Reply;
 use crate::spool::{Spool, StateChange};
 use crate::telemetry::{EventCaps, Outcome, RECENT_ERRORS, RECENT_EVENTS, Telemetry};
 use crate::time;
+
+mod own_mail;
+
+use own_mail::DsnRequest;
 
 /// Turns outcomes into records; one per configuration generation.
 #[derive(Clone)]
@@ -33,6 +37,9 @@ pub struct Reporter {
     pools: Arc<HashSet<String>>,
     /// Counters and recent events for the API, `/metrics` and the dashboard.
     telemetry: Arc<Telemetry>,
+    /// When each (message, recipient) last had a delay DSN (`notify-of-delay-every`); shared
+    /// by the generations a reload makes, lost at a restart (then counted from arrival again).
+    delay_notices: Arc<std::sync::Mutex<std::collections::HashMap<(MessageId, usize), u64>>>,
 }
 
 impl Reporter {
@@ -44,7 +51,14 @@ impl Reporter {
             events: None,
             pools: Arc::new(config.pools.iter().map(|p| p.name.clone()).collect()),
             telemetry: Arc::default(),
+            delay_notices: Arc::default(),
         }
+    }
+
+    /// Keeps the delay-DSN times of the generation this one replaces.
+    pub fn continue_from(mut self, old: &Reporter) -> Reporter {
+        self.delay_notices = Arc::clone(&old.delay_notices);
+        self
     }
 
     /// The host name Ember's own mail (DSNs, notices) is from.
@@ -176,6 +190,10 @@ impl Reporter {
         key: &QueueKey,
         settings: &QueueSettings,
     ) {
+        if !done.is_empty() {
+            self.bcc_upon_delivery(spool, job, settings);
+            self.delay_notices_done(job, &done.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+        }
         let id = job.envelope.id;
         for (i, reply) in done {
             tracing::info!(queue = %key, mx = %remote.mx, "delivered {id} to <{}>: {reply}", job.envelope.recipients[*i].address);
@@ -201,7 +219,9 @@ impl Reporter {
         remote: &Remote,
         key: &QueueKey,
         settings: &QueueSettings,
+        config: &Config,
     ) {
+        self.delay_dsns(spool, job, later, remote, key, settings, config);
         let id = job.envelope.id;
         for (i, reply, at) in later {
             tracing::info!(queue = %key, "deferred {id} to <{}> until {}: {reply}", job.envelope.recipients[*i].address, time::acct(*at));
@@ -268,7 +288,11 @@ impl Reporter {
             self.record(RecordType::Bounce, job, *i, reply, &category, remote, key, None, invalid_553);
         }
         let format = settings.map(|s| dsn::DsnFormat::from_settings(&s.settings)).unwrap_or_default();
-        self.send_dsn(spool, job, indexes, reply, &category, remote, key, invalid_553, format, config);
+        let request =
+            DsnRequest { kind: DsnKind::Failure, reply, category: &category, remote, key, invalid_553, format };
+        let recipients = indexes.iter().map(|&i| (i, None)).collect::<Vec<_>>();
+        self.send_dsn(spool, job, &recipients, &request, config);
+        self.delay_notices_done(job, indexes);
     }
 
     /// Recipients an operator deleted (`ember delete`): spool state `deleted`, a `b` record
@@ -300,97 +324,18 @@ impl Reporter {
         }
         if dsn {
             let format = dsn::DsnFormat::Standard;
-            self.send_dsn(spool, job, &job.recipients, reply, &category, remote, Some(key), true, format, config);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn send_dsn(
-        &self,
-        spool: &Spool,
-        job: &Job,
-        indexes: &[usize],
-        reply: &Reply,
-        category: &str,
-        remote: &Remote,
-        key: Option<&QueueKey>,
-        invalid_553: bool,
-        format: dsn::DsnFormat,
-        config: &Config,
-    ) {
-        let code = status::reply_status(reply, invalid_553).to_string();
-        let env = Arc::clone(&job.envelope);
-        // The source the message came from decides whether its sender hears of the bounce and
-        // what comes back with it (suppress-local-dsn, dsn-return-default).
-        let source = config.message_source_settings(&env.origin);
-        if source.flag(crate::config::Dir::SuppressLocalDsn) {
-            tracing::info!("no DSN for {} to <{}>: its source has suppress-local-dsn", env.id, env.sender);
-            return;
-        }
-        let ret = dsn::resolve_ret(env.ret, source.text(crate::config::Dir::DsnReturnDefault));
-        let recipients: Vec<usize> = indexes
-            .iter()
-            .copied()
-            .filter(|i| dsn::should_send(&env.sender, env.recipients[*i].notify, DsnKind::Failure))
-            .collect();
-        if recipients.is_empty() {
-            return;
-        }
-        let Some(events) = self.events.clone() else { return };
-        let spool = spool.clone();
-        let host = self.host_name.clone();
-        let vmta = key.map(|k| k.vmta.clone()).unwrap_or_else(|| "{default}".into());
-        let from_header = dsn_from_header(config);
-        let diag = status::diagnostic(reply);
-        let category = category.to_string();
-        let remote_mta = (!remote.mx.is_empty()).then(|| format!("{} ({})", remote.mx, remote.ip));
-        tokio::spawn(async move {
-            let original = spool.read_body(env.id).unwrap_or_default();
-            let now = time::now_secs();
-            let mut input = DsnInput::new(DsnKind::Failure, &env, &host, &original, now);
-            input.vmta = vmta.clone();
-            input.from_header = from_header;
-            input.ret = ret;
-            input.format = format;
-            input.recipients = recipients
-                .iter()
-                .map(|&i| DsnRecipient {
-                    address: env.recipients[i].address.clone(),
-                    orcpt: env.recipients[i].orcpt.clone().map(|o| format!("rfc822;{o}")),
-                    status: code.clone(),
-                    diag: diag.clone(),
-                    remote_mta: remote_mta.clone(),
-                    category: category.clone(),
-                    last_attempt: Some(now),
-                    will_retry_until: None,
-                })
-                .collect();
-            let body = dsn::build_dsn(&input);
-            let dsn_envelope = Envelope {
-                id: MessageId(0),
-                sender: String::new(),
-                recipients: vec![Recipient::new(env.sender.clone())],
-                vmta: env.vmta.clone(),
-                job_id: None,
-                env_id: None,
-                ret: None,
-                eight_bit: body.iter().any(|b| *b >= 0x80),
-                smtputf8: !env.sender.is_ascii(),
-                arrival_ms: time::now_millis(),
-                priority: None,
-                dkim_options: None,
-                origin: Origin { kind: "dsn".into(), ..Origin::default() },
+            let request = DsnRequest {
+                kind: DsnKind::Failure,
+                reply,
+                category: &category,
+                remote,
+                key: Some(key),
+                invalid_553: true,
+                format,
             };
-            match spool.store(dsn_envelope.clone(), body).await {
-                Ok(id) => {
-                    tracing::info!("queued DSN {id} to <{}> about {}", env.sender, env.id);
-                    let mut stored = dsn_envelope;
-                    stored.id = id;
-                    let _ = events.send(Event::Submit(Box::new(stored), true));
-                }
-                Err(e) => tracing::error!("cannot queue the DSN for message {}: {e}", env.id),
-            }
-        });
+            let recipients = job.recipients.iter().map(|&i| (i, None)).collect::<Vec<_>>();
+            self.send_dsn(spool, job, &recipients, &request, config);
+        }
     }
 
     pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure, settings: &QueueSettings) {

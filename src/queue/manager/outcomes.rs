@@ -102,7 +102,7 @@ impl Manager {
             });
         }
         self.reporter.delivered(&self.spool, &job, &delivered, remote, key, &settings);
-        self.reporter.deferred(&self.spool, &job, &retry, attempts, remote, key, &settings);
+        self.reporter.deferred(&self.spool, &job, &retry, attempts, remote, key, &settings, &self.config);
         for (index, reply) in bounced {
             self.reporter.bounce(&self.spool, &job, &[index], &reply, remote, Some(key), Some(&settings), &self.config);
         }
@@ -184,6 +184,11 @@ impl Manager {
                 let arrival = j.envelope.arrival_ms / 1000;
                 q.schedule.expired(arrival, now) || too_old(arrival).is_some()
             });
+            // Still waiting: recipients that asked for delay DSNs get one when it is due.
+            for job in &keep {
+                let later: Vec<(usize, Reply, u64)> = job.recipients.iter().map(|&i| (i, f.reply.clone(), 0)).collect();
+                self.reporter.delay_dsns(&self.spool, job, &later, &f.remote, key, &q.settings, &self.config);
+            }
             q.ready.extend(keep);
             for job in old {
                 let reply = too_old(job.envelope.arrival_ms / 1000).cloned().unwrap_or_else(|| expired(&f.reply));
