@@ -93,8 +93,9 @@ fn enhanced_prefix(code: u16, text: &str) -> Option<&str> {
     let mut parts = word.split('.');
     let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
     let numeric = |p: &str, max: usize| !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit());
-    let agrees = class.len() == 1 && u16::from(class.as_bytes()[0] - b'0') == code / 100;
-    (parts.next().is_none() && agrees && numeric(class, 1) && numeric(subject, 3) && numeric(detail, 3)).then_some(word)
+    // The class is checked to be one digit before its value is compared with the code's.
+    let agrees = numeric(class, 1) && u16::from(class.as_bytes()[0] - b'0') == code / 100;
+    (parts.next().is_none() && agrees && numeric(subject, 3) && numeric(detail, 3)).then_some(word)
 }
 
 #[cfg(test)]
