@@ -106,7 +106,9 @@ fn the_dashboard_shows_live_traffic_and_pauses_a_queue() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
     let held = "<domain held.example>\n    smtp-hosts [127.0.0.1]:9\n    retry-after 1h\n</domain>\n";
-    let e = Ember::start_in(dir, &config("operator", &format!("{held}{}", route_all(sink.addr.port()))));
+    // The queue detail lists recipient events only for queues that track them (PowerMTA's default: no).
+    let tracked = "<domain live.example>\n    track-recipient-events yes\n</domain>\n";
+    let e = Ember::start_in(dir, &config("operator", &format!("{held}{tracked}{}", route_all(sink.addr.port()))));
     inject(&e, "first@held.example", &[]);
 
     let d = Driver::start();
