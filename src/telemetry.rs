@@ -100,6 +100,8 @@ pub struct Telemetry {
     bounced: Family<Labels, Counter>,
     deleted: Family<Labels, Counter>,
     queue_failures: Family<Labels, Counter>,
+    worker_failures: Family<Labels, Counter>,
+    worker_failures_total: std::sync::atomic::AtomicU64,
     recent: Mutex<Recent>,
 }
 
@@ -223,6 +225,17 @@ impl Telemetry {
         push(&mut self.recent().errors, &format!("{domain}/{vmta}"), event, caps.errors);
     }
 
+    /// A delivery worker of the queue died (a panic); what it held was deferred.
+    pub fn worker_failure(&self, domain: &str, vmta: &str) {
+        self.worker_failures.get_or_create(&labels(&[("domain", domain), ("vmta", vmta)])).inc();
+        self.worker_failures_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Delivery workers that died, all queues together.
+    pub fn worker_failures_total(&self) -> u64 {
+        self.worker_failures_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The last recipient events and errors of a queue (`domain/vmta`), newest first.
     pub fn queue_detail(&self, queue: &str) -> (Vec<RecipientEvent>, Vec<RecipientEvent>) {
         let r = self.recent();
@@ -296,6 +309,11 @@ impl Telemetry {
             "ember_queue_failures",
             "Connection-level failures of a queue (tq records), by domain and VMTA",
             self.queue_failures.clone(),
+        );
+        registry.register(
+            "ember_worker_failures",
+            "Delivery workers that died (a panic) and whose recipients were deferred, by domain and VMTA",
+            self.worker_failures.clone(),
         );
     }
 }

@@ -8,6 +8,8 @@
 pub(super) mod dispatch;
 mod ops;
 mod outcomes;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,9 +24,10 @@ use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
 use super::rollup::Rollups;
 use super::state::{ModeEvent, Queue, new_queue};
+use super::supervisor::{self, InFlight, WorkerFn, WorkerId};
 use super::vmta::Rotation;
 use super::warmup::Warmup;
-use super::worker::{self, QueueFailure, Remote, WorkerSetup};
+use super::worker::{QueueFailure, Remote, WorkerSetup};
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
 use crate::delivery::mx::MxResolver;
@@ -91,22 +94,32 @@ pub enum Event {
     Reload(Arc<Config>, Reporter),
     /// A worker connected from `source` to the MX host `mx` asks for its next message.
     Next {
+        worker: WorkerId,
         key: QueueKey,
         source: Option<std::net::IpAddr>,
         mx: String,
         reply: oneshot::Sender<NextJob>,
     },
     Outcome {
+        worker: WorkerId,
         key: QueueKey,
         job: Job,
         replies: Vec<Reply>,
         remote: Remote,
     },
     ConnectionEnded {
+        worker: WorkerId,
         key: QueueKey,
         /// The local source IP the connection used.
         source: Option<std::net::IpAddr>,
         failure: Option<QueueFailure>,
+    },
+    /// A worker panicked (reported by its watcher, src/queue/supervisor.rs).
+    WorkerFailed {
+        worker: WorkerId,
+        key: QueueKey,
+        source: Option<std::net::IpAddr>,
+        reason: String,
     },
     /// A worker of a domain's own queue found the domain's MX hosts in `<mx-rollup-list>`: the
     /// queue's mail moves to `rollup` (src/queue/rollup.rs).
@@ -229,6 +242,11 @@ pub struct Manager {
     rollups: Rollups,
     /// `mx-connection-limit` / `ip-connection-limit`: connections open per destination.
     dest_limits: Arc<DestLimits>,
+    /// What runs a connection (`supervisor::real_worker` but in unit tests).
+    run_worker: WorkerFn,
+    next_worker: WorkerId,
+    /// Jobs handed to workers and not yet reported.
+    in_flight: InFlight,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -244,9 +262,17 @@ pub struct Pending {
     resolver: MxResolver,
     state_dir: Option<std::path::PathBuf>,
     dkim: crate::dkim::Keys,
+    run_worker: WorkerFn,
 }
 
 impl Pending {
+    /// Connections run `run` instead of the real worker (unit tests of the manager).
+    #[cfg(test)]
+    pub fn with_worker(mut self, run: WorkerFn) -> Pending {
+        self.run_worker = run;
+        self
+    }
+
     /// Starts the manager task. Events sent to the handle before this are kept.
     pub fn run(self, reporter: Reporter) -> QueueHandle {
         let tx = self.handle.tx.clone();
@@ -271,6 +297,9 @@ impl Pending {
             draining: false,
             drain_waiters: Vec::new(),
             dkim: self.dkim,
+            run_worker: self.run_worker,
+            next_worker: 0,
+            in_flight: InFlight::default(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -287,7 +316,16 @@ impl Manager {
         dkim: crate::dkim::Keys,
     ) -> Pending {
         let (tx, rx) = mpsc::unbounded_channel();
-        Pending { handle: QueueHandle { tx }, rx, config, spool, resolver, state_dir, dkim }
+        Pending {
+            handle: QueueHandle { tx },
+            rx,
+            config,
+            spool,
+            resolver,
+            state_dir,
+            dkim,
+            run_worker: supervisor::real_worker,
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
@@ -308,9 +346,19 @@ impl Manager {
         match event {
             Event::Submit(envelope, fresh) => self.submit(Arc::new(*envelope), fresh),
             Event::Reload(config, reporter) => self.reload(config, reporter),
-            Event::Next { key, source, mx, reply } => self.answer_next(&key, source, mx, reply),
-            Event::Outcome { key, job, replies, remote } => self.outcome(&key, job, &replies, &remote),
-            Event::ConnectionEnded { key, source, failure } => self.connection_ended(&key, source, failure),
+            Event::Next { worker, key, source, mx, reply } => self.answer_next(worker, &key, source, mx, reply),
+            Event::Outcome { worker, key, job, replies, remote } => {
+                self.in_flight.reported(worker, &job);
+                self.outcome(&key, job, &replies, &remote);
+            }
+            Event::ConnectionEnded { worker, key, source, failure } => {
+                self.reap(worker, &key, None);
+                self.connection_ended(&key, source, failure);
+            }
+            Event::WorkerFailed { worker, key, source, reason } => {
+                self.reap(worker, &key, Some(&reason));
+                self.connection_ended(&key, source, None);
+            }
             Event::RollUp { key, rollup } => self.roll_up(&key, &rollup),
             Event::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
@@ -695,7 +743,9 @@ impl Manager {
                 .rollups
                 .applies(&key.name, settings.settings.flag(Dir::DisableMxRollup))
                 .then(|| Arc::clone(&self.rollups.list));
+            self.next_worker += 1;
             let setup = WorkerSetup {
+                worker: self.next_worker,
                 mx_domain: self.rollups.mx_domain(&key.name).to_string(),
                 rollup,
                 skip_mx,
@@ -717,7 +767,7 @@ impl Manager {
             q.last_connect = Some(std::time::Instant::now());
             self.total_connections += 1;
             *self.vmta_connections.entry(key.vmta.clone()).or_insert(0) += 1;
-            tokio::spawn(worker::run(setup));
+            supervisor::spawn(self.run_worker, setup);
         }
     }
 

@@ -8,7 +8,8 @@
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
 //! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
-//! `bounce-upon-no-mx`; `dest_limits` caps connections per destination across queues.
+//! `bounce-upon-no-mx`; `dest_limits` caps connections per destination across queues; `supervisor` watches workers and
+//! returns what a dead one held.
 
 pub mod backoff;
 pub mod dest_limits;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod rollup;
 pub mod schedule;
 pub mod state;
+pub mod supervisor;
 pub mod vmta;
 pub mod warmup;
 pub mod worker;

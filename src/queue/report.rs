@@ -338,6 +338,16 @@ impl Reporter {
         }
     }
 
+    /// A worker of the queue died; the recipients it held are deferred by the caller.
+    pub fn worker_failed(&self, key: &QueueKey) {
+        self.telemetry.worker_failure(&key.name, &key.vmta);
+    }
+
+    /// The daemon's counters.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
     pub fn queue_failure(&self, key: &QueueKey, failure: &QueueFailure, settings: &QueueSettings) {
         tracing::info!(queue = %key, "queue failure: {}{}", failure.reply, if failure.permanent { " (permanent)" } else { "" });
         let remote = &failure.remote;

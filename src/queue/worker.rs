@@ -52,6 +52,8 @@ pub struct QueueFailure {
 
 /// Everything a worker needs, cloned from the manager when it starts one.
 pub struct WorkerSetup {
+    /// Names this connection to the manager, which keeps what it hands out under it.
+    pub worker: super::supervisor::WorkerId,
     pub key: QueueKey,
     pub settings: Arc<QueueSettings>,
     pub source: SourceHost,
@@ -134,7 +136,9 @@ pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
 /// Runs one connection to its end and tells the manager how it ended.
 pub async fn run(setup: WorkerSetup) {
     let failure = work(&setup).await;
-    let _ = setup.events.send(Event::ConnectionEnded { key: setup.key.clone(), source: setup.source.ip, failure });
+    let ended =
+        Event::ConnectionEnded { worker: setup.worker, key: setup.key.clone(), source: setup.source.ip, failure };
+    let _ = setup.events.send(ended);
 }
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
@@ -462,7 +466,13 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
 async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Option<Job> {
     loop {
         let (tx, rx) = oneshot::channel();
-        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: remote.mx.clone(), reply: tx };
+        let next = Event::Next {
+            worker: setup.worker,
+            key: setup.key.clone(),
+            source: setup.source.ip,
+            mx: remote.mx.clone(),
+            reply: tx,
+        };
         setup.events.send(next).ok()?;
         // While the manager holds the request (an idle connection waiting for mail, under
         // connection-idle-timeout), a server that speaks or hangs up ends the wait: dropping the
@@ -523,7 +533,13 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
     let queue = setup.key.to_string();
     loop {
         let (tx, rx) = oneshot::channel();
-        let next = Event::Next { key: setup.key.clone(), source: setup.source.ip, mx: String::new(), reply: tx };
+        let next = Event::Next {
+            worker: setup.worker,
+            key: setup.key.clone(),
+            source: setup.source.ip,
+            mx: String::new(),
+            reply: tx,
+        };
         if setup.events.send(next).is_err() {
             break;
         }
@@ -655,7 +671,8 @@ fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {
 /// Sends the manager the reply of each recipient of a job (`reply_of(position in the job)`).
 fn report(setup: &WorkerSetup, job: Job, reply_of: impl Fn(usize) -> Reply, remote: &Remote) {
     let replies: Vec<Reply> = (0..job.recipients.len()).map(reply_of).collect();
-    let _ = setup.events.send(Event::Outcome { key: setup.key.clone(), job, replies, remote: remote.clone() });
+    let outcome = Event::Outcome { worker: setup.worker, key: setup.key.clone(), job, replies, remote: remote.clone() };
+    let _ = setup.events.send(outcome);
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@ use tokio::sync::oneshot;
 use super::{Job, Manager, NextJob, QueueKey};
 use crate::config::Dir;
 use crate::queue::state::next_job;
+use crate::queue::supervisor::WorkerId;
 use crate::time::now_secs;
 
 /// A connection waiting for mail.
 pub(in crate::queue) struct IdleConnection {
+    worker: WorkerId,
     reply: oneshot::Sender<NextJob>,
     source: Option<std::net::IpAddr>,
     mx: String,
@@ -29,6 +31,7 @@ const MAX_IDLE: Duration = Duration::from_secs(600);
 impl Manager {
     pub(super) fn answer_next(
         &mut self,
+        worker: WorkerId,
         key: &QueueKey,
         source: Option<std::net::IpAddr>,
         mx: String,
@@ -55,7 +58,7 @@ impl Manager {
         } else {
             let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
             if q.ready.is_empty() && q.retry_until.is_none() && !idle.is_zero() {
-                q.idle.push_back(IdleConnection { reply, source, mx, since: Instant::now() });
+                q.idle.push_back(IdleConnection { worker, reply, source, mx, since: Instant::now() });
                 return;
             }
             let next = next_job(q, now, shared, source, size);
@@ -64,7 +67,16 @@ impl Manager {
             }
             next
         };
-        if let Err(NextJob::Job(job)) = reply.send(next) {
+        // Kept until its outcome comes back, so a worker that dies loses nothing (supervisor.rs).
+        let handed = match &next {
+            NextJob::Job(job) => Some(job.clone()),
+            _ => None,
+        };
+        let sent = reply.send(next);
+        if let (Ok(()), Some(job)) = (&sent, &handed) {
+            self.in_flight.handed(worker, job);
+        }
+        if let Err(NextJob::Job(job)) = sent {
             // The worker is gone: the job goes back, and its warm-up charge with it.
             if let Some(q) = self.queues.get_mut(key) {
                 if let Some(plan) = &q.ramp {
@@ -83,7 +95,7 @@ impl Manager {
                 return;
             }
             let Some(idle) = q.idle.pop_front() else { return };
-            self.answer_next(key, idle.source, idle.mx, idle.reply);
+            self.answer_next(idle.worker, key, idle.source, idle.mx, idle.reply);
         }
     }
 

@@ -9,11 +9,36 @@ use std::sync::Arc;
 use super::{Job, Manager, QueueKey};
 use crate::config::Dir;
 use crate::queue::backoff::Effect;
+use crate::queue::supervisor::WorkerId;
 use crate::queue::worker::{QueueFailure, Remote};
 use crate::smtp::Reply;
 use crate::time::now_secs;
 
 impl Manager {
+    /// A worker ended: whatever it still held goes back to its queue. After a death (`failed`,
+    /// with the panic's message) each recipient is deferred with that reason and the death is
+    /// counted; after a normal end, what is left is a job sent to a request the worker had just
+    /// dropped, which never reached it: it is ready again at once.
+    pub(super) fn reap(&mut self, worker: WorkerId, key: &QueueKey, failed: Option<&str>) {
+        let left = self.in_flight.take(worker);
+        let Some(reason) = failed else {
+            if let Some(q) = self.queues.get_mut(key) {
+                for job in left {
+                    q.ready.push_front(job);
+                }
+            }
+            return;
+        };
+        let recipients: usize = left.iter().map(|j| j.recipients.len()).sum();
+        tracing::error!(queue = %key, "delivery worker {worker} failed: {reason}; {recipients} recipients deferred");
+        self.reporter.worker_failed(key);
+        let reply = Reply::new(451, "4.3.0", format!("delivery worker failed: {reason}"));
+        for job in left {
+            let replies = vec![reply.clone(); job.recipients.len()];
+            self.outcome(key, job, &replies, &Remote::default());
+        }
+    }
+
     pub(super) fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
         let now = now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
