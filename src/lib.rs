@@ -4,6 +4,7 @@
 //! holds the configuration engine and the command line.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod delivery;

@@ -28,13 +28,13 @@ use super::supervisor::{self, InFlight, WorkerFn, WorkerId};
 use super::vmta::Rotation;
 use super::warmup::Warmup;
 use super::worker::{QueueFailure, Remote, WorkerSetup};
+use crate::clock::Clock;
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
 use crate::delivery::mx::MxResolver;
 use crate::message::{Envelope, RecipientState};
 use crate::smtp::Reply;
 use crate::spool::Spool;
-use crate::time::now_secs;
 
 pub use ops::{Filter, Operation, OperationResult};
 
@@ -141,6 +141,10 @@ pub enum Event {
     },
     /// The job ids an operator paused.
     PausedJobs(oneshot::Sender<Vec<String>>),
+    /// Runs what the timer runs (due work, expiries, new connections) now, then answers: unit
+    /// tests move a manual clock and tick.
+    #[cfg(test)]
+    Tick(oneshot::Sender<()>),
 }
 
 /// What `show queues` says about a queue.
@@ -207,6 +211,15 @@ impl QueueHandle {
         rx.await.unwrap_or(0)
     }
 
+    /// Runs the manager's timer work now (unit tests on a manual clock).
+    #[cfg(test)]
+    pub async fn tick(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::Tick(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::Snapshot(tx)).is_err() {
@@ -226,7 +239,8 @@ pub struct Manager {
     total_connections: usize,
     vmta_connections: HashMap<String, usize>,
     events: mpsc::UnboundedSender<Event>,
-    started: std::time::Instant,
+    /// Wall-clock and monotonic time for every decision the queues make (a manual clock in tests).
+    clock: Clock,
     warmup: Warmup,
     ramps: Ramps,
     /// `max-smtp-msg-rate` and `max-smtp-data-volume-rate` of virtual MTAs and pools.
@@ -263,6 +277,7 @@ pub struct Pending {
     state_dir: Option<std::path::PathBuf>,
     dkim: crate::dkim::Keys,
     run_worker: WorkerFn,
+    clock: Clock,
 }
 
 impl Pending {
@@ -273,12 +288,19 @@ impl Pending {
         self
     }
 
+    /// The manager reads `clock` (a manual one, in unit tests).
+    #[cfg(test)]
+    pub fn with_clock(mut self, clock: Clock) -> Pending {
+        self.clock = clock;
+        self
+    }
+
     /// Starts the manager task. Events sent to the handle before this are kept.
     pub fn run(self, reporter: Reporter) -> QueueHandle {
         let tx = self.handle.tx.clone();
         let state_file = |name: &str| self.state_dir.as_ref().map(|d| d.join(name));
         let manager = Manager {
-            rollups: Rollups::new(&self.config),
+            rollups: Rollups::new(&self.config, self.clock.clone()),
             dest_limits: DestLimits::from_config(&self.config),
             config: self.config,
             spool: self.spool,
@@ -289,7 +311,7 @@ impl Pending {
             total_connections: 0,
             vmta_connections: HashMap::new(),
             events: tx,
-            started: std::time::Instant::now(),
+            clock: self.clock,
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
             shared_rates: SharedRates::default(),
@@ -324,7 +346,8 @@ impl Manager {
             resolver,
             state_dir,
             dkim,
-            run_worker: supervisor::real_worker,
+            run_worker: supervisor::real_worker(),
+            clock: Clock::system(),
         }
     }
 
@@ -375,6 +398,11 @@ impl Manager {
                 let _ = reply.send(keys.len());
             }
             Event::Operate { op, reply } => self.operate(op, reply),
+            #[cfg(test)]
+            Event::Tick(reply) => {
+                self.wake();
+                let _ = reply.send(());
+            }
             Event::PausedJobs(reply) => {
                 let mut jobs: Vec<String> = self.paused_jobs.iter().cloned().collect();
                 jobs.sort();
@@ -384,8 +412,8 @@ impl Manager {
     }
 
     /// Seconds on the monotonic clock the rate limiters use.
-    fn clock(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    fn monotonic(&self) -> f64 {
+        self.clock.elapsed()
     }
 
     fn settings(&self, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
@@ -447,7 +475,8 @@ impl Manager {
             // Warm-up: today's first messages of a warm VMTA's queue go to its cold VMTA.
             if fresh
                 && attempts == 0
-                && let Some(cold) = self.warmup.divert(&self.config, &vmta, &key.name, &settings, now_secs() / 86_400)
+                && let Some(cold) =
+                    self.warmup.divert(&self.config, &vmta, &key.name, &settings, self.clock.now_secs() / 86_400)
                 && let Some(cold_settings) = self.settings(&key.name, &cold)
             {
                 tracing::info!("warm-up: {} for {} goes to cold virtual-mta {cold}", envelope.id, key);
@@ -462,7 +491,7 @@ impl Manager {
                 && let Some(overflow) = &plan.overflow
             {
                 let queued = self.queues.get(&key).map_or(0, |q| q.ready.len() as u64);
-                if self.ramps.remaining(&key.to_string(), &plan, now_secs()) <= queued
+                if self.ramps.remaining(&key.to_string(), &plan, self.clock.now_secs()) <= queued
                     && let Ok(member) = self.rotation.member(&self.config, Some(overflow))
                     && member != key.vmta
                     && let Some(overflow_settings) = self.settings(&key.name, &member)
@@ -475,10 +504,11 @@ impl Manager {
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
             let held = self.held(&job);
             let config = Arc::clone(&self.config);
-            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config));
+            let clock = self.clock.clone();
+            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
             if held {
                 q.held.push(job);
-            } else if not_before > now_secs() {
+            } else if not_before > self.clock.now_secs() {
                 q.waiting.entry(not_before).or_default().push(job);
             } else {
                 q.enqueue(job);
@@ -537,7 +567,8 @@ impl Manager {
             None,
         );
         let config = Arc::clone(&self.config);
-        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config));
+        let clock = self.clock.clone();
+        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
         for job in jobs {
             target.enqueue(job);
         }
@@ -562,7 +593,8 @@ impl Manager {
             q.record("mx-rollup", format!("{moved} messages moved to {to} (mx-rollup-list)"), None);
         }
         let config = Arc::clone(&self.config);
-        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config));
+        let clock = self.clock.clone();
+        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
         for job in ready {
             target.enqueue(job);
         }
@@ -588,7 +620,7 @@ impl Manager {
             }
             if let Some(settings) = self.settings(&key.name, &key.vmta) {
                 let q = self.queues.get_mut(&key).expect("listed");
-                let fresh = new_queue(Arc::clone(&settings), &self.config);
+                let fresh = new_queue(Arc::clone(&settings), &self.config, &self.clock);
                 q.schedule = fresh.schedule;
                 q.rules = fresh.rules;
                 if q.rate_text != fresh.rate_text {
@@ -608,7 +640,7 @@ impl Manager {
     fn wake(&mut self) {
         self.warmup.save();
         self.ramps.save();
-        let now = now_secs();
+        let now = self.clock.now_secs();
         // Higher queue-priority first, so scarce connection slots go to it.
         let mut notices = Vec::new();
         for key in self.by_priority(false) {
@@ -667,7 +699,7 @@ impl Manager {
             // refusing every connection must not be hit by a storm of them.
             let cap = if q.proven { q.connection_cap() } else { 1 };
             let ramp_left = match &q.ramp {
-                Some(plan) => self.ramps.remaining(&key.to_string(), plan, now_secs()),
+                Some(plan) => self.ramps.remaining(&key.to_string(), plan, self.clock.now_secs()),
                 None => u64::MAX,
             };
             let wanted = cap.min(q.ready.len()).min(usize::try_from(ramp_left).unwrap_or(usize::MAX));
@@ -679,11 +711,11 @@ impl Manager {
             if q.connections > 0
                 && let (Some(last), Some(rampup)) =
                     (q.last_connect, q.settings.settings.interval(Dir::SmtpOutRampupInterval))
-                && last.elapsed() < rampup
+                && self.clock.elapsed() - last < rampup.as_secs_f64()
             {
                 return;
             }
-            let now = self.clock();
+            let now = self.monotonic();
             let q = self.queues.get_mut(key).expect("present");
             let connect_rate = match q.backoff.as_mut() {
                 Some(b) => b.connect_rate.as_mut(),
@@ -764,10 +796,10 @@ impl Manager {
             };
             let q = self.queues.get_mut(key).expect("present");
             q.connections += 1;
-            q.last_connect = Some(std::time::Instant::now());
+            q.last_connect = Some(self.clock.elapsed());
             self.total_connections += 1;
             *self.vmta_connections.entry(key.vmta.clone()).or_insert(0) += 1;
-            supervisor::spawn(self.run_worker, setup);
+            supervisor::spawn(&self.run_worker, setup);
         }
     }
 
@@ -785,7 +817,7 @@ impl Manager {
     }
 
     fn snapshot(&mut self) -> Vec<QueueStatus> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let ramps = &mut self.ramps;
         let rollups = &self.rollups;
         let mut out: Vec<QueueStatus> = self

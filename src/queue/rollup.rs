@@ -19,7 +19,7 @@
 //! is accepted and rolls up by host name like the two-word form.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
@@ -99,16 +99,17 @@ impl Rule {
 #[derive(Debug, Default)]
 pub struct Rollups {
     pub list: std::sync::Arc<RollupList>,
-    /// Domain queue name → (rollup queue name, decided at).
-    decided: HashMap<String, (String, Instant)>,
+    /// Domain queue name → (rollup queue name, decided at on `clock`'s monotonic scale).
+    decided: HashMap<String, (String, f64)>,
     /// Rollup queue name → a member domain whose MX hosts its connections use. Kept across
     /// reloads: mail already in a rollup queue must still find its provider.
     members: HashMap<String, String>,
+    clock: crate::clock::Clock,
 }
 
 impl Rollups {
-    pub fn new(config: &Config) -> Rollups {
-        Rollups { list: std::sync::Arc::new(RollupList::from_config(config)), ..Rollups::default() }
+    pub fn new(config: &Config, clock: crate::clock::Clock) -> Rollups {
+        Rollups { list: std::sync::Arc::new(RollupList::from_config(config)), clock, ..Rollups::default() }
     }
 
     /// A new configuration: a new list, and every decision made again.
@@ -118,13 +119,16 @@ impl Rollups {
     }
 
     pub fn decide(&mut self, domain: &str, rollup: &str) {
-        self.decided.insert(domain.to_string(), (rollup.to_string(), Instant::now()));
+        self.decided.insert(domain.to_string(), (rollup.to_string(), self.clock.elapsed()));
         self.members.insert(rollup.to_string(), domain.to_string());
     }
 
     /// The rollup queue a domain queue's mail goes to, while the decision is fresh.
     pub fn current(&self, domain: &str) -> Option<&str> {
-        self.decided.get(domain).filter(|(_, at)| at.elapsed() < DECISION_TTL).map(|(r, _)| r.as_str())
+        self.decided
+            .get(domain)
+            .filter(|(_, at)| self.clock.elapsed() - at < DECISION_TTL.as_secs_f64())
+            .map(|(r, _)| r.as_str())
     }
 
     /// The domain whose MX plan a queue's connections use: a member's for a rollup queue.
@@ -169,7 +173,7 @@ mod tests {
     fn rollup_queue_choice() {
         let config =
             crate::config::load_str("t.conf", CONF, std::path::Path::new("."), crate::config::FileCheck::Warn).config;
-        let mut r = Rollups::new(&config);
+        let mut r = Rollups::new(&config, crate::clock::Clock::system());
         assert!(r.applies("a.test", false));
         assert!(!r.applies("a.test", true), "disable-mx-rollup keeps the domain's own queue");
         assert!(!r.applies("provider.rollup", false), "a rollup queue is not rolled up again");
@@ -184,6 +188,8 @@ mod tests {
         r.reload(&config);
         assert_eq!(r.current("a.test"), None, "a reload decides again");
         assert_eq!(r.mx_domain("provider.rollup"), "b.test", "queued rollup mail still finds its MX");
-        assert!(!Rollups::new(&crate::config::Config::default()).applies("a.test", false));
+        assert!(
+            !Rollups::new(&crate::config::Config::default(), crate::clock::Clock::system()).applies("a.test", false)
+        );
     }
 }

@@ -10,15 +10,11 @@ use super::limits::{Limiter, SourceLimits, Unit, data_gcra, data_rate, take_all}
 use super::manager::{Command, Job, NextJob};
 use super::rate::Gcra;
 use super::schedule::Schedule;
+use crate::clock::Clock;
 use crate::config::resolve::QueueSettings;
 use crate::config::values::Rate;
 use crate::config::{Config, Dir};
 use crate::smtp::Reply;
-// Unit tests run the state machine on a virtual clock.
-#[cfg(not(test))]
-use crate::time::now_secs;
-#[cfg(test)]
-use tests::now_secs;
 
 /// A change of a queue's mode, kept for `show queues` and `explain`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -112,7 +108,10 @@ pub(super) struct Queue {
     /// failure; until then the queue opens one connection at a time.
     pub(super) proven: bool,
     /// When the queue last opened a connection (`smtp-out-rampup-interval`).
-    pub(super) last_connect: Option<std::time::Instant>,
+    /// When the last connection opened (`Clock::elapsed`), for `smtp-out-rampup-interval`.
+    pub(super) last_connect: Option<f64>,
+    /// The manager's clock: every time this state records or compares comes from it.
+    pub(super) clock: Clock,
     /// Connections waiting for mail (`connection-idle-timeout`).
     pub(super) idle: VecDeque<super::manager::dispatch::IdleConnection>,
     /// `warmup-schedule`, when this VMTA is warming up for this queue.
@@ -164,11 +163,11 @@ impl Queue {
                 mode: mode.to_string(),
                 reason: reason.clone(),
                 until,
-                time: now_secs(),
+                time: self.clock.now_secs(),
                 recipients,
             });
         }
-        self.events.push_back(ModeEvent { time: now_secs(), mode: mode.to_string(), reason, until });
+        self.events.push_back(ModeEvent { time: self.clock.now_secs(), mode: mode.to_string(), reason, until });
         while self.events.len() > MODE_EVENTS {
             self.events.pop_front();
         }
@@ -180,7 +179,7 @@ impl Queue {
     pub(super) fn react(&mut self, reply: &Reply, source: Option<std::net::IpAddr>, mx: Option<&str>) -> Vec<Effect> {
         let Some(matched) = self.rules.check(reply) else { return Vec::new() };
         if let Some(threshold) = matched.threshold {
-            let now = now_secs();
+            let now = self.clock.now_secs();
             let seen = self.matches.entry(matched.rule.clone()).or_default();
             seen.push_back(now);
             while seen.front().is_some_and(|t| now.saturating_sub(*t) >= threshold.period) {
@@ -202,7 +201,7 @@ impl Queue {
             match effect {
                 Effect::DisableSourceIp(reenable) => {
                     if let Some(ip) = source {
-                        let until = reenable.map(|d| now_secs() + d.as_secs());
+                        let until = reenable.map(|d| self.clock.now_secs() + d.as_secs());
                         self.disabled_sources.insert(ip, until);
                         self.record(
                             "source-disabled",
@@ -214,7 +213,7 @@ impl Queue {
                 Effect::SkipMx => {
                     // Set aside until the queue's first retry interval has passed.
                     if let Some(mx) = mx.filter(|m| !m.is_empty()) {
-                        let until = now_secs() + self.schedule.queue_retry(0, false).as_secs().max(1);
+                        let until = self.clock.now_secs() + self.schedule.queue_retry(0, false).as_secs().max(1);
                         self.skipped_mx.insert(mx.to_string(), until);
                         self.record(
                             "skip-mx",
@@ -231,11 +230,11 @@ impl Queue {
         match trigger {
             Trigger::DeferQueue { rule } => {
                 let wait = self.schedule.queue_retry(self.retry_step, self.backoff.is_some());
-                self.retry_until = Some(now_secs() + wait.as_secs().max(1));
+                self.retry_until = Some(self.clock.now_secs() + wait.as_secs().max(1));
                 self.record("retry", format!("{rule} matched \"{reply}\" (defer-queue)"), self.retry_until);
             }
             Trigger::Backoff { duration, max_smtp_out, rate, rule } => {
-                let until = duration.map(|d| now_secs() + d.as_secs());
+                let until = duration.map(|d| self.clock.now_secs() + d.as_secs());
                 let reason = format!("{rule} matched \"{reply}\"");
                 let renewing = self.backoff.as_ref().is_some_and(|b| b.reason == reason);
                 let mut backoff = Backoff::new(&self.settings, until, max_smtp_out, rate, reason.clone());
@@ -268,7 +267,7 @@ impl Queue {
         let s = &self.settings.settings;
         let max_smtp_out = s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
         let rate = s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate));
-        let until = s.interval(Dir::BackoffToNormalAfter).map(|d| now_secs() + d.as_secs());
+        let until = s.interval(Dir::BackoffToNormalAfter).map(|d| self.clock.now_secs() + d.as_secs());
         let backoff = Backoff::new(&self.settings, until, max_smtp_out, rate, reason.to_string());
         let rate_text = backoff.rate_text.clone();
         self.backoff = Some(backoff);
@@ -323,14 +322,14 @@ impl Queue {
 
     /// The MX hosts new connections should avoid now (expired entries dropped).
     pub(super) fn skipped_mx_now(&mut self) -> Vec<String> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.skipped_mx.retain(|_, until| *until > now);
         self.skipped_mx.keys().cloned().collect()
     }
 
     /// Ends the retry wait and the backoff whose time has come.
     pub(super) fn expire(&mut self) {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         if self.retry_until.is_some_and(|t| t <= now) {
             self.retry_until = None;
         }
@@ -345,7 +344,7 @@ impl Queue {
         let Some(ip) = ip else { return true };
         match self.disabled_sources.get(&ip) {
             None => true,
-            Some(Some(until)) if *until <= now_secs() => {
+            Some(Some(until)) if *until <= self.clock.now_secs() => {
                 self.disabled_sources.remove(&ip);
                 self.record("source-enabled", format!("source IP {ip} re-enabled (its time ran out)"), None);
                 true
@@ -437,7 +436,7 @@ pub(super) fn next_job(
     q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
 }
 
-pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue {
+pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &Clock) -> Queue {
     let s = &settings.settings;
     let rate = s.rate(Dir::MaxMsgRate);
     Queue {
@@ -460,6 +459,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
         notices: Vec::new(),
         noticed_backoff: false,
         last_connect: None,
+        clock: clock.clone(),
         proven: false,
         normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
         tls_sessions: Arc::default(),
@@ -479,30 +479,21 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config) -> Queue 
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::path::Path;
 
     use super::*;
     use crate::config::{FileCheck, load_str};
 
-    thread_local! {
-        static NOW: Cell<u64> = const { Cell::new(1_000_000) };
-    }
-
-    /// The virtual clock the queue state reads in these tests.
-    pub fn now_secs() -> u64 {
-        NOW.with(Cell::get)
-    }
-
-    fn at(t: u64) {
-        NOW.with(|n| n.set(1_000_000 + t));
+    /// Moves the queue's manual clock to `t` seconds after its start (Unix time 1,000,000).
+    fn at(q: &Queue, t: u64) {
+        q.clock.set(t as f64);
     }
 
     fn queue(domain: &str) -> Queue {
         let text = format!("<domain *>\n    max-smtp-out 20\n{domain}</domain>\n");
         let config = load_str("q.conf", &text, Path::new("."), FileCheck::Warn).config;
         let settings = Arc::new(config.queue_settings("example.com", None).unwrap());
-        new_queue(settings, &config)
+        new_queue(settings, &config, &Clock::manual(1_000_000))
     }
 
     fn rp001() -> Reply {
@@ -516,18 +507,18 @@ mod tests {
     #[test]
     fn a_backoff_rule_cuts_the_queue_then_expires_on_time() {
         let mut q = queue("    421 RP-001 *, 2m, 5, 60/m\n");
-        at(0);
+        at(&q, 0);
         assert_eq!(q.connection_cap(), 20);
         q.react(&rp001(), None, None);
         assert_eq!(q.connection_cap(), 5);
         assert_eq!(q.backoff.as_ref().unwrap().until, Some(1_000_120));
         // The same reply again renews the time without a second event.
-        at(60);
+        at(&q, 60);
         q.react(&rp001(), None, None);
-        at(179);
+        at(&q, 179);
         q.expire();
         assert!(q.backoff.is_some(), "renewed until 180");
-        at(180);
+        at(&q, 180);
         q.expire();
         assert!(q.backoff.is_none());
         assert_eq!(q.connection_cap(), 20);
@@ -538,11 +529,11 @@ mod tests {
     fn a_threshold_counts_matches_inside_its_window_only() {
         let mut q = queue("    421 RP-001 *, 2m, 5, 60/m, trigger=3/1m\n");
         for t in [0, 30, 61] {
-            at(t);
+            at(&q, t);
             q.react(&rp001(), None, None);
         }
         assert!(q.backoff.is_none(), "the first match fell out of the window before the third");
-        at(70);
+        at(&q, 70);
         q.react(&rp001(), None, None);
         assert!(q.backoff.is_some(), "30, 61 and 70 are three matches within a minute");
     }
@@ -550,16 +541,16 @@ mod tests {
     #[test]
     fn operator_modes_and_disabled_sources_expire_in_virtual_time() {
         let mut q = queue("    backoff-max-smtp-out 2\n    backoff-to-normal-after 10m\n");
-        at(0);
+        at(&q, 0);
         q.command(&Command::Backoff);
         assert_eq!(q.connection_cap(), 2);
-        at(600);
+        at(&q, 600);
         q.expire();
         assert!(q.backoff.is_none(), "backoff-to-normal-after ends an operator's backoff too");
         let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
-        q.command(&Command::DisableSource { ip, until: Some(now_secs() + 60) });
+        q.command(&Command::DisableSource { ip, until: Some(q.clock.now_secs() + 60) });
         assert!(!q.source_allowed(Some(ip)));
-        at(660);
+        at(&q, 660);
         assert!(q.source_allowed(Some(ip)));
         let kinds: Vec<String> = modes(&q).into_iter().map(|(m, _)| m).collect();
         assert_eq!(kinds, ["backoff", "normal", "source-disabled", "source-enabled"]);

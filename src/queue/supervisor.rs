@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::manager::{Event, Job};
 use super::worker::WorkerSetup;
@@ -18,16 +19,19 @@ use super::worker::WorkerSetup;
 /// Names one connection worker for as long as the daemon runs.
 pub type WorkerId = u64;
 
+/// A connection worker's task, boxed so that a test's stand-in has the real one's type.
+pub type WorkerTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// What the manager runs for a connection: `worker::run`, or a unit test's stand-in.
-pub type WorkerFn = fn(WorkerSetup) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type WorkerFn = Arc<dyn Fn(WorkerSetup) -> WorkerTask + Send + Sync>;
 
 /// The real connection worker.
-pub fn real_worker(setup: WorkerSetup) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(super::worker::run(setup))
+pub fn real_worker() -> WorkerFn {
+    Arc::new(|setup| Box::pin(super::worker::run(setup)))
 }
 
 /// Starts `run(setup)` on the runtime, watched: a panic becomes `Event::WorkerFailed`.
-pub fn spawn(run: WorkerFn, setup: WorkerSetup) {
+pub fn spawn(run: &WorkerFn, setup: WorkerSetup) {
     let events = setup.events.clone();
     let (worker, key, source) = (setup.worker, setup.key.clone(), setup.source.ip);
     let task = tokio::spawn(run(setup));

@@ -6,7 +6,7 @@
 //! connection is opened. The worker drops the request if the server speaks or hangs up meanwhile;
 //! a job sent to a request nobody holds any more comes back to the front of the queue.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -14,7 +14,6 @@ use super::{Job, Manager, NextJob, QueueKey};
 use crate::config::Dir;
 use crate::queue::state::next_job;
 use crate::queue::supervisor::WorkerId;
-use crate::time::now_secs;
 
 /// A connection waiting for mail.
 pub(in crate::queue) struct IdleConnection {
@@ -22,7 +21,8 @@ pub(in crate::queue) struct IdleConnection {
     reply: oneshot::Sender<NextJob>,
     source: Option<std::net::IpAddr>,
     mx: String,
-    since: Instant,
+    /// When it began to wait (`Clock::elapsed`).
+    since: f64,
 }
 
 /// PowerMTA's ceiling for `connection-idle-timeout`.
@@ -37,7 +37,7 @@ impl Manager {
         mx: String,
         reply: oneshot::Sender<NextJob>,
     ) {
-        let now = self.clock();
+        let now = self.monotonic();
         // The VMTA's and its pools' rates, shared by their queues.
         let shared = self.shared_rates.for_vmta(&self.config, &key.vmta);
         let spool = &self.spool;
@@ -49,7 +49,8 @@ impl Manager {
             let _ = reply.send(NextJob::Done);
             return;
         };
-        let ramp_full = q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key(), p, now_secs()) == 0);
+        let ramp_full =
+            q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key(), p, self.clock.now_secs()) == 0);
         let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
         let next = if draining || q.paused || !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
             // Draining, paused, a source IP disabled while the connection was open, the warm-up
@@ -58,12 +59,12 @@ impl Manager {
         } else {
             let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
             if q.ready.is_empty() && q.retry_until.is_none() && !idle.is_zero() {
-                q.idle.push_back(IdleConnection { worker, reply, source, mx, since: Instant::now() });
+                q.idle.push_back(IdleConnection { worker, reply, source, mx, since: self.clock.elapsed() });
                 return;
             }
             let next = next_job(q, now, shared, source, size);
             if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
-                self.ramps.charge(&ramp_key(), plan, now_secs());
+                self.ramps.charge(&ramp_key(), plan, self.clock.now_secs());
             }
             next
         };
@@ -80,7 +81,7 @@ impl Manager {
             // The worker is gone: the job goes back, and its warm-up charge with it.
             if let Some(q) = self.queues.get_mut(key) {
                 if let Some(plan) = &q.ramp {
-                    self.ramps.refund(&ramp_key(), plan, now_secs());
+                    self.ramps.refund(&ramp_key(), plan, self.clock.now_secs());
                 }
                 q.ready.push_front(job);
             }
@@ -104,7 +105,8 @@ impl Manager {
     pub(super) fn expire_idle(&mut self, key: &QueueKey, all: bool) {
         let Some(q) = self.queues.get_mut(key) else { return };
         let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
-        while q.idle.front().is_some_and(|c| all || c.since.elapsed() >= idle) {
+        let now = self.clock.elapsed();
+        while q.idle.front().is_some_and(|c| all || now - c.since >= idle.as_secs_f64()) {
             if let Some(c) = q.idle.pop_front() {
                 let _ = c.reply.send(NextJob::Done);
             }

@@ -8,7 +8,6 @@ use super::{Event, Job, Manager, QueueHandle, queue_matches};
 use crate::queue::QueueKey;
 use crate::queue::worker::Remote;
 use crate::smtp::Reply;
-use crate::time::now_secs;
 
 /// Which queued recipients an operation applies to (`ember delete`, `ember list`). Every given
 /// field must match.
@@ -186,7 +185,7 @@ impl Manager {
     /// Removes the selected recipients from every list of the matching queues. Recipients in
     /// a transaction right now are not touched (their outcome is about to be known).
     fn delete(&mut self, filter: &Filter, accounting: bool, dsn: bool) -> OperationResult {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut removed: Vec<(QueueKey, Job)> = Vec::new();
         let mut result = OperationResult::default();
         for (key, q) in &mut self.queues {

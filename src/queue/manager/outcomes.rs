@@ -12,7 +12,6 @@ use crate::queue::backoff::Effect;
 use crate::queue::supervisor::WorkerId;
 use crate::queue::worker::{QueueFailure, Remote};
 use crate::smtp::Reply;
-use crate::time::now_secs;
 
 impl Manager {
     /// A worker ended: whatever it still held goes back to its queue. After a death (`failed`,
@@ -40,7 +39,7 @@ impl Manager {
     }
 
     pub(super) fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
         q.proven = true;
         let source = remote.source_ip.parse().ok();
@@ -199,8 +198,8 @@ impl Manager {
                 q.schedule.queue_retry(q.retry_step, q.backoff.is_some())
             };
             q.retry_step += 1;
-            q.retry_until = Some(now_secs() + wait.as_secs().max(1));
-            let now = now_secs();
+            q.retry_until = Some(self.clock.now_secs() + wait.as_secs().max(1));
+            let now = self.clock.now_secs();
             // bounce-upon-no-mx TIME: mail queued that long bounces with the domain's own reason.
             let too_old = |arrival: u64| {
                 f.bounce_older.as_ref().filter(|(age, _)| now.saturating_sub(arrival) >= age.as_secs()).map(|(_, r)| r)

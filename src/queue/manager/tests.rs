@@ -1,13 +1,16 @@
-//! The manager driven with stand-in workers: a real spool, accounting file and configuration,
-//! connections replaced by functions that speak the manager's event protocol.
+//! The manager driven with stand-in workers on a manual clock: a real spool, accounting file and
+//! configuration; connections replaced by closures that speak the manager's event protocol; time
+//! moved by the test and the manager's timer work run on demand (`QueueHandle::tick`), so rate
+//! windows, retries, backoff and warm-up steps are checked in virtual time, exactly.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{Command, Event, Manager, NextJob, QueueHandle, QueueStatus};
+use super::{Command, Event, Job, Manager, NextJob, QueueHandle, QueueStatus};
+use crate::clock::Clock;
 use crate::config::{FileCheck, load_str};
 use crate::delivery::mx::MxResolver;
 use crate::message::{Envelope, Origin, Recipient};
@@ -21,13 +24,15 @@ use crate::telemetry::Telemetry;
 
 struct Harness {
     dir: tempfile::TempDir,
+    clock: Clock,
     spool: Spool,
     queues: QueueHandle,
     telemetry: Arc<Telemetry>,
 }
 
-/// A manager over a fresh spool in a temporary directory, its connections run by `worker`.
-fn start(config_text: &str, worker: WorkerFn) -> Harness {
+/// A manager over a fresh spool in a temporary directory, its connections run by `worker`, its
+/// time read from `clock`.
+fn start(config_text: &str, clock: Clock, worker: WorkerFn) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let loaded = load_str("test.conf", config_text, dir.path(), FileCheck::Require);
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
@@ -35,12 +40,13 @@ fn start(config_text: &str, worker: WorkerFn) -> Harness {
     let (spool, _) = Spool::open(SpoolOptions::new(vec![SpoolDir::new(dir.path().join("spool"))])).unwrap();
     let resolver = MxResolver::new(&[]).unwrap();
     let pending = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver, None, Default::default())
-        .with_worker(worker);
+        .with_worker(worker)
+        .with_clock(clock.clone());
     let telemetry = Arc::new(Telemetry::default());
     let accounting = Accounting::open(&config).unwrap();
     let reporter = Reporter::new(&config, accounting, "mta.test".into()).with_telemetry(Arc::clone(&telemetry));
     let queues = pending.run(reporter);
-    Harness { dir, spool, queues, telemetry }
+    Harness { dir, clock, spool, queues, telemetry }
 }
 
 impl Harness {
@@ -55,7 +61,7 @@ impl Harness {
             ret: None,
             eight_bit: false,
             smtputf8: false,
-            arrival_ms: crate::time::now_secs() * 1000,
+            arrival_ms: self.clock.now_secs() * 1000,
             priority: None,
             dkim_options: None,
             origin: Origin::default(),
@@ -82,6 +88,18 @@ impl Harness {
     }
 }
 
+/// Waits for something written outside the manager (the spool's and the accounting file's own
+/// writers) to show.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never happened: {what}");
+}
+
 /// Asks the manager for the next job the way a connection does.
 async fn next(setup: &WorkerSetup) -> Option<crate::queue::manager::Job> {
     let (tx, rx) = oneshot::channel();
@@ -94,37 +112,112 @@ async fn next(setup: &WorkerSetup) -> Option<crate::queue::manager::Job> {
     }
 }
 
-static FLAKY_STARTS: AtomicUsize = AtomicUsize::new(0);
-
 /// The first connection panics while it holds a message; later ones deliver everything.
-fn flaky(setup: WorkerSetup) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        if FLAKY_STARTS.fetch_add(1, Ordering::SeqCst) == 0 {
-            let _held = next(&setup).await.expect("a job for the first connection");
-            panic!("injected failure in the middle of a transaction");
-        }
-        while let Some(job) = next(&setup).await {
-            let replies = vec![Reply::new(250, "2.0.0", "ok"); job.recipients.len()];
-            let done = Event::Outcome {
-                worker: setup.worker,
-                key: setup.key.clone(),
-                job,
-                replies,
-                remote: Remote::default(),
-            };
-            setup.events.send(done).unwrap();
-        }
-        let ended =
-            Event::ConnectionEnded { worker: setup.worker, key: setup.key.clone(), source: None, failure: None };
-        setup.events.send(ended).unwrap();
+fn flaky() -> WorkerFn {
+    let starts = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |setup: WorkerSetup| {
+        let first = starts.fetch_add(1, Ordering::SeqCst) == 0;
+        Box::pin(async move {
+            if first {
+                let _held = next(&setup).await.expect("a job for the first connection");
+                panic!("injected failure in the middle of a transaction");
+            }
+            while let Some(job) = next(&setup).await {
+                let replies = vec![Reply::new(250, "2.0.0", "ok"); job.recipients.len()];
+                report(&setup, job, replies);
+            }
+            ended(&setup);
+        })
     })
+}
+
+fn report(setup: &WorkerSetup, job: Job, replies: Vec<Reply>) {
+    let done = Event::Outcome { worker: setup.worker, key: setup.key.clone(), job, replies, remote: Remote::default() };
+    setup.events.send(done).unwrap();
+}
+
+fn ended(setup: &WorkerSetup) {
+    let ended = Event::ConnectionEnded { worker: setup.worker, key: setup.key.clone(), source: None, failure: None };
+    setup.events.send(ended).unwrap();
+}
+
+/// What scripted connections did, in seconds on the manual clock since its start.
+#[derive(Default)]
+struct Entries {
+    /// (when, the job's attempts before this one)
+    attempts: Vec<(f64, u32)>,
+    /// (when, the wait the rate limiters asked for)
+    waits: Vec<(f64, f64)>,
+}
+
+#[derive(Default)]
+struct Log {
+    entries: Mutex<Entries>,
+    /// The test moved the clock: a connection told to wait asks again.
+    moved: tokio::sync::Notify,
+}
+
+impl Log {
+    fn attempts(&self) -> Vec<f64> {
+        self.entries.lock().unwrap().attempts.iter().map(|(t, _)| *t).collect()
+    }
+
+    fn last_wait(&self) -> Option<(f64, f64)> {
+        self.entries.lock().unwrap().waits.last().copied()
+    }
+}
+
+/// Connections that answer each recipient with `reply(job)`; told to wait, they ask again when
+/// the test moves the clock (a real connection sleeps for the wait).
+fn scripted(clock: &Clock, log: &Arc<Log>, reply: fn(&Job) -> Reply) -> WorkerFn {
+    let (clock, log) = (clock.clone(), Arc::clone(log));
+    Arc::new(move |setup: WorkerSetup| {
+        let (clock, log) = (clock.clone(), Arc::clone(&log));
+        Box::pin(async move {
+            loop {
+                let (tx, rx) = oneshot::channel();
+                let ask = Event::Next {
+                    worker: setup.worker,
+                    key: setup.key.clone(),
+                    source: None,
+                    mx: "mx.test".into(),
+                    reply: tx,
+                };
+                setup.events.send(ask).unwrap();
+                match rx.await {
+                    Ok(NextJob::Job(job)) => {
+                        log.entries.lock().unwrap().attempts.push((clock.elapsed(), job.attempts));
+                        let replies = vec![reply(&job); job.recipients.len()];
+                        report(&setup, job, replies);
+                    }
+                    Ok(NextJob::Wait(wait)) => {
+                        // Listening before the wait shows, so a move right after it is not missed.
+                        let moved = log.moved.notified();
+                        tokio::pin!(moved);
+                        moved.as_mut().enable();
+                        log.entries.lock().unwrap().waits.push((clock.elapsed(), wait));
+                        moved.await;
+                    }
+                    Ok(NextJob::Done) | Err(_) => break,
+                }
+            }
+            ended(&setup);
+        })
+    })
+}
+
+/// A manual clock at the start of a UTC hour close to now (so arrival times are plausible and
+/// hourly warm-up windows begin with the test).
+fn hour_clock() -> Clock {
+    Clock::manual(crate::time::now_secs() / 3600 * 3600)
 }
 
 #[tokio::test]
 async fn a_worker_that_panics_mid_transaction_loses_nothing() {
     let h = start(
         "<domain *>\n    retry-after 1h\n</domain>\n<acct-file acct.csv>\n    records d,t\n</acct-file>\n",
-        flaky,
+        hour_clock(),
+        flaky(),
     );
     h.inject(&["a@dest.test", "b@dest.test"]).await;
 
@@ -133,8 +226,9 @@ async fn a_worker_that_panics_mid_transaction_loses_nothing() {
         h.until("the dead worker reaped", |q| q.len() == 1 && q[0].deferred == 2 && q[0].connections == 0).await;
     assert_eq!(after[0].recipients, 2, "{after:?}");
     assert_eq!(h.telemetry.worker_failures_total(), 1);
+    // The accounting file is written by its own writer, after the outcome.
+    eventually("two t records", || h.accounting().lines().filter(|l| l.starts_with("t,")).count() == 2).await;
     let acct = h.accounting();
-    assert_eq!(acct.lines().filter(|l| l.starts_with("t,")).count(), 2, "{acct}");
     assert!(acct.contains("delivery worker failed: injected failure"), "{acct}");
     let live = h.spool.live();
     assert_eq!(live.len(), 1, "the message is still on disk");
@@ -142,15 +236,9 @@ async fn a_worker_that_panics_mid_transaction_loses_nothing() {
     // The next attempt (an operator's `schedule --retry-recipients`) delivers both.
     assert_eq!(h.queues.command("*", Command::Schedule { recipients: true }).await, 1);
     h.until("both delivered", |q| q[0].delivered == 2 && q[0].recipients == 0 && q[0].connections == 0).await;
-    assert_eq!(h.accounting().lines().filter(|l| l.starts_with("d,")).count(), 2);
+    eventually("two d records", || h.accounting().lines().filter(|l| l.starts_with("d,")).count() == 2).await;
     // The reporter writes the spool from a task of its own: its commit follows the outcome.
-    for _ in 0..2000 {
-        if h.spool.live().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(h.spool.live().is_empty(), "nothing left in the spool");
+    eventually("nothing left in the spool", || h.spool.live().is_empty()).await;
 
     // /metrics counts the death against its queue.
     let mut registry = prometheus_client::registry::Registry::default();
@@ -158,4 +246,118 @@ async fn a_worker_that_panics_mid_transaction_loses_nothing() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("ember_worker_failures_total{domain=\"dest.test\",vmta=\"{default}\"} 1"), "{text}");
+}
+
+/// Moves the clock, runs the timer work, and returns the queues as that left them (before any
+/// connection it started has done anything: a new connection shows in `connections`).
+async fn at(h: &Harness, log: &Log, secs: f64) -> Vec<QueueStatus> {
+    h.clock.set(secs);
+    h.queues.tick().await;
+    let queues = h.queues.snapshot().await;
+    log.moved.notify_waiters();
+    queues
+}
+
+#[tokio::test]
+async fn a_retry_schedule_steps_through_retry_after_in_virtual_time() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    // Deferred twice, then taken.
+    let worker = scripted(&clock, &log, |job| match job.attempts {
+        0 | 1 => Reply::new(451, "4.3.0", "try later"),
+        _ => Reply::new(250, "2.0.0", "ok"),
+    });
+    let h = start("<domain *>\n    retry-after 5m,20m\n    retry-recipients-after 1m\n</domain>\n", clock, worker);
+    h.inject(&["a@dest.test"]).await;
+    h.until("the first deferral", |q| q[0].deferred == 1 && q[0].connections == 0).await;
+
+    let q = at(&h, &log, 299.0).await;
+    assert_eq!((q[0].connections, q[0].messages_waiting), (0, 1), "not due before 5m: {q:?}");
+    at(&h, &log, 300.0).await;
+    h.until("the second deferral", |q| q[0].deferred == 2 && q[0].connections == 0).await;
+    // The second step of retry-after (20m) counts from the second attempt.
+    let q = at(&h, &log, 1499.0).await;
+    assert_eq!((q[0].connections, q[0].messages_waiting), (0, 1), "not due before 300 s + 20m: {q:?}");
+    at(&h, &log, 1500.0).await;
+    h.until("delivered", |q| q[0].delivered == 1 && q[0].recipients == 0).await;
+    assert_eq!(log.attempts(), [0.0, 300.0, 1500.0]);
+}
+
+#[tokio::test]
+async fn max_msg_rate_opens_its_window_once_a_second_in_virtual_time() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    let worker = scripted(&clock, &log, |_| Reply::new(250, "2.0.0", "ok"));
+    let h = start("<domain *>\n    max-msg-rate 60/m\n</domain>\n", clock, worker);
+    h.inject(&["a@dest.test"]).await;
+    h.inject(&["b@dest.test"]).await;
+    h.inject(&["c@dest.test"]).await;
+    // At 0 s one message goes; the next is a second away.
+    h.until("the first delivery", |q| q[0].delivered == 1).await;
+    eventually("the connection told to wait", || log.last_wait() == Some((0.0, 1.0))).await;
+    // Half a second later: still closed, for the other half.
+    at(&h, &log, 0.5).await;
+    eventually("told to wait again", || log.last_wait() == Some((0.5, 0.5))).await;
+    assert_eq!(h.queues.snapshot().await[0].delivered, 1);
+    at(&h, &log, 1.0).await;
+    h.until("the second delivery", |q| q[0].delivered == 2).await;
+    eventually("told to wait a second", || log.last_wait() == Some((1.0, 1.0))).await;
+    at(&h, &log, 2.0).await;
+    h.until("the third delivery", |q| q[0].delivered == 3 && q[0].connections == 0).await;
+    assert_eq!(log.attempts(), [0.0, 1.0, 2.0]);
+}
+
+#[tokio::test]
+async fn a_backoff_cycle_cuts_the_queue_ends_on_time_and_the_deferral_retries_on_the_backoff_list() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    let worker = scripted(&clock, &log, |job| match job.attempts {
+        0 => Reply::new(421, "4.7.0", "[RP-001] temporarily rate limited"),
+        _ => Reply::new(250, "2.0.0", "ok"),
+    });
+    let h = start(
+        "<domain *>\n    421 RP-001 *, 2m, 1, 60/m\n    backoff-retry-after 30m\n    retry-recipients-after 1m\n</domain>\n",
+        clock.clone(),
+        worker,
+    );
+    h.inject(&["a@dest.test"]).await;
+    let q = h.until("backoff", |q| q[0].mode == "backoff" && q[0].connections == 0).await;
+    let start = clock.now_secs();
+    assert_eq!(q[0].mode_until, Some(start + 120), "{q:?}");
+    assert!(q[0].mode_reason.as_deref().is_some_and(|r| r.contains("RP-001")), "{q:?}");
+    assert_eq!(at(&h, &log, 119.0).await[0].mode, "backoff");
+    assert_eq!(at(&h, &log, 120.0).await[0].mode, "normal", "backoff ends at its expiry");
+    // Deferred while in backoff: retried on backoff-retry-after (30m), not before.
+    let q = at(&h, &log, 1799.0).await;
+    assert_eq!((q[0].connections, q[0].delivered), (0, 0), "{q:?}");
+    at(&h, &log, 1800.0).await;
+    h.until("delivered", |q| q[0].delivered == 1).await;
+    let events: Vec<(String, u64)> =
+        h.queues.snapshot().await[0].mode_events.iter().map(|e| (e.mode.clone(), e.time - start)).collect();
+    assert_eq!(events, [("backoff".to_string(), 0), ("normal".to_string(), 120)]);
+    assert_eq!(log.attempts(), [0.0, 1800.0]);
+}
+
+#[tokio::test]
+async fn a_warm_up_step_caps_the_hour_then_the_next_step_opens() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    let worker = scripted(&clock, &log, |_| Reply::new(250, "2.0.0", "ok"));
+    let h = start("<domain *>\n    warmup-schedule 2/h,4/h\n</domain>\n", clock, worker);
+    for n in 0..6 {
+        h.inject(&[&format!("r{n}@dest.test")]).await;
+    }
+    let q = h.until("step 1's cap used", |q| q[0].delivered == 2 && q[0].connections == 0).await;
+    let ramp = q[0].warmup.as_ref().expect("a warm-up status");
+    assert_eq!((ramp.step, ramp.cap, ramp.used), (1, 2, 2), "{q:?}");
+    assert!(q[0].waiting_reason.as_deref().is_some_and(|w| w.contains("warm-up cap")), "{q:?}");
+    // The last second of the hour: still capped.
+    let q = at(&h, &log, 3599.0).await;
+    assert_eq!((q[0].connections, q[0].delivered), (0, 2), "{q:?}");
+    // The next hour is step 2: four more.
+    at(&h, &log, 3600.0).await;
+    let q = h.until("step 2's cap used", |q| q[0].delivered == 6 && q[0].connections == 0).await;
+    let ramp = q[0].warmup.as_ref().unwrap();
+    assert_eq!((ramp.step, ramp.cap, ramp.used), (2, 4, 4), "{q:?}");
+    assert_eq!(log.attempts(), [0.0, 0.0, 3600.0, 3600.0, 3600.0, 3600.0]);
 }
