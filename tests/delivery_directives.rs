@@ -435,18 +435,33 @@ fn most_at_once(rx: &Receiver) -> usize {
 /// `mx-connection-limit` and `ip-connection-limit` cap connections across queues: two domains
 /// whose mail goes to the same (slow) MX host would each open a connection; under a cap of 1 on
 /// the host name, then on its address block, the second queue waits for the first's slot.
+///
+/// The mail is held (a paused job) until both queues have it, then released at once: both
+/// queues want a connection at the same moment, so without a cap they overlap however slowly the
+/// injection ran.
 #[test]
 fn connection_limits_per_mx_and_per_ip_block_hold_across_queues() {
     for limit in ["", "mx-connection-limit 127.0.0.* 1\n", "ip-connection-limit 127.0.0.0/8 1\n"] {
         let dir = tempfile::tempdir().unwrap();
         let rx = Receiver::start("127.0.0.1", &json!({"data_end_delay": DATA_END_DELAY}), dir.path(), None);
         let to = format!("[127.0.0.1]:{}", rx.addr.port());
-        let config = feeder(&[limit.to_string(), domain("one.test", &to, ""), domain("two.test", &to, "")].concat());
+        let config = feeder(&[limit.to_string(), domain("one.test", &to, ""), domain("two.test", &to, "")].concat())
+            .replace("always-allow-relaying yes\n", "always-allow-relaying yes\n    process-x-job yes\n");
         let e = Ember::start_in(dir, &config);
+        assert!(e.live_cli(&["pause", "job", "together"]).status.success());
+        let server = e.smtp().to_string();
         for n in 0..2 {
-            inject(&e, "s@hold.test", &format!("r{n}@one.test"));
-            inject(&e, "s@hold.test", &format!("r{n}@two.test"));
+            for d in ["one.test", "two.test"] {
+                let to = format!("r{n}@{d}");
+                let args =
+                    ["--server", server.as_str(), "--from", "s@hold.test", "--to", &to, "--header", "X-Job: together"];
+                let out = swaks(&args);
+                assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+            }
         }
+        let out = e.live_cli(&["resume", "job", "together"]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("4 recipients released"), "{said}");
         e.wait_log_count("delivered ", 4);
         let most = most_at_once(&rx);
         if limit.is_empty() {

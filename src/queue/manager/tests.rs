@@ -51,11 +51,16 @@ fn start(config_text: &str, clock: Clock, worker: WorkerFn) -> Harness {
 
 impl Harness {
     async fn inject(&self, recipients: &[&str]) {
+        self.inject_with(recipients, None, 0).await;
+    }
+
+    /// A message through `vmta`, with a body of about `size` bytes; the size the spool counts.
+    async fn inject_with(&self, recipients: &[&str], vmta: Option<&str>, size: usize) -> u64 {
         let envelope = Envelope {
             id: crate::message::MessageId(0),
             sender: "sender@example.net".into(),
             recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
-            vmta: None,
+            vmta: vmta.map(str::to_string),
             job_id: None,
             env_id: None,
             ret: None,
@@ -66,8 +71,12 @@ impl Harness {
             dkim_options: None,
             origin: Origin::default(),
         };
-        let id = self.spool.store(envelope, b"Subject: t\r\n\r\nbody\r\n".to_vec()).await.unwrap();
+        let mut body = b"Subject: t\r\n\r\n".to_vec();
+        body.resize(body.len().max(size), b'x');
+        let id = self.spool.store(envelope, body).await.unwrap();
+        let stored = self.spool.message_size(id).unwrap();
         self.queues.submit(self.spool.envelope(id).unwrap());
+        stored
     }
 
     /// Waits for the queues to reach a state; the manager answers each look in order with the
@@ -360,4 +369,59 @@ async fn a_warm_up_step_caps_the_hour_then_the_next_step_opens() {
     let ramp = q[0].warmup.as_ref().unwrap();
     assert_eq!((ramp.step, ramp.cap, ramp.used), (2, 4, 4), "{q:?}");
     assert_eq!(log.attempts(), [0.0, 0.0, 3600.0, 3600.0, 3600.0, 3600.0]);
+}
+
+#[tokio::test]
+async fn a_virtual_mtas_rate_is_shared_by_its_queues_in_virtual_time() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    let worker = scripted(&clock, &log, |_| Reply::new(250, "2.0.0", "ok"));
+    let config = "<virtual-mta v>\n    smtp-source-host 127.0.0.2 v.test\n    max-smtp-msg-rate 60/m\n</virtual-mta>\n<domain *>\n</domain>\n";
+    let h = start(config, clock, worker);
+    for domain in ["a.test", "b.test"] {
+        h.inject_with(&[&format!("r@{domain}")], Some("v"), 0).await;
+        h.inject_with(&[&format!("s@{domain}")], Some("v"), 0).await;
+    }
+    let total = |q: &[QueueStatus]| q.iter().map(|q| q.delivered).sum::<u64>();
+    // Two queues, one rate: one message a second between them.
+    for (n, t) in [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0)] {
+        at(&h, &log, t).await;
+        h.until("the next delivery", |q| total(q) == n).await;
+        if n < 4 {
+            let q = h
+                .until("both queues told to wait", |q| {
+                    q.iter().all(|q| q.connections == 0 || q.waiting_reason.is_some())
+                })
+                .await;
+            assert_eq!(total(&q), n, "nothing else before the next second: {q:?}");
+        }
+    }
+    assert_eq!(log.attempts(), [0.0, 1.0, 2.0, 3.0]);
+    let q = h.queues.snapshot().await;
+    assert_eq!(q.iter().map(|q| q.delivered).collect::<Vec<_>>(), [2, 2], "{q:?}");
+}
+
+#[tokio::test]
+async fn max_data_volume_rate_spaces_messages_by_their_size_in_virtual_time() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    let worker = scripted(&clock, &log, |_| Reply::new(250, "2.0.0", "ok"));
+    let h = start("<domain *>\n    max-data-volume-rate 1K/s\n</domain>\n", clock, worker);
+    let size = h.inject_with(&["a@dest.test"], None, 3000).await as f64;
+    h.inject_with(&["b@dest.test"], None, 3000).await;
+    h.until("the first delivery", |q| q[0].delivered == 1).await;
+    // The first message's bytes at 1024 a second decide when the second may go.
+    let wait = size / 1024.0;
+    let told = |w: Option<(f64, f64)>| w.is_some_and(|(t, w)| t == 0.0 && (w - wait).abs() < 1e-9);
+    eventually("told to wait for the first one's bytes", || told(log.last_wait())).await;
+    let q = h.queues.snapshot().await;
+    assert_eq!(q[0].waiting_reason.as_deref(), Some("rate: max-data-volume-rate"), "{q:?}");
+    // The manual clock counts milliseconds: the first one at or after the wait.
+    let due = (wait * 1000.0).ceil() / 1000.0;
+    at(&h, &log, due - 0.001).await;
+    let early = |w: Option<(f64, f64)>| w.is_some_and(|(t, wait)| (t - (due - 0.001)).abs() < 1e-9 && wait > 0.0);
+    eventually("a millisecond early: told to wait", || early(log.last_wait())).await;
+    at(&h, &log, due).await;
+    h.until("the second delivery", |q| q[0].delivered == 2).await;
+    assert_eq!(log.attempts(), [0.0, due]);
 }
