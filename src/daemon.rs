@@ -65,7 +65,11 @@ impl MessageSink for SpoolSink {
             queued.id = id;
             let client = queued.origin.client_ip.map_or_else(|| queued.origin.kind.clone(), |ip| ip.to_string());
             self.telemetry.received(&client, queued.recipients.len(), bytes, queued.job_id.as_deref());
-            self.queues.submit(queued);
+            // The message is on disk: if the manager has stopped (shutdown), it is queued from
+            // the spool at the next start, so the client still gets its 250.
+            if self.queues.submit(queued).await.is_err() {
+                tracing::info!("message {id} stays in the spool for the next start: the queue manager has stopped");
+            }
             Ok(id)
         })
     }
@@ -292,11 +296,20 @@ impl Daemon {
         let (ctx, reporter) =
             build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression, global_tls)?;
         let queues = queues.run(reporter);
-        let mut recovered = 0usize;
-        spool.for_each_live(|envelope| {
-            recovered += 1;
-            queues.recover(envelope);
-        });
+        // The spool's index is walked synchronously; the manager's inbox is bounded, so recovery
+        // runs on a blocking thread that waits for room instead of loading every envelope at once.
+        let (walked, handle) = (spool.clone(), queues.clone());
+        let recovered = tokio::task::spawn_blocking(move || {
+            let mut recovered = 0usize;
+            walked.for_each_live(|envelope| {
+                if handle.recover_blocking(envelope).is_ok() {
+                    recovered += 1;
+                }
+            });
+            recovered
+        })
+        .await
+        .map_err(|e| format!("spool recovery panicked: {e}"))?;
         if recovered > 0 {
             println!("queued {recovered} recovered messages for delivery");
         }
@@ -306,6 +319,8 @@ impl Daemon {
         let slots = Arc::new(Semaphore::new(max_in.max(1)));
         let groups = Arc::new(crate::ingress::groups::SourceGroups::default());
         let mut tasks = Vec::new();
+        // Reload requests: each waits for its answer, so there are never more than the API
+        // requests open at once.
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
         if let Some(l) = mgmt_listener {
@@ -368,7 +383,7 @@ impl Daemon {
     }
 
     /// Applies a new configuration to new sessions. Listener and spool changes need a restart.
-    pub fn reload(&self, config: Config) -> Result<(), String> {
+    pub async fn reload(&self, config: Config) -> Result<(), String> {
         let config = Arc::new(config);
         let keys = load_keys(&config)?;
         let (ctx, reporter) = build_context(
@@ -382,8 +397,7 @@ impl Daemon {
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
-        self.queues.reload(config, reporter);
-        Ok(())
+        self.queues.reload(config, reporter).await.map_err(|e| e.to_string())
     }
 
     /// Live queue state.

@@ -3,6 +3,7 @@
 //! The crate is laid out along the flow of a message (see `docs/architecture.md`); this first layer
 //! holds the configuration engine and the command line.
 
+pub mod answer;
 pub mod cli;
 pub mod clock;
 pub mod config;

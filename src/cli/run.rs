@@ -80,7 +80,7 @@ fn load_checked(config_path: Option<&Path>, action: &str) -> Result<Config, Vec<
 
 /// SIGHUP, `ember reload` and `POST /api/v1/reload`: the new generation, or every error with
 /// the running configuration unchanged.
-fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr]) -> Result<String, String> {
+async fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr]) -> Result<String, String> {
     let refused = |errors: Vec<String>| {
         for line in &errors {
             eprintln!("{line}");
@@ -92,7 +92,7 @@ fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr])
     let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>() != listeners;
     // Opened first, switched to last: a log file the daemon cannot write refuses the reload.
     let log = crate::logfile::prepare(&new).map_err(|e| refused(vec![format!("ember: {e}")]))?;
-    daemon.reload(new).map_err(|e| refused(vec![e]))?;
+    daemon.reload(new).await.map_err(|e| refused(vec![e]))?;
     log.install();
     println!("configuration reloaded");
     let mut notes = String::new();
@@ -166,17 +166,22 @@ async fn serve(config: Config, config_path: Option<&Path>) -> ExitCode {
         }
     };
     println!("ember ready (pid {})", std::process::id());
+    // Without a management port nothing sends here: a channel that stays empty.
     let mut control = daemon.control.take().unwrap_or_else(|| mpsc::unbounded_channel().1);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let _ = reload(&daemon, config_path, &listeners);
+                // A refused reload has printed its reasons; the daemon goes on as it was.
+                let _refused = reload(&daemon, config_path, &listeners).await;
             }
             Some(request) = control.recv() => match request {
                 Control::Reload(answer) => {
-                    let _ = answer.send(reload(&daemon, config_path, &listeners));
+                    let outcome = reload(&daemon, config_path, &listeners).await;
+                    if answer.send(outcome).is_err() {
+                        tracing::info!("the reload's requester left before its answer (the reload stands)");
+                    }
                 }
             },
         }

@@ -157,6 +157,19 @@ pub async fn scrape(state: Shared) -> Response {
         queues.iter().map(|q| q.connections as u64).sum(),
     );
 
+    gauge(
+        &mut registry,
+        "ember_queue_manager_backlog",
+        "Events waiting in the queue manager's inbox (sessions and connections wait while it is full)",
+        state.queues.backlog() as u64,
+    );
+    gauge(
+        &mut registry,
+        "ember_queue_manager_backlog_max",
+        "The queue manager's inbox size",
+        crate::queue::manager::EVENT_CAPACITY as u64,
+    );
+
     let dns = state.resolver.stats();
     gauge(&mut registry, "ember_dns_cached_answers", "Fresh answers in the MX/A/AAAA cache", dns.cached as u64);
     gauge(&mut registry, "ember_dns_pending_queries", "DNS queries in flight", dns.pending as u64);

@@ -11,6 +11,7 @@ mod outcomes;
 #[cfg(test)]
 mod tests;
 
+use crate::answer::Answer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,34 +179,55 @@ pub struct QueueStatus {
     pub held_recipients: usize,
 }
 
+/// The manager's inbox. Bounded: a producer that outruns the manager (sessions submitting,
+/// workers reporting) waits for room, so a burst slows the SMTP answers instead of growing
+/// memory; `ember_queue_manager_backlog` shows how full it is.
+pub type Events = mpsc::Sender<Event>;
+
+/// Events the manager's inbox holds before producers wait: about a second of relay traffic at
+/// full speed, which absorbs bursts without hiding a stalled manager for long.
+pub const EVENT_CAPACITY: usize = 8192;
+
 /// The handle the rest of the daemon holds.
 #[derive(Clone)]
 pub struct QueueHandle {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: Events,
 }
 
+/// The manager has stopped (the daemon is shutting down): what was sent stays in the spool and is
+/// queued again at the next start.
+#[derive(Debug, thiserror::Error)]
+#[error("the queue manager has stopped")]
+pub struct Stopped;
+
 impl QueueHandle {
-    /// Files a stored message into its queues.
-    pub fn submit(&self, envelope: Envelope) {
-        let _ = self.tx.send(Event::Submit(Box::new(envelope), true));
+    /// Files a stored message into its queues; waits while the manager's inbox is full.
+    pub async fn submit(&self, envelope: Envelope) -> Result<(), Stopped> {
+        self.tx.send(Event::Submit(Box::new(envelope), true)).await.map_err(|_| Stopped)
     }
 
-    /// Files a message recovered from the spool at start.
-    pub fn recover(&self, envelope: Envelope) {
-        let _ = self.tx.send(Event::Submit(Box::new(envelope), false));
+    /// Files a message recovered from the spool at start, from a blocking thread (recovery walks
+    /// the spool's index synchronously).
+    pub fn recover_blocking(&self, envelope: Envelope) -> Result<(), Stopped> {
+        self.tx.blocking_send(Event::Submit(Box::new(envelope), false)).map_err(|_| Stopped)
     }
 
     /// Switches to a new configuration generation: queue settings are recomputed, messages whose
     /// VMTA no longer exists bounce with 5.3.5.
-    pub fn reload(&self, config: Arc<Config>, reporter: Reporter) {
+    pub async fn reload(&self, config: Arc<Config>, reporter: Reporter) -> Result<(), Stopped> {
         let reporter = reporter.with_events(self.tx.clone());
-        let _ = self.tx.send(Event::Reload(config, reporter));
+        self.tx.send(Event::Reload(config, reporter)).await.map_err(|_| Stopped)
+    }
+
+    /// Events waiting in the manager's inbox.
+    pub fn backlog(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Applies an operator's command to the queues matching `queues`; how many matched.
     pub async fn command(&self, queues: &str, command: Command) -> usize {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Command { queues: queues.to_string(), command, reply: tx }).is_err() {
+        if self.tx.send(Event::Command { queues: queues.to_string(), command, reply: tx }).await.is_err() {
             return 0;
         }
         rx.await.unwrap_or(0)
@@ -215,14 +237,14 @@ impl QueueHandle {
     #[cfg(test)]
     pub async fn tick(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Tick(tx)).is_ok() {
+        if self.tx.send(Event::Tick(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
 
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Snapshot(tx)).is_err() {
+        if self.tx.send(Event::Snapshot(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -238,7 +260,7 @@ pub struct Manager {
     queues: HashMap<QueueKey, Queue>,
     total_connections: usize,
     vmta_connections: HashMap<String, usize>,
-    events: mpsc::UnboundedSender<Event>,
+    events: Events,
     /// Wall-clock and monotonic time for every decision the queues make (a manual clock in tests).
     clock: Clock,
     warmup: Warmup,
@@ -270,7 +292,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// reporter, which needs the same generation's accounting, before it runs.
 pub struct Pending {
     pub handle: QueueHandle,
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::Receiver<Event>,
     config: Arc<Config>,
     spool: Spool,
     resolver: MxResolver,
@@ -337,7 +359,7 @@ impl Manager {
         state_dir: Option<std::path::PathBuf>,
         dkim: crate::dkim::Keys,
     ) -> Pending {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         Pending {
             handle: QueueHandle { tx },
             rx,
@@ -351,7 +373,7 @@ impl Manager {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -384,7 +406,7 @@ impl Manager {
             }
             Event::RollUp { key, rollup } => self.roll_up(&key, &rollup),
             Event::Snapshot(reply) => {
-                let _ = reply.send(self.snapshot());
+                reply.answer(self.snapshot());
             }
             Event::Command { queues, command, reply } => {
                 let keys: Vec<QueueKey> = self.queues.keys().filter(|k| queue_matches(&queues, k)).cloned().collect();
@@ -395,18 +417,18 @@ impl Manager {
                     self.hold_paused(key);
                     self.start_workers(key);
                 }
-                let _ = reply.send(keys.len());
+                reply.answer(keys.len());
             }
             Event::Operate { op, reply } => self.operate(op, reply),
             #[cfg(test)]
             Event::Tick(reply) => {
                 self.wake();
-                let _ = reply.send(());
+                reply.answer(());
             }
             Event::PausedJobs(reply) => {
                 let mut jobs: Vec<String> = self.paused_jobs.iter().cloned().collect();
                 jobs.sort();
-                let _ = reply.send(jobs);
+                reply.answer(jobs);
             }
         }
     }

@@ -6,8 +6,6 @@
 //! Queues collect notices when their mode changes (`state.rs`, `Queue::record`); the manager
 //! sends what they collected on its next tick.
 
-use tokio::sync::mpsc;
-
 use super::manager::Event;
 use crate::config::Config;
 use crate::config::Dir;
@@ -77,7 +75,7 @@ pub fn message(notice: &Notice, from: &str, host: &str, unique: u64) -> Vec<u8> 
 }
 
 /// Stores each notice and submits it for delivery, like a DSN.
-pub fn send(notices: Vec<Notice>, config: &Config, host: &str, spool: &Spool, events: &mpsc::UnboundedSender<Event>) {
+pub fn send(notices: Vec<Notice>, config: &Config, host: &str, spool: &Spool, events: &super::manager::Events) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let postmaster = config.global.text(Dir::Postmaster).map(str::to_string);
@@ -112,7 +110,11 @@ pub fn send(notices: Vec<Notice>, config: &Config, host: &str, spool: &Spool, ev
                     );
                     let mut stored = envelope;
                     stored.id = id;
-                    let _ = events.send(Event::Submit(Box::new(stored), true));
+                    if events.send(Event::Submit(Box::new(stored), true)).await.is_err() {
+                        tracing::info!(
+                            "notice {id} stays in the spool for the next start: the queue manager has stopped"
+                        );
+                    }
                 }
                 Err(e) => tracing::error!("cannot queue the notice about queue {}: {e}", notice.queue),
             }

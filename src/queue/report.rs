@@ -5,10 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::QueueKey;
-use super::manager::{Event, Job};
+use super::manager::Job;
 use super::worker::{QueueFailure, Remote};
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
@@ -32,7 +30,7 @@ pub struct Reporter {
     accounting: Accounting,
     classifier: Arc<Classifier>,
     host_name: String,
-    events: Option<mpsc::UnboundedSender<Event>>,
+    events: Option<super::manager::Events>,
     /// Pool names, to tell a pool selected at injection (`vmtaPool`) from a VMTA.
     pools: Arc<HashSet<String>>,
     /// Counters and recent events for the API, `/metrics` and the dashboard.
@@ -106,7 +104,7 @@ impl Reporter {
     }
 
     /// Where generated DSNs are submitted for delivery.
-    pub fn with_events(mut self, events: mpsc::UnboundedSender<Event>) -> Reporter {
+    pub fn with_events(mut self, events: super::manager::Events) -> Reporter {
         self.events = Some(events);
         self
     }

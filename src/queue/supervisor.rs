@@ -38,8 +38,11 @@ pub fn spawn(run: &WorkerFn, setup: WorkerSetup) {
     tokio::spawn(async move {
         let Err(error) = task.await else { return };
         let reason = if error.is_panic() { panic_text(error.into_panic()) } else { "the task was cancelled".into() };
-        // The manager gone means the daemon is stopping: there is nobody left to tell.
-        let _ = events.send(Event::WorkerFailed { worker, key, source, reason });
+        tracing::error!(queue = %key, "delivery worker {worker} died: {reason}");
+        if events.send(Event::WorkerFailed { worker, key, source, reason }).await.is_err() {
+            // The daemon is stopping: what the worker held is still in the spool for the next start.
+            tracing::info!("delivery worker {worker}'s recipients stay in the spool: the queue manager has stopped");
+        }
     });
 }
 

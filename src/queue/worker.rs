@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::QueueKey;
 use super::manager::{Event, Job, NextJob};
@@ -59,7 +59,7 @@ pub struct WorkerSetup {
     pub source: SourceHost,
     pub resolver: MxResolver,
     pub spool: Spool,
-    pub events: mpsc::UnboundedSender<Event>,
+    pub events: super::manager::Events,
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// `smtp-client-certificate`, resolved against the config's directory.
     pub client_certificate: Option<std::path::PathBuf>,
@@ -138,7 +138,9 @@ pub async fn run(setup: WorkerSetup) {
     let failure = work(&setup).await;
     let ended =
         Event::ConnectionEnded { worker: setup.worker, key: setup.key.clone(), source: setup.source.ip, failure };
-    let _ = setup.events.send(ended);
+    if setup.events.send(ended).await.is_err() {
+        tracing::debug!(queue = %setup.key, "connection ended while the queue manager stopped");
+    }
 }
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
@@ -212,7 +214,10 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         && plan.source == crate::delivery::mx::PlanSource::Mx
         && let Some(rollup) = list.rollup_for(plan.most_preferred().map(|h| h.name.as_str()))
     {
-        let _ = setup.events.send(Event::RollUp { key: setup.key.clone(), rollup: rollup.to_string() });
+        let rolled = Event::RollUp { key: setup.key.clone(), rollup: rollup.to_string() };
+        if setup.events.send(rolled).await.is_err() {
+            tracing::debug!(queue = %setup.key, "rollup not recorded: the queue manager has stopped");
+        }
         return None;
     }
     let config = client_config(setup);
@@ -293,7 +298,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             let had_carried = carried.is_some();
             if let Some(c) = carried.take() {
                 // No other MX host to take them: the 421 stands, as a deferral.
-                report(setup, c.job, |_| c.reply.clone(), &c.remote);
+                report(setup, c.job, |_| c.reply.clone(), &c.remote).await;
             }
             let (reply, permanent, remote) = match last {
                 Some(last) => last,
@@ -387,7 +392,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         if !conn.is_usable() || (max_messages > 0 && conn.messages_sent() >= max_messages) {
             if let Some(job) = first.take() {
                 let reply = Reply::new(451, "4.4.0", "no connection left for this message");
-                report(setup, job, |_| reply.clone(), &remote);
+                report(setup, job, |_| reply.clone(), &remote).await;
             }
             return Served::Done;
         }
@@ -405,7 +410,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         let body = match prepared_body(setup, &job, &source, rewrite.as_ref()) {
             Ok(b) => b,
             Err(reply) => {
-                report(setup, job, |_| reply.clone(), &remote);
+                report(setup, job, |_| reply.clone(), &remote).await;
                 continue;
             }
         };
@@ -426,7 +431,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
                 if upon_421 && !conn.is_usable() {
                     let split = split_421(job, &replies);
                     if let Some(stay) = split.stay {
-                        report(setup, stay, |i| split.stay_replies[i].clone(), &remote);
+                        report(setup, stay, |i| split.stay_replies[i].clone(), &remote).await;
                     }
                     if let Some((job, reply)) = split.away {
                         return Served::MxUnavailable(Box::new(Carried { job, reply, remote }));
@@ -443,7 +448,8 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
                             .unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply for this recipient"))
                     },
                     &remote,
-                );
+                )
+                .await;
                 if max_errors.is_some_and(|m| errors >= m) {
                     tracing::info!(queue = %setup.key, "dropping the connection after {errors} errors (max-errors-per-connection)");
                     return Served::Done;
@@ -455,7 +461,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
                 if upon_421 && e.server_reply().is_some_and(|r| r.code == 421) {
                     return Served::MxUnavailable(Box::new(Carried { job, reply, remote }));
                 }
-                report(setup, job, |_| reply.clone(), &remote);
+                report(setup, job, |_| reply.clone(), &remote).await;
                 return Served::Broken;
             }
         }
@@ -473,7 +479,7 @@ async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Op
             mx: remote.mx.clone(),
             reply: tx,
         };
-        setup.events.send(next).ok()?;
+        setup.events.send(next).await.ok()?;
         // While the manager holds the request (an idle connection waiting for mail, under
         // connection-idle-timeout), a server that speaks or hangs up ends the wait: dropping the
         // request makes the manager give any job it was about to send to another connection.
@@ -540,7 +546,7 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
             mx: String::new(),
             reply: tx,
         };
-        if setup.events.send(next).is_err() {
+        if setup.events.send(next).await.is_err() {
             break;
         }
         let job = match rx.await {
@@ -556,7 +562,7 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
         let body = match prepared_body(setup, &job, &source, rewrite.as_ref()) {
             Ok(b) => b,
             Err(reply) => {
-                report(setup, job, |_| reply.clone(), &remote);
+                report(setup, job, |_| reply.clone(), &remote).await;
                 continue;
             }
         };
@@ -578,7 +584,8 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
             job,
             |i| replies.get(i).cloned().unwrap_or_else(|| Reply::new(451, "4.4.0", "no reply for this recipient")),
             &remote,
-        );
+        )
+        .await;
     }
     None
 }
@@ -669,10 +676,14 @@ fn outgoing(job: &Job, body: Arc<Vec<u8>>) -> OutgoingMessage {
 }
 
 /// Sends the manager the reply of each recipient of a job (`reply_of(position in the job)`).
-fn report(setup: &WorkerSetup, job: Job, reply_of: impl Fn(usize) -> Reply, remote: &Remote) {
+async fn report(setup: &WorkerSetup, job: Job, reply_of: impl Fn(usize) -> Reply, remote: &Remote) {
     let replies: Vec<Reply> = (0..job.recipients.len()).map(reply_of).collect();
     let outcome = Event::Outcome { worker: setup.worker, key: setup.key.clone(), job, replies, remote: remote.clone() };
-    let _ = setup.events.send(outcome);
+    if setup.events.send(outcome).await.is_err() {
+        // Stopping: the recipients are still in the spool, as they were before the attempt, and
+        // go out again (at least once) after the next start.
+        tracing::info!(queue = %setup.key, "an outcome was not recorded: the queue manager has stopped");
+    }
 }
 
 #[cfg(test)]

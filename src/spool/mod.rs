@@ -393,6 +393,9 @@ impl Spool {
                 _ => return Err(e),
             }
         }
+        // Unbounded, and it cannot grow past its callers: every request waits for its answer, so
+        // it holds at most one store per SMTP session (capped by total-max-smtp-in) and one
+        // update per recipient outcome in flight (capped by the open connections).
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())

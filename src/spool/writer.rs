@@ -25,6 +25,7 @@
 //!
 //! Maintenance (deleting and compacting segments) lives in `compact`.
 
+use crate::answer::Answer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -187,16 +188,16 @@ impl Writer {
             match first {
                 Op::Close { done } => {
                     self.locks.clear();
-                    let _ = done.send(());
+                    done.answer(());
                     return;
                 }
                 Op::Compact { done } => {
-                    let _ = done.send(self.compact_all());
+                    done.answer(self.compact_all());
                     continue;
                 }
                 Op::Flush { done } => {
                     self.maintain();
-                    let _ = done.send(());
+                    done.answer(());
                     continue;
                 }
                 op => {
@@ -262,10 +263,10 @@ impl Writer {
                     if refusal.is_none() {
                         c.messages_stored.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = done.send(refusal.map_or(Ok(MessageId(id)), Err));
+                    done.answer(refusal.map_or(Ok(MessageId(id)), Err));
                 }
                 Op::Update { done, .. } => {
-                    let _ = done.send(refusal.map_or(Ok(()), Err));
+                    done.answer(refusal.map_or(Ok(()), Err));
                 }
                 Op::Compact { .. } | Op::Flush { .. } | Op::Close { .. } => {}
             }
@@ -505,16 +506,16 @@ fn fail_all(batch: Vec<Op>, err: &dyn Fn() -> SpoolError) {
     for op in batch {
         match op {
             Op::Store { done, .. } => {
-                let _ = done.send(Err(err()));
+                done.answer(Err(err()));
             }
             Op::Update { done, .. } => {
-                let _ = done.send(Err(err()));
+                done.answer(Err(err()));
             }
             Op::Compact { done } => {
-                let _ = done.send(Err(err()));
+                done.answer(Err(err()));
             }
             Op::Flush { done } | Op::Close { done } => {
-                let _ = done.send(());
+                done.answer(());
             }
         }
     }

@@ -71,4 +71,8 @@ fn delivered_counter_matches_the_accounting_file_and_queue_gauges_are_live() {
     assert_eq!(sum(&m, "ember_spool_recipients"), 1.0);
     assert!(sum(&m, "ember_accounting_records_written_total") >= 5.0, "{m}");
     assert!(m.get("ember_smtp_in_connections").is_some() && m.get("ember_dns_queries_total").is_some(), "{m}");
+    // The queue manager's inbox: its size, and a backlog that is back to nothing once mail is out.
+    assert_eq!(sum(&m, "ember_queue_manager_backlog_max"), 8192.0, "{m}");
+    assert!(sum(&m, "ember_queue_manager_backlog") < 8192.0, "{m}");
+    assert_eq!(sum(&m, "ember_worker_failures_total"), 0.0, "no delivery worker died: {m}");
 }

@@ -146,7 +146,10 @@ where
             if let Some(key) = guard.key.take() {
                 guard.cache.complete(key, &value, &guard.ours);
             }
-            let _ = tx.send(Some(value));
+            // No receiver left means every asker gave up; the answer is in the cache for the next.
+            if tx.send(Some(value)).is_err() {
+                tracing::trace!("a DNS answer arrived after everyone stopped waiting for it");
+            }
         });
     }
 

@@ -6,6 +6,7 @@
 //! the module doc of `acct.rs`). Every function here runs on the writer's own thread, except
 //! the `Writer` handle's methods, which only send it messages.
 
+use crate::answer::Answer;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -130,6 +131,10 @@ impl Writer {
     }
 
     fn start(worker: Worker, is_file: bool) -> Result<Arc<Writer>, String> {
+        // Unbounded on purpose: records come from the queue manager, which must never wait on a
+        // disk (that would stall every queue); the writer batches a whole backlog per write, so
+        // the queue of records stays as short as one write takes, and the spool (bounded by its
+        // own sessions and connections) produces them no faster than it delivers.
         let (tx, rx) = channel();
         let stats = Arc::clone(&worker.stats);
         std::thread::Builder::new()
@@ -141,7 +146,9 @@ impl Writer {
 
     pub fn record(&self, record: Record, forced: bool) {
         // A writer that stopped has logged why; accounting must never block or fail delivery.
-        let _ = self.tx.send(Msg::Record(record, forced));
+        if self.tx.send(Msg::Record(record, forced)).is_err() {
+            tracing::debug!("an accounting record was not written: its writer has stopped");
+        }
     }
 
     pub fn flush(&self) {
@@ -253,7 +260,7 @@ impl Worker {
                 if let Sink::File(f) = &mut self.sink {
                     f.tick();
                 }
-                let _ = ack.send(());
+                ack.answer(());
             }
             Msg::Rotate(ack) => {
                 let result = match &mut self.sink {
@@ -263,7 +270,7 @@ impl Worker {
                     }
                     Sink::Pipe(_) => Ok(None),
                 };
-                let _ = ack.send(result);
+                ack.answer(result);
             }
             Msg::Configure(pair, ack) => {
                 let (layout, options) = *pair;
@@ -274,7 +281,7 @@ impl Worker {
                 if result.is_ok() {
                     self.layout = layout;
                 }
-                let _ = ack.send(result);
+                ack.answer(result);
             }
         }
     }

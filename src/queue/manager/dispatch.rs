@@ -6,6 +6,7 @@
 //! connection is opened. The worker drops the request if the server speaks or hangs up meanwhile;
 //! a job sent to a request nobody holds any more comes back to the front of the queue.
 
+use crate::answer::Answer;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -46,7 +47,7 @@ impl Manager {
         let ramp_key = || key.to_string();
         let draining = self.draining;
         let Some(q) = self.queues.get_mut(key) else {
-            let _ = reply.send(NextJob::Done);
+            reply.answer(NextJob::Done);
             return;
         };
         let ramp_full =
@@ -108,7 +109,7 @@ impl Manager {
         let now = self.clock.elapsed();
         while q.idle.front().is_some_and(|c| all || now - c.since >= idle.as_secs_f64()) {
             if let Some(c) = q.idle.pop_front() {
-                let _ = c.reply.send(NextJob::Done);
+                c.reply.answer(NextJob::Done);
             }
         }
     }

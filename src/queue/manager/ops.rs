@@ -2,6 +2,7 @@
 //! `pause`/`resume job`, `schedule`, `delete`) and the graceful drain at shutdown. Runs inside
 //! the manager task, like everything else that touches queue state.
 
+use crate::answer::Answer;
 use tokio::sync::oneshot;
 
 use super::{Event, Job, Manager, QueueHandle, queue_matches};
@@ -78,7 +79,7 @@ impl QueueHandle {
     /// Runs an operation in the manager task and returns what it did.
     pub async fn operate(&self, op: Operation) -> OperationResult {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Operate { op, reply: tx }).is_err() {
+        if self.tx.send(Event::Operate { op, reply: tx }).await.is_err() {
             return OperationResult::default();
         }
         rx.await.unwrap_or_default()
@@ -87,7 +88,7 @@ impl QueueHandle {
     /// The job ids an operator paused.
     pub async fn paused_jobs(&self) -> Vec<String> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::PausedJobs(tx)).is_err() {
+        if self.tx.send(Event::PausedJobs(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -111,14 +112,14 @@ impl Manager {
                 return;
             }
         };
-        let _ = reply.send(result);
+        reply.answer(result);
     }
 
     /// Answers drain requests once no connection is open.
     pub(super) fn check_drained(&mut self) {
         if self.draining && self.total_connections == 0 {
             for w in self.drain_waiters.drain(..) {
-                let _ = w.send(OperationResult::default());
+                w.answer(OperationResult::default());
             }
         }
     }

@@ -75,7 +75,7 @@ impl Harness {
         body.resize(body.len().max(size), b'x');
         let id = self.spool.store(envelope, body).await.unwrap();
         let stored = self.spool.message_size(id).unwrap();
-        self.queues.submit(self.spool.envelope(id).unwrap());
+        self.queues.submit(self.spool.envelope(id).unwrap()).await.unwrap();
         stored
     }
 
@@ -114,7 +114,7 @@ async fn next(setup: &WorkerSetup) -> Option<crate::queue::manager::Job> {
     let (tx, rx) = oneshot::channel();
     let ask =
         Event::Next { worker: setup.worker, key: setup.key.clone(), source: None, mx: "mx.test".into(), reply: tx };
-    setup.events.send(ask).ok()?;
+    setup.events.send(ask).await.ok()?;
     match rx.await.ok()? {
         NextJob::Job(job) => Some(job),
         NextJob::Wait(_) | NextJob::Done => None,
@@ -133,21 +133,21 @@ fn flaky() -> WorkerFn {
             }
             while let Some(job) = next(&setup).await {
                 let replies = vec![Reply::new(250, "2.0.0", "ok"); job.recipients.len()];
-                report(&setup, job, replies);
+                report(&setup, job, replies).await;
             }
-            ended(&setup);
+            ended(&setup).await;
         })
     })
 }
 
-fn report(setup: &WorkerSetup, job: Job, replies: Vec<Reply>) {
+async fn report(setup: &WorkerSetup, job: Job, replies: Vec<Reply>) {
     let done = Event::Outcome { worker: setup.worker, key: setup.key.clone(), job, replies, remote: Remote::default() };
-    setup.events.send(done).unwrap();
+    setup.events.send(done).await.unwrap();
 }
 
-fn ended(setup: &WorkerSetup) {
+async fn ended(setup: &WorkerSetup) {
     let ended = Event::ConnectionEnded { worker: setup.worker, key: setup.key.clone(), source: None, failure: None };
-    setup.events.send(ended).unwrap();
+    setup.events.send(ended).await.unwrap();
 }
 
 /// What scripted connections did, in seconds on the manual clock since its start.
@@ -192,12 +192,12 @@ fn scripted(clock: &Clock, log: &Arc<Log>, reply: fn(&Job) -> Reply) -> WorkerFn
                     mx: "mx.test".into(),
                     reply: tx,
                 };
-                setup.events.send(ask).unwrap();
+                setup.events.send(ask).await.unwrap();
                 match rx.await {
                     Ok(NextJob::Job(job)) => {
                         log.entries.lock().unwrap().attempts.push((clock.elapsed(), job.attempts));
                         let replies = vec![reply(&job); job.recipients.len()];
-                        report(&setup, job, replies);
+                        report(&setup, job, replies).await;
                     }
                     Ok(NextJob::Wait(wait)) => {
                         // Listening before the wait shows, so a move right after it is not missed.
@@ -210,7 +210,7 @@ fn scripted(clock: &Clock, log: &Arc<Log>, reply: fn(&Job) -> Reply) -> WorkerFn
                     Ok(NextJob::Done) | Err(_) => break,
                 }
             }
-            ended(&setup);
+            ended(&setup).await;
         })
     })
 }
@@ -424,4 +424,46 @@ async fn max_data_volume_rate_spaces_messages_by_their_size_in_virtual_time() {
     at(&h, &log, due).await;
     h.until("the second delivery", |q| q[0].delivered == 2).await;
     assert_eq!(log.attempts(), [0.0, due]);
+}
+
+#[tokio::test]
+async fn a_full_inbox_makes_producers_wait_until_the_manager_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(load_str("test.conf", "", dir.path(), FileCheck::Require).config);
+    let (spool, _) = Spool::open(SpoolOptions::new(vec![SpoolDir::new(dir.path().join("spool"))])).unwrap();
+    let pending =
+        Manager::start_pending(Arc::clone(&config), spool, MxResolver::new(&[]).unwrap(), None, Default::default());
+    let handle = pending.handle.clone();
+    // Envelopes without recipients: the manager files them nowhere, it only has to read them.
+    let empty = || Envelope {
+        id: crate::message::MessageId(0),
+        sender: String::new(),
+        recipients: Vec::new(),
+        vmta: None,
+        job_id: None,
+        env_id: None,
+        ret: None,
+        eight_bit: false,
+        smtputf8: false,
+        arrival_ms: 0,
+        priority: None,
+        dkim_options: None,
+        origin: Origin::default(),
+    };
+    for _ in 0..super::EVENT_CAPACITY {
+        handle.submit(empty()).await.unwrap();
+    }
+    assert_eq!(handle.backlog(), super::EVENT_CAPACITY);
+    let mut blocked = std::pin::pin!(handle.submit(empty()));
+    let waited = tokio::select! {
+        biased;
+        _ = &mut blocked => false,
+        () = std::future::ready(()) => true,
+    };
+    assert!(waited, "a producer must wait while the inbox is full");
+    let reporter = Reporter::new(&config, Accounting::open(&config).unwrap(), "mta.test".into());
+    let _running = pending.run(reporter);
+    blocked.await.unwrap();
+    handle.snapshot().await;
+    assert_eq!(handle.backlog(), 0, "the manager read everything before answering the snapshot");
 }

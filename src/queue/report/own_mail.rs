@@ -216,19 +216,15 @@ fn own_envelope(sender: String, rcpt: Recipient, vmta: Option<String>, eight_bit
     }
 }
 
-async fn store(
-    spool: &Spool,
-    events: &tokio::sync::mpsc::UnboundedSender<Event>,
-    envelope: Envelope,
-    body: Vec<u8>,
-    what: &str,
-) {
+async fn store(spool: &Spool, events: &crate::queue::manager::Events, envelope: Envelope, body: Vec<u8>, what: &str) {
     match spool.store(envelope.clone(), body).await {
         Ok(id) => {
             tracing::info!("queued {what} as {id}");
             let mut stored = envelope;
             stored.id = id;
-            let _ = events.send(Event::Submit(Box::new(stored), true));
+            if events.send(Event::Submit(Box::new(stored), true)).await.is_err() {
+                tracing::info!("{what} {id} stays in the spool for the next start: the queue manager has stopped");
+            }
         }
         Err(e) => tracing::error!("cannot queue the {what}: {e}"),
     }
