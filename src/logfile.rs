@@ -9,16 +9,22 @@
 //! `log-rotate` of them.
 //!
 //! A reload may name another file: it is opened before the new configuration is applied, so a
-//! path the daemon cannot write refuses the reload instead of losing the log. Each log line is
-//! one `write` on a file opened with `O_APPEND`, so lines are never interleaved. A line the
-//! file refuses (a full disk) goes to stderr instead of vanishing.
+//! path the daemon cannot write refuses the reload instead of losing the log. The file is opened
+//! with `O_APPEND` and written in whole lines, so lines are never interleaved. A line the file
+//! refuses (a full disk) goes to stderr instead of vanishing.
+//!
+//! Lines are written by a thread of their own (`Writer`), fed through a bounded channel: the
+//! threads that log (the runtime's among them) never wait for a disk or for each other, and the
+//! writer writes whatever has queued up in one go. When the channel is full a line is dropped
+//! and counted rather than blocking a runtime thread; the count is written where the gap is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
@@ -26,8 +32,14 @@ use crate::outcome::acct::{Clock, system_clock};
 
 const DAY: u64 = 86_400;
 
-/// Where lines go now.
+/// Where lines go now. Locked by the writer thread per batch, and by reloads and rotations.
 static TARGET: Mutex<Option<OpenLog>> = Mutex::new(None);
+/// The writer thread of the process's log, started by the first line.
+static WRITER: OnceLock<Writer> = OnceLock::new();
+/// Lines the channel holds before new ones are dropped: a burst of a few megabytes of log.
+const QUEUED_LINES: usize = 16_384;
+/// Lines written in one go at most, so a rotation or reload waits for one batch only.
+const BATCH_LINES: usize = 1024;
 /// Whether the formatter was set up to colour lines (only for a terminal on stderr): colour
 /// codes are taken out again for a file a later reload names.
 static COLOURED: AtomicBool = AtomicBool::new(false);
@@ -122,20 +134,117 @@ pub struct LineWriter;
 
 impl Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut current = target();
-        let written = match current.as_mut() {
-            Some(open) => open.write_line(line, COLOURED.load(Ordering::Relaxed)),
-            None => Err(io::ErrorKind::NotFound.into()),
-        };
-        drop(current);
-        if written.is_err() {
-            io::stderr().write_all(line)?;
-        }
+        WRITER.get_or_init(|| Writer::start(QUEUED_LINES, write_batch)).line(line);
         Ok(line.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Waits until every line logged so far is written. For the end of the process (and tests):
+/// it blocks, so not for runtime threads.
+pub fn flush() {
+    if let Some(w) = WRITER.get() {
+        w.flush();
+    }
+}
+
+/// Writes a batch of lines to the current target, or stderr.
+fn write_batch(lines: &[u8]) {
+    let mut current = target();
+    let written = match current.as_mut() {
+        Some(open) => open.write_line(lines, COLOURED.load(Ordering::Relaxed)),
+        None => Err(io::ErrorKind::NotFound.into()),
+    };
+    drop(current);
+    if written.is_err() {
+        let _ = io::stderr().write_all(lines);
+    }
+}
+
+enum Msg {
+    /// A line, and how many lines were dropped just before it.
+    Line(Vec<u8>, u64),
+    /// Answered once everything sent before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// A thread writing lines in batches, fed by a bounded channel.
+struct Writer {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn start(capacity: usize, sink: impl FnMut(&[u8]) + Send + 'static) -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        std::thread::Builder::new()
+            .name("ember-log-writer".into())
+            .spawn(move || write_lines(&rx, sink))
+            .expect("spawn the log writer thread");
+        Writer { tx, dropped: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Queues a line; never waits. A full channel (the disk is slower than the logging) drops
+    /// the line and counts it: logging must not stall the threads that deliver mail. The next
+    /// line that gets through carries the count, so the log says where lines are missing.
+    fn line(&self, line: &[u8]) {
+        let dropped = match self.dropped.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.dropped.swap(0, Ordering::Relaxed),
+        };
+        match self.tx.try_send(Msg::Line(line.to_vec(), dropped)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(dropped + 1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                let _ = io::stderr().write_all(line);
+            }
+        }
+    }
+
+    fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+}
+
+/// The writer thread: takes what has queued up (at least one line), writes it with one call.
+fn write_lines(rx: &Receiver<Msg>, mut sink: impl FnMut(&[u8])) {
+    let mut batch = Vec::new();
+    let mut flushes = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut lines = 0;
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Line(line, dropped) => {
+                    if dropped > 0 {
+                        batch.extend_from_slice(
+                            format!("ember: {dropped} log lines dropped here: the log writer fell behind\n").as_bytes(),
+                        );
+                    }
+                    batch.extend_from_slice(&line);
+                    lines += 1;
+                }
+                Msg::Flush(done) => flushes.push(done),
+            }
+            if lines < BATCH_LINES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            sink(&batch);
+            batch.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 

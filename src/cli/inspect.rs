@@ -63,8 +63,7 @@ pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>)
 
 /// Asks the running daemon for `path`.
 fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
-    let key = std::env::var("EMBER_API_KEY").ok();
-    super::live::get(mgmt_address(config_path, mgmt)?, path, key.as_deref())
+    super::live::get(mgmt_address(config_path, mgmt)?, path, None)
 }
 
 /// Sends an operator command to the running daemon and reports how many queues it changed.
@@ -73,8 +72,7 @@ pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str,
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let key = std::env::var("EMBER_API_KEY").ok();
-    match super::live::post(addr, path, &body, key.as_deref()) {
+    match super::live::post(addr, path, &body, None) {
         Ok(v) => {
             let n = v["matched"].as_u64().unwrap_or(0);
             println!("{n} queue{} changed", if n == 1 { "" } else { "s" });

@@ -38,7 +38,10 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config, config_path))
+    let code = runtime.block_on(serve(config, config_path));
+    // The log's writer thread may still hold the last lines (why the daemon stopped).
+    crate::logfile::flush();
+    code
 }
 
 /// Loads a configuration for running: errors and missing files are fatal, and every problem is

@@ -67,7 +67,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("cannot reach the daemon at {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(|e| e.to_string())?;
-    let key = std::env::var("EMBER_API_KEY").ok().map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
+    // `--api-key`, or `EMBER_API_KEY` through it: the flag wins, as for every other command.
+    let key = super::live::API_KEY.get().map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -4,6 +4,7 @@
 //! accounting records.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::StoreError;
 use super::headers::Header;
@@ -46,7 +47,7 @@ impl Session {
     async fn accept(&mut self, mut txn: Transaction, body: &[u8]) -> Result<Reply, Reply> {
         let reports = std::mem::take(&mut txn.reports);
         if !reports.is_empty() {
-            let forward = self.process_reports(&reports, body)?;
+            let forward = self.process_reports(reports, body).await?;
             txn.recipients.extend(forward.into_iter().map(crate::message::Recipient::new));
             if txn.recipients.is_empty() && txn.suppressed.is_empty() {
                 return Ok(Reply::new(250, "2.6.0", "report processed"));
@@ -278,21 +279,31 @@ impl Session {
 
     /// Hands the message to the processor of each report address; the addresses it must also
     /// be forwarded to. A report that cannot be recorded now gets a 4xx, so the sender retries.
-    fn process_reports(&self, reports: &[String], body: &[u8]) -> Result<Vec<String>, Reply> {
-        let from = crate::hygiene::processor::From {
-            ip: self.conn.peer.ip().to_string(),
-            helo: self.helo.as_deref().unwrap_or(""),
-        };
-        let mut forward = Vec::new();
-        for rcpt in reports {
-            match self.ctx.processors.process(rcpt, body, &from) {
-                Ok(outcome) => forward.extend(outcome.forward),
-                Err(e) => {
-                    tracing::error!("cannot process the report to <{rcpt}>: {e}");
-                    return Err(Reply::new(451, "4.3.0", "cannot record the report now, try again later"));
+    /// Processing fsyncs (the suppression journal under its lock, `suppress-file`, kept
+    /// reports), so it runs on a blocking thread; the reply waits for it, so a 250 still means
+    /// the report is durable. Reports are rare: copying the body there costs little.
+    async fn process_reports(&self, reports: Vec<String>, body: &[u8]) -> Result<Vec<String>, Reply> {
+        let ctx = Arc::clone(&self.ctx);
+        let ip = self.conn.peer.ip().to_string();
+        let helo = self.helo.clone().unwrap_or_default();
+        let body = body.to_vec();
+        let processed = tokio::task::spawn_blocking(move || {
+            let from = crate::hygiene::processor::From { ip, helo: &helo };
+            let mut forward = Vec::new();
+            for rcpt in &reports {
+                match ctx.processors.process(rcpt, &body, &from) {
+                    Ok(outcome) => forward.extend(outcome.forward),
+                    Err(e) => return Err(format!("cannot process the report to <{rcpt}>: {e}")),
                 }
             }
-        }
+            Ok(forward)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("report processing failed: {e}")));
+        let mut forward = processed.map_err(|why| {
+            tracing::error!("{why}");
+            Reply::new(451, "4.3.0", "cannot record the report now, try again later")
+        })?;
         forward.sort();
         forward.dedup();
         Ok(forward)

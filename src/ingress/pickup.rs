@@ -109,19 +109,21 @@ pub async fn run(contexts: Arc<ArcSwap<Context>>, dir: PathBuf, bad: PathBuf) {
     loop {
         ticker.tick().await;
         let ctx = contexts.load_full();
-        let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .filter(|p| {
-                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    // Writers create files under a temporary name and rename them when complete.
-                    !name.starts_with('.') && !name.ends_with(".tmp")
-                })
-                .collect(),
-            Err(e) => {
+        // Directory listing, reads, removals and renames run on blocking threads: a slow or
+        // network-mounted pickup directory must not hold up a runtime thread.
+        let listed = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || list(&dir)
+        })
+        .await;
+        let mut names = match listed {
+            Ok(Ok(names)) => names,
+            Ok(Err(e)) => {
                 tracing::error!("pickup: cannot read {}: {e}", dir.display());
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("pickup: listing {} failed: {e}", dir.display());
                 continue;
             }
         };
@@ -129,7 +131,7 @@ pub async fn run(contexts: Arc<ArcSwap<Context>>, dir: PathBuf, bad: PathBuf) {
         for path in names {
             match take(&ctx, &path).await {
                 Ok(id) => {
-                    if let Err(e) = std::fs::remove_file(&path) {
+                    if let Err(e) = tokio::fs::remove_file(&path).await {
                         // Stored but not removed: it would be injected twice. Say so loudly.
                         tracing::error!(
                             "pickup: message {id} is stored but {} could not be removed: {e}",
@@ -143,10 +145,24 @@ pub async fn run(contexts: Arc<ArcSwap<Context>>, dir: PathBuf, bad: PathBuf) {
                     tracing::warn!("pickup: {} left for later: {why}", path.display());
                     break;
                 }
-                Err(Taken::Bad(why)) => move_to_bad(&path, &bad, &why),
+                Err(Taken::Bad(why)) => move_to_bad(&path, &bad, &why).await,
             }
         }
     }
+}
+
+/// The complete files waiting in `dir`.
+fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // Writers create files under a temporary name and rename them when complete.
+            !name.starts_with('.') && !name.ends_with(".tmp")
+        })
+        .collect())
 }
 
 enum Taken {
@@ -155,7 +171,7 @@ enum Taken {
 }
 
 async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
-    let bytes = std::fs::read(path).map_err(|e| Taken::Retry(format!("cannot read: {e}")))?;
+    let bytes = tokio::fs::read(path).await.map_err(|e| Taken::Retry(format!("cannot read: {e}")))?;
     let mut file = parse(&bytes).map_err(Taken::Bad)?;
     if ctx.config.global.flag(crate::config::Dir::PickupRemoveDot) {
         file.message = remove_dots(&file.message);
@@ -210,9 +226,9 @@ async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
     Ok(id)
 }
 
-fn move_to_bad(path: &Path, bad: &Path, why: &str) {
+async fn move_to_bad(path: &Path, bad: &Path, why: &str) {
     let target = bad.join(path.file_name().unwrap_or_default());
-    match std::fs::rename(path, &target) {
+    match tokio::fs::rename(path, &target).await {
         Ok(()) => tracing::warn!("pickup: moved {} to {}: {why}", path.display(), target.display()),
         Err(e) => tracing::error!(
             "pickup: {} is bad ({why}) and could not be moved to {}: {e}",

@@ -160,35 +160,42 @@ impl Suppressions {
             .then(|| path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
     }
 
-    /// The current contents of a file-backed list, re-read when the file changed.
+    /// The current contents of a file-backed list, re-read when the file changed. The lock is
+    /// never held across file I/O: every session checking a recipient takes it, and a large
+    /// file's reload must not stall them all. The session that finds the recheck due claims it
+    /// (others keep using the current contents meanwhile) and does the stat and any reload itself.
     fn file_list(&self, path: &Path) -> Option<Arc<AddressList>> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if let Some(f) = files.get(path)
-            && now.duration_since(f.checked) < RECHECK
-        {
-            return Some(Arc::clone(&f.list));
-        }
+        let current = {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            match files.get_mut(path) {
+                Some(f) if now.duration_since(f.checked) < RECHECK => return Some(Arc::clone(&f.list)),
+                Some(f) => {
+                    f.checked = now;
+                    Some((Arc::clone(&f.list), f.modified))
+                }
+                None => None,
+            }
+        };
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if let Some(f) = files.get_mut(path)
-            && f.modified == modified
+        if let Some((list, seen)) = &current
+            && *seen == modified
         {
-            f.checked = now;
-            return Some(Arc::clone(&f.list));
+            return Some(Arc::clone(list));
         }
         let mut list = AddressList::default();
         match list.load_file(path) {
             Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+            // Keep the last good contents when the file becomes unreadable.
             Err(e) => {
-                // Keep the last good contents when the file becomes unreadable.
                 tracing::error!("{e}");
-                if let Some(f) = files.get_mut(path) {
-                    f.checked = now;
-                    return Some(Arc::clone(&f.list));
+                if let Some((list, _)) = current {
+                    return Some(list);
                 }
             }
         }
         let list = Arc::new(list);
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.insert(path.to_path_buf(), FileList { list: Arc::clone(&list), modified, checked: now });
         Some(list)
     }

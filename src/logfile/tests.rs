@@ -1,5 +1,5 @@
-//! Rotation and file handling of the main log, on a fake clock. The process-wide target is not
-//! touched: each test works on its own `OpenLog`.
+//! Rotation and file handling of the main log, on a fake clock, and the writer thread. The
+//! process-wide target is not touched: each test works on its own `OpenLog` or `Writer`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,4 +145,38 @@ fn a_file_moved_away_by_logrotate_is_reopened_not_rotated_again() {
     assert_eq!(s.read("ember.log-20261129"), "before\nstill there\n");
     assert_eq!(s.read("ember.log"), "after\n");
     assert!(!s.exists("ember.log.1"));
+}
+
+#[test]
+fn the_writer_keeps_order_and_says_where_it_dropped_lines() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink_out = Arc::clone(&out);
+    let mut first = true;
+    let writer = Writer::start(4, move |batch: &[u8]| {
+        if std::mem::take(&mut first) {
+            // The first batch stands for a disk that stalls: the channel fills up meanwhile.
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        }
+        sink_out.lock().unwrap().extend_from_slice(batch);
+    });
+    writer.line(b"0\n");
+    entered.recv().unwrap();
+    // Four lines fill the channel; the three after them are dropped, and logging them does not
+    // wait for the stalled writer.
+    for n in 1..=7 {
+        writer.line(format!("{n}\n").as_bytes());
+    }
+    release.send(()).unwrap();
+    // Once the writer has caught up, the next line gets through and carries the count.
+    writer.flush();
+    writer.line(b"8\n");
+    writer.flush();
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text, "0\n1\n2\n3\n4\nember: 3 log lines dropped here: the log writer fell behind\n8\n",
+        "lines in order, the gap counted where it is"
+    );
 }

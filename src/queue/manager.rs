@@ -25,6 +25,7 @@ use super::ramp::{RampStatus, Ramps};
 use super::report::Reporter;
 use super::rollup::Rollups;
 use super::state::{ModeEvent, Queue, new_queue};
+use super::state_file::StateSaver;
 use super::supervisor::{self, InFlight, WorkerFn, WorkerId};
 use super::vmta::Rotation;
 use super::warmup::Warmup;
@@ -146,6 +147,17 @@ pub enum Event {
     /// tests move a manual clock and tick.
     #[cfg(test)]
     Tick(oneshot::Sender<()>),
+    /// The state saver wrote every snapshot up to this ticket (src/queue/state_file.rs).
+    StateSaved(u64),
+}
+
+/// A job diverted to a cold VMTA, filed once the diversion is durable.
+struct Diverted {
+    ticket: u64,
+    key: QueueKey,
+    settings: Arc<QueueSettings>,
+    job: Job,
+    not_before: u64,
 }
 
 /// What `show queues` says about a queue.
@@ -265,6 +277,8 @@ pub struct Manager {
     clock: Clock,
     warmup: Warmup,
     ramps: Ramps,
+    /// Jobs whose warm-up diversion the saver has not yet made durable.
+    diverted: Vec<Diverted>,
     /// `max-smtp-msg-rate` and `max-smtp-data-volume-rate` of virtual MTAs and pools.
     shared_rates: SharedRates,
     /// Job ids an operator paused: their work waits in each queue's `held` list.
@@ -320,7 +334,19 @@ impl Pending {
     /// Starts the manager task. Events sent to the handle before this are kept.
     pub fn run(self, reporter: Reporter) -> QueueHandle {
         let tx = self.handle.tx.clone();
-        let state_file = |name: &str| self.state_dir.as_ref().map(|d| d.join(name));
+        // Weak: the saver thread must not keep the manager's channel open.
+        let saved = tx.downgrade();
+        let saver = self.state_dir.as_ref().map(|_| {
+            StateSaver::start(move |ticket| {
+                // The saver is a thread of its own: it may wait for room in the inbox.
+                if let Some(tx) = saved.upgrade()
+                    && tx.blocking_send(Event::StateSaved(ticket)).is_err()
+                {
+                    tracing::debug!("state saved after the queue manager stopped");
+                }
+            })
+        });
+        let state_file = |name: &str| Some(saver.as_ref()?.file(self.state_dir.as_ref()?.join(name)));
         let manager = Manager {
             rollups: Rollups::new(&self.config, self.clock.clone()),
             dest_limits: DestLimits::from_config(&self.config),
@@ -336,6 +362,7 @@ impl Pending {
             clock: self.clock,
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
+            diverted: Vec::new(),
             shared_rates: SharedRates::default(),
             paused_jobs: HashSet::new(),
             draining: false,
@@ -430,6 +457,13 @@ impl Manager {
                 jobs.sort();
                 reply.answer(jobs);
             }
+            Event::StateSaved(done) => {
+                let (durable, later) = std::mem::take(&mut self.diverted).into_iter().partition(|d| d.ticket <= done);
+                self.diverted = later;
+                for d in durable {
+                    self.file(d.key, d.settings, d.job, d.not_before, true);
+                }
+            }
         }
     }
 
@@ -502,11 +536,19 @@ impl Manager {
                 && let Some(cold_settings) = self.settings(&key.name, &cold)
             {
                 tracing::info!("warm-up: {} for {} goes to cold virtual-mta {cold}", envelope.id, key);
-                // Diversions are few (a warm-up allowance): persist each at once, so a restart
-                // or a crash right after never grants the day's allowance twice.
-                self.warmup.save();
                 key.vmta = cold;
                 settings = cold_settings;
+                // Diversions are few (a warm-up allowance): each is handed to the saver at once,
+                // and its job waits, off the queue, until the saver reports it durable. A crash
+                // before that loses the count but also the diversion (recovered mail is not
+                // fresh and goes to the warm VMTA), so no message leaves through the cold VMTA
+                // uncounted and a restart never grants the day's allowance twice. The manager
+                // itself does not wait: the write and its fsync run on the saver's thread.
+                if let Some(ticket) = self.warmup.save() {
+                    let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
+                    self.diverted.push(Diverted { ticket, key, settings, job, not_before });
+                    continue;
+                }
             }
             // A warm-up schedule whose step is spoken for sends the rest to its overflow VMTA.
             if let Some(plan) = super::ramp::Plan::from_settings(&settings.settings)
@@ -524,25 +566,30 @@ impl Manager {
                 }
             }
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
-            let held = self.held(&job);
-            let config = Arc::clone(&self.config);
-            let clock = self.clock.clone();
-            let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
-            if held {
-                q.held.push(job);
-            } else if not_before > self.clock.now_secs() {
-                q.waiting.entry(not_before).or_default().push(job);
-            } else {
-                q.enqueue(job);
-                // retry-upon-new-mail: a new message ends the queue's retry wait (not mail
-                // recovered at start, nor a retry coming due).
-                if fresh && q.retry_until.is_some() && q.settings.settings.flag(Dir::RetryUponNewMail) {
-                    q.retry_until = None;
-                    q.record("normal", "new mail arrived (retry-upon-new-mail)".into(), None);
-                }
-            }
-            self.start_workers(&key);
+            self.file(key, settings, job, not_before, fresh);
         }
+    }
+
+    /// Puts a job in its queue: held (paused job), waiting (not due yet) or ready.
+    fn file(&mut self, key: QueueKey, settings: Arc<QueueSettings>, job: Job, not_before: u64, fresh: bool) {
+        let held = self.held(&job);
+        let config = Arc::clone(&self.config);
+        let clock = self.clock.clone();
+        let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
+        if held {
+            q.held.push(job);
+        } else if not_before > self.clock.now_secs() {
+            q.waiting.entry(not_before).or_default().push(job);
+        } else {
+            q.enqueue(job);
+            // retry-upon-new-mail: a new message ends the queue's retry wait (not mail
+            // recovered at start, nor a retry coming due).
+            if fresh && q.retry_until.is_some() && q.settings.settings.flag(Dir::RetryUponNewMail) {
+                q.retry_until = None;
+                q.record("normal", "new mail arrived (retry-upon-new-mail)".into(), None);
+            }
+        }
+        self.start_workers(&key);
     }
 
     /// Follows `reroute-to-virtual-mta` (always) and `backoff-reroute-to-virtual-mta` (while the

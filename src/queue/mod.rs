@@ -9,7 +9,8 @@
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
 //! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
 //! `bounce-upon-no-mx`; `dest_limits` caps connections per destination across queues; `supervisor` watches workers and
-//! returns what a dead one held.
+//! returns what a dead one held; `state_file` writes their small persistent state off the
+//! manager's task.
 
 pub mod backoff;
 pub mod dest_limits;
@@ -23,6 +24,7 @@ pub mod report;
 pub mod rollup;
 pub mod schedule;
 pub mod state;
+pub mod state_file;
 pub mod supervisor;
 pub mod vmta;
 pub mod warmup;

@@ -11,10 +11,10 @@
 //! skips a step.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::state_file::StateFile;
 use crate::config::Dir;
 use crate::config::settings::Settings;
 use crate::config::value::Value;
@@ -155,15 +155,15 @@ impl RampStatus {
 /// Every ramp, keyed `vmta/queue`, persisted as JSON.
 #[derive(Debug, Default)]
 pub struct Ramps {
-    path: Option<PathBuf>,
+    file: Option<StateFile>,
     states: HashMap<String, RampState>,
     dirty: bool,
 }
 
 impl Ramps {
-    pub fn load(path: Option<PathBuf>) -> Ramps {
-        let states = super::warmup::load_json(path.as_deref(), "warm-up schedule state").unwrap_or_default();
-        Ramps { path, states, dirty: false }
+    pub fn load(file: Option<StateFile>) -> Ramps {
+        let states = file.as_ref().and_then(|f| f.load("warm-up schedule state")).unwrap_or_default();
+        Ramps { file, states, dirty: false }
     }
 
     fn state(&mut self, key: &str, plan: &Plan, now: u64) -> &mut RampState {
@@ -187,8 +187,10 @@ impl Ramps {
         plan.step(state.step).count.saturating_sub(state.used)
     }
 
-    /// Counts one message handed to a connection. Saved at once: a crash right after must not
-    /// grant the step's allowance twice.
+    /// Counts one message handed to a connection. Handed to the saver at once, so a crash loses
+    /// at most the charges of the one small write in flight (the worker does not wait for it:
+    /// its connection is open and holding it back would cost more than the few messages a crash
+    /// in that window could let the step send again); never a whole step already spent.
     pub fn charge(&mut self, key: &str, plan: &Plan, now: u64) {
         self.state(key, plan, now).used += 1;
         self.dirty = true;
@@ -228,9 +230,13 @@ impl Ramps {
         }
     }
 
+    /// Hands the state to the saver if it changed.
     pub fn save(&mut self) {
-        if self.dirty && super::warmup::save_json(self.path.as_deref(), &self.states) {
+        if self.dirty {
             self.dirty = false;
+            if let Some(f) = &self.file {
+                f.save(&self.states);
+            }
         }
     }
 }
@@ -304,12 +310,14 @@ mod tests {
     #[test]
     fn state_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ramps.json");
+        let saver = crate::queue::state_file::StateSaver::start(|_| {});
+        let file = saver.file(dir.path().join("ramps.json"));
         let p = plan();
-        let mut r = Ramps::load(Some(path.clone()));
+        let mut r = Ramps::load(Some(file.clone()));
         send_day(&mut r, 100, 1, 0);
         r.save();
-        let mut r = Ramps::load(Some(path));
+        saver.flush();
+        let mut r = Ramps::load(Some(file));
         assert_eq!(r.remaining("v/q", &p, 100 * DAY + 7200), 1);
     }
 

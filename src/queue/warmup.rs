@@ -1,13 +1,14 @@
 //! IP warm-up by cold-VMTA diversion (docs/operations.md, "Shaping"): the first N messages a day
 //! per destination queue of a warm virtual MTA go to its `cold-virtual-mta` (round robin among
 //! several), N from `max-cold-virtual-mta-msg N/day[,N/day…]` — one value per day of the ramp, the
-//! last repeating. Counters are kept in a small JSON file beside the spool, written atomically, so
-//! a restart does not start the day over; they reset at midnight (UTC).
+//! last repeating. Counters are kept in a small JSON file beside the spool (written by
+//! `state_file`), so a restart does not start the day over; they reset at midnight (UTC).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::state_file::StateFile;
 
 use crate::config::Config;
 use crate::config::Dir;
@@ -26,18 +27,18 @@ struct Counter {
 
 #[derive(Debug, Default)]
 pub struct Warmup {
-    path: Option<PathBuf>,
+    file: Option<StateFile>,
     counters: HashMap<String, Counter>,
     next_cold: usize,
     dirty: bool,
 }
 
 impl Warmup {
-    /// Loads the counters from `path` (a missing file is a fresh start; a damaged one is logged
+    /// Loads the counters from `file` (a missing file is a fresh start; a damaged one is logged
     /// and replaced).
-    pub fn load(path: Option<PathBuf>) -> Warmup {
-        let counters = load_json(path.as_deref(), "warm-up counters").unwrap_or_default();
-        Warmup { path, counters, next_cold: 0, dirty: false }
+    pub fn load(file: Option<StateFile>) -> Warmup {
+        let counters = file.as_ref().and_then(|f| f.load("warm-up counters")).unwrap_or_default();
+        Warmup { file, counters, next_cold: 0, dirty: false }
     }
 
     /// Where a message for `queue` selected for `warm` should go: `Some(cold VMTA)` while today's
@@ -87,14 +88,14 @@ impl Warmup {
         Some(cold)
     }
 
-    /// Writes the counters if they changed (temporary file, then rename).
-    pub fn save(&mut self) {
+    /// Hands the counters to the saver if they changed; the ticket that reports them durable,
+    /// when there is a file to write.
+    pub fn save(&mut self) -> Option<u64> {
         if !self.dirty {
-            return;
+            return None;
         }
-        if save_json(self.path.as_deref(), &self.counters) {
-            self.dirty = false;
-        }
+        self.dirty = false;
+        self.file.as_ref().map(|f| f.save(&self.counters))
     }
 
     /// Today's use and allowance per warm VMTA × queue, for the queue view.
@@ -103,31 +104,12 @@ impl Warmup {
     }
 }
 
-/// Reads small state saved beside the spool: a missing file is a fresh start, a damaged one is
-/// logged and replaced.
-pub(super) fn load_json<T: serde::de::DeserializeOwned>(path: Option<&Path>, what: &str) -> Option<T> {
-    let bytes = std::fs::read(path?).ok()?;
-    serde_json::from_slice(&bytes).map_err(|e| tracing::warn!("{what} unreadable ({e}); starting from zero")).ok()
-}
-
-/// Writes small state atomically (temporary file, then rename); whether it was written.
-pub(super) fn save_json<T: Serialize>(path: Option<&Path>, value: &T) -> bool {
-    let Some(path) = path else { return true };
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(value).expect("plain data");
-    match std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!("cannot save {}: {e}", path.display());
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{FileCheck, load_str};
+    use crate::queue::state_file::StateSaver;
+    use std::path::Path;
 
     const CONFIG: &str = "\
 <virtual-mta cold>
@@ -147,14 +129,17 @@ mod tests {
         let c = load_str("w.conf", CONFIG, Path::new("."), FileCheck::Warn).config;
         let q = c.queue_settings("example.com", Some("warm")).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("warmup.json");
-        let mut w = Warmup::load(Some(path.clone()));
+        let saver = StateSaver::start(|_| {});
+        let file = saver.file(dir.path().join("warmup.json"));
+        let mut w = Warmup::load(Some(file.clone()));
         let day = 20_000;
         let picks: Vec<Option<String>> = (0..3).map(|_| w.divert(&c, "warm", "example.com", &q, day)).collect();
         assert_eq!(picks, [Some("cold".into()), Some("cold".into()), None]);
-        w.save();
+        assert!(w.save().is_some());
+        assert_eq!(w.save(), None, "nothing changed since");
+        saver.flush();
         // A restart the same day keeps the count.
-        let mut w = Warmup::load(Some(path.clone()));
+        let mut w = Warmup::load(Some(file));
         assert_eq!(w.divert(&c, "warm", "example.com", &q, day), None);
         // The next day: the second step of the ramp; then the last value repeats.
         assert_eq!((0..4).filter(|_| w.divert(&c, "warm", "example.com", &q, day + 1).is_some()).count(), 3);

@@ -176,3 +176,27 @@ fn api_key_from_the_flag_or_the_environment_and_mgmt_as_a_url() {
     assert!(ok(&run(&[], Some(KEY))).contains("1 queue changed"));
     assert!(!run(&[], Some("wrong")).status.success());
 }
+
+#[test]
+fn suppression_commands_send_the_api_key_like_the_others() {
+    let e = Ember::start(&config("monitor", &format!("http-api-key {KEY}\n")));
+    let addr = mgmt(&e).to_string();
+    let run = |args: &[&str], extra: &[&str], env: Option<&str>| {
+        let mut c = Command::new(EMBER);
+        c.arg("suppression").args(args).args(["--mgmt", &addr]).args(extra).env_remove("EMBER_API_KEY");
+        if let Some(k) = env {
+            c.env("EMBER_API_KEY", k);
+        }
+        c.output().unwrap()
+    };
+    let denied = run(&["add", "a@key.example"], &[], None);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("403"), "{}", String::from_utf8_lossy(&denied.stderr));
+    assert!(ok(&run(&["add", "a@key.example"], &["--api-key", KEY], None)).contains("added 1 of 1 entry"));
+    assert!(ok(&run(&["check", "a@key.example"], &[], Some(KEY))).contains("a@key.example: suppressed"));
+    // The flag wins over the environment.
+    assert!(
+        ok(&run(&["remove", "a@key.example"], &["--api-key", KEY], Some("wrong"))).contains("removed 1 of 1 entry")
+    );
+    assert!(!run(&["add", "a@key.example"], &[], Some("wrong")).status.success());
+}

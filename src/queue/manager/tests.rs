@@ -33,13 +33,22 @@ struct Harness {
 /// A manager over a fresh spool in a temporary directory, its connections run by `worker`, its
 /// time read from `clock`.
 fn start(config_text: &str, clock: Clock, worker: WorkerFn) -> Harness {
+    start_with_state(config_text, clock, worker, false)
+}
+
+/// `start`, keeping the manager's small state files in `state/` when `state` is set.
+fn start_with_state(config_text: &str, clock: Clock, worker: WorkerFn, state: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let state_dir = state.then(|| dir.path().join("state"));
+    if let Some(d) = &state_dir {
+        std::fs::create_dir(d).unwrap();
+    }
     let loaded = load_str("test.conf", config_text, dir.path(), FileCheck::Require);
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
     let config = Arc::new(loaded.config);
     let (spool, _) = Spool::open(SpoolOptions::new(vec![SpoolDir::new(dir.path().join("spool"))])).unwrap();
     let resolver = MxResolver::new(&[]).unwrap();
-    let pending = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver, None, Default::default())
+    let pending = Manager::start_pending(Arc::clone(&config), spool.clone(), resolver, state_dir, Default::default())
         .with_worker(worker)
         .with_clock(clock.clone());
     let telemetry = Arc::new(Telemetry::default());
@@ -52,6 +61,10 @@ fn start(config_text: &str, clock: Clock, worker: WorkerFn) -> Harness {
 impl Harness {
     async fn inject(&self, recipients: &[&str]) {
         self.inject_with(recipients, None, 0).await;
+    }
+
+    async fn inject_via(&self, vmta: Option<&str>, recipients: &[&str]) {
+        self.inject_with(recipients, vmta, 0).await;
     }
 
     /// A message through `vmta`, with a body of about `size` bytes; the size the spool counts.
@@ -466,4 +479,49 @@ async fn a_full_inbox_makes_producers_wait_until_the_manager_reads() {
     blocked.await.unwrap();
     handle.snapshot().await;
     assert_eq!(handle.backlog(), 0, "the manager read everything before answering the snapshot");
+}
+
+/// A connection that takes nothing and never ends: the mail it was started for stays ready.
+fn idle() -> WorkerFn {
+    Arc::new(|_setup: WorkerSetup| Box::pin(std::future::pending()))
+}
+
+#[tokio::test]
+async fn a_warm_up_diversion_is_filed_only_once_the_saver_has_written_it() {
+    let h = start_with_state(
+        "<virtual-mta cold>\n    smtp-source-host 127.0.0.3 cold.test\n</virtual-mta>\n\
+         <virtual-mta warm>\n    smtp-source-host 127.0.0.2 warm.test\n    cold-virtual-mta cold\n\
+         <domain *>\n        max-cold-virtual-mta-msg 10/day\n    </domain>\n</virtual-mta>\n",
+        hour_clock(),
+        idle(),
+        true,
+    );
+    let state = h.dir.path().join("state");
+    let cold = |q: &[QueueStatus]| q.iter().find(|s| s.queue == "dest.test/cold").map_or(0, |s| s.recipients);
+    let used = || {
+        let text = std::fs::read_to_string(state.join("warmup.json")).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        json["warm/dest.test"]["used"].as_u64()
+    };
+
+    // Once the diverted message is in the cold queue, the count that diverted it is on disk.
+    h.inject_via(Some("warm"), &["a@dest.test"]).await;
+    h.until("the first diversion filed", |q| cold(q) == 1).await;
+    assert_eq!(used(), Some(1));
+
+    // A write that cannot finish (a FIFO where the temporary file goes: creating it blocks until
+    // someone reads) keeps the next diverted message out of every queue, without stopping the
+    // manager, which still answers.
+    let fifo = state.join("warmup.json.tmp");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600), 0).unwrap();
+    h.inject_via(Some("warm"), &["b@dest.test"]).await;
+    let now = h.queues.snapshot().await;
+    assert_eq!(cold(&now), 1, "{now:?}");
+    assert_eq!(now.iter().map(|s| s.recipients).sum::<usize>(), 1, "{now:?}");
+
+    // The saver gets through (its fsync of a FIFO fails and is logged): the message is filed
+    // rather than held for ever.
+    let written = tokio::task::spawn_blocking(move || std::fs::read(fifo).unwrap()).await.unwrap();
+    assert!(String::from_utf8_lossy(&written).contains("\"used\":2"), "{written:?}");
+    h.until("the second diversion filed", |q| cold(q) == 2).await;
 }
