@@ -39,6 +39,16 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.conf");
 /// The name diagnostics use for the embedded default.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
 
+/// The OS host name: what `host-name` means where the configuration does not set it, for the
+/// ingress greeting and the delivery HELO alike.
+pub fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 trait TapSort {
     fn tap_sort(self) -> Self;
 }
