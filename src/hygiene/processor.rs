@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::address_list::AddressList;
 use super::arf::{self, Complaint};
 use super::dsn::{self, Dsn};
 use super::patterns::{EmailPatterns, Matched};
@@ -20,7 +21,6 @@ use super::store::{Entry, StoreError, SuppressionStore};
 use super::unsubscribe::{self, TokenError, Tokens};
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
-use crate::ingress::suppression::AddressList;
 use crate::outcome::acct::mapping::{self, HeaderMapping, MappedField};
 use crate::outcome::acct::{Accounting, Record, RecordType};
 use crate::outcome::category::Classifier;
