@@ -20,6 +20,7 @@ pub mod shaping;
 pub mod show;
 pub mod table;
 pub mod table_def;
+pub mod template;
 pub mod tls_names;
 pub mod tree;
 pub mod validate;
