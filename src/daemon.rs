@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::value::Value;
@@ -19,7 +19,7 @@ use crate::ingress::context::Context;
 use crate::ingress::{MessageSink, StoreError, StoreFuture, listener};
 use crate::message::Envelope;
 use crate::mgmt::access::Access;
-use crate::mgmt::api::ApiState;
+use crate::mgmt::api::{ApiState, Control};
 use crate::outcome::acct::Accounting;
 use crate::queue::QueueHandle;
 use crate::queue::manager::Manager;
@@ -34,13 +34,6 @@ struct SpoolSink {
     telemetry: Arc<Telemetry>,
     /// `spool-max-recipients`: `None` for `auto` (only disk space limits the spool).
     max_recipients: Option<u64>,
-}
-
-/// What the management API asks the daemon's main loop to do.
-pub enum Control {
-    /// Re-read the configuration file: the notes of a good reload, or every error of a broken
-    /// file (nothing changes then).
-    Reload(oneshot::Sender<Result<String, String>>),
 }
 
 impl MessageSink for SpoolSink {

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::config::value::Value;
 use crate::config::{Config, Dir, FileCheck, Loaded};
-use crate::daemon::{Control, Daemon};
+use crate::daemon::Daemon;
+use crate::mgmt::api::Control;
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
     let Some(config) = load_for_run(config_path, "starting") else { return ExitCode::from(1) };

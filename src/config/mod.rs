@@ -20,6 +20,7 @@ pub mod shaping;
 pub mod show;
 pub mod table;
 pub mod table_def;
+pub mod template;
 pub mod tls_names;
 pub mod tree;
 pub mod validate;
@@ -38,6 +39,16 @@ pub use validate::FileCheck;
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.conf");
 /// The name diagnostics use for the embedded default.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// The OS host name: what `host-name` means where the configuration does not set it, for the
+/// ingress greeting and the delivery HELO alike.
+pub fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
 
 trait TapSort {
     fn tap_sort(self) -> Self;

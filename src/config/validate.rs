@@ -13,6 +13,7 @@ use super::resolve::DEFAULT_VMTA;
 use super::rules::PatternResult;
 use super::settings::{Origin, Settings};
 use super::table::Dir;
+use super::template::{Template, command_words};
 use super::tree::suggest;
 use super::value::Value;
 
@@ -308,12 +309,28 @@ fn local_delivery(config: &Config, diags: &mut Diagnostics) {
         .chain(config.pools.iter().flat_map(|p| &p.domains));
     let mut seen = BTreeSet::new();
     for d in all_domains.filter(|d: &&DomainBlock| seen.insert(std::sync::Arc::as_ptr(&d.settings))) {
-        for (dir, problem) in crate::delivery::local::check(&d.settings) {
+        for (dir, problem) in local_delivery_problems(&d.settings) {
             if let Some(at) = d.settings.get(dir).and_then(|e| e.origin.value_location()) {
                 diags.error(at, format!("{}: {problem}", dir.def().name));
             }
         }
     }
+}
+
+/// The unknown macros and unbalanced quotes in one block's `file-destination` and `command`.
+fn local_delivery_problems(s: &Settings) -> Vec<(Dir, String)> {
+    let mut problems = Vec::new();
+    if let Some(d) = s.text(Dir::FileDestination)
+        && let Err(e) = Template::parse(d)
+    {
+        problems.push((Dir::FileDestination, e.to_string()));
+    }
+    if let Some(c) = s.text(Dir::Command)
+        && let Err(e) = command_words(c)
+    {
+        problems.push((Dir::Command, e.to_string()));
+    }
+    problems
 }
 
 /// The results of a `<pattern-list>` and of the lists nested in it: the VMTAs and lists they

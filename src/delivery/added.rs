@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Dir;
 use crate::config::settings::Settings;
-use crate::ingress::headers::Header;
+use crate::message::headers::Header;
 use crate::time;
 
 /// The message with the fields its queue (`queue`) and source (`source`) ask for; `None` when

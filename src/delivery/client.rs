@@ -37,7 +37,6 @@ use crate::smtp::sasl::encode_base64;
 pub use self::error::{ClientError, Phase};
 pub use self::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES};
 pub use self::tls::SessionCache;
-pub use self::tls::names as tls_names;
 pub use self::transfer::TransferPolicy;
 
 /// A queue's client settings, filled from its effective `<domain>`/`<virtual-mta>` settings.

@@ -10,7 +10,7 @@ use crate::config::Dir;
 use crate::config::settings::Settings;
 use crate::dkim::KeyStore;
 use crate::dkim::sign::{self, SignError, SignOptions};
-use crate::ingress::headers::Header;
+use crate::message::headers::Header;
 
 /// What the field dialect's `sanitize-headers yes` removes: Ember's control headers, the
 /// injector's envelope leftovers, and its fingerprints.

@@ -12,7 +12,7 @@ use mail_auth::dkim::{Canonicalization, Signature};
 use super::keys::{DomainKey, KeyKind, KeyStore, PrivateKey};
 use crate::config::Dir;
 use crate::config::settings::Settings;
-use crate::ingress::headers::Header;
+use crate::message::headers::Header;
 
 /// Headers signed when present (PowerMTA's documented default set, plus RFC 8058's
 /// `List-Unsubscribe-Post`); `dkim-headers` adds to it.

@@ -2,7 +2,7 @@
 //! which message. Parsing only; the processor decides what follows.
 
 use super::report::{Parsed, address, field, field_blocks, fields};
-use crate::ingress::headers::Header;
+use crate::message::headers::Header;
 
 /// One complaint.
 #[derive(Debug, Clone, Default)]

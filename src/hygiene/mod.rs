@@ -3,6 +3,7 @@
 //! bounces (`dsn`), the processors that receive both over SMTP (`processor`), and one-click
 //! unsubscribe (`unsubscribe`).
 
+pub mod address_list;
 pub mod arf;
 pub mod dsn;
 pub mod import;

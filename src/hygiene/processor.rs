@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::address_list::AddressList;
 use super::arf::{self, Complaint};
 use super::dsn::{self, Dsn};
 use super::patterns::{EmailPatterns, Matched};
@@ -20,7 +21,6 @@ use super::store::{Entry, StoreError, SuppressionStore};
 use super::unsubscribe::{self, TokenError, Tokens};
 use crate::config::value::Value;
 use crate::config::{Config, Dir};
-use crate::ingress::suppression::AddressList;
 use crate::outcome::acct::mapping::{self, HeaderMapping, MappedField};
 use crate::outcome::acct::{Accounting, Record, RecordType};
 use crate::outcome::category::Classifier;
@@ -70,7 +70,7 @@ impl Processor {
         let kind = record.kind;
         for m in self.mappings.iter().filter(|m| m.kind == kind) {
             let MappedField::Known(field) = m.field else { continue };
-            if let Some(value) = crate::ingress::headers::Header::parse(reported).get(&m.header)
+            if let Some(value) = crate::message::headers::Header::parse(reported).get(&m.header)
                 && !value.is_empty()
             {
                 record = record.set(field, value);
@@ -300,7 +300,7 @@ impl Processors {
                 Err(e) => self.unprocessed(p, rcpt, message, from, e.to_string(), &p.forward_errors),
             },
             Kind::Unsubscribe => {
-                let subject = crate::ingress::headers::Header::parse(message).get("subject").unwrap_or_default();
+                let subject = crate::message::headers::Header::parse(message).get("subject").unwrap_or_default();
                 let token = subject.split_whitespace().find(|w| w.contains('.') && w.len() > 20).unwrap_or("");
                 match self.unsubscribe(token, "mailto", from) {
                     Ok(_) => Ok(Outcome { records: 1, suppressed: 1, ..Outcome::default() }),

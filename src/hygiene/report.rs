@@ -4,7 +4,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use crate::ingress::headers::Header;
+use crate::message::headers::Header;
 
 /// Reports bigger than this are not parsed (a complaint or a bounce is a few kilobytes plus the
 /// original message); they are kept as unprocessed instead.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::resolve::QueueSettings;
 use crate::config::value::Value;
 use crate::config::values::Rate;
-use crate::config::{Config, Dir};
+use crate::config::{Config, Dir, system_host_name};
 use crate::hygiene::processor::Processors;
 use crate::hygiene::store::SuppressionStore;
 use crate::outcome::acct::Accounting;
@@ -117,15 +117,6 @@ impl Context {
         cache.insert(domain.to_string(), Arc::clone(&q));
         Some(q)
     }
-}
-
-/// The OS host name, for configs without `host-name`.
-pub fn system_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Failed AUTH attempts per client IP, for `smtp-max-auth-failure-rate`.

@@ -7,12 +7,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::StoreError;
-use super::headers::Header;
 use super::patterns::Selection;
 use super::policy::{AddDateHeader, SourcePolicy};
 use super::session::{Flow, Session, Transaction};
 use crate::config::value::Value;
 use crate::config::{Config, DEFAULT_VMTA, Dir};
+use crate::message::headers::Header;
 use crate::message::{Envelope, MessageId, Origin, RecipientState};
 use crate::outcome::acct::{Record, RecordType};
 use crate::smtp::Reply;

@@ -10,7 +10,6 @@ pub mod commands;
 pub mod context;
 pub mod finish;
 pub mod groups;
-pub mod headers;
 pub mod listener;
 pub mod patterns;
 pub mod pickup;

@@ -22,12 +22,12 @@
 
 use std::collections::BTreeMap;
 
-use super::headers::Header;
 use crate::config::model::OtherBlock;
 use crate::config::rules::PatternResult;
 use crate::config::value::{ConfigRegex, Value};
 use crate::config::{Config, Dir};
 use crate::message::Recipient;
+use crate::message::headers::Header;
 
 /// What a pattern list chose for a message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -296,7 +296,7 @@ async fn run(session: &mut Session, mut stream: Box<dyn Io>) -> std::io::Result<
                     }
                 };
                 if session.policy.log_tls {
-                    let (protocol, cipher) = crate::delivery::client::tls_names(tls_stream.get_ref().1);
+                    let (protocol, cipher) = crate::smtp::tls::names(tls_stream.get_ref().1);
                     tracing::info!(peer = %session.conn.peer, "TLS handshake done: {protocol} {cipher}");
                 }
                 let names = super::tls::client_names(tls_stream.get_ref().1);

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::StoreError;
 use super::context::Context;
-use super::headers::Header;
 use super::policy::SourcePolicy;
+use crate::message::headers::Header;
 use crate::message::{Envelope, MessageId, Origin, Recipient};
 use crate::outcome::acct::{Record, RecordType};
 use crate::time;

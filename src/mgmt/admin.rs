@@ -8,8 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::api::{Body, Shared, envelope, refuse};
-use crate::daemon::Control;
+use super::api::{Body, Control, Shared, envelope, refuse};
 
 /// Commands without parameters take `{}`.
 #[derive(serde::Deserialize)]

@@ -24,12 +24,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json_, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::access::{Access, Level};
 use super::reqlog::{self, Scope};
 use crate::config::Dir;
-use crate::daemon::Control;
 use crate::delivery::mx::MxResolver;
 use crate::ingress::context::Context;
 use crate::queue::QueueHandle;
@@ -38,6 +37,14 @@ use crate::telemetry::Telemetry;
 
 /// Largest JSON body the command endpoints take (the transmissions API has its own limit).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// What the management API asks the daemon's main loop to do. Defined here, with the sender,
+/// so the API does not depend on the daemon that runs it.
+pub enum Control {
+    /// Re-read the configuration file: the notes of a good reload, or every error of a broken
+    /// file (nothing changes then).
+    Reload(oneshot::Sender<Result<String, String>>),
+}
 
 pub struct ApiState {
     pub access: Arc<ArcSwap<Access>>,

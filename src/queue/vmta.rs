@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::config::value::Value;
-use crate::config::{Config, DEFAULT_VMTA, Dir};
-use crate::ingress::context::system_host_name;
+use crate::config::{Config, DEFAULT_VMTA, Dir, system_host_name};
 use crate::smtp::Reply;
 
 /// Where a connection comes from: the address to bind and the EHLO name.

@@ -1,6 +1,7 @@
 //! The SMTP wire protocol pieces Ember needs on both sides: replies with enhanced status codes,
-//! line framing with hard length limits, the DATA receiver (dot-unstuffing), SASL decoding, and
-//! message data as `log-data` writes it to the log. Commands are parsed by `smtp-proto`.
+//! line framing with hard length limits, the DATA receiver (dot-unstuffing), SASL decoding,
+//! message data as `log-data` writes it to the log, and the names of a negotiated TLS session.
+//! Commands are parsed by `smtp-proto`.
 //!
 //! Knows nothing about configuration files, policy or queues.
 
@@ -9,6 +10,7 @@ pub mod datalog;
 pub mod line;
 pub mod reply;
 pub mod sasl;
+pub mod tls;
 
 pub use data::DataReceiver;
 pub use line::{Line, LineReader};

@@ -19,7 +19,7 @@ use rustls::crypto::{CryptoProvider, hash::HashAlgorithm, verify_tls12_signature
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme, SupportedCipherSuite};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedCipherSuite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -194,27 +194,7 @@ pub async fn handshake(
 
 /// The negotiated protocol ("TLSv1.3") and cipher suite (IANA name).
 pub fn negotiated(stream: &TlsStream<TcpStream>) -> (String, String) {
-    names(stream.get_ref().1)
-}
-
-/// The protocol and cipher suite of a TLS session, either side, spelled as accounting and the
-/// log show them ("TLSv1.3", "TLS_AES_256_GCM_SHA384").
-pub fn names(conn: &rustls::CommonState) -> (String, String) {
-    let protocol = match conn.protocol_version() {
-        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    };
-    let cipher = conn.negotiated_cipher_suite().map_or_else(String::new, |s| {
-        let suite = s.suite();
-        match suite.as_str() {
-            // rustls spells the TLS 1.3 suites TLS13_*; IANA (and OpenSSL) say TLS_*.
-            Some(name) => name.strip_prefix("TLS13_").map_or_else(|| name.to_string(), |rest| format!("TLS_{rest}")),
-            None => format!("{suite:?}"),
-        }
-    });
-    (protocol, cipher)
+    crate::smtp::tls::names(stream.get_ref().1)
 }
 
 /// What Ember knows about the server's certificate after the handshake.

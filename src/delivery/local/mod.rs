@@ -1,14 +1,13 @@
 //! Local delivery types (`type` in `<domain>`): what a queue does with its mail when it is not
 //! relayed over SMTP. `discard` drops it (recorded as delivered, or as bounced under
 //! `discard-as-bounce`), `file` writes it to disk (`file.rs`), `pipe` runs a command (`pipe.rs`).
-//! Paths and command arguments take recipient macros (`template.rs`).
+//! Paths and command arguments take recipient macros (`config::template`).
 //!
 //! Every recipient gets its own copy and its own reply, which the queue treats like an SMTP
 //! receiver's: 2xx delivered, 4xx deferred and retried, 5xx bounced.
 
 pub mod file;
 pub mod pipe;
-pub mod template;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +15,11 @@ use std::time::Duration;
 
 use crate::config::Dir;
 use crate::config::settings::Settings;
+use crate::config::template::{self, CommandError, Macros, Template, TemplateError};
 use crate::delivery::OutgoingMessage;
 use crate::smtp::Reply;
 use file::FileFormat;
-use pipe::{CommandError, CommandLine};
-use template::{Macros, Template, TemplateError};
+use pipe::CommandLine;
 
 /// A queue's local delivery settings that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,23 +159,6 @@ fn pipe_method(s: &Settings) -> Result<Method, LocalError> {
     // server has to accept the end of data.
     let timeout = s.interval(Dir::SmtpDataTerminationTimeout).unwrap_or(Duration::from_secs(600));
     Ok(Method::Pipe { command, timeout })
-}
-
-/// Checks the `command` and `file-destination` of a block as configured (unknown macros,
-/// unbalanced quotes), for configuration validation.
-pub fn check(s: &Settings) -> Vec<(Dir, String)> {
-    let mut problems = Vec::new();
-    if let Some(d) = s.text(Dir::FileDestination)
-        && let Err(e) = Template::parse(d)
-    {
-        problems.push((Dir::FileDestination, e.to_string()));
-    }
-    if let Some(c) = s.text(Dir::Command)
-        && let Err(e) = CommandLine::parse(c)
-    {
-        problems.push((Dir::Command, e.to_string()));
-    }
-    problems
 }
 
 #[cfg(test)]

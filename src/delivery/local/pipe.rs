@@ -1,9 +1,9 @@
 //! `type pipe`: running `command` once per recipient with the message on its standard input,
 //! and reading the exit status as `sysexits.h` defines it.
 //!
-//! The command line is split into words (double or single quotes group words; inside double
-//! quotes `\"` and `\\` escape) and run directly, without a shell: a macro such as `$user`
-//! becomes part of one argument and can never inject shell syntax.
+//! The command line is split into words by `config::template` (double or single quotes group
+//! words; inside double quotes `\"` and `\\` escape) and run directly, without a shell: a macro
+//! such as `$user` becomes part of one argument and can never inject shell syntax.
 //!
 //! Exit 0 is delivered. `EX_TEMPFAIL` (75) and `EX_OSERR` (71), a signal, a timeout or any
 //! status outside `sysexits.h` defer the recipient (nothing is lost; `bounce-after` still
@@ -14,19 +14,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::template::{Macros, Template, TemplateError};
+use crate::config::template::{CommandError, Macros, Template, command_words};
 use crate::smtp::Reply;
-
-/// A `command` line that cannot be run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error("command is empty")]
-    Empty,
-    #[error("unterminated quote in command")]
-    Unterminated,
-    #[error("command: {0}")]
-    Template(#[from] TemplateError),
-}
 
 /// A parsed `command`: the program and its arguments, each a template.
 #[derive(Debug, Clone)]
@@ -39,11 +28,7 @@ const STDERR_KEPT: usize = 512;
 
 impl CommandLine {
     pub fn parse(text: &str) -> Result<CommandLine, CommandError> {
-        let words = split(text)?;
-        if words.is_empty() {
-            return Err(CommandError::Empty);
-        }
-        Ok(CommandLine { words: words.iter().map(|w| Template::parse(w)).collect::<Result<_, _>>()? })
+        Ok(CommandLine { words: command_words(text)? })
     }
 
     /// The words, macros expanded (a NUL cannot reach an argument).
@@ -134,57 +119,6 @@ pub fn exit_reply(code: i32, program: &str, said: &str) -> Reply {
         text.push_str(&said);
     }
     Reply::new(reply_code, status, text)
-}
-
-/// Splits a command line into words.
-fn split(text: &str) -> Result<Vec<String>, CommandError> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next().ok_or(CommandError::Unterminated)? {
-                        '"' => break,
-                        '\\' => match chars.next().ok_or(CommandError::Unterminated)? {
-                            e @ ('"' | '\\') => word.push(e),
-                            other => {
-                                word.push('\\');
-                                word.push(other);
-                            }
-                        },
-                        other => word.push(other),
-                    }
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next().ok_or(CommandError::Unterminated)? {
-                        '\'' => break,
-                        other => word.push(other),
-                    }
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            other => {
-                in_word = true;
-                word.push(other);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The message data model shared by ingress, spool, queues and delivery: identifiers, the
-//! envelope and per-recipient state.
+//! envelope and per-recipient state, and (in `headers`) reading and editing a message's header
+//! block.
 //!
 //! Knows nothing about SMTP sessions or files; it is what crosses the boundaries between them.
+
+pub mod headers;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,8 +1,9 @@
-//! The header edits Ember makes to an injected message before spooling it: control headers
-//! (`X-Virtual-MTA`, `X-Job`, `X-Envid`) read and stripped, `remove-header`, hop and loop limits,
-//! `Received`, `Message-ID` and `Date`.
+//! A message's header block as the stages that read or edit it see it: ingress (control headers,
+//! `remove-header`, hop and loop limits, pattern lists), delivery (added headers), DKIM
+//! (canonicalization) and hygiene (reading reports).
 //!
-//! Works on the raw header block only; the body is never parsed.
+//! Works on the raw header block only; the body is never parsed. What each stage does with the
+//! headers stays with that stage.
 
 /// One header field as it appears in the message, including folded continuation lines and the
 /// final CRLF.

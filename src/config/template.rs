@@ -1,6 +1,10 @@
 //! The recipient macros of `file-destination` and `command` (`$user`, `$domain`, `$sender`, …):
 //! parsing a template once, checking its macro names at configuration time, and expanding it
-//! for one recipient.
+//! for one recipient; and splitting `command` into words, each a template.
+//!
+//! Local delivery (`delivery::local`) runs what is parsed here; the syntax lives with the
+//! configuration so that loading a configuration can reject a bad value without depending on
+//! delivery.
 //!
 //! `$user` and `$domain` are lower-cased unless `macro-variables-preserve-case` is `yes`, as in
 //! PowerMTA: mailbox names on disk should not depend on how a sender capitalised the address.
@@ -136,6 +140,78 @@ pub fn path_component(value: String) -> String {
         v.replace_range(..1, "_");
     }
     v
+}
+
+/// A `command` line that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("command is empty")]
+    Empty,
+    #[error("unterminated quote in command")]
+    Unterminated,
+    #[error("command: {0}")]
+    Template(#[from] TemplateError),
+}
+
+/// The words of a `command` line, each a template: double or single quotes group words; inside
+/// double quotes `\"` and `\\` escape.
+pub fn command_words(text: &str) -> Result<Vec<Template>, CommandError> {
+    let words = split(text)?;
+    if words.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    Ok(words.iter().map(|w| Template::parse(w)).collect::<Result<_, _>>()?)
+}
+
+/// Splits a command line into words.
+fn split(text: &str) -> Result<Vec<String>, CommandError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next().ok_or(CommandError::Unterminated)? {
+                        '"' => break,
+                        '\\' => match chars.next().ok_or(CommandError::Unterminated)? {
+                            e @ ('"' | '\\') => word.push(e),
+                            other => {
+                                word.push('\\');
+                                word.push(other);
+                            }
+                        },
+                        other => word.push(other),
+                    }
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next().ok_or(CommandError::Unterminated)? {
+                        '\'' => break,
+                        other => word.push(other),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            other => {
+                in_word = true;
+                word.push(other);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
 }
 
 #[cfg(test)]
