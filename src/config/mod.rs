@@ -12,6 +12,7 @@ pub mod lexer;
 pub mod macros;
 pub mod model;
 pub mod pattern;
+pub mod policy;
 pub mod resolve;
 pub mod rewrite;
 pub mod rules;

@@ -14,6 +14,7 @@ use super::dialect::{self, Mapping};
 use super::lexer::Token;
 use super::macros::{ExpandError, Macros};
 use super::pattern::DomainPattern;
+use super::policy::GlobalPolicy;
 use super::settings::{Entry, Origin, SECRET_MASK, Settings};
 use super::table::{self, DIRECTIVES, Dir, Lookup};
 use super::table_def::{BLOCKS, Status, belongs, scope, scope_names};
@@ -113,6 +114,8 @@ pub struct Config {
     /// First place each directive is used, for "accepted, not yet enforced".
     pub first_use: BTreeMap<Dir, Location>,
     pub file_refs: Vec<FileRef>,
+    /// `global` read into typed fields; kept in step with it by `build`.
+    pub policy: GlobalPolicy,
 }
 
 impl Config {
@@ -146,6 +149,7 @@ pub fn build(nodes: &[Node], base_dir: &Path, diags: &mut Diagnostics) -> Config
             Node::Block(b) => builder.top_block(b),
         }
     }
+    builder.config.policy = GlobalPolicy::new(&global);
     builder.config.global = global;
     builder.config
 }

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use super::diag::Location;
 use super::model::{Config, DomainBlock, Pool, SourceMatcher};
+use super::policy::QueuePolicy;
 use super::settings::Settings;
 use super::table::Dir;
 use super::value::Value;
@@ -30,6 +31,8 @@ pub struct QueueSettings {
     /// Blocks applied, general to specific: (level, pattern, location).
     pub layers: Vec<(String, String, Location)>,
     pub settings: Settings,
+    /// `settings` read into typed fields, once.
+    pub policy: QueuePolicy,
 }
 
 impl QueueSettings {
@@ -94,6 +97,7 @@ impl Config {
             domain,
             queue_to,
             layers: resolved.layers,
+            policy: QueuePolicy::new(&resolved.settings),
             settings: resolved.settings,
         })
     }
