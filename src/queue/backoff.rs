@@ -94,20 +94,13 @@ impl Rules {
                     .collect()
             })
             .unwrap_or_default();
-        let to_normal_after = match s.effective(Dir::BackoffToNormalAfter) {
-            Some(Value::Interval(i)) => Some(Duration::from_secs(i.seconds())),
-            _ => None,
-        };
         Rules {
             dialect,
             replies,
-            max_smtp_out: s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize,
-            rate: s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate)),
-            to_normal_after,
-            reenable_after: match s.effective(Dir::ReenableSourceIpAfter) {
-                Some(Value::Interval(i)) => Some(Duration::from_secs(i.seconds())),
-                _ => None,
-            },
+            max_smtp_out: settings.policy.backoff_max_smtp_out,
+            rate: settings.policy.backoff_max_msg_rate,
+            to_normal_after: settings.policy.backoff_to_normal_after,
+            reenable_after: settings.policy.reenable_source_ip_after,
         }
     }
 

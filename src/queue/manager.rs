@@ -297,6 +297,42 @@ pub struct Manager {
     next_worker: WorkerId,
     /// Jobs handed to workers and not yet reported.
     in_flight: InFlight,
+    settings_cache: SettingsCache,
+}
+
+/// Effective settings by (domain, VMTA) for one configuration generation: a message's recipients
+/// mostly share a few domains, and resolving layers and policy per recipient would repeat the
+/// same work for each. Emptied on reload, and when it reaches `SETTINGS_CACHE_CAP`.
+#[derive(Default)]
+struct SettingsCache {
+    map: HashMap<(String, String), Option<Arc<QueueSettings>>>,
+    /// Resolutions made (cache misses), for tests.
+    resolved: u64,
+}
+
+/// Entries `SettingsCache` holds before it starts over: mail to many distinct domains must not
+/// grow the manager's memory for the life of a generation.
+const SETTINGS_CACHE_CAP: usize = 65_536;
+
+impl SettingsCache {
+    fn get(&mut self, config: &Config, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
+        let key = (domain.to_string(), vmta.to_string());
+        if let Some(cached) = self.map.get(&key) {
+            return cached.clone();
+        }
+        let lookup = (vmta != crate::config::DEFAULT_VMTA).then_some(vmta);
+        let resolved = config.queue_settings(domain, lookup).ok().map(Arc::new);
+        self.resolved += 1;
+        if self.map.len() >= SETTINGS_CACHE_CAP {
+            self.map.clear();
+        }
+        self.map.insert(key, resolved.clone());
+        resolved
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+    }
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -371,6 +407,7 @@ impl Pending {
             run_worker: self.run_worker,
             next_worker: 0,
             in_flight: InFlight::default(),
+            settings_cache: SettingsCache::default(),
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -472,9 +509,8 @@ impl Manager {
         self.clock.elapsed()
     }
 
-    fn settings(&self, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
-        let lookup = (vmta != crate::config::DEFAULT_VMTA).then_some(vmta);
-        self.config.queue_settings(domain, lookup).ok().map(Arc::new)
+    fn settings(&mut self, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
+        self.settings_cache.get(&self.config, domain, vmta)
     }
 
     fn submit(&mut self, envelope: Arc<Envelope>, fresh: bool) {
@@ -551,7 +587,7 @@ impl Manager {
                 }
             }
             // A warm-up schedule whose step is spoken for sends the rest to its overflow VMTA.
-            if let Some(plan) = super::ramp::Plan::from_settings(&settings.settings)
+            if let Some(plan) = super::ramp::Plan::from_settings(&settings)
                 && let Some(overflow) = &plan.overflow
             {
                 let queued = self.queues.get(&key).map_or(0, |q| q.ready.len() as u64);
@@ -584,7 +620,7 @@ impl Manager {
             q.enqueue(job);
             // retry-upon-new-mail: a new message ends the queue's retry wait (not mail
             // recovered at start, nor a retry coming due).
-            if fresh && q.retry_until.is_some() && q.settings.settings.flag(Dir::RetryUponNewMail) {
+            if fresh && q.retry_until.is_some() && q.settings.policy.retry_upon_new_mail {
                 q.retry_until = None;
                 q.record("normal", "new mail arrived (retry-upon-new-mail)".into(), None);
             }
@@ -678,6 +714,7 @@ impl Manager {
         self.rollups.reload(&config);
         self.dest_limits.reload(&config);
         self.config = config;
+        self.settings_cache.clear();
         self.reporter = reporter.continue_from(&self.reporter);
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
@@ -752,7 +789,7 @@ impl Manager {
     fn start_workers(&mut self, key: &QueueKey) {
         // Idle connections take ready mail before any new one opens.
         self.feed_idle(key);
-        let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
+        let total_cap = self.config.policy.total_max_smtp_out;
         let vmta_cap = self
             .config
             .vmta(&key.vmta)
@@ -778,9 +815,8 @@ impl Manager {
             }
             // smtp-out-rampup-interval: each additional connection waits this long after the last.
             if q.connections > 0
-                && let (Some(last), Some(rampup)) =
-                    (q.last_connect, q.settings.settings.interval(Dir::SmtpOutRampupInterval))
-                && self.clock.elapsed() - last < rampup.as_secs_f64()
+                && let Some(last) = q.last_connect
+                && self.clock.elapsed() - last < q.settings.policy.smtp_out_rampup_interval.as_secs_f64()
             {
                 return;
             }
@@ -825,7 +861,7 @@ impl Manager {
                 }
                 // Every source IP of the queue is disabled: with backoff-upon-all-sources-disabled
                 // the queue goes on from them in backoff; else it waits for one to come back.
-                None if q.settings.settings.flag(Dir::BackoffUponAllSourcesDisabled) => {
+                None if q.settings.policy.backoff_upon_all_sources_disabled => {
                     if !q.probing_disabled_sources() {
                         q.enter_backoff(super::state::ALL_SOURCES_DISABLED);
                     }
@@ -836,13 +872,13 @@ impl Manager {
             let ca = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
             let client_certificate = settings.settings.path(Dir::SmtpClientCertificate).map(|p| self.config.path(p));
             let tls_sessions = settings
-                .settings
-                .flag(Dir::ReuseSslSession)
+                .policy
+                .reuse_ssl_session
                 .then(|| Arc::clone(&self.queues.get(key).expect("present").tls_sessions));
             let skip_mx = self.queues.get_mut(key).expect("present").skipped_mx_now();
             let rollup = self
                 .rollups
-                .applies(&key.name, settings.settings.flag(Dir::DisableMxRollup))
+                .applies(&key.name, settings.policy.disable_mx_rollup)
                 .then(|| Arc::clone(&self.rollups.list));
             self.next_worker += 1;
             let setup = WorkerSetup {
@@ -879,7 +915,7 @@ impl Manager {
             .queues
             .iter()
             .filter(|(_, q)| !with_work || !q.ready.is_empty())
-            .map(|(k, q)| (q.settings.settings.uint(Dir::QueuePriority).unwrap_or(50), q.ready.len(), k))
+            .map(|(k, q)| (q.settings.policy.queue_priority, q.ready.len(), k))
             .collect();
         ranked.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
         ranked.into_iter().map(|(_, _, k)| k.clone()).collect()

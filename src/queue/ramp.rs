@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state_file::StateFile;
 use crate::config::Dir;
-use crate::config::settings::Settings;
+use crate::config::resolve::QueueSettings;
 use crate::config::value::Value;
 use crate::config::values::Rate;
 
@@ -33,7 +33,8 @@ pub struct Plan {
 impl Plan {
     /// The plan of a queue's effective settings, when it has a usable `warmup-schedule`
     /// (`check-config` refuses empty, zero and unlimited steps; they are skipped here too).
-    pub fn from_settings(settings: &Settings) -> Option<Plan> {
+    pub fn from_settings(queue: &QueueSettings) -> Option<Plan> {
+        let settings = &queue.settings;
         let steps: Vec<Rate> = match settings.effective(Dir::WarmupSchedule) {
             Some(Value::RateList(list)) => list.iter().flatten().copied().collect(),
             _ => return None,
@@ -43,8 +44,8 @@ impl Plan {
         }
         Some(Plan {
             steps,
-            max_deferral_pct: settings.uint(Dir::WarmupMaxDeferralRate).unwrap_or(10),
-            max_bounce_pct: settings.uint(Dir::WarmupMaxBounceRate).unwrap_or(5),
+            max_deferral_pct: queue.policy.warmup_max_deferral_pct,
+            max_bounce_pct: queue.policy.warmup_max_bounce_pct,
             overflow: settings.text(Dir::WarmupOverflowVirtualMta).map(str::to_string),
         })
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::QueueKey;
 use super::manager::Job;
 use super::worker::{QueueFailure, Remote};
+use crate::config::Config;
 use crate::config::resolve::QueueSettings;
-use crate::config::{Config, Dir};
 use crate::message::{MessageId, RecipientState};
 use crate::outcome::acct::{Accounting, DeliveryFacts, QueueAcct, Record, RecordType};
 use crate::outcome::category::Classifier;
@@ -17,7 +17,7 @@ use crate::outcome::dsn::{self, DsnKind};
 use crate::outcome::status;
 use crate::smtp::Reply;
 use crate::spool::{Spool, StateChange};
-use crate::telemetry::{EventCaps, Outcome, RECENT_ERRORS, RECENT_EVENTS, Telemetry};
+use crate::telemetry::{EventCaps, Outcome, RECENT_EVENTS, Telemetry};
 use crate::time;
 
 mod own_mail;
@@ -382,10 +382,10 @@ impl Reporter {
 /// What a queue keeps of its recent events: `track-recipient-events` (the last 50 recipient
 /// events, or none) and `max-events-recorded` (errors). Outside any queue, PowerMTA's defaults.
 fn event_caps(settings: Option<&QueueSettings>) -> EventCaps {
-    let Some(s) = settings.map(|q| &q.settings) else { return EventCaps::default() };
+    let Some(p) = settings.map(|q| &q.policy) else { return EventCaps::default() };
     EventCaps {
-        events: if s.flag(Dir::TrackRecipientEvents) { RECENT_EVENTS } else { 0 },
-        errors: s.uint(Dir::MaxEventsRecorded).map_or(RECENT_ERRORS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        events: if p.track_recipient_events { RECENT_EVENTS } else { 0 },
+        errors: usize::try_from(p.max_events_recorded).unwrap_or(usize::MAX),
     }
 }
 

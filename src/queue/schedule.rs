@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::Dir;
-use crate::config::settings::Settings;
-use crate::config::value::Value;
+use crate::config::policy::QueuePolicy;
 
 /// The timing settings of one queue, read once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,20 +22,14 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn from_settings(s: &Settings) -> Schedule {
-        let list = |dir: Dir, default: u64| match s.effective(dir) {
-            Some(Value::IntervalList(l)) if !l.is_empty() => {
-                l.iter().map(|i| Duration::from_secs(i.seconds())).collect()
-            }
-            _ => vec![Duration::from_secs(default)],
-        };
+    pub fn from_policy(p: &QueuePolicy) -> Schedule {
         Schedule {
-            retry_after: list(Dir::RetryAfter, 600),
-            backoff_retry_after: list(Dir::BackoffRetryAfter, 3600),
-            retry_recipients_after: s.interval(Dir::RetryRecipientsAfter).unwrap_or(Duration::from_secs(600)),
-            retry_after_dns_error: s.interval(Dir::RetryAfterDnsError).unwrap_or(Duration::from_secs(60)),
-            bounce_after: s.interval(Dir::BounceAfter).unwrap_or(Duration::from_secs(388_800)),
-            bounce_on_4xx: s.flag(Dir::BounceOn4xxStatus),
+            retry_after: p.retry_after.clone(),
+            backoff_retry_after: p.backoff_retry_after.clone(),
+            retry_recipients_after: p.retry_recipients_after,
+            retry_after_dns_error: p.retry_after_dns_error,
+            bounce_after: p.bounce_after,
+            bounce_on_4xx: p.bounce_on_4xx_status,
         }
     }
 

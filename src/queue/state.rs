@@ -54,10 +54,7 @@ impl Backoff {
             rate: rate.map(|r| Gcra::new(r, 1)),
             rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
             reason,
-            connect_rate: s
-                .rate(Dir::BackoffMaxConnectRate)
-                .or_else(|| s.rate(Dir::MaxConnectRate))
-                .map(|r| Gcra::new(r, 1)),
+            connect_rate: settings.policy.backoff_max_connect_rate.map(|r| Gcra::new(r, 1)),
             data_rate: data.and_then(data_gcra),
         }
     }
@@ -146,7 +143,7 @@ impl Queue {
     }
 
     pub(super) fn connection_cap(&self) -> usize {
-        let normal = self.settings.settings.uint(Dir::MaxSmtpOut).unwrap_or(20).max(1) as usize;
+        let normal = self.settings.policy.max_smtp_out;
         self.backoff.as_ref().map_or(normal, |b| b.max_smtp_out.min(normal))
     }
 
@@ -264,10 +261,10 @@ impl Queue {
     /// Enters backoff with the queue's `backoff-*` settings (not a rule's), until a mode=normal
     /// reply, `backoff-to-normal-after*`, or an operator ends it.
     pub(super) fn enter_backoff(&mut self, reason: &str) {
-        let s = &self.settings.settings;
-        let max_smtp_out = s.uint(Dir::BackoffMaxSmtpOut).unwrap_or(20).max(1) as usize;
-        let rate = s.rate(Dir::BackoffMaxMsgRate).or_else(|| s.rate(Dir::MaxMsgRate));
-        let until = s.interval(Dir::BackoffToNormalAfter).map(|d| self.clock.now_secs() + d.as_secs());
+        let p = &self.settings.policy;
+        let max_smtp_out = p.backoff_max_smtp_out;
+        let rate = p.backoff_max_msg_rate;
+        let until = p.backoff_to_normal_after.map(|d| self.clock.now_secs() + d.as_secs());
         let backoff = Backoff::new(&self.settings, until, max_smtp_out, rate, reason.to_string());
         let rate_text = backoff.rate_text.clone();
         self.backoff = Some(backoff);
@@ -438,12 +435,12 @@ pub(super) fn next_job(
 
 pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &Clock) -> Queue {
     let s = &settings.settings;
-    let rate = s.rate(Dir::MaxMsgRate);
+    let rate = settings.policy.max_msg_rate;
     Queue {
         rules: Rules::from_settings(&settings, config),
         rate: rate.map(|r| Gcra::new(r, 1)),
         rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
-        connect_rate: s.rate(Dir::MaxConnectRate).map(|r| Gcra::new(r, 1)),
+        connect_rate: settings.policy.max_connect_rate.map(|r| Gcra::new(r, 1)),
         data_rate: data_rate(s, Dir::MaxDataVolumeRate).and_then(data_gcra),
         sources: SourceLimits::default(),
         backoff: None,
@@ -452,7 +449,7 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &C
         matches: HashMap::new(),
         disabled_sources: HashMap::new(),
         skipped_mx: HashMap::new(),
-        ramp: super::ramp::Plan::from_settings(s),
+        ramp: super::ramp::Plan::from_settings(&settings),
         idle: VecDeque::new(),
         paused: false,
         held: Vec::new(),
@@ -461,9 +458,9 @@ pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &C
         last_connect: None,
         clock: clock.clone(),
         proven: false,
-        normal_after_delivery: s.flag(Dir::BackoffToNormalAfterDelivery),
+        normal_after_delivery: settings.policy.backoff_to_normal_after_delivery,
         tls_sessions: Arc::default(),
-        schedule: Schedule::from_settings(&settings.settings),
+        schedule: Schedule::from_policy(&settings.policy),
         settings,
         ready: VecDeque::new(),
         waiting: BTreeMap::new(),

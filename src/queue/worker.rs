@@ -82,13 +82,10 @@ pub struct WorkerSetup {
     pub dest_limits: Arc<super::dest_limits::DestLimits>,
 }
 
-fn duration(s: &crate::config::settings::Settings, dir: Dir, default: u64) -> Duration {
-    s.interval(dir).unwrap_or(Duration::from_secs(default))
-}
-
 /// The client settings of a queue (TLS, AUTH, timeouts, `ignore-*`).
 pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
     let s = &setup.settings.settings;
+    let p = &setup.settings.policy;
     let source = &setup.source;
     // Checked when the configuration loaded (config::tls_names); a value that still does not
     // parse offers every suite rather than none.
@@ -104,32 +101,32 @@ pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
     ClientConfig {
         helo_name: source.helo.clone(),
         source_ip: source.ip,
-        use_starttls: s.flag(Dir::UseStarttls),
-        require_starttls: s.flag(Dir::RequireStarttls),
+        use_starttls: p.use_starttls,
+        require_starttls: p.require_starttls,
         tls_ca_file: setup.tls_ca_file.clone(),
-        allow_tls12: s.flag(Dir::SmtpTlsAllowTlsv12),
-        allow_tls13: s.flag(Dir::SmtpTlsAllowTlsv13),
+        allow_tls12: p.allow_tls12,
+        allow_tls13: p.allow_tls13,
         tls13_suites,
         client_certificate: setup.client_certificate.clone(),
         tls_sessions: setup.tls_sessions.clone(),
         auth,
-        allow_plain_in_clear: s.flag(Dir::UseUnencryptedPlainAuth),
-        ignore_pipelining: s.flag(Dir::IgnorePipelining),
-        ignore_chunking: s.flag(Dir::IgnoreChunking),
-        ignore_8bitmime: s.flag(Dir::Ignore8bitmime),
-        ignore_dsn: s.flag(Dir::IgnoreDsn),
-        max_rcpt_per_transaction: s.uint(Dir::MaxRcptPerTransaction).filter(|n| *n > 0).unwrap_or(1000) as usize,
-        connect_timeout: duration(s, Dir::ConnectTimeout, 120),
-        greeting_timeout: duration(s, Dir::SmtpGreetingTimeout, 300),
-        command_timeout: duration(s, Dir::SmtpMultipleLineResponseTimeout, 300),
-        data_send_timeout: duration(s, Dir::DataSendTimeout, 180),
-        data_termination_timeout: duration(s, Dir::SmtpDataTerminationTimeout, 600),
+        allow_plain_in_clear: p.use_unencrypted_plain_auth,
+        ignore_pipelining: p.ignore_pipelining,
+        ignore_chunking: p.ignore_chunking,
+        ignore_8bitmime: p.ignore_8bitmime,
+        ignore_dsn: p.ignore_dsn,
+        max_rcpt_per_transaction: p.max_rcpt_per_transaction,
+        connect_timeout: p.connect_timeout,
+        greeting_timeout: p.greeting_timeout,
+        command_timeout: p.command_timeout,
+        data_send_timeout: p.data_send_timeout,
+        data_termination_timeout: p.data_termination_timeout,
         transfer: TransferPolicy {
-            bounce_upon_failure: s.flag(Dir::BounceUponTransferFailure),
-            assume_delivery_upon_termination_timeout: s.flag(Dir::AssumeDeliveryUponDataTerminationTimeout),
+            bounce_upon_failure: p.bounce_upon_transfer_failure,
+            assume_delivery_upon_termination_timeout: p.assume_delivery_upon_data_termination_timeout,
         },
-        replace_421_text: s.flag(Dir::ReplaceSmtp421ServiceResponse),
-        log_transfer_failures: s.flag(Dir::LogTransferFailures),
+        replace_421_text: p.replace_smtp_421_service_response,
+        log_transfer_failures: p.log_transfer_failures,
     }
 }
 
@@ -145,6 +142,7 @@ pub async fn run(setup: WorkerSetup) {
 
 async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     let s = &setup.settings.settings;
+    let p = &setup.settings.policy;
     match LocalDelivery::from_settings(
         s,
         // A relative file-destination is taken from the configuration's directory, like every
@@ -170,10 +168,10 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         Some(Value::SmtpHosts(tiers)) => Some(tiers.as_slice()),
         _ => None,
     };
-    let port = s.uint(Dir::DefaultSmtpPort).unwrap_or(25) as u16;
+    let port = p.default_smtp_port;
     let source_ip = setup.source.ip.map(|ip| ip.to_string()).unwrap_or_default();
     let resolved = setup.resolver.plan(&setup.mx_domain, smtp_hosts, port).await;
-    if s.flag(Dir::LogResolution) {
+    if p.log_resolution {
         log_resolution(setup, &resolved);
     }
     let plan = match resolved {
@@ -221,8 +219,8 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         return None;
     }
     let config = client_config(setup);
-    let max_attempts = s.uint(Dir::MxConnectionAttempts).unwrap_or(10).max(1) as usize;
-    let mx_unavailable_upon_421 = s.flag(Dir::Smtp421MeansMxUnavailable);
+    let max_attempts = p.mx_connection_attempts;
+    let mx_unavailable_upon_421 = p.smtp_421_means_mx_unavailable;
     let preferred: Vec<&_> = plan.hosts.iter().filter(|h| !setup.skip_mx.contains(&h.name)).collect();
     let hosts = if preferred.is_empty() { plan.hosts.iter().collect() } else { preferred };
     // A source address of one family cannot reach a destination of the other.
@@ -261,7 +259,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                             source_ip: source_ip.clone(),
                             ..Remote::default()
                         };
-                        let permanent = e.is_permanent() && s.flag(Dir::BounceUpon5xxGreeting);
+                        let permanent = e.is_permanent() && p.bounce_upon_5xx_greeting;
                         // smtp-421-means-mx-unavailable no: a server saying 421 speaks for the whole
                         // destination, so the queue waits instead of trying the other MX hosts.
                         let defer_queue = !mx_unavailable_upon_421 && e.server_reply().is_some_and(|r| r.code == 421);
@@ -290,7 +288,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             let _ = tokio::time::timeout_at(give_up.min(now + Duration::from_secs(1)), setup.dest_limits.freed()).await;
         }
         if let Some((conn, _)) = &connection
-            && s.flag(Dir::LogTls)
+            && p.log_tls
         {
             log_tls(setup, conn);
         }
@@ -374,7 +372,7 @@ struct Carried {
 /// Sends messages on an open connection until it is done: `first` (recipients carried over from
 /// an MX that said 421), then whatever the manager hands out.
 async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, upon_421: bool) -> Served {
-    let s = &setup.settings.settings;
+    let p = &setup.settings.policy;
     let remote = Remote {
         mx: conn.mx_name().to_string(),
         ip: conn.remote().ip().to_string(),
@@ -383,8 +381,8 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         tls: conn.tls(),
         dlv_type: "",
     };
-    let max_messages = s.uint(Dir::MaxMsgPerConnection).unwrap_or(0) as usize;
-    let max_errors = s.uint(Dir::MaxErrorsPerConnection);
+    let max_messages = p.max_msg_per_connection;
+    let max_errors = p.max_errors_per_connection;
     let mut errors = 0u64;
     let mut first = first;
     loop {
@@ -418,7 +416,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         if let Some(sender) = rewrite.as_ref().and_then(|r| r.sender(&message.sender)) {
             message.sender = sender;
         }
-        if s.flag(Dir::LogData) {
+        if p.log_data {
             let context = format!("to {} ({}) message {}", remote.mx, remote.ip, job.envelope.id);
             crate::smtp::datalog::log(&context, &message.body);
         }

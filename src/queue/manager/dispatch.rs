@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::{Job, Manager, NextJob, QueueKey};
-use crate::config::Dir;
 use crate::queue::state::next_job;
 use crate::queue::supervisor::WorkerId;
 
@@ -58,7 +57,7 @@ impl Manager {
             // step's cap used, or its MX skipped by a skip-mx rule: close it.
             NextJob::Done
         } else {
-            let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
+            let idle = q.settings.policy.connection_idle_timeout.min(MAX_IDLE);
             if q.ready.is_empty() && q.retry_until.is_none() && !idle.is_zero() {
                 q.idle.push_back(IdleConnection { worker, reply, source, mx, since: self.clock.elapsed() });
                 return;
@@ -105,7 +104,7 @@ impl Manager {
     /// `all`: draining, a reload that lowered the timeout is taken at the next check).
     pub(super) fn expire_idle(&mut self, key: &QueueKey, all: bool) {
         let Some(q) = self.queues.get_mut(key) else { return };
-        let idle = q.settings.settings.interval(Dir::ConnectionIdleTimeout).unwrap_or_default().min(MAX_IDLE);
+        let idle = q.settings.policy.connection_idle_timeout.min(MAX_IDLE);
         let now = self.clock.elapsed();
         while q.idle.front().is_some_and(|c| all || now - c.since >= idle.as_secs_f64()) {
             if let Some(c) = q.idle.pop_front() {

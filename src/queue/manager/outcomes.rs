@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Job, Manager, QueueKey};
-use crate::config::Dir;
 use crate::queue::backoff::Effect;
 use crate::queue::supervisor::WorkerId;
 use crate::queue::worker::{QueueFailure, Remote};
@@ -230,7 +229,7 @@ impl Manager {
             }
             return;
         }
-        let total_cap = self.config.global.uint(Dir::TotalMaxSmtpOut).unwrap_or(1200) as usize;
+        let total_cap = self.config.policy.total_max_smtp_out;
         if self.total_connections + 1 >= total_cap {
             // Connection slots are scarce: the freed one goes to the queue that ranks first.
             for key in self.by_priority(true) {

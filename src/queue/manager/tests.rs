@@ -525,3 +525,49 @@ async fn a_warm_up_diversion_is_filed_only_once_the_saver_has_written_it() {
     assert!(String::from_utf8_lossy(&written).contains("\"used\":2"), "{written:?}");
     h.until("the second diversion filed", |q| cold(q) == 2).await;
 }
+
+fn loaded(text: &str) -> crate::config::Config {
+    let loaded = load_str("test.conf", text, std::path::Path::new("/"), FileCheck::Warn);
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.config
+}
+
+#[test]
+fn settings_resolve_once_per_domain_and_vmta_in_a_generation() {
+    let config = loaded("<domain example.com>\n    max-smtp-out 3\n</domain>\n");
+    let mut cache = super::SettingsCache::default();
+    let first = cache.get(&config, "example.com", crate::config::DEFAULT_VMTA).unwrap();
+    // A thousand recipients at one domain: one resolution, one shared value.
+    for _ in 0..1000 {
+        let again = cache.get(&config, "example.com", crate::config::DEFAULT_VMTA).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
+    assert_eq!(cache.resolved, 1);
+    assert_eq!(first.policy.max_smtp_out, 3);
+    // Another domain, or an unknown VMTA (remembered as such), is a resolution of its own.
+    assert_eq!(cache.get(&config, "other.test", crate::config::DEFAULT_VMTA).unwrap().policy.max_smtp_out, 20);
+    assert!(cache.get(&config, "example.com", "nope").is_none());
+    assert!(cache.get(&config, "example.com", "nope").is_none());
+    assert_eq!(cache.resolved, 3);
+
+    // The next generation resolves again, with its own values.
+    cache.clear();
+    let next = loaded("<domain example.com>\n    max-smtp-out 5\n</domain>\n");
+    assert_eq!(cache.get(&next, "example.com", crate::config::DEFAULT_VMTA).unwrap().policy.max_smtp_out, 5);
+    assert_eq!(cache.resolved, 4);
+}
+
+#[tokio::test]
+async fn mail_submitted_after_a_reload_is_filed_by_the_new_generation() {
+    let h = start("", hour_clock(), idle());
+    h.inject(&["a@example.com"]).await;
+    h.until("filed in its own queue", |q| q.iter().any(|s| s.queue == "example.com/{default}")).await;
+
+    let text = "<domain example.com>\n    queue-to moved.test\n</domain>\n";
+    let config = Arc::new(load_str("test.conf", text, h.dir.path(), FileCheck::Require).config);
+    let reporter = Reporter::new(&config, Accounting::open(&config).unwrap(), "mta.test".into());
+    h.queues.reload(config, reporter).await.unwrap();
+    h.inject(&["b@example.com"]).await;
+    // The first generation's settings for example.com are not reused.
+    h.until("filed by queue-to", |q| q.iter().any(|s| s.queue == "moved.test/{default}" && s.recipients == 1)).await;
+}
