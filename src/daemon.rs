@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::value::Value;
-use crate::config::{Config, Dir};
+use crate::config::{Config, Dir, policy};
 use crate::delivery::mx::MxResolver;
 use crate::hygiene::store::SuppressionStore;
 use crate::ingress::context::Context;
@@ -77,13 +77,15 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
             let path = config.path(Path::new(b.arg.as_deref()?));
             Some(SpoolDir {
                 path,
-                min_free_space: b.settings.size(Dir::MinFreeSpace).unwrap_or(0),
-                priority: b.settings.uint(Dir::SpoolPriority).unwrap_or(1) as u32,
+                // The default 0 reads as unlimited (`None`), which for a floor means none.
+                min_free_space: policy::size(&b.settings, Dir::MinFreeSpace).unwrap_or(0),
+                // The table bounds the priority to 1..=100.
+                priority: u32::try_from(policy::uint(&b.settings, Dir::SpoolPriority)).unwrap_or(u32::MAX),
                 deliver_only: b.settings.flag(Dir::DeliverOnly),
             })
         })
         .collect();
-    let legacy_floor = config.global.uint(Dir::SpoolMinFreeSpace).unwrap_or(0) << 20;
+    let legacy_floor = config.policy.spool_min_free_space;
     for e in config.global.all(Dir::SpoolDir) {
         if let Value::Path(p) = &e.value {
             dirs.push(SpoolDir {
@@ -308,7 +310,7 @@ impl Daemon {
         }
         let access = Arc::new(arc_swap::ArcSwap::from_pointee(Access::from_config(&config)));
         let contexts = Arc::new(ArcSwap::from_pointee(ctx));
-        let max_in = config.global.uint(Dir::TotalMaxSmtpIn).unwrap_or(100) as usize;
+        let max_in = config.policy.total_max_smtp_in;
         let slots = Arc::new(Semaphore::new(max_in.max(1)));
         let groups = Arc::new(crate::ingress::groups::SourceGroups::default());
         let mut tasks = Vec::new();

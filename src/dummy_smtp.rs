@@ -49,11 +49,13 @@ impl Options {
         };
         Some(Options {
             addr: SocketAddr::new(ip, port),
+            // host-name has no table default (unset means the OS name elsewhere); the sink answers as
+            // localhost then.
             host_name: g.text(Dir::HostName).unwrap_or("localhost").to_string(),
             pipelining: g.flag(Dir::DummySmtpHasPipelining),
             chunking: g.flag(Dir::DummySmtpHasChunking),
             verp: g.flag(Dir::DummySmtpHasVerp),
-            latency: g.interval(Dir::DummySmtpLatency).unwrap_or_default(),
+            latency: config.policy.dummy_smtp_latency,
             await_slot: g.flag(Dir::DummySmtpAwaitSlot),
             update_stats: g.flag(Dir::DummySmtpUpdateStats),
         })

@@ -72,7 +72,7 @@ impl LogSettings {
         };
         Some(LogSettings {
             path,
-            keep: config.global.uint(Dir::LogRotate).unwrap_or(8),
+            keep: config.policy.log_rotate,
             midnight: config.global.flag(Dir::LogAutoRotation),
             world_readable: config.global.flag(Dir::LogFileWorldReadable),
         })

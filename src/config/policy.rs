@@ -234,7 +234,12 @@ fn mismatch(dir: Dir, value: &Value) -> ! {
     panic!("{} holds {value:?}, not the type its table entry declares", dir.def().name)
 }
 
-fn uint(s: &Settings, dir: Dir) -> u64 {
+// The reads below are public for the typed structs other modules build from one block's
+// settings (a `<spool>`, a `<source-group>`, an `<acct-file>`, a source's injection policy): the
+// same rule for defaults and the same type check as the policies above.
+
+/// An integer directive with a table default.
+pub fn uint(s: &Settings, dir: Dir) -> u64 {
     match required(s, dir, "an integer", |t| matches!(t, ValueType::Uint | ValueType::UintRange(..))) {
         Value::Uint(n) => *n,
         other => mismatch(dir, other),
@@ -253,7 +258,8 @@ fn uint_or_unlimited(s: &Settings, dir: Dir) -> Option<u64> {
     }
 }
 
-fn interval(s: &Settings, dir: Dir) -> Duration {
+/// An interval directive with a table default.
+pub fn interval(s: &Settings, dir: Dir) -> Duration {
     match required(s, dir, "an interval", |t| t == ValueType::Interval) {
         Value::Interval(i) => Duration::from_secs(i.seconds()),
         other => mismatch(dir, other),
@@ -273,6 +279,23 @@ fn interval_list(s: &Settings, dir: Dir) -> Vec<Duration> {
     match required(s, dir, "an interval list", |t| t == ValueType::IntervalList) {
         Value::IntervalList(l) if !l.is_empty() => l.iter().map(|i| Duration::from_secs(i.seconds())).collect(),
         Value::IntervalList(_) => interval_list(&Settings::default(), dir),
+        other => mismatch(dir, other),
+    }
+}
+
+/// A one-word or free-text directive with a table default.
+pub fn text(s: &Settings, dir: Dir) -> &str {
+    let words = |t| matches!(t, ValueType::Word | ValueType::Text | ValueType::Enum(_));
+    match required(s, dir, "text", words) {
+        Value::Text(t) => t,
+        other => mismatch(dir, other),
+    }
+}
+
+/// A size directive with a table default, in bytes; `None` is unlimited.
+pub fn size(s: &Settings, dir: Dir) -> Option<u64> {
+    match required(s, dir, "a size", |t| t == ValueType::Size) {
+        Value::Size(size) => size.map(|b| b.0),
         other => mismatch(dir, other),
     }
 }
@@ -405,6 +428,28 @@ mod tests {
         let p = queue("<domain example.com>\n max-smtp-out \"\"\n connect-timeout \"\"\n</domain>\n");
         assert_eq!(p.max_smtp_out, 20);
         assert_eq!(p.connect_timeout, secs(Dir::ConnectTimeout));
+    }
+
+    /// Every directive other modules read through the public readers, so each of those reads
+    /// runs here and its default is the one the code used to repeat.
+    #[test]
+    fn the_block_reads_give_the_table_defaults() {
+        let s = Settings::default();
+        // A size of 0 is written like unlimited, and means no floor here.
+        assert_eq!(size(&s, Dir::MinFreeSpace), None);
+        assert_eq!(uint(&s, Dir::SpoolPriority), 1);
+        assert_eq!(uint(&s, Dir::ReservedSmtpIn), 0);
+        assert_eq!(uint(&s, Dir::MaxMessageHops), 100);
+        assert_eq!(interval(&s, Dir::SmtpCommandTimeout), Duration::from_secs(600));
+        assert_eq!(interval(&s, Dir::SmtpDataTimeout), Duration::from_secs(600));
+        assert_eq!(interval(&s, Dir::WriteTimeout), Duration::from_secs(60));
+        assert_eq!(interval(&s, Dir::RetryInterval), Duration::from_secs(300));
+        assert_eq!(interval(&s, Dir::SmtpDataTerminationTimeout), Duration::from_secs(600));
+        assert_eq!(text(&s, Dir::DeliveryType), "smtp");
+        assert_eq!(text(&s, Dir::FileFormat), "newfile-plain");
+        assert_eq!(text(&s, Dir::DkimIdentity), "sender-or-from");
+        let g = config("").policy;
+        assert_eq!((g.host_id, g.log_rotate, g.spool_min_free_space), (0, 8, 0));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use mail_auth::common::headers::{HeaderStream, Writable};
 use mail_auth::dkim::{Canonicalization, Signature};
 
 use super::keys::{DomainKey, KeyKind, KeyStore, PrivateKey};
-use crate::config::Dir;
 use crate::config::settings::Settings;
+use crate::config::{Dir, policy};
 use crate::message::headers::Header;
 
 /// Headers signed when present (PowerMTA's documented default set, plus RFC 8058's
@@ -107,7 +107,7 @@ impl SignOptions {
         let mut signatures = Vec::new();
         if wants(s.text(Dir::DkimSign), message, x_dkim_options) {
             signatures.push(SignatureSpec {
-                identity: s.text(Dir::DkimIdentity).unwrap_or("sender-or-from").to_string(),
+                identity: policy::text(s, Dir::DkimIdentity).to_string(),
                 fallback: s.text(Dir::DkimIdentityFallback).map(str::to_string),
                 kind: kind(s.text(Dir::DkimAlgorithm)),
                 selector: None,

@@ -135,7 +135,7 @@ impl Session {
         prepend.push_str(&String::from_utf8_lossy(self.ctx.included_headers.for_vmta(vmta.as_deref())));
         let mut append = String::new();
         if self.policy.add_message_id_header && header.get("message-id").is_none() {
-            let host_id = self.ctx.config.global.uint(Dir::HostId).unwrap_or(0);
+            let host_id = self.ctx.config.policy.host_id;
             let id = super::added::message_id(now, unique(), host_id, self.ctx.host_name());
             append.push_str(&format!("Message-ID: {id}\r\n"));
         }

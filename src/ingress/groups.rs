@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Config, Dir};
+use crate::config::{Config, Dir, policy};
 
 /// Connections held per group.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ fn limits(config: &Config) -> HashMap<&str, (Option<u64>, u64)> {
         .blocks_of("source-group")
         .filter_map(|b| {
             let name = b.arg.as_deref()?;
-            Some((name, (b.settings.uint(Dir::MaxSmtpIn), b.settings.uint(Dir::ReservedSmtpIn).unwrap_or(0))))
+            Some((name, (b.settings.uint(Dir::MaxSmtpIn), policy::uint(&b.settings, Dir::ReservedSmtpIn))))
         })
         .collect()
 }

@@ -114,7 +114,7 @@ pub fn listener_tls(config: &Config, spec: &ListenerSpec) -> Option<ServerTls> {
     let certificate = spec.certificate.clone().or_else(|| global.as_ref().map(|g| g.certificate.clone()))?;
     Some(ServerTls {
         certificate,
-        allow_tls12: spec.allow_tls12.unwrap_or_else(|| config.global.flag(Dir::SmtpServerTlsAllowTlsv12)),
+        allow_tls12: spec.allow_tls12.unwrap_or(config.policy.server_allow_tls12),
         client_ca: spec.client_ca.clone().or_else(|| global.and_then(|g| g.client_ca)),
     })
 }
@@ -167,7 +167,7 @@ pub async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let ctx = contexts.load_full();
-        let await_slot = bound.spec.await_slot.unwrap_or_else(|| ctx.config.global.flag(Dir::SmtpAwaitSlot));
+        let await_slot = bound.spec.await_slot.unwrap_or(ctx.config.policy.smtp_await_slot);
         let group = groups::group_of(&ctx.config, peer.ip(), bound.spec.source.as_deref());
         let admitted = loop {
             break match groups.admit(&ctx.config, group.as_deref(), &slots) {

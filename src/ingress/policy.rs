@@ -13,7 +13,7 @@ use crate::config::pattern::DomainPattern;
 use crate::config::settings::Settings;
 use crate::config::value::Value;
 use crate::config::values::Rate;
-use crate::config::{Config, Dir};
+use crate::config::{Config, Dir, policy as typed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddDateHeader {
@@ -170,7 +170,7 @@ impl SourcePolicy {
             jobid_prefix: opt_text(&s, Dir::JobidPrefix),
             process_x_envid: s.flag(Dir::ProcessXEnvid),
             max_message_size: s.size(Dir::MaxMessageSize),
-            max_message_hops: s.uint(Dir::MaxMessageHops).unwrap_or(100),
+            max_message_hops: typed::uint(&s, Dir::MaxMessageHops),
             max_loop_count: s.uint(Dir::MaxLoopCount),
             max_rcpt_per_message: s.uint(Dir::MaxRcptPerMessage).filter(|n| *n > 0),
             too_many_rcpts_fails_message: s.flag(Dir::TooManyRcptsFailsMessage),
@@ -195,8 +195,8 @@ impl SourcePolicy {
             log_commands: s.flag(Dir::LogCommands),
             log_data: s.flag(Dir::LogData),
             log_tls: s.flag(Dir::LogTls),
-            command_timeout: s.interval(Dir::SmtpCommandTimeout).unwrap_or(Duration::from_secs(600)),
-            data_timeout: s.interval(Dir::SmtpDataTimeout).unwrap_or(Duration::from_secs(600)),
+            command_timeout: typed::interval(&s, Dir::SmtpCommandTimeout),
+            data_timeout: typed::interval(&s, Dir::SmtpDataTimeout),
             allow_chunking: s.flag(Dir::AllowChunking),
             allow_smtputf8: s.flag(Dir::AllowSmtputf8),
             disconnect_on_transient_error: s.flag(Dir::DisconnectOnTransientError),

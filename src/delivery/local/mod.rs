@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Dir;
 use crate::config::settings::Settings;
 use crate::config::template::{self, CommandError, Macros, Template, TemplateError};
+use crate::config::{Dir, policy};
 use crate::delivery::OutgoingMessage;
 use crate::smtp::Reply;
 use file::FileFormat;
@@ -67,7 +67,7 @@ impl LocalDelivery {
     /// taken from `config_dir`.
     pub fn from_settings(s: &Settings, config_dir: &Path) -> Option<Result<LocalDelivery, LocalError>> {
         let preserve_case = s.flag(Dir::MacroVariablesPreserveCase);
-        let method = match s.text(Dir::DeliveryType).unwrap_or("smtp") {
+        let method = match policy::text(s, Dir::DeliveryType) {
             "smtp" => return None,
             "discard" => Ok(Method::Discard { as_bounce: s.flag(Dir::DiscardAsBounce) }),
             "file" => file_method(s, config_dir),
@@ -149,7 +149,8 @@ impl LocalDelivery {
 fn file_method(s: &Settings, config_dir: &Path) -> Result<Method, LocalError> {
     let destination = s.text(Dir::FileDestination).ok_or(LocalError::NoDestination)?;
     let destination = Template::parse(destination).map_err(LocalError::Destination)?;
-    let format = s.text(Dir::FileFormat).and_then(FileFormat::parse).unwrap_or(FileFormat::NewfilePlain);
+    // The table's word list is the one `FileFormat::parse` knows.
+    let format = FileFormat::parse(policy::text(s, Dir::FileFormat)).unwrap_or(FileFormat::NewfilePlain);
     Ok(Method::File { format, destination, base: config_dir.to_path_buf() })
 }
 
@@ -157,7 +158,7 @@ fn pipe_method(s: &Settings) -> Result<Method, LocalError> {
     let command = CommandLine::parse(s.text(Dir::Command).ok_or(LocalError::NoCommand)?)?;
     // The command plays the receiver's part after the data is sent: it has as long as an SMTP
     // server has to accept the end of data.
-    let timeout = s.interval(Dir::SmtpDataTerminationTimeout).unwrap_or(Duration::from_secs(600));
+    let timeout = policy::interval(s, Dir::SmtpDataTerminationTimeout);
     Ok(Method::Pipe { command, timeout })
 }
 

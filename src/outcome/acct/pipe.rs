@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 
-use crate::config::Dir;
 use crate::config::settings::Settings;
+use crate::config::{Dir, policy};
 
 /// The pipe options of an `<acct-file |COMMAND>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +31,8 @@ pub(super) struct PipeOptions {
 impl PipeOptions {
     pub fn from_settings(settings: &Settings) -> PipeOptions {
         PipeOptions {
-            write_timeout: settings.interval(Dir::WriteTimeout).unwrap_or(Duration::from_secs(60)),
-            retry_interval: settings.interval(Dir::RetryInterval).unwrap_or(Duration::from_secs(300)),
+            write_timeout: policy::interval(settings, Dir::WriteTimeout),
+            retry_interval: policy::interval(settings, Dir::RetryInterval),
         }
     }
 }
