@@ -161,7 +161,7 @@ fn build_context(
     suppression: &Arc<SuppressionStore>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(Context, Reporter), String> {
-    let accounting = Accounting::open(&config)?;
+    let accounting = Accounting::open(&config).map_err(|e| e.to_string())?;
     let max_recipients = match config.global.effective(Dir::SpoolMaxRecipients) {
         Some(Value::Uint(n)) => Some(*n),
         _ => None,
