@@ -100,7 +100,7 @@ async fn reload(
     let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>() != listeners;
     // Opened first, switched to last: a log file the daemon cannot write refuses the reload.
     let log = crate::logfile::prepare(&new).map_err(|e| refused(vec![format!("ember: {e}")]))?;
-    daemon.reload(new).await.map_err(|e| refused(vec![e]))?;
+    daemon.reload(new).await.map_err(|e| refused(vec![e.to_string()]))?;
     log.install();
     println!("configuration reloaded");
     let mut notes = String::new();
