@@ -42,6 +42,17 @@ pub enum CliError {
     #[error("the daemon refused: {status} {message}")]
     Refused { status: u16, message: String },
 
+    /// `ember inject`'s recipient list.
+    #[error("{}: {source}", path.display())]
+    ReadList {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A line (counted from 1) of a recipient list, trimmed.
+    #[error("{}:{line}: {text:?} is not an email address", path.display())]
+    ListLine { path: PathBuf, line: usize, text: String },
+
     #[error("configuration has errors")]
     ConfigErrors,
     #[error("cannot read the spool: {0}")]

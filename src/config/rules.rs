@@ -409,14 +409,19 @@ impl BackoffRule {
     }
 }
 
+/// A backoff rule's first field with an opening quote and no closing one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unterminated quoted text in {0:?}")]
+struct Unterminated(String);
+
 /// Words of the first field as slices of it; a word in double quotes (text with spaces) keeps
 /// its quotes, `unquote` removes them.
-fn head_words(head: &str) -> Result<Vec<&str>, String> {
+fn head_words(head: &str) -> Result<Vec<&str>, Unterminated> {
     let mut words = Vec::new();
     let mut rest = head.trim();
     while !rest.is_empty() {
         let end = if let Some(q) = rest.strip_prefix('"') {
-            q.find('"').ok_or_else(|| format!("unterminated quoted text in {head:?}"))? + 2
+            q.find('"').ok_or_else(|| Unterminated(head.to_string()))? + 2
         } else {
             rest.find(char::is_whitespace).unwrap_or(rest.len())
         };

@@ -615,14 +615,25 @@ fn parse_domain_key(text: &str) -> Result<Value, ScalarError> {
     Ok(Value::DomainKey { selector: selector.to_string(), domain, file: PathBuf::from(file) })
 }
 
-fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
+/// An `smtp-hosts` value that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum SmtpHostsError {
+    #[error(transparent)]
+    Syntax(ScalarError),
+    /// One host of the list, as written.
+    #[error("invalid host {0:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain")]
+    Host(String),
+}
+
+fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, SmtpHostsError> {
     let mut tiers = Vec::new();
     for tier in text.split(';') {
         let hosts = split_list(tier);
         if hosts.is_empty() {
-            return Err(format!(
-                "expected a host list like [10.0.0.1]:25,mx.example.com;backup.example.com, found {text:?}"
-            ));
+            return Err(SmtpHostsError::Syntax(ScalarError::expected(
+                "a host list like [10.0.0.1]:25,mx.example.com;backup.example.com",
+                text,
+            )));
         }
         for h in &hosts {
             let valid = if let Some(domain) = h.strip_prefix("lookup-mx:") {
@@ -637,9 +648,7 @@ fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
                 parse_hostname(host).is_ok() && (port.is_empty() || port.parse::<u16>().is_ok())
             };
             if !valid {
-                return Err(format!(
-                    "invalid host {h:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain"
-                ));
+                return Err(SmtpHostsError::Host(h.clone()));
             }
         }
         tiers.push(hosts);
