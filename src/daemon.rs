@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use crate::config::value::Value;
 use crate::config::{Config, Dir, policy};
 use crate::delivery::mx::MxResolver;
+use crate::delivery::mx::ResolverError;
+use crate::dkim::KeyError;
 use crate::hygiene::store::SuppressionStore;
 use crate::ingress::context::Context;
 use crate::ingress::{MessageSink, StoreError, StoreFuture, listener};
@@ -21,6 +23,7 @@ use crate::message::Envelope;
 use crate::mgmt::access::Access;
 use crate::mgmt::api::{ApiState, Control};
 use crate::outcome::acct::Accounting;
+use crate::outcome::acct::AcctError;
 use crate::queue::QueueHandle;
 use crate::queue::manager::Manager;
 use crate::queue::report::Reporter;
@@ -162,7 +165,7 @@ fn build_context(
     telemetry: &Arc<Telemetry>,
     suppression: &Arc<SuppressionStore>,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> Result<(Context, Reporter), String> {
+) -> Result<(Context, Reporter), StartError> {
     let accounting = Accounting::open(&config)?;
     let max_recipients = match config.global.effective(Dir::SpoolMaxRecipients) {
         Some(Value::Uint(n)) => Some(*n),
@@ -176,7 +179,7 @@ fn build_context(
     });
     let state_dir = state_dir(&config);
     let ctx = Context::new(Arc::clone(&config), sink, accounting.clone(), tls, Arc::clone(suppression), &state_dir)
-        .map_err(|errors| errors.join("\n"))?;
+        .map_err(StartError::Context)?;
     let reporter =
         Reporter::new(&config, accounting, ctx.host_name().to_string()).with_telemetry(Arc::clone(telemetry));
     Ok((ctx, reporter))
@@ -184,9 +187,66 @@ fn build_context(
 
 /// The DKIM keys a configuration names; any key that cannot be used refuses the whole
 /// configuration (at start and on reload), so no message goes out unsigned by accident.
-fn load_keys(config: &Config) -> Result<crate::dkim::KeyStore, String> {
-    crate::dkim::KeyStore::load(config)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+fn load_keys(config: &Config) -> Result<crate::dkim::KeyStore, StartError> {
+    crate::dkim::KeyStore::load(config).map_err(StartError::Keys)
+}
+
+/// Why the daemon did not start, or a reload was refused. The text is printed after `ember: `
+/// (one line per problem where there are several).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Every `domain-key` that cannot be used, one line each.
+    #[error("{}", join_lines(.0))]
+    Keys(Vec<KeyError>),
+    /// What the session context refused (host names, TLS, pickup and other per-generation
+    /// settings), one line each.
+    #[error("{}", .0.join("\n"))]
+    Context(Vec<String>),
+    /// A listener or its TLS setup, as the listener code describes it.
+    #[error("{0}")]
+    Listeners(String),
+    /// `what` names the directive that asked for the port.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listener {addr}: {source}")]
+    ListenerAddr {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("pickup: cannot create {}: {source}", dir.display())]
+    Pickup {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("name-server {0:?} is not an IP address or IP:PORT")]
+    NameServer(String),
+    #[error("spool recovery panicked: {0}")]
+    Recovery(#[source] tokio::task::JoinError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[source] crate::spool::SpoolError),
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::DropError),
+    #[error(transparent)]
+    Accounting(#[from] AcctError),
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    #[error(transparent)]
+    Suppression(#[from] crate::hygiene::store::StoreError),
+    #[error(transparent)]
+    Queues(#[from] crate::queue::manager::Stopped),
+}
+
+fn join_lines(errors: &[KeyError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Where small state that must outlive the process lives: the first spool directory.
@@ -205,10 +265,10 @@ pub fn suppression_path(config: &Config) -> PathBuf {
 }
 
 /// Opens the global suppression list, reporting what it loaded.
-fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, String> {
+fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, StartError> {
     let path = suppression_path(config);
     let started = std::time::Instant::now();
-    let (store, report) = SuppressionStore::open(&path).map_err(|e| e.to_string())?;
+    let (store, report) = SuppressionStore::open(&path)?;
     for bad in &report.bad_lines {
         tracing::warn!("global suppression list: skipped {bad}");
     }
@@ -222,7 +282,7 @@ fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, String> {
 }
 
 /// `name-server IP[:PORT]` directives (port 53 when absent).
-fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, String> {
+fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, StartError> {
     config
         .global
         .all(Dir::NameServer)
@@ -234,39 +294,39 @@ fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, String> {
         .map(|t| {
             t.parse::<std::net::SocketAddr>()
                 .or_else(|_| t.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-                .map_err(|_| format!("name-server {t:?} is not an IP address or IP:PORT"))
+                .map_err(|_| StartError::NameServer(t))
         })
         .collect()
 }
 
 impl Daemon {
     /// Opens the spool (recovering what it holds), then binds and starts every listener.
-    pub async fn start(config: Config) -> Result<Daemon, String> {
+    pub async fn start(config: Config) -> Result<Daemon, StartError> {
         let config = Arc::new(config);
         let dkim = crate::dkim::Keys::new(load_keys(&config)?);
         // Everything that may need root comes first: keys and certificates (often readable by
         // root only) and the sockets (ports below 1024). Nothing is accepted before the spool
         // is open: the accept loops start last.
-        let global_tls = listener::global_tls(&config)?;
-        let bound = listener::bind(&config, &global_tls).await?;
-        let mgmt_tls = crate::mgmt::tls::server_config(&config)?;
+        let global_tls = listener::global_tls(&config).map_err(StartError::Listeners)?;
+        let bound = listener::bind(&config, &global_tls).await.map_err(StartError::Listeners)?;
+        let mgmt_tls = crate::mgmt::tls::server_config(&config).map_err(StartError::Listeners)?;
         let mgmt_listener = match mgmt_addr(&config) {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {addr} (http-mgmt-port): {e}"))?,
-            ),
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
+                addr,
+                what: "http-mgmt-port",
+                source,
+            })?),
             None => None,
         };
         let options = spool_options(&config);
         let spool_dir = options.dirs.first().map(|d| d.path.clone()).unwrap_or_default();
-        if let Some((uid, gid)) = crate::privileges::drop_if_asked(&config, &spool_dir).map_err(|e| e.to_string())? {
+        if let Some((uid, gid)) = crate::privileges::drop_if_asked(&config, &spool_dir)? {
             println!("running as uid {uid} gid {gid} (run-as-root no; the owner of {})", spool_dir.display());
         }
         let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(options))
             .await
-            .map_err(|e| format!("spool recovery panicked: {e}"))?
-            .map_err(|e| format!("cannot open the spool: {e}"))?;
+            .map_err(StartError::Recovery)?
+            .map_err(StartError::Spool)?;
         println!(
             "spool recovered {} messages ({} recipients) in {:.2}s{}",
             recovery.messages,
@@ -304,7 +364,7 @@ impl Daemon {
             recovered
         })
         .await
-        .map_err(|e| format!("spool recovery panicked: {e}"))?;
+        .map_err(StartError::Recovery)?;
         if recovered > 0 {
             println!("queued {recovered} recovered messages for delivery");
         }
@@ -319,7 +379,7 @@ impl Daemon {
         let (control_tx, control) = mpsc::unbounded_channel();
         let mut mgmt = None;
         if let Some(l) = mgmt_listener {
-            println!("management http {}", l.local_addr().map_err(|e| e.to_string())?);
+            println!("management http {}", l.local_addr().map_err(StartError::LocalAddr)?);
             let state = Arc::new(ApiState {
                 access: Arc::clone(&access),
                 queues: queues.clone(),
@@ -335,7 +395,8 @@ impl Daemon {
             mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }
         for b in bound {
-            let addr = b.listener.local_addr().map_err(|e| format!("listener {}: {e}", b.spec.addr))?;
+            let addr =
+                b.listener.local_addr().map_err(|source| StartError::ListenerAddr { addr: b.spec.addr, source })?;
             println!(
                 "smtp listener {addr}{}",
                 b.spec.source.as_ref().map(|s| format!(" (source={s})")).unwrap_or_default()
@@ -348,15 +409,17 @@ impl Daemon {
             )));
         }
         if let Some(options) = crate::dummy_smtp::Options::from_config(&config) {
-            let l = tokio::net::TcpListener::bind(options.addr)
-                .await
-                .map_err(|e| format!("cannot listen on {} (dummy-smtp-port): {e}", options.addr))?;
-            println!("dummy smtp {}", l.local_addr().map_err(|e| e.to_string())?);
+            let l = tokio::net::TcpListener::bind(options.addr).await.map_err(|source| StartError::Listen {
+                addr: options.addr,
+                what: "dummy-smtp-port",
+                source,
+            })?;
+            println!("dummy smtp {}", l.local_addr().map_err(StartError::LocalAddr)?);
             tasks.push(tokio::spawn(crate::dummy_smtp::serve(l, options, Arc::clone(&slots), Arc::clone(&telemetry))));
         }
         if let Some((dir, bad)) = pickup_dirs(&config) {
             for d in [&dir, &bad] {
-                std::fs::create_dir_all(d).map_err(|e| format!("pickup: cannot create {}: {e}", d.display()))?;
+                std::fs::create_dir_all(d).map_err(|source| StartError::Pickup { dir: d.clone(), source })?;
             }
             println!("pickup directory {}", dir.display());
             tasks.push(tokio::spawn(crate::ingress::pickup::run(Arc::clone(&contexts), dir, bad)));
@@ -378,7 +441,7 @@ impl Daemon {
     }
 
     /// Applies a new configuration to new sessions. Listener and spool changes need a restart.
-    pub async fn reload(&self, config: Config) -> Result<(), String> {
+    pub async fn reload(&self, config: Config) -> Result<(), StartError> {
         let config = Arc::new(config);
         let keys = load_keys(&config)?;
         let (ctx, reporter) = build_context(
@@ -387,12 +450,12 @@ impl Daemon {
             &self.queues,
             &self.telemetry,
             &self.suppression,
-            listener::global_tls(&config)?,
+            listener::global_tls(&config).map_err(StartError::Listeners)?,
         )?;
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
-        self.queues.reload(config, reporter).await.map_err(|e| e.to_string())
+        Ok(self.queues.reload(config, reporter).await?)
     }
 
     /// Live queue state.

@@ -83,22 +83,54 @@ impl LogSettings {
     }
 }
 
+/// Why the log file could not be opened or rotated. Every text starts `log-file PATH: `.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    #[error("log-file {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("log-file {}: cannot create its directory: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("log-file {}: cannot set its mode: {source}", path.display())]
+    Mode {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A step of rotation; `action` is stat, remove or rename.
+    #[error("log-file {}: {action}: {source}", path.display())]
+    Rotate {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// A log target opened for a configuration and not yet in use: see [`prepare`].
 pub struct Prepared(Option<OpenLog>);
 
 /// Opens what a configuration names (creating the file and its directory), without switching
 /// to it: the caller installs it once the rest of the configuration is accepted.
-pub fn prepare(config: &Config) -> Result<Prepared, String> {
+pub fn prepare(config: &Config) -> Result<Prepared, LogFileError> {
     prepare_with_clock(config, system_clock())
 }
 
-pub fn prepare_with_clock(config: &Config, clock: Clock) -> Result<Prepared, String> {
+pub fn prepare_with_clock(config: &Config, clock: Clock) -> Result<Prepared, LogFileError> {
     let Some(settings) = LogSettings::from_config(config) else { return Ok(Prepared(None)) };
     let mut current = target();
     // The file already open stays open (a reload that does not change it must not reopen it:
     // its day would start over); new settings for the same file apply to it.
     if let Some(open) = current.as_mut().filter(|o| o.settings.path == settings.path) {
-        let file = open.file.try_clone().map_err(|e| format!("log-file {}: {e}", settings.path.display()))?;
+        let file =
+            open.file.try_clone().map_err(|source| LogFileError::Open { path: settings.path.clone(), source })?;
         return Ok(Prepared(Some(OpenLog { settings, file, day: open.day, clock })));
     }
     drop(current);
@@ -121,7 +153,7 @@ impl Prepared {
 
 /// Rotates the log now; the name the old lines went to, or `None` when there is no log file
 /// (lines go to stderr) or it was empty.
-pub fn rotate() -> Result<Option<PathBuf>, String> {
+pub fn rotate() -> Result<Option<PathBuf>, LogFileError> {
     let mut current = target();
     match current.as_mut() {
         Some(open) => open.rotate(),
@@ -280,9 +312,10 @@ impl OpenLog {
 
     /// PATH → PATH.1 → … → PATH.keep, then a new PATH. An empty file is left as it is. When
     /// PATH is no longer the open file (logrotate moved it away), only a new PATH is opened.
-    fn rotate(&mut self) -> Result<Option<PathBuf>, String> {
+    fn rotate(&mut self) -> Result<Option<PathBuf>, LogFileError> {
         let path = &self.settings.path;
-        let failed = |what: &str, e: io::Error| format!("log-file {}: {what}: {e}", path.display());
+        let failed =
+            |action: &'static str, source: io::Error| LogFileError::Rotate { path: path.clone(), action, source };
         let open_inode = self.file.metadata().map_err(|e| failed("stat", e))?.ino();
         if fs::metadata(path).map(|m| m.ino()).ok() != Some(open_inode) {
             self.file = open(&self.settings)?;
@@ -315,21 +348,20 @@ impl OpenLog {
     }
 }
 
-fn open(settings: &LogSettings) -> Result<File, String> {
+fn open(settings: &LogSettings) -> Result<File, LogFileError> {
     let path = &settings.path;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)
-            .map_err(|e| format!("log-file {}: cannot create its directory: {e}", path.display()))?;
+        fs::create_dir_all(dir).map_err(|source| LogFileError::Directory { path: path.clone(), source })?;
     }
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(settings.mode())
         .open(path)
-        .map_err(|e| format!("log-file {}: {e}", path.display()))?;
+        .map_err(|source| LogFileError::Open { path: path.clone(), source })?;
     // An existing file gets the mode the configuration asks for, too.
     file.set_permissions(fs::Permissions::from_mode(settings.mode()))
-        .map_err(|e| format!("log-file {}: cannot set its mode: {e}", path.display()))?;
+        .map_err(|source| LogFileError::Mode { path: path.clone(), source })?;
     Ok(file)
 }
 

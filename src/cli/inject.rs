@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::error::CliError;
 use super::inspect::fail;
 use super::remote::Remote;
 
@@ -21,8 +22,9 @@ pub struct Inject<'a> {
 
 /// Addresses from a list file: one per line; blank lines and `#` comments skipped. Errors name
 /// the line.
-fn read_list(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_list(path: &Path) -> Result<Vec<String>, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CliError::ReadList { path: path.to_path_buf(), source })?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -31,7 +33,7 @@ fn read_list(path: &Path) -> Result<Vec<String>, String> {
         }
         let address = line.trim_start_matches('<').trim_end_matches('>');
         if !address.contains('@') || address.contains(char::is_whitespace) {
-            return Err(format!("{}:{}: {line:?} is not an email address", path.display(), n + 1));
+            return Err(CliError::ListLine { path: path.to_path_buf(), line: n + 1, text: line.to_string() });
         }
         out.push(address.to_string());
     }

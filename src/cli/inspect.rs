@@ -9,18 +9,19 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::error::CliError;
 use crate::config::{Config, FileCheck};
 use crate::message::{Envelope, MessageId, RecipientState};
 use crate::spool::{Spool, SpoolOptions};
 
-fn open(config_path: Option<&Path>) -> Result<(Config, Spool), String> {
+fn open(config_path: Option<&Path>) -> Result<(Config, Spool), CliError> {
     let loaded = super::show::load(config_path, FileCheck::Warn);
     if loaded.diagnostics.has_errors() {
         super::print_diagnostics(&loaded.diagnostics);
-        return Err("configuration has errors".into());
+        return Err(CliError::ConfigErrors);
     }
     let options = SpoolOptions { read_only: true, ..crate::daemon::spool_options(&loaded.config) };
-    let (spool, _) = Spool::open(options).map_err(|e| format!("cannot read the spool: {e}"))?;
+    let (spool, _) = Spool::open(options).map_err(CliError::Spool)?;
     Ok((loaded.config, spool))
 }
 
@@ -41,18 +42,18 @@ fn state_name(s: &RecipientState) -> &'static str {
     }
 }
 
-pub(super) fn fail(e: String) -> ExitCode {
+pub(super) fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("ember: {e}");
     ExitCode::from(1)
 }
 
 /// The daemon's management API: `--mgmt`, else the config's `http-mgmt-port` on this host.
-pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, String> {
+pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, CliError> {
     let mut addr = match mgmt {
         Some(a) => a,
         None => {
             let loaded = super::show::load(config_path, FileCheck::Warn);
-            crate::daemon::mgmt_addr(&loaded.config).ok_or("the management API is disabled (http-mgmt-port 0)")?
+            crate::daemon::mgmt_addr(&loaded.config).ok_or(CliError::MgmtDisabled)?
         }
     };
     if addr.ip().is_unspecified() {
@@ -62,7 +63,7 @@ pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>)
 }
 
 /// Asks the running daemon for `path`.
-fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, String> {
+fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, CliError> {
     super::live::get(mgmt_address(config_path, mgmt)?, path, None)
 }
 

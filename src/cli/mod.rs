@@ -4,6 +4,7 @@
 //! `show settings` exactly as spelled.
 
 mod check;
+mod error;
 mod inject;
 mod inspect;
 mod live;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use super::error::CliError;
 use super::inspect::fail;
 use super::remote::{Remote, query};
 
-fn done(remote: &Remote, answer: Result<Value, String>, text: impl Fn(&Value) -> String) -> ExitCode {
+fn done(remote: &Remote, answer: Result<Value, CliError>, text: impl Fn(&Value) -> String) -> ExitCode {
     match answer {
         Ok(v) if remote.json => {
             println!("{}", serde_json::to_string_pretty(&v).expect("plain JSON"));
@@ -103,7 +104,7 @@ pub fn list(remote: &Remote, sel: &Selection, maxitems: Option<usize>) -> ExitCo
 /// `delete`: `--queue` or `--job-id` is mandatory, as in PowerMTA.
 pub fn delete(remote: &Remote, sel: &Selection, older_than: Option<&str>, no_accounting: bool, dsn: bool) -> ExitCode {
     if sel.queue.is_none() && sel.job_id.is_none() {
-        return fail("delete needs --queue or --job-id".into());
+        return fail("delete needs --queue or --job-id");
     }
     let older_than = match older_than.map(crate::config::values::Interval::parse) {
         None => None,

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::error::CliError;
+
 /// The options every command that talks to the daemon takes.
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
@@ -22,10 +24,10 @@ pub struct Remote {
 }
 
 /// `http://127.0.0.1:8080/`, `127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`.
-pub fn parse_mgmt(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_mgmt(text: &str) -> Result<SocketAddr, CliError> {
     let rest = text.strip_prefix("http://").unwrap_or(text);
     if text.starts_with("https://") {
-        return Err("the management API speaks plain HTTP on loopback; use http://".into());
+        return Err(CliError::Https);
     }
     let hostport = rest.split('/').next().unwrap_or(rest);
     let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
@@ -35,23 +37,23 @@ pub fn parse_mgmt(text: &str) -> Result<SocketAddr, String> {
     };
     hostport
         .to_socket_addrs()
-        .map_err(|e| format!("{text:?} is not a management address (http://HOST:PORT): {e}"))?
+        .map_err(|source| CliError::MgmtAddress { text: text.to_string(), source })?
         .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
+        .ok_or_else(|| CliError::NoAddress(text.to_string()))
 }
 
 impl Remote {
-    pub fn addr(&self) -> Result<SocketAddr, String> {
+    pub fn addr(&self) -> Result<SocketAddr, CliError> {
         super::inspect::mgmt_address(self.config.as_deref(), self.mgmt)
     }
 
     /// The `data` of `GET path`.
-    pub fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+    pub fn get(&self, path: &str) -> Result<serde_json::Value, CliError> {
         super::live::get(self.addr()?, path, None)
     }
 
     /// The `data` of `POST path` with a JSON body.
-    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, CliError> {
         super::live::post(self.addr()?, path, body, None)
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::value::Value;
 use crate::config::{Config, Dir, FileCheck, Loaded};
 use crate::daemon::Daemon;
-use crate::mgmt::api::Control;
+use crate::mgmt::api::{Control, ReloadRefused};
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
     let Some(config) = load_for_run(config_path, "starting") else { return ExitCode::from(1) };
@@ -84,19 +84,23 @@ fn load_checked(config_path: Option<&Path>, action: &str) -> Result<Config, Vec<
 
 /// SIGHUP, `ember reload` and `POST /api/v1/reload`: the new generation, or every error with
 /// the running configuration unchanged.
-async fn reload(daemon: &Daemon, config_path: Option<&Path>, listeners: &[SocketAddr]) -> Result<String, String> {
+async fn reload(
+    daemon: &Daemon,
+    config_path: Option<&Path>,
+    listeners: &[SocketAddr],
+) -> Result<String, ReloadRefused> {
     let refused = |errors: Vec<String>| {
         for line in &errors {
             eprintln!("{line}");
         }
         eprintln!("ember: reload refused; the running configuration is unchanged");
-        errors.join("\n")
+        ReloadRefused { lines: errors }
     };
     let new = load_checked(config_path, "reloading").map_err(refused)?;
     let changed = crate::ingress::listener::specs(&new).iter().map(|l| l.addr).collect::<Vec<_>>() != listeners;
     // Opened first, switched to last: a log file the daemon cannot write refuses the reload.
     let log = crate::logfile::prepare(&new).map_err(|e| refused(vec![format!("ember: {e}")]))?;
-    daemon.reload(new).await.map_err(|e| refused(vec![e]))?;
+    daemon.reload(new).await.map_err(|e| refused(vec![e.to_string()]))?;
     log.install();
     println!("configuration reloaded");
     let mut notes = String::new();

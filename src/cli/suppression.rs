@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::error::CliError;
 use crate::config::FileCheck;
 use crate::hygiene::import::{BadLine, parse_lines};
 use crate::hygiene::store::{Entry, StoreError, SuppressionStore};
@@ -28,7 +29,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn target(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<Target, String> {
+fn target(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<Target, CliError> {
     let loaded = super::show::load(config_path, FileCheck::Warn);
     let addr = match mgmt {
         Some(a) => Some(a),
@@ -52,42 +53,43 @@ fn target(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<Target
             }
             Ok(Target::Offline(Box::new(store)))
         }
-        Err(StoreError::Locked(p)) => Err(format!(
-            "{} is held by a running daemon, but its management API{} does not answer",
-            p.display(),
-            addr.map(|a| format!(" at {a}")).unwrap_or_default()
-        )),
-        Err(e) => Err(e.to_string()),
+        Err(StoreError::Locked(path)) => Err(CliError::Locked { path, addr }),
+        Err(e) => Err(CliError::Store(e)),
     }
 }
 
 /// One HTTP/1.1 exchange with the daemon (`Connection: close`); the status and body. Text
 /// bodies (import, export) are why this is not `live::request`, which speaks JSON only.
-fn http(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), CliError> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach the daemon at {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(|e| e.to_string())?;
+        .map_err(|source| CliError::Unreachable { addr, source })?;
+    stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(CliError::Send)?;
     // `--api-key`, or `EMBER_API_KEY` through it: the flag wins, as for every other command.
     let key = super::live::API_KEY.get().map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(|e| e.to_string())?;
+    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(CliError::Send)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("reading the daemon's answer: {e}"))?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the daemon's answer has no body")?;
+    stream.read_to_end(&mut raw).map_err(CliError::Read)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or(CliError::NoBody)?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("malformed HTTP status line")?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(CliError::StatusLine)?;
     Ok((status, raw[split + 4..].to_vec()))
 }
 
 /// The `data` of a JSON answer, or the daemon's refusal.
-fn json_data(status: u16, body: &[u8]) -> Result<serde_json::Value, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("the daemon's answer is not JSON: {e}"))?;
+fn json_data(status: u16, body: &[u8]) -> Result<serde_json::Value, CliError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(CliError::NotJson)?;
     if status != 200 {
-        return Err(format!("the daemon refused: {status} {}", v["message"].as_str().unwrap_or("")));
+        return Err(CliError::refused(status, &v));
     }
     Ok(v["data"].clone())
 }
@@ -183,7 +185,7 @@ pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>)
         if lines == 0 {
             break;
         }
-        let result: Result<(u64, u64, Vec<BadLine>), String> = match &target {
+        let result: Result<(u64, u64, Vec<BadLine>), CliError> = match &target {
             Target::Live(addr) => {
                 let path = format!("/api/v1/suppression/import?first_line={line_no}");
                 http(*addr, "POST", &path, "text/plain", &chunk).and_then(|(s, b)| json_data(s, &b)).map(|v| {
@@ -193,7 +195,7 @@ pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>)
             }
             Target::Offline(store) => {
                 let (entries, bad) = parse_lines(&chunk, line_no);
-                store.add(&entries).map(|n| (entries.len() as u64, n as u64, bad)).map_err(|e| e.to_string())
+                store.add(&entries).map(|n| (entries.len() as u64, n as u64, bad)).map_err(CliError::Store)
             }
         };
         let (v, a, bad) = match result {
@@ -245,7 +247,9 @@ pub fn export(out: Option<&Path>, config_path: Option<&Path>, mgmt: Option<Socke
                 }
                 body.iter().filter(|&&b| b == b'\n').count()
             }
-            Ok((status, body)) => return fail(json_data(status, &body).err().unwrap_or_default()),
+            Ok((status, body)) => {
+                return fail(json_data(status, &body).err().map(|e| e.to_string()).unwrap_or_default());
+            }
             Err(e) => return fail(e),
         },
         Ok(Target::Offline(store)) => match store.export(|e| writeln!(sink, "{e}")) {

@@ -5,6 +5,27 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
+/// A `/…/` pattern that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum RegexError {
+    #[error("expected a regular expression between slashes like /text/, found {0:?}")]
+    Slashes(String),
+    /// The regex crate's message spans several lines with a caret under the problem; a
+    /// diagnostic is one line, so only its last line (what is wrong) is shown.
+    #[error("invalid regular expression {text}: {}", last_line(source))]
+    Invalid {
+        text: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+fn last_line(error: &regex::Error) -> String {
+    let detail = error.to_string();
+    let last = detail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim().to_string();
+    last.trim_start_matches("error: ").to_string()
+}
+
 /// A compiled regular expression together with its spelling in the config.
 #[derive(Clone, Debug)]
 pub struct ConfigRegex {
@@ -14,18 +35,14 @@ pub struct ConfigRegex {
 
 impl ConfigRegex {
     /// Parses `/…/`. PowerMTA's reply patterns are case-insensitive unless `(?-i)` says otherwise.
-    pub fn parse(text: &str, case_insensitive: bool) -> Result<ConfigRegex, String> {
+    pub fn parse(text: &str, case_insensitive: bool) -> Result<ConfigRegex, RegexError> {
         let inner = text
             .strip_prefix('/')
             .and_then(|t| t.strip_suffix('/'))
             .filter(|_| text.len() >= 2)
-            .ok_or_else(|| format!("expected a regular expression between slashes like /text/, found {text:?}"))?;
+            .ok_or_else(|| RegexError::Slashes(text.to_string()))?;
         let pattern = if case_insensitive { format!("(?i){inner}") } else { inner.to_string() };
-        let regex = compiled(pattern).map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim().to_string();
-            format!("invalid regular expression {text}: {}", last.trim_start_matches("error: "))
-        })?;
+        let regex = compiled(pattern).map_err(|e| RegexError::Invalid { text: text.to_string(), source: e })?;
         Ok(ConfigRegex { source: text.to_string(), regex })
     }
 }
@@ -82,7 +99,7 @@ mod tests {
         assert!(a.regex.is_match("EMBER-CACHE-TEST ab") && !c.regex.is_match("EMBER-CACHE-TEST ab"));
         // Errors are not cached: they come back each time with the text the config gave.
         for _ in 0..2 {
-            let e = ConfigRegex::parse("/ember-cache-test (/", true).unwrap_err();
+            let e = ConfigRegex::parse("/ember-cache-test (/", true).unwrap_err().to_string();
             assert!(e.starts_with("invalid regular expression /ember-cache-test (/"), "{e}");
         }
     }

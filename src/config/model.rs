@@ -413,7 +413,7 @@ impl ModelBuilder<'_> {
                     category: category.to_string(),
                     location: d.location.clone(),
                 }),
-                Err(e) => self.diags.error(&d.location, e),
+                Err(e) => self.diags.error(&d.location, e.to_string()),
             }
         }
     }

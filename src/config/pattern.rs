@@ -9,6 +9,15 @@ use std::net::IpAddr;
 
 use super::values::Cidr;
 
+/// A domain pattern that does not parse; each variant holds the text as written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("expected a domain pattern like example.com, *.example.com, [*.]example.com, [10/8] or *, found {0:?}")]
+    Domain(String),
+    #[error("expected a literal-IP pattern like [10.0.0.0/8] or [0/0], found {0:?}")]
+    IpLiteral(String),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DomainPattern {
     /// `*`: every domain.
@@ -24,7 +33,7 @@ pub enum DomainPattern {
 }
 
 impl DomainPattern {
-    pub fn parse(text: &str) -> Result<DomainPattern, String> {
+    pub fn parse(text: &str) -> Result<DomainPattern, PatternError> {
         let lower = text.trim().to_lowercase();
         if lower == "*" {
             return Ok(DomainPattern::Any);
@@ -36,8 +45,7 @@ impl DomainPattern {
             return Ok(DomainPattern::Subdomains(check_domain(rest, text)?));
         }
         if let Some(inner) = lower.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            let cidr = Cidr::parse(inner)
-                .map_err(|_| format!("expected a literal-IP pattern like [10.0.0.0/8] or [0/0], found {text:?}"))?;
+            let cidr = Cidr::parse(inner).map_err(|_| PatternError::IpLiteral(text.to_string()))?;
             return Ok(DomainPattern::IpLiteral(cidr));
         }
         Ok(DomainPattern::Exact(check_domain(&lower, text)?))
@@ -100,7 +108,7 @@ fn literal_ip(domain: &str) -> Option<IpAddr> {
 }
 
 /// Accepts DNS names including IDN (UTF-8) labels and reserved `{names}`.
-fn check_domain(domain: &str, original: &str) -> Result<String, String> {
+fn check_domain(domain: &str, original: &str) -> Result<String, PatternError> {
     let reserved = domain.starts_with('{') && domain.ends_with('}') && domain.len() > 2;
     let valid = reserved
         || (!domain.is_empty()
@@ -111,13 +119,7 @@ fn check_domain(domain: &str, original: &str) -> Result<String, String> {
                     && !label.starts_with('-')
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
             }));
-    if valid {
-        Ok(domain.to_string())
-    } else {
-        Err(format!(
-            "expected a domain pattern like example.com, *.example.com, [*.]example.com, [10/8] or *, found {original:?}"
-        ))
-    }
+    if valid { Ok(domain.to_string()) } else { Err(PatternError::Domain(original.to_string())) }
 }
 
 #[cfg(test)]

@@ -31,7 +31,12 @@ pub struct RewriteList {
     from_domain: Vec<(DomainPattern, String)>,
 }
 
-fn parse_addr(text: &str) -> Result<Addr, String> {
+/// A `rewrite-mail-from` side that is not an address pattern.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a@b, a@*, *@b, *@* or <>")]
+struct NotAnAddress(String);
+
+fn parse_addr(text: &str) -> Result<Addr, NotAnAddress> {
     if text == "<>" {
         return Ok(Addr::Null);
     }
@@ -40,7 +45,7 @@ fn parse_addr(text: &str) -> Result<Addr, String> {
         Some((l, d)) if !l.is_empty() && !d.is_empty() && !text.contains(char::is_whitespace) => {
             Ok(Addr::Parts(part(l), part(&d.to_lowercase())))
         }
-        _ => Err(format!("{text:?} is not a@b, a@*, *@b, *@* or <>")),
+        _ => Err(NotAnAddress(text.to_string())),
     }
 }
 

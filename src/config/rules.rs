@@ -21,8 +21,8 @@ pub struct RuleError {
 }
 
 impl RuleError {
-    fn new(offset: usize, message: impl Into<String>) -> Self {
-        RuleError { offset, message: message.into() }
+    fn new(offset: usize, message: impl fmt::Display) -> Self {
+        RuleError { offset, message: message.to_string() }
     }
 
     /// The error at its column, for a rule written as `token`'s text.
@@ -142,22 +142,35 @@ impl ReplyRule {
     }
 }
 
+/// An invalid combination of actions in one `reply` rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionConflict {
+    #[error("conflicting actions: mode=backoff and mode=normal in one rule")]
+    BackoffAndNormal,
+    #[error("conflicting actions: skip-mx and bounce-queue in one rule")]
+    SkipMxAndBounceQueue,
+    #[error("reenable-after needs disable-source-ip in the same rule")]
+    ReenableWithoutDisable,
+    #[error("reenable-after is given more than once")]
+    ReenableTwice,
+}
+
 /// The invalid combinations of actions in one `reply` rule.
-fn check_actions(actions: &[ReplyAction]) -> Result<(), String> {
+fn check_actions(actions: &[ReplyAction]) -> Result<(), ActionConflict> {
     let has = |a: &ReplyAction| actions.contains(a);
     let count = |f: fn(&ReplyAction) -> bool| actions.iter().filter(|a| f(a)).count();
     if has(&ReplyAction::Mode(QueueModeChange::Backoff)) && has(&ReplyAction::Mode(QueueModeChange::Normal)) {
-        return Err("conflicting actions: mode=backoff and mode=normal in one rule".into());
+        return Err(ActionConflict::BackoffAndNormal);
     }
     if has(&ReplyAction::SkipMx) && has(&ReplyAction::BounceQueue) {
-        return Err("conflicting actions: skip-mx and bounce-queue in one rule".into());
+        return Err(ActionConflict::SkipMxAndBounceQueue);
     }
     let reenables = count(|a| matches!(a, ReplyAction::ReenableAfter(_)));
     if reenables > 0 && !has(&ReplyAction::DisableSourceIp) {
-        return Err("reenable-after needs disable-source-ip in the same rule".into());
+        return Err(ActionConflict::ReenableWithoutDisable);
     }
     if reenables > 1 {
-        return Err("reenable-after is given more than once".into());
+        return Err(ActionConflict::ReenableTwice);
     }
     Ok(())
 }
@@ -292,14 +305,21 @@ pub struct BackoffRule {
     pub trigger: Option<Rate>,
 }
 
+/// Why a `trigger=` threshold is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("trigger={0} never fires: expected N/INTERVAL like trigger=3/10m with N of at least 1")]
+    NeverFires(String),
+    #[error("expected trigger=N/INTERVAL like trigger=3/10m, found trigger={0:?}")]
+    Syntax(String),
+}
+
 /// `N/INTERVAL` of a `trigger=`: at least one match, in a real interval.
-pub fn parse_threshold(text: &str) -> Result<Rate, String> {
+pub fn parse_threshold(text: &str) -> Result<Rate, ThresholdError> {
     match Rate::parse(text) {
         Ok(Some(r)) => Ok(r),
-        Ok(None) => {
-            Err(format!("trigger={text} never fires: expected N/INTERVAL like trigger=3/10m with N of at least 1"))
-        }
-        Err(_) => Err(format!("expected trigger=N/INTERVAL like trigger=3/10m, found trigger={text:?}")),
+        Ok(None) => Err(ThresholdError::NeverFires(text.to_string())),
+        Err(_) => Err(ThresholdError::Syntax(text.to_string())),
     }
 }
 
@@ -389,14 +409,19 @@ impl BackoffRule {
     }
 }
 
+/// A backoff rule's first field with an opening quote and no closing one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unterminated quoted text in {0:?}")]
+struct Unterminated(String);
+
 /// Words of the first field as slices of it; a word in double quotes (text with spaces) keeps
 /// its quotes, `unquote` removes them.
-fn head_words(head: &str) -> Result<Vec<&str>, String> {
+fn head_words(head: &str) -> Result<Vec<&str>, Unterminated> {
     let mut words = Vec::new();
     let mut rest = head.trim();
     while !rest.is_empty() {
         let end = if let Some(q) = rest.strip_prefix('"') {
-            q.find('"').ok_or_else(|| format!("unterminated quoted text in {head:?}"))? + 2
+            q.find('"').ok_or_else(|| Unterminated(head.to_string()))? + 2
         } else {
             rest.find(char::is_whitespace).unwrap_or(rest.len())
         };

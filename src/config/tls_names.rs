@@ -16,8 +16,19 @@ pub const TLS13_SUITES: &[&str] = &["TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_S
 /// TLS 1.3 suites OpenSSL knows and rustls does not.
 const UNIMPLEMENTED: &[&str] = &["TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"];
 
+/// Why a `smtp-tls-tlsv1.3-ciphersuites` value names no usable suite.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SuiteError {
+    #[error("TLS 1.3 cipher suite {0} is not implemented by rustls; use {known}", known = TLS13_SUITES.join(", "))]
+    Unimplemented(String),
+    #[error("unknown TLS 1.3 cipher suite {0:?}; known: {known}", known = TLS13_SUITES.join(", "))]
+    Unknown(String),
+    #[error("no TLS 1.3 cipher suite given; known: {known}", known = TLS13_SUITES.join(", "))]
+    Empty,
+}
+
 /// The suites of an OpenSSL `-ciphersuites` string (names separated by `:`), in the order given.
-pub fn tls13_suites(text: &str) -> Result<Vec<&'static str>, String> {
+pub fn tls13_suites(text: &str) -> Result<Vec<&'static str>, SuiteError> {
     let mut out = Vec::new();
     for name in text.split([':', ',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
         let upper = name.to_ascii_uppercase();
@@ -25,18 +36,15 @@ pub fn tls13_suites(text: &str) -> Result<Vec<&'static str>, String> {
             Some(s) if !out.contains(s) => out.push(*s),
             Some(_) => {}
             None if UNIMPLEMENTED.contains(&upper.as_str()) => {
-                return Err(format!(
-                    "TLS 1.3 cipher suite {name} is not implemented by rustls; use {}",
-                    TLS13_SUITES.join(", ")
-                ));
+                return Err(SuiteError::Unimplemented(name.to_string()));
             }
             None => {
-                return Err(format!("unknown TLS 1.3 cipher suite {name:?}; known: {}", TLS13_SUITES.join(", ")));
+                return Err(SuiteError::Unknown(name.to_string()));
             }
         }
     }
     if out.is_empty() {
-        return Err(format!("no TLS 1.3 cipher suite given; known: {}", TLS13_SUITES.join(", ")));
+        return Err(SuiteError::Empty);
     }
     Ok(out)
 }
@@ -90,9 +98,9 @@ mod tests {
             tls13_suites("TLS_CHACHA20_POLY1305_SHA256:tls_aes_128_gcm_sha256").unwrap(),
             ["TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"]
         );
-        let err = tls13_suites("TLS_AES_128_CCM_SHA256").unwrap_err();
+        let err = tls13_suites("TLS_AES_128_CCM_SHA256").unwrap_err().to_string();
         assert!(err.contains("not implemented by rustls") && err.contains("TLS_AES_256_GCM_SHA384"), "{err}");
-        let err = tls13_suites("ECDHE-RSA-AES128-GCM-SHA256").unwrap_err();
+        let err = tls13_suites("ECDHE-RSA-AES128-GCM-SHA256").unwrap_err().to_string();
         assert!(err.contains("unknown") && err.contains("TLS_CHACHA20_POLY1305_SHA256"), "{err}");
     }
 

@@ -13,7 +13,7 @@ pub use super::compiled_regex::ConfigRegex;
 use super::lexer::Token;
 use super::pattern::DomainPattern;
 use super::rules::{BackoffRule, PatternEntry, ReplyRule};
-use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, Size};
+use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, ScalarError, Size};
 
 /// What `smtp-listener` takes, in "expected …" messages.
 const LISTENER: &str = "ADDRESS:PORT [source=NAME] [tls=yes|no]";
@@ -219,18 +219,23 @@ pub struct ValueError {
 }
 
 impl ValueError {
-    fn at(token: &Token, message: impl Into<String>) -> Self {
-        ValueError { col: token.location.col, message: message.into() }
+    fn at(token: &Token, message: impl fmt::Display) -> Self {
+        ValueError { col: token.location.col, message: message.to_string() }
+    }
+
+    /// For `map_err`: whichever parser's error, reported at `token`'s column.
+    fn on<E: fmt::Display>(token: &Token) -> impl Fn(E) -> ValueError + '_ {
+        move |e| ValueError::at(token, e)
     }
 
     /// An error `offset` bytes into `token`'s text. The column is exact for text written without
     /// quotes (raw text such as a rule's); in a quoted token it is the token's own column.
-    pub fn within(token: &Token, offset: usize, message: impl Into<String>) -> Self {
+    pub fn within(token: &Token, offset: usize, message: impl fmt::Display) -> Self {
         let shift = match token.text.get(..offset) {
             Some(before) if !token.quoted => u32::try_from(before.chars().count()).unwrap_or(0),
             _ => 0,
         };
-        ValueError { col: token.location.col.saturating_add(shift), message: message.into() }
+        ValueError { col: token.location.col.saturating_add(shift), message: message.to_string() }
     }
 }
 
@@ -282,10 +287,10 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
     let first = &args[0];
     let err = |message: String| ValueError::at(first, message);
     Ok(match ty {
-        ValueType::Bool => Value::Bool(parse_bool(&single()?.text).map_err(err)?),
-        ValueType::Uint => Value::Uint(parse_uint(&single()?.text).map_err(err)?),
+        ValueType::Bool => Value::Bool(parse_bool(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::Uint => Value::Uint(parse_uint(&single()?.text).map_err(ValueError::on(first))?),
         ValueType::UintRange(lo, hi) => {
-            let n = parse_uint(&single()?.text).map_err(err)?;
+            let n = parse_uint(&single()?.text).map_err(ValueError::on(first))?;
             if n < lo || n > hi {
                 return Err(err(format!("expected a whole number from {lo} to {hi}, found {n}")));
             }
@@ -296,7 +301,7 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             if t.eq_ignore_ascii_case("unlimited") {
                 Value::Unlimited
             } else {
-                Value::Uint(parse_uint(t).map_err(err)?)
+                Value::Uint(parse_uint(t).map_err(ValueError::on(first))?)
             }
         }
         ValueType::UintOrAuto => {
@@ -304,16 +309,16 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             if t.eq_ignore_ascii_case("auto") {
                 Value::Text("auto".into())
             } else {
-                Value::Uint(parse_uint(t).map_err(err)?)
+                Value::Uint(parse_uint(t).map_err(ValueError::on(first))?)
             }
         }
-        ValueType::Interval => Value::Interval(Interval::parse(&single()?.text).map_err(err)?),
+        ValueType::Interval => Value::Interval(Interval::parse(&single()?.text).map_err(ValueError::on(first))?),
         ValueType::IntervalOrNever => {
             let t = &single()?.text;
             if t.eq_ignore_ascii_case("never") {
                 Value::Never
             } else {
-                Value::Interval(Interval::parse(t).map_err(err)?)
+                Value::Interval(Interval::parse(t).map_err(ValueError::on(first))?)
             }
         }
         ValueType::IntervalList => {
@@ -321,15 +326,21 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             if items.len() > 30 {
                 return Err(err(format!("at most 30 intervals are allowed, found {}", items.len())));
             }
-            Value::IntervalList(items.iter().map(|i| Interval::parse(i)).collect::<Result<_, _>>().map_err(err)?)
+            Value::IntervalList(
+                items.iter().map(|i| Interval::parse(i)).collect::<Result<_, _>>().map_err(ValueError::on(first))?,
+            )
         }
-        ValueType::Rate => Value::Rate(Rate::parse(&single()?.text).map_err(err)?),
+        ValueType::Rate => Value::Rate(Rate::parse(&single()?.text).map_err(ValueError::on(first))?),
         ValueType::RateList => Value::RateList(
-            split_list(&joined()).iter().map(|r| Rate::parse(r)).collect::<Result<_, _>>().map_err(err)?,
+            split_list(&joined())
+                .iter()
+                .map(|r| Rate::parse(r))
+                .collect::<Result<_, _>>()
+                .map_err(ValueError::on(first))?,
         ),
-        ValueType::DataRate => Value::DataRate(DataRate::parse(&single()?.text).map_err(err)?),
-        ValueType::Size => Value::Size(Size::parse(&single()?.text).map_err(err)?),
-        ValueType::Cidr => Value::Cidr(Cidr::parse(&single()?.text).map_err(err)?),
+        ValueType::DataRate => Value::DataRate(DataRate::parse(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::Size => Value::Size(Size::parse(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::Cidr => Value::Cidr(Cidr::parse(&single()?.text).map_err(ValueError::on(first))?),
         ValueType::Listen => Value::Listen(parse_listen(single()?)?),
         ValueType::Listener => {
             parse_listen(first)?;
@@ -378,13 +389,15 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
                 ),
             }
         }
-        ValueType::Regex => Value::Regex(ConfigRegex::parse(rest.text.trim(), false).map_err(err)?),
-        ValueType::DomainPattern => Value::Domain(DomainPattern::parse(&single()?.text).map_err(err)?),
+        ValueType::Regex => Value::Regex(ConfigRegex::parse(rest.text.trim(), false).map_err(ValueError::on(first))?),
+        ValueType::DomainPattern => {
+            Value::Domain(DomainPattern::parse(&single()?.text).map_err(ValueError::on(first))?)
+        }
         ValueType::Word => Value::Text(single()?.text.clone()),
         ValueType::AddressOrRegex => {
             let t = &single()?.text;
             if t.starts_with('/') {
-                Value::Regex(ConfigRegex::parse(t, true).map_err(err)?)
+                Value::Regex(ConfigRegex::parse(t, true).map_err(ValueError::on(first))?)
             } else {
                 Value::Text(t.to_lowercase())
             }
@@ -407,12 +420,16 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         }
         ValueType::List => Value::List(split_list(&joined())),
         ValueType::File | ValueType::OutputFile | ValueType::Dir => Value::Path(PathBuf::from(&single()?.text)),
-        ValueType::Email => Value::Text(parse_email(&single()?.text).map_err(err)?),
-        ValueType::EmailList => {
-            Value::List(split_list(&joined()).iter().map(|e| parse_email(e)).collect::<Result<_, _>>().map_err(err)?)
-        }
+        ValueType::Email => Value::Text(parse_email(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::EmailList => Value::List(
+            split_list(&joined())
+                .iter()
+                .map(|e| parse_email(e))
+                .collect::<Result<_, _>>()
+                .map_err(ValueError::on(first))?,
+        ),
         ValueType::SourceHost => {
-            let cidr = Cidr::parse(&first.text).map_err(err)?;
+            let cidr = Cidr::parse(&first.text).map_err(ValueError::on(first))?;
             match args {
                 [_] => Value::SourceHost { cidr, host: None },
                 [_, host] => Value::SourceHost {
@@ -430,7 +447,7 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         }
         ValueType::HttpAccess => {
             let [cidr, level] = two(args, ty)?;
-            let cidr = Cidr::parse(&cidr.text).map_err(err)?;
+            let cidr = Cidr::parse(&cidr.text).map_err(ValueError::on(first))?;
             let mut parts = level.text.split(',').map(|p| p.trim().to_lowercase());
             let lvl = parts.next().unwrap_or_default();
             if !["none", "monitor", "operator", "admin"].contains(&lvl.as_str()) {
@@ -449,28 +466,35 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             }
             Value::HttpAccess { cidr, level: lvl, deny_logs }
         }
-        ValueType::DomainKey => parse_domain_key(&joined()).map_err(err)?,
+        ValueType::DomainKey => parse_domain_key(&joined()).map_err(ValueError::on(first))?,
         ValueType::CidrRate => {
             let [c, r] = two(args, ty)?;
-            Value::CidrRate(Cidr::parse(&c.text).map_err(err)?, Rate::parse(&r.text).map_err(|m| ValueError::at(r, m))?)
+            Value::CidrRate(
+                Cidr::parse(&c.text).map_err(ValueError::on(first))?,
+                Rate::parse(&r.text).map_err(|m| ValueError::at(r, m))?,
+            )
         }
         ValueType::CidrDataRate => {
             let [c, r] = two(args, ty)?;
             Value::CidrDataRate(
-                Cidr::parse(&c.text).map_err(err)?,
+                Cidr::parse(&c.text).map_err(ValueError::on(first))?,
                 DataRate::parse(&r.text).map_err(|m| ValueError::at(r, m))?,
             )
         }
         // `max-smtp-out-per-source-ip N` alone (PowerMTA 4.x): N connections from each source
         // IP, that is the CIDR 0/0.
-        ValueType::CidrUint if args.len() == 1 && parse_uint(&first.text).is_ok() => {
-            Value::CidrUint(Cidr::parse("0/0").map_err(err)?, parse_uint(&first.text).map_err(err)?)
-        }
+        ValueType::CidrUint if args.len() == 1 && parse_uint(&first.text).is_ok() => Value::CidrUint(
+            Cidr::parse("0/0").map_err(ValueError::on(first))?,
+            parse_uint(&first.text).map_err(ValueError::on(first))?,
+        ),
         ValueType::CidrUint => {
             let [c, n] = two(args, ty)?;
-            Value::CidrUint(Cidr::parse(&c.text).map_err(err)?, parse_uint(&n.text).map_err(|m| ValueError::at(n, m))?)
+            Value::CidrUint(
+                Cidr::parse(&c.text).map_err(ValueError::on(first))?,
+                parse_uint(&n.text).map_err(|m| ValueError::at(n, m))?,
+            )
         }
-        ValueType::SmtpHosts => Value::SmtpHosts(parse_smtp_hosts(&joined()).map_err(err)?),
+        ValueType::SmtpHosts => Value::SmtpHosts(parse_smtp_hosts(&joined()).map_err(ValueError::on(first))?),
         ValueType::MxConnectionLimit => {
             let [p, n] = two(args, ty)?;
             Value::MxConnectionLimit {
@@ -533,19 +557,19 @@ fn two(args: &[Token], ty: ValueType) -> Result<[&Token; 2], ValueError> {
     }
 }
 
-pub fn parse_bool(text: &str) -> Result<bool, String> {
+pub fn parse_bool(text: &str) -> Result<bool, ScalarError> {
     match text.to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" => Ok(true),
         "no" | "false" | "off" => Ok(false),
-        _ => Err(format!("expected yes or no, found {text:?}")),
+        _ => Err(ScalarError::expected("yes or no", text)),
     }
 }
 
-fn parse_uint(text: &str) -> Result<u64, String> {
+fn parse_uint(text: &str) -> Result<u64, ScalarError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("expected a whole number, found {text:?}"));
+        return Err(ScalarError::expected("a whole number", text));
     }
-    text.parse().map_err(|_| format!("number {text:?} is too large"))
+    text.parse().map_err(|_| ScalarError::TooLarge { what: "number", found: text.to_string() })
 }
 
 /// Splits a comma-separated list, tolerating spaces after the commas.
@@ -553,29 +577,29 @@ pub fn split_list(text: &str) -> Vec<String> {
     text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
-fn parse_email(text: &str) -> Result<String, String> {
+fn parse_email(text: &str) -> Result<String, ScalarError> {
     let t = text.trim_start_matches('<').trim_end_matches('>');
     match t.rsplit_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !t.contains(char::is_whitespace) => {
             Ok(t.to_string())
         }
-        _ => Err(format!("expected an e-mail address like postmaster@example.com, found {text:?}")),
+        _ => Err(ScalarError::expected("an e-mail address like postmaster@example.com", text)),
     }
 }
 
-fn parse_hostname(text: &str) -> Result<String, String> {
+fn parse_hostname(text: &str) -> Result<String, ScalarError> {
     match DomainPattern::parse(text) {
         Ok(DomainPattern::Exact(h)) => Ok(h),
-        _ => Err(format!("expected a host name like mta1.example.com, found {text:?}")),
+        _ => Err(ScalarError::expected("a host name like mta1.example.com", text)),
     }
 }
 
 /// `sel,domain,file`, `sel,*,file`, and the field spelling `sel,,$domain,file`
 /// (docs/config-reference.md, "Field dialect"), which means "whatever domain the message is from",
 /// i.e. `*`.
-fn parse_domain_key(text: &str) -> Result<Value, String> {
+fn parse_domain_key(text: &str) -> Result<Value, ScalarError> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-    let expected = || format!("expected SELECTOR,DOMAIN,FILE like s1,example.com,/etc/ember/s1.pem, found {text:?}");
+    let expected = || ScalarError::expected("SELECTOR,DOMAIN,FILE like s1,example.com,/etc/ember/s1.pem", text);
     let (selector, domain, file) = match parts.as_slice() {
         [s, d, f] => (*s, *d, *f),
         [s, "", d, f] => (*s, *d, *f),
@@ -591,14 +615,25 @@ fn parse_domain_key(text: &str) -> Result<Value, String> {
     Ok(Value::DomainKey { selector: selector.to_string(), domain, file: PathBuf::from(file) })
 }
 
-fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
+/// An `smtp-hosts` value that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum SmtpHostsError {
+    #[error(transparent)]
+    Syntax(ScalarError),
+    /// One host of the list, as written.
+    #[error("invalid host {0:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain")]
+    Host(String),
+}
+
+fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, SmtpHostsError> {
     let mut tiers = Vec::new();
     for tier in text.split(';') {
         let hosts = split_list(tier);
         if hosts.is_empty() {
-            return Err(format!(
-                "expected a host list like [10.0.0.1]:25,mx.example.com;backup.example.com, found {text:?}"
-            ));
+            return Err(SmtpHostsError::Syntax(ScalarError::expected(
+                "a host list like [10.0.0.1]:25,mx.example.com;backup.example.com",
+                text,
+            )));
         }
         for h in &hosts {
             let valid = if let Some(domain) = h.strip_prefix("lookup-mx:") {
@@ -613,9 +648,7 @@ fn parse_smtp_hosts(text: &str) -> Result<Vec<Vec<String>>, String> {
                 parse_hostname(host).is_ok() && (port.is_empty() || port.parse::<u16>().is_ok())
             };
             if !valid {
-                return Err(format!(
-                    "invalid host {h:?} in smtp-hosts: expected name[:port], [ip][:port] or lookup-mx:domain"
-                ));
+                return Err(SmtpHostsError::Host(h.clone()));
             }
         }
         tiers.push(hosts);

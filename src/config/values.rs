@@ -2,19 +2,52 @@
 //! rates, data-volume rates, sizes, CIDRs and listener addresses.
 //!
 //! Each type parses from the operator's spelling and prints back in the canonical documented
-//! spelling (`5000/h`, `4d12h`, `250M`), which is what `show settings` writes. Errors are plain
-//! strings saying what was expected; the caller adds the location and directive name.
+//! spelling (`5000/h`, `4d12h`, `250M`), which is what `show settings` writes. Errors
+//! ([`ScalarError`]) say what was expected; the caller adds the location and directive name.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why a scalar value did not parse. The text is the configuration diagnostic's message, so
+/// each variant prints exactly what the operator has always been shown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScalarError {
+    /// The text is not in the value's syntax; `expected` describes the syntax.
+    #[error("expected {expected}, found {found:?}")]
+    Expected { expected: &'static str, found: String },
+    /// A rate whose period is zero.
+    #[error("expected {expected}, found {found:?} (the period cannot be 0)")]
+    ZeroPeriod { expected: &'static str, found: String },
+    /// The value is well formed but does not fit in 64 bits; `what` names it (`size`, `number`).
+    #[error("{what} {found:?} is too large")]
+    TooLarge { what: &'static str, found: String },
+    #[error("octet {octet} is out of range (0-255) in {found:?}")]
+    Octet { octet: String, found: String },
+    #[error("prefix length /{prefix} is longer than {max} bits in {found:?}")]
+    Prefix { prefix: u8, max: u8, found: String },
+    #[error("port {0} is out of range (0-65535)")]
+    PortRange(String),
+    #[error("expected a port number after the address, found {0:?}")]
+    Port(String),
+}
+
+impl ScalarError {
+    pub(crate) fn expected(expected: &'static str, found: &str) -> ScalarError {
+        ScalarError::Expected { expected, found: found.to_string() }
+    }
+
+    fn too_large(what: &'static str, found: &str) -> ScalarError {
+        ScalarError::TooLarge { what, found: found.to_string() }
+    }
+}
 
 /// A time interval in whole seconds. `never` is represented by the callers as `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Interval(pub u64);
 
 impl Interval {
-    pub fn parse(text: &str) -> Result<Interval, String> {
-        let expected = || format!("expected a time interval like 30m, 4d12h or 300s, found {text:?}");
+    pub fn parse(text: &str) -> Result<Interval, ScalarError> {
+        let expected = || ScalarError::expected("a time interval like 30m, 4d12h or 300s", text);
         if text.is_empty() {
             return Err(expected());
         }
@@ -27,7 +60,7 @@ impl Interval {
         for c in text.chars() {
             if let Some(digit) = c.to_digit(10) {
                 let n = number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(digit)));
-                number = Some(n.ok_or_else(|| format!("time interval {text:?} is too large"))?);
+                number = Some(n.ok_or_else(|| ScalarError::too_large("time interval", text))?);
                 continue;
             }
             let unit = match c.to_ascii_lowercase() {
@@ -42,7 +75,7 @@ impl Interval {
             total = n
                 .checked_mul(unit)
                 .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| format!("time interval {text:?} is too large"))?;
+                .ok_or_else(|| ScalarError::too_large("time interval", text))?;
         }
         if number.is_some() {
             return Err(expected());
@@ -72,24 +105,24 @@ impl fmt::Display for Interval {
 }
 
 /// Splits `N/[M]unit` into N and the period in seconds.
-fn parse_per(text: &str, what: &str) -> Result<(String, u64), String> {
+fn parse_per(text: &str, what: &'static str) -> Result<(String, u64), ScalarError> {
     let Some((amount, per)) = text.split_once('/') else {
-        return Err(format!("expected {what}, found {text:?}"));
+        return Err(ScalarError::expected(what, text));
     };
     let digits = per.bytes().take_while(u8::is_ascii_digit).count();
     let multiplier: u64 =
-        if digits == 0 { 1 } else { per[..digits].parse().map_err(|_| format!("expected {what}, found {text:?}"))? };
+        if digits == 0 { 1 } else { per[..digits].parse().map_err(|_| ScalarError::expected(what, text))? };
     let unit = match per[digits..].to_ascii_lowercase().as_str() {
         "d" | "day" | "days" => 86_400,
         "h" | "hr" | "hour" | "hours" => 3_600,
         "m" | "min" | "minute" | "minutes" => 60,
         "s" | "sec" | "second" | "seconds" => 1,
-        _ => return Err(format!("expected {what}, found {text:?}")),
+        _ => return Err(ScalarError::expected(what, text)),
     };
     if multiplier == 0 {
-        return Err(format!("expected {what}, found {text:?} (the period cannot be 0)"));
+        return Err(ScalarError::ZeroPeriod { expected: what, found: text.to_string() });
     }
-    let period = multiplier.checked_mul(unit).ok_or_else(|| format!("period in {text:?} is too large"))?;
+    let period = multiplier.checked_mul(unit).ok_or_else(|| ScalarError::too_large("period in", text))?;
     Ok((amount.to_string(), period))
 }
 
@@ -114,12 +147,12 @@ impl Rate {
     const EXPECTED: &'static str = "N/unit (like 5000/h, 83/10m or unlimited)";
 
     /// Parses a rate; `unlimited` and `0` give `None`.
-    pub fn parse(text: &str) -> Result<Option<Rate>, String> {
+    pub fn parse(text: &str) -> Result<Option<Rate>, ScalarError> {
         if text.eq_ignore_ascii_case("unlimited") || text == "0" {
             return Ok(None);
         }
         let (amount, period) = parse_per(text, Self::EXPECTED)?;
-        let count: u64 = amount.parse().map_err(|_| format!("expected {}, found {text:?}", Self::EXPECTED))?;
+        let count: u64 = amount.parse().map_err(|_| ScalarError::expected(Self::EXPECTED, text))?;
         if count == 0 {
             return Ok(None);
         }
@@ -145,15 +178,15 @@ pub struct Size(pub u64);
 
 impl Size {
     /// Parses a size; `unlimited` and `0` give `None`.
-    pub fn parse(text: &str) -> Result<Option<Size>, String> {
+    pub fn parse(text: &str) -> Result<Option<Size>, ScalarError> {
         if text.eq_ignore_ascii_case("unlimited") || text == "0" {
             return Ok(None);
         }
         Self::parse_bytes(text).map(Some)
     }
 
-    pub fn parse_bytes(text: &str) -> Result<Size, String> {
-        let expected = || format!("expected a size like 40K, 250M or 1G, found {text:?}");
+    pub fn parse_bytes(text: &str) -> Result<Size, ScalarError> {
+        let expected = || ScalarError::expected("a size like 40K, 250M or 1G", text);
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
             return Err(expected());
@@ -167,7 +200,7 @@ impl Size {
             "t" | "tb" => 1 << 40,
             _ => return Err(expected()),
         };
-        n.checked_mul(unit).map(Size).ok_or_else(|| format!("size {text:?} is too large"))
+        n.checked_mul(unit).map(Size).ok_or_else(|| ScalarError::too_large("size", text))
     }
 }
 
@@ -192,12 +225,12 @@ pub struct DataRate {
 impl DataRate {
     const EXPECTED: &'static str = "SIZE/unit (like 1024K/15s, 2G/10h or unlimited)";
 
-    pub fn parse(text: &str) -> Result<Option<DataRate>, String> {
+    pub fn parse(text: &str) -> Result<Option<DataRate>, ScalarError> {
         if text.eq_ignore_ascii_case("unlimited") || text == "0" {
             return Ok(None);
         }
         let (amount, period) = parse_per(text, Self::EXPECTED)?;
-        let bytes = Size::parse_bytes(&amount).map_err(|_| format!("expected {}, found {text:?}", Self::EXPECTED))?;
+        let bytes = Size::parse_bytes(&amount).map_err(|_| ScalarError::expected(Self::EXPECTED, text))?;
         if bytes.0 == 0 {
             return Ok(None);
         }
@@ -220,8 +253,8 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let expected = || format!("expected an IP address or CIDR like 10.0.0.0/8, 10/8 or 0/0, found {text:?}");
+    pub fn parse(text: &str) -> Result<Cidr, ScalarError> {
+        let expected = || ScalarError::expected("an IP address or CIDR like 10.0.0.0/8, 10/8 or 0/0", text);
         let inner = text.strip_prefix("[IPv6:").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
         let (addr_text, prefix_text) = match inner.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -240,7 +273,8 @@ impl Cidr {
                 if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(expected());
                 }
-                octets[i] = p.parse().map_err(|_| format!("octet {p} is out of range (0-255) in {text:?}"))?;
+                octets[i] =
+                    p.parse().map_err(|_| ScalarError::Octet { octet: (*p).to_string(), found: text.to_string() })?;
             }
             IpAddr::V4(Ipv4Addr::from(octets))
         };
@@ -250,7 +284,7 @@ impl Cidr {
             Some(p) => {
                 let p: u8 = p.parse().map_err(|_| expected())?;
                 if p > max {
-                    return Err(format!("prefix length /{p} is longer than {max} bits in {text:?}"));
+                    return Err(ScalarError::Prefix { prefix: p, max, found: text.to_string() });
                 }
                 p
             }
@@ -303,14 +337,14 @@ pub struct ListenAddr {
 }
 
 impl ListenAddr {
-    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+    pub fn parse(text: &str) -> Result<ListenAddr, ScalarError> {
         Self::parse_located(text).map_err(|(_, message)| message)
     }
 
     /// Like `parse`, also giving the byte offset in `text` where the problem is: the port when
     /// the address is fine and only the port is wrong, else the start.
-    pub fn parse_located(text: &str) -> Result<ListenAddr, (usize, String)> {
-        let expected = || (0, format!("expected ADDRESS:PORT like 0/0:25, 127.0.0.1:2525 or [::1]:25, found {text:?}"));
+    pub fn parse_located(text: &str) -> Result<ListenAddr, (usize, ScalarError)> {
+        let expected = || (0, ScalarError::expected("ADDRESS:PORT like 0/0:25, 127.0.0.1:2525 or [::1]:25", text));
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             rest.split_once("]:").ok_or_else(expected)?
         } else {
@@ -324,9 +358,9 @@ impl ListenAddr {
         let port: u16 = match port.parse() {
             Ok(p) => p,
             Err(_) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err((port_at, format!("port {port} is out of range (0-65535)")));
+                return Err((port_at, ScalarError::PortRange(port.to_string())));
             }
-            Err(_) => return Err((port_at, format!("expected a port number after the address, found {port:?}"))),
+            Err(_) => return Err((port_at, ScalarError::Port(port.to_string()))),
         };
         Ok(ListenAddr { cidr, port })
     }
@@ -402,7 +436,10 @@ mod tests {
         for bad in ["10.1", "300.1.1.1/8", "10/33", "a.b.c.d", "1.2.3.4.5"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Cidr::parse("10.1.2.300").unwrap_err(), "octet 300 is out of range (0-255) in \"10.1.2.300\"");
+        assert_eq!(
+            Cidr::parse("10.1.2.300").unwrap_err().to_string(),
+            "octet 300 is out of range (0-255) in \"10.1.2.300\""
+        );
     }
 
     #[test]

@@ -51,19 +51,32 @@ pub fn add(message: &[u8], queue: &Settings, source: &Settings, vmta: &str, now:
     (!append.is_empty()).then(|| header.rewrite(b"", &remove, append.as_bytes()))
 }
 
+/// Why the injector's `X-MSYS-API` header cannot carry the pool.
+#[derive(Debug, thiserror::Error)]
+enum MsysApiError {
+    #[error("it is not a JSON object")]
+    NotAnObject,
+    #[error("it is not JSON ({0})")]
+    NotJson(#[source] serde_json::Error),
+    #[error("its \"options\" is not a JSON object")]
+    OptionsNotAnObject,
+    #[error("{0}")]
+    Serialize(#[source] serde_json::Error),
+}
+
 /// The `X-MSYS-API` value: the message's own JSON object (its campaign, metadata, other options
 /// kept) with `options.ip_pool` set to `pool` unless the injector chose one for this message.
-fn msys_api(existing: Option<&str>, pool: &str) -> Result<String, String> {
+fn msys_api(existing: Option<&str>, pool: &str) -> Result<String, MsysApiError> {
     let mut object = match existing.map(serde_json::from_str::<Value>) {
         None => Map::new(),
         Some(Ok(Value::Object(o))) => o,
-        Some(Ok(_)) => return Err("it is not a JSON object".into()),
-        Some(Err(e)) => return Err(format!("it is not JSON ({e})")),
+        Some(Ok(_)) => return Err(MsysApiError::NotAnObject),
+        Some(Err(e)) => return Err(MsysApiError::NotJson(e)),
     };
     let options = object.entry("options").or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(options) = options else { return Err("its \"options\" is not a JSON object".into()) };
+    let Value::Object(options) = options else { return Err(MsysApiError::OptionsNotAnObject) };
     options.entry("ip_pool").or_insert_with(|| Value::String(pool.to_string()));
-    serde_json::to_string(&object).map_err(|e| e.to_string())
+    serde_json::to_string(&object).map_err(MsysApiError::Serialize)
 }
 
 /// A value safe in one header line.

@@ -486,7 +486,8 @@ impl Session {
 
     /// STARTTLS, the handshake, and EHLO again.
     async fn starttls(mut self, mx_name: &str, config: &ClientConfig) -> Result<(Session, TlsInfo), StartTlsFailure> {
-        let tls_config = tls::client_config(config).map_err(|why| StartTlsFailure::Fatal(ClientError::Tls(why)))?;
+        let tls_config =
+            tls::client_config(config).map_err(|why| StartTlsFailure::Fatal(ClientError::Tls(why.to_string())))?;
         let reply = match self.wire.command(b"STARTTLS\r\n", config.command_timeout, Phase::StartTls).await {
             Ok(reply) => reply,
             Err(e) => return Err(StartTlsFailure::Broken(e.to_string())),

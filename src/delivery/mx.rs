@@ -157,14 +157,29 @@ pub struct ResolverStats {
     pub hits: u64,
 }
 
+/// A `name-server` value that is not an address; holds the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name-server: expected an IP address or IP:PORT (like 10.0.0.53:5353), found {0:?}")]
+pub struct NameServerError(pub String);
+
+/// Why the DNS resolver could not be set up (the daemon does not start, or a reload is refused).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverError {
+    #[error("cannot read the system resolver configuration: {0}")]
+    SystemConf(#[source] hickory_resolver::net::NetError),
+    #[error("no name servers: add a name-server directive or one to /etc/resolv.conf")]
+    NoNameServers,
+    #[error("cannot set up the DNS resolver: {0}")]
+    Build(#[source] hickory_resolver::net::NetError),
+}
+
 /// A `name-server` directive's value: `IP` (port 53), `IP:PORT`, or `[IPv6]:PORT`.
-pub fn parse_name_server(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_name_server(text: &str) -> Result<SocketAddr, NameServerError> {
     let text = text.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    text.parse::<SocketAddr>()
-        .map_err(|_| format!("name-server: expected an IP address or IP:PORT (like 10.0.0.53:5353), found {text:?}"))
+    text.parse::<SocketAddr>().map_err(|_| NameServerError(text.to_string()))
 }
 
 /// Shared by all delivery tasks; cloning is cheap.
@@ -183,11 +198,11 @@ struct Inner {
 
 impl MxResolver {
     /// `name_servers`: from `name-server` directives; empty means those of /etc/resolv.conf.
-    pub fn new(name_servers: &[SocketAddr]) -> Result<MxResolver, String> {
+    pub fn new(name_servers: &[SocketAddr]) -> Result<MxResolver, ResolverError> {
         MxResolver::with_options(name_servers, &MxOptions::default())
     }
 
-    pub fn with_options(name_servers: &[SocketAddr], options: &MxOptions) -> Result<MxResolver, String> {
+    pub fn with_options(name_servers: &[SocketAddr], options: &MxOptions) -> Result<MxResolver, ResolverError> {
         let lookup = HickoryLookup::new(name_servers, options.timeout, options.attempts)?;
         Ok(MxResolver::with_lookup(Arc::new(lookup), options))
     }
@@ -264,7 +279,7 @@ mod tests {
         assert_eq!(parse_name_server(" 127.0.0.1:5353 "), Ok("127.0.0.1:5353".parse().unwrap()));
         assert_eq!(parse_name_server("::1"), Ok("[::1]:53".parse().unwrap()));
         assert_eq!(parse_name_server("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
-        assert!(parse_name_server("dns.example.com").unwrap_err().contains("found \"dns.example.com\""));
+        assert!(parse_name_server("dns.example.com").unwrap_err().to_string().contains("found \"dns.example.com\""));
         assert!(parse_name_server("10.0.0.1:99999").is_err());
     }
 

@@ -26,17 +26,43 @@ pub struct Generated {
 /// RSA keys are 2048 bits: large enough for RFC 8301, small enough for one TXT string set.
 const RSA_BITS: usize = 2048;
 
-pub fn generate(selector: &str, domain: &str, algorithm: Algorithm) -> Result<Generated, String> {
+/// Why `ember dkim keygen` made no key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    /// `algorithm` is RSA or Ed25519.
+    #[error("cannot generate an {algorithm} key: {source}")]
+    Generate {
+        algorithm: &'static str,
+        #[source]
+        source: mail_auth::Error,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn generate(selector: &str, domain: &str, algorithm: Algorithm) -> Result<Generated, KeygenError> {
     let domain = domain.trim_end_matches('.').to_lowercase();
     let record_name = format!("{selector}._domainkey.{domain}");
     let (label, der, public, k) = match algorithm {
         Algorithm::Rsa => {
-            let pair = DkimKeyPair::generate_rsa(RSA_BITS).map_err(|e| format!("cannot generate an RSA key: {e}"))?;
+            let pair = DkimKeyPair::generate_rsa(RSA_BITS)
+                .map_err(|source| KeygenError::Generate { algorithm: "RSA", source })?;
             let (private, public) = pair.into_inner();
             ("RSA PRIVATE KEY", private, rsa_spki(&public), "rsa")
         }
         Algorithm::Ed25519 => {
-            let pair = DkimKeyPair::generate_ed25519().map_err(|e| format!("cannot generate an Ed25519 key: {e}"))?;
+            let pair = DkimKeyPair::generate_ed25519()
+                .map_err(|source| KeygenError::Generate { algorithm: "Ed25519", source })?;
             let (private, public) = pair.into_inner();
             ("PRIVATE KEY", private, public, "ed25519")
         }
@@ -52,7 +78,7 @@ pub fn generate(selector: &str, domain: &str, algorithm: Algorithm) -> Result<Ge
 }
 
 /// Writes the key (mode 0600, never over an existing file) and prints the record to publish.
-pub fn run(selector: &str, domain: &str, algorithm: Algorithm, out: Option<&Path>) -> Result<(), String> {
+pub fn run(selector: &str, domain: &str, algorithm: Algorithm, out: Option<&Path>) -> Result<(), KeygenError> {
     let generated = generate(selector, domain, algorithm)?;
     let path = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{}.pem", generated.record_name)));
     let mut file = std::fs::OpenOptions::new()
@@ -60,8 +86,8 @@ pub fn run(selector: &str, domain: &str, algorithm: Algorithm, out: Option<&Path
         .create_new(true)
         .mode_private()
         .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(generated.pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| KeygenError::Create { path: path.clone(), source })?;
+    file.write_all(generated.pem.as_bytes()).map_err(|source| KeygenError::Write { path: path.clone(), source })?;
     println!("wrote {}", path.display());
     println!("domain-key {selector},{domain},{}", path.display());
     println!();

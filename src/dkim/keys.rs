@@ -5,7 +5,7 @@
 //! Knows nothing of messages; `sign.rs` asks it for the key of (virtual MTA, domain, algorithm).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
@@ -24,9 +24,47 @@ pub const KEY_FOR: &str = "# ember dkim key for ";
 #[error("{location}: error: domain-key: {reason}")]
 pub struct KeyError {
     pub location: Location,
-    pub reason: String,
+    pub reason: KeyFileError,
     /// The file does not exist (`check-config` without `--strict` only warns about that).
     pub missing: bool,
+}
+
+/// Why a key file named by `domain-key` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read key file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ember dkim keygen` wrote the file for `made_for` (`SELECTOR._domainkey.DOMAIN`, lower
+    /// case), whose domain `made_domain` is not the `domain` the directive signs for.
+    #[error(
+        "key file {} was made for {made_domain}, not {domain} (it says \"{}{made_for}\")",
+        path.display(),
+        KEY_FOR.trim_start_matches("# ")
+    )]
+    OtherDomain { path: PathBuf, made_for: String, made_domain: String, domain: String },
+    #[error("key file {}: {source}", path.display())]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+}
+
+/// Why PEM text is not a DKIM private key.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("not a usable DKIM private key: {0}")]
+    Rsa(#[source] mail_auth::Error),
+    #[error("not a usable DKIM private key: a PKCS#8 key that is neither RSA (1024 to 8192 bits) nor Ed25519")]
+    UnknownPkcs8,
+    #[error(
+        "not a usable DKIM private key: expected a PEM block \"BEGIN RSA PRIVATE KEY\" or \"BEGIN PRIVATE KEY\" (RSA or Ed25519)"
+    )]
+    NotPem,
 }
 
 /// Which kind of key, and so which `a=` it signs with.
@@ -177,17 +215,18 @@ impl DomainKey {
 /// Reads a PEM private key: PKCS#1 RSA (`BEGIN RSA PRIVATE KEY`, what PowerMTA's guide shows)
 /// or PKCS#8 RSA or Ed25519 (`BEGIN PRIVATE KEY`). A file written by `ember dkim keygen` names
 /// its selector and domain; a key made for another domain is refused.
-pub fn read_key(path: &Path, selector: &str, domain: &str) -> Result<PrivateKey, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+pub fn read_key(path: &Path, selector: &str, domain: &str) -> Result<PrivateKey, KeyFileError> {
+    let text = std::fs::read(path).map_err(|source| KeyFileError::Read { path: path.to_path_buf(), source })?;
     if let Some(line) = String::from_utf8_lossy(&text).lines().find_map(|l| l.strip_prefix(KEY_FOR)) {
         let made_for = line.trim().to_lowercase();
         let (made_selector, made_domain) = made_for.split_once("._domainkey.").unwrap_or(("", &made_for));
         if domain != "*" && made_domain != domain {
-            return Err(format!(
-                "key file {} was made for {made_domain}, not {domain} (it says \"{}{made_for}\")",
-                path.display(),
-                KEY_FOR.trim_start_matches("# ")
-            ));
+            return Err(KeyFileError::OtherDomain {
+                path: path.to_path_buf(),
+                made_domain: made_domain.to_string(),
+                made_for: made_for.clone(),
+                domain: domain.to_string(),
+            });
         }
         if !made_selector.is_empty() && !made_selector.eq_ignore_ascii_case(selector) {
             tracing::warn!(
@@ -196,14 +235,13 @@ pub fn read_key(path: &Path, selector: &str, domain: &str) -> Result<PrivateKey,
             );
         }
     }
-    parse_pem(&text).map_err(|e| format!("key file {}: {e}", path.display()))
+    parse_pem(&text).map_err(|source| KeyFileError::Key { path: path.to_path_buf(), source })
 }
 
 /// Parses a PEM private key (see [`read_key`]).
-pub fn parse_pem(pem: &[u8]) -> Result<PrivateKey, String> {
-    let bad = |e: String| format!("not a usable DKIM private key: {e}");
+pub fn parse_pem(pem: &[u8]) -> Result<PrivateKey, PemError> {
     if let Ok(der) = PrivatePkcs1KeyDer::from_pem_slice(pem) {
-        return RsaKey::from_key_der(PrivateKeyDer::Pkcs1(der)).map(PrivateKey::Rsa).map_err(|e| bad(e.to_string()));
+        return RsaKey::from_key_der(PrivateKeyDer::Pkcs1(der)).map(PrivateKey::Rsa).map_err(PemError::Rsa);
     }
     match PrivatePkcs8KeyDer::from_pem_slice(pem) {
         Ok(der) => {
@@ -213,10 +251,8 @@ pub fn parse_pem(pem: &[u8]) -> Result<PrivateKey, String> {
             }
             Ed25519Key::from_pkcs8_maybe_unchecked_der(&bytes)
                 .map(PrivateKey::Ed25519)
-                .map_err(|_| bad("a PKCS#8 key that is neither RSA (1024 to 8192 bits) nor Ed25519".into()))
+                .map_err(|_| PemError::UnknownPkcs8)
         }
-        Err(_) => {
-            Err(bad("expected a PEM block \"BEGIN RSA PRIVATE KEY\" or \"BEGIN PRIVATE KEY\" (RSA or Ed25519)".into()))
-        }
+        Err(_) => Err(PemError::NotPem),
     }
 }

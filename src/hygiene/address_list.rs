@@ -8,6 +8,19 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+/// An entry `add` refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("invalid regular expression {entry}: {source}")]
+    Regex {
+        entry: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("not an address, @domain or /regex/: {0:?}")]
+    NotAnAddress(String),
+}
+
 /// Bad entries are refused one by one (`add` says why), so a list with a typo still loads.
 #[derive(Debug, Default)]
 pub struct AddressList {
@@ -19,21 +32,21 @@ pub struct AddressList {
 
 impl AddressList {
     /// Adds one entry; returns an explanation when the entry is not usable.
-    pub fn add(&mut self, entry: &str) -> Result<(), String> {
+    pub fn add(&mut self, entry: &str) -> Result<(), EntryError> {
         let entry = entry.trim();
         if let Some(re) = entry.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
             let compiled = regex::Regex::new(&format!("(?i){re}"))
-                .map_err(|e| format!("invalid regular expression {entry}: {e}"))?;
+                .map_err(|source| EntryError::Regex { entry: entry.to_string(), source })?;
             self.patterns.push(compiled);
             return Ok(());
         }
         if entry.is_empty() || entry.contains(char::is_whitespace) || entry.contains(['<', '>', ',']) {
-            return Err(format!("not an address, @domain or /regex/: {entry:?}"));
+            return Err(EntryError::NotAnAddress(entry.to_string()));
         }
         match entry.rsplit_once('@') {
             Some(("", domain)) if !domain.is_empty() => self.domains.insert(domain.to_lowercase()),
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() => self.exact.insert(entry.to_lowercase()),
-            Some(_) => return Err(format!("not an address, @domain or /regex/: {entry:?}")),
+            Some(_) => return Err(EntryError::NotAnAddress(entry.to_string())),
             None => self.local_parts.insert(entry.to_lowercase()),
         };
         Ok(())

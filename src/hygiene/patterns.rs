@@ -48,9 +48,28 @@ pub struct Matched {
     pub env_id: String,
 }
 
+/// A `body-pattern-file` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternFileError {
+    #[error("body-pattern-file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line (counted from 1) that is not a regular expression.
+    #[error("{}:{line}: {source}", path.display())]
+    Regex {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: regex::Error,
+    },
+}
+
 impl EmailPatterns {
     /// The patterns of a processor block's `<email-patterns>` children.
-    pub fn from_block(config: &Config, block: &OtherBlock) -> Result<EmailPatterns, String> {
+    pub fn from_block(config: &Config, block: &OtherBlock) -> Result<EmailPatterns, PatternFileError> {
         let mut out = EmailPatterns::default();
         for child in block.children.iter().filter(|c| c.tag == "email-patterns") {
             out.log_match_info |= child.settings.flag(Dir::LogMatchInfo);
@@ -63,14 +82,19 @@ impl EmailPatterns {
         Ok(out)
     }
 
-    fn load(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("body-pattern-file {}: {e}", path.display()))?;
+    fn load(&mut self, path: &Path) -> Result<(), PatternFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PatternFileError::Read { path: path.to_path_buf(), source })?;
         for (i, line) in text.lines().enumerate() {
             let line_text = line.trim();
             if line_text.is_empty() || line_text.starts_with('#') {
                 continue;
             }
-            let regex = Regex::new(line_text).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+            let regex = Regex::new(line_text).map_err(|source| PatternFileError::Regex {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })?;
             if !regex.capture_names().flatten().any(|n| n == "rcpt") {
                 // It could never name a recipient: said once, not an error (PowerMTA accepts it).
                 tracing::warn!("{}:{}: the pattern has no (?P<rcpt>…) capture; it is ignored", path.display(), i + 1);
@@ -130,7 +154,7 @@ mod tests {
     use super::*;
     use crate::config::{FileCheck, load_str};
 
-    fn patterns(dir: &Path, file: &str) -> Result<EmailPatterns, String> {
+    fn patterns(dir: &Path, file: &str) -> Result<EmailPatterns, PatternFileError> {
         std::fs::write(dir.join("p.txt"), file).unwrap();
         let text = "<bounce-processor>\n <address-list>\n  domain b.example\n </address-list>\n <email-patterns>\n  body-pattern-file p.txt\n  log-match-info yes\n </email-patterns>\n</bounce-processor>\n";
         let loaded = load_str("p.conf", text, dir, FileCheck::Warn);
@@ -160,7 +184,7 @@ mod tests {
     #[test]
     fn bad_patterns_are_refused_with_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let e = patterns(dir.path(), "# c\n(?P<rcpt>unclosed\n").unwrap_err();
+        let e = patterns(dir.path(), "# c\n(?P<rcpt>unclosed\n").unwrap_err().to_string();
         assert!(e.contains("p.txt:2"), "{e}");
         assert!(patterns(dir.path(), "no capture here\n").unwrap().is_empty(), "ignored, not refused");
     }

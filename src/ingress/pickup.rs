@@ -31,8 +31,23 @@ pub struct PickupFile {
     pub message: Vec<u8>,
 }
 
+/// Why a pickup file goes to BADDIR without being read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickupError {
+    #[error("more than one x-sender line")]
+    TwoSenders,
+    #[error("x-receiver {0:?} is not an address")]
+    NotAnAddress(String),
+    #[error("BSMTP pickup files are not supported; use x-sender/x-receiver lines")]
+    Bsmtp,
+    #[error("no x-sender line at the top of the file")]
+    NoSender,
+    #[error("no x-receiver line")]
+    NoRecipient,
+}
+
 /// Parses a pickup file; the error is the reason it goes to BADDIR.
-pub fn parse(bytes: &[u8]) -> Result<PickupFile, String> {
+pub fn parse(bytes: &[u8]) -> Result<PickupFile, PickupError> {
     let mut sender = None;
     let mut recipients = Vec::new();
     let (mut env_id, mut job_id) = (None, None);
@@ -46,12 +61,12 @@ pub fn parse(bytes: &[u8]) -> Result<PickupFile, String> {
         match name.trim().to_ascii_lowercase().as_str() {
             "x-sender" => {
                 if sender.replace(value).is_some() {
-                    return Err("more than one x-sender line".into());
+                    return Err(PickupError::TwoSenders);
                 }
             }
             "x-receiver" => {
                 if !value.contains('@') {
-                    return Err(format!("x-receiver {value:?} is not an address"));
+                    return Err(PickupError::NotAnAddress(value));
                 }
                 recipients.push(value);
             }
@@ -66,11 +81,11 @@ pub fn parse(bytes: &[u8]) -> Result<PickupFile, String> {
         || bytes.starts_with(b"helo")
         || bytes.starts_with(b"ehlo")
     {
-        return Err("BSMTP pickup files are not supported; use x-sender/x-receiver lines".into());
+        return Err(PickupError::Bsmtp);
     }
-    let sender = sender.ok_or("no x-sender line at the top of the file")?;
+    let sender = sender.ok_or(PickupError::NoSender)?;
     if recipients.is_empty() {
-        return Err("no x-receiver line".into());
+        return Err(PickupError::NoRecipient);
     }
     Ok(PickupFile { sender, recipients, env_id, job_id, message: to_crlf(&bytes[pos..]) })
 }
@@ -172,7 +187,7 @@ enum Taken {
 
 async fn take(ctx: &Context, path: &Path) -> Result<MessageId, Taken> {
     let bytes = tokio::fs::read(path).await.map_err(|e| Taken::Retry(format!("cannot read: {e}")))?;
-    let mut file = parse(&bytes).map_err(Taken::Bad)?;
+    let mut file = parse(&bytes).map_err(|e| Taken::Bad(e.to_string()))?;
     if ctx.config.global.flag(crate::config::Dir::PickupRemoveDot) {
         file.message = remove_dots(&file.message);
     }
@@ -262,9 +277,9 @@ mod tests {
 
     #[test]
     fn bad_files_say_why() {
-        assert_eq!(parse(b"Subject: x\n\nbody").unwrap_err(), "no x-sender line at the top of the file");
-        assert_eq!(parse(b"x-sender: a@x\nSubject: x\n").unwrap_err(), "no x-receiver line");
-        assert!(parse(b"x-sender: a@x\nx-receiver: nobody\n").unwrap_err().contains("not an address"));
-        assert!(parse(b"EHLO x\r\nMAIL FROM:<a@x>\r\n").unwrap_err().contains("BSMTP"));
+        assert_eq!(parse(b"Subject: x\n\nbody").unwrap_err().to_string(), "no x-sender line at the top of the file");
+        assert_eq!(parse(b"x-sender: a@x\nSubject: x\n").unwrap_err().to_string(), "no x-receiver line");
+        assert!(parse(b"x-sender: a@x\nx-receiver: nobody\n").unwrap_err().to_string().contains("not an address"));
+        assert!(parse(b"EHLO x\r\nMAIL FROM:<a@x>\r\n").unwrap_err().to_string().contains("BSMTP"));
     }
 }

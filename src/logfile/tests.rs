@@ -120,7 +120,7 @@ fn an_unwritable_path_is_an_error_naming_it() {
     fs::write(dir.path().join("file"), "").unwrap();
     let text = format!("log-file {}/file/ember.log\n", dir.path().display());
     let loaded = load_str("t.conf", &text, dir.path(), FileCheck::Warn);
-    let err = prepare(&loaded.config).err().expect("a file is not a directory");
+    let err = prepare(&loaded.config).err().expect("a file is not a directory").to_string();
     assert!(err.contains("file/ember.log") && err.contains("cannot create its directory"), "{err}");
 }
 

@@ -43,7 +43,15 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 pub enum Control {
     /// Re-read the configuration file: the notes of a good reload, or every error of a broken
     /// file (nothing changes then).
-    Reload(oneshot::Sender<Result<String, String>>),
+    Reload(oneshot::Sender<Result<String, ReloadRefused>>),
+}
+
+/// Why a reload was refused: every line the operator was shown (the `FILE:LINE:COL: …`
+/// diagnostics, then what was not done), in order.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", lines.join("\n"))]
+pub struct ReloadRefused {
+    pub lines: Vec<String>,
 }
 
 pub struct ApiState {

@@ -25,6 +25,7 @@
 //! Accounting never blocks or fails delivery: a writer that died has logged why, and records
 //! sent to it are dropped.
 
+mod error;
 mod layout;
 pub mod mapping;
 mod pipe;
@@ -40,6 +41,7 @@ use crate::config::{Config, Dir};
 use crate::message::{Envelope, Recipient};
 use crate::outcome::status::status_text;
 
+pub use error::AcctError;
 pub use layout::KNOWN_EXTRA_FIELDS;
 
 /// A record type and its long name.
@@ -488,19 +490,19 @@ impl Output {
 impl Accounting {
     /// Opens every `<acct-file>` of the configuration, with the system clock. Errors name the
     /// file.
-    pub fn open(config: &Config) -> Result<Accounting, String> {
+    pub fn open(config: &Config) -> Result<Accounting, AcctError> {
         Accounting::open_with_clock(config, system_clock())
     }
 
     /// `open` with the clock rotation follows.
-    pub fn open_with_clock(config: &Config, clock: Clock) -> Result<Accounting, String> {
+    pub fn open_with_clock(config: &Config, clock: Clock) -> Result<Accounting, AcctError> {
         let mut outputs = Vec::new();
         let mut wanted_headers: Vec<String> = Vec::new();
         let mut paths = HashSet::new();
         for block in config.blocks_of("acct-file") {
             let Some(arg) = block.arg.as_deref() else { continue };
             let name = format!("<acct-file {arg}>");
-            let spec = layout::Layout::from_settings(&block.settings).map_err(|e| format!("{name}: {e}"))?;
+            let spec = layout::Layout::from_settings(&block.settings).map_err(|e| e.in_block(&name))?;
             for h in spec.header_names() {
                 if !wanted_headers.iter().any(|w| w.eq_ignore_ascii_case(h)) {
                     wanted_headers.push(h.to_string());
@@ -521,15 +523,15 @@ impl Accounting {
             let writer = match arg.strip_prefix('|') {
                 Some(cmd) => {
                     let options = pipe::PipeOptions::from_settings(&block.settings);
-                    writer::Writer::pipe(cmd.trim(), spec, options).map_err(|e| format!("{name}: {e}"))?
+                    writer::Writer::pipe(cmd.trim(), spec, options).map_err(|e| e.in_block(&name))?
                 }
                 None => {
                     let path = config.path(std::path::Path::new(arg));
                     if !paths.insert(path.clone()) {
-                        return Err(format!("{name}: the file is named by two <acct-file> blocks"));
+                        return Err(AcctError::SameFile { name });
                     }
                     let options = writer::FileOptions::from_settings(config, &block.settings, Arc::clone(&clock));
-                    writer::Writer::file(&path, spec, options).map_err(|e| format!("{name}: {e}"))?
+                    writer::Writer::file(&path, spec, options).map_err(|e| e.in_block(&name))?
                 }
             };
             outputs.push(Output { name: arg.to_string(), types, writer });
@@ -587,7 +589,7 @@ impl Accounting {
 
     /// Rotates every accounting file now (`ember rotate acct`): each file with records is moved
     /// to its dated name and a new one started. Returns the names the files were moved to.
-    pub fn rotate(&self) -> Result<Vec<std::path::PathBuf>, String> {
+    pub fn rotate(&self) -> Result<Vec<std::path::PathBuf>, AcctError> {
         let mut moved = Vec::new();
         for o in &self.outputs {
             moved.extend(o.writer.rotate()?);

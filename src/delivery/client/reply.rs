@@ -13,6 +13,22 @@ use crate::smtp::Reply;
 pub const MAX_REPLY_BYTES: usize = 100 * 1024;
 pub const MAX_REPLY_LINES: usize = 1000;
 
+/// A server reply that breaks the protocol or the bounds; the session ends with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("reply longer than {MAX_REPLY_LINES} lines")]
+    TooManyLines,
+    #[error("reply longer than {MAX_REPLY_BYTES} bytes")]
+    TooLong,
+    /// The line (its first 60 bytes, lossily) does not start with a code.
+    #[error("not an SMTP reply: {0:?}")]
+    NotAReply(String),
+    #[error("reply code {0} out of range")]
+    CodeRange(u16),
+    #[error("reply line with code {code} inside a {first} reply")]
+    MixedCodes { code: u16, first: u16 },
+}
+
 /// Collects the lines of one reply.
 #[derive(Debug, Default)]
 pub struct ReplyParser {
@@ -25,14 +41,14 @@ pub struct ReplyParser {
 
 impl ReplyParser {
     /// Feeds one line (without its line ending). Returns the reply when this was its last line.
-    pub fn push(&mut self, line: &[u8]) -> Result<Option<Reply>, String> {
+    pub fn push(&mut self, line: &[u8]) -> Result<Option<Reply>, ReplyError> {
         self.lines += 1;
         self.bytes += line.len() + 2;
         if self.lines > MAX_REPLY_LINES {
-            return Err(format!("reply longer than {MAX_REPLY_LINES} lines"));
+            return Err(ReplyError::TooManyLines);
         }
         if self.bytes > MAX_REPLY_BYTES {
-            return Err(format!("reply longer than {MAX_REPLY_BYTES} bytes"));
+            return Err(ReplyError::TooLong);
         }
         let (code, last, text) = split_line(line)?;
         // Non-UTF-8 text (Latin-1 servers exist) is kept, lossily.
@@ -42,7 +58,7 @@ impl ReplyParser {
             self.code = code;
             self.enhanced = enhanced_prefix(code, text).unwrap_or_default().to_string();
         } else if code != self.code {
-            return Err(format!("reply line with code {code} inside a {} reply", self.code));
+            return Err(ReplyError::MixedCodes { code, first: self.code });
         } else {
             self.text.push('\n');
         }
@@ -67,21 +83,21 @@ impl ReplyParser {
 }
 
 /// `CODE[ -]TEXT` or a bare `CODE`; the code must be 2xx–5xx.
-fn split_line(line: &[u8]) -> Result<(u16, bool, &[u8]), String> {
+fn split_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
     let shown = || String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
     let digits = line.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
     let Some(digits) = digits else {
-        return Err(format!("not an SMTP reply: {:?}", shown()));
+        return Err(ReplyError::NotAReply(shown()));
     };
     let code = digits.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     if !(200..600).contains(&code) {
-        return Err(format!("reply code {code} out of range"));
+        return Err(ReplyError::CodeRange(code));
     }
     let (last, text) = match line.get(3) {
         None => (true, &[][..]),
         Some(b' ') => (true, &line[4..]),
         Some(b'-') => (false, &line[4..]),
-        Some(_) => return Err(format!("not an SMTP reply: {:?}", shown())),
+        Some(_) => return Err(ReplyError::NotAReply(shown())),
     };
     Ok((code, last, text))
 }
@@ -102,7 +118,7 @@ fn enhanced_prefix(code: u16, text: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn parse(lines: &[&str]) -> Result<Option<Reply>, String> {
+    fn parse(lines: &[&str]) -> Result<Option<Reply>, ReplyError> {
         let mut p = ReplyParser::default();
         let mut out = Ok(None);
         for l in lines {
@@ -147,11 +163,11 @@ mod tests {
     #[test]
     fn bounded_in_lines_and_bytes() {
         let mut p = ReplyParser::default();
-        let err = (0..2000).find_map(|_| p.push(b"250-x").err()).unwrap();
+        let err = (0..2000).find_map(|_| p.push(b"250-x").err()).unwrap().to_string();
         assert!(err.contains("1000 lines"), "{err}");
         let mut p = ReplyParser::default();
         let long = format!("250-{}", "x".repeat(500));
-        let err = (0..1000).find_map(|_| p.push(long.as_bytes()).err()).unwrap();
+        let err = (0..1000).find_map(|_| p.push(long.as_bytes()).err()).unwrap().to_string();
         assert!(err.contains("bytes"), "{err}");
         assert!(p.pending_bytes() <= MAX_REPLY_BYTES + long.len() + 2);
     }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, hash::HashAlgorithm, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedCipherSuite};
@@ -26,10 +26,71 @@ use tokio_rustls::client::TlsStream;
 
 use super::ClientConfig;
 
+/// Why a queue's TLS client configuration could not be built; the message follows `TLS setup: `
+/// in the reply recorded for the recipients.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("smtp-tls-allow-tlsv1.2 and smtp-tls-allow-tlsv1.3 are both no")]
+    NoVersions,
+    #[error("TLS setup: {0}")]
+    Versions(#[source] rustls::Error),
+    #[error("TLS 1.3 cipher suite {0} is not available")]
+    Suite(String),
+    #[error("cannot read smtp-tls-ca-file {}: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+    #[error("bad certificate in {}: {source}", path.display())]
+    BadCa {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+    #[error("unusable CA certificate in {}: {source}", path.display())]
+    UnusableCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("no certificate found in smtp-tls-ca-file {}", .0.display())]
+    EmptyCa(PathBuf),
+    #[error("cannot read smtp-client-certificate {}: {source}", path.display())]
+    ReadCertificate {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+    #[error("bad certificate in smtp-client-certificate {}: {source}", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+    #[error("no certificate found in smtp-client-certificate {}", .0.display())]
+    NoCertificate(PathBuf),
+    #[error(
+        "no usable private key in smtp-client-certificate {} ({source}); it must be unencrypted PEM",
+        path.display()
+    )]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: PemError,
+    },
+    #[error("smtp-client-certificate {} does not match its key: {source}", path.display())]
+    KeyMismatch {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
 /// The rustls client configuration of a queue: the TLS versions and TLS 1.3 suites it allows,
 /// verifying against `smtp-tls-ca-file` or accepting any certificate, presenting
 /// `smtp-client-certificate` when asked, and resuming sessions from the queue's cache.
-pub fn client_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     match &config.tls_sessions {
         Some(cache) => cache.config(config),
         None => build(config, None),
@@ -59,7 +120,7 @@ struct TlsKey {
 const SESSIONS_PER_QUEUE: usize = 32;
 
 impl SessionCache {
-    fn config(&self, config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    fn config(&self, config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
         let stamp =
             |p: &Option<PathBuf>| p.as_ref().map(|p| (p.clone(), std::fs::metadata(p).and_then(|m| m.modified()).ok()));
         let key = TlsKey {
@@ -85,7 +146,7 @@ impl SessionCache {
 fn build(
     config: &ClientConfig,
     sessions: Option<Arc<rustls::client::ClientSessionMemoryCache>>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let provider = Arc::new(provider(&config.tls13_suites)?);
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if config.allow_tls13 {
@@ -95,22 +156,22 @@ fn build(
         versions.push(&rustls::version::TLS12);
     }
     if versions.is_empty() {
-        return Err("smtp-tls-allow-tlsv1.2 and smtp-tls-allow-tlsv1.3 are both no".into());
+        return Err(TlsSetupError::NoVersions);
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(TlsSetupError::Versions)?;
     let builder = match config.tls_ca_file.as_deref() {
         Some(path) => {
             let mut roots = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read smtp-tls-ca-file {}: {e}", path.display()))?;
+                .map_err(|source| TlsSetupError::ReadCa { path: path.to_path_buf(), source })?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
+                let cert = cert.map_err(|source| TlsSetupError::BadCa { path: path.to_path_buf(), source })?;
+                roots.add(cert).map_err(|source| TlsSetupError::UnusableCa { path: path.to_path_buf(), source })?;
             }
             if roots.is_empty() {
-                return Err(format!("no certificate found in smtp-tls-ca-file {}", path.display()));
+                return Err(TlsSetupError::EmptyCa(path.to_path_buf()));
             }
             builder.with_root_certificates(roots)
         }
@@ -121,7 +182,7 @@ fn build(
             let (chain, key) = client_identity(path)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("smtp-client-certificate {} does not match its key: {e}", path.display()))?
+                .map_err(|source| TlsSetupError::KeyMismatch { path: path.to_path_buf(), source })?
         }
         None => builder.with_no_client_auth(),
     };
@@ -133,7 +194,7 @@ fn build(
 }
 
 /// The ring provider with only the TLS 1.3 suites asked for (all TLS 1.2 suites stay).
-fn provider(tls13: &[String]) -> Result<CryptoProvider, String> {
+fn provider(tls13: &[String]) -> Result<CryptoProvider, TlsSetupError> {
     let mut provider = rustls::crypto::ring::default_provider();
     if tls13.is_empty() {
         return Ok(provider);
@@ -145,7 +206,7 @@ fn provider(tls13: &[String]) -> Result<CryptoProvider, String> {
             .cipher_suites
             .iter()
             .find(|s| s.tls13().is_some() && s.suite().as_str() == Some(wanted.as_str()))
-            .ok_or_else(|| format!("TLS 1.3 cipher suite {name} is not available"))?;
+            .ok_or_else(|| TlsSetupError::Suite(name.clone()))?;
         suites.push(*suite);
     }
     suites.extend(provider.cipher_suites.iter().filter(|s| s.tls13().is_none()).copied());
@@ -154,17 +215,16 @@ fn provider(tls13: &[String]) -> Result<CryptoProvider, String> {
 }
 
 /// The certificate chain and key of `smtp-client-certificate` (one PEM file).
-fn client_identity(path: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+fn client_identity(path: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsSetupError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read smtp-client-certificate {}: {e}", path.display()))?
+        .map_err(|source| TlsSetupError::ReadCertificate { path: path.to_path_buf(), source })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate in smtp-client-certificate {}: {e}", path.display()))?;
+        .map_err(|source| TlsSetupError::BadCertificate { path: path.to_path_buf(), source })?;
     if chain.is_empty() {
-        return Err(format!("no certificate found in smtp-client-certificate {}", path.display()));
+        return Err(TlsSetupError::NoCertificate(path.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        format!("no usable private key in smtp-client-certificate {} ({e}); it must be unencrypted PEM", path.display())
-    })?;
+    let key =
+        PrivateKeyDer::from_pem_file(path).map_err(|source| TlsSetupError::Key { path: path.to_path_buf(), source })?;
     Ok((chain, key))
 }
 
@@ -293,7 +353,7 @@ mod tests {
         let mut config = ClientConfig::new("ember.test");
         assert!(client_config(&config).is_ok());
         config.tls_ca_file = Some("/nonexistent/ca.pem".into());
-        let err = client_config(&config).unwrap_err();
+        let err = client_config(&config).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }
 }

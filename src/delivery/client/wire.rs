@@ -117,7 +117,7 @@ impl Wire {
                 let end = self.start + pos;
                 let line = &self.buf[self.start..end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let done = parser.push(line).map_err(ClientError::Protocol)?;
+                let done = parser.push(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
                 self.start = end + 1;
                 if let Some(reply) = done {
                     return Ok(reply);

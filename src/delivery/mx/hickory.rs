@@ -15,6 +15,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 
+use super::ResolverError;
 use super::lookup::{Answer, DnsLookup, Family, LookupFuture, LookupResult, MxRecord, normalize};
 
 pub struct HickoryLookup {
@@ -25,17 +26,20 @@ impl HickoryLookup {
     /// `name_servers` empty: the servers of /etc/resolv.conf. `timeout` is per attempt;
     /// `attempts` is how many times a query is sent (to the next server each time) before it
     /// fails.
-    pub fn new(name_servers: &[SocketAddr], timeout: Duration, attempts: usize) -> Result<HickoryLookup, String> {
+    pub fn new(
+        name_servers: &[SocketAddr],
+        timeout: Duration,
+        attempts: usize,
+    ) -> Result<HickoryLookup, ResolverError> {
         let config = if name_servers.is_empty() {
-            let (config, _) = hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?;
+            let (config, _) = hickory_resolver::system_conf::read_system_conf().map_err(ResolverError::SystemConf)?;
             // The system's servers, without its search domains: every name Ember asks is absolute.
             ResolverConfig::from_name_servers(config.name_servers().to_vec())
         } else {
             ResolverConfig::from_name_servers(name_servers.iter().map(|a| server(*a)).collect())
         };
         if config.name_servers().is_empty() {
-            return Err("no name servers: add a name-server directive or one to /etc/resolv.conf".into());
+            return Err(ResolverError::NoNameServers);
         }
         let mut options = ResolverOpts::default();
         options.timeout = timeout;
@@ -52,7 +56,7 @@ impl HickoryLookup {
         let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(options)
             .build()
-            .map_err(|e| format!("cannot set up the DNS resolver: {e}"))?;
+            .map_err(ResolverError::Build)?;
         Ok(HickoryLookup { resolver })
     }
 
@@ -79,7 +83,7 @@ impl HickoryLookup {
                 // itself an alias: if so the chain never ended. Only needed when a chain was
                 // followed or the answer carries no SOA (a real no-data answer has one).
                 if none.response_code == ResponseCode::NoError && (none.query.name() != &asked || none.soa.is_none()) {
-                    self.check_chain_ends(none.query.name(), name).await?;
+                    self.check_chain_ends(none.query.name(), name).await.map_err(|e| e.to_string())?;
                 }
                 let ttl = none.negative_ttl;
                 if none.response_code == ResponseCode::NXDomain {
@@ -92,15 +96,22 @@ impl HickoryLookup {
         }
     }
 
-    async fn check_chain_ends(&self, last: &Name, asked: &str) -> Result<(), String> {
+    async fn check_chain_ends(&self, last: &Name, asked: &str) -> Result<(), EndlessChain> {
         match self.resolver.lookup(last.clone(), RecordType::CNAME).await {
-            Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == RecordType::CNAME) => Err(format!(
-                "CNAME chain from {asked} does not end (a loop, or too many links) at {}",
-                normalize(&last.to_utf8())
-            )),
+            Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == RecordType::CNAME) => {
+                Err(EndlessChain { asked: asked.to_string(), last: normalize(&last.to_utf8()) })
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// A CNAME chain that does not end where the resolver stopped following it.
+#[derive(Debug, thiserror::Error)]
+#[error("CNAME chain from {asked} does not end (a loop, or too many links) at {last}")]
+struct EndlessChain {
+    asked: String,
+    last: String,
 }
 
 fn server(addr: SocketAddr) -> NameServerConfig {

@@ -162,7 +162,7 @@ impl Inner {
     }
 
     async fn resolve_entry(&self, tier: u16, text: &str, default_port: u16) -> Result<Vec<MxHost>, String> {
-        match parse_entry(text, default_port)? {
+        match parse_entry(text, default_port).map_err(|e| e.to_string())? {
             Entry::Literal(addr) => {
                 Ok(vec![MxHost { name: addr.ip().to_string(), preference: tier, addrs: vec![addr] }])
             }
@@ -213,12 +213,17 @@ fn address_literal(domain: &str) -> Option<IpAddr> {
     }
 }
 
+/// An `smtp-hosts` entry that does not parse, as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid smtp-hosts entry {0:?}")]
+struct InvalidEntry(String);
+
 /// One `smtp-hosts` entry: `[ip]`, `[ip]:port`, `[IPv6:ip]:port`, `host`, `host:port`,
 /// `lookup-mx:domain`.
-fn parse_entry(text: &str, default_port: u16) -> Result<Entry, String> {
-    let invalid = || format!("invalid smtp-hosts entry {text:?}");
+fn parse_entry(text: &str, default_port: u16) -> Result<Entry, InvalidEntry> {
+    let invalid = || InvalidEntry(text.to_string());
     let text = text.trim();
-    let port = |p: &str| -> Result<u16, String> {
+    let port = |p: &str| -> Result<u16, InvalidEntry> {
         match p {
             "" => Ok(default_port),
             p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(invalid),

@@ -13,7 +13,7 @@ use crate::time;
 
 use super::mapping::{self, HeaderMapping, MappedField};
 use super::privacy::{Privacy, RECIPIENT_FIELDS};
-use super::{Record, RecordType, TIME_FIELDS};
+use super::{AcctError, Record, RecordType, TIME_FIELDS};
 
 /// Fields `record-fields` may name besides the default fields of the record types.
 pub const KNOWN_EXTRA_FIELDS: &[&str] =
@@ -54,15 +54,11 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    pub fn from_settings(settings: &Settings) -> Result<Layout, String> {
+    pub fn from_settings(settings: &Settings) -> Result<Layout, AcctError> {
         let types: Vec<RecordType> = match settings.effective(Dir::Records) {
             Some(Value::List(list)) => list
                 .iter()
-                .map(|t| {
-                    RecordType::parse(t).ok_or_else(|| {
-                        format!("records: unknown record type {t:?} (d, b, t, tq, r, f, rb, rs or their long names)")
-                    })
-                })
+                .map(|t| RecordType::parse(t).ok_or_else(|| AcctError::RecordType(t.clone())))
                 .collect::<Result<_, _>>()?,
             _ => vec![RecordType::Delivery, RecordType::Bounce],
         };
@@ -72,9 +68,10 @@ impl Layout {
             let Value::Words(words) = &entry.value else { continue };
             let [kinds, list] = words.as_slice() else { continue };
             for kind in kinds.split(',').filter(|k| !k.trim().is_empty()) {
-                let kind = RecordType::parse(kind)
-                    .ok_or_else(|| format!("record-fields: unknown record type {:?}", kind.trim()))?;
-                let fields = field_list(kind, list).map_err(|e| format!("record-fields {}: {e}", kind.code()))?;
+                let kind =
+                    RecordType::parse(kind).ok_or_else(|| AcctError::RecordFieldsType(kind.trim().to_string()))?;
+                let fields = field_list(kind, list)
+                    .map_err(|e| AcctError::RecordFields { kind: kind.code(), source: Box::new(e) })?;
                 overrides.retain(|(k, _)| *k != kind);
                 overrides.push((kind, fields));
             }
@@ -233,24 +230,22 @@ fn known_fields() -> Vec<&'static str> {
 /// One type's fields from a FIELDLIST: `*` stands for the type's default fields; a list of
 /// only `!exclusions` starts from them too; other names are added in order; `type` is always
 /// first.
-fn field_list(kind: RecordType, list: &str) -> Result<Vec<Column>, String> {
+fn field_list(kind: RecordType, list: &str) -> Result<Vec<Column>, AcctError> {
     let items: Vec<&str> = list.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
     if items.is_empty() {
-        return Err("expected a list of fields like timeLogged,orig,rcpt or *".into());
+        return Err(AcctError::EmptyFieldList);
     }
     let known = known_fields();
-    let resolve = |name: &str| -> Result<Column, String> {
+    let resolve = |name: &str| -> Result<Column, AcctError> {
         if let Some(h) = name.strip_prefix("header_").or_else(|| name.strip_prefix("HEADER_")) {
             if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == ':') {
-                return Err(format!("{name:?} is not a header field name"));
+                return Err(AcctError::NotAHeader(name.to_string()));
             }
             return Ok(Column::Header { title: name.to_string(), name: h.to_string() });
         }
-        known
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(name))
-            .map(|k| Column::Field(k))
-            .ok_or_else(|| format!("unknown field {name:?}{}", suggest(name, known.iter().copied())))
+        known.iter().find(|k| k.eq_ignore_ascii_case(name)).map(|k| Column::Field(k)).ok_or_else(|| {
+            AcctError::UnknownField { name: name.to_string(), hint: suggest(name, known.iter().copied()) }
+        })
     };
     let defaults = items.contains(&"*") || items.iter().all(|i| i.starts_with('!'));
     let mut fields: Vec<Column> = vec![Column::Field("type")];
@@ -286,7 +281,7 @@ pub(super) struct QueueFilter {
 }
 
 impl QueueFilter {
-    fn parse(entries: &[String]) -> Result<QueueFilter, String> {
+    fn parse(entries: &[String]) -> Result<QueueFilter, AcctError> {
         let mut f = QueueFilter::default();
         for e in entries {
             let (negated, text) = match e.trim().strip_prefix('!') {
@@ -297,7 +292,7 @@ impl QueueFilter {
                 continue;
             }
             let pattern = glob::Pattern::new(&text.to_ascii_lowercase())
-                .map_err(|err| format!("queue-filter: {text:?} is not a valid pattern: {err}"))?;
+                .map_err(|source| AcctError::QueueFilter { text: text.to_string(), source })?;
             if negated { f.exclude.push(pattern) } else { f.include.push(pattern) }
         }
         Ok(f)

@@ -11,7 +11,7 @@ use crate::config::settings::Settings;
 use crate::config::value::Value;
 use crate::config::{Dir, tree::suggest};
 
-use super::RecordType;
+use super::{AcctError, RecordType};
 
 /// One `map-header-to-field` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub fn known_field(name: &str) -> Option<&'static str> {
 }
 
 /// The `map-header-to-field` lines of a block. `custom` says whether FIELD may be a new column.
-pub fn from_settings(settings: &Settings, custom: bool) -> Result<Vec<HeaderMapping>, String> {
+pub fn from_settings(settings: &Settings, custom: bool) -> Result<Vec<HeaderMapping>, AcctError> {
     let mut out = Vec::new();
     for entry in settings.all(Dir::MapHeaderToField) {
         let Value::Words(words) = &entry.value else { continue };
@@ -51,23 +51,22 @@ pub fn from_settings(settings: &Settings, custom: bool) -> Result<Vec<HeaderMapp
             .strip_prefix("header_")
             .or_else(|| header.strip_prefix("HEADER_"))
             .filter(|h| !h.is_empty() && !h.contains(|c: char| c.is_whitespace() || c == ':'))
-            .ok_or_else(|| format!("map-header-to-field: {header:?} is not header_NAME"))?;
+            .ok_or_else(|| AcctError::MappedHeader(header.clone()))?;
         let field = match known_field(field) {
             Some(f) => MappedField::Known(f),
             None if field.eq_ignore_ascii_case("type") => {
-                return Err("map-header-to-field: the type field cannot be mapped".into());
+                return Err(AcctError::MappedType);
             }
             None if custom && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
                 MappedField::Custom(field.clone())
             }
             None => {
                 let all = RecordType::ALL.iter().flat_map(|t| t.fields().iter().copied());
-                return Err(format!("map-header-to-field: unknown field {field:?}{}", suggest(field, all)));
+                return Err(AcctError::MappedField { field: field.clone(), hint: suggest(field, all) });
             }
         };
         for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            let kind =
-                RecordType::parse(kind).ok_or_else(|| format!("map-header-to-field: unknown record type {kind:?}"))?;
+            let kind = RecordType::parse(kind).ok_or_else(|| AcctError::MappedRecordType(kind.to_string()))?;
             out.push(HeaderMapping { kind, header: name.to_string(), field: field.clone() });
         }
     }
@@ -79,7 +78,7 @@ mod tests {
     use super::*;
     use crate::config::{FileCheck, load_str};
 
-    fn mappings(lines: &str, custom: bool) -> Result<Vec<HeaderMapping>, String> {
+    fn mappings(lines: &str, custom: bool) -> Result<Vec<HeaderMapping>, AcctError> {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("<acct-file {}/a.csv>\n{lines}</acct-file>\n", dir.path().display());
         let loaded = load_str("m.conf", &text, dir.path(), FileCheck::Warn);
@@ -106,11 +105,11 @@ mod tests {
         );
         assert_eq!(m[1].kind, RecordType::RemoteBounce);
         assert_eq!(m[2].field, MappedField::Custom("customerId".into()));
-        let e = mappings(" map-header-to-field r header_X-Customer customerId\n", false).unwrap_err();
+        let e = mappings(" map-header-to-field r header_X-Customer customerId\n", false).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
-        let e = mappings(" map-header-to-field d X-Customer jobId\n", true).unwrap_err();
+        let e = mappings(" map-header-to-field d X-Customer jobId\n", true).unwrap_err().to_string();
         assert!(e.contains("header_NAME"), "{e}");
-        let e = mappings(" map-header-to-field q header_X jobId\n", true).unwrap_err();
+        let e = mappings(" map-header-to-field q header_X jobId\n", true).unwrap_err().to_string();
         assert!(e.contains("record type"), "{e}");
     }
 }

@@ -21,6 +21,8 @@ use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use crate::config::settings::Settings;
 use crate::config::{Dir, policy};
 
+use super::AcctError;
+
 /// The pipe options of an `<acct-file |COMMAND>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct PipeOptions {
@@ -50,7 +52,7 @@ pub(super) struct PipeSink {
 
 impl PipeSink {
     /// Starts the command (an error starting it refuses the configuration).
-    pub fn start(command: &str, header: &[u8], options: PipeOptions) -> Result<PipeSink, String> {
+    pub fn start(command: &str, header: &[u8], options: PipeOptions) -> Result<PipeSink, AcctError> {
         let mut sink = PipeSink {
             command: command.to_string(),
             header: header.to_vec(),
@@ -62,29 +64,29 @@ impl PipeSink {
         Ok(sink)
     }
 
-    fn launch(&mut self) -> Result<(), String> {
+    fn launch(&mut self) -> Result<(), AcctError> {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(&self.command)
             .stdin(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("Error starting \"{}\": {e}", self.command))?;
+            .map_err(|source| AcctError::PipeStart { command: self.command.clone(), source })?;
         let Some(stdin) = child.stdin.take() else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("Error starting \"{}\": no stdin", self.command));
+            return Err(AcctError::PipeStdin { command: self.command.clone() });
         };
         // Non-blocking, so a write can give up after write-timeout.
         let nonblocking = fcntl_getfl(stdin.as_fd()).and_then(|f| fcntl_setfl(stdin.as_fd(), f | OFlags::NONBLOCK));
         if let Err(e) = nonblocking {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("Error starting \"{}\": {e}", self.command));
+            return Err(AcctError::PipeStart { command: self.command.clone(), source: e.into() });
         }
         self.running = Some((child, stdin));
         self.restart_at = None;
         let header = self.header.clone();
-        if self.send(&header) { Ok(()) } else { Err(format!("Error writing to \"{}\"", self.command)) }
+        if self.send(&header) { Ok(()) } else { Err(AcctError::PipeHeader { command: self.command.clone() }) }
     }
 
     /// Restarts a failed command once `retry-interval` has passed.
@@ -147,7 +149,7 @@ impl PipeSink {
     }
 
     /// Stops the command and schedules the restart.
-    fn failed(&mut self, why: &str) {
+    fn failed(&mut self, why: &dyn std::fmt::Display) {
         let retry = self.options.retry_interval;
         tracing::error!("accounting: {why}; records are lost until the command is restarted in {}s", retry.as_secs());
         if let Some((mut child, stdin)) = self.running.take() {

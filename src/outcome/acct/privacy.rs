@@ -13,6 +13,8 @@
 
 use std::fmt::Write;
 
+use super::AcctError;
+
 /// What an output writes in place of a recipient address.
 #[derive(Clone, Debug, Default)]
 pub(super) enum Privacy {
@@ -30,18 +32,18 @@ const DEFAULT_REDACTION: &str = "redacted";
 
 impl Privacy {
     /// From the directive's words (`privacy-policy redact XXX` → `["redact", "XXX"]`).
-    pub fn parse(words: &[String]) -> Result<Privacy, String> {
+    pub fn parse(words: &[String]) -> Result<Privacy, AcctError> {
         let (mode, arg) = match words {
             [mode] => (mode.as_str(), None),
             [mode, arg] => (mode.as_str(), Some(arg.as_str())),
-            _ => return Err("privacy-policy: expected retain, redact [STR], siphash KEY or hmac-sha256 KEY".into()),
+            _ => return Err(AcctError::PrivacyWords),
         };
         match (mode.to_ascii_lowercase().as_str(), arg) {
             ("retain", None) => Ok(Privacy::Retain),
             ("redact", text) => {
                 let text = text.unwrap_or(DEFAULT_REDACTION);
                 if text.contains('@') {
-                    return Err(format!("privacy-policy redact: {text:?} must not contain '@'"));
+                    return Err(AcctError::RedactionAt(text.to_string()));
                 }
                 Ok(Privacy::Redact(text.to_string()))
             }
@@ -49,11 +51,9 @@ impl Privacy {
             ("hmac-sha256", Some(key)) if !key.is_empty() => {
                 Ok(Privacy::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes())))
             }
-            ("siphash" | "siphash-2-4" | "hmac-sha256", None) => {
-                Err(format!("privacy-policy {mode}: a KEY is required"))
-            }
-            ("retain", Some(extra)) => Err(format!("privacy-policy retain takes no argument, not {extra:?}")),
-            _ => Err(format!("privacy-policy: unknown policy {mode:?} (retain, redact, siphash or hmac-sha256)")),
+            ("siphash" | "siphash-2-4" | "hmac-sha256", None) => Err(AcctError::KeyRequired(mode.to_string())),
+            ("retain", Some(extra)) => Err(AcctError::RetainArgument(extra.to_string())),
+            _ => Err(AcctError::UnknownPolicy(mode.to_string())),
         }
     }
 
@@ -88,20 +88,17 @@ impl Privacy {
 }
 
 /// A SipHash key: 32 hex digits, or exactly 16 characters taken as bytes.
-fn siphash_key(text: &str) -> Result<[u8; 16], String> {
+fn siphash_key(text: &str) -> Result<[u8; 16], AcctError> {
     let mut key = [0u8; 16];
     if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("two hex digits, checked above");
         }
         return Ok(key);
     }
     let bytes = text.as_bytes();
     if bytes.len() != 16 {
-        return Err(format!(
-            "privacy-policy siphash: the key must be 32 hex digits or 16 characters, not {} characters",
-            bytes.len()
-        ));
+        return Err(AcctError::SipHashKey(bytes.len()));
     }
     key.copy_from_slice(bytes);
     Ok(key)
@@ -157,7 +154,7 @@ fn siphash24(key: &[u8; 16], data: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn policy(words: &[&str]) -> Result<Privacy, String> {
+    fn policy(words: &[&str]) -> Result<Privacy, AcctError> {
         Privacy::parse(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
     }
 
@@ -190,9 +187,9 @@ mod tests {
 
     #[test]
     fn bad_policies_are_refused() {
-        assert!(policy(&["siphash"]).unwrap_err().contains("KEY is required"));
-        assert!(policy(&["siphash", "short"]).unwrap_err().contains("32 hex digits or 16 characters"));
-        assert!(policy(&["forget"]).unwrap_err().contains("unknown policy"));
+        assert!(policy(&["siphash"]).unwrap_err().to_string().contains("KEY is required"));
+        assert!(policy(&["siphash", "short"]).unwrap_err().to_string().contains("32 hex digits or 16 characters"));
+        assert!(policy(&["forget"]).unwrap_err().to_string().contains("unknown policy"));
         assert!(policy(&["redact", "a@b"]).is_err());
         assert!(policy(&["retain", "x"]).is_err());
     }

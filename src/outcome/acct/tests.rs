@@ -49,7 +49,7 @@ impl Story {
         let now = Arc::clone(&self.now);
         match Accounting::open_with_clock(&self.config(text), Arc::new(move || now.load(Ordering::SeqCst))) {
             Ok(_) => panic!("opened"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::time;
 
 use super::layout::{Layout, days_from_civil};
 use super::pipe::{PipeOptions, PipeSink};
-use super::{Clock, Record};
+use super::{AcctError, Clock, Record};
 
 /// How often an idle writer looks at the clock (for `move-interval` and `delete-after`).
 const TICK: Duration = Duration::from_secs(1);
@@ -72,9 +72,9 @@ enum Msg {
     /// A record, and whether it is written only because of `log-delivery-failures`.
     Record(Record, bool),
     Flush(Sender<()>),
-    Rotate(Sender<Result<Option<PathBuf>, String>>),
+    Rotate(Sender<Result<Option<PathBuf>, AcctError>>),
     /// A reload: the file's new layout and options.
-    Configure(Box<(Layout, FileOptions)>, Sender<Result<(), String>>),
+    Configure(Box<(Layout, FileOptions)>, Sender<Result<(), AcctError>>),
 }
 
 /// The handle the `Accounting` of each configuration generation holds.
@@ -99,7 +99,7 @@ static FILE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Writer>>>> = LazyLock:
 impl Writer {
     /// The writer of an accounting file: the running one for this path (reconfigured), else a
     /// new one.
-    pub fn file(path: &Path, layout: Layout, options: FileOptions) -> Result<Arc<Writer>, String> {
+    pub fn file(path: &Path, layout: Layout, options: FileOptions) -> Result<Arc<Writer>, AcctError> {
         let key = absolute(path);
         let mut registry = FILE_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
         registry.retain(|_, w| w.strong_count() > 0);
@@ -109,7 +109,7 @@ impl Writer {
                 match running.tx.send(Msg::Configure(Box::new((layout, options)), ack)) {
                     Ok(()) => match answer.recv() {
                         Ok(result) => return result.map(|()| running),
-                        Err(_) => return Err(format!("the writer of {} has stopped", key.display())),
+                        Err(_) => return Err(AcctError::WriterGone(key)),
                     },
                     // The writer is gone (it can only stop by panicking): start another.
                     Err(std::sync::mpsc::SendError(Msg::Configure(pair, _))) => *pair,
@@ -125,12 +125,12 @@ impl Writer {
     }
 
     /// A pipe output: the command is started now and fed the header line.
-    pub fn pipe(command: &str, layout: Layout, options: PipeOptions) -> Result<Arc<Writer>, String> {
+    pub fn pipe(command: &str, layout: Layout, options: PipeOptions) -> Result<Arc<Writer>, AcctError> {
         let sink = PipeSink::start(command, &layout.header_line(), options)?;
         Writer::start(Worker { layout, sink: Sink::Pipe(sink), stats: Arc::default() }, false)
     }
 
-    fn start(worker: Worker, is_file: bool) -> Result<Arc<Writer>, String> {
+    fn start(worker: Worker, is_file: bool) -> Result<Arc<Writer>, AcctError> {
         // Unbounded on purpose: records come from the queue manager, which must never wait on a
         // disk (that would stall every queue); the writer batches a whole backlog per write, so
         // the queue of records stays as short as one write takes, and the spool (bounded by its
@@ -140,7 +140,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("ember-acct".into())
             .spawn(move || worker.run(rx))
-            .map_err(|e| format!("cannot start the writer: {e}"))?;
+            .map_err(AcctError::Thread)?;
         Ok(Arc::new(Writer { tx, is_file, stats }))
     }
 
@@ -158,13 +158,13 @@ impl Writer {
         }
     }
 
-    pub fn rotate(&self) -> Result<Option<PathBuf>, String> {
+    pub fn rotate(&self) -> Result<Option<PathBuf>, AcctError> {
         if !self.is_file {
             return Ok(None);
         }
         let (ack, done) = channel();
-        self.tx.send(Msg::Rotate(ack)).map_err(|_| "the accounting writer has stopped".to_string())?;
-        done.recv().map_err(|_| "the accounting writer has stopped".to_string())?
+        self.tx.send(Msg::Rotate(ack)).map_err(|_| AcctError::Stopped)?;
+        done.recv().map_err(|_| AcctError::Stopped)?
     }
 }
 
@@ -303,7 +303,7 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn open(path: &Path, header: Vec<u8>, options: FileOptions) -> Result<FileSink, String> {
+    fn open(path: &Path, header: Vec<u8>, options: FileOptions) -> Result<FileSink, AcctError> {
         let now = (options.clock)();
         let (file, id, size) = open_file(path, options.mode())?;
         let mut sink = FileSink {
@@ -336,7 +336,7 @@ impl FileSink {
 
     /// Makes the open file ours: a new file gets the header; a file with another header (the
     /// columns changed) is rotated away first; a torn last line is ended.
-    fn adopt(&mut self, now: u64) -> Result<(), String> {
+    fn adopt(&mut self, now: u64) -> Result<(), AcctError> {
         if self.size == 0 {
             return self.write_header();
         }
@@ -349,28 +349,28 @@ impl FileSink {
         }
         let mut last = [0u8];
         if self.file.read_exact_at(&mut last, self.size - 1).is_ok() && last[0] != b'\n' {
-            self.file.write_all(b"\n").map_err(|e| self.error("write to", &e))?;
+            self.file.write_all(b"\n").map_err(|e| self.error("write to", e))?;
             self.size += 1;
         }
         Ok(())
     }
 
-    fn write_header(&mut self) -> Result<(), String> {
-        self.file.write_all(&self.header).map_err(|e| self.error("write to", &e))?;
+    fn write_header(&mut self) -> Result<(), AcctError> {
+        self.file.write_all(&self.header).map_err(|e| self.error("write to", e))?;
         self.size += self.header.len() as u64;
         if self.options.sync {
-            self.file.sync_data().map_err(|e| self.error("sync", &e))?;
+            self.file.sync_data().map_err(|e| self.error("sync", e))?;
         }
         Ok(())
     }
 
-    fn error(&self, what: &str, e: &io::Error) -> String {
-        format!("cannot {what} {}: {e}", self.path.display())
+    fn error(&self, action: &'static str, e: io::Error) -> AcctError {
+        AcctError::file(action, &self.path, e)
     }
 
     /// Reopens the path when the file was moved or removed behind our back (logrotate, an
     /// operator).
-    fn follow_path(&mut self) -> Result<(), String> {
+    fn follow_path(&mut self) -> Result<(), AcctError> {
         let current = fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
         if current == Some(self.id) {
             return Ok(());
@@ -388,10 +388,10 @@ impl FileSink {
             if self.options.max_size.is_some_and(|max| self.size >= max) {
                 self.rotate(now)?;
             }
-            self.file.write_all(rows).map_err(|e| self.error("write to", &e))?;
+            self.file.write_all(rows).map_err(|e| self.error("write to", e))?;
             self.size += rows.len() as u64;
             if self.options.sync {
-                self.file.sync_data().map_err(|e| self.error("sync", &e))?;
+                self.file.sync_data().map_err(|e| self.error("sync", e))?;
             }
             if self.options.max_size.is_some_and(|max| self.size >= max) {
                 self.rotate(now)?;
@@ -404,7 +404,7 @@ impl FileSink {
         result.is_ok()
     }
 
-    fn log_error(&mut self, now: u64, e: &str) {
+    fn log_error(&mut self, now: u64, e: &AcctError) {
         if self.last_error.is_none_or(|t| now >= t + 60) {
             tracing::error!("accounting: {e}; the records of this batch are lost");
             self.last_error = Some(now);
@@ -430,12 +430,12 @@ impl FileSink {
 
     /// Moves the file to its dated name (in `move-to` if set) and starts a new one. A file with
     /// no records stays. Returns where the file went.
-    fn rotate(&mut self, stamp: u64) -> Result<Option<PathBuf>, String> {
+    fn rotate(&mut self, stamp: u64) -> Result<Option<PathBuf>, AcctError> {
         if !self.has_records() {
             return Ok(None);
         }
         if self.options.sync {
-            self.file.sync_data().map_err(|e| self.error("sync", &e))?;
+            self.file.sync_data().map_err(|e| self.error("sync", e))?;
         }
         let dir = self.rotated_dir();
         let target = unused_name(&dir, &self.path, stamp);
@@ -450,10 +450,10 @@ impl FileSink {
                     target.display(),
                     beside.display()
                 );
-                fs::rename(&self.path, &beside).map_err(|e| self.error("rename", &e))?;
+                fs::rename(&self.path, &beside).map_err(|e| self.error("rename", e))?;
                 beside
             }
-            Err(e) => return Err(self.error("rename", &e)),
+            Err(e) => return Err(self.error("rename", e)),
         };
         let (file, id, size) = open_file(&self.path, self.options.mode())?;
         (self.file, self.id, self.size) = (file, id, size);
@@ -474,7 +474,7 @@ impl FileSink {
     }
 
     /// A reload: new options; new columns start a new file.
-    fn reconfigure(&mut self, header: Vec<u8>, options: FileOptions) -> Result<(), String> {
+    fn reconfigure(&mut self, header: Vec<u8>, options: FileOptions) -> Result<(), AcctError> {
         let now = (options.clock)();
         let interval_changed = options.interval != self.options.interval;
         self.options = options;
@@ -488,7 +488,7 @@ impl FileSink {
                 self.header = header;
                 self.rotate(now)?;
             } else {
-                self.file.set_len(0).map_err(|e| self.error("truncate", &e))?;
+                self.file.set_len(0).map_err(|e| self.error("truncate", e))?;
                 self.size = 0;
                 self.header = header;
                 self.write_header()?;
@@ -519,17 +519,17 @@ impl FileSink {
 }
 
 /// Opens (creating) an accounting file for appending; returns it, its (device, inode), size.
-fn open_file(path: &Path, mode: u32) -> Result<(File, (u64, u64), u64), String> {
+fn open_file(path: &Path, mode: u32) -> Result<(File, (u64, u64), u64), AcctError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| AcctError::file("open", path, e))?;
     // The mode given at creation is masked by the umask, and an existing file keeps its own.
     let _ = file.set_permissions(fs::Permissions::from_mode(mode));
-    let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| AcctError::file("read", path, e))?;
     Ok((file, (meta.dev(), meta.ino()), meta.len()))
 }
 
