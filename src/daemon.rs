@@ -203,8 +203,12 @@ pub enum StartError {
     #[error("{}", .0.join("\n"))]
     Context(Vec<String>),
     /// A listener or its TLS setup, as the listener code describes it.
-    #[error("{0}")]
-    Listeners(String),
+    #[error(transparent)]
+    Listeners(#[from] crate::ingress::listener::BindError),
+    #[error(transparent)]
+    ServerTls(#[from] crate::ingress::tls::TlsConfigError),
+    #[error(transparent)]
+    HttpTls(#[from] crate::mgmt::tls::HttpTlsError),
     /// `what` names the directive that asked for the port.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
@@ -307,9 +311,9 @@ impl Daemon {
         // Everything that may need root comes first: keys and certificates (often readable by
         // root only) and the sockets (ports below 1024). Nothing is accepted before the spool
         // is open: the accept loops start last.
-        let global_tls = listener::global_tls(&config).map_err(StartError::Listeners)?;
-        let bound = listener::bind(&config, &global_tls).await.map_err(StartError::Listeners)?;
-        let mgmt_tls = crate::mgmt::tls::server_config(&config).map_err(StartError::Listeners)?;
+        let global_tls = listener::global_tls(&config)?;
+        let bound = listener::bind(&config, &global_tls).await?;
+        let mgmt_tls = crate::mgmt::tls::server_config(&config)?;
         let mgmt_listener = match mgmt_addr(&config) {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
                 addr,
@@ -450,7 +454,7 @@ impl Daemon {
             &self.queues,
             &self.telemetry,
             &self.suppression,
-            listener::global_tls(&config).map_err(StartError::Listeners)?,
+            listener::global_tls(&config)?,
         )?;
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));

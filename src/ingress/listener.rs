@@ -103,7 +103,7 @@ fn global_spec(config: &Config) -> Option<ServerTls> {
 }
 
 /// The STARTTLS configuration of the whole server (`smtp-server-tls-certificate`), if any.
-pub fn global_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+pub fn global_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, super::tls::TlsConfigError> {
     global_spec(config).map(|spec| server_config(&spec)).transpose()
 }
 
@@ -126,22 +126,34 @@ pub struct Bound {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Why the listeners cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsConfigError),
+    #[error("<smtp-listener {0}> has immediate-tls but no tls-certificate (nor smtp-server-tls-certificate)")]
+    ImmediateTlsWithoutCertificate(SocketAddr),
+}
+
 /// Binds every listener before any accepts, so a port in use stops start-up with a clear error.
-pub async fn bind(config: &Config, global_tls: &Option<Arc<rustls::ServerConfig>>) -> Result<Vec<Bound>, String> {
+pub async fn bind(config: &Config, global_tls: &Option<Arc<rustls::ServerConfig>>) -> Result<Vec<Bound>, BindError> {
     let mut bound = Vec::new();
     for spec in specs(config) {
         let listener =
-            TcpListener::bind(spec.addr).await.map_err(|e| format!("cannot listen on {}: {e}", spec.addr))?;
+            TcpListener::bind(spec.addr).await.map_err(|source| BindError::Listen { addr: spec.addr, source })?;
         // A listener without TLS settings of its own shares the server-wide configuration.
         let tls = match listener_tls(config, &spec) {
             Some(own) if Some(&own) != global_spec(config).as_ref() => Some(server_config(&own)?),
             _ => global_tls.clone(),
         };
         if spec.implicit_tls && tls.is_none() {
-            return Err(format!(
-                "<smtp-listener {}> has immediate-tls but no tls-certificate (nor smtp-server-tls-certificate)",
-                spec.addr
-            ));
+            return Err(BindError::ImmediateTlsWithoutCertificate(spec.addr));
         }
         bound.push(Bound { spec, listener, tls });
     }

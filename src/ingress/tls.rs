@@ -24,14 +24,65 @@ pub struct ServerTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// Why a server TLS configuration cannot be built; each says which file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("bad certificate in {what} {}: {source}", path.display())]
+    BadCertificate {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate found in {what} {}", path.display())]
+    NoCertificate { what: &'static str, path: PathBuf },
+    #[error(
+        "no usable private key in {} ({source}); the file must hold the certificate chain and an unencrypted PEM key",
+        path.display()
+    )]
+    NoKey {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Setup(#[source] rustls::Error),
+    #[error("unusable CA certificate in {}: {source}", path.display())]
+    UnusableCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("client CA file {}: {source}", path.display())]
+    ClientCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("certificate {} does not match its key: {source}", path.display())]
+    KeyMismatch {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
 /// Reads the PEM certificates of `file` (`what` names the directive for errors).
-pub fn read_certificates(file: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_certificates(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let path = || file.to_path_buf();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("cannot read {what} {}: {e}", file.display()))?
+        .map_err(|source| TlsConfigError::Read { what, path: path(), source })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate in {what} {}: {e}", file.display()))?;
+        .map_err(|source| TlsConfigError::BadCertificate { what, path: path(), source })?;
     if certs.is_empty() {
-        return Err(format!("no certificate found in {what} {}", file.display()));
+        return Err(TlsConfigError::NoCertificate { what, path: path() });
     }
     Ok(certs)
 }
@@ -63,38 +114,34 @@ fn common_name(subject: &[u8]) -> Option<String> {
 }
 
 /// The rustls server configuration of `spec`.
-pub fn server_config(spec: &ServerTls) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(spec: &ServerTls) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let cert_file = &spec.certificate;
     let certs = read_certificates(cert_file, "certificate")?;
-    let key = PrivateKeyDer::from_pem_file(cert_file).map_err(|e| {
-        format!(
-            "no usable private key in {} ({e}); the file must hold the certificate chain and an unencrypted PEM key",
-            cert_file.display()
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_file(cert_file)
+        .map_err(|source| TlsConfigError::NoKey { path: cert_file.clone(), source })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] =
         if spec.allow_tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(TlsConfigError::Setup)?;
     let builder = match &spec.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_certificates(ca, "client CA file")? {
-                roots.add(cert).map_err(|e| format!("unusable CA certificate in {}: {e}", ca.display()))?;
+                roots.add(cert).map_err(|source| TlsConfigError::UnusableCa { path: ca.clone(), source })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
-                .map_err(|e| format!("client CA file {}: {e}", ca.display()))?;
+                .map_err(|source| TlsConfigError::ClientCa { path: ca.clone(), source })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate {} does not match its key: {e}", cert_file.display()))?;
+        .map_err(|source| TlsConfigError::KeyMismatch { path: cert_file.clone(), source })?;
     Ok(Arc::new(config))
 }
 

@@ -25,15 +25,19 @@ use crate::config::{Config, Dir};
 /// How long a client has to send its first byte and finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `http-tls-certificate` cannot be used (the reason names the file).
+#[derive(Debug, thiserror::Error)]
+#[error("http-tls-certificate: {0}")]
+pub struct HttpTlsError(#[from] crate::ingress::tls::TlsConfigError);
+
 /// The TLS configuration of the management port, if `http-tls-certificate` is set.
-pub fn server_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+pub fn server_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, HttpTlsError> {
     let Some(path) = config.global.path(Dir::HttpTlsCertificate) else { return Ok(None) };
     let mut tls = (*crate::ingress::tls::server_config(&crate::ingress::tls::ServerTls {
         certificate: config.path(path),
         allow_tls12: true,
         client_ca: None,
-    })
-    .map_err(|e| format!("http-tls-certificate: {e}"))?)
+    })?)
     .clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(tls)))
