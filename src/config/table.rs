@@ -299,7 +299,7 @@ directives! {
     DkimQueryMethod => "dkim-query-method", Word, D, None, once, Enforced, "q= tag written into signatures (dns/txt is the only method RFC 6376 defines).";
     DkimDisallowAddingHeaders => "dkim-disallow-adding-headers", List, D, None, once, Enforced, "Over-sign these headers.";
     SecondDkimSign => "second-dkim-sign", Enum(DKIM_SIGN), D, Some("no"), once, Enforced, "Add a second signature.";
-    SecondDkimIdentity => "second-dkim-identity", Word, D, None, once, Enforced, "Identity of the second signature.";
+    SecondDkimIdentity => "second-dkim-identity", Word, D, Some("sender-or-from"), once, Enforced, "Identity of the second signature.";
     SecondDkimAlgorithm => "second-dkim-algorithm", Enum(DKIM_ALGORITHMS), D, Some("rsa-sha256"), once, Enforced, "Algorithm of the second signature.";
     DkSign => "dk-sign", Bool, D, Some("no"), once, NoEffect, "DomainKeys (RFC 4870, historic since 2007) signing; Ember signs with DKIM only.";
     CheckSpfOutbound => "check-spf-outbound", Bool, D, Some("no"), once, Pending, "Bounce mail that would fail SPF from the chosen source IP. Pending: needs an SPF evaluation per queue and source IP, cached by sender domain; not built yet.";

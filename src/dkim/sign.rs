@@ -115,7 +115,7 @@ impl SignOptions {
         }
         if wants(s.text(Dir::SecondDkimSign), message, x_dkim_options) {
             signatures.push(SignatureSpec {
-                identity: s.text(Dir::SecondDkimIdentity).unwrap_or("sender-or-from").to_string(),
+                identity: crate::config::policy::text(s, Dir::SecondDkimIdentity).to_string(),
                 fallback: None,
                 kind: kind(s.text(Dir::SecondDkimAlgorithm)),
                 selector: None,
