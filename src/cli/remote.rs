@@ -65,15 +65,20 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     if encoded.is_empty() { String::new() } else { format!("?{}", encoded.join("&")) }
 }
 
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' | b'/' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// What a query value keeps as it is: RFC 3986's unreserved characters, and `*`, `/` and `@`,
+/// which a query may hold as they are and which keep queue names and addresses readable in logs.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'/')
+    .remove(b'@');
+
+/// One query value, percent-encoded (UTF-8 bytes outside `QUERY_VALUE` as `%XX`).
+pub fn encode(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
@@ -88,5 +93,6 @@ mod tests {
         assert_eq!(parse_mgmt("[::1]:81").unwrap(), "[::1]:81".parse().unwrap());
         assert!(parse_mgmt("https://127.0.0.1:1").is_err());
         assert_eq!(query(&[("queue", Some("a b/{x}".into())), ("n", None)]), "?queue=a%20b/%7Bx%7D");
+        assert_eq!(encode("o'brien+tag@exämple.com&x=1"), "o%27brien%2Btag@ex%C3%A4mple.com%26x%3D1");
     }
 }

@@ -126,7 +126,7 @@ pub fn check(address: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
     let suppressed = match target(config_path, mgmt) {
         Err(e) => return fail(e),
         Ok(Target::Live(addr)) => {
-            let path = format!("/api/v1/suppression?address={}", query_escape(address));
+            let path = format!("/api/v1/suppression?address={}", super::remote::encode(address));
             match http(addr, "GET", &path, "text/plain", b"").and_then(|(s, b)| json_data(s, &b)) {
                 Ok(v) => v["suppressed"].as_bool().unwrap_or(false),
                 Err(e) => return fail(e),
@@ -142,15 +142,6 @@ pub fn check(address: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
         // Scripts can test the answer: 2 means "not on the list".
         ExitCode::from(2)
     }
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'@' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> ExitCode {
