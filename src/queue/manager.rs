@@ -6,8 +6,11 @@
 //! operators' commands `ops`.
 
 pub(super) mod dispatch;
+mod handle;
 mod ops;
 mod outcomes;
+mod settings_cache;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -21,10 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::QueueKey;
 use super::dest_limits::DestLimits;
 use super::limits::SharedRates;
-use super::ramp::{RampStatus, Ramps};
+use super::ramp::Ramps;
 use super::report::Reporter;
 use super::rollup::Rollups;
-use super::state::{ModeEvent, Queue, new_queue};
+use super::state::{Queue, new_queue};
 use super::state_file::StateSaver;
 use super::supervisor::{self, InFlight, WorkerFn, WorkerId};
 use super::vmta::Rotation;
@@ -38,7 +41,10 @@ use crate::message::{Envelope, RecipientState};
 use crate::smtp::Reply;
 use crate::spool::Spool;
 
+pub use handle::{EVENT_CAPACITY, Events, QueueHandle, Stopped};
 pub use ops::{Filter, Operation, OperationResult};
+use settings_cache::SettingsCache;
+pub use status::QueueStatus;
 
 /// Some recipients of one message, all in one queue.
 #[derive(Clone, Debug)]
@@ -160,109 +166,6 @@ struct Diverted {
     not_before: u64,
 }
 
-/// What `show queues` says about a queue.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct QueueStatus {
-    pub queue: String,
-    pub recipients: usize,
-    pub messages_ready: usize,
-    pub messages_waiting: usize,
-    pub connections: usize,
-    /// `normal`, or `retry` while waiting after a connection failure.
-    pub mode: String,
-    /// Unix time the retry wait ends.
-    pub retry_until: Option<u64>,
-    pub last_error: Option<String>,
-    pub delivered: u64,
-    pub bounced: u64,
-    pub deferred: u64,
-    /// Why the mode is what it is (the rule and the reply that triggered backoff).
-    pub mode_reason: Option<String>,
-    /// Unix time backoff ends.
-    pub mode_until: Option<u64>,
-    /// Why the queue is not sending faster right now, in the same words everywhere.
-    pub waiting_reason: Option<String>,
-    pub mode_events: Vec<ModeEvent>,
-    /// The queue's `warmup-schedule` ramp: step, cap, use, why it holds.
-    pub warmup: Option<RampStatus>,
-    /// Paused by an operator (`pause queue`).
-    pub paused: bool,
-    /// Recipients held because their job is paused.
-    pub held_recipients: usize,
-}
-
-/// The manager's inbox. Bounded: a producer that outruns the manager (sessions submitting,
-/// workers reporting) waits for room, so a burst slows the SMTP answers instead of growing
-/// memory; `ember_queue_manager_backlog` shows how full it is.
-pub type Events = mpsc::Sender<Event>;
-
-/// Events the manager's inbox holds before producers wait: about a second of relay traffic at
-/// full speed, which absorbs bursts without hiding a stalled manager for long.
-pub const EVENT_CAPACITY: usize = 8192;
-
-/// The handle the rest of the daemon holds.
-#[derive(Clone)]
-pub struct QueueHandle {
-    tx: Events,
-}
-
-/// The manager has stopped (the daemon is shutting down): what was sent stays in the spool and is
-/// queued again at the next start.
-#[derive(Debug, thiserror::Error)]
-#[error("the queue manager has stopped")]
-pub struct Stopped;
-
-impl QueueHandle {
-    /// Files a stored message into its queues; waits while the manager's inbox is full.
-    pub async fn submit(&self, envelope: Envelope) -> Result<(), Stopped> {
-        self.tx.send(Event::Submit(Box::new(envelope), true)).await.map_err(|_| Stopped)
-    }
-
-    /// Files a message recovered from the spool at start, from a blocking thread (recovery walks
-    /// the spool's index synchronously).
-    pub fn recover_blocking(&self, envelope: Envelope) -> Result<(), Stopped> {
-        self.tx.blocking_send(Event::Submit(Box::new(envelope), false)).map_err(|_| Stopped)
-    }
-
-    /// Switches to a new configuration generation: queue settings are recomputed, messages whose
-    /// VMTA no longer exists bounce with 5.3.5.
-    pub async fn reload(&self, config: Arc<Config>, reporter: Reporter) -> Result<(), Stopped> {
-        let reporter = reporter.with_events(self.tx.clone());
-        self.tx.send(Event::Reload(config, reporter)).await.map_err(|_| Stopped)
-    }
-
-    /// Events waiting in the manager's inbox.
-    pub fn backlog(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-    }
-
-    /// Applies an operator's command to the queues matching `queues`; how many matched.
-    pub async fn command(&self, queues: &str, command: Command) -> usize {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Command { queues: queues.to_string(), command, reply: tx }).await.is_err() {
-            return 0;
-        }
-        rx.await.unwrap_or(0)
-    }
-
-    /// Runs the manager's timer work now (unit tests on a manual clock).
-    #[cfg(test)]
-    pub async fn tick(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Tick(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    pub async fn snapshot(&self) -> Vec<QueueStatus> {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Snapshot(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-}
-
 pub struct Manager {
     config: Arc<Config>,
     spool: Spool,
@@ -298,41 +201,6 @@ pub struct Manager {
     /// Jobs handed to workers and not yet reported.
     in_flight: InFlight,
     settings_cache: SettingsCache,
-}
-
-/// Effective settings by (domain, VMTA) for one configuration generation: a message's recipients
-/// mostly share a few domains, and resolving layers and policy per recipient would repeat the
-/// same work for each. Emptied on reload, and when it reaches `SETTINGS_CACHE_CAP`.
-#[derive(Default)]
-struct SettingsCache {
-    map: HashMap<(String, String), Option<Arc<QueueSettings>>>,
-    /// Resolutions made (cache misses), for tests.
-    resolved: u64,
-}
-
-/// Entries `SettingsCache` holds before it starts over: mail to many distinct domains must not
-/// grow the manager's memory for the life of a generation.
-const SETTINGS_CACHE_CAP: usize = 65_536;
-
-impl SettingsCache {
-    fn get(&mut self, config: &Config, domain: &str, vmta: &str) -> Option<Arc<QueueSettings>> {
-        let key = (domain.to_string(), vmta.to_string());
-        if let Some(cached) = self.map.get(&key) {
-            return cached.clone();
-        }
-        let lookup = (vmta != crate::config::DEFAULT_VMTA).then_some(vmta);
-        let resolved = config.queue_settings(domain, lookup).ok().map(Arc::new);
-        self.resolved += 1;
-        if self.map.len() >= SETTINGS_CACHE_CAP {
-            self.map.clear();
-        }
-        self.map.insert(key, resolved.clone());
-        resolved
-    }
-
-    fn clear(&mut self) {
-        self.map.clear();
-    }
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -919,52 +787,5 @@ impl Manager {
             .collect();
         ranked.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
         ranked.into_iter().map(|(_, _, k)| k.clone()).collect()
-    }
-
-    fn snapshot(&mut self) -> Vec<QueueStatus> {
-        let now = self.clock.now_secs();
-        let ramps = &mut self.ramps;
-        let rollups = &self.rollups;
-        let mut out: Vec<QueueStatus> = self
-            .queues
-            .iter()
-            // A domain queue emptied into its rollup is not a queue of its own any more.
-            .filter(|(k, q)| rollups.current(&k.name).is_none() || q.recipients() > 0 || q.connections > 0)
-            .map(|(k, q)| (k, q, q.ramp.as_ref().map(|p| ramps.status(&k.to_string(), p, now))))
-            .map(|(k, q, warmup)| QueueStatus {
-                queue: k.to_string(),
-                recipients: q.recipients(),
-                messages_ready: q.ready.len(),
-                messages_waiting: q.waiting.values().map(Vec::len).sum(),
-                connections: q.connections,
-                mode: if q.paused {
-                    "paused".into()
-                } else if q.retry_until.is_some() {
-                    "retry".into()
-                } else if q.backoff.is_some() {
-                    "backoff".into()
-                } else {
-                    "normal".into()
-                },
-                retry_until: q.retry_until,
-                last_error: q.last_error.clone(),
-                delivered: q.delivered,
-                bounced: q.bounced,
-                deferred: q.deferred,
-                mode_reason: q.backoff.as_ref().map(|b| b.reason.clone()),
-                mode_until: q.backoff.as_ref().and_then(|b| b.until),
-                waiting_reason: warmup
-                    .as_ref()
-                    .filter(|_| !q.ready.is_empty())
-                    .and_then(RampStatus::waiting_reason)
-                    .or_else(|| q.waiting_reason()),
-                mode_events: q.events.iter().cloned().collect(),
-                warmup,
-                paused: q.paused,
-                held_recipients: q.held.iter().map(|j| j.recipients.len()).sum(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.queue.cmp(&b.queue));
-        out
     }
 }
