@@ -11,6 +11,7 @@ mod ops;
 mod outcomes;
 mod settings_cache;
 mod status;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +28,7 @@ use super::limits::SharedRates;
 use super::ramp::Ramps;
 use super::report::Reporter;
 use super::rollup::Rollups;
-use super::state::{Queue, new_queue};
+use super::state::new_queue;
 use super::state_file::StateSaver;
 use super::supervisor::{self, InFlight, WorkerFn, WorkerId};
 use super::vmta::Rotation;
@@ -45,6 +46,7 @@ pub use handle::{EVENT_CAPACITY, Events, QueueHandle, Stopped};
 pub use ops::{Filter, Operation, OperationResult};
 use settings_cache::SettingsCache;
 pub use status::QueueStatus;
+use table::QueueTable;
 
 /// Some recipients of one message, all in one queue.
 #[derive(Clone, Debug)]
@@ -152,7 +154,10 @@ pub enum Event {
     /// Runs what the timer runs (due work, expiries, new connections) now, then answers: unit
     /// tests move a manual clock and tick.
     #[cfg(test)]
-    Tick(oneshot::Sender<()>),
+    Tick(oneshot::Sender<usize>),
+    /// How many queues are scheduled for every tick and how many have a timer armed.
+    #[cfg(test)]
+    Agenda(oneshot::Sender<(usize, usize)>),
     /// The state saver wrote every snapshot up to this ticket (src/queue/state_file.rs).
     StateSaved(u64),
 }
@@ -172,7 +177,7 @@ pub struct Manager {
     resolver: MxResolver,
     reporter: Reporter,
     rotation: Rotation,
-    queues: HashMap<QueueKey, Queue>,
+    queues: QueueTable,
     total_connections: usize,
     vmta_connections: HashMap<String, usize>,
     events: Events,
@@ -259,7 +264,7 @@ impl Pending {
             resolver: self.resolver,
             reporter: reporter.with_events(tx.clone()),
             rotation: Rotation::default(),
-            queues: HashMap::new(),
+            queues: QueueTable::default(),
             total_connections: 0,
             vmta_connections: HashMap::new(),
             events: tx,
@@ -314,7 +319,9 @@ impl Manager {
                     Some(e) => self.handle(e),
                     None => return,
                 },
-                _ = tick.tick() => self.wake(),
+                _ = tick.tick() => {
+                    self.wake();
+                }
             }
         }
     }
@@ -354,9 +361,10 @@ impl Manager {
             Event::Operate { op, reply } => self.operate(op, reply),
             #[cfg(test)]
             Event::Tick(reply) => {
-                self.wake();
-                reply.answer(());
+                reply.answer(self.wake());
             }
+            #[cfg(test)]
+            Event::Agenda(reply) => reply.answer(self.queues.scheduled()),
             Event::PausedJobs(reply) => {
                 let mut jobs: Vec<String> = self.paused_jobs.iter().cloned().collect();
                 jobs.sort();
@@ -479,7 +487,7 @@ impl Manager {
         let held = self.held(&job);
         let config = Arc::clone(&self.config);
         let clock = self.clock.clone();
-        let q = self.queues.entry(key.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
+        let q = self.queues.get_or_insert_with(&key, || new_queue(settings, &config, &clock));
         if held {
             q.held.push(job);
         } else if not_before > self.clock.now_secs() {
@@ -541,7 +549,7 @@ impl Manager {
         );
         let config = Arc::clone(&self.config);
         let clock = self.clock.clone();
-        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
+        let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock));
         for job in jobs {
             target.enqueue(job);
         }
@@ -567,7 +575,7 @@ impl Manager {
         }
         let config = Arc::clone(&self.config);
         let clock = self.clock.clone();
-        let target = self.queues.entry(to.clone()).or_insert_with(|| new_queue(settings, &config, &clock));
+        let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock));
         for job in ready {
             target.enqueue(job);
         }
@@ -610,16 +618,20 @@ impl Manager {
         }
     }
 
-    /// Moves due work to the ready lists, ends expired retry waits, starts connections.
-    fn wake(&mut self) {
+    /// Moves due work to the ready lists, ends expired retry waits, starts connections: for the
+    /// queues the table says need a look (touched, busy or due), not all of them. Returns how many
+    /// it looked at.
+    fn wake(&mut self) -> usize {
         self.warmup.save();
         self.ramps.save();
         let now = self.clock.now_secs();
+        let mut visit = self.queues.due(now);
         // Higher queue-priority first, so scarce connection slots go to it.
+        self.rank(&mut visit);
         let mut notices = Vec::new();
-        for key in self.by_priority(false) {
-            self.expire_idle(&key, false);
-            let q = self.queues.get_mut(&key).expect("listed");
+        for key in &visit {
+            self.expire_idle(key, false);
+            let Some(q) = self.queues.get_mut(key) else { continue };
             q.expire();
             notices.append(&mut q.notices);
             let due: Vec<u64> = q.waiting.range(..=now).map(|(t, _)| *t).collect();
@@ -634,24 +646,18 @@ impl Manager {
                     }
                 }
             }
-            if q.ready.is_empty() && q.waiting.is_empty() && q.connections == 0 && q.retry_until.is_none() {
-                continue;
-            }
-            self.move_backoff_rerouted(&key);
-            self.start_workers(&key);
+            self.move_backoff_rerouted(key);
+            self.start_workers(key);
+        }
+        // Settled after every look: a later queue's look may have changed an earlier one
+        // (backoff-reroute moves mail between queues).
+        for key in &visit {
+            self.queues.settle(key);
         }
         if !notices.is_empty() {
             super::notify::send(notices, &self.config, self.reporter.host_name(), &self.spool, &self.events);
         }
-        self.queues.retain(|_, q| {
-            q.connections > 0
-                || !q.ready.is_empty()
-                || !q.waiting.is_empty()
-                || !q.held.is_empty()
-                || q.paused
-                || q.retry_until.is_some()
-                || q.delivered + q.bounced + q.deferred > 0
-        });
+        visit.len()
     }
 
     fn start_workers(&mut self, key: &QueueKey) {
@@ -776,16 +782,19 @@ impl Manager {
         }
     }
 
-    /// Queues (with ready work, or all), highest `queue-priority` first (ties: the most work
-    /// waiting).
-    fn by_priority(&self, with_work: bool) -> Vec<QueueKey> {
-        let mut ranked: Vec<(u64, usize, &QueueKey)> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| !with_work || !q.ready.is_empty())
-            .map(|(k, q)| (q.settings.policy.queue_priority, q.ready.len(), k))
-            .collect();
-        ranked.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
-        ranked.into_iter().map(|(_, _, k)| k.clone()).collect()
+    /// Queues with ready work, highest `queue-priority` first.
+    fn ready_by_priority(&self) -> Vec<QueueKey> {
+        let mut keys: Vec<QueueKey> =
+            self.queues.iter().filter(|(_, q)| !q.ready.is_empty()).map(|(k, _)| k.clone()).collect();
+        self.rank(&mut keys);
+        keys
+    }
+
+    /// Orders `keys` highest `queue-priority` first (ties: the most work waiting).
+    fn rank(&self, keys: &mut [QueueKey]) {
+        keys.sort_by_cached_key(|k| {
+            let q = self.queues.get(k);
+            std::cmp::Reverse((q.map_or(0, |q| q.settings.policy.queue_priority), q.map_or(0, |q| q.ready.len())))
+        });
     }
 }

@@ -65,12 +65,20 @@ impl QueueHandle {
     }
 
     /// Runs the manager's timer work now (unit tests on a manual clock).
+    /// Runs the timer work now; how many queues it looked at.
     #[cfg(test)]
-    pub async fn tick(&self) {
+    pub async fn tick(&self) -> usize {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Event::Tick(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.tx.send(Event::Tick(tx)).await.expect("manager running");
+        rx.await.expect("manager answers")
+    }
+
+    /// (queues looked at on every tick, queues with a timer armed).
+    #[cfg(test)]
+    pub async fn agenda(&self) -> (usize, usize) {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Agenda(tx)).await.expect("manager running");
+        rx.await.expect("manager answers")
     }
 
     pub async fn snapshot(&self) -> Vec<QueueStatus> {

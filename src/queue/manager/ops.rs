@@ -144,7 +144,7 @@ impl Manager {
 
     fn pause_job(&mut self, id: String) -> OperationResult {
         let mut result = OperationResult::default();
-        for q in self.queues.values_mut() {
+        for (_, q) in self.queues.iter_mut() {
             let (held, keep): (Vec<Job>, Vec<Job>) =
                 q.ready.drain(..).partition(|j| j.envelope.job_id.as_deref() == Some(id.as_str()));
             q.ready.extend(keep);

@@ -232,7 +232,7 @@ impl Manager {
         let total_cap = self.config.policy.total_max_smtp_out;
         if self.total_connections + 1 >= total_cap {
             // Connection slots are scarce: the freed one goes to the queue that ranks first.
-            for key in self.by_priority(true) {
+            for key in self.ready_by_priority() {
                 self.start_workers(&key);
             }
         } else {

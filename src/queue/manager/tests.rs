@@ -571,3 +571,37 @@ async fn mail_submitted_after_a_reload_is_filed_by_the_new_generation() {
     // The first generation's settings for example.com are not reused.
     h.until("filed by queue-to", |q| q.iter().any(|s| s.queue == "moved.test/{default}" && s.recipients == 1)).await;
 }
+
+#[tokio::test]
+async fn deferred_queues_sleep_until_their_retry_time_instead_of_being_visited_every_tick() {
+    let log: Arc<Log> = Arc::default();
+    let clock = hour_clock();
+    // Deferred once, then taken.
+    let worker = scripted(&clock, &log, |job| match job.attempts {
+        0 => Reply::new(451, "4.3.0", "try later"),
+        _ => Reply::new(250, "2.0.0", "ok"),
+    });
+    let h = start("<domain *>\n    retry-after 10m\n</domain>\n", clock, worker);
+    let domains: Vec<String> = (0..40).map(|i| format!("r@d{i}.test")).collect();
+    for rcpt in &domains {
+        h.inject(&[rcpt.as_str()]).await;
+    }
+    h.until("forty deferrals", |q| {
+        q.len() == 40 && q.iter().all(|q| q.deferred == 1 && q.connections == 0 && q.messages_waiting == 1)
+    })
+    .await;
+    // One look settles them: none is busy, each has its retry time armed.
+    h.queues.tick().await;
+    assert_eq!(h.queues.agenda().await, (0, 40));
+    // Before the retry time a tick looks at no queue at all.
+    h.clock.set(599.0);
+    assert_eq!(h.queues.tick().await, 0);
+    assert_eq!(h.queues.agenda().await, (0, 40));
+    // At it, every queue is looked at once and delivers.
+    h.clock.set(600.0);
+    assert_eq!(h.queues.tick().await, 40);
+    h.until("all delivered", |q| q.iter().all(|q| q.delivered == 1 && q.recipients == 0 && q.connections == 0)).await;
+    // Delivered and empty: the queues keep their counts for `show queues` and need no timer.
+    h.queues.tick().await;
+    assert_eq!(h.queues.agenda().await, (0, 0));
+}
