@@ -140,7 +140,7 @@ pub fn mgmt_addr(config: &Config) -> Option<std::net::SocketAddr> {
     match config.global.effective(Dir::HttpMgmtPort) {
         Some(Value::Uint(0)) | None => None,
         Some(Value::Uint(port)) => Some(std::net::SocketAddr::from(([0, 0, 0, 0], *port as u16))),
-        Some(Value::Listen(l)) => Some(std::net::SocketAddr::new(l.cidr.addr, l.port)),
+        Some(Value::Listen(l)) => Some(std::net::SocketAddr::new(l.cidr.addr(), l.port)),
         _ => None,
     }
 }

@@ -44,7 +44,7 @@ impl Options {
         let g = &config.global;
         let port = g.uint(Dir::DummySmtpPort).filter(|p| *p > 0)? as u16;
         let ip = match g.effective(Dir::DummySmtpIp) {
-            Some(Value::Cidr(c)) => c.addr,
+            Some(Value::Cidr(c)) => c.addr(),
             _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
         Some(Options {

@@ -67,7 +67,7 @@ impl DomainPattern {
     pub fn specificity(&self) -> (u8, u32) {
         match self {
             DomainPattern::Any => (0, 0),
-            DomainPattern::IpLiteral(c) => (1, u32::from(c.prefix)),
+            DomainPattern::IpLiteral(c) => (1, u32::from(c.prefix())),
             DomainPattern::SelfAndSubdomains(d) => (2, label_count(d)),
             DomainPattern::Subdomains(d) => (3, label_count(d)),
             DomainPattern::Exact(d) => (4, label_count(d)),

@@ -122,7 +122,7 @@ impl Config {
             .sources
             .iter()
             .filter_map(|s| match &s.matcher {
-                SourceMatcher::Cidr(c) if c.contains(ip) => Some((c.prefix, &s.settings)),
+                SourceMatcher::Cidr(c) if c.contains(ip) => Some((c.prefix(), &s.settings)),
                 _ => None,
             })
             .collect();

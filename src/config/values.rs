@@ -8,6 +8,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
+
 /// Why a scalar value did not parse. The text is the configuration diagnostic's message, so
 /// each variant prints exactly what the operator has always been shown.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -246,11 +248,12 @@ impl fmt::Display for DataRate {
 }
 
 /// An address block: `10/8`, `173.194/16`, `0/0`, `1.2.3.4`, `2001:db8::/32`.
+///
+/// An `ipnet::IpNet` with host bits cleared, behind PowerMTA's spellings: abbreviated IPv4
+/// octets, a bare address for a single host, `[IPv6:…]` brackets, and IPv4 blocks that also
+/// match IPv4-mapped IPv6 peers (a dual-stack listener sees `::ffff:10.1.2.3`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     pub fn parse(text: &str) -> Result<Cidr, ScalarError> {
@@ -281,51 +284,37 @@ impl Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_text {
             None => max,
-            Some(p) => {
-                let p: u8 = p.parse().map_err(|_| expected())?;
-                if p > max {
-                    return Err(ScalarError::Prefix { prefix: p, max, found: text.to_string() });
-                }
-                p
-            }
+            Some(p) => p.parse().map_err(|_| expected())?,
         };
-        Ok(Cidr { addr: mask(addr, prefix), prefix })
+        let net = IpNet::new(addr, prefix).map_err(|_| ScalarError::Prefix { prefix, max, found: text.to_string() })?;
+        Ok(Cidr(net.trunc()))
+    }
+
+    /// The block's first address (host bits are cleared when parsing).
+    pub fn addr(&self) -> IpAddr {
+        self.0.network()
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.0.prefix_len()
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => return false,
-            },
-            (_, ip) => ip,
+        let ip = match (self.0, ip) {
+            (IpNet::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
         };
-        self.addr.is_ipv4() == ip.is_ipv4() && mask(ip, self.prefix) == self.addr
+        self.0.contains(&ip)
     }
 
     pub fn is_single_host(&self) -> bool {
-        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
-            IpAddr::V4(Ipv4Addr::from(bits & m))
-        }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
-            IpAddr::V6(Ipv6Addr::from(bits & m))
-        }
+        self.0.prefix_len() == self.0.max_prefix_len()
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_single_host() { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+        if self.is_single_host() { write!(f, "{}", self.addr()) } else { write!(f, "{}", self.0) }
     }
 }
 
@@ -368,8 +357,8 @@ impl ListenAddr {
 
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.cidr.addr, self.cidr.is_single_host()) {
-            (IpAddr::V6(_), true) => write!(f, "[{}]:{}", self.cidr.addr, self.port),
+        match (self.cidr.addr(), self.cidr.is_single_host()) {
+            (addr @ IpAddr::V6(_), true) => write!(f, "[{addr}]:{}", self.port),
             (IpAddr::V6(_), false) => write!(f, "[{}]:{}", self.cidr, self.port),
             _ => write!(f, "{}:{}", self.cidr, self.port),
         }
@@ -431,15 +420,44 @@ mod tests {
         assert!(c.contains("173.194.3.4".parse().unwrap()));
         assert!(!c.contains("173.195.3.4".parse().unwrap()));
         assert!(Cidr::parse("0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert_eq!(Cidr::parse("127.0.0.1").unwrap().prefix, 32);
-        assert_eq!(Cidr::parse("[IPv6:2001:db8::1]").unwrap().prefix, 128);
-        for bad in ["10.1", "300.1.1.1/8", "10/33", "a.b.c.d", "1.2.3.4.5"] {
+        assert_eq!(Cidr::parse("0/0").unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(Cidr::parse("127.0.0.1").unwrap().prefix(), 32);
+        assert_eq!(Cidr::parse("127.0.0.1").unwrap().to_string(), "127.0.0.1");
+        assert_eq!(Cidr::parse("[IPv6:2001:db8::1]").unwrap().prefix(), 128);
+        assert_eq!(Cidr::parse("[IPv6:2001:db8::1]").unwrap().to_string(), "2001:db8::1");
+        for bad in ["10.1", "300.1.1.1/8", "10/33", "a.b.c.d", "1.2.3.4.5", "::1/129", "10/x", "1.2.3.4/-1"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
             Cidr::parse("10.1.2.300").unwrap_err().to_string(),
             "octet 300 is out of range (0-255) in \"10.1.2.300\""
         );
+        assert_eq!(
+            Cidr::parse("10/33").unwrap_err(),
+            ScalarError::Prefix { prefix: 33, max: 32, found: "10/33".into() }
+        );
+    }
+
+    #[test]
+    fn cidr_host_bits_are_cleared() {
+        let c = Cidr::parse("10.1.2.3/8").unwrap();
+        assert_eq!((c.addr(), c.to_string()), ("10.0.0.0".parse().unwrap(), "10.0.0.0/8".to_string()));
+        assert_eq!(c, Cidr::parse("10/8").unwrap());
+        assert_eq!(Cidr::parse("2001:db8::1/32").unwrap().to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn cidr_matching_across_families() {
+        let v4 = Cidr::parse("10/8").unwrap();
+        assert!(v4.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert!(!v4.contains("::ffff:11.9.8.7".parse().unwrap()));
+        assert!(!v4.contains("2001:db8::1".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::/0").unwrap().contains("::1".parse().unwrap()));
+        assert!(!Cidr::parse("0/0").unwrap().contains("::1".parse().unwrap()));
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub struct ListenerSpec {
 fn socket_addr(l: &ListenAddr) -> SocketAddr {
     // A CIDR listener (`0/0:25`) binds the unspecified address of its family.
     let ip = if l.cidr.is_single_host() {
-        l.cidr.addr
-    } else if l.cidr.addr.is_ipv4() {
+        l.cidr.addr()
+    } else if l.cidr.addr().is_ipv4() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
         IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)

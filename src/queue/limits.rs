@@ -141,7 +141,7 @@ fn most_specific(settings: &Settings, dir: Dir, ip: IpAddr) -> Option<&Value> {
     settings
         .all(dir)
         .iter()
-        .filter_map(|e| prefix(&e.value).filter(|c| c.contains(ip)).map(|c| (c.prefix, &e.value)))
+        .filter_map(|e| prefix(&e.value).filter(|c| c.contains(ip)).map(|c| (c.prefix(), &e.value)))
         .max_by_key(|(p, _)| *p)
         .map(|(_, v)| v)
 }

@@ -75,7 +75,7 @@ impl Rotation {
             Value::SourceHost { cidr, host } => SourceHost {
                 // A CIDR means "any local address in it"; without enumerating interfaces, let the
                 // kernel choose.
-                ip: cidr.is_single_host().then_some(cidr.addr),
+                ip: cidr.is_single_host().then_some(cidr.addr()),
                 helo: host.clone().unwrap_or_else(fallback_name),
             },
             _ => SourceHost { ip: None, helo: fallback_name() },

@@ -5,6 +5,12 @@
 //! The query runs in a task of its own, so a caller that gives up (its delivery task cancelled)
 //! neither cancels the query for the others waiting on it nor leaves a stale "pending" entry. The
 //! lock is never held across an await. Time is `tokio::time`, so tests run it virtually.
+//!
+//! Not `moka::future::Cache`: its single flight runs the loading future inside the caller that
+//! missed, so when that caller is cancelled the query is dropped and the next waiter sends its
+//! own (keeping one query per name means tracking in-flight queries outside moka, which is this
+//! module again). And moka expires entries by its own clock, not tokio's, so TTL behaviour could
+//! no longer be tested in virtual time.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -187,7 +187,7 @@ impl Layout {
                 Some(t) if self.iso_times => time::acct(t),
                 Some(t) => t.to_string(),
                 None if self.iso_times => record.get(f).to_string(),
-                None => parse_acct_time(record.get(f)).map_or_else(|| record.get(f).to_string(), |t| t.to_string()),
+                None => time::parse_acct(record.get(f)).map_or_else(|| record.get(f).to_string(), |t| t.to_string()),
             },
             Column::Field(f) if RECIPIENT_FIELDS.contains(f) && !self.privacy.is_retain() => {
                 self.privacy.apply(record.get(f))
@@ -307,37 +307,4 @@ impl QueueFilter {
         let hit = |p: &glob::Pattern| if p.as_str().contains('/') { p.matches(&queue) } else { p.matches(domain) };
         (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
     }
-}
-
-/// `2019-02-08 21:54:05+0000` → Unix seconds.
-pub(super) fn parse_acct_time(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (year, month, day) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hour, minute, second) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    let sign = match b[19] {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let offset = sign * (n(20..22)? * 3600 + n(22..24)? * 60);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    u64::try_from(secs).ok()
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

@@ -22,7 +22,7 @@ use crate::config::value::Value;
 use crate::config::{Config, Dir};
 use crate::time;
 
-use super::layout::{Layout, days_from_civil};
+use super::layout::Layout;
 use super::pipe::{PipeOptions, PipeSink};
 use super::{AcctError, Clock, Record};
 
@@ -545,16 +545,10 @@ fn stem_and_ext(path: &Path) -> (String, String) {
     (stem, ext)
 }
 
-/// `2007-09-05-0000` for a Unix time.
-fn date_stamp(secs: u64) -> String {
-    let t = time::acct(secs); // 2007-09-05 00:00:00+0000
-    format!("{}-{}{}", &t[0..10], &t[11..13], &t[14..16])
-}
-
 /// `DIR/acct-2007-09-05-0000.csv`, or `…-0000-1.csv` when that exists.
 fn unused_name(dir: &Path, path: &Path, stamp: u64) -> PathBuf {
     let (stem, ext) = stem_and_ext(path);
-    let stamp = date_stamp(stamp);
+    let stamp = time::file_stamp(stamp);
     let mut candidate = dir.join(format!("{stem}-{stamp}{ext}"));
     let mut n = 0;
     while candidate.exists() {
@@ -575,17 +569,7 @@ fn rotated_stamp(name: &str, stem: &str, ext: &str) -> Option<u64> {
     if counter.is_some_and(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
-    let b = stamp.as_bytes();
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'-'
-        || !stamp.bytes().filter(|c| *c != b'-').all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| stamp[r].parse::<i64>().ok();
-    let days = days_from_civil(n(0..4)?, n(5..7)?, n(8..10)?);
-    u64::try_from(days * 86_400 + n(11..13)? * 3600 + n(13..15)? * 60).ok()
+    time::parse_file_stamp(stamp)
 }
 
 #[cfg(test)]
@@ -595,8 +579,6 @@ mod tests {
     #[test]
     fn rotated_names() {
         let stamp = 1_188_950_400; // 2007-09-05 00:00:00 UTC
-        assert_eq!(date_stamp(stamp), "2007-09-05-0000");
-        assert_eq!(date_stamp(stamp + 3600 + 60 * 7), "2007-09-05-0107");
         assert_eq!(rotated_stamp("acct-2007-09-05-0000.csv", "acct", ".csv"), Some(stamp));
         assert_eq!(rotated_stamp("acct-2007-09-05-0107-3.csv", "acct", ".csv"), Some(stamp + 3600 + 420));
         assert_eq!(rotated_stamp("acct-2007-09-05-0000", "acct", ""), Some(stamp));
