@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod queues;
 pub mod reqlog;
+pub mod routes;
 pub mod settings;
 pub mod sources;
 pub mod status;
