@@ -151,3 +151,22 @@ pub async fn resume(state: Shared, Body(req): Body<JobRequest>) -> Response {
     let r = state.queues.operate(Operation::ResumeJob(req.job_id.clone())).await;
     envelope(JobChange { job_id: req.job_id, recipients: r.recipients, queues: r.queues })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job paused before any of its mail arrived has no counters at all, as before the typed
+    /// listing (the dashboard shows such a job without totals).
+    #[test]
+    fn a_job_without_mail_lists_only_its_id_and_pause() {
+        let job = Job { job_id: "j1".into(), paused: true, totals: JobTotals::default() };
+        assert_eq!(serde_json::to_value(&job).unwrap(), serde_json::json!({"job_id": "j1", "paused": true}));
+        let seen = JobTotals { queued: Some(2), ..JobTotals::default() };
+        let job = Job { job_id: "j2".into(), paused: false, totals: seen };
+        assert_eq!(
+            serde_json::to_value(&job).unwrap(),
+            serde_json::json!({"job_id": "j2", "paused": false, "queued": 2})
+        );
+    }
+}
