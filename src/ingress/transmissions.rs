@@ -19,7 +19,8 @@ use crate::message::{Envelope, MessageId, Origin, Recipient};
 use crate::outcome::acct::{Record, RecordType};
 use crate::time;
 
-#[derive(Debug, Deserialize)]
+/// A transmission (SparkPost-compatible subset): `campaign_id` is the job id.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transmission {
     pub return_path: Option<String>,
@@ -30,21 +31,21 @@ pub struct Transmission {
     pub content: Content,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     #[serde(default)]
     pub smtputf8: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TxRecipient {
     pub address: Address,
     pub return_path: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Address {
     Plain(String),
@@ -55,7 +56,7 @@ pub enum Address {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     pub email_rfc822: String,
@@ -74,7 +75,7 @@ pub enum TxError {
 }
 
 /// What was accepted.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub total_accepted_recipients: usize,
     pub total_rejected_recipients: usize,

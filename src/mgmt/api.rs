@@ -20,14 +20,14 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value as Json_, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::access::{Access, Level};
 use super::reqlog::{self, Scope};
+use super::routes::Route;
 use crate::config::Dir;
 use crate::delivery::mx::MxResolver;
 use crate::ingress::context::Context;
@@ -78,12 +78,33 @@ impl ApiState {
 
 pub type Shared = State<Arc<ApiState>>;
 
-pub fn envelope(data: Json_) -> Response {
-    Json(json!({"data": data, "status": "success", "message": ""})).into_response()
+/// PowerMTA's envelope around every answer of the command and view endpoints.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Envelope<T> {
+    pub data: T,
+    /// `success`
+    pub status: &'static str,
+    /// Empty on success.
+    pub message: &'static str,
+}
+
+/// The envelope of a refusal: no data, and a message that says why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Failure {
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub data: (),
+    /// `error`
+    pub status: &'static str,
+    pub message: String,
+}
+
+pub fn envelope<T: Serialize>(data: T) -> Response {
+    Json(Envelope { data, status: "success", message: "" }).into_response()
 }
 
 pub fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"data": null, "status": "error", "message": message}))).into_response()
+    (status, Json(Failure { data: (), status: "error", message: message.to_string() })).into_response()
 }
 
 /// A refusal as a small value (a `Response` is too large to carry in every `Result`).
@@ -180,12 +201,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
+/// How many queues a queue command reached.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Matched {
+    pub matched: usize,
+}
+
 /// `{"matched": n}`, or 404 when no queue matched.
 pub fn matched(n: usize, what: &str) -> Response {
     if n == 0 {
         refuse(StatusCode::NOT_FOUND, &format!("no queue matches {what}"))
     } else {
-        envelope(json!({"matched": n}))
+        envelope(Matched { matched: n })
     }
 }
 
@@ -198,40 +225,52 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
     refuse(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed on {}{hint}", uri.path()))
 }
 
-pub fn router(state: Arc<ApiState>) -> Router {
+/// The routes behind the access guard, the dashboard's included.
+pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
     use super::{admin, domains, jobs, messages, metrics, openapi, queues, settings, sources, status, ui, vmtas};
-    let guarded = Router::new()
-        .route("/api/v1/status", get(status::status))
-        .route("/api/v1/queues", get(queues::list))
-        .route("/api/v1/queues/detail", get(queues::detail))
-        .route("/api/v1/queues/mode", post(queues::set_mode))
-        .route("/api/v1/queues/pause", post(queues::pause))
-        .route("/api/v1/queues/resume", post(queues::resume))
-        .route("/api/v1/queues/schedule", post(queues::schedule))
-        .route("/api/v1/domains", get(domains::list))
-        .route("/api/v1/vmtas", get(vmtas::list))
-        .route("/api/v1/jobs", get(jobs::list))
-        .route("/api/v1/jobs/pause", post(jobs::pause))
-        .route("/api/v1/jobs/resume", post(jobs::resume))
-        .route("/api/v1/settings", get(settings::show))
-        .route("/api/v1/messages", get(messages::list))
-        .route("/api/v1/messages/delete", post(messages::delete))
-        .route("/api/v1/sources/disable", post(sources::command::<false>))
-        .route("/api/v1/sources/enable", post(sources::command::<true>))
-        .route("/api/v1/reload", post(admin::reload))
-        .route("/api/v1/acct/rotate", post(admin::rotate_acct))
-        .route("/api/v1/log/rotate", post(admin::rotate_log))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/metrics", get(metrics::scrape))
-        .merge(ui::routes())
+    let mut routes = vec![
+        Route::get("/api/v1/status", status::status),
+        Route::get("/api/v1/queues", queues::list),
+        Route::get("/api/v1/queues/detail", queues::detail),
+        Route::post("/api/v1/queues/mode", queues::set_mode),
+        Route::post("/api/v1/queues/pause", queues::pause),
+        Route::post("/api/v1/queues/resume", queues::resume),
+        Route::post("/api/v1/queues/schedule", queues::schedule),
+        Route::get("/api/v1/domains", domains::list),
+        Route::get("/api/v1/vmtas", vmtas::list),
+        Route::get("/api/v1/jobs", jobs::list),
+        Route::post("/api/v1/jobs/pause", jobs::pause),
+        Route::post("/api/v1/jobs/resume", jobs::resume),
+        Route::get("/api/v1/settings", settings::show),
+        Route::get("/api/v1/messages", messages::list),
+        Route::post("/api/v1/messages/delete", messages::delete),
+        Route::post("/api/v1/sources/disable", sources::disable),
+        Route::post("/api/v1/sources/enable", sources::enable),
+        Route::post("/api/v1/reload", admin::reload),
+        Route::post("/api/v1/acct/rotate", admin::rotate_acct),
+        Route::post("/api/v1/log/rotate", admin::rotate_log),
+        Route::get("/api/v1/openapi.json", openapi::document),
+        Route::get("/metrics", metrics::scrape),
+    ];
+    routes.extend(ui::routes());
+    routes
+}
+
+/// HTTP injection, which authorises and answers in SparkPost's own terms.
+pub fn injection_routes() -> Vec<Route<Arc<ApiState>>> {
+    vec![Route::post("/api/v1/transmissions", super::transmissions::transmit)]
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    use super::routes::router as build;
+    let guarded = build(guarded_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state((Arc::clone(&state), Scope::Management), reqlog::log));
     // HTTP injection authorises and answers in SparkPost's own terms, with its own size limit.
-    let injection = Router::new()
-        .route("/api/v1/transmissions", post(super::transmissions::transmit))
+    let injection = build(injection_routes())
         .layer(DefaultBodyLimit::max(super::transmissions::MAX_REQUEST))
         .layer(middleware::from_fn_with_state((Arc::clone(&state), Scope::Transmissions), reqlog::log));
     // One-click unsubscribe and the suppression list check access themselves: the unsubscribe

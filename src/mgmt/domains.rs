@@ -1,18 +1,21 @@
 //! `GET /api/v1/domains`: queues summed per destination (queue name) over their virtual MTAs,
 //! PowerMTA's `show domains` / `show topdomains`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::api::{Shared, envelope, refuse};
+use super::api::{Envelope, Shared, envelope, refuse};
+use super::openapi::ReadRefusals;
 use super::queues::max_items;
 
-#[derive(Default, serde::Serialize)]
-struct Domain {
+/// One destination's queues summed over its virtual MTAs.
+#[derive(Default, Serialize, ToSchema)]
+pub struct Domain {
     domain: String,
     recipients: usize,
     connections: usize,
@@ -24,16 +27,32 @@ struct Domain {
     modes: Vec<String>,
 }
 
-/// GET /api/v1/domains?vmta=V&sort=name|rcpt&maxitems=N
-pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&state, &params) {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DomainFilter {
+    /// only this VMTA
+    vmta: Option<String>,
+    /// name|rcpt|delivered
+    sort: Option<String>,
+    /// A number or `all`: at most this many (default: http-default-max-items, 10; all: every item)
+    maxitems: Option<String>,
+}
+
+/// Queues summed per domain
+///
+/// Access level: monitor (or an X-API-Key).
+#[utoipa::path(get, path = "/api/v1/domains", operation_id = "domains_list", tag = "domains", params(DomainFilter),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the domains", body = Envelope<Vec<Domain>>), ReadRefusals))]
+pub async fn list(state: Shared, Query(filter): Query<DomainFilter>) -> Response {
+    let max = match max_items(&state, filter.maxitems.as_deref()) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
     let mut domains: BTreeMap<String, Domain> = BTreeMap::new();
     for q in state.queues.snapshot().await {
         let (domain, vmta) = q.queue.split_once('/').unwrap_or((&q.queue, ""));
-        if params.get("vmta").is_some_and(|v| v != vmta) {
+        if filter.vmta.as_deref().is_some_and(|v| v != vmta) {
             continue;
         }
         let d =
@@ -49,7 +68,7 @@ pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) 
         }
     }
     let mut list: Vec<Domain> = domains.into_values().collect();
-    match params.get("sort").map(String::as_str) {
+    match filter.sort.as_deref() {
         None | Some("name") => {}
         Some("rcpt") => list.sort_by(|a, b| b.recipients.cmp(&a.recipients).then(a.domain.cmp(&b.domain))),
         Some("delivered") => list.sort_by(|a, b| b.delivered.cmp(&a.delivered).then(a.domain.cmp(&b.domain))),
@@ -58,5 +77,5 @@ pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) 
         }
     }
     list.truncate(max);
-    envelope(json!(list))
+    envelope(list)
 }

@@ -10,11 +10,14 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::{Access, Level};
+use super::api::{Envelope, Failure, envelope, refuse};
+use super::openapi::ListRefusals;
+use super::routes::Route;
 use crate::hygiene::processor::{From, UnsubscribeError, Unsubscribed};
 use crate::hygiene::store::Entry;
 use crate::ingress::context::Context;
@@ -27,23 +30,21 @@ pub struct HygieneState {
 /// The largest import body one request may carry; the CLI sends larger files in chunks.
 pub const IMPORT_CHUNK_LIMIT: usize = 64 << 20;
 
+/// One-click unsubscribe and the suppression list, each checking access itself.
+pub fn routes() -> Vec<Route<Arc<HygieneState>>> {
+    vec![
+        Route::get("/unsubscribe/{token}", unsubscribe_page),
+        Route::post("/unsubscribe/{token}", unsubscribe),
+        Route::get("/api/v1/suppression", check),
+        Route::post("/api/v1/suppression/add", add),
+        Route::post("/api/v1/suppression/remove", remove),
+        Route::post("/api/v1/suppression/import", import).map(|m| m.layer(DefaultBodyLimit::max(IMPORT_CHUNK_LIMIT))),
+        Route::get("/api/v1/suppression/export", export),
+    ]
+}
+
 pub fn router(state: Arc<HygieneState>) -> Router {
-    Router::new()
-        .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe))
-        .route("/api/v1/suppression", get(check))
-        .route("/api/v1/suppression/add", post(add::<true>))
-        .route("/api/v1/suppression/remove", post(add::<false>))
-        .route("/api/v1/suppression/import", post(import).layer(DefaultBodyLimit::max(IMPORT_CHUNK_LIMIT)))
-        .route("/api/v1/suppression/export", get(export))
-        .with_state(state)
-}
-
-fn envelope(data: serde_json::Value) -> Response {
-    Json(json!({"data": data, "status": "success", "message": ""})).into_response()
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"data": null, "status": "error", "message": message}))).into_response()
+    super::routes::router(routes()).with_state(state)
 }
 
 fn refusal(state: &HygieneState, peer: SocketAddr, headers: &HeaderMap, needed: Level) -> Option<Response> {
@@ -71,7 +72,19 @@ fn text(status: StatusCode, body: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{body}\n")).into_response()
 }
 
-/// RFC 8058 §3.2: the POST body holds `List-Unsubscribe=One-Click` (form-encoded or multipart).
+/// One-click unsubscribe (RFC 8058)
+///
+/// Open to anyone: the signed token is the authorisation. The body holds
+/// `List-Unsubscribe=One-Click` (form-encoded or multipart). Answers are plain text.
+#[utoipa::path(post, path = "/unsubscribe/{token}", tag = "unsubscribe", security(()),
+    params(("token" = String, Path, description = "the signed token of the List-Unsubscribe link")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "List-Unsubscribe=One-Click"),
+    responses(
+        (status = 200, description = "unsubscribed, or already unsubscribed", content_type = "text/plain", body = String),
+        (status = 400, description = "not a one-click POST, or an invalid link", content_type = "text/plain", body = String),
+        (status = 404, description = "one-click unsubscribe is not enabled", content_type = "text/plain", body = String),
+        (status = 503, description = "cannot record it now, try again later", content_type = "text/plain", body = String)))]
 async fn unsubscribe(
     State(state): State<Arc<HygieneState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -101,8 +114,13 @@ async fn unsubscribe(
     }
 }
 
-/// A GET (a person following the link, or a scanner) changes nothing: it shows a button that
-/// POSTs (RFC 8058 §3.2 forbids unsubscribing on GET).
+/// The unsubscribe page: a button that POSTs
+///
+/// Open to anyone. A GET (a person following the link, or a scanner) changes nothing (RFC 8058
+/// §3.2 forbids unsubscribing on GET).
+#[utoipa::path(get, path = "/unsubscribe/{token}", tag = "unsubscribe", security(()),
+    params(("token" = String, Path, description = "the signed token of the List-Unsubscribe link")),
+    responses((status = 200, description = "the page", content_type = "text/html", body = String)))]
 async fn unsubscribe_page(Path(token): Path<String>) -> Response {
     let token: String = token.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
     Html(format!(
@@ -113,11 +131,28 @@ async fn unsubscribe_page(Path(token): Path<String>) -> Response {
     .into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct CheckQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckQuery {
+    /// The address (or domain entry) to look up.
     address: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Checked {
+    address: String,
+    suppressed: bool,
+    /// Entries in the list.
+    entries: usize,
+}
+
+/// Is an address on the global suppression list
+///
+/// Access level: monitor (or an X-API-Key).
+#[utoipa::path(get, path = "/api/v1/suppression", operation_id = "suppression_check", tag = "suppression", params(CheckQuery),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the answer", body = Envelope<Checked>),
+        (status = 403, description = "no access, or an insufficient level", body = Failure)))]
 async fn check(
     State(state): State<Arc<HygieneState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -128,16 +163,55 @@ async fn check(
         return r;
     }
     let store = &state.contexts.load().global_suppression;
-    envelope(json!({"address": q.address, "suppressed": store.contains(&q.address), "entries": store.len()}))
+    let suppressed = store.contains(&q.address);
+    envelope(Checked { address: q.address, suppressed, entries: store.len() })
 }
 
-#[derive(serde::Deserialize)]
-struct Addresses {
+#[derive(Deserialize, ToSchema)]
+pub struct Addresses {
+    /// Addresses or domain entries.
     addresses: Vec<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Changed {
+    requested: usize,
+    /// Entries added (or removed) that were not (or were) on the list.
+    changed: usize,
+}
+
+/// Add entries to the global suppression list
+///
+/// Access level: operator (or an X-API-Key). Every entry valid or nothing changes.
+#[utoipa::path(post, path = "/api/v1/suppression/add", operation_id = "suppression_add", tag = "suppression", request_body = Addresses,
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the list changed", body = Envelope<Changed>), ListRefusals))]
+async fn add(
+    state: State<Arc<HygieneState>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Json<Addresses>,
+) -> Response {
+    change::<true>(state, peer, headers, req).await
+}
+
+/// Remove entries from the global suppression list
+///
+/// Access level: operator (or an X-API-Key). Every entry valid or nothing changes.
+#[utoipa::path(post, path = "/api/v1/suppression/remove", operation_id = "suppression_remove", tag = "suppression", request_body = Addresses,
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the list changed", body = Envelope<Changed>), ListRefusals))]
+async fn remove(
+    state: State<Arc<HygieneState>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Json<Addresses>,
+) -> Response {
+    change::<false>(state, peer, headers, req).await
+}
+
 /// `add` (ADD = true) and `remove`: every entry valid or nothing changes.
-async fn add<const ADD: bool>(
+async fn change<const ADD: bool>(
     State(state): State<Arc<HygieneState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -164,15 +238,16 @@ async fn add<const ADD: bool>(
                 if ADD { "added" } else { "removed" },
                 peer.ip()
             );
-            envelope(json!({"requested": n, "changed": changed}))
+            envelope(Changed { requested: n, changed })
         }
         Ok(Err(e)) => refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ImportQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
     /// The line number of the body's first line in the operator's file (for error messages).
     #[serde(default = "one")]
     first_line: u64,
@@ -182,8 +257,34 @@ fn one() -> u64 {
     1
 }
 
-/// A text body, one entry a line (`#` comments, blank lines ignored): the good lines are added,
-/// the bad ones listed with their line numbers.
+#[derive(Serialize, ToSchema)]
+pub struct Imported {
+    /// Good lines.
+    valid: usize,
+    /// Entries that were not on the list yet.
+    added: usize,
+    #[schema(value_type = Vec<BadLineDoc>)]
+    bad_lines: Vec<crate::hygiene::import::BadLine>,
+}
+
+/// A line that is not an entry (the schema of `hygiene::import::BadLine`).
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "describes BadLine's JSON for the OpenAPI document only")]
+pub struct BadLineDoc {
+    line: u64,
+    text: String,
+    error: String,
+}
+
+/// Import entries into the global suppression list
+///
+/// Access level: operator (or an X-API-Key). A text body, one entry a line (`#` comments, blank
+/// lines ignored): the good lines are added, the bad ones listed with their line numbers. Larger
+/// files are sent in chunks of at most 64 MiB.
+#[utoipa::path(post, path = "/api/v1/suppression/import", operation_id = "suppression_import", tag = "suppression", params(ImportQuery),
+    request_body(content = String, content_type = "text/plain"),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the good lines added", body = Envelope<Imported>), ListRefusals))]
 async fn import(
     State(state): State<Arc<HygieneState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -201,13 +302,20 @@ async fn import(
     })
     .await;
     match done {
-        Ok(Ok((valid, added, bad))) => envelope(json!({"valid": valid, "added": added, "bad_lines": bad})),
+        Ok(Ok((valid, added, bad))) => envelope(Imported { valid, added, bad_lines: bad }),
         Ok(Err(e)) => refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-/// Every entry, one a line (text/plain).
+/// Export the global suppression list
+///
+/// Access level: monitor (or an X-API-Key). Every entry, one a line (text/plain).
+#[utoipa::path(get, path = "/api/v1/suppression/export", operation_id = "suppression_export", tag = "suppression",
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the list", content_type = "text/plain", body = String),
+        (status = 403, description = "no access, or an insufficient level", body = Failure),
+        (status = 503, description = "the list cannot be read now", body = Failure)))]
 async fn export(
     State(state): State<Arc<HygieneState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use super::api::{Shared, refuse};
+use super::openapi::ReadRefusals;
 use crate::telemetry::Labels;
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
@@ -32,6 +33,13 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
     registry.register(name, help, ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)));
 }
 
+/// Prometheus metrics (OpenMetrics text)
+///
+/// Access level: monitor (or an X-API-Key).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the metrics", content_type = "application/openmetrics-text", body = String),
+        ReadRefusals))]
 pub async fn scrape(state: Shared) -> Response {
     let queues = state.queues.snapshot().await;
     let mut registry = Registry::default();

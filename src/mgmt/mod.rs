@@ -2,8 +2,9 @@
 //! the CLI and the dashboard, `/metrics` for Prometheus, the OpenAPI description. Access follows
 //! `http-access` (ordered CIDR → level; unlisted clients get nothing) and `http-api-key`.
 //!
-//! `api` holds the shared state, the access guard and the router; each other module is one
-//! resource. Knows nothing of queue internals beyond the handle's read and command API.
+//! `api` holds the shared state, the access guard and the router; `routes` the route tables the
+//! routers are built from; `openapi` the document derived from the handlers; each other module
+//! is one resource. Knows nothing of queue internals beyond the handle's read and command API.
 
 pub mod access;
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod queues;
 pub mod reqlog;
+pub mod routes;
 pub mod settings;
 pub mod sources;
 pub mod status;

@@ -1,16 +1,33 @@
 //! `GET /api/v1/settings?queue=domain[/vmta]`: the effective merged settings of a queue in the
 //! running configuration (PowerMTA's `show settings`), each with where its value comes from.
 
-use std::collections::HashMap;
-
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::api::{Shared, envelope, refuse};
+use super::api::{Envelope, Failure, Shared, envelope, refuse};
+use super::openapi::ReadRefusals;
 
-pub async fn show(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let Some(queue) = params.get("queue") else {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SettingsQuery {
+    /// domain[/vmta]
+    #[param(required = true)]
+    queue: Option<String>,
+}
+
+/// Effective settings of a queue in the running configuration
+///
+/// Access level: monitor (or an X-API-Key). `data` maps each directive to its value and where the
+/// value comes from; `data.text` is the same as `show settings` prints it.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", params(SettingsQuery),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the settings", body = Envelope<serde_json::Value>),
+        (status = 404, description = "the configuration has no such queue", body = Failure), ReadRefusals))]
+pub async fn show(state: Shared, Query(query): Query<SettingsQuery>) -> Response {
+    let Some(queue) = query.queue else {
         return refuse(StatusCode::BAD_REQUEST, "queue=domain[/vmta] is required");
     };
     let (domain, vmta) = match queue.split_once('/') {

@@ -4,8 +4,20 @@
 use axum::response::Response;
 use serde_json::json;
 
-use super::api::{Shared, envelope};
+use super::api::{Envelope, Shared, envelope};
+use super::openapi::ReadRefusals;
 
+/// Traffic, connections, DNS cache, queues, spool, uptime, the last hour per minute
+///
+/// Access level: monitor (or an X-API-Key). `data` holds `mta` {product, version}, `uptime_s`,
+/// `traffic` {delivered, bounced, deferred, total, lastHr, lastMin, topPerMin} (each with `in`
+/// {rcp, msg} and `out` {rcp}), `conn` {smtpIn, smtpOut} (each {cur, max}), `resolver`
+/// {namesCached, queriesPending, queries, hits}, `queue` {smtp: {rcp, dom, paused}}, `spool`
+/// {messages, recipients, segments, bytes, quarantined} and `minutes` (the last hour's counts per
+/// minute, oldest first).
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the daemon's status", body = Envelope<serde_json::Value>), ReadRefusals))]
 pub async fn status(state: Shared) -> Response {
     let queues = state.queues.snapshot().await;
     let spool = state.spool.stats();

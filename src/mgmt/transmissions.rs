@@ -12,17 +12,37 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::access::Level;
 use super::api::Shared;
-use crate::ingress::transmissions::{Transmission, TxError, inject};
+use crate::ingress::transmissions::{Accepted, Transmission, TxError, inject};
 
 /// Largest request taken (the message is checked against the source's max-message-size too).
 pub const MAX_REQUEST: usize = 64 << 20;
 
+/// SparkPost's answer to an accepted transmission.
+#[derive(Serialize, ToSchema)]
+pub struct Results {
+    results: Accepted,
+}
+
+/// SparkPost's error shape.
+#[derive(Serialize, ToSchema)]
+pub struct Errors {
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorItem {
+    message: String,
+    description: String,
+}
+
 fn error(status: StatusCode, message: &str, description: &str) -> Response {
-    (status, Json(json!({"errors": [{"message": message, "description": description}]}))).into_response()
+    let item = ErrorItem { message: message.to_string(), description: description.to_string() };
+    (status, Json(Errors { errors: vec![item] })).into_response()
 }
 
 /// `None` when the client may inject, else the refusal.
@@ -54,6 +74,20 @@ fn refusal(state: &super::api::ApiState, peer: SocketAddr, headers: &HeaderMap) 
     })
 }
 
+/// HTTP injection (SparkPost-compatible subset): return_path, campaign_id (job id), options.smtputf8, recipients, content.email_rfc822. 200 only once the messages are durable.
+///
+/// Authorization: <api-key> of <transmissions-api>, or X-API-Key / an http-access level of
+/// operator. Governed by <source {transmissions-api}>. Errors are {errors:[{message,description}]}.
+#[utoipa::path(post, path = "/api/v1/transmissions", tag = "transmissions", request_body = Transmission,
+    security(("transmissions_key" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "every message is durable", body = Results),
+        (status = 400, description = "invalid or unsupported", body = Errors),
+        (status = 401, description = "wrong key", body = Errors),
+        (status = 403, description = "no key, no access", body = Errors),
+        (status = 413, description = "too large", body = Errors),
+        (status = 415, description = "not JSON", body = Errors),
+        (status = 503, description = "spool full", body = Errors)))]
 pub async fn transmit(state: Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
     if let Some(r) = refusal(&state, peer, request.headers()) {
         return r;
@@ -94,7 +128,7 @@ pub async fn transmit(state: Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>,
     };
     let ctx = state.contexts.load_full();
     match inject(&ctx, tx, peer.ip()).await {
-        Ok(accepted) => Json(json!({"results": accepted})).into_response(),
+        Ok(accepted) => Json(Results { results: accepted }).into_response(),
         Err(TxError::Invalid(d)) => error(StatusCode::BAD_REQUEST, "Invalid request.", &d),
         Err(TxError::TooLarge(d)) => error(StatusCode::PAYLOAD_TOO_LARGE, "Message too large.", &d),
         Err(TxError::Unavailable(d)) => {

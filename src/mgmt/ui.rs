@@ -3,13 +3,13 @@
 //! can reach outside it. The page talks only to this server (its Content-Security-Policy says
 //! so), polls the JSON API, and draws its charts itself.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 
-use super::api::refuse;
+use super::api::{Failure, refuse};
+use super::openapi::ReadRefusals;
+use super::routes::Route;
 
 const INDEX: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
@@ -31,10 +31,40 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// Redirects to /ui
+///
+/// Access level: monitor.
+#[utoipa::path(get, path = "/", tag = "dashboard", security((), ("api_key" = [])),
+    responses((status = 303, description = "to /ui"), ReadRefusals))]
+async fn root() -> Redirect {
+    Redirect::to("/ui")
+}
+
+/// The dashboard (HTML)
+///
+/// Access level: monitor.
+#[utoipa::path(get, path = "/ui", tag = "dashboard", security((), ("api_key" = [])),
+    responses((status = 200, description = "the page", content_type = "text/html", body = String), ReadRefusals))]
 async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX)
 }
 
+/// The dashboard (HTML)
+///
+/// Access level: monitor.
+#[utoipa::path(get, path = "/ui/", tag = "dashboard", security((), ("api_key" = [])),
+    responses((status = 200, description = "the page", content_type = "text/html", body = String), ReadRefusals))]
+async fn index_slash() -> Response {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+/// Dashboard files: app.js, app.css
+///
+/// Access level: monitor.
+#[utoipa::path(get, path = "/ui/{name}", tag = "dashboard", security((), ("api_key" = [])),
+    params(("name" = String, Path, description = "app.js, app.css or index.html")),
+    responses((status = 200, description = "the file", body = String),
+        (status = 404, description = "no such file", body = Failure), ReadRefusals))]
 async fn file(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "" | "index.html" => asset("text/html; charset=utf-8", INDEX),
@@ -44,10 +74,11 @@ async fn file(Path(name): Path<String>) -> Response {
     }
 }
 
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/ui", get(index))
-        .route("/ui/", get(index))
-        .route("/ui/{name}", get(file))
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Vec<Route<S>> {
+    vec![
+        Route::get("/", root),
+        Route::get("/ui", index),
+        Route::get("/ui/", index_slash),
+        Route::get("/ui/{name}", file),
+    ]
 }

@@ -1,18 +1,21 @@
 //! `GET /api/v1/vmtas`: every configured virtual MTA (source hosts, pools) with its queues'
 //! totals, PowerMTA's `show vmtas`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::api::{Shared, envelope};
+use super::api::{Envelope, Shared, envelope};
+use super::openapi::ReadRefusals;
 use super::queues::max_items;
 use crate::config::Dir;
 
-#[derive(Default, serde::Serialize)]
-struct Vmta {
+/// A virtual MTA with its queues' totals.
+#[derive(Default, Serialize, ToSchema)]
+pub struct Vmta {
     name: String,
     source_hosts: Vec<String>,
     pools: Vec<String>,
@@ -25,9 +28,22 @@ struct Vmta {
     deferred: u64,
 }
 
-/// GET /api/v1/vmtas?maxitems=N
-pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) -> Response {
-    let max = match max_items(&state, &params) {
+/// `maxitems`, the only parameter of the plain listings.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// A number or `all`: at most this many (default: http-default-max-items, 10; all: every item)
+    pub maxitems: Option<String>,
+}
+
+/// Virtual MTAs with source hosts, pools and totals
+///
+/// Access level: monitor (or an X-API-Key).
+#[utoipa::path(get, path = "/api/v1/vmtas", operation_id = "vmtas_list", tag = "vmtas", params(Page),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the virtual MTAs", body = Envelope<Vec<Vmta>>), ReadRefusals))]
+pub async fn list(state: Shared, Query(page): Query<Page>) -> Response {
+    let max = match max_items(&state, page.maxitems.as_deref()) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
@@ -59,5 +75,5 @@ pub async fn list(state: Shared, Query(params): Query<HashMap<String, String>>) 
         v.deferred += q.deferred;
     }
     let list: Vec<Vmta> = vmtas.into_values().take(max).collect();
-    envelope(json!(list))
+    envelope(list)
 }

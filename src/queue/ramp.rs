@@ -119,7 +119,7 @@ impl RampState {
 }
 
 /// What `show queues` and `explain` say about a ramp.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RampStatus {
     /// 1-based, of `steps`.
     pub step: usize,

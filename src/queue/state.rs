@@ -17,7 +17,7 @@ use crate::config::{Config, Dir};
 use crate::smtp::Reply;
 
 /// A change of a queue's mode, kept for `show queues` and `explain`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ModeEvent {
     pub time: u64,
     pub mode: String,

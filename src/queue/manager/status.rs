@@ -6,7 +6,7 @@ use crate::queue::ramp::RampStatus;
 use crate::queue::state::ModeEvent;
 
 /// What `show queues` says about a queue.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStatus {
     pub queue: String,
     pub recipients: usize,
