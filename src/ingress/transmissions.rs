@@ -73,8 +73,8 @@ pub enum TxError {
     Unavailable(String),
 }
 
-/// What was accepted.
-#[derive(Debug, Default, serde::Serialize)]
+/// What was accepted (read back by `ember inject`).
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
 pub struct Accepted {
     pub total_accepted_recipients: usize,
     pub total_rejected_recipients: usize,
