@@ -98,7 +98,7 @@ pub fn parse_mgmt(text: &str) -> Result<Mgmt, CliError> {
         }
         _ => (hostport, DEFAULT_PORT),
     };
-    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+    if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
         return Err(CliError::NoAddress(text.to_string()));
     }
     let mgmt = Mgmt { https, host: host.to_string(), port };
@@ -174,6 +174,12 @@ mod tests {
         assert!(matches!(parse_mgmt("ftp://127.0.0.1:21"), Err(CliError::MgmtScheme(_))));
         assert!(matches!(parse_mgmt("127.0.0.1:http"), Err(CliError::MgmtPort(_))));
         assert!(matches!(parse_mgmt("https://"), Err(CliError::NoAddress(_))));
+        let listen = |text: &str, https| Mgmt::from_listen(text.parse().unwrap(), https).to_string();
+        assert_eq!(listen("0.0.0.0:8080", false), "http://127.0.0.1:8080");
+        assert_eq!(listen("0.0.0.0:8080", true), "https://localhost:8080");
+        assert_eq!(listen("127.0.0.1:81", true), "https://localhost:81");
+        assert_eq!(listen("192.0.2.1:81", true), "https://192.0.2.1:81");
+        assert_eq!(listen("[2001:db8::1]:81", false), "http://[2001:db8::1]:81");
         assert_eq!(query(&[("queue", Some("a b/{x}".into())), ("n", None)]), "?queue=a%20b/%7Bx%7D");
         assert_eq!(encode("o'brien+tag@exämple.com&x=1"), "o%27brien%2Btag@ex%C3%A4mple.com%26x%3D1");
     }
