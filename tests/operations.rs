@@ -8,6 +8,7 @@ mod support;
 mod operations {
     pub mod api;
     pub mod cli;
+    pub mod cli_https;
     pub mod dashboard;
     pub mod lifecycle;
     pub mod logfile;

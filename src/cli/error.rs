@@ -1,16 +1,18 @@
-//! Why a CLI command could not reach the daemon, read its answer, or open what it reads offline.
+//! Why a CLI command could not reach the daemon (address, TLS, connection), read its answer, or
+//! open what it reads offline.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Printed after `ember: ` (or `ember: suppression: `); the texts are the CLI's output, which
 /// operators' scripts and the integration tests read.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("the management API speaks plain HTTP on loopback; use http://")]
-    Https,
-    #[error("{text:?} is not a management address (http://HOST:PORT): {source}")]
+    #[error("{0:?}: the management API is reached over http:// or https://")]
+    MgmtScheme(String),
+    #[error("{0:?}: the port is not a number")]
+    MgmtPort(String),
+    #[error("{text:?} is not a management address (http://HOST:PORT or https://HOST:PORT): {source}")]
     MgmtAddress {
         text: String,
         #[source]
@@ -21,21 +23,29 @@ pub enum CliError {
     #[error("the management API is disabled (http-mgmt-port 0)")]
     MgmtDisabled,
 
-    #[error("cannot reach the daemon at {addr}: {source}")]
+    /// `--mgmt-ca`: unreadable, or holding no PEM certificate.
+    #[error("--mgmt-ca {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    /// The TLS handshake failed on the daemon's certificate (the reason as rustls gives it).
+    #[error(
+        "the daemon's certificate at {url} is not trusted ({reason}); give the CA that signed it \
+         (or the certificate itself, when self-signed) with --mgmt-ca FILE"
+    )]
+    Certificate { url: String, reason: String },
+    #[error("cannot reach the daemon at {url}: {source}")]
     Unreachable {
-        addr: SocketAddr,
+        url: String,
         #[source]
-        source: io::Error,
+        source: Box<ureq::Error>,
     },
-    /// Setting up the connection or sending the request failed.
-    #[error("{0}")]
-    Send(#[source] io::Error),
+    /// A plain-HTTP request was answered with a redirect (`http-redirect-to-https yes`).
+    #[error("the daemon at {url} redirects to {location}; use --mgmt {location_base}")]
+    Redirected { url: String, location: String, location_base: String },
     #[error("reading the daemon's answer: {0}")]
-    Read(#[source] io::Error),
-    #[error("the daemon's answer has no body")]
-    NoBody,
-    #[error("malformed HTTP status line")]
-    StatusLine,
+    Read(#[source] Box<ureq::Error>),
+    /// Writing an answer (an export) to its file or standard output.
+    #[error("writing the answer: {0}")]
+    Write(#[source] io::Error),
     #[error("the daemon's answer is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
     /// A status other than 200, with the envelope's `message`.
@@ -61,9 +71,9 @@ pub enum CliError {
     #[error(
         "{} is held by a running daemon, but its management API{} does not answer",
         path.display(),
-        addr.map(|a| format!(" at {a}")).unwrap_or_default()
+        mgmt.as_ref().map(|m| format!(" at {m}")).unwrap_or_default()
     )]
-    Locked { path: PathBuf, addr: Option<SocketAddr> },
+    Locked { path: PathBuf, mgmt: Option<super::remote::Mgmt> },
     #[error(transparent)]
     Store(crate::hygiene::store::StoreError),
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::error::CliError;
 use super::inspect::fail;
 use super::remote::Remote;
+use crate::ingress::transmissions::Accepted;
 
 /// What `ember inject` was asked to do.
 pub struct Inject<'a> {
@@ -57,8 +58,8 @@ pub fn inject(remote: &Remote, job: &Inject<'_>) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let addr = match remote.addr() {
-        Ok(a) => a,
+    let client = match remote.client() {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
     let bar = indicatif::ProgressBar::new(recipients.len() as u64);
@@ -75,10 +76,11 @@ pub fn inject(remote: &Remote, job: &Inject<'_>) -> ExitCode {
             "recipients": chunk.iter().map(|r| json!({"address": r})).collect::<Vec<_>>(),
             "content": {"email_rfc822": message},
         });
-        match super::live::exchange(addr, "POST", "/api/v1/transmissions", Some(&body), None) {
+        match client.exchange("/api/v1/transmissions", &body) {
             Ok((200, v)) => {
-                accepted += v["results"]["total_accepted_recipients"].as_u64().unwrap_or(0);
-                rejected += v["results"]["total_rejected_recipients"].as_u64().unwrap_or(0);
+                let results: Accepted = serde_json::from_value(v["results"].clone()).unwrap_or_default();
+                accepted += results.total_accepted_recipients as u64;
+                rejected += results.total_rejected_recipients as u64;
             }
             Ok((status, v)) => {
                 let why = v["errors"][0]["description"].as_str().or(v["message"].as_str()).unwrap_or("").to_string();

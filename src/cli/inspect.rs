@@ -3,14 +3,15 @@
 //! of a stopped or crashed one.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::client::Client;
 use super::error::CliError;
-use crate::config::{Config, FileCheck};
+use super::remote::Mgmt;
+use crate::config::{Config, Dir, FileCheck};
 use crate::message::{Envelope, MessageId, RecipientState};
 use crate::spool::{Spool, SpoolOptions};
 
@@ -48,32 +49,30 @@ pub(super) fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 /// The daemon's management API: `--mgmt`, else the config's `http-mgmt-port` on this host.
-pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<SocketAddr, CliError> {
-    let mut addr = match mgmt {
-        Some(a) => a,
+pub(super) fn mgmt_address(config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> Result<Mgmt, CliError> {
+    match mgmt {
+        Some(m) => Ok(m.clone()),
         None => {
             let loaded = super::show::load(config_path, FileCheck::Warn);
-            crate::daemon::mgmt_addr(&loaded.config).ok_or(CliError::MgmtDisabled)?
+            config_mgmt(&loaded.config).ok_or(CliError::MgmtDisabled)
         }
-    };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
     }
-    Ok(addr)
+}
+
+/// The management API of a configuration: HTTPS when it has `http-tls-certificate`.
+pub(super) fn config_mgmt(config: &Config) -> Option<Mgmt> {
+    let https = config.global.path(Dir::HttpTlsCertificate).is_some();
+    crate::daemon::mgmt_addr(config).map(|addr| Mgmt::from_listen(addr, https))
 }
 
 /// Asks the running daemon for `path`.
-fn live(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str) -> Result<serde_json::Value, CliError> {
-    super::live::get(mgmt_address(config_path, mgmt)?, path, None)
+fn live(config_path: Option<&Path>, mgmt: Option<&Mgmt>, path: &str) -> Result<serde_json::Value, CliError> {
+    Client::new(mgmt_address(config_path, mgmt)?)?.get(path)
 }
 
 /// Sends an operator command to the running daemon and reports how many queues it changed.
-pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str, body: serde_json::Value) -> ExitCode {
-    let addr = match mgmt_address(config_path, mgmt) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
-    match super::live::post(addr, path, &body, None) {
+pub fn command(config_path: Option<&Path>, mgmt: Option<&Mgmt>, path: &str, body: serde_json::Value) -> ExitCode {
+    match mgmt_address(config_path, mgmt).and_then(Client::new).and_then(|c| c.post(path, &body)) {
         Ok(v) => {
             let n = v["matched"].as_u64().unwrap_or(0);
             println!("{n} queue{} changed", if n == 1 { "" } else { "s" });
@@ -83,7 +82,7 @@ pub fn command(config_path: Option<&Path>, mgmt: Option<SocketAddr>, path: &str,
     }
 }
 
-pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
+pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, json: bool) -> ExitCode {
     let queues = match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -144,7 +143,7 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
 }
 
 /// The running daemon's queues, when one answers on the config's management port.
-fn live_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Option<serde_json::Value> {
+fn live_queues(config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> Option<serde_json::Value> {
     match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
         Ok(v) => Some(v),
         Err(e) => {
@@ -154,7 +153,7 @@ fn live_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Option<s
     }
 }
 
-pub fn show_queues(config_path: Option<&Path>, mgmt: Option<SocketAddr>, json: bool) -> ExitCode {
+pub fn show_queues(config_path: Option<&Path>, mgmt: Option<&Mgmt>, json: bool) -> ExitCode {
     if let Some(live) = live_queues(config_path, mgmt) {
         if json {
             println!("{}", serde_json::to_string_pretty(&live).expect("plain JSON"));

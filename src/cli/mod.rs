@@ -4,15 +4,16 @@
 //! `show settings` exactly as spelled.
 
 mod check;
+mod client;
 mod error;
 mod inject;
 mod inspect;
-mod live;
 mod ops;
 mod remote;
 mod run;
 mod show;
 mod suppression;
+mod trust;
 mod views;
 
 use std::path::PathBuf;
@@ -26,6 +27,10 @@ struct Cli {
     /// API key for the management API (sent as X-API-Key; grants admin).
     #[arg(long, global = true, env = "EMBER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// PEM file with the CA (or the self-signed certificate) an https:// management API's
+    /// certificate is verified against, besides the system's roots.
+    #[arg(long, global = true, value_name = "FILE")]
+    mgmt_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,7 +66,7 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long, value_parser = remote::parse_mgmt)]
-        mgmt: Option<std::net::SocketAddr>,
+        mgmt: Option<remote::Mgmt>,
         #[arg(long)]
         json: bool,
     },
@@ -91,10 +96,10 @@ enum Command {
         what: SuppressionCommand,
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
-        /// The daemon's management API (ADDR:PORT); without a running daemon the journal is
-        /// edited directly.
-        #[arg(long, global = true)]
-        mgmt: Option<std::net::SocketAddr>,
+        /// The daemon's management API (http://HOST:PORT, https://HOST:PORT or HOST:PORT);
+        /// without a running daemon the journal is edited directly.
+        #[arg(long, global = true, value_parser = remote::parse_mgmt)]
+        mgmt: Option<remote::Mgmt>,
     },
     /// List queued recipients: from the running daemon with --mgmt, else read from the spool.
     List {
@@ -248,7 +253,7 @@ enum ShowCommand {
         #[arg(long)]
         live: bool,
         #[arg(long, value_parser = remote::parse_mgmt)]
-        mgmt: Option<std::net::SocketAddr>,
+        mgmt: Option<remote::Mgmt>,
     },
     /// The running daemon's status: traffic, connections, DNS cache, queues, spool.
     Status {
@@ -318,7 +323,7 @@ enum SetCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long, value_parser = remote::parse_mgmt)]
-        mgmt: Option<std::net::SocketAddr>,
+        mgmt: Option<remote::Mgmt>,
     },
 }
 
@@ -333,40 +338,40 @@ enum SourceCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long, value_parser = remote::parse_mgmt)]
-        mgmt: Option<std::net::SocketAddr>,
+        mgmt: Option<remote::Mgmt>,
     },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(key) = cli.api_key {
-        let _ = live::API_KEY.set(key);
-    }
+    client::configure(client::Options { api_key: cli.api_key, ca: cli.mgmt_ca });
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::CheckConfig { file, strict, quiet } => check::check(&file, strict, quiet),
         Command::Show { what } => show(what),
         Command::Set { what: SetCommand::Queue { mode, queue, config, mgmt } } => inspect::command(
             config.as_deref(),
-            mgmt,
+            mgmt.as_ref(),
             "/api/v1/queues/mode",
             serde_json::json!({"queue": queue, "mode": mode}),
         ),
         Command::Disable { what: SourceCommand::Source { ip, queue, reenable_after, config, mgmt } } => {
             inspect::command(
                 config.as_deref(),
-                mgmt,
+                mgmt.as_ref(),
                 "/api/v1/sources/disable",
                 serde_json::json!({"ip": ip.to_string(), "queue": queue, "reenable_after": reenable_after}),
             )
         }
         Command::Enable { what: SourceCommand::Source { ip, queue, config, mgmt, .. } } => inspect::command(
             config.as_deref(),
-            mgmt,
+            mgmt.as_ref(),
             "/api/v1/sources/enable",
             serde_json::json!({"ip": ip.to_string(), "queue": queue}),
         ),
-        Command::Explain { queue, config, mgmt, json } => inspect::explain(&queue, config.as_deref(), mgmt, json),
+        Command::Explain { queue, config, mgmt, json } => {
+            inspect::explain(&queue, config.as_deref(), mgmt.as_ref(), json)
+        }
         Command::Dkim { what: DkimCommand::Keygen { selector, domain, algorithm, out } } => {
             match crate::dkim::keygen::run(&selector, &domain, algorithm, out.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -377,7 +382,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Suppression { what, config, mgmt } => {
-            let config = config.as_deref();
+            let (config, mgmt) = (config.as_deref(), mgmt.as_ref());
             match what {
                 SuppressionCommand::Add { addresses } => suppression::change(&addresses, true, config, mgmt),
                 SuppressionCommand::Remove { addresses } => suppression::change(&addresses, false, config, mgmt),

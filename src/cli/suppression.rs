@@ -3,12 +3,14 @@
 //! (the journal's lock tells the two cases apart, so there is never a second writer).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::client::Client;
 use super::error::CliError;
+use super::remote::Mgmt;
 use crate::config::FileCheck;
 use crate::hygiene::import::{BadLine, parse_lines};
 use crate::hygiene::store::{Entry, StoreError, SuppressionStore};
@@ -20,7 +22,7 @@ const SHOWN_BAD_LINES: usize = 100;
 
 /// Where the list is: the daemon, or the journal itself.
 enum Target {
-    Live(SocketAddr),
+    Live(Client),
     Offline(Box<SuppressionStore>),
 }
 
@@ -29,21 +31,13 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn target(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<Target, CliError> {
+fn target(config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> Result<Target, CliError> {
     let loaded = super::show::load(config_path, FileCheck::Warn);
-    let addr = match mgmt {
-        Some(a) => Some(a),
-        None => crate::daemon::mgmt_addr(&loaded.config).map(|mut a| {
-            if a.ip().is_unspecified() {
-                a.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
-            }
-            a
-        }),
-    };
-    if let Some(addr) = addr
-        && TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+    let mgmt = mgmt.cloned().or_else(|| super::inspect::config_mgmt(&loaded.config));
+    if let Some(m) = &mgmt
+        && listening(m)
     {
-        return Ok(Target::Live(addr));
+        return Ok(Target::Live(Client::new(m.clone())?));
     }
     let path = crate::daemon::suppression_path(&loaded.config);
     match SuppressionStore::open(&path) {
@@ -53,48 +47,19 @@ fn target(config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> Result<Target
             }
             Ok(Target::Offline(Box::new(store)))
         }
-        Err(StoreError::Locked(path)) => Err(CliError::Locked { path, addr }),
+        Err(StoreError::Locked(path)) => Err(CliError::Locked { path, mgmt }),
         Err(e) => Err(CliError::Store(e)),
     }
 }
 
-/// One HTTP/1.1 exchange with the daemon (`Connection: close`); the status and body. Text
-/// bodies (import, export) are why this is not `live::request`, which speaks JSON only.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), CliError> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|source| CliError::Unreachable { addr, source })?;
-    stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(CliError::Send)?;
-    // `--api-key`, or `EMBER_API_KEY` through it: the flag wins, as for every other command.
-    let key = super::live::API_KEY.get().map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(CliError::Send)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(CliError::Read)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or(CliError::NoBody)?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(CliError::StatusLine)?;
-    Ok((status, raw[split + 4..].to_vec()))
+/// Whether something accepts connections on the management port (else the journal is edited
+/// offline, or its lock says a daemon holds it).
+fn listening(mgmt: &Mgmt) -> bool {
+    let addrs = mgmt.socket_addrs().unwrap_or_default();
+    addrs.iter().any(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok())
 }
 
-/// The `data` of a JSON answer, or the daemon's refusal.
-fn json_data(status: u16, body: &[u8]) -> Result<serde_json::Value, CliError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(CliError::NotJson)?;
-    if status != 200 {
-        return Err(CliError::refused(status, &v));
-    }
-    Ok(v["data"].clone())
-}
-
-pub fn change(addresses: &[String], add: bool, config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> ExitCode {
+pub fn change(addresses: &[String], add: bool, config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> ExitCode {
     let mut entries = Vec::new();
     for a in addresses {
         match Entry::parse(a) {
@@ -105,10 +70,9 @@ pub fn change(addresses: &[String], add: bool, config_path: Option<&Path>, mgmt:
     let verb = if add { "added" } else { "removed" };
     let changed = match target(config_path, mgmt) {
         Err(e) => return fail(e),
-        Ok(Target::Live(addr)) => {
+        Ok(Target::Live(client)) => {
             let path = if add { "/api/v1/suppression/add" } else { "/api/v1/suppression/remove" };
-            let body = serde_json::json!({"addresses": addresses}).to_string();
-            match http(addr, "POST", path, "application/json", body.as_bytes()).and_then(|(s, b)| json_data(s, &b)) {
+            match client.post(path, &serde_json::json!({"addresses": addresses})) {
                 Ok(v) => v["changed"].as_u64().unwrap_or(0) as usize,
                 Err(e) => return fail(e),
             }
@@ -122,12 +86,11 @@ pub fn change(addresses: &[String], add: bool, config_path: Option<&Path>, mgmt:
     ExitCode::SUCCESS
 }
 
-pub fn check(address: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> ExitCode {
+pub fn check(address: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> ExitCode {
     let suppressed = match target(config_path, mgmt) {
         Err(e) => return fail(e),
-        Ok(Target::Live(addr)) => {
-            let path = format!("/api/v1/suppression?address={}", super::remote::encode(address));
-            match http(addr, "GET", &path, "text/plain", b"").and_then(|(s, b)| json_data(s, &b)) {
+        Ok(Target::Live(client)) => {
+            match client.get(&format!("/api/v1/suppression?address={}", super::remote::encode(address))) {
                 Ok(v) => v["suppressed"].as_bool().unwrap_or(false),
                 Err(e) => return fail(e),
             }
@@ -144,7 +107,7 @@ pub fn check(address: &str, config_path: Option<&Path>, mgmt: Option<SocketAddr>
     }
 }
 
-pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> ExitCode {
+pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> ExitCode {
     let started = Instant::now();
     let target = match target(config_path, mgmt) {
         Ok(t) => t,
@@ -177,9 +140,9 @@ pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>)
             break;
         }
         let result: Result<(u64, u64, Vec<BadLine>), CliError> = match &target {
-            Target::Live(addr) => {
+            Target::Live(client) => {
                 let path = format!("/api/v1/suppression/import?first_line={line_no}");
-                http(*addr, "POST", &path, "text/plain", &chunk).and_then(|(s, b)| json_data(s, &b)).map(|v| {
+                client.post_text(&path, &chunk).map(|v| {
                     let bad = serde_json::from_value(v["bad_lines"].clone()).unwrap_or_default();
                     (v["valid"].as_u64().unwrap_or(0), v["added"].as_u64().unwrap_or(0), bad)
                 })
@@ -221,7 +184,7 @@ pub fn import(file: &Path, config_path: Option<&Path>, mgmt: Option<SocketAddr>)
     ExitCode::SUCCESS
 }
 
-pub fn export(out: Option<&Path>, config_path: Option<&Path>, mgmt: Option<SocketAddr>) -> ExitCode {
+pub fn export(out: Option<&Path>, config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> ExitCode {
     let mut sink: Box<dyn Write> = match out {
         Some(p) => match std::fs::File::create(p) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
@@ -231,18 +194,12 @@ pub fn export(out: Option<&Path>, config_path: Option<&Path>, mgmt: Option<Socke
     };
     let count = match target(config_path, mgmt) {
         Err(e) => return fail(e),
-        Ok(Target::Live(addr)) => match http(addr, "GET", "/api/v1/suppression/export", "text/plain", b"") {
-            Ok((200, body)) => {
-                if let Err(e) = sink.write_all(&body) {
-                    return fail(e);
-                }
-                body.iter().filter(|&&b| b == b'\n').count()
+        Ok(Target::Live(client)) => {
+            match client.get_text("/api/v1/suppression/export").and_then(|body| copy(body, &mut sink)) {
+                Ok(lines) => lines,
+                Err(e) => return fail(e),
             }
-            Ok((status, body)) => {
-                return fail(json_data(status, &body).err().map(|e| e.to_string()).unwrap_or_default());
-            }
-            Err(e) => return fail(e),
-        },
+        }
         Ok(Target::Offline(store)) => match store.export(|e| writeln!(sink, "{e}")) {
             Ok(n) => n,
             Err(e) => return fail(e),
@@ -255,4 +212,20 @@ pub fn export(out: Option<&Path>, config_path: Option<&Path>, mgmt: Option<Socke
         println!("exported {count} entries");
     }
     ExitCode::SUCCESS
+}
+
+/// Copies an export to `sink` as it arrives; the number of lines (entries).
+fn copy(mut body: impl Read, sink: &mut dyn Write) -> Result<usize, CliError> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(lines),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::Read(Box::new(ureq::Error::Io(e)))),
+        };
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
+        sink.write_all(&buf[..n]).map_err(CliError::Write)?;
+    }
 }

@@ -134,7 +134,7 @@ pub fn queues(remote: &Remote, f: &QueueFilters, top: bool) -> ExitCode {
         // No daemon: the spool still says what is queued (without filters).
         Err(e) if !filtered && !f.errors => {
             eprintln!("ember: {e}; reading the spool instead");
-            return super::inspect::show_queues(remote.config.as_deref(), remote.mgmt, remote.json);
+            return super::inspect::show_queues(remote.config.as_deref(), remote.mgmt.as_ref(), remote.json);
         }
         Err(e) => return fail(e),
     };

@@ -74,8 +74,8 @@ pub enum TxError {
     Unavailable(String),
 }
 
-/// What was accepted.
-#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+/// What was accepted (read back by `ember inject`).
+#[derive(Debug, Default, serde::Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub total_accepted_recipients: usize,
     pub total_rejected_recipients: usize,

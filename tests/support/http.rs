@@ -1,13 +1,16 @@
-//! A plain HTTP/1.1 client for tests of the management API: one request per connection, the
-//! status and body back. Hand-written (a dozen lines of protocol over loopback) so the tests
-//! need no HTTP client crate.
+//! The tests' HTTP client for the management API (and chromedriver): one request, the status,
+//! headers and body back, whatever the status. A thin layer over `ureq`, the client the CLI
+//! uses; tests that must send malformed HTTP keep raw sockets of their own.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use ureq::Agent;
+use ureq::http::Request;
 
 pub struct Answer {
     pub status: u16,
+    /// The status line and header lines, as `HTTP/1.1 200\r\nname: value...`.
     pub headers: String,
     pub body: String,
 }
@@ -25,58 +28,49 @@ impl Answer {
     }
 }
 
-/// Sends `method path` with extra header lines (`Name: value`) and a body.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the management API");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(head.as_bytes()).unwrap();
-    // A server refusing early may close before the whole body is read: that is its answer.
-    let _ = s.write_all(body);
-    // Read the head, then the body by its Content-Length when there is one: some servers
-    // (chromedriver) keep the connection open whatever the client asked.
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            if length.is_some_and(|n| raw.len() >= end + 4 + n) {
-                break;
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body =
-        if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
-    Answer { status, headers: headers.to_string(), body }
+/// An agent that hands back every answer as it is: errors and redirects are what the tests check.
+fn agent() -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        // ureq's own headers stay out of the requests the tests shape (no compression either).
+        .user_agent(ureq::config::AutoHeaderValue::None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .build()
+        .new_agent()
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
+/// Sends `method path` with extra header lines (`Name: value`) and a body (none for an empty GET).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+    let mut builder = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for h in headers {
+        let (name, value) = h.split_once(':').unwrap_or_else(|| panic!("header line {h:?}"));
+        builder = builder.header(name.trim(), value.trim());
     }
-    out
+    let agent = agent();
+    let sent = if body.is_empty() && method != "POST" {
+        agent.run(builder.body(()).expect("a valid request"))
+    } else {
+        agent.run(builder.body(body.to_vec()).expect("a valid request"))
+    };
+    let mut response = sent.unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"));
+    let status = response.status().as_u16();
+    let mut head = format!("HTTP/1.1 {status}");
+    for (name, value) in response.headers() {
+        head.push_str(&format!("\r\n{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("reading the answer to {method} {path}: {e}"));
+    Answer { status, headers: head, body }
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Answer {
