@@ -667,7 +667,7 @@ impl Manager {
         let vmta_cap = self
             .config
             .vmta(&key.vmta)
-            .and_then(|v| v.settings.uint(Dir::MaxSmtpOut))
+            .and_then(|v| vmta_connection_cap(&v.settings))
             .map_or(usize::MAX, |n| n as usize);
         loop {
             let Some(q) = self.queues.get(key) else { return };
@@ -796,5 +796,14 @@ impl Manager {
             let q = self.queues.get(k);
             std::cmp::Reverse((q.map_or(0, |q| q.settings.policy.queue_priority), q.map_or(0, |q| q.ready.len())))
         });
+    }
+}
+
+/// A `<virtual-mta>`'s own `max-smtp-out` caps the connections of all its queues together. The
+/// table's default (20) is a per-queue figure: a virtual MTA that sets none is not capped at 20.
+fn vmta_connection_cap(settings: &crate::config::settings::Settings) -> Option<u64> {
+    match settings.get(Dir::MaxSmtpOut).map(|e| &e.value) {
+        Some(crate::config::value::Value::Uint(n)) => Some(*n),
+        _ => None,
     }
 }

@@ -605,3 +605,34 @@ async fn deferred_queues_sleep_until_their_retry_time_instead_of_being_visited_e
     h.queues.tick().await;
     assert_eq!(h.queues.agenda().await, (0, 0));
 }
+
+/// Connections that take one job and hold it (and their slot) until the test ends.
+fn holding(release: &Arc<tokio::sync::Notify>) -> WorkerFn {
+    let release = Arc::clone(release);
+    Arc::new(move |setup: WorkerSetup| {
+        let release = Arc::clone(&release);
+        Box::pin(async move {
+            let _job = next(&setup).await;
+            release.notified().await;
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_virtual_mta_caps_its_queues_together_only_with_its_own_max_smtp_out() {
+    for (vmta_cap, expected) in [("", 25), ("    max-smtp-out 3\n", 3)] {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let config = format!(
+            "<virtual-mta v>\n    smtp-source-host 127.0.0.2 v.test\n{vmta_cap}</virtual-mta>\n<domain *>\n</domain>\n"
+        );
+        let h = start(&config, hour_clock(), holding(&release));
+        for i in 0..25 {
+            h.inject_via(Some("v"), &[&format!("r@d{i}.test")]).await;
+        }
+        let open = |q: &[QueueStatus]| q.iter().map(|q| q.connections).sum::<usize>();
+        h.until("the connections the cap allows", |q| q.len() == 25 && open(q) == expected).await;
+        // Another look starts nothing more.
+        h.queues.tick().await;
+        assert_eq!(open(&h.queues.snapshot().await), expected, "with {vmta_cap:?}");
+    }
+}
