@@ -247,6 +247,8 @@ pub enum StartError {
     Suppression(#[from] crate::hygiene::store::StoreError),
     #[error(transparent)]
     Queues(#[from] crate::queue::manager::Stopped),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 fn join_lines(errors: &[KeyError]) -> String {
@@ -303,6 +305,31 @@ fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, StartError
         .collect()
 }
 
+/// Cluster mode (`cluster-redis`): the handle, its heartbeat started. Redis need not answer yet:
+/// until it does the node runs degraded, and says so.
+fn start_cluster(
+    config: &Config,
+    bound: &[listener::Bound],
+    mgmt: Option<&tokio::net::TcpListener>,
+    spool: &Spool,
+) -> Result<Option<crate::cluster::Cluster>, StartError> {
+    let Some(url) = &config.policy.cluster_redis else { return Ok(None) };
+    let about = crate::cluster::membership::About {
+        name: config.policy.cluster_node_name.clone(),
+        smtp: bound.first().and_then(|b| b.listener.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
+        mgmt: mgmt.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
+        config_hash: crate::cluster::membership::config_hash(config),
+    };
+    let cluster = crate::cluster::Cluster::new(url, about)?;
+    let counted = spool.clone();
+    cluster.start(Arc::new(move || {
+        let stats = counted.stats();
+        crate::cluster::NodeTotals { messages: stats.live_messages as u64, recipients: stats.live_recipients }
+    }));
+    println!("cluster node {} on {url} (degraded until Redis answers)", cluster.node());
+    Ok(Some(cluster))
+}
+
 impl Daemon {
     /// Opens the spool (recovering what it holds), then binds and starts every listener.
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
@@ -348,8 +375,10 @@ impl Daemon {
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
+        let cluster = start_cluster(&config, &bound, mgmt_listener.as_ref(), &spool)?;
         let queues =
-            Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
+            Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone())
+                .with_cluster(cluster.clone());
         let telemetry = Arc::new(Telemetry::default());
         let suppression = open_suppression(&config)?;
         let (ctx, reporter) =

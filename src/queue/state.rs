@@ -403,6 +403,7 @@ pub(super) fn next_job(
     shared: Vec<Limiter<'_>>,
     source: Option<std::net::IpAddr>,
     size: impl Fn(&Job) -> u64,
+    cluster_scope: Option<&str>,
 ) -> NextJob {
     if q.retry_until.is_some() || q.paused || q.connections > q.connection_cap() {
         return NextJob::Done;
@@ -421,6 +422,7 @@ pub(super) fn next_job(
     if let Some(ip) = source {
         limiters.extend(q.sources.limiters(&q.settings.settings, ip));
     }
+    let per_queue = limiters.len();
     limiters.extend(shared);
     let needs_size = limiters.iter().any(|l| l.unit == Unit::Bytes);
     let bytes = if needs_size { size(front) } else { 0 };
@@ -428,9 +430,54 @@ pub(super) fn next_job(
         q.rate_limited = Some(name);
         return NextJob::Wait(wait);
     }
+    let demand =
+        cluster_scope.map(|scope| demand_of(&limiters, per_queue, scope, recipients, bytes)).unwrap_or_default();
     drop(limiters);
     q.rate_limited = None;
-    q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
+    q.ready.pop_front().map_or(NextJob::Done, |job| NextJob::Job(job, demand))
+}
+
+/// The limiters a message was charged on, as cluster-wide rates: the first `per_queue` are the
+/// queue's own (shared by the nodes sending the same identity to the same queue), the rest a
+/// virtual MTA's or pool's (their names say whose).
+fn demand_of(
+    limiters: &[Limiter<'_>],
+    per_queue: usize,
+    scope: &str,
+    recipients: u32,
+    bytes: u64,
+) -> crate::cluster::Demand {
+    let mut demand = crate::cluster::Demand::default();
+    for (i, l) in limiters.iter().enumerate() {
+        let units = match l.unit {
+            Unit::Recipients => recipients,
+            Unit::Bytes => u32::try_from(bytes).unwrap_or(u32::MAX),
+        };
+        demand.push(if i < per_queue { scope } else { "" }, &l.name, l.gcra.interval(), units);
+    }
+    demand
+}
+
+impl Queue {
+    /// What a connection of this queue shares in cluster mode: its lease (within the queue's
+    /// connection cap, backoff's when in backoff) and its connect rate.
+    pub(super) fn cluster_link(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        key: &super::QueueKey,
+        source: Option<std::net::IpAddr>,
+    ) -> super::worker::ClusterLink {
+        let scope = crate::cluster::limits::scope(&key.vmta, source, &key.name);
+        let mut connect = crate::cluster::Demand::default();
+        let (rate, name) = match &self.backoff {
+            Some(b) => (b.connect_rate.as_ref(), "backoff max-connect-rate"),
+            None => (self.connect_rate.as_ref(), "max-connect-rate"),
+        };
+        if let Some(g) = rate {
+            connect.push(&scope, name, g.interval(), 1);
+        }
+        super::worker::ClusterLink { cluster: cluster.clone(), cap: self.connection_cap(), scope, connect }
+    }
 }
 
 pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &Clock) -> Queue {

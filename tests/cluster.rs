@@ -1,0 +1,101 @@
+//! Cluster mode with a real redis-server and three real Ember nodes sending one queue through
+//! one identity (virtual MTA `v`, source IP 127.0.0.2 on every node: the kernel gives each
+//! connection its own port), to the scripted receiver, which logs every connection and message
+//! with its time. The limits are checked on what the receiver saw.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Ember;
+use support::peers::Receiver;
+use support::redis::RedisServer;
+
+/// One node's configuration: its listener on 127.0.0.{n+1}, the shared identity and queue.
+fn node_config(n: usize, redis: &str, rx: &Receiver, domain: &str) -> String {
+    format!(
+        "smtp-listener 127.0.0.{}:0\ncluster-redis {redis}\ncluster-node-name node-{n}\n\
+         <source 127.0.0.0/8>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n\
+         <spool spool>\n</spool>\n\
+         <virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n\
+         <domain *>\n    smtp-hosts [127.0.0.1]:{}\n    retry-after 1s\n    retry-recipients-after 1s\n{domain}</domain>\n",
+        n + 1,
+        rx.addr.port()
+    )
+}
+
+fn start_nodes(redis: &RedisServer, rx: &Receiver, domain: &str) -> Vec<Ember> {
+    (1..=3).map(|n| Ember::start(&node_config(n, &redis.url(), rx, domain))).collect()
+}
+
+/// The most connections open at once at the receiver, sampled at each connection's start.
+fn peak_connections(rx: &Receiver) -> usize {
+    let t = |e: &Value| e["t"].as_f64().unwrap();
+    let opened: Vec<(i64, f64)> = rx.events("connect").iter().map(|c| (c["conn"].as_i64().unwrap(), t(c))).collect();
+    let closed: std::collections::HashMap<i64, f64> =
+        rx.events("close").iter().map(|c| (c["conn"].as_i64().unwrap(), t(c))).collect();
+    opened
+        .iter()
+        .map(|(_, at)| opened.iter().filter(|(c, s)| s <= at && closed.get(c).is_none_or(|end| end > at)).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Receiver times of the messages, sorted.
+fn times(rx: &Receiver) -> Vec<f64> {
+    let mut t: Vec<f64> = rx.events("message").iter().map(|m| m["t"].as_f64().unwrap()).collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// Polls the receiver until it has `n` messages.
+fn wait_messages(rx: &Receiver, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while rx.events("message").len() < n {
+        assert!(Instant::now() < deadline, "the receiver has {} of {n} messages", rx.events("message").len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Messages per second between the `skip`-th message and the `skip`-th from the end.
+fn steady_rate(t: &[f64], skip: usize) -> f64 {
+    let window = &t[skip..t.len() - skip];
+    (window.len() - 1) as f64 / (window[window.len() - 1] - window[0])
+}
+
+/// The rcpt addresses the receiver got, sorted.
+fn delivered(rx: &Receiver) -> Vec<String> {
+    let mut out: Vec<String> = rx
+        .events("message")
+        .iter()
+        .flat_map(|m| m["rcpts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn three_nodes_share_max_smtp_out_and_max_msg_rate_exactly() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let nodes = start_nodes(&redis, &rx, "    max-smtp-out 2\n    max-msg-rate 1200/m\n");
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(120, &format!("n{i}-"));
+    }
+    wait_messages(&rx, 360, Duration::from_secs(120));
+    assert_eq!(peak_connections(&rx), 2, "{:?}", rx.events("connect"));
+    // One identity: every node connected from the same source IP (each node had only its own
+    // 120 messages, so all three sent).
+    let peers: std::collections::BTreeSet<String> =
+        rx.events("connect").iter().filter_map(|c| c["peer"].as_str().map(str::to_string)).collect();
+    assert_eq!(peers.iter().collect::<Vec<_>>(), ["127.0.0.2"]);
+    let rate = steady_rate(&times(&rx), 40);
+    assert!((19.0..=21.0).contains(&rate), "steady rate {rate:.2}/s, the limit is 20/s");
+    assert_eq!(delivered(&rx).len(), 360);
+}
