@@ -99,3 +99,56 @@ fn three_nodes_share_max_smtp_out_and_max_msg_rate_exactly() {
     assert!((19.0..=21.0).contains(&rate), "steady rate {rate:.2}/s, the limit is 20/s");
     assert_eq!(delivered(&rx).len(), 360);
 }
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// The highest rate over any `n` consecutive messages.
+fn peak_rate(t: &[f64], n: usize) -> f64 {
+    t.windows(n).map(|w| (n - 1) as f64 / (w[n - 1] - w[0])).fold(0.0, f64::max)
+}
+
+#[test]
+fn redis_killed_mid_run_limits_hold_nothing_is_lost_and_full_speed_returns() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let nodes = start_nodes(&redis, &rx, "    max-smtp-out 2\n    max-msg-rate 1200/m\n");
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(150, &format!("n{i}-"));
+    }
+    wait_messages(&rx, 60, Duration::from_secs(60));
+    redis.kill9();
+    for e in &nodes {
+        e.wait_log("degraded mode: this node uses its share (1/3)");
+    }
+    // Degraded, the nodes go on sending on their shares.
+    let before = rx.events("message").len();
+    wait_messages(&rx, before + 30, Duration::from_secs(60));
+    redis.restart();
+    for e in &nodes {
+        e.wait_log("Redis reachable again");
+    }
+    let back = now();
+    wait_messages(&rx, 450, Duration::from_secs(120));
+    assert!(peak_connections(&rx) <= 2, "{:?} {:?}", rx.events("connect"), rx.events("close"));
+    let t = times(&rx);
+    // Degraded, each node spaces its share on its own, so up to one message per node can meet
+    // another's: the rate is measured over windows of 100 messages (5 s at the limit).
+    let peak = peak_rate(&t, 100);
+    assert!(peak <= 21.0, "100 messages in a row at {peak:.2}/s, the limit is 20/s");
+    // Full speed once Redis is back (after a second for the leases to come back).
+    let after: Vec<f64> = t.iter().copied().filter(|x| *x > back + 1.0).collect();
+    assert!(after.len() > 100, "only {} messages after Redis came back", after.len());
+    let rate = steady_rate(&after, 10);
+    assert!((19.0..=21.0).contains(&rate), "after Redis came back: {rate:.2}/s, the limit is 20/s");
+    // Every accepted message was delivered, once.
+    let got = delivered(&rx);
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!((got.len(), unique.len()), (450, 450));
+}

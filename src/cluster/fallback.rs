@@ -65,6 +65,9 @@ struct State {
     tats: HashMap<String, f64>,
     /// Connections this node holds per lease key while degraded.
     leases: HashMap<String, usize>,
+    /// No unit before this (Unix ms): slots other nodes reserved in Redis before it went away
+    /// may still be ahead.
+    not_before: f64,
 }
 
 impl Fallback {
@@ -76,7 +79,10 @@ impl Fallback {
     /// The same reservation as the Redis script, on this node's share of each rate.
     pub fn reserve(&self, rates: &[SharedRate], share: Share, now_ms: f64, horizon_ms: f64) -> Reservation {
         let mut state = self.state();
-        let at = rates.iter().map(|r| state.tats.get(&r.key).copied().unwrap_or(0.0)).fold(now_ms, f64::max);
+        let at = rates
+            .iter()
+            .map(|r| state.tats.get(&r.key).copied().unwrap_or(0.0))
+            .fold(now_ms.max(state.not_before), f64::max);
         let wait = at - now_ms;
         if wait > horizon_ms {
             return Reservation::Refused { wait_ms: wait };
@@ -97,6 +103,13 @@ impl Fallback {
             let tat = state.tats.entry(r.key.clone()).or_insert(0.0);
             *tat = tat.max(next);
         }
+    }
+
+    /// Redis went away at `now_ms`: what the others reserved there reaches at most `horizon_ms`
+    /// ahead, and nothing of this node's share goes before that has passed.
+    pub fn hold_until(&self, ms: f64) {
+        let mut state = self.state();
+        state.not_before = state.not_before.max(ms);
     }
 
     /// Takes one of this node's `share` connections of `key`; `false` when they are all in use.
@@ -164,6 +177,17 @@ mod tests {
         let rate = [SharedRate { key: "k".into(), interval_ms: 100.0, units: 1 }];
         f.note_granted(&rate, share, 5000.0);
         assert_eq!(f.reserve(&rate, share, 5000.0, 1000.0), Reservation::Granted { wait_ms: 200.0 });
+    }
+
+    #[test]
+    fn after_redis_goes_away_nothing_goes_before_the_others_reservations_have_passed() {
+        let f = Fallback::default();
+        f.hold_until(2000.0);
+        let rate = [SharedRate { key: "k".into(), interval_ms: 10.0, units: 1 }];
+        assert_eq!(
+            f.reserve(&rate, Share { live: 1, rank: 0 }, 1500.0, 1000.0),
+            Reservation::Granted { wait_ms: 500.0 }
+        );
     }
 
     #[test]

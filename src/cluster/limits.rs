@@ -15,7 +15,7 @@ use super::{Cluster, LEASE_TTL};
 
 /// How far ahead a message may reserve its slot: a connection refused further than this waits
 /// without holding anything, so a slot is never kept for a connection that may be gone by then.
-const HORIZON_MS: f64 = 1000.0;
+pub(super) const HORIZON_MS: f64 = 1000.0;
 /// How long a worker waits for a connection lease before it lets the queue manager decide again.
 const LEASE_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -43,6 +43,23 @@ for i, k in ipairs(KEYS) do
   redis.call('SET', k, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
 end
 return {1, string.format('%.3f', wait)}
+",
+    )
+});
+
+/// Records slots granted on a node's share while the nodes rejoin (the rejoin grace), so that the
+/// GCRAs in Redis go on after every node's last local slot. KEYS: the rates; ARGV[1]: the wait
+/// (ms) before the slot; ARGV[1+i]: rate i's interval times units (ms).
+static MIRROR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+for i, k in ipairs(KEYS) do
+  local tat = math.max(tonumber(redis.call('GET', k) or '0') or 0, now + tonumber(ARGV[1]) + tonumber(ARGV[1 + i]))
+  redis.call('SET', k, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+end
+return 1
 ",
     )
 });
@@ -151,8 +168,14 @@ impl Cluster {
             return;
         }
         loop {
-            let reservation = if self.degraded() {
-                self.inner.fallback.reserve(&demand.rates, self.share(), now_ms(), HORIZON_MS)
+            let reservation = if self.limits_local() {
+                let local = self.inner.fallback.reserve(&demand.rates, self.share(), now_ms(), HORIZON_MS);
+                if let (Reservation::Granted { wait_ms }, false) = (local, self.degraded())
+                    && let Err(e) = self.mirror(demand, wait_ms).await
+                {
+                    self.mark_degraded(&e);
+                }
+                local
             } else {
                 match self.reserve_in_redis(demand).await {
                     Ok(r) => r,
@@ -167,6 +190,15 @@ impl Cluster {
                 Reservation::Refused { wait_ms } => sleep_ms((wait_ms - HORIZON_MS).max(10.0)).await,
             }
         }
+    }
+
+    async fn mirror(&self, demand: &Demand, wait_ms: f64) -> Result<(), super::redis::CallError> {
+        let mut call = MIRROR.prepare_invoke();
+        call.arg(wait_ms);
+        for r in &demand.rates {
+            call.key(&r.key).arg(r.interval_ms * f64::from(r.units.max(1)));
+        }
+        self.inner.redis.script::<i64>(&call).await.map(drop)
     }
 
     async fn reserve_in_redis(&self, demand: &Demand) -> Result<Reservation, super::redis::CallError> {
@@ -198,7 +230,7 @@ impl Cluster {
         let give_up = tokio::time::Instant::now() + LEASE_PATIENCE;
         while tokio::time::Instant::now() < give_up {
             let poll = 50.0 + f64::from(rand::random::<u8>()) / 2.0;
-            if self.degraded() {
+            if self.limits_local() {
                 if self.take_local_lease(&state) {
                     self.permit(connect).await;
                     return Some(Lease::start(state));
@@ -221,7 +253,11 @@ impl Cluster {
         if now_ms() < since + LEASE_TTL.as_secs_f64() * 1000.0 {
             return false;
         }
-        let taken = self.inner.fallback.take_lease(&state.key, self.share().connections(state.cap));
+        let share = self.share();
+        let taken = self.inner.fallback.take_lease(&state.key, share.connections(state.cap));
+        if taken {
+            tracing::info!(lease = %state.key, "cluster: connection on this node's share ({} of {} among {} nodes)", share.connections(state.cap), state.cap, share.live);
+        }
         state.local.store(taken, Ordering::Relaxed);
         taken
     }
@@ -253,9 +289,15 @@ impl LeaseState {
     async fn renew(self: Arc<Self>) {
         let cluster = &self.cluster;
         loop {
-            tokio::time::sleep(LEASE_TTL / 3).await;
+            tokio::select! {
+                () = tokio::time::sleep(LEASE_TTL / 3) => {}
+                () = cluster.inner.rejoined.notified() => {}
+            }
             if !cluster.degraded() {
                 match self.in_redis(&[]).await {
+                    // Registered in Redis; the share stays taken while the others may still
+                    // count on it (the rejoin grace).
+                    Ok((true, _)) if cluster.limits_local() => {}
                     Ok((true, _)) => {
                         if self.local.swap(false, Ordering::Relaxed) {
                             cluster.inner.fallback.release_lease(&self.key);

@@ -114,12 +114,26 @@ pub async fn run(cluster: Cluster, totals: TotalsFn) {
         tick.tick().await;
         match beat(&cluster, &totals).await {
             Ok(view) => {
-                cluster.inner.view.store(Arc::new(view));
                 cluster.mark_healthy();
+                let view = if cluster.limits_local() { merged(&cluster.view(), view) } else { view };
+                cluster.inner.view.store(Arc::new(view));
             }
             Err(e) => cluster.mark_degraded(&e),
         }
     }
+}
+
+/// The view while nodes rejoin after an outage: a Redis that restarted empty lists only the
+/// nodes whose heartbeat got through so far, and a share computed from that would be too large;
+/// the nodes live before stay counted until the rejoin grace ends.
+fn merged(before: &[NodeInfo], mut now: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    for old in before.iter().filter(|o| o.live) {
+        if !now.iter().any(|n| n.name == old.name && n.live) {
+            now.retain(|n| n.name != old.name);
+            now.push(old.clone());
+        }
+    }
+    now
 }
 
 async fn beat(cluster: &Cluster, totals: &TotalsFn) -> Result<Vec<NodeInfo>, super::redis::CallError> {
@@ -212,4 +226,23 @@ pub fn config_hash(config: &crate::config::Config) -> String {
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, live: bool) -> NodeInfo {
+        NodeInfo { name: name.into(), live, ..NodeInfo::default() }
+    }
+
+    #[test]
+    fn a_rejoining_view_keeps_the_nodes_live_before_until_they_beat_again() {
+        let before = [node("a", true), node("b", true), node("c", false)];
+        let view = merged(&before, vec![node("a", true)]);
+        let live: Vec<&str> = view.iter().filter(|n| n.live).map(|n| n.name.as_str()).collect();
+        assert_eq!(live, ["a", "b"]);
+        // A node gone before the outage is not brought back.
+        assert!(!view.iter().any(|n| n.name == "c" && n.live));
+    }
 }

@@ -50,6 +50,10 @@ pub use membership::{NodeInfo, NodeTotals};
 pub const LEASE_TTL: Duration = Duration::from_secs(6);
 /// How long a node's heartbeat lives: a node not heard from for this long is not live.
 pub const NODE_TTL: Duration = Duration::from_secs(5);
+/// After Redis comes back, limits stay on the node's share this long: every node rejoins within
+/// a heartbeat or two and re-registers the connections it opened meanwhile, and only then may
+/// Redis hand out new leases (it would not know of those connections before).
+pub const REJOIN_GRACE: Duration = Duration::from_secs(3);
 /// Every Redis call gives up after this long and the node goes degraded.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -68,6 +72,10 @@ struct Inner {
     degraded: AtomicBool,
     /// Unix milliseconds since when it is degraded (for new leases, see `fallback.rs`).
     degraded_since_ms: AtomicU64,
+    /// Unix milliseconds since when Redis answers again (see [`REJOIN_GRACE`]).
+    healthy_since_ms: AtomicU64,
+    /// Wakes the lease renewals when Redis is back, so they re-register at once.
+    rejoined: tokio::sync::Notify,
     /// The degraded state was logged (a node starts degraded, and says so on its first failure).
     announced: AtomicBool,
     /// Redis answered at least once since the start.
@@ -102,6 +110,8 @@ impl Cluster {
             // Degraded until the first heartbeat answers: nothing is known of the others yet.
             degraded: AtomicBool::new(true),
             degraded_since_ms: AtomicU64::new(crate::time::now_millis()),
+            healthy_since_ms: AtomicU64::new(0),
+            rejoined: tokio::sync::Notify::new(),
             announced: AtomicBool::new(false),
             connected_once: AtomicBool::new(false),
             member: AtomicBool::new(false),
@@ -122,6 +132,13 @@ impl Cluster {
         self.inner.degraded.load(Ordering::Relaxed)
     }
 
+    /// Whether limits are decided on this node's share: degraded, or back from it for less than
+    /// [`REJOIN_GRACE`].
+    pub fn limits_local(&self) -> bool {
+        let since = self.inner.healthy_since_ms.load(Ordering::Relaxed);
+        self.degraded() || crate::time::now_millis() < since + REJOIN_GRACE.as_millis() as u64
+    }
+
     /// Whether another live node holds this node's name.
     pub fn refused(&self) -> bool {
         self.inner.refused.load(Ordering::Relaxed)
@@ -136,7 +153,9 @@ impl Cluster {
     pub(crate) fn mark_degraded(&self, why: &dyn std::fmt::Display) {
         let was = self.inner.degraded.swap(true, Ordering::Relaxed);
         if !was {
-            self.inner.degraded_since_ms.store(crate::time::now_millis(), Ordering::Relaxed);
+            let now = crate::time::now_millis();
+            self.inner.degraded_since_ms.store(now, Ordering::Relaxed);
+            self.inner.fallback.hold_until(now as f64 + limits::HORIZON_MS);
         }
         if !was || !self.inner.announced.swap(true, Ordering::Relaxed) {
             let share = self.share();
@@ -152,6 +171,8 @@ impl Cluster {
         self.inner.announced.store(true, Ordering::Relaxed);
         if self.inner.degraded.swap(false, Ordering::Relaxed) {
             if self.inner.connected_once.swap(true, Ordering::Relaxed) {
+                self.inner.healthy_since_ms.store(crate::time::now_millis(), Ordering::Relaxed);
+                self.inner.rejoined.notify_waiters();
                 tracing::warn!("cluster: Redis reachable again; shared limits resume from their state in Redis");
             } else {
                 tracing::info!("cluster: connected to Redis; limits are shared");
