@@ -424,6 +424,7 @@ impl Daemon {
                 smtp_in: Arc::clone(&slots),
                 smtp_in_max: max_in.max(1),
                 control: control_tx,
+                cluster: cluster.clone(),
             });
             mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }

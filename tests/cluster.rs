@@ -152,3 +152,93 @@ fn redis_killed_mid_run_limits_hold_nothing_is_lost_and_full_speed_returns() {
     unique.dedup();
     assert_eq!((got.len(), unique.len()), (450, 450));
 }
+
+/// Polls `GET /api/v1/cluster` until `ok` holds for its data.
+fn wait_view(e: &Ember, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = support::http::get(e.mgmt.unwrap(), "/api/v1/cluster").data();
+        if ok(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "the cluster view never showed {what}: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_unreachable_redis_at_start_runs_degraded_and_says_so_then_joins() {
+    // Nothing listens on this port yet.
+    let port = support::peers::free_port("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let e = Ember::start(&node_config(1, &url, &rx, "    max-smtp-out 2\n"));
+    e.wait_log("cluster: Redis unreachable");
+    e.wait_log("degraded mode: this node uses its share");
+    let view = wait_view(&e, "degraded", |v| v["degraded"] == true);
+    assert_eq!(view["enabled"], true);
+    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    assert!(metrics.contains("ember_cluster_degraded 1"), "{metrics}");
+    // Mail is still accepted (and, on this node's share of the limits, delivered).
+    e.inject_numbered(3, "d");
+    wait_messages(&rx, 3, Duration::from_secs(30));
+    // Redis comes: the node joins.
+    let redis = RedisServer::start_on(port);
+    e.wait_log("cluster: connected to Redis");
+    let view = wait_view(&e, "the node as a member", |v| v["degraded"] == false && v["nodes"][0]["live"] == true);
+    assert_eq!(view["nodes"][0]["name"], "node-1");
+    assert!(redis.cli(&["GET", "ember:node:node-1"]).contains("\"name\":\"node-1\""));
+}
+
+#[test]
+fn a_second_node_under_a_live_nodes_name_is_refused_membership() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let first = Ember::start(&node_config(1, &redis.url(), &rx, ""));
+    first.wait_log("cluster: node \"node-1\" joined");
+    let second = Ember::start(&node_config(1, &redis.url(), &rx, "").replace("127.0.0.2:0", "127.0.0.3:0"));
+    second.wait_log("cluster: node name \"node-1\" is held by a live node");
+    assert!(second.log_contains(&format!("(SMTP {}", first.smtp())), "the log line names the holder");
+    wait_view(&second, "refused", |v| v["refused"] == true);
+    // The holder stays the one member under that name.
+    let view = wait_view(&first, "one node", |v| v["nodes"].as_array().is_some_and(|n| n.len() == 1));
+    assert_eq!(view["nodes"][0]["smtp"], first.smtp().to_string());
+    assert_eq!(view["refused"], false);
+}
+
+#[test]
+fn every_node_lists_the_cluster_and_flags_a_node_configured_differently() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let nodes: Vec<Ember> = (1..=3)
+        .map(|n| {
+            let rate = if n == 3 { "    max-msg-rate 10/s\n" } else { "    max-msg-rate 20/s\n" };
+            Ember::start(&node_config(n, &redis.url(), &rx, rate))
+        })
+        .collect();
+    let view = wait_view(&nodes[0], "three live nodes", |v| {
+        v["nodes"].as_array().is_some_and(|n| n.iter().filter(|n| n["live"] == true).count() == 3)
+    });
+    let differs: Vec<(&str, bool)> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["config_differs"] == true))
+        .collect();
+    assert_eq!(differs, [("node-1", false), ("node-2", false), ("node-3", true)]);
+    assert_eq!(view["nodes"][1]["smtp"], nodes[1].smtp().to_string());
+    assert_eq!(view["nodes"][2]["mgmt"], nodes[2].mgmt.unwrap().to_string());
+    // The same cluster from the command line, on another node.
+    let out = nodes[1].live_cli(&["show", "cluster"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("node node-2 (member); 3 live node(s)"), "{text}");
+    let node3 = text.lines().find(|l| l.starts_with("node-3")).unwrap_or_default();
+    assert!(node3.contains("DIFFERS"), "{text}");
+    // The document describes the route.
+    let doc = support::http::get(nodes[0].mgmt.unwrap(), "/api/v1/openapi.json").json();
+    assert!(doc["paths"]["/api/v1/cluster"]["get"].is_object());
+}

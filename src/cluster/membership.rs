@@ -180,7 +180,7 @@ async fn beat(cluster: &Cluster, totals: &TotalsFn) -> Result<Vec<NodeInfo>, sup
     }
     let keys: Vec<String> = names.iter().map(|(n, _)| key("node", n)).collect();
     let beats: Vec<Option<String>> = cluster.inner.redis.command(redis::cmd("MGET").arg(&keys)).await?;
-    let view = names
+    let mut view: Vec<NodeInfo> = names
         .into_iter()
         .zip(beats)
         .map(|((name, seen_ms), beat)| {
@@ -191,6 +191,7 @@ async fn beat(cluster: &Cluster, totals: &TotalsFn) -> Result<Vec<NodeInfo>, sup
             }
         })
         .collect();
+    view.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(view)
 }
 

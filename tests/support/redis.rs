@@ -14,7 +14,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut r = RedisServer { child: None, port: free_port("127.0.0.1") };
+        RedisServer::start_on(free_port("127.0.0.1"))
+    }
+
+    pub fn start_on(port: u16) -> RedisServer {
+        let mut r = RedisServer { child: None, port };
         r.restart();
         r
     }
