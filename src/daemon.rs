@@ -305,6 +305,38 @@ fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, StartError
         .collect()
 }
 
+/// Applies other nodes' changes: queue modes through the queue manager, suppression entries to
+/// the local store (its journal is synced, so on a blocking thread).
+struct SharedChanges {
+    queues: QueueHandle,
+    suppression: Arc<SuppressionStore>,
+}
+
+impl crate::cluster::state::Apply for SharedChanges {
+    fn apply<'a>(
+        &'a self,
+        from: &'a str,
+        change: crate::cluster::state::Change,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        use crate::cluster::state::Change;
+        Box::pin(async move {
+            let (add, texts) = match change {
+                Change::Suppress { entries } => (true, entries),
+                Change::Unsuppress { entries } => (false, entries),
+                queue_change => return self.queues.apply_shared(from, queue_change).await,
+            };
+            let entries: Vec<crate::hygiene::store::Entry> =
+                texts.iter().filter_map(|t| crate::hygiene::store::Entry::parse(t).ok()).collect();
+            let store = Arc::clone(&self.suppression);
+            match tokio::task::spawn_blocking(move || store.apply_shared(add, &entries)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("cluster: suppression change from node {from} not applied: {e}"),
+                Err(e) => tracing::error!("cluster: suppression change from node {from} not applied: {e}"),
+            }
+        })
+    }
+}
+
 /// Cluster mode (`cluster-redis`): the handle, its heartbeat started. Redis need not answer yet:
 /// until it does the node runs degraded, and says so.
 fn start_cluster(
@@ -384,6 +416,11 @@ impl Daemon {
         let (ctx, reporter) =
             build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression, global_tls)?;
         let queues = queues.run(reporter);
+        if let Some(cluster) = &cluster {
+            suppression.share_with(cluster.clone());
+            let apply = Arc::new(SharedChanges { queues: queues.clone(), suppression: Arc::clone(&suppression) });
+            cluster.share_state(apply, spool_options(&config).dirs.first().map(|d| d.path.join("cluster-cursor")));
+        }
         // The spool's index is walked synchronously; the manager's inbox is bounded, so recovery
         // runs on a blocking thread that waits for room instead of loading every envelope at once.
         let (walked, handle) = (spool.clone(), queues.clone());

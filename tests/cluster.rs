@@ -242,3 +242,72 @@ fn every_node_lists_the_cluster_and_flags_a_node_configured_differently() {
     let doc = support::http::get(nodes[0].mgmt.unwrap(), "/api/v1/openapi.json").json();
     assert!(doc["paths"]["/api/v1/cluster"]["get"].is_object());
 }
+
+/// The queue `example.com/v` as `show queues` on `e` describes it, once `ok` holds.
+fn wait_queue(e: &Ember, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = e.live_cli(&["show", "queues", "--json"]);
+        let queues: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let q = queues.as_array().into_iter().flatten().find(|q| q["queue"] == "example.com/v").cloned();
+        if let Some(q) = q.filter(|q| ok(q)) {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "example.com/v never {what}: {queues}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first reply to RCPT TO:<to> on `e`'s listener.
+fn rcpt_code(e: &Ember, to: &str) -> u64 {
+    let out = e.send_with_script("127.0.0.1", "a@example.net", &[to], "Subject: x\r\n\r\nhi\r\n");
+    out["rcpt"][to][0].as_u64().unwrap()
+}
+
+#[test]
+fn backoff_pause_and_suppression_made_on_one_node_hold_on_the_others() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = json!({"rcpt_rules": [{"address": "trigger@example.com", "replies": "421 4.7.0 [RP-001] slow down"}]});
+    let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
+    let nodes = start_nodes(&redis, &rx, "    421 RP-001 *, 1h, 1, 60/m\n");
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    // A reply rule puts the queue in backoff on node-1 ...
+    nodes[0].send_with_script("127.0.0.1", "a@example.net", &["trigger@example.com"], "Subject: x\r\n\r\nhi\r\n");
+    let here = wait_queue(&nodes[0], "in backoff on node-1", |q| q["mode"] == "backoff");
+    // ... and it holds on the others, with its reason and its end.
+    for e in &nodes[1..] {
+        let there = wait_queue(e, "in backoff", |q| q["mode"] == "backoff");
+        assert_eq!(there["mode_reason"], here["mode_reason"]);
+        let event = there["mode_events"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap();
+        assert!(event.contains("RP-001") && event.contains("(on node node-1)"), "{there}");
+        assert_eq!(there["mode_until"], here["mode_until"]);
+    }
+    // An operator pauses the queue on node-2: paused everywhere; resumed on node-3: everywhere.
+    let out = nodes[1].live_cli(&["pause", "queue", "example.com/v"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for e in [&nodes[0], &nodes[2]] {
+        let q = wait_queue(e, "paused", |q| q["paused"] == true);
+        assert_eq!(q["mode"], "paused");
+    }
+    let out = nodes[2].live_cli(&["resume", "queue", "example.com/v"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for e in [&nodes[0], &nodes[1]] {
+        wait_queue(e, "resumed", |q| q["paused"] == false);
+    }
+    // An address suppressed on node-3 is refused at RCPT on node-1 and node-2.
+    for e in &nodes[..2] {
+        assert_eq!(rcpt_code(e, "gone@example.org"), 250);
+    }
+    let out = nodes[2].live_cli(&["suppression", "add", "gone@example.org"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for e in &nodes[..2] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rcpt_code(e, "gone@example.org") != 550 {
+            assert!(Instant::now() < deadline, "the suppression never reached {}", e.smtp());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

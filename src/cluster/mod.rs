@@ -35,6 +35,7 @@ pub mod fallback;
 pub mod limits;
 pub mod membership;
 pub mod redis;
+pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +90,8 @@ struct Inner {
     fallback: fallback::Fallback,
     /// What this node says about itself in its heartbeat.
     about: membership::About,
+    /// Changes for the other nodes (`state.rs`).
+    outbox: state::Outbox,
 }
 
 /// A cluster that cannot be set up from its configuration.
@@ -119,6 +122,7 @@ impl Cluster {
             view: ArcSwap::from_pointee(Vec::new()),
             fallback: fallback::Fallback::default(),
             about,
+            outbox: state::Outbox::default(),
         };
         Ok(Cluster { inner: Arc::new(inner) })
     }

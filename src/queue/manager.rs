@@ -10,6 +10,7 @@ mod handle;
 mod ops;
 mod outcomes;
 mod settings_cache;
+mod shared;
 mod status;
 mod table;
 #[cfg(test)]
@@ -101,6 +102,11 @@ fn queue_matches(pattern: &str, key: &QueueKey) -> bool {
 }
 
 pub enum Event {
+    /// Another node of the cluster changed a queue's mode.
+    Shared {
+        from: String,
+        change: crate::cluster::state::Change,
+    },
     /// A stored message; `fresh` when just accepted (only fresh mail counts for warm-up).
     Submit(Box<Envelope>, bool),
     Reload(Arc<Config>, Reporter),
@@ -364,7 +370,9 @@ impl Manager {
                 let keys: Vec<QueueKey> = self.queues.keys().filter(|k| queue_matches(&queues, k)).cloned().collect();
                 for key in &keys {
                     let q = self.queues.get_mut(key).expect("listed");
+                    let before = q.shared_mode();
                     q.command(&command);
+                    self.share_mode(key, &before);
                     // `schedule` may have made work of a paused job ready: it stays held.
                     self.hold_paused(key);
                     self.start_workers(key);
@@ -372,6 +380,7 @@ impl Manager {
                 reply.answer(keys.len());
             }
             Event::Operate { op, reply } => self.operate(op, reply),
+            Event::Shared { from, change } => self.apply_shared(&from, change),
             #[cfg(test)]
             Event::Tick(reply) => {
                 reply.answer(self.wake());

@@ -31,6 +31,8 @@ pub(super) struct Backoff {
     pub(super) until: Option<u64>,
     pub(super) max_smtp_out: usize,
     pub(super) rate: Option<Gcra>,
+    /// The rate as configured, for the other nodes of a cluster.
+    pub(super) rate_spec: Option<Rate>,
     pub(super) rate_text: String,
     pub(super) reason: String,
     /// `backoff-max-connect-rate` and `backoff-max-data-volume-rate` (else the normal ones).
@@ -52,6 +54,7 @@ impl Backoff {
             until,
             max_smtp_out,
             rate: rate.map(|r| Gcra::new(r, 1)),
+            rate_spec: rate,
             rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
             reason,
             connect_rate: settings.policy.backoff_max_connect_rate.map(|r| Gcra::new(r, 1)),
@@ -459,6 +462,46 @@ fn demand_of(
 }
 
 impl Queue {
+    /// What the other nodes of a cluster must know of this queue's mode: paused, and backoff's
+    /// reason and end.
+    pub(super) fn shared_mode(&self) -> (bool, Option<(String, Option<u64>)>) {
+        (self.paused, self.backoff.as_ref().map(|b| (b.reason.clone(), b.until)))
+    }
+
+    /// Takes a mode another node of the cluster entered; the node that entered it sends the
+    /// notices (`backoff-notify`), not every node.
+    pub(super) fn apply_shared(&mut self, from: &str, change: crate::cluster::state::Change) {
+        use crate::cluster::state::Change;
+        let notices = self.notices.len();
+        match change {
+            Change::Pause { .. } if !self.paused => {
+                self.paused = true;
+                self.record("paused", format!("paused on node {from}"), None);
+            }
+            Change::Resume { .. } if self.paused => {
+                self.paused = false;
+                self.record("normal", format!("resumed on node {from}"), None);
+            }
+            Change::Backoff { reason, until, max_smtp_out, rate, .. } => {
+                let rate = rate.map(|(count, period)| Rate { count, period });
+                let backoff = Backoff::new(&self.settings, until, max_smtp_out.max(1), rate, reason.clone());
+                let rate_text = backoff.rate_text.clone();
+                self.backoff = Some(backoff);
+                self.record(
+                    "backoff",
+                    format!("{reason} (on node {from}): max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                    until,
+                );
+            }
+            Change::Normal { reason, .. } if self.backoff.is_some() => {
+                self.backoff = None;
+                self.record("normal", format!("{reason} (on node {from})"), None);
+            }
+            _ => {}
+        }
+        self.notices.truncate(notices);
+    }
+
     /// What a connection of this queue shares in cluster mode: its lease (within the queue's
     /// connection cap, backoff's when in backoff) and its connect rate.
     pub(super) fn cluster_link(
