@@ -31,7 +31,7 @@ pub struct ClusterView {
 ///
 /// Access level: monitor (or an X-API-Key). Outside cluster mode `enabled` is false and
 /// `nodes` empty. A node whose `config_hash` differs from this node's has `config_differs`.
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster",
+#[utoipa::path(get, path = "/api/v1/cluster", operation_id = "cluster_show", tag = "cluster",
     security((), ("api_key" = [])),
     responses((status = 200, description = "the cluster", body = Envelope<ClusterView>), ReadRefusals))]
 pub async fn show(state: Shared) -> Response {
