@@ -247,6 +247,8 @@ pub enum StartError {
     Suppression(#[from] crate::hygiene::store::StoreError),
     #[error(transparent)]
     Queues(#[from] crate::queue::manager::Stopped),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 fn join_lines(errors: &[KeyError]) -> String {
@@ -303,6 +305,63 @@ fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, StartError
         .collect()
 }
 
+/// Applies other nodes' changes: queue modes through the queue manager, suppression entries to
+/// the local store (its journal is synced, so on a blocking thread).
+struct SharedChanges {
+    queues: QueueHandle,
+    suppression: Arc<SuppressionStore>,
+}
+
+impl crate::cluster::state::Apply for SharedChanges {
+    fn apply<'a>(
+        &'a self,
+        from: &'a str,
+        change: crate::cluster::state::Change,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        use crate::cluster::state::Change;
+        Box::pin(async move {
+            let (add, texts) = match change {
+                Change::Suppress { entries } => (true, entries),
+                Change::Unsuppress { entries } => (false, entries),
+                queue_change => return self.queues.apply_shared(from, queue_change).await,
+            };
+            let entries: Vec<crate::hygiene::store::Entry> =
+                texts.iter().filter_map(|t| crate::hygiene::store::Entry::parse(t).ok()).collect();
+            let store = Arc::clone(&self.suppression);
+            match tokio::task::spawn_blocking(move || store.apply_shared(add, &entries)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("cluster: suppression change from node {from} not applied: {e}"),
+                Err(e) => tracing::error!("cluster: suppression change from node {from} not applied: {e}"),
+            }
+        })
+    }
+}
+
+/// Cluster mode (`cluster-redis`): the handle, its heartbeat started. Redis need not answer yet:
+/// until it does the node runs degraded, and says so.
+fn start_cluster(
+    config: &Config,
+    bound: &[listener::Bound],
+    mgmt: Option<&tokio::net::TcpListener>,
+    spool: &Spool,
+) -> Result<Option<crate::cluster::Cluster>, StartError> {
+    let Some(url) = &config.policy.cluster_redis else { return Ok(None) };
+    let about = crate::cluster::membership::About {
+        name: config.policy.cluster_node_name.clone(),
+        smtp: bound.first().and_then(|b| b.listener.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
+        mgmt: mgmt.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
+        config_hash: crate::cluster::membership::config_hash(config),
+    };
+    let cluster = crate::cluster::Cluster::new(url, about)?;
+    let counted = spool.clone();
+    cluster.start(Arc::new(move || {
+        let stats = counted.stats();
+        crate::cluster::NodeTotals { messages: stats.live_messages as u64, recipients: stats.live_recipients }
+    }));
+    println!("cluster node {} on {url} (degraded until Redis answers)", cluster.node());
+    Ok(Some(cluster))
+}
+
 impl Daemon {
     /// Opens the spool (recovering what it holds), then binds and starts every listener.
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
@@ -348,13 +407,20 @@ impl Daemon {
         }
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
+        let cluster = start_cluster(&config, &bound, mgmt_listener.as_ref(), &spool)?;
         let queues =
-            Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone());
+            Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone())
+                .with_cluster(cluster.clone());
         let telemetry = Arc::new(Telemetry::default());
         let suppression = open_suppression(&config)?;
         let (ctx, reporter) =
             build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression, global_tls)?;
         let queues = queues.run(reporter);
+        if let Some(cluster) = &cluster {
+            suppression.share_with(cluster.clone());
+            let apply = Arc::new(SharedChanges { queues: queues.clone(), suppression: Arc::clone(&suppression) });
+            cluster.share_state(apply, spool_options(&config).dirs.first().map(|d| d.path.join("cluster-cursor")));
+        }
         // The spool's index is walked synchronously; the manager's inbox is bounded, so recovery
         // runs on a blocking thread that waits for room instead of loading every envelope at once.
         let (walked, handle) = (spool.clone(), queues.clone());
@@ -395,6 +461,7 @@ impl Daemon {
                 smtp_in: Arc::clone(&slots),
                 smtp_in_max: max_in.max(1),
                 control: control_tx,
+                cluster: cluster.clone(),
             });
             mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }

@@ -297,6 +297,12 @@ enum ShowCommand {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// The nodes of the cluster (cluster-redis): addresses, version, configuration hash, queue
+    /// totals, last seen; this node's degraded or refused state.
+    Cluster {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Jobs with their totals since start and whether they are paused.
     Jobs {
         #[arg(long)]
@@ -429,6 +435,7 @@ fn show(what: ShowCommand) -> ExitCode {
         ShowCommand::Topdomains { maxitems, remote } => views::domains(&remote, None, maxitems, true),
         ShowCommand::Vmtas { maxitems, remote } => views::vmtas(&remote, maxitems),
         ShowCommand::Jobs { maxitems, remote } => views::jobs(&remote, maxitems),
+        ShowCommand::Cluster { remote } => views::cluster(&remote),
         ShowCommand::Message { id, config } => inspect::show_message(config.as_deref(), &id),
     }
 }

@@ -233,6 +233,48 @@ pub fn vmtas(remote: &Remote, maxitems: Option<usize>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `show cluster`.
+pub fn cluster(remote: &Remote) -> ExitCode {
+    let view = match remote.get("/api/v1/cluster") {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if remote.json {
+        return print_json(&view);
+    }
+    if view["enabled"] != true {
+        println!("cluster mode is off (no cluster-redis)");
+        return ExitCode::SUCCESS;
+    }
+    let state = match (view["degraded"] == true, view["refused"] == true) {
+        (true, _) => "degraded: Redis unreachable, limits on this node's share",
+        (false, true) => "refused membership: another live node holds this name",
+        (false, false) => "member",
+    };
+    println!("node {} ({state}); {} live node(s)", s(&view["node"]), n(&view["live"]));
+    println!(
+        "{:<20} {:<5} {:<22} {:<22} {:<8} {:<17} {:>7} {:>8}  last seen",
+        "node", "live", "smtp", "mgmt", "version", "config", "#msg", "#rcpt"
+    );
+    for node in view["nodes"].as_array().into_iter().flatten() {
+        let hash = s(&node["config_hash"]);
+        let config = if node["config_differs"] == true { format!("{hash} DIFFERS") } else { hash.to_string() };
+        println!(
+            "{:<20} {:<5} {:<22} {:<22} {:<8} {:<17} {:>7} {:>8}  {}",
+            s(&node["name"]),
+            if node["live"] == true { "yes" } else { "no" },
+            s(&node["smtp"]),
+            s(&node["mgmt"]),
+            s(&node["version"]),
+            config,
+            n(&node["messages"]),
+            n(&node["recipients"]),
+            crate::time::acct(node["last_seen"].as_u64().unwrap_or(0)),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// `show jobs`.
 pub fn jobs(remote: &Remote, maxitems: Option<usize>) -> ExitCode {
     let list = match remote.get(&format!("/api/v1/jobs{}", query(&[("maxitems", all_unless_top(maxitems, false))]))) {

@@ -182,6 +182,10 @@ pub struct GlobalPolicy {
     /// `smtp-server-tls-allow-tlsv1.2`: a listener's own setting takes precedence.
     pub server_allow_tls12: bool,
     pub dummy_smtp_latency: Duration,
+    /// `cluster-redis`: cluster mode is on when set.
+    pub cluster_redis: Option<String>,
+    /// `cluster-node-name`, else the host name.
+    pub cluster_node_name: String,
 }
 
 impl GlobalPolicy {
@@ -195,6 +199,16 @@ impl GlobalPolicy {
             spool_min_free_space: uint(s, Dir::SpoolMinFreeSpace).saturating_mul(1 << 20),
             server_allow_tls12: flag(s, Dir::SmtpServerTlsAllowTlsv12),
             dummy_smtp_latency: interval(s, Dir::DummySmtpLatency),
+            cluster_redis: optional(s, Dir::ClusterRedis, "a URL", |t| t == ValueType::RedisUrl).map(|v| match v {
+                Value::Text(url) => url.clone(),
+                other => mismatch(Dir::ClusterRedis, other),
+            }),
+            cluster_node_name: optional(s, Dir::ClusterNodeName, "a word", |t| t == ValueType::Word)
+                .map(|v| match v {
+                    Value::Text(name) => name.clone(),
+                    other => mismatch(Dir::ClusterNodeName, other),
+                })
+                .unwrap_or_else(super::system_host_name),
         }
     }
 }

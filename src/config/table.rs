@@ -57,6 +57,8 @@ directives! {
     RelayDebug => "relay-debug", Bool, GLOBAL, Some("no"), once, Enforced, "Answer relay refusals with 4xx instead of 5xx.";
     DomainKey => "domain-key", DomainKey, GLOBAL | VP | DOMAIN_KEY_LIST, None, many, Enforced, "DKIM key SELECTOR,DOMAIN|*,FILE.";
     DomainMacro => "domain-macro", Words { min: 2, max: 64 }, GLOBAL, None, many, Enforced, "Macro NAME LIST usable as $NAME in <domain> patterns.";
+    ClusterRedis => "cluster-redis", RedisUrl, GLOBAL, None, once, Enforced, "Beyond PowerMTA: turns cluster mode on. The Redis (redis://HOST[:PORT][/DB], rediss:// for TLS) through which nodes share max-smtp-out as connection leases, every rate limit, backoff, pause and mode, and the global suppression list (restart needed). Without it a node keeps its limits to itself.";
+    ClusterNodeName => "cluster-node-name", Word, GLOBAL, None, once, Enforced, "Beyond PowerMTA: this node's name in the cluster (default: the host name); a second node under a name a live node holds is refused membership.";
     GlobalSuppressionFile => "global-suppression-file", File, GLOBAL, None, once, Enforced, "Beyond PowerMTA: journal of the global suppression list (complaints, hard bounces, unsubscribes, ember suppression); default suppressed.journal in the first spool directory.";
     InvalidVirtualMtaFallback => "invalid-virtual-mta-fallback", Word, GLOBAL, None, once, Enforced, "VMTA used when the selected one does not exist.";
     IncludeHeadersFrom => "include-headers-from", File, GLOBAL | VP, None, many, Enforced, "File of header fields inserted right after Ember's Received header in injected mail; a VMTA's or pool's own file replaces the global one. Read at start and reload; an unreadable file or a line that is not a header field stops them.";

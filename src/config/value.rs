@@ -65,6 +65,8 @@ pub enum ValueType {
     /// A directory the running daemon uses.
     Dir,
     Email,
+    /// `redis://` or `rediss://` URL of the cluster's Redis.
+    RedisUrl,
     /// Comma-separated e-mail addresses.
     EmailList,
     /// `IP|CIDR [HOSTNAME]`.
@@ -131,6 +133,7 @@ impl ValueType {
             ValueType::File | ValueType::OutputFile => "a file path".into(),
             ValueType::Dir => "a directory path".into(),
             ValueType::Email => "an e-mail address".into(),
+            ValueType::RedisUrl => "a redis:// or rediss:// URL".into(),
             ValueType::EmailList => "a comma-separated list of e-mail addresses".into(),
             ValueType::SourceHost => "IP HOSTNAME like 203.0.113.21 mta1.example.com".into(),
             ValueType::HttpAccess => "CIDR LEVEL (none, monitor, operator, admin)".into(),
@@ -421,6 +424,7 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
         ValueType::List => Value::List(split_list(&joined())),
         ValueType::File | ValueType::OutputFile | ValueType::Dir => Value::Path(PathBuf::from(&single()?.text)),
         ValueType::Email => Value::Text(parse_email(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::RedisUrl => Value::Text(parse_redis_url(&single()?.text).map_err(ValueError::on(first))?),
         ValueType::EmailList => Value::List(
             split_list(&joined())
                 .iter()
@@ -554,6 +558,19 @@ fn two(args: &[Token], ty: ValueType) -> Result<[&Token; 2], ValueError> {
             Err(ValueError::at(extra, format!("unexpected extra value {:?}: expected {}", extra.text, ty.describe())))
         }
         [] => unreachable!(),
+    }
+}
+
+/// A Redis URL the client can connect with: `redis://[user:password@]host[:port][/db]` or
+/// `rediss://` for TLS (unix sockets are not offered: the nodes of a cluster are on other hosts).
+pub fn parse_redis_url(text: &str) -> Result<String, ScalarError> {
+    use redis::IntoConnectionInfo;
+    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+        return Err(ScalarError::expected("a redis:// or rediss:// URL", text));
+    }
+    match text.into_connection_info() {
+        Ok(_) => Ok(text.to_string()),
+        Err(e) => Err(ScalarError::Invalid { what: "Redis URL", found: text.to_string(), why: e.to_string() }),
     }
 }
 

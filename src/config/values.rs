@@ -31,6 +31,9 @@ pub enum ScalarError {
     PortRange(String),
     #[error("expected a port number after the address, found {0:?}")]
     Port(String),
+    /// Well formed on the surface, refused by the parser of what it names.
+    #[error("{what} {found:?} is not valid: {why}")]
+    Invalid { what: &'static str, found: String, why: String },
 }
 
 impl ScalarError {

@@ -182,6 +182,8 @@ pub struct SuppressionStore {
     path: PathBuf,
     sets: RwLock<Sets>,
     journal: Mutex<Journal>,
+    /// Cluster mode: every change made here is published for the other nodes.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 struct Journal {
@@ -269,6 +271,7 @@ impl SuppressionStore {
                 lines: report.lines,
                 _lock: lock,
             }),
+            cluster: std::sync::OnceLock::new(),
         };
         if report.lines > 2 * report.entries + 10_000 {
             store.compact()?;
@@ -312,15 +315,37 @@ impl SuppressionStore {
 
     /// Adds entries durably (one fdatasync for the batch); how many were new.
     pub fn add(&self, entries: &[Entry]) -> Result<usize, StoreError> {
-        self.change(true, entries)
+        self.change(true, entries, true)
     }
 
     /// Removes entries durably; how many were present.
     pub fn remove(&self, entries: &[Entry]) -> Result<usize, StoreError> {
-        self.change(false, entries)
+        self.change(false, entries, true)
     }
 
-    fn change(&self, add: bool, entries: &[Entry]) -> Result<usize, StoreError> {
+    /// Cluster mode: from now on every change (API, complaint, bounce, unsubscribe, import) is
+    /// also published for the other nodes.
+    pub fn share_with(&self, cluster: crate::cluster::Cluster) {
+        if self.cluster.set(cluster).is_err() {
+            tracing::debug!("the suppression list is already shared");
+        }
+    }
+
+    /// A change another node of the cluster made: applied here, not published again.
+    pub fn apply_shared(&self, add: bool, entries: &[Entry]) -> Result<usize, StoreError> {
+        self.change(add, entries, false)
+    }
+
+    fn publish(&self, add: bool, changed: &[&Entry]) {
+        use crate::cluster::state::{CHUNK, Change};
+        let Some(cluster) = self.cluster.get() else { return };
+        for chunk in changed.chunks(CHUNK) {
+            let entries: Vec<String> = chunk.iter().map(|e| e.text()).collect();
+            cluster.publish(if add { Change::Suppress { entries } } else { Change::Unsuppress { entries } });
+        }
+    }
+
+    fn change(&self, add: bool, entries: &[Entry], share: bool) -> Result<usize, StoreError> {
         let io = |source| StoreError::Io { path: self.path.clone(), source };
         // The journal lock is held across the write and the in-memory change, so the journal's
         // order is the order the changes were applied in.
@@ -370,6 +395,10 @@ impl SuppressionStore {
             for e in &changed {
                 sets.apply(add, e);
             }
+        }
+        drop(sets);
+        if share {
+            self.publish(add, &changed);
         }
         Ok(changed.len())
     }

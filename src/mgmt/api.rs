@@ -68,6 +68,8 @@ pub struct ApiState {
     pub smtp_in_max: usize,
     /// Requests the daemon's main loop carries out (reload).
     pub control: mpsc::UnboundedSender<Control>,
+    /// Cluster mode: the cluster view and its state.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl ApiState {
@@ -238,6 +240,7 @@ pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
         Route::post("/api/v1/queues/schedule", queues::schedule),
         Route::get("/api/v1/domains", domains::list),
         Route::get("/api/v1/vmtas", vmtas::list),
+        Route::get("/api/v1/cluster", super::cluster::show),
         Route::get("/api/v1/jobs", jobs::list),
         Route::post("/api/v1/jobs/pause", jobs::pause),
         Route::post("/api/v1/jobs/resume", jobs::resume),

@@ -157,6 +157,27 @@ pub async fn scrape(state: Shared) -> Response {
 
     let in_use = state.smtp_in_max.saturating_sub(state.smtp_in.available_permits());
     gauge(&mut registry, "ember_smtp_in_connections", "Inbound SMTP sessions open", in_use as u64);
+    if let Some(cluster) = &state.cluster {
+        let live = cluster.view().iter().filter(|n| n.live).count();
+        gauge(
+            &mut registry,
+            "ember_cluster_degraded",
+            "1 while Redis is unreachable and limits run on this node's share",
+            u64::from(cluster.degraded()),
+        );
+        gauge(
+            &mut registry,
+            "ember_cluster_refused",
+            "1 while another live node holds this node's name",
+            u64::from(cluster.refused()),
+        );
+        gauge(
+            &mut registry,
+            "ember_cluster_nodes_live",
+            "Live nodes in this node's last view of the cluster",
+            live as u64,
+        );
+    }
     gauge(&mut registry, "ember_smtp_in_connections_max", "total-max-smtp-in", state.smtp_in_max as u64);
     gauge(
         &mut registry,

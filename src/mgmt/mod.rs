@@ -9,6 +9,7 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod domains;
 pub mod hygiene;
 pub mod jobs;

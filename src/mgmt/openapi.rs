@@ -12,7 +12,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::api::Failure;
 use super::{admin, domains, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions};
-use super::{ui, vmtas};
+use super::{cluster, ui, vmtas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use super::{ui, vmtas};
         queues::list, queues::detail, queues::set_mode, queues::pause, queues::resume, queues::schedule,
         domains::list,
         vmtas::list,
+        cluster::show,
         jobs::list, jobs::pause, jobs::resume,
         settings::show,
         messages::list, messages::delete,
@@ -48,6 +49,7 @@ use super::{ui, vmtas};
         (name = "queues", description = "Queues and the operator's queue commands"),
         (name = "domains", description = "Queues summed per destination"),
         (name = "vmtas", description = "Virtual MTAs"),
+        (name = "cluster", description = "The nodes of a cluster (cluster-redis)"),
         (name = "jobs", description = "Jobs and pausing them"),
         (name = "messages", description = "Queued recipients"),
         (name = "sources", description = "Disabling and enabling source IPs"),

@@ -10,6 +10,7 @@ mod handle;
 mod ops;
 mod outcomes;
 mod settings_cache;
+mod shared;
 mod status;
 mod table;
 #[cfg(test)]
@@ -61,7 +62,9 @@ pub struct Job {
 /// What a worker gets when it asks for work.
 #[derive(Debug)]
 pub enum NextJob {
-    Job(Job),
+    /// A message, and the shared rates (cluster mode) it was charged on locally, which the
+    /// worker then reserves cluster-wide.
+    Job(Job, crate::cluster::Demand),
     /// The queue's rate allows the next message in this many seconds: keep the connection.
     Wait(f64),
     /// Nothing for this connection: close it.
@@ -99,6 +102,11 @@ fn queue_matches(pattern: &str, key: &QueueKey) -> bool {
 }
 
 pub enum Event {
+    /// Another node of the cluster changed a queue's mode.
+    Shared {
+        from: String,
+        change: crate::cluster::state::Change,
+    },
     /// A stored message; `fresh` when just accepted (only fresh mail counts for warm-up).
     Submit(Box<Envelope>, bool),
     Reload(Arc<Config>, Reporter),
@@ -206,6 +214,8 @@ pub struct Manager {
     /// Jobs handed to workers and not yet reported.
     in_flight: InFlight,
     settings_cache: SettingsCache,
+    /// Cluster mode: connections take shared leases and messages shared rates.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -223,9 +233,16 @@ pub struct Pending {
     dkim: crate::dkim::Keys,
     run_worker: WorkerFn,
     clock: Clock,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Pending {
+    /// Shares limits with the other nodes of `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<crate::cluster::Cluster>) -> Pending {
+        self.cluster = cluster;
+        self
+    }
+
     /// Connections run `run` instead of the real worker (unit tests of the manager).
     #[cfg(test)]
     pub fn with_worker(mut self, run: WorkerFn) -> Pending {
@@ -281,6 +298,7 @@ impl Pending {
             next_worker: 0,
             in_flight: InFlight::default(),
             settings_cache: SettingsCache::default(),
+            cluster: self.cluster,
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -307,6 +325,7 @@ impl Manager {
             dkim,
             run_worker: supervisor::real_worker(),
             clock: Clock::system(),
+            cluster: None,
         }
     }
 
@@ -351,7 +370,9 @@ impl Manager {
                 let keys: Vec<QueueKey> = self.queues.keys().filter(|k| queue_matches(&queues, k)).cloned().collect();
                 for key in &keys {
                     let q = self.queues.get_mut(key).expect("listed");
+                    let before = q.shared_mode();
                     q.command(&command);
+                    self.share_mode(key, &before);
                     // `schedule` may have made work of a paused job ready: it stays held.
                     self.hold_paused(key);
                     self.start_workers(key);
@@ -359,6 +380,7 @@ impl Manager {
                 reply.answer(keys.len());
             }
             Event::Operate { op, reply } => self.operate(op, reply),
+            Event::Shared { from, change } => self.apply_shared(&from, change),
             #[cfg(test)]
             Event::Tick(reply) => {
                 reply.answer(self.wake());
@@ -755,6 +777,8 @@ impl Manager {
                 .applies(&key.name, settings.policy.disable_mx_rollup)
                 .then(|| Arc::clone(&self.rollups.list));
             self.next_worker += 1;
+            let q = self.queues.get(key).expect("present");
+            let cluster = self.cluster.as_ref().map(|c| q.cluster_link(c, key, source.ip));
             let setup = WorkerSetup {
                 worker: self.next_worker,
                 mx_domain: self.rollups.mx_domain(&key.name).to_string(),
@@ -772,6 +796,7 @@ impl Manager {
                 dkim: self.dkim.clone(),
                 config: Arc::clone(&self.config),
                 dest_limits: Arc::clone(&self.dest_limits),
+                cluster,
             };
             let q = self.queues.get_mut(key).expect("present");
             q.connections += 1;

@@ -31,6 +31,8 @@ pub(super) struct Backoff {
     pub(super) until: Option<u64>,
     pub(super) max_smtp_out: usize,
     pub(super) rate: Option<Gcra>,
+    /// The rate as configured, for the other nodes of a cluster.
+    pub(super) rate_spec: Option<Rate>,
     pub(super) rate_text: String,
     pub(super) reason: String,
     /// `backoff-max-connect-rate` and `backoff-max-data-volume-rate` (else the normal ones).
@@ -52,6 +54,7 @@ impl Backoff {
             until,
             max_smtp_out,
             rate: rate.map(|r| Gcra::new(r, 1)),
+            rate_spec: rate,
             rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
             reason,
             connect_rate: settings.policy.backoff_max_connect_rate.map(|r| Gcra::new(r, 1)),
@@ -403,6 +406,7 @@ pub(super) fn next_job(
     shared: Vec<Limiter<'_>>,
     source: Option<std::net::IpAddr>,
     size: impl Fn(&Job) -> u64,
+    cluster_scope: Option<&str>,
 ) -> NextJob {
     if q.retry_until.is_some() || q.paused || q.connections > q.connection_cap() {
         return NextJob::Done;
@@ -421,6 +425,7 @@ pub(super) fn next_job(
     if let Some(ip) = source {
         limiters.extend(q.sources.limiters(&q.settings.settings, ip));
     }
+    let per_queue = limiters.len();
     limiters.extend(shared);
     let needs_size = limiters.iter().any(|l| l.unit == Unit::Bytes);
     let bytes = if needs_size { size(front) } else { 0 };
@@ -428,9 +433,94 @@ pub(super) fn next_job(
         q.rate_limited = Some(name);
         return NextJob::Wait(wait);
     }
+    let demand =
+        cluster_scope.map(|scope| demand_of(&limiters, per_queue, scope, recipients, bytes)).unwrap_or_default();
     drop(limiters);
     q.rate_limited = None;
-    q.ready.pop_front().map_or(NextJob::Done, NextJob::Job)
+    q.ready.pop_front().map_or(NextJob::Done, |job| NextJob::Job(job, demand))
+}
+
+/// The limiters a message was charged on, as cluster-wide rates: the first `per_queue` are the
+/// queue's own (shared by the nodes sending the same identity to the same queue), the rest a
+/// virtual MTA's or pool's (their names say whose).
+fn demand_of(
+    limiters: &[Limiter<'_>],
+    per_queue: usize,
+    scope: &str,
+    recipients: u32,
+    bytes: u64,
+) -> crate::cluster::Demand {
+    let mut demand = crate::cluster::Demand::default();
+    for (i, l) in limiters.iter().enumerate() {
+        let units = match l.unit {
+            Unit::Recipients => recipients,
+            Unit::Bytes => u32::try_from(bytes).unwrap_or(u32::MAX),
+        };
+        demand.push(if i < per_queue { scope } else { "" }, &l.name, l.gcra.interval(), units);
+    }
+    demand
+}
+
+impl Queue {
+    /// What the other nodes of a cluster must know of this queue's mode: paused, and backoff's
+    /// reason and end.
+    pub(super) fn shared_mode(&self) -> (bool, Option<(String, Option<u64>)>) {
+        (self.paused, self.backoff.as_ref().map(|b| (b.reason.clone(), b.until)))
+    }
+
+    /// Takes a mode another node of the cluster entered; the node that entered it sends the
+    /// notices (`backoff-notify`), not every node.
+    pub(super) fn apply_shared(&mut self, from: &str, change: crate::cluster::state::Change) {
+        use crate::cluster::state::Change;
+        let notices = self.notices.len();
+        match change {
+            Change::Pause { .. } if !self.paused => {
+                self.paused = true;
+                self.record("paused", format!("paused on node {from}"), None);
+            }
+            Change::Resume { .. } if self.paused => {
+                self.paused = false;
+                self.record("normal", format!("resumed on node {from}"), None);
+            }
+            Change::Backoff { reason, until, max_smtp_out, rate, .. } => {
+                let rate = rate.map(|(count, period)| Rate { count, period });
+                let backoff = Backoff::new(&self.settings, until, max_smtp_out.max(1), rate, reason.clone());
+                let rate_text = backoff.rate_text.clone();
+                self.backoff = Some(backoff);
+                self.record(
+                    "backoff",
+                    format!("{reason} (on node {from}): max-smtp-out {max_smtp_out}, max-msg-rate {rate_text}"),
+                    until,
+                );
+            }
+            Change::Normal { reason, .. } if self.backoff.is_some() => {
+                self.backoff = None;
+                self.record("normal", format!("{reason} (on node {from})"), None);
+            }
+            _ => {}
+        }
+        self.notices.truncate(notices);
+    }
+
+    /// What a connection of this queue shares in cluster mode: its lease (within the queue's
+    /// connection cap, backoff's when in backoff) and its connect rate.
+    pub(super) fn cluster_link(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        key: &super::QueueKey,
+        source: Option<std::net::IpAddr>,
+    ) -> super::worker::ClusterLink {
+        let scope = crate::cluster::limits::scope(&key.vmta, source, &key.name);
+        let mut connect = crate::cluster::Demand::default();
+        let (rate, name) = match &self.backoff {
+            Some(b) => (b.connect_rate.as_ref(), "backoff max-connect-rate"),
+            None => (self.connect_rate.as_ref(), "max-connect-rate"),
+        };
+        if let Some(g) = rate {
+            connect.push(&scope, name, g.interval(), 1);
+        }
+        super::worker::ClusterLink { cluster: cluster.clone(), cap: self.connection_cap(), scope, connect }
+    }
 }
 
 pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &Clock) -> Queue {

@@ -80,6 +80,19 @@ pub struct WorkerSetup {
     pub rollup: Option<Arc<super::rollup::RollupList>>,
     /// `mx-connection-limit` / `ip-connection-limit`, shared by every queue.
     pub dest_limits: Arc<super::dest_limits::DestLimits>,
+    /// Cluster mode: the lease to take before connecting and what it costs.
+    pub cluster: Option<ClusterLink>,
+}
+
+/// What one connection shares with the other nodes of the cluster.
+pub struct ClusterLink {
+    pub cluster: crate::cluster::Cluster,
+    /// The identity and queue (`crate::cluster::limits::scope`).
+    pub scope: String,
+    /// The queue's connection cap when the connection started.
+    pub cap: usize,
+    /// The connect rates a new connection pays.
+    pub connect: crate::cluster::Demand,
 }
 
 /// The client settings of a queue (TLS, AUTH, timeouts, `ignore-*`).
@@ -218,6 +231,16 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         }
         return None;
     }
+    // Cluster mode: one of the identity's shared connections to this queue, held until the
+    // connection ends (dropped on every return below).
+    let lease = match &setup.cluster {
+        Some(link) => match link.cluster.lease(&link.scope, link.cap, &link.connect, setup.worker).await {
+            Some(lease) => Some(lease),
+            // None came free: the queue manager decides again whether a connection is wanted.
+            None => return None,
+        },
+        None => None,
+    };
     let config = client_config(setup);
     let max_attempts = p.mx_connection_attempts;
     let mx_unavailable_upon_421 = p.smtp_421_means_mx_unavailable;
@@ -306,7 +329,7 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             };
             return Some(QueueFailure { reply, permanent, dns: false, bounce_older: None, remote });
         };
-        match serve(setup, &mut conn, carried.take().map(|c| c.job), mx_unavailable_upon_421).await {
+        match serve(setup, &mut conn, carried.take().map(|c| c.job), mx_unavailable_upon_421, lease.as_ref()).await {
             Served::Done => {
                 conn.quit().await;
                 return None;
@@ -371,7 +394,13 @@ struct Carried {
 
 /// Sends messages on an open connection until it is done: `first` (recipients carried over from
 /// an MX that said 421), then whatever the manager hands out.
-async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, upon_421: bool) -> Served {
+async fn serve(
+    setup: &WorkerSetup,
+    conn: &mut Connection,
+    first: Option<Job>,
+    upon_421: bool,
+    lease: Option<&crate::cluster::Lease>,
+) -> Served {
     let p = &setup.settings.policy;
     let remote = Remote {
         mx: conn.mx_name().to_string(),
@@ -396,8 +425,16 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
         }
         let job = match first.take() {
             Some(job) => job,
+            // A lease the cluster could not keep (degraded share used up, or Redis came back
+            // full) ends the connection before it takes more work.
+            None if lease.is_some_and(crate::cluster::Lease::lost) => return Served::Done,
             None => match next_job(setup, conn, &remote).await {
-                Some(job) => job,
+                Some((job, demand)) => {
+                    if let Some(link) = &setup.cluster {
+                        link.cluster.permit(&demand).await;
+                    }
+                    job
+                }
                 None => return Served::Done,
             },
         };
@@ -467,7 +504,7 @@ async fn serve(setup: &WorkerSetup, conn: &mut Connection, first: Option<Job>, u
 }
 
 /// Asks the manager for the next message for this connection; `None` closes it.
-async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Option<Job> {
+async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Option<(Job, crate::cluster::Demand)> {
     loop {
         let (tx, rx) = oneshot::channel();
         let next = Event::Next {
@@ -486,7 +523,7 @@ async fn next_job(setup: &WorkerSetup, conn: &Connection, remote: &Remote) -> Op
             () = conn.peer_activity() => return None,
         };
         match answer {
-            Ok(NextJob::Job(job)) => return Some(job),
+            Ok(NextJob::Job(job, demand)) => return Some((job, demand)),
             Ok(NextJob::Wait(seconds)) => {
                 // The queue's rate: keep the connection and ask again when the next message fits.
                 tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
@@ -548,7 +585,7 @@ async fn work_locally(setup: &WorkerSetup, local: &LocalDelivery) -> Option<Queu
             break;
         }
         let job = match rx.await {
-            Ok(NextJob::Job(job)) => job,
+            Ok(NextJob::Job(job, _)) => job,
             Ok(NextJob::Wait(seconds)) => {
                 tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.001, 60.0))).await;
                 continue;

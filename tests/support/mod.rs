@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod peers;
+pub mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -45,6 +45,7 @@ impl Manager {
         // Only a queue on a warm-up schedule needs its name as a key: no allocation otherwise.
         let ramp_key = || key.to_string();
         let draining = self.draining;
+        let scope = self.cluster.as_ref().map(|_| crate::cluster::limits::scope(&key.vmta, source, &key.name));
         let Some(q) = self.queues.get_mut(key) else {
             reply.answer(NextJob::Done);
             return;
@@ -62,22 +63,22 @@ impl Manager {
                 q.idle.push_back(IdleConnection { worker, reply, source, mx, since: self.clock.elapsed() });
                 return;
             }
-            let next = next_job(q, now, shared, source, size);
-            if let (NextJob::Job(_), Some(plan)) = (&next, &q.ramp) {
+            let next = next_job(q, now, shared, source, size, scope.as_deref());
+            if let (NextJob::Job(..), Some(plan)) = (&next, &q.ramp) {
                 self.ramps.charge(&ramp_key(), plan, self.clock.now_secs());
             }
             next
         };
         // Kept until its outcome comes back, so a worker that dies loses nothing (supervisor.rs).
         let handed = match &next {
-            NextJob::Job(job) => Some(job.clone()),
+            NextJob::Job(job, _) => Some(job.clone()),
             _ => None,
         };
         let sent = reply.send(next);
         if let (Ok(()), Some(job)) = (&sent, &handed) {
             self.in_flight.handed(worker, job);
         }
-        if let Err(NextJob::Job(job)) = sent {
+        if let Err(NextJob::Job(job, _)) = sent {
             // The worker is gone: the job goes back, and its warm-up charge with it.
             if let Some(q) = self.queues.get_mut(key) {
                 if let Some(plan) = &q.ramp {

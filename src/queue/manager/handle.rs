@@ -81,6 +81,13 @@ impl QueueHandle {
         rx.await.expect("manager answers")
     }
 
+    /// Applies a queue mode another node of the cluster changed.
+    pub async fn apply_shared(&self, from: &str, change: crate::cluster::state::Change) {
+        if self.tx.send(Event::Shared { from: from.to_string(), change }).await.is_err() {
+            tracing::debug!("a cluster change arrived after the queue manager stopped");
+        }
+    }
+
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::Snapshot(tx)).await.is_err() {

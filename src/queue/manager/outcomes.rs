@@ -48,6 +48,7 @@ impl Manager {
         // skip-mx: the recipient is tried again at once, on another MX.
         let mut retry_now = vec![false; job.recipients.len()];
         let mut bounce_queue: Option<Reply> = None;
+        let before = q.shared_mode();
         for (pos, reply) in replies.iter().enumerate().filter(|(_, r)| !r.is_positive()) {
             for effect in q.react(reply, source, Some(&remote.mx)) {
                 match effect {
@@ -112,6 +113,8 @@ impl Manager {
             self.ramps.observe(&key.to_string(), plan, now, counts[0], counts[1], counts[2]);
         }
         let settings = Arc::clone(&q.settings);
+        // Backoff entered or ended by these replies holds on every node of a cluster.
+        self.share_mode(key, &before);
         let group_retry: BTreeMap<u64, Vec<usize>> = retry.iter().fold(BTreeMap::new(), |mut m, (i, _, at)| {
             m.entry(*at).or_default().push(*i);
             m

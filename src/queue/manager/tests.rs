@@ -129,7 +129,7 @@ async fn next(setup: &WorkerSetup) -> Option<crate::queue::manager::Job> {
         Event::Next { worker: setup.worker, key: setup.key.clone(), source: None, mx: "mx.test".into(), reply: tx };
     setup.events.send(ask).await.ok()?;
     match rx.await.ok()? {
-        NextJob::Job(job) => Some(job),
+        NextJob::Job(job, _) => Some(job),
         NextJob::Wait(_) | NextJob::Done => None,
     }
 }
@@ -207,7 +207,7 @@ fn scripted(clock: &Clock, log: &Arc<Log>, reply: fn(&Job) -> Reply) -> WorkerFn
                 };
                 setup.events.send(ask).await.unwrap();
                 match rx.await {
-                    Ok(NextJob::Job(job)) => {
+                    Ok(NextJob::Job(job, _)) => {
                         log.entries.lock().unwrap().attempts.push((clock.elapsed(), job.attempts));
                         let replies = vec![reply(&job); job.recipients.len()];
                         report(&setup, job, replies).await;
