@@ -261,7 +261,7 @@ impl ModelBuilder<'_> {
                 Some(Some(a.text.clone()))
             }
             "smtp-user" | "source-group" | "smtp-pattern-list" | "rewrite-list" | "domain-key-list" | "proxy"
-            | "suppression-list" => self.name_arg(b).map(Some),
+            | "suppression-list" | "event-sink" => self.name_arg(b).map(Some),
             "pattern-list" => {
                 // Top-level lists are named; nested inline lists are not.
                 Some(arg.map(|a| a.text.clone()))

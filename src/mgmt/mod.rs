@@ -10,6 +10,7 @@ pub mod access;
 pub mod admin;
 pub mod api;
 pub mod domains;
+pub mod events;
 pub mod hygiene;
 pub mod jobs;
 pub mod messages;

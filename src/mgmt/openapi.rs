@@ -11,7 +11,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::api::Failure;
-use super::{admin, domains, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions};
+use super::{
+    admin, domains, events, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions,
+};
 use super::{ui, vmtas};
 
 #[derive(OpenApi)]
@@ -32,6 +34,7 @@ use super::{ui, vmtas};
         jobs::list, jobs::pause, jobs::resume,
         settings::show,
         messages::list, messages::delete,
+        events::history,
         sources::disable, sources::enable,
         admin::reload, admin::rotate_acct, admin::rotate_log,
         document,
@@ -50,6 +53,7 @@ use super::{ui, vmtas};
         (name = "vmtas", description = "Virtual MTAs"),
         (name = "jobs", description = "Jobs and pausing them"),
         (name = "messages", description = "Queued recipients"),
+        (name = "events", description = "Message history from the event log"),
         (name = "sources", description = "Disabling and enabling source IPs"),
         (name = "settings", description = "Effective configuration"),
         (name = "admin", description = "Reload and log rotation"),
