@@ -193,6 +193,15 @@ impl EventLog {
         Ok(out)
     }
 
+    /// Appends an event, waiting for room in the channel (tools that build a log, and tests;
+    /// the daemon's producers use [`crate::events::emit`], which never waits). Blocking.
+    pub fn append(&self, event: Event, time_ms: u64) -> Result<(), LogError> {
+        self.tx.send(Msg::Event(Box::new(event), time_ms)).map_err(|_| LogError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the event log's writer has stopped"),
+        })
+    }
+
     /// Waits until every event emitted before the call is durable (at shutdown). Blocking.
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
