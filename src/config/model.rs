@@ -542,7 +542,7 @@ impl ModelBuilder<'_> {
 
     fn record_files(&mut self, d: &Directive, name: &str, value: &Value) {
         let (path, is_dir) = match value {
-            Value::Path(p) => (p.clone(), matches!(d.name.as_str(), "spool" | "move-to")),
+            Value::Path(p) => (p.clone(), matches!(d.name.as_str(), "spool" | "move-to" | "event-log-dir")),
             Value::FileWithPassword { file, .. } => (file.clone(), false),
             Value::DomainKey { file, .. } => (file.clone(), false),
             Value::Words(w) if name == "pickup" => {

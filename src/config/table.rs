@@ -372,7 +372,7 @@ directives! {
 
     // ---- event log and <event-sink> (beyond PowerMTA) -------------------------------------
     EventLog => "event-log", Enum(EVENT_LOG_MODES), GLOBAL, Some("auto"), once, Enforced, "The durable event log (reception, attempts, outcomes, complaints, suppression, mode changes) that feeds <event-sink> blocks and the history (GET /api/v1/events, ember trace): auto keeps it when an <event-sink> is configured, yes always, no never (restart needed).";
-    EventLogDir => "event-log-dir", Dir, GLOBAL, None, once, Enforced, "Directory of the event log's segments and the sinks' cursors; default events/ in the first spool directory (restart needed).";
+    EventLogDir => "event-log-dir", Dir, GLOBAL, None, once, Enforced, "Directory of the event log's segments and the sinks' cursors; default events/ in the first spool directory (created there); a directory given here must exist (restart needed).";
     EventLogRetain => "event-log-retain", Interval, GLOBAL, Some("7d"), once, Enforced, "Events are kept at least this long for the history; a sink's retain keeps them longer.";
     EventSinkType => "type", Enum(EVENT_SINK_TYPES), EVENT_SINK, None, once, Enforced, "Where the sink sends events: http (POST a JSON array per batch), nats (JetStream publish) or file (JSON lines).";
     EventSinkUrl => "url", Word, EVENT_SINK, None, once, Enforced, "http: the http:// or https:// URL batches are POSTed to; nats: the nats://HOST:PORT server; file: the path of the JSON-lines file.";

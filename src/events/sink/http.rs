@@ -31,6 +31,7 @@ pub struct HttpSink {
     tls: Option<tokio_rustls::TlsConnector>,
     secret: Option<ring::hmac::Key>,
     conn: Option<SendRequest<Full<Bytes>>>,
+    timeout: Duration,
 }
 
 impl HttpSink {
@@ -51,17 +52,24 @@ impl HttpSink {
             tls,
             secret: secret.map(|s| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.as_bytes())),
             conn: None,
+            timeout: TIMEOUT,
         })
+    }
+
+    /// The same sink with another limit on one batch (tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> HttpSink {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let body = batch.json_array();
-        match tokio::time::timeout(TIMEOUT, self.post(batch.id(), body)).await {
+        match tokio::time::timeout(self.timeout, self.post(batch.id(), body)).await {
             Ok(result) => result,
             Err(_) => {
                 // A receiver that hangs: the connection is in an unknown state.
                 self.conn = None;
-                Err(SinkError::Timeout(TIMEOUT))
+                Err(SinkError::Timeout(self.timeout))
             }
         }
     }
@@ -165,6 +173,35 @@ mod tests {
             signature(&key, b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    fn one_event() -> Batch {
+        let json = br#"{"id":1,"type":"reception","time":"2026-12-06T19:22:43.123Z"}"#.to_vec();
+        Batch { first: 1, last: 1, events: vec![crate::events::log::Stored { id: 1, time_ms: 0, json }] }
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_hangs_or_answers_garbage_is_an_error_not_a_wait() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // The first connection reads the request and never answers; the second answers
+            // bytes that are not HTTP.
+            let (mut hung, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = hung.read(&mut buf).await;
+            let (mut garbage, _) = listener.accept().await.unwrap();
+            let _ = garbage.read(&mut buf).await;
+            garbage.write_all(b"\x00\x01 not http\r\n\r\n").await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let mut sink =
+            HttpSink::new(&format!("http://{addr}/"), None).unwrap().with_timeout(Duration::from_millis(300));
+        let hung = sink.deliver(&one_event()).await.unwrap_err();
+        assert!(matches!(hung, SinkError::Timeout(_)), "{hung}");
+        let garbage = sink.deliver(&one_event()).await.unwrap_err();
+        assert!(matches!(garbage, SinkError::Http(_)), "{garbage}");
     }
 
     #[test]
