@@ -60,6 +60,7 @@ impl MessageSink for SpoolSink {
             })?;
             queued.id = id;
             let client = queued.origin.client_ip.map_or_else(|| queued.origin.kind.clone(), |ip| ip.to_string());
+            crate::events::receptions(&queued);
             self.telemetry.received(&client, queued.recipients.len(), bytes, queued.job_id.as_deref());
             // The message is on disk: if the manager has stopped (shutdown), it is queued from
             // the spool at the next start, so the client still gets its 250.
@@ -112,6 +113,10 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
 
 pub struct Daemon {
     spool: Spool,
+    /// The event log, when one runs, and the sinks it was started with (a restart applies
+    /// changes to them).
+    events: Option<crate::events::EventLog>,
+    event_sinks: Vec<crate::config::event_sinks::EventSinkSpec>,
     contexts: Arc<ArcSwap<Context>>,
     queues: QueueHandle,
     access: Arc<arc_swap::ArcSwap<Access>>,
@@ -249,10 +254,62 @@ pub enum StartError {
     Queues(#[from] crate::queue::manager::Stopped),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    EventLog(crate::events::LogError),
+    #[error("{0}")]
+    EventSink(String),
 }
 
 fn join_lines(errors: &[KeyError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// Opens the event log (scanning it, cutting off a torn end) and starts its sinks, when the
+/// configuration asks for a log; makes it the process's log.
+async fn open_events(
+    config: &Config,
+) -> Result<(Option<crate::events::EventLog>, Vec<crate::config::event_sinks::EventSinkSpec>), StartError> {
+    use crate::events::{EventLog, LogOptions};
+    let Some(spec) = crate::config::event_sinks::event_log(config) else { return Ok((None, Vec::new())) };
+    let dir = spec.dir.clone().unwrap_or_else(|| state_dir(config).join("events"));
+    let options = LogOptions::new(dir.clone(), spec.retain);
+    let started = std::time::Instant::now();
+    let (log, recovery) = tokio::task::spawn_blocking(move || EventLog::open(options))
+        .await
+        .map_err(StartError::Recovery)?
+        .map_err(StartError::EventLog)?;
+    println!(
+        "event log {}: {} events in {} segments in {:.2}s",
+        dir.display(),
+        recovery.events,
+        recovery.segments,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some((file, bytes)) = &recovery.truncated {
+        println!(
+            "event log: cut off a damaged end of {bytes} bytes from {} (a write a crash interrupted)",
+            file.display()
+        );
+        tracing::warn!("event log: cut off a damaged end of {bytes} bytes from {}", file.display());
+    }
+    for (file, bytes) in &recovery.damaged {
+        println!("event log: {} is damaged: {bytes} bytes skipped (left in place)", file.display());
+        tracing::error!("event log: {} is damaged: {bytes} bytes skipped", file.display());
+    }
+    let head = log.head();
+    let mut stats = Vec::new();
+    for sink in &spec.sinks {
+        let s = crate::events::sink::start(&log, sink, head)
+            .map_err(|e| StartError::EventSink(format!("<event-sink {}>: {e}", sink.name)))?;
+        println!(
+            "event sink {} ({}) from event {}",
+            sink.name,
+            sink.target.kind(),
+            s.cursor.load(std::sync::atomic::Ordering::Relaxed) + 1
+        );
+        stats.push(s);
+    }
+    crate::events::install(&log, stats);
+    Ok((Some(log), spec.sinks))
 }
 
 /// Where small state that must outlive the process lives: the first spool directory.
@@ -405,6 +462,7 @@ impl Daemon {
         if let Some((file, bytes)) = &recovery.torn_tail_truncated {
             println!("spool: dropped a torn record of {bytes} bytes at the end of {}", file.display());
         }
+        let (events, event_sinks) = open_events(&config).await?;
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
         let cluster = start_cluster(&config, &bound, mgmt_listener.as_ref(), &spool)?;
@@ -497,6 +555,8 @@ impl Daemon {
         }
         Ok(Daemon {
             spool,
+            events,
+            event_sinks,
             contexts,
             queues,
             access,
@@ -523,6 +583,14 @@ impl Daemon {
             &self.suppression,
             listener::global_tls(&config)?,
         )?;
+        let sinks = crate::config::event_sinks::event_log(&config).map(|l| l.sinks).unwrap_or_default();
+        if sinks != self.event_sinks
+            || crate::config::event_sinks::event_log(&config).is_some() != self.events.is_some()
+        {
+            tracing::warn!(
+                "the event log and <event-sink> blocks changed: the change takes effect at the next restart"
+            );
+        }
         self.dkim.replace(keys);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
@@ -556,6 +624,10 @@ impl Daemon {
         }
         let accounting = self.contexts.load().accounting.clone();
         let _ = tokio::task::spawn_blocking(move || accounting.flush()).await;
+        if let Some(log) = self.events.clone() {
+            let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+            crate::events::uninstall();
+        }
         if let Some(m) = &self.mgmt {
             m.abort();
         }

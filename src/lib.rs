@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod dkim;
 pub mod dummy_smtp;
+pub mod events;
 pub mod hygiene;
 pub mod ingress;
 pub mod logfile;

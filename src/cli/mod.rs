@@ -13,6 +13,7 @@ mod remote;
 mod run;
 mod show;
 mod suppression;
+mod trace;
 mod trust;
 mod views;
 
@@ -69,6 +70,14 @@ enum Command {
         mgmt: Option<remote::Mgmt>,
         #[arg(long)]
         json: bool,
+    },
+    /// A recipient's or a message's history from the running daemon's event log: reception,
+    /// every attempt with the reply and the MX, the outcome, complaints, suppression.
+    Trace {
+        #[command(flatten)]
+        args: trace::TraceArgs,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
     /// Change queues in the running daemon: `ember set queue --mode=backoff|normal QUEUE`.
     Set {
@@ -375,6 +384,7 @@ pub fn main() -> ExitCode {
             "/api/v1/sources/enable",
             serde_json::json!({"ip": ip.to_string(), "queue": queue}),
         ),
+        Command::Trace { args, remote } => trace::trace(&args, &remote),
         Command::Explain { queue, config, mgmt, json } => {
             inspect::explain(&queue, config.as_deref(), mgmt.as_ref(), json)
         }

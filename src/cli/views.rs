@@ -62,6 +62,35 @@ pub fn status(remote: &Remote) -> ExitCode {
         "Spool          messages {}  recipients {}  segments {}  bytes {}",
         sp["messages"], sp["recipients"], sp["segments"], sp["bytes"]
     );
+    let ev = &v["events"];
+    if ev.is_object() {
+        println!(
+            "Event log      newest #{}  oldest #{}  written {}  dropped {}  lost {}",
+            n(&ev["head"]),
+            n(&ev["oldest"]),
+            n(&ev["written"]),
+            n(&ev["dropped"]),
+            n(&ev["lost"])
+        );
+        for sink in ev["sinks"].as_array().into_iter().flatten() {
+            println!(
+                "  sink {:<14} {:<5} at #{}  lag {} events, {:.1}s  delivered {}  failures {}  lost {}{}",
+                s(&sink["name"]),
+                s(&sink["type"]),
+                n(&sink["cursor"]),
+                n(&sink["lag_events"]),
+                sink["lag_seconds"].as_f64().unwrap_or(0.0),
+                n(&sink["delivered"]),
+                n(&sink["failures"]),
+                n(&sink["lost"]),
+                if s(&sink["last_error"]).is_empty() {
+                    String::new()
+                } else {
+                    format!("  last error: {}", s(&sink["last_error"]))
+                }
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -8,6 +8,7 @@ pub mod compiled_regex;
 pub mod diag;
 pub mod dialect;
 pub mod docs;
+pub mod event_sinks;
 pub mod lexer;
 pub mod macros;
 pub mod model;

@@ -261,7 +261,7 @@ impl ModelBuilder<'_> {
                 Some(Some(a.text.clone()))
             }
             "smtp-user" | "source-group" | "smtp-pattern-list" | "rewrite-list" | "domain-key-list" | "proxy"
-            | "suppression-list" => self.name_arg(b).map(Some),
+            | "suppression-list" | "event-sink" => self.name_arg(b).map(Some),
             "pattern-list" => {
                 // Top-level lists are named; nested inline lists are not.
                 Some(arg.map(|a| a.text.clone()))
@@ -542,7 +542,7 @@ impl ModelBuilder<'_> {
 
     fn record_files(&mut self, d: &Directive, name: &str, value: &Value) {
         let (path, is_dir) = match value {
-            Value::Path(p) => (p.clone(), matches!(d.name.as_str(), "spool" | "move-to")),
+            Value::Path(p) => (p.clone(), matches!(d.name.as_str(), "spool" | "move-to" | "event-log-dir")),
             Value::FileWithPassword { file, .. } => (file.clone(), false),
             Value::DomainKey { file, .. } => (file.clone(), false),
             Value::Words(w) if name == "pickup" => {

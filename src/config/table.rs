@@ -20,6 +20,8 @@ const ADD_DATE: &[&str] = &["no", "yes", "override"];
 const DATE_TIME: &[&str] = &["reception", "delivery"];
 const AUTH_METHODS: &[&str] = &["password", "system", "certificate"];
 const SORT_ORDERS: &[&str] = &["rcpt", "name", "size"];
+const EVENT_LOG_MODES: &[&str] = &["auto", "yes", "no"];
+const EVENT_SINK_TYPES: &[&str] = &["http", "nats", "file"];
 const SPOOL_RCPTS: ValueType = UintOrAuto;
 const SRC: u32 = SOURCE;
 const D: u32 = DOMAIN;
@@ -357,7 +359,7 @@ directives! {
     RecordFields => "record-fields", Words { min: 2, max: 2 }, ACCT_FILE, None, many, Enforced, "TYPE FIELDLIST (* , names, !exclusions, header_NAME).";
     MapHeaderToField => "map-header-to-field", Words { min: 3, max: 3 }, ACCT_FILE | BF, None, many, Enforced, "TYPE header_NAME FIELD: the header of the original message included in a report (f, rb, rs records) is written in FIELD, a record field (replaced when the header is present; added as a column when the type lacks it) or a new column of that name (acct-file only). In a processor block it applies to that processor's records in every file. d, b, t, tq and r records carry no headers in Ember (a warning says so).";
     MoveInterval => "move-interval", Interval, ACCT_FILE, Some("1d"), once, Enforced, "Rotate the file this often.";
-    MaxSize => "max-size", Size, ACCT_FILE, Some("250M"), once, Enforced, "Rotate the file at this size.";
+    MaxSize => "max-size", Size, ACCT_FILE | EVENT_SINK, Some("250M"), once, Enforced, "Rotate the file at this size (an <acct-file>, or the JSON-lines file of an <event-sink> of type file).";
     MoveTo => "move-to", Dir, ACCT_FILE, None, once, Enforced, "Directory rotated files move to.";
     DeleteAfter => "delete-after", IntervalOrNever, ACCT_FILE, Some("8d"), once, Enforced, "Delete rotated files after this long.";
     QueueFilter => "queue-filter", List, ACCT_FILE, None, once, Enforced, "Only (or, with !, never) these queues.";
@@ -369,6 +371,19 @@ directives! {
     PrivacyPolicy => "privacy-policy", Words { min: 1, max: 2 }, ACCT_FILE | SIGNALS, Some("retain"), once, Enforced, "What the recipient columns (rcpt, orcpt) of the file hold: retain (the address), redact [STR] (local part replaced by STR, default redacted), siphash KEY (32 hex digits or 16 characters) or hmac-sha256 KEY (local part replaced by h-HEX, a keyed hash of the lower-cased address, so one recipient always reads the same); the domain stays. In <signals> it has no effect.";
     WriteTimeout => "write-timeout", Interval, ACCT_FILE, Some("1m"), once, Enforced, "For <acct-file |COMMAND>: a command that takes no records for this long has failed; it is killed and started again after retry-interval.";
     RetryInterval => "retry-interval", Interval, ACCT_FILE, Some("5m"), once, Enforced, "For <acct-file |COMMAND>: after a write error, a write-timeout or the command exiting, it is started again (header line first) this long after; records in between are lost and counted.";
+
+    // ---- event log and <event-sink> (beyond PowerMTA) -------------------------------------
+    EventLog => "event-log", Enum(EVENT_LOG_MODES), GLOBAL, Some("auto"), once, Enforced, "The durable event log (reception, attempts, outcomes, complaints, suppression, mode changes) that feeds <event-sink> blocks and the history (GET /api/v1/events, ember trace): auto keeps it when an <event-sink> is configured, yes always, no never (restart needed).";
+    EventLogDir => "event-log-dir", Dir, GLOBAL, None, once, Enforced, "Directory of the event log's segments and the sinks' cursors; default events/ in the first spool directory (created there); a directory given here must exist (restart needed).";
+    EventLogRetain => "event-log-retain", Interval, GLOBAL, Some("7d"), once, Enforced, "Events are kept at least this long for the history; a sink's retain keeps them longer.";
+    EventSinkType => "type", Enum(EVENT_SINK_TYPES), EVENT_SINK, None, once, Enforced, "Where the sink sends events: http (POST a JSON array per batch), nats (JetStream publish) or file (JSON lines).";
+    EventSinkUrl => "url", Word, EVENT_SINK, None, once, Enforced, "http: the http:// or https:// URL batches are POSTed to; nats: the nats://HOST:PORT server; file: the path of the JSON-lines file.";
+    EventSinkSecret => "secret", Text, EVENT_SINK, None, once, Enforced, "http: key of the HMAC-SHA256 of each body, sent as X-Ember-Signature: sha256=HEX.";
+    EventSinkSubject => "subject", Word, EVENT_SINK, Some("ember.events"), once, Enforced, "nats: the subject events are published on (a JetStream stream must take it).";
+    EventSinkEvents => "events", List, EVENT_SINK, Some("reception,delivery,deferral,bounce,complaint,unsubscribe,suppression,adaptive,remote-status"), once, Enforced, "Event types the sink takes: reception, delivery, deferral, bounce, complaint, unsubscribe, suppression, adaptive (queue mode changes), remote-status.";
+    EventSinkBatchSize => "batch-size", UintRange(1, 10000), EVENT_SINK, Some("100"), once, Enforced, "Most events in one batch (one POST, one file write).";
+    EventSinkMaxDelay => "max-delay", Interval, EVENT_SINK, Some("1s"), once, Enforced, "A batch smaller than batch-size is sent once its oldest event has waited this long.";
+    EventSinkRetain => "retain", Interval, EVENT_SINK, Some("7d"), once, Enforced, "How long the log keeps events this sink has not taken: it retries (with backoff) until then; older events are deleted and counted as lost.";
 
     // ---- 2.8 processors, lists and other blocks --------------------------------------------
     DeliverUnmatchedEmail => "deliver-unmatched-email", Bool, BF, Some("yes"), once, Enforced, "Mail to the processor's addresses that is not a report it can read is also delivered to its address like other mail (route the domain to a mailbox with <domain>); it is kept in unprocessed-reports either way.";

@@ -39,6 +39,7 @@ pub mod scope {
     pub const SIGNALS: u32 = 1 << 25;
     pub const SIGNALS_FILTER: u32 = 1 << 26;
     pub const SUPPRESSION_LIST: u32 = 1 << 27;
+    pub const EVENT_SINK: u32 = 1 << 28;
 }
 
 /// Every block tag, its scope bit and the blocks it may be nested in.
@@ -72,6 +73,7 @@ pub const BLOCKS: &[(&str, u32, u32)] = {
         ("signals", SIGNALS, GLOBAL),
         ("signals-filter", SIGNALS_FILTER, GLOBAL),
         ("suppression-list", SUPPRESSION_LIST, GLOBAL),
+        ("event-sink", EVENT_SINK, GLOBAL),
     ]
 };
 

@@ -37,6 +37,7 @@ pub fn validate(config: &Config, files: FileCheck, diags: &mut Diagnostics) {
     super::tls_names::check(config, diags);
     super::rewrite::check(config, diags);
     smtp_users(config, diags);
+    super::event_sinks::check(config, diags);
     referenced_files(config, files, diags);
     diags.explain_missing_includes();
 }
@@ -88,6 +89,7 @@ fn names(config: &Config, diags: &mut Diagnostics) {
                 | "domain-key-list"
                 | "proxy"
                 | "acct-file"
+                | "event-sink"
                 | "smtp-listener"
         ) {
             continue;

@@ -335,7 +335,7 @@ impl Processors {
             }
         };
         let entry = Entry::parse(&claims.rcpt).map_err(|e| UnsubscribeError::Address(e.to_string()))?;
-        if self.suppress(&[entry])? == 0 {
+        if self.suppress(&[entry], "unsubscribe")? == 0 {
             tracing::info!("unsubscribe ({via}) from {}: <{}> was already suppressed", from.ip, claims.rcpt);
             return Ok(Unsubscribed::Already(claims.rcpt));
         }
@@ -359,11 +359,14 @@ impl Processors {
     }
 
     /// Adds entries to the global list and appends the new ones to every `suppress-file`; how
-    /// many were new.
-    fn suppress(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+    /// many were new. `reason` (what added them) goes into their suppression events.
+    fn suppress(&self, entries: &[Entry], reason: &str) -> Result<usize, StoreError> {
         let new: Vec<&Entry> = entries.iter().filter(|e| !self.store.contains(&e.text())).collect();
         let added = self.store.add(entries)?;
         if added > 0 {
+            for e in &new {
+                crate::events::suppressed(&e.text(), reason);
+            }
             for path in &self.suppress_files {
                 let text: String = new.iter().map(|e| format!("{}\n", e.text())).collect();
                 if let Err(e) = append_durably(path, text.as_bytes()) {
@@ -378,7 +381,7 @@ impl Processors {
     fn complaint(&self, p: &Processor, c: &Complaint, from: &From<'_>) -> Result<Outcome, ProcessError> {
         let mut outcome = Outcome::default();
         match Entry::parse(&c.rcpt) {
-            Ok(entry) => outcome.suppressed = self.suppress(&[entry])?,
+            Ok(entry) => outcome.suppressed = self.suppress(&[entry], "complaint")?,
             Err(e) => tracing::warn!("feedback-loop: complaint names an unusable recipient, not suppressed: {e}"),
         }
         tracing::info!(
@@ -460,7 +463,7 @@ impl Processors {
             outcome.records += 1;
         }
         if !hard.is_empty() {
-            outcome.suppressed = self.suppress(&hard)?;
+            outcome.suppressed = self.suppress(&hard, "hard bounce")?;
             tracing::info!("bounce: {} hard-bounced recipients suppressed globally", outcome.suppressed);
         }
         Ok(outcome)

@@ -229,7 +229,9 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
 
 /// The routes behind the access guard, the dashboard's included.
 pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
-    use super::{admin, domains, jobs, messages, metrics, openapi, queues, settings, sources, status, ui, vmtas};
+    use super::{
+        admin, domains, events, jobs, messages, metrics, openapi, queues, settings, sources, status, ui, vmtas,
+    };
     let mut routes = vec![
         Route::get("/api/v1/status", status::status),
         Route::get("/api/v1/queues", queues::list),
@@ -247,6 +249,7 @@ pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
         Route::get("/api/v1/settings", settings::show),
         Route::get("/api/v1/messages", messages::list),
         Route::post("/api/v1/messages/delete", messages::delete),
+        Route::get("/api/v1/events", events::history),
         Route::post("/api/v1/sources/disable", sources::disable),
         Route::post("/api/v1/sources/enable", sources::enable),
         Route::post("/api/v1/reload", admin::reload),

@@ -229,8 +229,18 @@ async fn change<const ADD: bool>(
     }
     let store = Arc::clone(&state.contexts.load().global_suppression);
     let n = entries.len();
-    let done =
-        tokio::task::spawn_blocking(move || if ADD { store.add(&entries) } else { store.remove(&entries) }).await;
+    let done = tokio::task::spawn_blocking(move || {
+        if !ADD {
+            return store.remove(&entries);
+        }
+        let new: Vec<String> = entries.iter().map(Entry::text).filter(|t| !store.contains(t)).collect();
+        let added = store.add(&entries)?;
+        for text in &new {
+            crate::events::suppressed(text, "operator (api)");
+        }
+        Ok(added)
+    })
+    .await;
     match done {
         Ok(Ok(changed)) => {
             tracing::info!(

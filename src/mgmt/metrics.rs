@@ -218,6 +218,9 @@ pub async fn scrape(state: Shared) -> Response {
     }
     registry.register("ember_accounting_records_written", "Accounting records written, by <acct-file>", written);
     registry.register("ember_accounting_records_lost", "Accounting records in batches that failed to write", lost);
+    if let Some(ev) = crate::events::status() {
+        register_events(&mut registry, &ev);
+    }
     gauge(&mut registry, "ember_uptime_seconds", "Seconds since the daemon started", state.started.elapsed().as_secs());
 
     let mut text = String::new();
@@ -225,4 +228,56 @@ pub async fn scrape(state: Shared) -> Response {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode metrics: {e}"));
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// The event log's counters and each sink's lag.
+fn register_events(registry: &mut Registry, ev: &crate::events::EventsStatus) {
+    registry.register("ember_events_written", "Events written to the event log", ConstCounter::new(ev.written));
+    registry.register(
+        "ember_events_dropped",
+        "Events dropped because the event log could not keep up (mail is never slowed for events)",
+        ConstCounter::new(ev.dropped),
+    );
+    registry.register(
+        "ember_events_lost",
+        "Events in batches the event log's disk refused",
+        ConstCounter::new(ev.lost),
+    );
+    gauge(registry, "ember_events_head", "Id of the newest durable event", ev.head);
+    let per_sink = |f: &dyn Fn(&crate::events::sink::SinkStatus) -> u64| {
+        ev.sinks
+            .iter()
+            .map(|s| (l(&[("sink", &s.name), ("type", &s.kind)]), i64::try_from(f(s)).unwrap_or(i64::MAX)))
+            .collect::<Vec<_>>()
+    };
+    gauge_family(
+        registry,
+        "ember_event_sink_lag_events",
+        "Durable events a sink has not delivered yet",
+        per_sink(&|s| s.lag_events),
+    );
+    gauge_family(
+        registry,
+        "ember_event_sink_lag_seconds",
+        "How long the oldest event a sink has not delivered has waited (whole seconds)",
+        per_sink(&|s| s.lag_seconds as u64),
+    );
+    gauge_family(
+        registry,
+        "ember_event_sink_delivered",
+        "Events a sink delivered since start",
+        per_sink(&|s| s.delivered),
+    );
+    gauge_family(
+        registry,
+        "ember_event_sink_failures",
+        "Failed delivery attempts of a sink since start (each retried)",
+        per_sink(&|s| s.failures),
+    );
+    gauge_family(
+        registry,
+        "ember_event_sink_lost",
+        "Events deleted by retention before a sink delivered them",
+        per_sink(&|s| s.lost),
+    );
 }

@@ -11,8 +11,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::api::Failure;
-use super::{admin, domains, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions};
-use super::{cluster, ui, vmtas};
+use super::{
+    admin, cluster, domains, events, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions,
+};
+use super::{ui, vmtas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +35,7 @@ use super::{cluster, ui, vmtas};
         jobs::list, jobs::pause, jobs::resume,
         settings::show,
         messages::list, messages::delete,
+        events::history,
         sources::disable, sources::enable,
         admin::reload, admin::rotate_acct, admin::rotate_log,
         document,
@@ -52,6 +55,7 @@ use super::{cluster, ui, vmtas};
         (name = "cluster", description = "The nodes of a cluster (cluster-redis)"),
         (name = "jobs", description = "Jobs and pausing them"),
         (name = "messages", description = "Queued recipients"),
+        (name = "events", description = "Message history from the event log"),
         (name = "sources", description = "Disabling and enabling source IPs"),
         (name = "settings", description = "Effective configuration"),
         (name = "admin", description = "Reload and log rotation"),

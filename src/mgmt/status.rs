@@ -13,8 +13,10 @@ use super::openapi::ReadRefusals;
 /// `traffic` {delivered, bounced, deferred, total, lastHr, lastMin, topPerMin} (each with `in`
 /// {rcp, msg} and `out` {rcp}), `conn` {smtpIn, smtpOut} (each {cur, max}), `resolver`
 /// {namesCached, queriesPending, queries, hits}, `queue` {smtp: {rcp, dom, paused}}, `spool`
-/// {messages, recipients, segments, bytes, quarantined} and `minutes` (the last hour's counts per
-/// minute, oldest first).
+/// {messages, recipients, segments, bytes, quarantined}, `minutes` (the last hour's counts per
+/// minute, oldest first) and `events` (null without an event log; else {head, oldest, written,
+/// dropped, lost, sinks: [{name, type, cursor, lag_events, lag_seconds, delivered, batches,
+/// failures, lost, last_error}]}).
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     security((), ("api_key" = [])),
     responses((status = 200, description = "the daemon's status", body = Envelope<serde_json::Value>), ReadRefusals))]
@@ -63,5 +65,6 @@ pub async fn status(state: Shared) -> Response {
             "quarantined": spool.quarantined,
         },
         "minutes": minutes,
+        "events": crate::events::status(),
     }))
 }

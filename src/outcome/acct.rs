@@ -24,8 +24,12 @@
 //!
 //! Accounting never blocks or fails delivery: a writer that died has logged why, and records
 //! sent to it are dropped.
+//!
+//! Every record written here is also an event for the event log when one runs (`event.rs`),
+//! whatever the files take and whatever a queue's `disable-acct-records` says.
 
 mod error;
+pub mod event;
 mod layout;
 pub mod mapping;
 mod pipe;
@@ -322,6 +326,10 @@ impl Record {
         if let Some(t) = facts.time_first_attempt {
             r = r.time("timeFirstAttempt", t);
         }
+        // Not a PowerMTA column: it identifies the message in the event log.
+        if let Some(id) = facts.message_id {
+            r = r.set("messageId", id.to_string());
+        }
         if kind != RecordType::Delivery {
             r = r.set("bounceCat", facts.bounce_cat);
         }
@@ -402,6 +410,8 @@ pub struct DeliveryFacts<'a> {
     /// TLS of the delivery connection (`dlvTlsProtocol`, `dlvTlsCipher`), empty without TLS.
     pub tls_protocol: &'a str,
     pub tls_cipher: &'a str,
+    /// The spool's id of the message, for the event log (no accounting column).
+    pub message_id: Option<crate::message::MessageId>,
 }
 
 impl<'a> DeliveryFacts<'a> {
@@ -419,6 +429,7 @@ impl<'a> DeliveryFacts<'a> {
             vmta: envelope.vmta.as_deref().unwrap_or("{default}"),
             job_id: envelope.job_id.as_deref().unwrap_or(""),
             env_id: envelope.env_id.as_deref().unwrap_or(""),
+            message_id: Some(envelope.id),
             ..DeliveryFacts::default()
         }
     }
@@ -539,13 +550,14 @@ impl Accounting {
         Ok(Accounting { outputs, wanted_headers })
     }
 
+    /// Whether a record of this type goes anywhere (a file, or the event log).
     pub fn wants(&self, kind: RecordType) -> bool {
-        self.outputs.iter().any(|o| o.takes(kind, None).is_some())
+        event::wanted(kind) || self.outputs.iter().any(|o| o.takes(kind, None).is_some())
     }
 
     /// Whether a record of a queue with these settings goes anywhere.
     pub fn wants_for(&self, kind: RecordType, queue: &QueueAcct) -> bool {
-        self.outputs.iter().any(|o| o.takes(kind, Some(queue)).is_some())
+        event::wanted(kind) || self.outputs.iter().any(|o| o.takes(kind, Some(queue)).is_some())
     }
 
     /// The headers named by `header_*` columns of any output, for [`Record::headers_from`].
@@ -564,6 +576,11 @@ impl Accounting {
     }
 
     fn send(&self, record: &Record, queue: Option<&QueueAcct>) {
+        if event::wanted(record.kind)
+            && let Some(e) = event::from_record(record)
+        {
+            crate::events::emit(e);
+        }
         for o in &self.outputs {
             if let Some(forced) = o.takes(record.kind, queue) {
                 o.writer.record(record.clone(), forced);

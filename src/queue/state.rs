@@ -167,6 +167,14 @@ impl Queue {
                 recipients,
             });
         }
+        if crate::events::enabled() {
+            let mut e = crate::events::Event::new(crate::events::EventKind::Adaptive);
+            e.queue = Some(self.settings.name());
+            e.vmta = Some(self.settings.vmta.clone());
+            e.mode = Some(mode.to_string());
+            e.reason = Some(reason.clone());
+            crate::events::emit(e);
+        }
         self.events.push_back(ModeEvent { time: self.clock.now_secs(), mode: mode.to_string(), reason, until });
         while self.events.len() > MODE_EVENTS {
             self.events.pop_front();

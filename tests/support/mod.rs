@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod event_peers;
 pub mod http;
 pub mod peers;
 pub mod redis;

@@ -113,6 +113,17 @@ function queueLink(name) {
   return `<a class="queue" href="#queue/${encodeURIComponent(name)}">${esc(name)}</a>`;
 }
 
+// The event log and each sink's lag (none without an event log).
+function eventSinks(ev) {
+  if (!ev) return "";
+  const rows = (ev.sinks || []).map((k) => `<tr data-sink="${esc(k.name)}"><td>${esc(k.name)}</td><td>${esc(k.type)}</td>
+    <td class="num">${num(k.cursor)}</td><td class="num lag-events">${num(k.lag_events)}</td><td class="num">${Number(k.lag_seconds || 0).toFixed(1)} s</td>
+    <td class="num">${num(k.delivered)}</td><td class="num">${num(k.failures)}</td><td class="num">${num(k.lost)}</td><td class="diag">${esc(k.last_error)}</td></tr>`).join("");
+  return `<h2>Event log</h2>
+    <p class="reason">newest #${num(ev.head)} · oldest #${num(ev.oldest)} · written ${num(ev.written)} · dropped ${num(ev.dropped)} · lost ${num(ev.lost)}</p>
+    <table id="event-sinks"><tr><th>Sink</th><th>Type</th><th class="num">Cursor</th><th class="num">Lag (events)</th><th class="num">Lag (time)</th><th class="num">Delivered</th><th class="num">Failures</th><th class="num">Lost</th><th>Last error</th></tr>${rows}</table>`;
+}
+
 // ---- views ----------------------------------------------------------------------------------
 
 const views = {
@@ -136,6 +147,7 @@ const views = {
         <div class="chart"><h2>Throughput per minute</h2>${legend([{ label: "in (messages)", color: COLORS.in }, { label: "out (delivered)", color: COLORS.out }])}<canvas id="chart-throughput"></canvas></div>
         <div class="chart"><h2>Outcomes per minute</h2>${legend([{ label: "delivered", color: COLORS.out }, { label: "deferred", color: COLORS.deferred }, { label: "bounced", color: COLORS.bounced }])}<canvas id="chart-outcomes"></canvas></div>
       </div>
+      ${eventSinks(s.events)}
       <p class="reason">Up ${num(s.uptime_s)} s · Ember ${esc(s.mta.version)}</p>`;
     const minutes = m.map((x) => x.minute);
     lineChart($("#chart-throughput"), minutes, [

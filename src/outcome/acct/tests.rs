@@ -108,6 +108,7 @@ fn delivered_facts() -> DeliveryFacts<'static> {
         env_id: "",
         tls_protocol: "TLSv1.3",
         tls_cipher: "TLS13_AES_256_GCM_SHA384",
+        message_id: None,
     }
 }
 

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Relay throughput with and without event sinks, same machine, same run: MESSAGES messages of SIZE
+# bytes from Postfix's smtp-source over CONNECTIONS connections, relayed by Ember to Postfix's
+# smtp-sink, first with no event sink, then with one HTTP sink (tests/support/webhook.py answering
+# 200) and one NATS JetStream sink (nats-server -js) enabled. Prints both end-to-end rates (from
+# the first injected message until the last `d` accounting record), their ratio, and how long the
+# sinks took after the mail to have every event.
+#
+#   bench/relay-events.sh [MESSAGES] [CONNECTIONS] [SIZE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+messages=${1:-50000} connections=${2:-20} size=${3:-5120}
+work=$(mktemp -d /tmp/ember-relay-events.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "nats-server missing: apt-get install nats-server" >&2; exit 1; }
+cargo build --release --quiet --bin ember
+now() { date +%s.%N; }
+wait_port() { until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.1; done; }
+
+sink_port=25270
+smtp-sink -c -u nobody 127.0.0.1:$sink_port 1000 > "$work/sink.count" 2>&1 &
+pids+=($!)
+wait_port $sink_port
+python3 tests/support/webhook.py --listen 127.0.0.1:25271 --log "$work/webhook.jsonl" > "$work/webhook.out" &
+pids+=($!)
+wait_port 25271
+nats-server -js -a 127.0.0.1 -p 25272 -sd "$work/nats" > /dev/null 2>&1 &
+pids+=($!)
+wait_port 25272
+# The stream the NATS sink publishes to, through the server's JetStream API (no nats CLI needed).
+python3 - <<'PY'
+import json, socket
+s = socket.create_connection(("127.0.0.1", 25272))
+s.recv(4096)
+cfg = json.dumps({"name": "EMBER", "subjects": ["ember.events"], "storage": "file"}).encode()
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.bench 1\r\nPUB $JS.API.STREAM.CREATE.EMBER _INBOX.bench %d\r\n%s\r\n' % (len(cfg), cfg))
+reply = b""
+while b"MSG _INBOX.bench" not in reply or not reply.endswith(b"\r\n"):
+    reply += s.recv(4096)
+assert b'"error"' not in reply, reply
+PY
+
+run() {
+    local name=$1 sinks=$2 port=$3
+    cat > "$work/$name.conf" <<CF
+smtp-listener 127.0.0.1:$port
+http-mgmt-port 127.0.0.1:$((port + 100))
+http-access 127.0.0.1 admin
+total-max-smtp-in 1000
+<source 127.0.0.1>
+    always-allow-relaying yes
+</source>
+<domain *>
+    smtp-hosts [127.0.0.1]:$sink_port
+    max-smtp-out $connections
+    max-msg-per-connection 0
+    connection-idle-timeout 2s
+</domain>
+<acct-file $work/$name-acct.csv>
+    records d
+</acct-file>
+<spool $work/$name-spool>
+</spool>
+$sinks
+CF
+    ./target/release/ember run --config "$work/$name.conf" > "$work/$name.out" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    until grep -q "ember ready" "$work/$name.out"; do kill -0 $pid || { cat "$work/$name.out"; exit 1; }; sleep 0.1; done
+    local start end
+    start=$(now)
+    smtp-source -s "$connections" -m "$messages" -l "$size" -f bench@ember.test -t rcpt@example.com 127.0.0.1:$port
+    until [ "$(wc -l < "$work/$name-acct.csv")" -gt "$messages" ]; do sleep 0.2; done
+    end=$(now)
+    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }' > "$work/$name.seconds"
+    if [ -n "$sinks" ]; then
+        # Both sinks caught up: every reception and delivery event taken.
+        until curl -s "http://127.0.0.1:$((port + 100))/api/v1/status" | python3 -c '
+import json, sys
+ev = json.load(sys.stdin)["data"]["events"]
+sys.exit(0 if ev["head"] >= 2 * int(sys.argv[1]) and all(s["lag_events"] == 0 for s in ev["sinks"]) else 1)' "$messages"; do sleep 0.2; done
+        awk -v a="$end" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }' > "$work/$name.sinks"
+    fi
+    kill -TERM $pid; wait $pid || true
+}
+
+run plain "" 25281
+run sinks "<event-sink hooks>
+    type http
+    url http://127.0.0.1:25271/ember
+    secret bench
+</event-sink>
+<event-sink stream>
+    type nats
+    url nats://127.0.0.1:25272
+</event-sink>" 25291
+
+plain=$(cat "$work/plain.seconds") sinks=$(cat "$work/sinks.seconds")
+echo "relay: $messages messages x $size bytes over $connections connections, smtp-source -> ember -> smtp-sink"
+awk -v n="$messages" -v s="$plain" 'BEGIN { printf "no sinks            %6.2fs  %5.0f msg/s\n", s, n / s }'
+awk -v n="$messages" -v s="$sinks" 'BEGIN { printf "http + nats sinks   %6.2fs  %5.0f msg/s\n", s, n / s }'
+awk -v a="$plain" -v b="$sinks" 'BEGIN { printf "with sinks: %.1f%% of the rate without\n", a / b * 100 }'
+echo "sinks had every event $(cat "$work/sinks.sinks")s after the last delivery ($(grep -c . "$work/webhook.jsonl") HTTP batches)"

@@ -1,0 +1,368 @@
+//! One task per `<event-sink>`: reads durable events after its cursor, keeps the types it takes,
+//! batches them (`batch-size`, or fewer once the oldest has waited `max-delay`), delivers the
+//! batch (`http.rs`, `nats.rs`, `file.rs`), and only then moves its cursor. A failed batch is
+//! sent again, the same events under the same batch id, after a backoff that doubles from one
+//! second up to five minutes, for as long as the log retains its events; events retention
+//! deleted first are counted lost and skipped.
+//!
+//! A sink never touches the path of a message: it reads the log's files, and a sink that is
+//! behind (or down for days) only grows its lag, shown per sink in `show status`, `/metrics`
+//! and the dashboard.
+
+pub mod file;
+pub mod http;
+pub mod nats;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::cursor::Cursor;
+use super::event::{EventKind, KindSet};
+use super::log::{EventLog, LogError, Stored};
+use crate::config::event_sinks::{EventSinkSpec, SinkTarget};
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A sink that takes few of the log's types records how far it skipped at most this often.
+const SKIP_STORE_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a batch was not delivered; the batch is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("{0}")]
+    Http(String),
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A batch: consecutive log ids `first..=last` (some filtered out), and the events it carries.
+pub struct Batch {
+    pub first: u64,
+    pub last: u64,
+    pub events: Vec<Stored>,
+}
+
+impl Batch {
+    /// `X-Ember-Batch-Id`: the same for every retry of the batch.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.first, self.last)
+    }
+
+    /// The events as one JSON array (the stored JSON, not re-encoded).
+    pub fn json_array(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&e.json);
+        }
+        body.push(b']');
+        body
+    }
+}
+
+/// One sink's figures (shared with `status`).
+#[derive(Debug)]
+pub struct SinkStats {
+    pub name: String,
+    pub kind: &'static str,
+    /// The last id delivered (or skipped as not taken).
+    pub cursor: AtomicU64,
+    /// The time of the oldest event not delivered yet (Unix ms; 0 when caught up).
+    pub oldest_pending_ms: AtomicU64,
+    pub delivered: AtomicU64,
+    pub batches: AtomicU64,
+    pub failures: AtomicU64,
+    /// Events retention deleted before the sink could deliver them.
+    pub lost: AtomicU64,
+    pub last_error: Mutex<String>,
+}
+
+/// What `status` shows of a sink.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SinkStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub cursor: u64,
+    /// Durable events after the cursor.
+    pub lag_events: u64,
+    /// How long the oldest undelivered event has waited.
+    pub lag_seconds: f64,
+    pub delivered: u64,
+    pub batches: u64,
+    /// Failed delivery attempts (each is retried).
+    pub failures: u64,
+    pub lost: u64,
+    /// The last failure, empty when the last attempt succeeded.
+    pub last_error: String,
+}
+
+impl SinkStats {
+    pub fn status(&self, head: u64) -> SinkStatus {
+        let cursor = self.cursor.load(Relaxed);
+        let oldest = self.oldest_pending_ms.load(Relaxed);
+        let lag_events = head.saturating_sub(cursor);
+        let lag_seconds = if lag_events == 0 || oldest == 0 {
+            0.0
+        } else {
+            crate::time::now_millis().saturating_sub(oldest) as f64 / 1000.0
+        };
+        SinkStatus {
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            cursor,
+            lag_events,
+            lag_seconds,
+            delivered: self.delivered.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// Where a sink delivers.
+enum Target {
+    Http(http::HttpSink),
+    Nats(nats::NatsSink),
+    File(file::FileSink),
+}
+
+impl Target {
+    async fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        match self {
+            Target::Http(s) => s.deliver(batch).await,
+            Target::Nats(s) => s.deliver(batch).await,
+            Target::File(s) => s.deliver(batch).await,
+        }
+    }
+}
+
+/// Starts a sink's task. `start_at` is the log's head when it was opened: where a sink that has
+/// never delivered begins. Errors name what cannot be used (an unreadable cursor, a bad URL).
+pub fn start(log: &EventLog, spec: &EventSinkSpec, start_at: u64) -> Result<Arc<SinkStats>, String> {
+    let cursor = Cursor::new(log.dir(), &spec.name);
+    let last = cursor.load().map_err(|e| e.to_string())?.unwrap_or(start_at);
+    let target = match &spec.target {
+        SinkTarget::Http { url, secret } => Target::Http(http::HttpSink::new(url, secret.as_deref())?),
+        SinkTarget::Nats { url, subject } => Target::Nats(nats::NatsSink::new(url, subject)),
+        SinkTarget::File { path, max_size } => Target::File(file::FileSink::new(path.clone(), *max_size)),
+    };
+    let stats = Arc::new(SinkStats {
+        name: spec.name.clone(),
+        kind: spec.target.kind(),
+        cursor: AtomicU64::new(last),
+        oldest_pending_ms: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        batches: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
+        last_error: Mutex::new(String::new()),
+    });
+    let runner = Runner {
+        log: log.clone(),
+        kinds: KindSet::of_names(&spec.events),
+        batch_size: spec.batch_size.max(1),
+        max_delay: spec.max_delay,
+        cursor,
+        target,
+        stats: Arc::clone(&stats),
+        next: last + 1,
+    };
+    tokio::spawn(runner.run());
+    Ok(stats)
+}
+
+struct Runner {
+    log: EventLog,
+    kinds: KindSet,
+    batch_size: usize,
+    max_delay: Duration,
+    cursor: Cursor,
+    target: Target,
+    stats: Arc<SinkStats>,
+    /// The first id not yet delivered or skipped.
+    next: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    kind: EventKind,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut head = self.log.subscribe();
+        let mut last_skip_store = std::time::Instant::now();
+        loop {
+            while *head.borrow_and_update() < self.next {
+                self.stats.oldest_pending_ms.store(0, Relaxed);
+                if head.changed().await.is_err() {
+                    return;
+                }
+            }
+            let Some(batch) = self.gather(&mut head).await else { continue };
+            if batch.events.is_empty() {
+                // Nothing this sink takes: move on, recording it now and then.
+                self.next = batch.last + 1;
+                if last_skip_store.elapsed() >= SKIP_STORE_EVERY {
+                    self.store_cursor(batch.last).await;
+                    last_skip_store = std::time::Instant::now();
+                } else {
+                    self.stats.cursor.store(batch.last, Relaxed);
+                }
+                continue;
+            }
+            if self.deliver(&batch).await {
+                self.stats.delivered.fetch_add(batch.events.len() as u64, Relaxed);
+                self.stats.batches.fetch_add(1, Relaxed);
+            }
+            self.next = batch.last + 1;
+            self.store_cursor(batch.last).await;
+        }
+    }
+
+    /// Reads events from `next` until the batch is full, or the log's end is reached and the
+    /// oldest event taken has waited `max_delay`.
+    async fn gather(&mut self, head: &mut tokio::sync::watch::Receiver<u64>) -> Option<Batch> {
+        let mut batch = Batch { first: self.next, last: self.next - 1, events: Vec::new() };
+        loop {
+            let want = (self.batch_size - batch.events.len()) as u64;
+            let read = self.read(batch.last + 1, want.max(64)).await?;
+            let Some(last_read) = read.last().map(|s| s.id) else { break };
+            for stored in read {
+                let taken = serde_json::from_slice::<TypeOnly>(&stored.json).is_ok_and(|t| self.kinds.contains(t.kind));
+                batch.last = stored.id;
+                if taken {
+                    if batch.events.is_empty() {
+                        self.stats.oldest_pending_ms.store(stored.time_ms, Relaxed);
+                    }
+                    batch.events.push(stored);
+                    if batch.events.len() >= self.batch_size {
+                        return Some(batch);
+                    }
+                }
+            }
+            if last_read < *head.borrow() {
+                continue;
+            }
+            let Some(oldest) = batch.events.first().map(|e| e.time_ms) else { break };
+            let due = oldest + u64::try_from(self.max_delay.as_millis()).unwrap_or(u64::MAX);
+            let now = crate::time::now_millis();
+            if now >= due {
+                break;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep(Duration::from_millis(due - now)) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Durable events from `from`; `None` after skipping what retention deleted.
+    async fn read(&mut self, from: u64, max: u64) -> Option<Vec<Stored>> {
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.read(from, max)).await {
+            Ok(Ok(events)) => Some(events),
+            Ok(Err(LogError::Gone { oldest })) => {
+                let lost = oldest.saturating_sub(from);
+                self.stats.lost.fetch_add(lost, Relaxed);
+                tracing::error!(
+                    "event sink {}: {lost} events were deleted by the log's retention before they could be sent",
+                    self.stats.name
+                );
+                self.next = oldest;
+                None
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                tokio::time::sleep(BACKOFF_FIRST).await;
+                None
+            }
+            Err(e) => {
+                self.failed(&format!("reading the log: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Sends the batch until it is taken, or its events are no longer retained (false).
+    async fn deliver(&mut self, batch: &Batch) -> bool {
+        let mut wait = BACKOFF_FIRST;
+        loop {
+            match self.target.deliver(batch).await {
+                Ok(()) => {
+                    self.stats.last_error.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    return true;
+                }
+                Err(e) => {
+                    let failures = self.stats.failures.fetch_add(1, Relaxed) + 1;
+                    let text = format!("batch {}: {e}", batch.id());
+                    if failures.is_power_of_two() || wait >= BACKOFF_MAX {
+                        tracing::warn!("event sink {}: {text}; retrying in {}s", self.stats.name, wait.as_secs());
+                    }
+                    *self.stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = text;
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(BACKOFF_MAX);
+            if self.log.oldest_id() > batch.first {
+                let lost = batch.events.len() as u64;
+                self.stats.lost.fetch_add(lost, Relaxed);
+                tracing::error!(
+                    "event sink {}: batch {} ({lost} events) is past the log's retention and is dropped",
+                    self.stats.name,
+                    batch.id()
+                );
+                return false;
+            }
+        }
+    }
+
+    fn failed(&self, text: &str) {
+        self.stats.failures.fetch_add(1, Relaxed);
+        tracing::warn!("event sink {}: {text}", self.stats.name);
+        *self.stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = text.to_string();
+    }
+
+    async fn store_cursor(&self, id: u64) {
+        self.stats.cursor.store(id, Relaxed);
+        let cursor = self.cursor.clone();
+        match tokio::task::spawn_blocking(move || cursor.store(id)).await {
+            Ok(Ok(())) => {}
+            // The batch is delivered; after a restart it is sent again (at-least-once).
+            Ok(Err(e)) => tracing::error!("event sink {}: {e}", self.stats.name),
+            Err(e) => tracing::error!("event sink {}: cursor write: {e}", self.stats.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_a_json_array_of_the_stored_events_with_a_stable_id() {
+        let stored = |id: u64, json: &str| Stored { id, time_ms: 0, json: json.as_bytes().to_vec() };
+        let batch = Batch { first: 3, last: 5, events: vec![stored(3, r#"{"id":3}"#), stored(5, r#"{"id":5}"#)] };
+        assert_eq!(batch.json_array(), br#"[{"id":3},{"id":5}]"#);
+        assert_eq!(batch.id(), "3-5");
+    }
+}
