@@ -24,10 +24,10 @@ fn main() {
         let rcpt = format!("user{n}@domain{}.example", n % 5000);
         let message_id = format!("{:016x}", 0x1000_0000 + n / 2);
         let mut steps = vec![EventKind::Reception];
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             steps.push(EventKind::Deferral);
         }
-        steps.push(if n % 10 == 0 { EventKind::Bounce } else { EventKind::Delivery });
+        steps.push(if n.is_multiple_of(10) { EventKind::Bounce } else { EventKind::Delivery });
         for kind in steps {
             let mut e = Event::new(kind);
             e.rcpt = some(rcpt.as_str());

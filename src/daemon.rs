@@ -254,6 +254,7 @@ pub enum StartError {
     Queues(#[from] crate::queue::manager::Stopped),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
     EventLog(crate::events::LogError),
     #[error("{0}")]
     EventSink(String),
