@@ -231,7 +231,10 @@ fn every_node_lists_the_cluster_and_flags_a_node_configured_differently() {
     assert_eq!(differs, [("node-1", false), ("node-2", false), ("node-3", true)]);
     assert_eq!(view["nodes"][1]["smtp"], nodes[1].smtp().to_string());
     assert_eq!(view["nodes"][2]["mgmt"], nodes[2].mgmt.unwrap().to_string());
-    // The same cluster from the command line, on another node.
+    // The same cluster from the command line, on another node (once it has seen all three).
+    wait_view(&nodes[1], "three live nodes", |v| {
+        v["nodes"].as_array().is_some_and(|n| n.iter().filter(|n| n["live"] == true).count() == 3)
+    });
     let out = nodes[1].live_cli(&["show", "cluster"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

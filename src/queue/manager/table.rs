@@ -138,6 +138,8 @@ fn disposable(q: &Queue) -> bool {
         && q.held.is_empty()
         && !q.paused
         && q.retry_until.is_none()
+        // A mode another node of a cluster entered holds here until it ends, mail or not.
+        && q.backoff.is_none()
         && q.delivered + q.bounced + q.deferred == 0
 }
 
