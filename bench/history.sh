@@ -46,7 +46,8 @@ rss_empty=$(awk '/VmRSS/ { print $2 }' /proc/$ember_pid/status)
 stop
 
 conf full 18092
-./target/release/examples/fill-events "$work/full-events" "$n"
+./target/release/examples/fill-events "$work/full-events" "$n" | tee "$work/fill.out"
+last=$(awk '/^last event at/ { print $4 }' "$work/fill.out")
 du -sh "$work/full-events" | awk '{ print "log on disk: " $1 }'
 start full
 rss_full=$(awk '/VmRSS/ { print $2 }' /proc/$ember_pid/status)
@@ -60,9 +61,10 @@ q() {
     count=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['data']['count'])" "$work/answer.json")
     printf "%-40s %6s events  %.1f ms\n" "$1" "$count" "$(echo "$best * 1000" | bc -l)"
 }
-q "rcpt=user1234567@domain2567.example"
+q "rcpt=user1234567@domain4567.example"
 q "rcpt=USER42@domain42.example"
 q "message_id=$(printf '%016x' $((0x10000000 + 600000)))"
 q "job=job7&limit=1000"
-q "since=$(( $(date +%s) - 5 ))&limit=1000"
+q "since=$((last - 1))&limit=1000"
+q "since=$((last - 3600))&limit=100000"
 stop

@@ -53,4 +53,6 @@ fn main() {
     log.flush();
     let took = started.elapsed().as_secs_f64();
     println!("{written} events ({n} recipients) in {took:.1}s, {:.0} events/s", written as f64 / took);
+    // The events are 1 ms apart and end at this time: `since` queries start from it.
+    println!("last event at {}", now / 1000);
 }

@@ -128,6 +128,12 @@ impl Index {
         })
     }
 
+    /// The first retained id at or after `id` (ids may have a gap where a damaged segment was
+    /// skipped at start).
+    pub fn next_present(&self, id: u64) -> Option<u64> {
+        self.segments.iter().find(|s| s.next_id() > id && !s.offsets.is_empty()).map(|s| s.first_id.max(id))
+    }
+
     fn segment_of(&self, id: u64) -> Option<&SegmentIndex> {
         let at = self.segments.partition_point(|s| s.first_id <= id).checked_sub(1)?;
         let seg = &self.segments[at];
@@ -191,6 +197,7 @@ mod tests {
         assert_eq!((s.path.to_str(), s.count, s.start, s.end), (Some("b"), 1, 0, 10));
         assert!(ix.span(6, 1).is_none());
         assert_eq!(ix.next_id(), 6);
+        assert_eq!((ix.next_present(2), ix.next_present(4), ix.next_present(6)), (Some(2), Some(4), None));
     }
 
     #[test]

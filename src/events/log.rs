@@ -39,8 +39,8 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
-    /// Events before `oldest` were deleted by retention.
-    #[error("events before {oldest} are no longer retained")]
+    /// Events before `oldest` are gone: deleted by retention, or in a damaged segment skipped at start.
+    #[error("events before {oldest} are no longer in the log")]
     Gone { oldest: u64 },
 }
 
@@ -165,9 +165,15 @@ impl EventLog {
             if from < index.oldest_id() {
                 return Err(LogError::Gone { oldest: index.oldest_id() });
             }
-            index.span(from, max.min(head - from + 1))
+            match index.span(from, max.min(head - from + 1)) {
+                Some(span) => span,
+                // A gap left by a damaged segment: the events there are gone.
+                None => match index.next_present(from) {
+                    Some(next) if next > from => return Err(LogError::Gone { oldest: next }),
+                    _ => return Ok(Vec::new()),
+                },
+            }
         };
-        let Some(span) = span else { return Ok(Vec::new()) };
         let mut buf = vec![0u8; usize::try_from(span.end - span.start).unwrap_or(0)];
         let file = File::open(&span.path).map_err(io(&span.path))?;
         file.read_exact_at(&mut buf, span.start).map_err(io(&span.path))?;

@@ -87,3 +87,32 @@ fn history_finds_a_recipients_events_and_retention_expires_old_segments() {
     assert!(left.len() < 40, "expired segments no longer answer");
     assert!(matches!(log.read(1, 1), Err(LogError::Gone { .. })));
 }
+
+#[test]
+fn damage_in_an_older_segment_is_reported_and_its_events_read_as_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(options(dir.path())).unwrap();
+    for _ in 0..4 {
+        append(&log, 40, "a@example.com", crate::time::now_millis());
+    }
+    drop(log);
+    let segments = segment::list(dir.path()).unwrap();
+    assert!(segments.len() >= 3);
+    let (first, ref path) = segments[0];
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+
+    let (log, recovery) = EventLog::open(options(dir.path())).unwrap();
+    assert_eq!(recovery.damaged.len(), 1, "{recovery:?}");
+    assert!(recovery.truncated.is_none(), "only the newest segment is cut");
+    let second = segments[1].0;
+    let readable = log.read(first, 1000).unwrap().len() as u64;
+    assert!(readable < second - first, "the damaged part is not read");
+    match log.read(first + readable, 1) {
+        Err(LogError::Gone { oldest }) => assert_eq!(oldest, second),
+        other => panic!("expected Gone, got {other:?}"),
+    }
+    assert_eq!(log.read(second, 1).unwrap()[0].id, second);
+}

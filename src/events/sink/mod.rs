@@ -200,6 +200,14 @@ struct Runner {
     next: u64,
 }
 
+/// Why a read gave no events.
+enum Unread {
+    /// The events before this id are no longer in the log.
+    Gone(u64),
+    /// The log could not be read (logged, retried).
+    Failed,
+}
+
 #[derive(serde::Deserialize)]
 struct TypeOnly {
     #[serde(rename = "type")]
@@ -218,6 +226,11 @@ impl Runner {
                 }
             }
             let Some(batch) = self.gather(&mut head).await else { continue };
+            if batch.last < batch.first {
+                // Nothing could be read although the head is past the cursor: never spin.
+                tokio::time::sleep(BACKOFF_FIRST).await;
+                continue;
+            }
             if batch.events.is_empty() {
                 // Nothing this sink takes: move on, recording it now and then.
                 self.next = batch.last + 1;
@@ -244,7 +257,16 @@ impl Runner {
         let mut batch = Batch { first: self.next, last: self.next - 1, events: Vec::new() };
         loop {
             let want = (self.batch_size - batch.events.len()) as u64;
-            let read = self.read(batch.last + 1, want.max(64)).await?;
+            let read = match self.read(batch.last + 1, want.max(64)).await {
+                Ok(read) => read,
+                Err(Unread::Gone(oldest)) if batch.last + 1 == self.next => {
+                    self.skip_to(oldest);
+                    return None;
+                }
+                // Send what was gathered; the next round meets the gap first.
+                Err(Unread::Gone(_)) => break,
+                Err(Unread::Failed) => return None,
+            };
             let Some(last_read) = read.last().map(|s| s.id) else { break };
             for stored in read {
                 let taken = serde_json::from_slice::<TypeOnly>(&stored.json).is_ok_and(|t| self.kinds.contains(t.kind));
@@ -276,31 +298,33 @@ impl Runner {
         Some(batch)
     }
 
-    /// Durable events from `from`; `None` after skipping what retention deleted.
-    async fn read(&mut self, from: u64, max: u64) -> Option<Vec<Stored>> {
+    /// Durable events from `from`.
+    async fn read(&mut self, from: u64, max: u64) -> Result<Vec<Stored>, Unread> {
         let log = self.log.clone();
         match tokio::task::spawn_blocking(move || log.read(from, max)).await {
-            Ok(Ok(events)) => Some(events),
-            Ok(Err(LogError::Gone { oldest })) => {
-                let lost = oldest.saturating_sub(from);
-                self.stats.lost.fetch_add(lost, Relaxed);
-                tracing::error!(
-                    "event sink {}: {lost} events were deleted by the log's retention before they could be sent",
-                    self.stats.name
-                );
-                self.next = oldest;
-                None
-            }
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(LogError::Gone { oldest })) => Err(Unread::Gone(oldest)),
             Ok(Err(e)) => {
                 self.failed(&e.to_string());
                 tokio::time::sleep(BACKOFF_FIRST).await;
-                None
+                Err(Unread::Failed)
             }
             Err(e) => {
                 self.failed(&format!("reading the log: {e}"));
-                None
+                Err(Unread::Failed)
             }
         }
+    }
+
+    /// Moves past events that are no longer in the log, counting them lost.
+    fn skip_to(&mut self, oldest: u64) {
+        let lost = oldest.saturating_sub(self.next);
+        self.stats.lost.fetch_add(lost, Relaxed);
+        tracing::error!(
+            "event sink {}: {lost} events were gone from the log (retention, or a damaged segment) before they could be sent",
+            self.stats.name
+        );
+        self.next = oldest;
     }
 
     /// Sends the batch until it is taken, or its events are no longer retained (false).
