@@ -85,7 +85,7 @@ run_pair() {
 CF
     ./target/release/ember run --config "$run/ember.conf" > "$run/ember.out" 2>&1 &
     ember_pid=$!
-    until grep -q "ember ready" "$run/ember.out"; do kill -0 $ember_pid || { cat "$run/ember.out"; exit 1; }; sleep 0.1; done
+    until grep -qs "ember ready" "$run/ember.out"; do kill -0 $ember_pid || { cat "$run/ember.out"; exit 1; }; sleep 0.1; done
     start=$(now); cpu0=$(cpu_ticks); own0=$(proc_ticks $ember_pid)
     smtp-source -s "$connections" -m "$messages" -l "$size" -r "$rcpts" -f bench@ember.test -t rcpt@example.com 127.0.0.1:25261
     # Delivered: one d record per recipient (plus the header line).
@@ -110,21 +110,26 @@ CF
         "relayhost = [127.0.0.1]:$sink_port" \
         "smtp_destination_concurrency_limit = $connections" \
         "default_destination_concurrency_limit = $connections"
+    # Postfix's processes come and go: a sampler sums their RSS every 0.5 s while it works (from
+    # the first injection on: it delivers while it receives) and keeps the peak.
+    ( peak=0
+      while :; do
+          # This instance only: its master (pid file in its queue directory) and its children.
+          master=$(head -1 "$work/postfix/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
+          rss=$( { [ -n "$master" ] && ps -o rss= -p "$master" --ppid "$master"; } | awk '{ s += $1 } END { print s + 0 }')
+          [ "$rss" -gt "$peak" ] && { peak=$rss; echo "$peak" > "$run/postfix.rss"; }
+          sleep 0.5
+      done ) &
+    sampler=$!
     start=$(now); cpu0=$(cpu_ticks); own0=$(postfix_ticks)
     smtp-source -s "$connections" -m "$messages" -l "$size" -r "$rcpts" -f bench@postfix.test -t rcpt@example.com 127.0.0.1:25262
-    # Postfix's processes come and go: sample their summed RSS while it works and keep the peak.
-    postfix_rss=0
-    until [ "$(grep -c 'status=sent' "$work/postfix/maillog" 2>/dev/null || echo 0)" -ge "$deliveries" ]; do
-        # This instance only: its master (pid file in its queue directory) and the master's children.
-        master=$(head -1 "$work/postfix/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-        rss=$( { [ -n "$master" ] && ps -o rss= -p "$master" --ppid "$master"; } | awk '{ s += $1 } END { print s + 0 }')
-        [ "$rss" -gt "$postfix_rss" ] && postfix_rss=$rss
-        sleep 0.2
-    done
+    until [ "$(grep -c 'status=sent' "$work/postfix/maillog" 2>/dev/null || echo 0)" -ge "$deliveries" ]; do sleep 0.2; done
     end=$(now); cpu1=$(cpu_ticks); own1=$(postfix_ticks)
     postfix_s=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
     postfix_cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" -v n="$messages" 'BEGIN { printf "%.2f", t / hz / n * 1000 }')
     postfix_own=$(per_1000 $((own1 - own0)))
+    kill $sampler; wait $sampler 2>/dev/null || true
+    postfix_rss=$(cat "$run/postfix.rss" 2>/dev/null || echo 0)
     bench/postfix-instance.sh stop "$work/postfix"
 
     local p99 p50
