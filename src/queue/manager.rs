@@ -7,6 +7,7 @@
 
 pub(super) mod dispatch;
 mod handle;
+mod handover;
 mod ops;
 mod outcomes;
 mod settings_cache;
@@ -168,6 +169,15 @@ pub enum Event {
     Agenda(oneshot::Sender<(usize, usize)>),
     /// The state saver wrote every snapshot up to this ticket (src/queue/state_file.rs).
     StateSaved(u64),
+    /// Everything queued, for `ember drain` (`handover.rs`).
+    Queued(oneshot::Sender<Vec<(QueueKey, Job)>>),
+    /// A peer accepted these recipients (`ember drain`): they leave the queue.
+    HandedOver {
+        key: QueueKey,
+        job: Job,
+        reply: Reply,
+        peer: Remote,
+    },
 }
 
 /// A job diverted to a cold VMTA, filed once the diversion is durable.
@@ -392,6 +402,8 @@ impl Manager {
                 jobs.sort();
                 reply.answer(jobs);
             }
+            Event::Queued(reply) => self.answer_queued(reply),
+            Event::HandedOver { key, job, reply, peer } => self.handed_over(&key, job, &reply, &peer),
             Event::StateSaved(done) => {
                 let (durable, later) = std::mem::take(&mut self.diverted).into_iter().partition(|d| d.ticket <= done);
                 self.diverted = later;
