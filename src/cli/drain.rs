@@ -32,7 +32,9 @@ fn per_peer(status: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| format!("{} {} messages ({} recipients)", p["peer"].as_str().unwrap_or("?"), p["messages"], p["recipients"]))
+        .map(|p| {
+            format!("{} {} messages ({} recipients)", p["peer"].as_str().unwrap_or("?"), p["messages"], p["recipients"])
+        })
         .collect();
     if peers.is_empty() { "nothing".into() } else { peers.join(", ") }
 }

@@ -12,7 +12,8 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::api::Failure;
 use super::{
-    admin, cluster, domains, drain, events, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions,
+    admin, cluster, domains, drain, events, hygiene, jobs, messages, metrics, queues, settings, sources, status,
+    transmissions,
 };
 use super::{ui, vmtas};
 

@@ -247,7 +247,11 @@ async fn cluster_peers(cluster: &crate::cluster::Cluster) -> Vec<Peer> {
     for node in cluster.peers() {
         match tokio::net::lookup_host(&node.smtp).await.map(|mut a| a.next()) {
             Ok(Some(addr)) => peers.push(Peer { name: node.name, addr }),
-            _ => tracing::warn!("drain: node {} announces an SMTP address that does not resolve: {}", node.name, node.smtp),
+            _ => tracing::warn!(
+                "drain: node {} announces an SMTP address that does not resolve: {}",
+                node.name,
+                node.smtp
+            ),
         }
     }
     peers

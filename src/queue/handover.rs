@@ -176,14 +176,19 @@ pub async fn pass(queues: &QueueHandle, spool: &Spool, peers: &[Peer], helo: &st
             // Accepted recipients, grouped by their queue; the rest try the next peer.
             let mut taken: BTreeMap<(QueueKey, u32), (Vec<usize>, Reply)> = BTreeMap::new();
             let mut refused = Vec::new();
-            for ((key, i, attempts), reply) in left.drain(..).zip(replies.into_iter().map(Some).chain(std::iter::repeat(None))) {
+            for ((key, i, attempts), reply) in
+                left.drain(..).zip(replies.into_iter().map(Some).chain(std::iter::repeat(None)))
+            {
                 match reply {
                     Some(r) if r.is_positive() => {
                         taken.entry((key, attempts)).or_insert_with(|| (Vec::new(), r)).0.push(i);
                     }
                     other => {
                         let r = other.map_or_else(|| "no reply".to_string(), |r| r.to_string());
-                        report.kept_reason = Some(format!("{} ({}) refused <{}>: {r}", peer.name, peer.addr, envelope.recipients[i].address));
+                        report.kept_reason = Some(format!(
+                            "{} ({}) refused <{}>: {r}",
+                            peer.name, peer.addr, envelope.recipients[i].address
+                        ));
                         refused.push((key, i, attempts));
                     }
                 }

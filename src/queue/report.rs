@@ -354,7 +354,10 @@ impl Reporter {
         }
         Self::persist(
             spool,
-            job.recipients.iter().map(|i| StateChange { id, recipient: *i, state: RecipientState::Delivered }).collect(),
+            job.recipients
+                .iter()
+                .map(|i| StateChange { id, recipient: *i, state: RecipientState::Delivered })
+                .collect(),
         );
         self.delay_notices_done(job, &job.recipients);
         for i in &job.recipients {
