@@ -25,12 +25,15 @@
 //!   says so once in the log and in `/metrics` and `GET /api/v1/cluster`, and goes back to Redis
 //!   when the heartbeat gets through again. The GCRA state in Redis is the truth on return, so
 //!   there is no burst.
+//! - **Daily allowances** (`allowance.rs`): the cold-VMTA diversions of warm-up, counted per
+//!   day in Redis and spent by each node in blocks it reserves.
 //! - **Shared state** (`state.rs`): backoff, operator pause, resume and mode, and the global
 //!   suppression list travel on a Redis stream that every node reads from its own cursor.
 //!
 //! Nothing on the SMTP ingress path waits for Redis: the suppression check reads the local copy,
 //! and every Redis call has a timeout ([`CALL_TIMEOUT`]).
 
+pub mod allowance;
 pub mod fallback;
 pub mod limits;
 pub mod membership;

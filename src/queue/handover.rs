@@ -108,12 +108,15 @@ impl Sessions {
     }
 }
 
+/// One queued recipient: its queue, its index in the envelope, the attempts made.
+type Queued = (QueueKey, usize, u32);
+
 /// Hands every queued message over to `peers` once. The queue's connections must be closed
 /// (the manager is draining), so nothing here races a delivery.
 pub async fn pass(queues: &QueueHandle, spool: &Spool, peers: &[Peer], helo: &str) -> PassReport {
     let mut report = PassReport::default();
     // Per message, the (queue, recipient) pairs still queued, in id (arrival) order.
-    let mut messages: BTreeMap<MessageId, (Arc<Envelope>, Vec<(QueueKey, usize, u32)>)> = BTreeMap::new();
+    let mut messages: BTreeMap<MessageId, (Arc<Envelope>, Vec<Queued>)> = BTreeMap::new();
     for (key, job) in queues.queued().await {
         let entry = messages.entry(job.envelope.id).or_insert_with(|| (Arc::clone(&job.envelope), Vec::new()));
         entry.1.extend(job.recipients.iter().map(|&i| (key.clone(), i, job.attempts)));

@@ -40,6 +40,9 @@ impl Manager {
         for d in &self.diverted {
             all.push((d.key.clone(), d.job.clone()));
         }
+        for a in &self.awaiting {
+            all.push((a.key.clone(), a.job.clone()));
+        }
         reply.answer(all);
     }
 
@@ -64,6 +67,7 @@ impl Manager {
             q.waiting.retain(|_, jobs| !jobs.is_empty());
         }
         self.diverted.retain_mut(|d| take(&mut d.job));
+        self.awaiting.retain_mut(|a| take(&mut a.job));
         let settings = self.queues.get(key).map(|q| std::sync::Arc::clone(&q.settings));
         self.reporter.handed_over(&self.spool, &job, reply, peer, key, settings.as_deref());
     }
