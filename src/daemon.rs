@@ -521,6 +521,7 @@ impl Daemon {
                 smtp_in_max: max_in.max(1),
                 control: control_tx,
                 cluster: cluster.clone(),
+                drain: Arc::default(),
             });
             mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }
@@ -576,7 +577,7 @@ impl Daemon {
     pub async fn reload(&self, config: Config) -> Result<(), StartError> {
         let config = Arc::new(config);
         let keys = load_keys(&config)?;
-        let (ctx, reporter) = build_context(
+        let (mut ctx, reporter) = build_context(
             Arc::clone(&config),
             &self.spool,
             &self.queues,
@@ -593,6 +594,8 @@ impl Daemon {
             );
         }
         self.dkim.replace(keys);
+        // A drain outlives a reload: the new generation refuses mail too.
+        ctx.intake = Arc::clone(&self.contexts.load().intake);
         self.contexts.store(Arc::new(ctx));
         self.access.store(Arc::new(Access::from_config(&config)));
         Ok(self.queues.reload(config, reporter).await?)

@@ -314,3 +314,30 @@ fn backoff_pause_and_suppression_made_on_one_node_hold_on_the_others() {
         }
     }
 }
+
+#[test]
+fn three_nodes_divert_the_clusters_cold_vmta_allowance_not_three_times_it() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    // Warm VMTA v (127.0.0.2) warms up cold VMTA c (127.0.0.3): 6 diversions a day.
+    let nodes: Vec<Ember> = (1..=3)
+        .map(|n| {
+            let config = node_config(n, &redis.url(), &rx, "    max-cold-virtual-mta-msg 6/day\n").replace(
+                "<virtual-mta v>\n",
+                "<virtual-mta c>\n    smtp-source-host 127.0.0.3 c.ember.test\n</virtual-mta>\n<virtual-mta v>\n    cold-virtual-mta c\n",
+            );
+            Ember::start(&config)
+        })
+        .collect();
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(10, &format!("n{i}-"));
+    }
+    wait_messages(&rx, 30, Duration::from_secs(60));
+    let from = |ip: &str| rx.events("message").iter().filter(|m| m["peer"] == ip).count();
+    assert_eq!((from("127.0.0.3"), from("127.0.0.2")), (6, 24), "cold and warm deliveries");
+    assert_eq!(redis.cli(&["GET", &format!("ember:warmup:v/example.com:{}", now() as u64 / 86_400)]).trim(), "6");
+}

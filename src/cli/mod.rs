@@ -5,6 +5,7 @@
 
 mod check;
 mod client;
+mod drain;
 mod error;
 mod inject;
 mod inspect;
@@ -150,6 +151,15 @@ enum Command {
         /// Recipients waiting for their own retry time go too.
         #[arg(long)]
         retry_recipients: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Retire this node: refuse new mail (421 4.3.2), stop delivering and hand the queue over
+    /// to the cluster's live peers over SMTP (or, with --wait, deliver it here), until the spool
+    /// is empty.
+    Drain {
+        #[command(flatten)]
+        args: drain::DrainArgs,
         #[command(flatten)]
         remote: remote::Remote,
     },
@@ -423,6 +433,7 @@ pub fn main() -> ExitCode {
         Command::Resume { what: PauseCommand::Job { id, remote } } => ops::job(&remote, &id, false),
         Command::Schedule { queue, retry_recipients, remote } => ops::schedule(&remote, &queue, retry_recipients),
         Command::Reload { remote } => ops::reload(&remote),
+        Command::Drain { args, remote } => drain::drain(&remote, &args),
         Command::Rotate { what: RotateCommand::Acct { remote } } => ops::rotate_acct(&remote),
         Command::Rotate { what: RotateCommand::Log { remote } } => ops::rotate_log(&remote),
         Command::Inject { message, rcpts, from, job_id, batch, remote } => inject::inject(

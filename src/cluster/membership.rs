@@ -86,6 +86,9 @@ pub struct NodeInfo {
     /// Its configuration hash differs from this node's.
     #[serde(default)]
     pub config_differs: bool,
+    /// It is being drained (`ember drain`): it takes no new mail and hands its queue over.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 fn heartbeat(cluster: &Cluster, totals: &TotalsFn) -> NodeInfo {
@@ -103,6 +106,7 @@ fn heartbeat(cluster: &Cluster, totals: &TotalsFn) -> NodeInfo {
         last_seen: crate::time::now_secs(),
         live: true,
         config_differs: false,
+        draining: cluster.draining(),
     }
 }
 

@@ -25,12 +25,15 @@
 //!   says so once in the log and in `/metrics` and `GET /api/v1/cluster`, and goes back to Redis
 //!   when the heartbeat gets through again. The GCRA state in Redis is the truth on return, so
 //!   there is no burst.
+//! - **Daily allowances** (`allowance.rs`): the cold-VMTA diversions of warm-up, counted per
+//!   day in Redis and spent by each node in blocks it reserves.
 //! - **Shared state** (`state.rs`): backoff, operator pause, resume and mode, and the global
 //!   suppression list travel on a Redis stream that every node reads from its own cursor.
 //!
 //! Nothing on the SMTP ingress path waits for Redis: the suppression check reads the local copy,
 //! and every Redis call has a timeout ([`CALL_TIMEOUT`]).
 
+pub mod allowance;
 pub mod fallback;
 pub mod limits;
 pub mod membership;
@@ -92,6 +95,9 @@ struct Inner {
     about: membership::About,
     /// Changes for the other nodes (`state.rs`).
     outbox: state::Outbox,
+    /// This node is being drained (`ember drain`): its heartbeat says so, and the others do not
+    /// hand mail to it.
+    draining: AtomicBool,
 }
 
 /// A cluster that cannot be set up from its configuration.
@@ -123,6 +129,7 @@ impl Cluster {
             fallback: fallback::Fallback::default(),
             about,
             outbox: state::Outbox::default(),
+            draining: AtomicBool::new(false),
         };
         Ok(Cluster { inner: Arc::new(inner) })
     }
@@ -141,6 +148,26 @@ impl Cluster {
     pub fn limits_local(&self) -> bool {
         let since = self.inner.healthy_since_ms.load(Ordering::Relaxed);
         self.degraded() || crate::time::now_millis() < since + REJOIN_GRACE.as_millis() as u64
+    }
+
+    /// Marks this node as draining: from its next heartbeat on, every node sees it so and no
+    /// node picks it for a hand-over.
+    pub fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// The nodes this one may hand its mail to: live members of the last view, not draining, not
+    /// itself, with an SMTP listener.
+    pub fn peers(&self) -> Vec<NodeInfo> {
+        self.view()
+            .iter()
+            .filter(|n| n.live && !n.draining && n.name != self.inner.node && !n.smtp.is_empty())
+            .cloned()
+            .collect()
     }
 
     /// Whether another live node holds this node's name.

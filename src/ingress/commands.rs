@@ -176,6 +176,10 @@ impl Session {
     }
 
     fn mail(&mut self, from: MailFrom<Cow<'_, str>>) -> Flow {
+        if self.ctx.intake.is_closed() {
+            self.reply(super::intake::Intake::refusal(self.ctx.host_name()));
+            return Flow::Close;
+        }
         let refusal = if self.helo.is_none() {
             Some(Reply::new(503, "5.5.1", "send EHLO or HELO first"))
         } else if self.txn.is_some() {

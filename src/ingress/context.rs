@@ -45,6 +45,9 @@ pub struct Context {
     pub processors: Processors,
     /// `include-headers-from`, read for this generation.
     pub included_headers: super::added::IncludedHeaders,
+    /// Whether the node takes new mail (closed by `ember drain`); the daemon gives every
+    /// generation the same one.
+    pub intake: Arc<super::intake::Intake>,
     queue_settings: Mutex<HashMap<String, Arc<QueueSettings>>>,
 }
 
@@ -96,6 +99,7 @@ impl Context {
             global_suppression,
             processors,
             included_headers,
+            intake: Arc::default(),
             queue_settings: Mutex::new(HashMap::new()),
         })
     }

@@ -179,6 +179,15 @@ pub async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let ctx = contexts.load_full();
+        if ctx.intake.is_closed() {
+            let mut refusal = Vec::new();
+            super::intake::Intake::refusal(ctx.host_name()).write_to(&mut refusal);
+            tokio::spawn(async move {
+                let _ = socket.write_all(&refusal).await;
+                let _ = socket.shutdown().await;
+            });
+            continue;
+        }
         let await_slot = bound.spec.await_slot.unwrap_or(ctx.config.policy.smtp_await_slot);
         let group = groups::group_of(&ctx.config, peer.ip(), bound.spec.source.as_deref());
         let admitted = loop {

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod context;
 pub mod finish;
 pub mod groups;
+pub mod intake;
 pub mod listener;
 pub mod patterns;
 pub mod pickup;

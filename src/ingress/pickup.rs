@@ -124,6 +124,10 @@ pub async fn run(contexts: Arc<ArcSwap<Context>>, dir: PathBuf, bad: PathBuf) {
     loop {
         ticker.tick().await;
         let ctx = contexts.load_full();
+        if ctx.intake.is_closed() {
+            // Draining: files stay in the directory for whoever takes over.
+            continue;
+        }
         // Directory listing, reads, removals and renames run on blocking threads: a slow or
         // network-mounted pickup directory must not hold up a runtime thread.
         let listed = tokio::task::spawn_blocking({

@@ -91,6 +91,9 @@ fn valid_address(a: &str) -> bool {
 /// Checks and stores a transmission: one message per distinct return path, all durable before
 /// this returns. `client` is the requester's address (for `Origin` and the policy's source).
 pub async fn inject(ctx: &Context, tx: Transmission, client: std::net::IpAddr) -> Result<Accepted, TxError> {
+    if ctx.intake.is_closed() {
+        return Err(TxError::Unavailable(super::intake::Intake::refusal(ctx.host_name()).text.into_owned()));
+    }
     let policy = SourcePolicy::for_client(&ctx.config, client, &["{transmissions-api}"]);
     let body = tx.content.email_rfc822.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes();
     if let Some(max) = policy.max_message_size

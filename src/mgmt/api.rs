@@ -70,6 +70,8 @@ pub struct ApiState {
     pub control: mpsc::UnboundedSender<Control>,
     /// Cluster mode: the cluster view and its state.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// `ember drain` on this node.
+    pub drain: Arc<crate::queue::drain::Drain>,
 }
 
 impl ApiState {
@@ -243,6 +245,8 @@ pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
         Route::get("/api/v1/domains", domains::list),
         Route::get("/api/v1/vmtas", vmtas::list),
         Route::get("/api/v1/cluster", super::cluster::show),
+        Route::post("/api/v1/drain", super::drain::start),
+        Route::get("/api/v1/drain", super::drain::show),
         Route::get("/api/v1/jobs", jobs::list),
         Route::post("/api/v1/jobs/pause", jobs::pause),
         Route::post("/api/v1/jobs/resume", jobs::resume),

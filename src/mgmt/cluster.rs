@@ -21,6 +21,8 @@ pub struct ClusterView {
     pub degraded: bool,
     /// Another live node holds this node's name.
     pub refused: bool,
+    /// This node is being drained (`ember drain`; progress in `GET /api/v1/drain`).
+    pub draining: bool,
     /// Live nodes this node divides limits by when degraded.
     pub live: usize,
     /// Every node seen within the last hour, live or not.
@@ -45,6 +47,7 @@ pub fn view(cluster: Option<&crate::cluster::Cluster>) -> ClusterView {
             node: String::new(),
             degraded: false,
             refused: false,
+            draining: false,
             live: 1,
             nodes: Vec::new(),
         },
@@ -53,6 +56,7 @@ pub fn view(cluster: Option<&crate::cluster::Cluster>) -> ClusterView {
             node: c.node().to_string(),
             degraded: c.degraded(),
             refused: c.refused(),
+            draining: c.draining(),
             live: c.share().live,
             nodes: c.view().as_ref().clone(),
         },

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod domains;
+pub mod drain;
 pub mod events;
 pub mod hygiene;
 pub mod jobs;

@@ -12,7 +12,8 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::api::Failure;
 use super::{
-    admin, cluster, domains, events, hygiene, jobs, messages, metrics, queues, settings, sources, status, transmissions,
+    admin, cluster, domains, drain, events, hygiene, jobs, messages, metrics, queues, settings, sources, status,
+    transmissions,
 };
 use super::{ui, vmtas};
 
@@ -32,6 +33,7 @@ use super::{ui, vmtas};
         domains::list,
         vmtas::list,
         cluster::show,
+        drain::start, drain::show,
         jobs::list, jobs::pause, jobs::resume,
         settings::show,
         messages::list, messages::delete,
@@ -53,6 +55,7 @@ use super::{ui, vmtas};
         (name = "domains", description = "Queues summed per destination"),
         (name = "vmtas", description = "Virtual MTAs"),
         (name = "cluster", description = "The nodes of a cluster (cluster-redis)"),
+        (name = "drain", description = "Retiring a node: hand its queue over (ember drain)"),
         (name = "jobs", description = "Jobs and pausing them"),
         (name = "messages", description = "Queued recipients"),
         (name = "events", description = "Message history from the event log"),

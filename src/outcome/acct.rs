@@ -296,7 +296,7 @@ impl Record {
         let status = if facts.status.trim().is_empty() { fallback_status } else { facts.status };
         let dlv_type = if facts.dlv_type.is_empty() { "smtp" } else { facts.dlv_type };
         let action = match kind {
-            RecordType::Delivery if dlv_type == "smtp" => "relayed",
+            RecordType::Delivery if dlv_type == "smtp" || dlv_type == "handover" => "relayed",
             RecordType::Delivery => "delivered",
             RecordType::Bounce => "failed",
             RecordType::Transient => "delayed",

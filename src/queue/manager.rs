@@ -7,6 +7,7 @@
 
 pub(super) mod dispatch;
 mod handle;
+mod handover;
 mod ops;
 mod outcomes;
 mod settings_cache;
@@ -15,6 +16,7 @@ mod status;
 mod table;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 use crate::answer::Answer;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -168,6 +170,22 @@ pub enum Event {
     Agenda(oneshot::Sender<(usize, usize)>),
     /// The state saver wrote every snapshot up to this ticket (src/queue/state_file.rs).
     StateSaved(u64),
+    /// A reservation of the cluster's warm-up allowance was answered (`warm.rs`); `granted` is
+    /// `None` when Redis did not answer.
+    Allowance {
+        counter: String,
+        day: u64,
+        granted: Option<u64>,
+    },
+    /// Everything queued, for `ember drain` (`handover.rs`).
+    Queued(oneshot::Sender<Vec<(QueueKey, Job)>>),
+    /// A peer accepted these recipients (`ember drain`): they leave the queue.
+    HandedOver {
+        key: QueueKey,
+        job: Job,
+        reply: Reply,
+        peer: Remote,
+    },
 }
 
 /// A job diverted to a cold VMTA, filed once the diversion is durable.
@@ -195,6 +213,9 @@ pub struct Manager {
     ramps: Ramps,
     /// Jobs whose warm-up diversion the saver has not yet made durable.
     diverted: Vec<Diverted>,
+    /// Cluster mode: fresh jobs of warm VMTAs held until a block of the cluster's warm-up
+    /// allowance is reserved (`warm.rs`).
+    awaiting: Vec<warm::Awaiting>,
     /// `max-smtp-msg-rate` and `max-smtp-data-volume-rate` of virtual MTAs and pools.
     shared_rates: SharedRates,
     /// Job ids an operator paused: their work waits in each queue's `held` list.
@@ -289,6 +310,7 @@ impl Pending {
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
             diverted: Vec::new(),
+            awaiting: Vec::new(),
             shared_rates: SharedRates::default(),
             paused_jobs: HashSet::new(),
             draining: false,
@@ -392,6 +414,9 @@ impl Manager {
                 jobs.sort();
                 reply.answer(jobs);
             }
+            Event::Allowance { counter, day, granted } => self.allowance(&counter, day, granted),
+            Event::Queued(reply) => self.answer_queued(reply),
+            Event::HandedOver { key, job, reply, peer } => self.handed_over(&key, job, &reply, &peer),
             Event::StateSaved(done) => {
                 let (durable, later) = std::mem::take(&mut self.diverted).into_iter().partition(|d| d.ticket <= done);
                 self.diverted = later;
@@ -462,45 +487,8 @@ impl Manager {
                 settings = rollup_settings;
             }
             self.reroute(&mut key, &mut settings);
-            // Warm-up: today's first messages of a warm VMTA's queue go to its cold VMTA.
-            if fresh
-                && attempts == 0
-                && let Some(cold) =
-                    self.warmup.divert(&self.config, &vmta, &key.name, &settings, self.clock.now_secs() / 86_400)
-                && let Some(cold_settings) = self.settings(&key.name, &cold)
-            {
-                tracing::info!("warm-up: {} for {} goes to cold virtual-mta {cold}", envelope.id, key);
-                key.vmta = cold;
-                settings = cold_settings;
-                // Diversions are few (a warm-up allowance): each is handed to the saver at once,
-                // and its job waits, off the queue, until the saver reports it durable. A crash
-                // before that loses the count but also the diversion (recovered mail is not
-                // fresh and goes to the warm VMTA), so no message leaves through the cold VMTA
-                // uncounted and a restart never grants the day's allowance twice. The manager
-                // itself does not wait: the write and its fsync run on the saver's thread.
-                if let Some(ticket) = self.warmup.save() {
-                    let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
-                    self.diverted.push(Diverted { ticket, key, settings, job, not_before });
-                    continue;
-                }
-            }
-            // A warm-up schedule whose step is spoken for sends the rest to its overflow VMTA.
-            if let Some(plan) = super::ramp::Plan::from_settings(&settings)
-                && let Some(overflow) = &plan.overflow
-            {
-                let queued = self.queues.get(&key).map_or(0, |q| q.ready.len() as u64);
-                if self.ramps.remaining(&key.to_string(), &plan, self.clock.now_secs()) <= queued
-                    && let Ok(member) = self.rotation.member(&self.config, Some(overflow))
-                    && member != key.vmta
-                    && let Some(overflow_settings) = self.settings(&key.name, &member)
-                {
-                    tracing::debug!("warm-up: {key} is at its cap; {} goes to {member}", envelope.id);
-                    key.vmta = member;
-                    settings = overflow_settings;
-                }
-            }
             let job = Job { envelope: Arc::clone(&envelope), recipients, attempts };
-            self.file(key, settings, job, not_before, fresh);
+            self.place(&vmta, key, settings, job, not_before, fresh);
         }
     }
 

@@ -8,12 +8,15 @@
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
 //! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
-//! `bounce-upon-no-mx`; `dest_limits` caps connections per destination across queues; `supervisor` watches workers and
+//! `bounce-upon-no-mx`; `drain` and `handover` are `ember drain` (hand the queue to cluster peers,
+//! or wait until it is empty); `dest_limits` caps connections per destination across queues; `supervisor` watches workers and
 //! returns what a dead one held; `state_file` writes their small persistent state off the
 //! manager's task.
 
 pub mod backoff;
 pub mod dest_limits;
+pub mod drain;
+pub mod handover;
 pub mod limits;
 pub mod manager;
 pub mod no_mx;

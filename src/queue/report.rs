@@ -336,6 +336,35 @@ impl Reporter {
         }
     }
 
+    /// Recipients a peer accepted from this draining node (`ember drain`): spool state
+    /// `delivered` (they are the peer's now), and a `d` record each with `dlvType` `handover` and
+    /// the peer in `dsnMta`, so they are told apart from deliveries to the destination.
+    pub fn handed_over(
+        &self,
+        spool: &Spool,
+        job: &Job,
+        reply: &Reply,
+        peer: &Remote,
+        key: &QueueKey,
+        settings: Option<&QueueSettings>,
+    ) {
+        let id = job.envelope.id;
+        for i in &job.recipients {
+            tracing::info!(queue = %key, peer = %peer.mx, "handed over {id} to <{}>: {reply}", job.envelope.recipients[*i].address);
+        }
+        Self::persist(
+            spool,
+            job.recipients
+                .iter()
+                .map(|i| StateChange { id, recipient: *i, state: RecipientState::Delivered })
+                .collect(),
+        );
+        self.delay_notices_done(job, &job.recipients);
+        for i in &job.recipients {
+            self.record(RecordType::Delivery, job, *i, reply, "", peer, Some(key), settings, false);
+        }
+    }
+
     /// A worker of the queue died; the recipients it held are deferred by the caller.
     pub fn worker_failed(&self, key: &QueueKey) {
         self.telemetry.worker_failure(&key.name, &key.vmta);

@@ -3,6 +3,10 @@
 //! several), N from `max-cold-virtual-mta-msg N/day[,N/day…]` — one value per day of the ramp, the
 //! last repeating. Counters are kept in a small JSON file beside the spool (written by
 //! `state_file`), so a restart does not start the day over; they reset at midnight (UTC).
+//!
+//! In cluster mode the allowance is the cluster's (`cluster::allowance`): a node diverts from
+//! blocks it reserved in Redis ([`Decision::Wait`] asks for one), and while Redis is away from
+//! its share of the day's allowance among the live nodes, counted by its own counter.
 
 use std::collections::HashMap;
 
@@ -31,6 +35,49 @@ pub struct Warmup {
     counters: HashMap<String, Counter>,
     next_cold: usize,
     dirty: bool,
+    /// Cluster mode: the blocks of the cluster's allowance reserved by this node, per counter.
+    blocks: HashMap<String, Block>,
+}
+
+/// A block of a day's cluster-wide allowance.
+#[derive(Clone, Debug, Default)]
+struct Block {
+    day: u64,
+    left: u64,
+    /// Redis said the day's allowance is spent.
+    spent: bool,
+    /// A reservation is on its way.
+    asking: bool,
+}
+
+/// How the cluster stands, for a diversion decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Shared {
+    /// Redis is away (or just back): decide on this node's share.
+    pub local: bool,
+    /// Live nodes, this one included.
+    pub live: usize,
+}
+
+/// A reservation the manager must make (`Cluster::reserve_allowance`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub counter: String,
+    pub today: u64,
+    pub ramp: Vec<u64>,
+    pub want: u64,
+}
+
+/// Where a fresh message of a warm VMTA goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// To this cold VMTA.
+    Divert(String),
+    /// It stays with the warm VMTA.
+    Keep,
+    /// Cluster mode, no block left: hold the message until the reservation of `counter` is
+    /// answered; `ask` is the reservation to make (`None`: one is on its way).
+    Wait { counter: String, ask: Option<Ask> },
 }
 
 impl Warmup {
@@ -38,11 +85,11 @@ impl Warmup {
     /// and replaced).
     pub fn load(file: Option<StateFile>) -> Warmup {
         let counters = file.as_ref().and_then(|f| f.load("warm-up counters")).unwrap_or_default();
-        Warmup { file, counters, next_cold: 0, dirty: false }
+        Warmup { file, counters, next_cold: 0, dirty: false, blocks: HashMap::new() }
     }
 
     /// Where a message for `queue` selected for `warm` should go: `Some(cold VMTA)` while today's
-    /// allowance lasts. `today` is the UTC day number.
+    /// allowance lasts. `today` is the UTC day number. A single node's decision.
     pub fn divert(
         &mut self,
         config: &Config,
@@ -51,8 +98,42 @@ impl Warmup {
         settings: &QueueSettings,
         today: u64,
     ) -> Option<String> {
+        match self.decide(config, warm, queue, settings, today, None) {
+            Decision::Divert(cold) => Some(cold),
+            _ => None,
+        }
+    }
+
+    /// Where a message for `queue` selected for `warm` should go, with the cluster's allowance
+    /// when `shared` is given.
+    pub fn decide(
+        &mut self,
+        config: &Config,
+        warm: &str,
+        queue: &str,
+        settings: &QueueSettings,
+        today: u64,
+        shared: Option<Shared>,
+    ) -> Decision {
+        match self.allowed(config, warm, queue, settings, today, shared) {
+            Ok(cold) => Decision::Divert(cold),
+            Err(Some(wait)) => wait,
+            Err(None) => Decision::Keep,
+        }
+    }
+
+    fn allowed(
+        &mut self,
+        config: &Config,
+        warm: &str,
+        queue: &str,
+        settings: &QueueSettings,
+        today: u64,
+        shared: Option<Shared>,
+    ) -> Result<String, Option<Decision>> {
         let colds: Vec<String> = config
-            .vmta(warm)?
+            .vmta(warm)
+            .ok_or(None)?
             .settings
             .all(Dir::ColdVirtualMta)
             .iter()
@@ -62,30 +143,70 @@ impl Warmup {
             })
             .collect();
         if colds.is_empty() {
-            return None;
+            return Err(None);
         }
         let ramp: Vec<u64> = match settings.settings.effective(Dir::MaxColdVirtualMtaMsg) {
             Some(Value::RateList(l)) => l.iter().map(|r| r.map_or(0, |r| r.count * 86_400 / r.period.max(1))).collect(),
-            _ => return None,
+            _ => return Err(None),
         };
         if ramp.iter().all(|n| *n == 0) {
-            return None;
+            return Err(None);
         }
         let key = format!("{warm}/{queue}");
-        let c = self.counters.entry(key).or_insert(Counter { first_day: today, day: today, used: 0 });
+        let c = self.counters.entry(key.clone()).or_insert(Counter { first_day: today, day: today, used: 0 });
         if c.day != today {
             c.day = today;
             c.used = 0;
         }
         let step = (today.saturating_sub(c.first_day) as usize).min(ramp.len() - 1);
-        if c.used >= ramp[step] {
-            return None;
+        match shared {
+            None if c.used >= ramp[step] => return Err(None),
+            // Redis away: this node's share of the day's allowance.
+            Some(s) if s.local && c.used >= ramp[step] / s.live.max(1) as u64 => return Err(None),
+            None | Some(Shared { local: true, .. }) => {}
+            Some(s) => {
+                let block = self.blocks.entry(key.clone()).or_default();
+                if block.day != today {
+                    *block = Block { day: today, asking: block.asking, ..Block::default() };
+                }
+                if block.left == 0 {
+                    if block.spent {
+                        return Err(None);
+                    }
+                    let ask = (!block.asking).then(|| Ask {
+                        counter: key.clone(),
+                        today,
+                        // Small blocks, so what a node reserves and does not spend stays small.
+                        want: (ramp[step] / (4 * s.live.max(1) as u64)).clamp(1, 64),
+                        ramp: ramp.clone(),
+                    });
+                    block.asking = true;
+                    return Err(Some(Decision::Wait { counter: key, ask }));
+                }
+                block.left -= 1;
+            }
         }
         c.used += 1;
         self.dirty = true;
         let cold = colds[self.next_cold % colds.len()].clone();
         self.next_cold = self.next_cold.wrapping_add(1);
-        Some(cold)
+        Ok(cold)
+    }
+
+    /// The answer to a reservation of `counter` for `day`: `granted` more diversions, or (0) the
+    /// day's allowance is spent; `None` when Redis did not answer (the next decision falls back
+    /// to the node's share, the cluster being degraded).
+    pub fn granted(&mut self, counter: &str, day: u64, granted: Option<u64>) {
+        let block = self.blocks.entry(counter.to_string()).or_default();
+        block.asking = false;
+        if block.day != day {
+            *block = Block { day, ..Block::default() };
+        }
+        match granted {
+            Some(0) => block.spent = true,
+            Some(n) => block.left += n,
+            None => {}
+        }
     }
 
     /// Hands the counters to the saver if they changed; the ticket that reports them durable,
