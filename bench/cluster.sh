@@ -4,7 +4,7 @@
 # 1. Acquisition latency: examples/cluster-latency against a local redis-server (loopback): one
 #    shared-rate reservation (a script run over 4 limiters, as a message meeting max-msg-rate,
 #    max-data-volume-rate, a VMTA and a pool rate) and one connection lease, p50/p99/p999.
-# 2. Throughput with 1, 2 and 3 nodes: N Ember nodes on one Redis, one identity (virtual MTA v,
+# 2. Throughput of one node without cluster mode (the baseline), then with 1, 2 and 3 nodes: N Ember nodes on one Redis, one identity (virtual MTA v,
 #    source 127.0.0.2), relaying to Postfix's smtp-sink with max-smtp-out 20 and a message rate
 #    high enough never to bind (so every message still makes its reservation in Redis); the same
 #    total injected by smtp-source, split evenly across the nodes; time from the first injection
@@ -44,15 +44,16 @@ smtp-sink -c -u nobody 127.0.0.1:$sink_port 1000 > "$work/sink.count" 2>&1 &
 sink_pid=$!
 until (exec 3<>/dev/tcp/127.0.0.1/$sink_port) 2>/dev/null; do sleep 0.1; done
 
-node_conf() { # node number
-    local n=$1
+node_conf() { # node number, and "solo" for a node without cluster mode (the baseline)
+    local n=$1 cluster="cluster-redis $url
+cluster-node-name bench-$1"
+    [ "${2:-}" = solo ] && cluster=""
     mkdir -p "$work/node$n"
     cat > "$work/node$n/ember.conf" <<CF
 smtp-listener 127.0.0.1:$((26100 + n))
 http-mgmt-port 0
 total-max-smtp-in 1000
-cluster-redis $url
-cluster-node-name bench-$n
+$cluster
 <source 127.0.0.1>
     always-allow-relaying yes
     default-virtual-mta v
@@ -75,17 +76,23 @@ cluster-node-name bench-$n
 CF
 }
 
-for nodes in 1 2 3; do
+for nodes in solo 1 2 3; do
     redis-cli -p $redis_port flushdb > /dev/null
     pids=()
+    mode=""
+    if [ "$nodes" = solo ]; then nodes=1 mode=solo; fi
     for n in $(seq 1 "$nodes"); do
         rm -rf "$work/node$n"
-        node_conf "$n"
+        node_conf "$n" $mode
         ./target/release/ember run --config "$work/node$n/ember.conf" > "$work/node$n/out" 2>&1 &
         pids+=($!)
     done
     for n in $(seq 1 "$nodes"); do
-        until grep -q "cluster: connected to Redis" "$work/node$n/out"; do sleep 0.1; done
+        if [ -n "$mode" ]; then
+            until grep -qs "ember ready" "$work/node$n/out"; do sleep 0.1; done
+        else
+            until grep -qs "cluster: connected to Redis" "$work/node$n/out"; do sleep 0.1; done
+        fi
     done
     per=$((messages / nodes))
     start=$(now)
@@ -99,8 +106,13 @@ for nodes in 1 2 3; do
         until [ -f "$work/node$n/acct.csv" ] && [ "$(wc -l < "$work/node$n/acct.csv")" -gt "$per" ]; do sleep 0.2; done
     done
     end=$(now)
-    awk -v n="$nodes" -v m=$((per * nodes)) -v a="$start" -v b="$end" \
-        'BEGIN { printf "cluster: %d node(s): %d messages in %.2fs, %.0f msg/s (one identity, every message reserved in Redis)\n", n, m, b - a, m / (b - a) }'
+    if [ -n "$mode" ]; then
+        awk -v m=$((per * nodes)) -v a="$start" -v b="$end" \
+            'BEGIN { printf "baseline: 1 node without cluster mode: %d messages in %.2fs, %.0f msg/s\n", m, b - a, m / (b - a) }'
+    else
+        awk -v n="$nodes" -v m=$((per * nodes)) -v a="$start" -v b="$end" \
+            'BEGIN { printf "cluster: %d node(s): %d messages in %.2fs, %.0f msg/s (one identity, every message reserved in Redis)\n", n, m, b - a, m / (b - a) }'
+    fi
     for p in "${pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
     pids=()
 done

@@ -158,6 +158,11 @@ fn parse_answer((granted, wait): (i64, String)) -> (bool, f64) {
 }
 
 async fn sleep_ms(ms: f64) {
+    // No wait is no sleep: tokio rounds a deadline up to its next millisecond tick, so even a
+    // zero-length sleep would cost every granted message up to a millisecond.
+    if ms <= 0.0 {
+        return;
+    }
     tokio::time::sleep(Duration::from_secs_f64(ms.clamp(0.0, 60_000.0) / 1000.0)).await;
 }
 
