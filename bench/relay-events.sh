@@ -23,17 +23,21 @@ command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get instal
 command -v nats-server >/dev/null || { echo "nats-server missing: apt-get install nats-server" >&2; exit 1; }
 cargo build --release --quiet --bin ember
 now() { date +%s.%N; }
+hz=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 wait_port() { until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.1; done; }
 
 sink_port=25270
 smtp-sink -c -u nobody 127.0.0.1:$sink_port 1000 > "$work/sink.count" 2>&1 &
 pids+=($!)
 wait_port $sink_port
-python3 tests/support/webhook.py --listen 127.0.0.1:25271 --log "$work/webhook.jsonl" > "$work/webhook.out" &
-pids+=($!)
+python3 tests/support/webhook.py --listen 127.0.0.1:25271 --log "$work/webhook.jsonl" --no-bodies > "$work/webhook.out" &
+webhook_pid=$!
+pids+=($webhook_pid)
 wait_port 25271
 nats-server -js -a 127.0.0.1 -p 25272 -sd "$work/nats" > /dev/null 2>&1 &
-pids+=($!)
+nats_pid=$!
+pids+=($nats_pid)
 wait_port 25272
 # The stream the NATS sink publishes to, through the server's JetStream API (no nats CLI needed).
 python3 - <<'PY'
@@ -76,12 +80,16 @@ CF
     local pid=$!
     pids+=($pid)
     until grep -q "ember ready" "$work/$name.out"; do kill -0 $pid || { cat "$work/$name.out"; exit 1; }; sleep 0.1; done
-    local start end
-    start=$(now)
+    local start end own0 rcv0
+    start=$(now) own0=$(ticks $pid) rcv0=$(( $(ticks $webhook_pid) + $(ticks $nats_pid) ))
     smtp-source -s "$connections" -m "$messages" -l "$size" -f bench@ember.test -t rcpt@example.com 127.0.0.1:$port
-    until [ "$(wc -l < "$work/$name-acct.csv")" -gt "$messages" ]; do sleep 0.2; done
+    until [ "$(wc -l < "$work/$name-acct.csv")" -gt "$messages" ]; do sleep 0.05; done
     end=$(now)
     awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }' > "$work/$name.seconds"
+    # CPU while the mail flowed: Ember's own, and the two receivers' (ms per message).
+    awk -v t=$(( $(ticks $pid) - own0 )) -v hz="$hz" -v n="$messages" 'BEGIN { printf "%.3f", t / hz / n * 1000 }' > "$work/$name.own"
+    awk -v t=$(( $(ticks $webhook_pid) + $(ticks $nats_pid) - rcv0 )) -v hz="$hz" -v n="$messages" \
+        'BEGIN { printf "%.3f", t / hz / n * 1000 }' > "$work/$name.receivers"
     if [ -n "$sinks" ]; then
         # Both sinks caught up: every reception and delivery event taken.
         until curl -s "http://127.0.0.1:$((port + 100))/api/v1/status" | python3 -c '
@@ -111,11 +119,13 @@ for r in $(seq 1 "$runs"); do
     run plain "" 25281
     run sinks "$sinks_conf" 25291
     plain=$(cat "$work/plain.seconds") sinks=$(cat "$work/sinks.seconds") lag=$(cat "$work/sinks.sinks")
+    own_plain=$(cat "$work/plain.own") own_sinks=$(cat "$work/sinks.own") receivers=$(cat "$work/sinks.receivers")
     batches=$(grep -c . "$work/webhook.jsonl" || true)
     awk -v r="$r" -v n="$messages" -v a="$plain" -v b="$sinks" -v l="$lag" -v h="$batches" 'BEGIN {
         printf "run %d: no sinks %5.0f msg/s, http + nats sinks %5.0f msg/s (%.1f%%), sinks complete %.2fs after the last delivery (%d HTTP batches)\n", r, n / a, n / b, a / b * 100, l, h
     }'
-    echo "$plain $sinks $lag" >> "$work/results"
+    echo "       ember's own cpu while mail flowed: ${own_plain} ms/msg without sinks, ${own_sinks} ms/msg with; the two receivers ${receivers} ms/msg"
+    echo "$plain $sinks $lag $own_plain $own_sinks $receivers" >> "$work/results"
 done
 col() { awk -v c="$1" '{ print $c }' "$work/results" | median; }
 plain=$(col 1) sinks=$(col 2) lag=$(col 3)
@@ -125,3 +135,4 @@ awk -v n="$messages" -v s="$sinks" 'BEGIN { printf "http + nats sinks   %6.2fs  
 ratio=$(awk '{ print $1 / $2 * 100 }' "$work/results" | median)
 echo "with sinks: ${ratio}% of the rate without (median of the per-run ratios)"
 echo "sinks had every event ${lag}s after the last delivery"
+echo "ember's own cpu while mail flowed: $(col 4) ms/msg without sinks, $(col 5) ms/msg with; receivers (webhook.py + nats-server) $(col 6) ms/msg"

@@ -7,7 +7,10 @@
 //!
 //! A sink never touches the path of a message: it reads the log's files, and a sink that is
 //! behind (or down for days) only grows its lag, shown per sink in `show status`, `/metrics`
-//! and the dashboard.
+//! and the dashboard. Nor does it take the CPU mail needs: every sink runs on one thread of
+//! its own (`event-sinks`, a single-threaded runtime) at a lower scheduling priority, so when
+//! the machine is busy the kernel gives delivery the CPU first and the sinks catch up after
+//! the burst (their lag shows it). On an idle machine the priority changes nothing.
 
 pub mod file;
 pub mod http;
@@ -23,9 +26,14 @@ use super::log::{EventLog, LogError, Stored};
 use crate::config::event_sinks::{EventSinkSpec, SinkTarget};
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// The sinks' thread's nice value: below the rest of Ember's threads (0), but not starved.
+const SINK_NICENESS: i32 = 10;
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A sink that takes few of the log's types records how far it skipped at most this often.
-const SKIP_STORE_EVERY: Duration = Duration::from_secs(1);
+/// While a sink is busy its cursor is written at most this often (and again whenever it has
+/// caught up): each write is two fsyncs, and one per batch would compete with the spool's own
+/// syncs for the disk. After a crash the sink sends again at most this much of what it had
+/// delivered (at-least-once; receivers de-duplicate by event id).
+const CURSOR_STORE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a batch was not delivered; the batch is retried.
 #[derive(Debug, thiserror::Error)]
@@ -184,8 +192,42 @@ pub fn start(log: &EventLog, spec: &EventSinkSpec, start_at: u64) -> Result<Arc<
         stats: Arc::clone(&stats),
         next: last + 1,
     };
-    tokio::spawn(runner.run());
+    sink_runtime()?.spawn(runner.run());
     Ok(stats)
+}
+
+/// The runtime every sink runs on (started by the first sink): one thread at nice
+/// [`SINK_NICENESS`].
+fn sink_runtime() -> Result<tokio::runtime::Handle, String> {
+    static RUNTIME: Mutex<Option<tokio::runtime::Handle>> = Mutex::new(None);
+    let mut runtime = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = runtime.as_ref() {
+        return Ok(handle.clone());
+    }
+    let (ready, handle) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("event-sinks".into())
+        .spawn(move || {
+            // On Linux the nice value belongs to the thread: this lowers only the sinks' thread.
+            if let Err(e) = rustix::process::setpriority_process(None, SINK_NICENESS) {
+                tracing::warn!("event sinks: cannot lower their thread's priority: {e}");
+            }
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => {
+                    if ready.send(Ok(runtime.handle().clone())).is_ok() {
+                        runtime.block_on(std::future::pending::<()>());
+                    }
+                }
+                Err(e) => {
+                    // The starter is waiting for this answer; it reports the error.
+                    let _ = ready.send(Err(format!("event sinks: cannot start their runtime: {e}")));
+                }
+            }
+        })
+        .map_err(|e| format!("event sinks: cannot start their thread: {e}"))?;
+    let started = handle.recv().map_err(|_| "event sinks: their thread stopped at start".to_string())??;
+    *runtime = Some(started.clone());
+    Ok(started)
 }
 
 struct Runner {
@@ -217,10 +259,18 @@ struct TypeOnly {
 impl Runner {
     async fn run(mut self) {
         let mut head = self.log.subscribe();
-        let mut last_skip_store = std::time::Instant::now();
+        let mut stored = self.next - 1;
+        let mut last_store = std::time::Instant::now();
         loop {
             while *head.borrow_and_update() < self.next {
                 self.stats.oldest_pending_ms.store(0, Relaxed);
+                if stored < self.next - 1 {
+                    // Caught up: the cursor is written exactly.
+                    stored = self.next - 1;
+                    self.store_cursor(stored).await;
+                    last_store = std::time::Instant::now();
+                    continue;
+                }
                 if head.changed().await.is_err() {
                     return;
                 }
@@ -231,23 +281,18 @@ impl Runner {
                 tokio::time::sleep(BACKOFF_FIRST).await;
                 continue;
             }
-            if batch.events.is_empty() {
-                // Nothing this sink takes: move on, recording it now and then.
-                self.next = batch.last + 1;
-                if last_skip_store.elapsed() >= SKIP_STORE_EVERY {
-                    self.store_cursor(batch.last).await;
-                    last_skip_store = std::time::Instant::now();
-                } else {
-                    self.stats.cursor.store(batch.last, Relaxed);
-                }
-                continue;
-            }
-            if self.deliver(&batch).await {
+            // A batch of nothing this sink takes is passed over like a delivered one.
+            if !batch.events.is_empty() && self.deliver(&batch).await {
                 self.stats.delivered.fetch_add(batch.events.len() as u64, Relaxed);
                 self.stats.batches.fetch_add(1, Relaxed);
             }
             self.next = batch.last + 1;
-            self.store_cursor(batch.last).await;
+            self.stats.cursor.store(batch.last, Relaxed);
+            if last_store.elapsed() >= CURSOR_STORE_EVERY {
+                stored = batch.last;
+                self.store_cursor(stored).await;
+                last_store = std::time::Instant::now();
+            }
         }
     }
 
