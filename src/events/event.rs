@@ -86,6 +86,11 @@ impl KindSet {
     pub fn contains(self, kind: EventKind) -> bool {
         self.0 & kind.bit() != 0
     }
+
+    /// Every kind: a sink that takes them all need not look at an event's type.
+    pub fn is_all(self) -> bool {
+        self.0 == KindSet::all().0
+    }
 }
 
 /// One event. `id` and `time` are set by the log when it is written.

@@ -314,7 +314,8 @@ impl Runner {
             };
             let Some(last_read) = read.last().map(|s| s.id) else { break };
             for stored in read {
-                let taken = serde_json::from_slice::<TypeOnly>(&stored.json).is_ok_and(|t| self.kinds.contains(t.kind));
+                let taken = self.kinds.is_all()
+                    || serde_json::from_slice::<TypeOnly>(&stored.json).is_ok_and(|t| self.kinds.contains(t.kind));
                 batch.last = stored.id;
                 if taken {
                     if batch.events.is_empty() {
