@@ -341,3 +341,77 @@ fn three_nodes_divert_the_clusters_cold_vmta_allowance_not_three_times_it() {
     assert_eq!((from("127.0.0.3"), from("127.0.0.2")), (6, 24), "cold and warm deliveries");
     assert_eq!(redis.cli(&["GET", &format!("ember:warmup:v/example.com:{}", now() as u64 / 86_400)]).trim(), "6");
 }
+
+#[test]
+fn three_nodes_send_a_warm_up_steps_cap_together_not_three_times_it() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let nodes = start_nodes(&redis, &rx, "    warmup-schedule 6/day,12/day\n");
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(10, &format!("n{i}-"));
+    }
+    wait_messages(&rx, 6, Duration::from_secs(60));
+    // Every node's queue ends up waiting at the step's cap, which the cluster has used up.
+    for e in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let q = loop {
+            let out = e.live_cli(&["explain", "example.com/v", "--json"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if q["waiting_reason"].as_str().is_some_and(|w| w.starts_with("warm-up cap")) {
+                break q;
+            }
+            assert!(Instant::now() < deadline, "the queue never reported the cluster's warm-up cap: {q}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!((q["warmup"]["step"].as_u64(), q["warmup"]["cap"].as_u64()), (Some(1), Some(6)), "{q}");
+        assert_eq!(q["warmup"]["used"].as_u64(), Some(6), "the cluster's use, on every node: {q}");
+    }
+    assert_eq!(rx.events("message").len(), 6, "the step's cap, for the three nodes together");
+    assert_eq!(redis.cli(&["HGET", "ember:ramp:example.com/v", "used"]).trim(), "6");
+}
+
+#[test]
+fn a_clean_window_moves_every_node_to_the_next_warm_up_step_together() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
+    let nodes = start_nodes(&redis, &rx, "    warmup-schedule 3/10s,6/10s\n");
+    for e in &nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+    // Windows are aligned on multiples of their period: start at the beginning of one, so that
+    // step one's window is whole.
+    let start = now();
+    std::thread::sleep(Duration::from_secs_f64(10.0 - start % 10.0 + 0.2));
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(10, &format!("n{i}-"));
+    }
+    // Step one's window lets the cluster send 3; the next, judged clean, more.
+    wait_messages(&rx, 4, Duration::from_secs(60));
+    let explain = |e: &Ember| -> Value {
+        let out = e.live_cli(&["explain", "example.com/v", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for e in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let q = explain(e);
+            if q["warmup"]["step"].as_u64() == Some(2) {
+                assert_eq!(q["warmup"]["cap"].as_u64(), Some(6), "{q}");
+                assert!(q["warmup"]["held"].is_null(), "{q}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the node never moved to step 2: {q}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The window judged was step one's: the cluster used its cap of 3 there, all delivered.
+    let judged = |field: &str| redis.cli(&["HGET", "ember:ramp:example.com/v", field]).trim().to_string();
+    assert_eq!((judged("judged"), judged("pu"), judged("pdl")), ("1".into(), "3".into(), "3".into()));
+}

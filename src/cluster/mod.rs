@@ -27,6 +27,9 @@
 //!   there is no burst.
 //! - **Daily allowances** (`allowance.rs`): the cold-VMTA diversions of warm-up, counted per
 //!   day in Redis and spent by each node in blocks it reserves.
+//! - **Warm-up schedules** (`ramp.rs`): a `warmup-schedule`'s step, its window's use and the
+//!   outcomes that decide the next step, in one Redis hash per ramp; nodes spend the step's cap
+//!   in blocks.
 //! - **Shared state** (`state.rs`): backoff, operator pause, resume and mode, and the global
 //!   suppression list travel on a Redis stream that every node reads from its own cursor.
 //!
@@ -37,6 +40,7 @@ pub mod allowance;
 pub mod fallback;
 pub mod limits;
 pub mod membership;
+pub mod ramp;
 pub mod redis;
 pub mod state;
 

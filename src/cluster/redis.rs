@@ -15,6 +15,9 @@ pub enum CallError {
     Timeout(Duration),
     #[error("{0}")]
     Redis(#[from] RedisError),
+    /// A script answered in a shape its caller does not know (a node of another version?).
+    #[error("unexpected answer: {0}")]
+    Answer(String),
 }
 
 /// The cluster's Redis.

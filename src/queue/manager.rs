@@ -177,6 +177,12 @@ pub enum Event {
         day: u64,
         granted: Option<u64>,
     },
+    /// A call for a warm-up schedule shared by the cluster came back (`warm.rs`); `answer` is
+    /// `None` when Redis did not answer.
+    RampSynced {
+        ask: crate::queue::ramp::RampAsk,
+        answer: Option<crate::cluster::ramp::RampAnswer>,
+    },
     /// Everything queued, for `ember drain` (`handover.rs`).
     Queued(oneshot::Sender<Vec<(QueueKey, Job)>>),
     /// A peer accepted these recipients (`ember drain`): they leave the queue.
@@ -415,6 +421,7 @@ impl Manager {
                 reply.answer(jobs);
             }
             Event::Allowance { counter, day, granted } => self.allowance(&counter, day, granted),
+            Event::RampSynced { ask, answer } => self.ramps.answered(ask, answer, self.clock.now_secs()),
             Event::Queued(reply) => self.answer_queued(reply),
             Event::HandedOver { key, job, reply, peer } => self.handed_over(&key, job, &reply, &peer),
             Event::StateSaved(done) => {
@@ -635,6 +642,7 @@ impl Manager {
         self.warmup.save();
         self.ramps.save();
         let now = self.clock.now_secs();
+        self.sync_ramps(now);
         let mut visit = self.queues.due(now);
         // Higher queue-priority first, so scarce connection slots go to it.
         self.rank(&mut visit);

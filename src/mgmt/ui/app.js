@@ -231,7 +231,7 @@ const views = {
     const state = c.degraded ? "degraded: Redis unreachable, limits run on this node's share" : c.refused ? "refused membership: another live node holds this name" : "member";
     root.innerHTML = `<div id="cluster-state" class="${c.degraded || c.refused ? "warn" : ""}">Node ${esc(c.node)}: ${esc(state)}; ${num(c.live)} live node(s)</div>
       <table id="cluster-table"><tr><th>Node</th><th>Live</th><th>SMTP</th><th>Management</th><th>Version</th><th>Config</th><th class="num">Messages</th><th class="num">Recipients</th><th>Last seen</th></tr>
-      ${c.nodes.map((n) => `<tr class="${n.config_differs ? "warn" : ""}"><td>${esc(n.name)}</td><td>${n.live ? "yes" : "no"}</td><td>${esc(n.smtp)}</td><td>${esc(n.mgmt)}</td><td>${esc(n.version)}</td>
+      ${c.nodes.map((n) => `<tr class="${n.config_differs ? "warn" : ""}"><td>${esc(n.name)}</td><td>${n.live ? (n.draining ? "draining" : "yes") : "no"}</td><td>${esc(n.smtp)}</td><td>${esc(n.mgmt)}</td><td>${esc(n.version)}</td>
         <td>${esc(n.config_hash)}${n.config_differs ? " (differs from this node's)" : ""}</td><td class="num">${num(n.messages)}</td><td class="num">${num(n.recipients)}</td><td>${esc(when(n.last_seen))}</td></tr>`).join("")}</table>`;
   },
 

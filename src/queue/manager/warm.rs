@@ -1,7 +1,9 @@
 //! Filing a fresh job whose queue may divert it: warm-up's cold-VMTA diversion (`warmup.rs`,
 //! with the cluster's allowance in cluster mode) and the warm-up schedule's overflow VMTA. In
 //! cluster mode a job that needs a block of the cluster's allowance waits here, off the queues,
-//! for the reservation's answer (one Redis round trip; the manager never waits for it).
+//! for the reservation's answer (one Redis round trip; the manager never waits for it), and the
+//! warm-up schedules' calls to Redis (`ramp.rs`) are made from here, their answers coming back as
+//! events.
 
 use std::sync::Arc;
 
@@ -82,6 +84,21 @@ impl Manager {
             }
         }
         self.file(key, settings, job, not_before, fresh);
+    }
+
+    /// Cluster mode: tells the ramps whether Redis answers, and makes the calls they ask for.
+    pub(super) fn sync_ramps(&mut self, now: u64) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        self.ramps.set_cluster(Some(Shared { local: cluster.limits_local(), live: cluster.share().live }));
+        for ask in self.ramps.asks(now) {
+            let (cluster, events) = (cluster.clone(), self.events.clone());
+            tokio::spawn(async move {
+                let answer = cluster.sync_ramp(&ask.key, now, &ask.rules, ask.report).await.ok();
+                if events.send(Event::RampSynced { ask, answer }).await.is_err() {
+                    tracing::debug!("a warm-up schedule's call was answered after the queue manager stopped");
+                }
+            });
+        }
     }
 
     /// Reserves a block of the cluster's allowance; the answer comes back as an event.
