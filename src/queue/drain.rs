@@ -133,6 +133,8 @@ impl Drain {
                 }
             }
         }
+        // The answer says what there is to drain (the spool's live counts, read from memory).
+        self.count_spool(&parts.spool);
         let this = Arc::clone(self);
         match mode {
             Mode::HandOver { .. } => {
