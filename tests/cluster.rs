@@ -29,6 +29,35 @@ fn start_nodes(redis: &RedisServer, rx: &Receiver, domain: &str) -> Vec<Ember> {
     (1..=3).map(|n| Ember::start(&node_config(n, &redis.url(), rx, domain))).collect()
 }
 
+/// Waits until every node has joined the cluster.
+fn wait_joined(nodes: &[Ember]) {
+    for e in nodes {
+        e.wait_log("cluster: node \"node-");
+    }
+}
+
+/// Injects `n` numbered messages on each node (prefixes n0-, n1-, …).
+fn inject_each(nodes: &[Ember], n: usize) {
+    for (i, e) in nodes.iter().enumerate() {
+        e.inject_numbered(n, &format!("n{i}-"));
+    }
+}
+
+/// Polls `explain example.com/v --json` on `e` until `ok` holds.
+fn explain_until(e: &Ember, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = e.live_cli(&["explain", "example.com/v", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if ok(&q) {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "{what} never held: {q}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The most connections open at once at the receiver, sampled at each connection's start.
 fn peak_connections(rx: &Receiver) -> usize {
     let t = |e: &Value| e["t"].as_f64().unwrap();
@@ -82,12 +111,8 @@ fn three_nodes_share_max_smtp_out_and_max_msg_rate_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let nodes = start_nodes(&redis, &rx, "    max-smtp-out 2\n    max-msg-rate 1200/m\n");
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
-    for (i, e) in nodes.iter().enumerate() {
-        e.inject_numbered(120, &format!("n{i}-"));
-    }
+    wait_joined(&nodes);
+    inject_each(&nodes, 120);
     wait_messages(&rx, 360, Duration::from_secs(120));
     assert_eq!(peak_connections(&rx), 2, "{:?}", rx.events("connect"));
     // One identity: every node connected from the same source IP (each node had only its own
@@ -115,9 +140,7 @@ fn redis_killed_mid_run_limits_hold_nothing_is_lost_and_full_speed_returns() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let nodes = start_nodes(&redis, &rx, "    max-smtp-out 2\n    max-msg-rate 1200/m\n");
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
+    wait_joined(&nodes);
     for (i, e) in nodes.iter().enumerate() {
         e.inject_numbered(150, &format!("n{i}-"));
     }
@@ -274,9 +297,7 @@ fn backoff_pause_and_suppression_made_on_one_node_hold_on_the_others() {
     let script = json!({"rcpt_rules": [{"address": "trigger@example.com", "replies": "421 4.7.0 [RP-001] slow down"}]});
     let rx = Receiver::start("127.0.0.1", &script, dir.path(), None);
     let nodes = start_nodes(&redis, &rx, "    421 RP-001 *, 1h, 1, 60/m\n");
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
+    wait_joined(&nodes);
     // A reply rule puts the queue in backoff on node-1 ...
     nodes[0].send_with_script("127.0.0.1", "a@example.net", &["trigger@example.com"], "Subject: x\r\n\r\nhi\r\n");
     let here = wait_queue(&nodes[0], "in backoff on node-1", |q| q["mode"] == "backoff");
@@ -330,12 +351,8 @@ fn three_nodes_divert_the_clusters_cold_vmta_allowance_not_three_times_it() {
             Ember::start(&config)
         })
         .collect();
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
-    for (i, e) in nodes.iter().enumerate() {
-        e.inject_numbered(10, &format!("n{i}-"));
-    }
+    wait_joined(&nodes);
+    inject_each(&nodes, 10);
     wait_messages(&rx, 30, Duration::from_secs(60));
     let from = |ip: &str| rx.events("message").iter().filter(|m| m["peer"] == ip).count();
     assert_eq!((from("127.0.0.3"), from("127.0.0.2")), (6, 24), "cold and warm deliveries");
@@ -348,26 +365,14 @@ fn three_nodes_send_a_warm_up_steps_cap_together_not_three_times_it() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let nodes = start_nodes(&redis, &rx, "    warmup-schedule 6/day,12/day\n");
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
-    for (i, e) in nodes.iter().enumerate() {
-        e.inject_numbered(10, &format!("n{i}-"));
-    }
+    wait_joined(&nodes);
+    inject_each(&nodes, 10);
     wait_messages(&rx, 6, Duration::from_secs(60));
     // Every node's queue ends up waiting at the step's cap, which the cluster has used up.
     for e in &nodes {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let q = loop {
-            let out = e.live_cli(&["explain", "example.com/v", "--json"]);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let q: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if q["waiting_reason"].as_str().is_some_and(|w| w.starts_with("warm-up cap")) {
-                break q;
-            }
-            assert!(Instant::now() < deadline, "the queue never reported the cluster's warm-up cap: {q}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let q = explain_until(e, "the cluster's warm-up cap", |q| {
+            q["waiting_reason"].as_str().is_some_and(|w| w.starts_with("warm-up cap"))
+        });
         assert_eq!((q["warmup"]["step"].as_u64(), q["warmup"]["cap"].as_u64()), (Some(1), Some(6)), "{q}");
         assert_eq!(q["warmup"]["used"].as_u64(), Some(6), "the cluster's use, on every node: {q}");
     }
@@ -381,35 +386,18 @@ fn a_clean_window_moves_every_node_to_the_next_warm_up_step_together() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let nodes = start_nodes(&redis, &rx, "    warmup-schedule 3/10s,6/10s\n");
-    for e in &nodes {
-        e.wait_log("cluster: node \"node-");
-    }
+    wait_joined(&nodes);
     // Windows are aligned on multiples of their period: start at the beginning of one, so that
     // step one's window is whole.
     let start = now();
     std::thread::sleep(Duration::from_secs_f64(10.0 - start % 10.0 + 0.2));
-    for (i, e) in nodes.iter().enumerate() {
-        e.inject_numbered(10, &format!("n{i}-"));
-    }
+    inject_each(&nodes, 10);
     // Step one's window lets the cluster send 3; the next, judged clean, more.
     wait_messages(&rx, 4, Duration::from_secs(60));
-    let explain = |e: &Ember| -> Value {
-        let out = e.live_cli(&["explain", "example.com/v", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     for e in &nodes {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let q = explain(e);
-            if q["warmup"]["step"].as_u64() == Some(2) {
-                assert_eq!(q["warmup"]["cap"].as_u64(), Some(6), "{q}");
-                assert!(q["warmup"]["held"].is_null(), "{q}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the node never moved to step 2: {q}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let q = explain_until(e, "step 2", |q| q["warmup"]["step"].as_u64() == Some(2));
+        assert_eq!(q["warmup"]["cap"].as_u64(), Some(6), "{q}");
+        assert!(q["warmup"]["held"].is_null(), "{q}");
     }
     // The window judged was step one's: the cluster used its cap of 3 there, all delivered.
     let judged = |field: &str| redis.cli(&["HGET", "ember:ramp:example.com/v", field]).trim().to_string();

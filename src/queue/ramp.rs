@@ -242,7 +242,10 @@ impl Ramps {
             next_call: 0,
             answer: None,
         });
-        s.plan = plan.clone();
+        // A reload may change the schedule; cloning it on every call would allocate per message.
+        if s.plan != *plan {
+            s.plan = plan.clone();
+        }
         s
     }
 
