@@ -14,6 +14,7 @@
 //! - sustained clean delivery raises the rate by a fixed step (5% of the ceiling) and the cap by
 //!   one, at most once per `adaptive-interval`, and only while the learned limit is what holds
 //!   the queue back: nothing is probed that is not needed.
+//!
 //! New connections open one at a time (the next waits until the last one was greeted), so a
 //! receiver that takes two connections refuses one, not eight.
 //!
@@ -21,7 +22,10 @@
 //! unit-tested in virtual time (`tests.rs`). The controller decides; the queue (state.rs)
 //! applies its limits, records its decisions as events and saves the learned values.
 
+mod apply;
+pub mod per_queue;
 pub mod signals;
+pub mod store;
 pub mod window;
 
 #[cfg(test)]
@@ -174,6 +178,16 @@ impl Controller {
         self.conns
     }
 
+    /// (opening, up).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.opening, self.up)
+    }
+
+    /// Carries the connection counts over to a controller rebuilt by a reload.
+    pub fn set_counts(&mut self, opening: usize, up: usize) {
+        (self.opening, self.up) = (opening, up);
+    }
+
     /// Connections opening and up from this source.
     pub fn open(&self) -> usize {
         self.opening + self.up
@@ -307,6 +321,13 @@ impl Controller {
         self.ceiling.get_or_insert(current);
         self.set_rate(new, now);
         self.settle_until = now + Self::window_for(t, new);
+        // The deferrals this cut answers are spent: the deferral ratio starts a new sample, or
+        // it would cut again for the same push-backs.
+        for (trigger, w) in t.triggers.iter().zip(&mut self.ratios) {
+            if trigger.slot == DEFERRED {
+                w.clear();
+            }
+        }
         Some(Decision {
             limit: Limit::Rate,
             rule: "rate push-back".into(),

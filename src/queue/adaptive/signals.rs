@@ -20,6 +20,7 @@ const CONNECTION_MARKERS: &[&str] = &[
     r"too many (\w+ ){0,2}(connections|sessions)",
     r"connection (limit|rate limit)",
     r"too many connections from",
+    r"concurrent (smtp )?connections",
     r"\bmaximum (number of )?connections\b",
 ];
 

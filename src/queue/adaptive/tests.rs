@@ -66,7 +66,8 @@ fn run(c: &mut Controller, t: &Tuning, receiver: &mut Receiver, from: f64, secs:
 
 #[test]
 fn a_50_per_second_queue_converges_on_a_receiver_taking_8() {
-    let t = Tuning::for_test(Some(50.0), 10, 60.0);
+    // With the default deferral ratio on: the push-backs a cut answered do not cut again.
+    let t = Tuning::for_test(Some(50.0), 10, 60.0).with_trigger(DEFERRED, "5%/200/10m");
     let mut c = Controller::new(&t, None, 0.0);
     let mut receiver = Receiver::new(8);
     let (delivered, deferred, decisions) = run(&mut c, &t, &mut receiver, 0.0, 50.0);

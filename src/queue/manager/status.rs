@@ -34,6 +34,8 @@ pub struct QueueStatus {
     pub paused: bool,
     /// Recipients held because their job is paused.
     pub held_recipients: usize,
+    /// `adaptive-delivery`: the learned limits per source IP and the last decisions.
+    pub adaptive: Option<crate::queue::adaptive::per_queue::AdaptiveStatus>,
 }
 
 impl Manager {
@@ -78,6 +80,7 @@ impl Manager {
                 warmup,
                 paused: q.paused,
                 held_recipients: q.held.iter().map(|j| j.recipients.len()).sum(),
+                adaptive: q.adaptive.as_ref().map(|a| a.status()),
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
