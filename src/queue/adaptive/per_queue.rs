@@ -90,6 +90,11 @@ impl QueueAdaptive {
         self.workers.insert(worker, (source, false));
     }
 
+    /// The source a connection was opened from.
+    pub fn source_of(&self, worker: WorkerId) -> Option<Option<IpAddr>> {
+        self.workers.get(&worker).map(|(source, _)| *source)
+    }
+
     /// A connection asked for mail: it is up. Returns whether it is now one too many.
     pub fn greeted(&mut self, worker: WorkerId, now: f64) -> bool {
         let Some((source, greeted)) = self.workers.get_mut(&worker) else { return false };
