@@ -86,7 +86,7 @@ impl QueueAdaptive {
     }
 
     pub fn opened(&mut self, worker: WorkerId, source: Option<IpAddr>, now: f64) {
-        self.controller(source, now).opened();
+        self.controller(source, now).opened(now);
         self.workers.insert(worker, (source, false));
     }
 
