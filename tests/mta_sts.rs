@@ -271,6 +271,18 @@ fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
     ] {
         assert!(e.log_contains(why), "{why}: {:?}", e.stderr.lock().unwrap());
     }
+    // What is in force and why a delivery was refused: explain, the API, /metrics.
+    let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "badcert.test"]).stdout).to_string();
+    assert!(explained.contains("TLS policy: MTA-STS enforce (policy id 1, mx *.badcert.test"), "{explained}");
+    assert!(explained.contains("MTA-STS policy of badcert.test: TLS handshake failed"), "{explained}");
+    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=testing.test").data();
+    assert!(detail["tls_policy"].as_str().unwrap().starts_with("MTA-STS testing"), "{detail}");
+    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    assert!(
+        metrics.contains(r#"ember_tls_sessions_total{policy="sts",result="certificate-host-mismatch"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"ember_tls_sessions_total{policy="sts",result="success"} 1"#), "{metrics}");
     // Policies are cached on disk by domain.
     let cached = std::fs::read_to_string(e.path("spool/mta-sts/good.test.json")).unwrap();
     assert!(cached.contains("mx.good.test"), "{cached}");
@@ -304,4 +316,61 @@ fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
         badcert.failure_details.iter().all(|f| f.result_type == ResultType::CertificateHostMismatch),
         "{badcert:?}"
     );
+}
+
+/// RFC 8461 §5.1: a cached policy stays in force while a new one (the TXT record's id changed)
+/// cannot be fetched, also across a restart (the policy is on disk).
+#[test]
+fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let ca = Ca::new(&d);
+    let rx = Receiver::start("127.0.53.2", &json!({}), &d, Some(&ca.issue(&d, "wrong-name.test")));
+    let records = |id: u32| {
+        vec![
+            "--mx-host=cached.test,mx.cached.test,10".to_string(),
+            "--host-record=mx.cached.test,127.0.53.2".to_string(),
+            "--host-record=mta-sts.cached.test,127.0.53.1".to_string(),
+            format!("--txt-record=_mta-sts.cached.test,v=STSv1; id={id}"),
+        ]
+    };
+    let config = |dns: &dns::Dnsmasq| {
+        format!(
+            "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {}\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1s\n</domain>\n<spool spool>\n</spool>\n",
+            dns.addr,
+            rx.addr.port(),
+            d.join("ca.pem").display()
+        )
+    };
+    let cert = ca.issue(&d, "mta-sts.cached.test");
+    let host = PolicyHost::start(&d, "127.0.53.1", &cert, "ok", &policy("enforce", &["*.cached.test"]));
+    let first = records(1);
+    let dns1 = dns::Dnsmasq::start(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut e = Ember::start_in(dir, &config(&dns1));
+    send(&e, "a@cached.test");
+    e.wait_log("queue failure: 451 4.7.5 MTA-STS policy of cached.test: TLS handshake failed");
+    e.stop();
+    drop(host);
+    drop(dns1);
+    // A new id, and the policy host now redirects: no new policy can be had.
+    let _broken = PolicyHost::start(&d, "127.0.53.1", &cert, "redirect", &policy("none", &[]));
+    let second = records(2);
+    let dns2 = dns::Dnsmasq::start(&second.iter().map(String::as_str).collect::<Vec<_>>());
+    std::fs::write(&e.config, config(&dns2)).unwrap();
+    let before = e.stderr.lock().unwrap().len();
+    e.launch();
+    e.wait_log("answered HTTP 301 (redirects are not followed); the cached policy stays in force");
+    // The cached enforce policy still refuses the MX host's certificate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let refused = e.stderr.lock().unwrap()[before..]
+            .iter()
+            .any(|l| l.contains("queue failure: 451 4.7.5 MTA-STS policy of cached.test: TLS handshake failed"));
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", e.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rx.events("message").is_empty());
 }

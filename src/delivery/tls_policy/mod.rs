@@ -428,9 +428,20 @@ impl TlsPolicies {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// The policy known for `domain`, for `show`/API; no lookup.
-    pub fn known_policy(&self, domain: &str) -> Option<Arc<CachedPolicy>> {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).get(domain).and_then(|k| k.policy.clone())
+    /// The policy in force for `domain` as last discovered, in words (`explain`, the queue's API
+    /// detail); no lookup.
+    pub fn describe(&self, domain: &str, use_mta_sts: bool) -> String {
+        if !use_mta_sts {
+            return "none (use-mta-sts no)".to_string();
+        }
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(k) = known.get(domain) else { return "MTA-STS: not looked up yet".to_string() };
+        let security = DomainSecurity {
+            sts: k.policy.clone().filter(|p| p.policy.mode != Mode::None && p.is_valid(crate::time::now_secs())),
+            discovery_failure: k.failure.clone(),
+            ..DomainSecurity::none(domain)
+        };
+        security.describe()
     }
 
     /// Looks again at every domain with a cached policy (on disk or in memory), so policies are
