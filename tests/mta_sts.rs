@@ -54,6 +54,9 @@ impl PolicyHost {
         let policy_file = dir.join(format!("policy-{ip}.txt"));
         std::fs::write(&policy_file, policy).unwrap();
         let ready = dir.join(format!("ready-{ip}"));
+        // A host started again on the same address must not be taken for ready by its
+        // predecessor's file.
+        let _ = std::fs::remove_file(&ready);
         let child = Command::new("python3")
             .arg(support::support_dir().join("mta_sts_host.py"))
             .args(["--listen", &format!("{ip}:443"), "--action", action])
@@ -336,7 +339,7 @@ fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
     };
     let config = |dns: &dns::Dnsmasq| {
         format!(
-            "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {}\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1s\n</domain>\n<spool spool>\n</spool>\n",
+            "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {}\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1s\n    retry-recipients-after 1s\n</domain>\n<spool spool>\n</spool>\n",
             dns.addr,
             rx.addr.port(),
             d.join("ca.pem").display()
@@ -359,6 +362,7 @@ fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
     std::fs::write(&e.config, config(&dns2)).unwrap();
     let before = e.stderr.lock().unwrap().len();
     e.launch();
+    send(&e, "b@cached.test");
     e.wait_log("answered HTTP 301 (redirects are not followed); the cached policy stays in force");
     // The cached enforce policy still refuses the MX host's certificate.
     let deadline = Instant::now() + Duration::from_secs(60);

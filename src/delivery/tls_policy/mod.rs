@@ -17,7 +17,7 @@ pub mod tlsrpt;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,8 +156,10 @@ impl DomainSecurity {
         };
         if let Some((_, why)) = &failure
             && self.mode() == Some(Mode::Testing)
+            && let Some(policies) = &self.policies
         {
-            tracing::warn!(domain = %self.domain, "{} (testing mode, delivering anyway): {why}", self.label());
+            // Once per domain and reason: a bulk queue would repeat it for every connection.
+            policies.log_once(&self.domain, &format!("{} (testing mode, delivering anyway): {why}", self.label()));
         }
         self.record(failure.map(|(result, why)| tlsrpt::Failure {
             result,
@@ -230,6 +232,8 @@ struct Known {
     policy: Option<Arc<CachedPolicy>>,
     failure: Option<(ResultType, String)>,
     checked: Instant,
+    /// The `smtp-tls-ca-file` the domain's deliveries trust, for the background refresh.
+    ca_file: Option<PathBuf>,
 }
 
 /// Shared by every delivery task; see the module comment.
@@ -287,7 +291,7 @@ impl TlsPolicies {
                 return security;
             }
         };
-        let (policy, failure) = self.discover(domain, &verifier, false).await;
+        let (policy, failure) = self.discover(domain, &verifier, ca_file, false).await;
         security.sts = policy.filter(|p| p.policy.mode != Mode::None);
         security.discovery_failure = failure;
         security.verifier = Some(verifier);
@@ -307,7 +311,13 @@ impl TlsPolicies {
     }
 
     /// The policy of `domain` (`force`: look again even if the last discovery is recent).
-    async fn discover(&self, domain: &str, verifier: &Arc<dyn ServerCertVerifier>, force: bool) -> Discovered {
+    async fn discover(
+        &self,
+        domain: &str,
+        verifier: &Arc<dyn ServerCertVerifier>,
+        ca_file: Option<&Path>,
+        force: bool,
+    ) -> Discovered {
         if !force && let Some(known) = self.fresh(domain) {
             return known;
         }
@@ -327,7 +337,7 @@ impl TlsPolicies {
         }
         let cached = cached.filter(|c| c.is_valid(now));
         let (policy, failure) = match self.txt_id(domain).await {
-            Ok(Some(id)) if cached.as_ref().is_some_and(|c| c.id == id) => (cached, None),
+            Ok(Some(id)) if cached.as_ref().is_some_and(|c| c.id == id && !c.wants_refresh(now)) => (cached, None),
             Ok(Some(id)) => match self.fetch(domain, verifier).await {
                 Ok(policy) => {
                     let fresh = CachedPolicy { domain: domain.to_string(), id, policy, fetched: now };
@@ -351,7 +361,12 @@ impl TlsPolicies {
         };
         self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(
             domain.to_string(),
-            Known { policy: policy.clone(), failure: failure.clone(), checked: Instant::now() },
+            Known {
+                policy: policy.clone(),
+                failure: failure.clone(),
+                checked: Instant::now(),
+                ca_file: ca_file.map(Path::to_path_buf),
+            },
         );
         (policy, failure)
     }
@@ -448,24 +463,19 @@ impl TlsPolicies {
     /// refreshed before they expire and changes are seen without waiting for mail; then saves
     /// the TLS-RPT counts. Run periodically by the daemon.
     pub async fn refresh(&self) {
-        let mut domains: Vec<String> = self
+        // Domains with a policy this process has used, with the CA file their deliveries trust
+        // (a policy only on disk is looked at again by its domain's next delivery).
+        let domains: Vec<(String, Option<PathBuf>)> = self
             .known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(_, k)| k.policy.is_some())
-            .map(|(d, _)| d.clone())
+            .map(|(d, k)| (d.clone(), k.ca_file.clone()))
             .collect();
-        for d in self.store.domains().await {
-            if !domains.contains(&d) {
-                domains.push(d);
-            }
-        }
-        if !domains.is_empty()
-            && let Ok(verifier) = self.verifier(None).await
-        {
-            for domain in domains {
-                self.discover(&domain, &verifier, true).await;
+        for (domain, ca_file) in domains {
+            if let Ok(verifier) = self.verifier(ca_file.as_deref()).await {
+                self.discover(&domain, &verifier, ca_file.as_deref(), true).await;
             }
         }
         self.save_reports().await;

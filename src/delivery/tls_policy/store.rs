@@ -24,6 +24,12 @@ impl CachedPolicy {
     pub fn is_valid(&self, now: u64) -> bool {
         now < self.fetched.saturating_add(self.policy.max_age)
     }
+
+    /// Past half its `max_age`: fetched again (the cached one staying in force if that fails),
+    /// so a policy whose id never changes is renewed before it expires.
+    pub fn wants_refresh(&self, now: u64) -> bool {
+        now >= self.fetched.saturating_add(self.policy.max_age / 2)
+    }
 }
 
 /// Where the policies are kept; `None`: memory only.
@@ -70,19 +76,6 @@ impl PolicyStore {
             tracing::warn!("cannot cache the MTA-STS policy of {} in {}: {e}", cached.domain, path.display());
         }
     }
-
-    /// Every domain with a policy file (for the background refresh after a restart).
-    pub async fn domains(&self) -> Vec<String> {
-        let Some(dir) = &self.dir else { return Vec::new() };
-        let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return Vec::new() };
-        let mut out = Vec::new();
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            if let Some(domain) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".json")) {
-                out.push(domain.to_string());
-            }
-        }
-        out
-    }
 }
 
 async fn write(path: &Path, cached: &CachedPolicy) -> std::io::Result<()> {
@@ -111,9 +104,9 @@ mod tests {
         };
         store.save(&cached).await;
         assert_eq!(store.load("example.com").await, Some(cached.clone()));
-        assert_eq!(store.domains().await, ["example.com"]);
         assert!(store.load("other.com").await.is_none());
         assert!(store.file("../etc").is_none());
         assert!(cached.is_valid(1099) && !cached.is_valid(1100));
+        assert!(!cached.wants_refresh(1049) && cached.wants_refresh(1050));
     }
 }
