@@ -516,3 +516,44 @@ pub fn result_name(r: ResultType) -> &'static str {
         ResultType::Other => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str) -> MxHost {
+        MxHost { name: name.into(), preference: 10, addrs: vec!["192.0.2.1:25".parse().unwrap()] }
+    }
+
+    fn with_policy(mode: Mode) -> DomainSecurity {
+        let policy = sts::Policy { mode, mx: vec!["*.example.com".into()], max_age: 86400 };
+        let cached = CachedPolicy { domain: "example.com".into(), id: "7".into(), policy, fetched: 0 };
+        DomainSecurity { sts: Some(Arc::new(cached)), ..DomainSecurity::none("example.com") }
+    }
+
+    #[test]
+    fn enforce_keeps_to_the_policys_mx_hosts_and_says_so() {
+        let (good, bad) = (host("mx1.example.com"), host("mx.attacker.test"));
+        let enforce = with_policy(Mode::Enforce);
+        let allowed = enforce.allowed_hosts(vec![&bad, &good]).unwrap();
+        assert_eq!(allowed.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["mx1.example.com"]);
+        let refused = enforce.allowed_hosts(vec![&bad]).unwrap_err();
+        assert_eq!(refused.code, 451);
+        assert!(refused.to_string().contains("MTA-STS policy of example.com: no MX host matches"), "{refused}");
+        // testing and no policy: every host.
+        assert_eq!(with_policy(Mode::Testing).allowed_hosts(vec![&bad]).unwrap().len(), 1);
+        assert_eq!(DomainSecurity::none("example.com").allowed_hosts(vec![&bad]).unwrap().len(), 1);
+        assert!(enforce.describe().starts_with("MTA-STS enforce (policy id 7, mx *.example.com"));
+    }
+
+    #[test]
+    fn tls_failures_map_to_tlsrpt_result_types() {
+        use rustls::CertificateError as C;
+        assert_eq!(result_type(&TlsFailure::NotOffered), ResultType::StartTlsNotSupported);
+        assert_eq!(result_type(&TlsFailure::Certificate(C::NotValidForName)), ResultType::CertificateHostMismatch);
+        assert_eq!(result_type(&TlsFailure::Certificate(C::Expired)), ResultType::CertificateExpired);
+        assert_eq!(result_type(&TlsFailure::Certificate(C::UnknownIssuer)), ResultType::CertificateNotTrusted);
+        assert_eq!(result_type(&TlsFailure::Handshake), ResultType::ValidationFailure);
+        assert_eq!(result_name(ResultType::StsPolicyFetchError), "sts-policy-fetch-error");
+    }
+}
