@@ -132,6 +132,8 @@ pub struct Daemon {
     max_in: usize,
     /// Requests from the management API, for the main loop (`ember run`).
     pub control: Option<mpsc::UnboundedReceiver<Control>>,
+    /// MTA-STS policies and TLS-RPT counts (saved at shutdown).
+    tls_policies: Arc<crate::delivery::tls_policy::TlsPolicies>,
 }
 
 /// How long a shutdown waits for inbound sessions to end and for deliveries in progress to
@@ -346,6 +348,38 @@ fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, StartError
 }
 
 /// `name-server IP[:PORT]` directives (port 53 when absent).
+/// MTA-STS policies and TLS-RPT counts, kept in the first spool directory; the TXT and address
+/// lookups ask the same name servers as MX resolution.
+fn tls_policies(
+    config: &Config,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Arc<crate::delivery::tls_policy::TlsPolicies>, StartError> {
+    let options = crate::delivery::mx::MxOptions::default();
+    let dns = crate::delivery::mx::HickoryLookup::new(&name_servers(config)?, options.timeout, options.attempts)?;
+    Ok(Arc::new(crate::delivery::tls_policy::TlsPolicies::new(
+        Arc::new(dns),
+        state_dir,
+        crate::delivery::tls_policy::fetch::FetchLimits::default(),
+    )))
+}
+
+/// Every hour: cached MTA-STS policies are looked at again (refreshed before they expire) and
+/// the TLS-RPT counts saved; the counts are also saved every minute.
+async fn refresh_tls_policies(policies: Arc<crate::delivery::tls_policy::TlsPolicies>) {
+    let mut minutes = 0u64;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if minutes.is_multiple_of(60) {
+            policies.refresh().await;
+        } else {
+            policies.save_reports().await;
+        }
+        minutes += 1;
+    }
+}
+
 fn name_servers(config: &Config) -> Result<Vec<std::net::SocketAddr>, StartError> {
     config
         .global
@@ -466,10 +500,12 @@ impl Daemon {
         let (events, event_sinks) = open_events(&config).await?;
         let resolver = MxResolver::new(&name_servers(&config)?)?;
         let state_dir = spool_options(&config).dirs.first().map(|d| d.path.clone());
+        let tls_policies = tls_policies(&config, state_dir.as_deref())?;
         let cluster = start_cluster(&config, &bound, mgmt_listener.as_ref(), &spool)?;
         let queues =
             Manager::start_pending(Arc::clone(&config), spool.clone(), resolver.clone(), state_dir, dkim.clone())
-                .with_cluster(cluster.clone());
+                .with_cluster(cluster.clone())
+                .with_tls_policies(Arc::clone(&tls_policies));
         let telemetry = Arc::new(Telemetry::default());
         let suppression = open_suppression(&config)?;
         let (ctx, reporter) =
@@ -522,6 +558,7 @@ impl Daemon {
                 control: control_tx,
                 cluster: cluster.clone(),
                 drain: Arc::default(),
+                tls_policies: Arc::clone(&tls_policies),
             });
             mgmt = Some(tokio::spawn(crate::mgmt::api::serve(l, state, mgmt_tls)));
         }
@@ -539,6 +576,14 @@ impl Daemon {
                 Arc::clone(&groups),
             )));
         }
+        tasks.push(tokio::spawn(refresh_tls_policies(Arc::clone(&tls_policies))));
+        let current = Arc::clone(&contexts);
+        tasks.push(tokio::spawn(crate::mgmt::tlsrpt::daily(
+            Arc::clone(&tls_policies),
+            spool.clone(),
+            queues.clone(),
+            move || Arc::clone(&current.load().config),
+        )));
         if let Some(options) = crate::dummy_smtp::Options::from_config(&config) {
             let l = tokio::net::TcpListener::bind(options.addr).await.map_err(|source| StartError::Listen {
                 addr: options.addr,
@@ -570,6 +615,7 @@ impl Daemon {
             slots,
             max_in: max_in.max(1),
             control: Some(control),
+            tls_policies,
         })
     }
 
@@ -594,6 +640,7 @@ impl Daemon {
             );
         }
         self.dkim.replace(keys);
+        self.tls_policies.reloaded();
         // A drain outlives a reload: the new generation refuses mail too.
         ctx.intake = Arc::clone(&self.contexts.load().intake);
         self.contexts.store(Arc::new(ctx));
@@ -613,6 +660,7 @@ impl Daemon {
         for t in &self.tasks {
             t.abort();
         }
+        self.tls_policies.save_reports().await;
         let max_in = u32::try_from(self.max_in).unwrap_or(u32::MAX);
         let sessions = tokio::time::timeout(DRAIN_LIMIT, self.slots.acquire_many(max_in)).await;
         if sessions.is_err() {

@@ -115,6 +115,16 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, jso
     if let Some(e) = q["last_error"].as_str() {
         println!("  last error: {e}");
     }
+    let name = q["queue"].as_str().unwrap_or("");
+    let detail = format!(
+        "/api/v1/queues/detail?queue={}",
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if let Ok(detail) = live(config_path, mgmt, &detail)
+        && let Some(policy) = detail["tls_policy"].as_str()
+    {
+        println!("  TLS policy: {policy}");
+    }
     if let Some(w) = q.get("warmup").filter(|w| w.is_object()) {
         println!(
             "  warm-up: step {} of {} ({}), {} used; this step so far: {} delivered, {} deferred, {} bounced",

@@ -193,6 +193,21 @@ enum Command {
         #[command(subcommand)]
         what: RotateCommand,
     },
+    /// `tlsrpt send`: mail the TLS-RPT (RFC 8460) reports of the sessions since the last ones
+    /// now, to each recipient domain that publishes `_smtp._tls` (the daemon also sends them
+    /// every day at midnight UTC).
+    Tlsrpt {
+        #[command(subcommand)]
+        what: TlsrptCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TlsrptCommand {
+    Send {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -436,6 +451,7 @@ pub fn main() -> ExitCode {
         Command::Drain { args, remote } => drain::drain(&remote, &args),
         Command::Rotate { what: RotateCommand::Acct { remote } } => ops::rotate_acct(&remote),
         Command::Rotate { what: RotateCommand::Log { remote } } => ops::rotate_log(&remote),
+        Command::Tlsrpt { what: TlsrptCommand::Send { remote } } => ops::tlsrpt_send(&remote),
         Command::Inject { message, rcpts, from, job_id, batch, remote } => inject::inject(
             &remote,
             &inject::Inject { message: &message, recipients: &rcpts, from: &from, job_id: job_id.as_deref(), batch },

@@ -140,6 +140,26 @@ pub fn rotate_acct(remote: &Remote) -> ExitCode {
     })
 }
 
+/// `tlsrpt send`.
+pub fn tlsrpt_send(remote: &Remote) -> ExitCode {
+    done(remote, remote.post("/api/v1/tlsrpt/send", &json!({})), |v| {
+        let mut out = format!("{} domains had sessions", v["domains"].as_u64().unwrap_or(0));
+        for r in v["reports"].as_array().into_iter().flatten() {
+            let rua: Vec<&str> = r["rua"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            out.push_str(&format!(
+                "\nreport for {} queued as {} to {}",
+                r["domain"].as_str().unwrap_or(""),
+                r["message"].as_str().unwrap_or(""),
+                rua.join(", ")
+            ));
+        }
+        for s in v["skipped"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            out.push_str(&format!("\nnot reported: {s}"));
+        }
+        out
+    })
+}
+
 /// `rotate log`.
 pub fn rotate_log(remote: &Remote) -> ExitCode {
     done(remote, remote.post("/api/v1/log/rotate", &json!({})), |v| match v["rotated"].as_str() {

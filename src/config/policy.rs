@@ -67,6 +67,8 @@ pub struct QueuePolicy {
     pub track_recipient_events: bool,
     pub use_starttls: bool,
     pub require_starttls: bool,
+    /// `use-mta-sts`: apply the recipient domain's MTA-STS policy.
+    pub use_mta_sts: bool,
     pub allow_tls12: bool,
     pub allow_tls13: bool,
     pub use_unencrypted_plain_auth: bool,
@@ -141,6 +143,7 @@ impl QueuePolicy {
             track_recipient_events: flag(s, Dir::TrackRecipientEvents),
             use_starttls: flag(s, Dir::UseStarttls),
             require_starttls: flag(s, Dir::RequireStarttls),
+            use_mta_sts: flag(s, Dir::UseMtaSts),
             allow_tls12: flag(s, Dir::SmtpTlsAllowTlsv12),
             allow_tls13: flag(s, Dir::SmtpTlsAllowTlsv13),
             use_unencrypted_plain_auth: flag(s, Dir::UseUnencryptedPlainAuth),

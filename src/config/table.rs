@@ -327,8 +327,8 @@ directives! {
     UseUnencryptedPlainAuth => "use-unencrypted-plain-auth", Bool, D, Some("no"), once, Enforced, "Allow PLAIN/LOGIN without TLS.";
     UseStarttls => "use-starttls", Bool, D, Some("yes"), once, Enforced, "Opportunistic STARTTLS.";
     RequireStarttls => "require-starttls", Bool, D, Some("no"), once, Enforced, "Never deliver in clear text.";
-    UseDane => "use-dane", Bool, D, Some("no"), once, Pending, "DANE verification. Pending: needs DNSSEC-validated TLSA lookups and a TLSA certificate verifier (planned with MTA-STS and TLS-RPT).";
-    UseMtaSts => "use-mta-sts", Bool, D, Some("no"), once, Pending, "MTA-STS policy. Pending: needs policy discovery, an HTTPS fetch and an on-disk policy cache (planned with DANE and TLS-RPT).";
+    UseDane => "use-dane", Bool, D, Some("no"), once, Pending, "DANE verification (RFC 7672). Pending: needs DNSSEC-validated TLSA lookups and a TLSA certificate verifier; meanwhile use-mta-sts protects the domains that publish an MTA-STS policy.";
+    UseMtaSts => "use-mta-sts", Bool, D, Some("no"), once, Enforced, "Apply the recipient domain's MTA-STS policy (RFC 8461): discovered by TXT, fetched over HTTPS (system roots plus smtp-tls-ca-file), cached on disk for max_age; enforce mode delivers only to MX hosts the policy names, over STARTTLS with a certificate valid for the MX name, else defers; testing mode delivers and records the failure for TLS-RPT. The embedded default configuration turns it on.";
     ReuseSslSession => "reuse-ssl-session", Bool, D, Some("no"), once, Enforced, "TLS session resumption: yes keeps a session cache per queue (per MX name), so the queue's next connections resume instead of a full handshake; no resumes nothing.";
     SmtpTlsAllowTlsv1 => "smtp-tls-allow-tlsv1", Bool, D, Some("no"), once, NoEffect, "TLS 1.0 outbound: never used, rustls implements TLS 1.2 and 1.3 only.";
     SmtpTlsAllowTlsv11 => "smtp-tls-allow-tlsv1.1", Bool, D, Some("yes"), once, NoEffect, "TLS 1.1 outbound: never used, rustls implements TLS 1.2 and 1.3 only.";

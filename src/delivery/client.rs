@@ -36,7 +36,7 @@ use crate::smtp::sasl::encode_base64;
 
 pub use self::error::{ClientError, Phase};
 pub use self::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES};
-pub use self::tls::SessionCache;
+pub use self::tls::{SessionCache, TlsEnforcement, TlsFailure};
 pub use self::transfer::TransferPolicy;
 
 /// A queue's client settings, filled from its effective `<domain>`/`<virtual-mta>` settings.
@@ -90,6 +90,13 @@ pub struct ClientConfig {
     pub replace_421_text: bool,
     /// `log-transfer-failures`: a log line for every transfer broken after the data started.
     pub log_transfer_failures: bool,
+    /// A transport-security policy in force (MTA-STS enforce): TLS required, the certificate
+    /// verified by the policy's verifier, failures named after the policy. Wins over
+    /// `smtp-tls-ca-file` and `use-starttls no`.
+    pub tls_policy: Option<TlsEnforcement>,
+    /// A verifier the certificate is checked with after an opportunistic handshake, without
+    /// refusing the session (MTA-STS testing mode): `Connection::tls_audit` has the result.
+    pub tls_audit: Option<Arc<dyn rustls::client::danger::ServerCertVerifier>>,
 }
 
 /// The text a server's 421 gets under `replace-smtp-421-service-response` (RFC 5321 §4.2.3's own
@@ -125,6 +132,17 @@ impl ClientConfig {
             transfer: TransferPolicy::default(),
             replace_421_text: false,
             log_transfer_failures: false,
+            tls_policy: None,
+            tls_audit: None,
+        }
+    }
+
+    /// The error for a session that cannot have the TLS required of it: in a policy's name when
+    /// one is in force.
+    fn tls_required(&self, why: String, failure: TlsFailure) -> ClientError {
+        match &self.tls_policy {
+            Some(policy) => ClientError::PolicyRefused { policy: policy.label.clone(), why, failure },
+            None => ClientError::TlsRequired { why },
         }
     }
 }
@@ -157,6 +175,8 @@ impl fmt::Debug for ClientConfig {
             .field("transfer", &self.transfer)
             .field("replace_421_text", &self.replace_421_text)
             .field("log_transfer_failures", &self.log_transfer_failures)
+            .field("tls_policy", &self.tls_policy.as_ref().map(|p| &p.label))
+            .field("tls_audit", &self.tls_audit.is_some())
             .finish()
     }
 }
@@ -177,6 +197,10 @@ pub struct Connection {
     tls: Option<(String, String)>,
     tls_peer: Option<String>,
     tls_fallback: Option<String>,
+    /// The certificate checked with `ClientConfig::tls_audit`, when one was given.
+    tls_audit: Option<Result<(), TlsFailure>>,
+    /// What failed when TLS was tried and the session went on in clear.
+    tls_fallback_failure: Option<TlsFailure>,
     auth_mechanism: Option<&'static str>,
     config: ClientConfig,
     /// False once the session cannot carry another transaction (421, a failed RSET, a drop).
@@ -198,8 +222,8 @@ struct Session {
 enum StartTlsFailure {
     /// The server refused STARTTLS; the session goes on in clear.
     Refused(Box<Session>, Reply),
-    /// The session is gone (handshake failure, drop, timeout); the reason.
-    Broken(String),
+    /// The session is gone (handshake failure, drop, timeout); the reason, and what failed.
+    Broken(String, TlsFailure),
     /// Ember's own TLS setup failed, or EHLO after the handshake was refused.
     Fatal(ClientError),
 }
@@ -218,16 +242,18 @@ impl Connection {
         let mut session = Session::start(addr, config).await?;
         let mut tls = None;
         let mut fallback = None;
-        if config.use_starttls || config.require_starttls {
+        let mut fallback_failure = None;
+        let required = config.require_starttls || config.tls_policy.is_some();
+        if config.use_starttls || required {
             if !session.ext.starttls {
-                if config.require_starttls {
+                if required {
                     let why = if session.esmtp {
                         format!("{mx_name} does not offer STARTTLS")
                     } else {
                         format!("{mx_name} refused EHLO, so STARTTLS is not available")
                     };
                     session.abandon(config).await;
-                    return Err(ClientError::TlsRequired { why });
+                    return Err(config.tls_required(why, TlsFailure::NotOffered));
                 }
             } else {
                 match session.starttls(mx_name, config).await {
@@ -241,20 +267,22 @@ impl Connection {
                     }
                     Err(StartTlsFailure::Refused(clear, reply)) => {
                         let why = format!("STARTTLS refused: {reply}");
-                        if config.require_starttls {
+                        if required {
                             clear.abandon(config).await;
-                            return Err(ClientError::TlsRequired { why });
+                            return Err(config.tls_required(why, TlsFailure::Refused));
                         }
                         session = *clear;
                         fallback = Some(why);
+                        fallback_failure = Some(TlsFailure::Refused);
                     }
-                    Err(StartTlsFailure::Broken(why)) => {
-                        if config.require_starttls {
-                            return Err(ClientError::TlsRequired { why });
+                    Err(StartTlsFailure::Broken(why, failure)) => {
+                        if required {
+                            return Err(config.tls_required(why, failure));
                         }
                         tracing::info!(%addr, mx = mx_name, "{why}; reconnecting to deliver in clear");
                         session = Session::start(addr, config).await?;
                         fallback = Some(why);
+                        fallback_failure = Some(failure);
                     }
                 }
             }
@@ -272,6 +300,8 @@ impl Connection {
             tls: None,
             tls_peer: None,
             tls_fallback: fallback,
+            tls_audit: None,
+            tls_fallback_failure: fallback_failure,
             auth_mechanism: None,
             config: config.clone(),
             usable: true,
@@ -280,6 +310,7 @@ impl Connection {
         if let Some(info) = tls {
             conn.tls = Some(info.negotiated);
             conn.tls_peer = Some(info.peer);
+            conn.tls_audit = info.audit;
             // The first EHLO's keywords (STARTTLS among them) stay in the record, followed by
             // what only the second offered.
             let second = std::mem::replace(&mut conn.offered, info.first_keywords);
@@ -327,6 +358,17 @@ impl Connection {
     /// "not verified (no smtp-tls-ca-file); certificate names mx.example.com, sha256 …".
     pub fn tls_peer(&self) -> Option<&str> {
         self.tls_peer.as_deref()
+    }
+
+    /// The certificate checked with `ClientConfig::tls_audit` (`None`: no audit asked, or the
+    /// session is in clear).
+    pub fn tls_audit(&self) -> Option<&Result<(), TlsFailure>> {
+        self.tls_audit.as_ref()
+    }
+
+    /// What failed when this session fell back to clear text (see `tls_fallback`).
+    pub fn tls_fallback_failure(&self) -> Option<&TlsFailure> {
+        self.tls_fallback_failure.as_ref()
     }
 
     /// Why this session is in clear although opportunistic TLS was wanted and offered.
@@ -435,6 +477,7 @@ impl Connection {
 struct TlsInfo {
     negotiated: (String, String),
     peer: String,
+    audit: Option<Result<(), TlsFailure>>,
     first_keywords: Vec<String>,
 }
 
@@ -490,19 +533,20 @@ impl Session {
             tls::client_config(config).map_err(|why| StartTlsFailure::Fatal(ClientError::Tls(why.to_string())))?;
         let reply = match self.wire.command(b"STARTTLS\r\n", config.command_timeout, Phase::StartTls).await {
             Ok(reply) => reply,
-            Err(e) => return Err(StartTlsFailure::Broken(e.to_string())),
+            Err(e) => return Err(StartTlsFailure::Broken(e.to_string(), TlsFailure::Handshake)),
         };
         if reply.code != 220 {
             return Err(StartTlsFailure::Refused(Box::new(self), reply));
         }
-        let tcp = self.wire.into_plain().map_err(|e| StartTlsFailure::Broken(e.to_string()))?;
+        let tcp = self.wire.into_plain().map_err(|e| StartTlsFailure::Broken(e.to_string(), TlsFailure::Handshake))?;
         let name = tls::server_name(mx_name, self.remote);
         let stream = tls::handshake(tcp, tls_config, name.clone(), config.command_timeout)
             .await
-            .map_err(StartTlsFailure::Broken)?;
+            .map_err(|(why, failure)| StartTlsFailure::Broken(why, failure))?;
         let info = TlsInfo {
             negotiated: tls::negotiated(&stream),
-            peer: tls::describe_peer(&stream, &name, config.tls_ca_file.as_deref()),
+            peer: tls::describe_peer(&stream, &name, config.tls_ca_file.as_deref(), config.tls_policy.as_ref()),
+            audit: config.tls_audit.as_ref().map(|verifier| tls::audit(&stream, &name, verifier.as_ref())),
             first_keywords: std::mem::take(&mut self.ext.keywords),
         };
         let mut wire = Wire::new(Stream::Tls(Box::new(stream)));
@@ -511,7 +555,7 @@ impl Session {
         match session.hello(config).await {
             Ok(()) => Ok((session, info)),
             Err(ClientError::Ehlo(reply)) => Err(StartTlsFailure::Fatal(ClientError::Ehlo(reply))),
-            Err(e) => Err(StartTlsFailure::Broken(format!("after TLS handshake: {e}"))),
+            Err(e) => Err(StartTlsFailure::Broken(format!("after TLS handshake: {e}"), TlsFailure::Handshake)),
         }
     }
 

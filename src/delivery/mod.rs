@@ -8,6 +8,7 @@ pub mod client;
 pub mod local;
 pub mod mx;
 pub mod prepare;
+pub mod tls_policy;
 pub mod verp;
 
 use std::sync::Arc;

@@ -72,6 +72,8 @@ pub struct ApiState {
     pub cluster: Option<crate::cluster::Cluster>,
     /// `ember drain` on this node.
     pub drain: Arc<crate::queue::drain::Drain>,
+    /// MTA-STS policies and TLS-RPT counts.
+    pub tls_policies: Arc<crate::delivery::tls_policy::TlsPolicies>,
 }
 
 impl ApiState {
@@ -247,6 +249,7 @@ pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
         Route::get("/api/v1/cluster", super::cluster::show),
         Route::post("/api/v1/drain", super::drain::start),
         Route::get("/api/v1/drain", super::drain::show),
+        Route::post("/api/v1/tlsrpt/send", super::tlsrpt::send),
         Route::get("/api/v1/jobs", jobs::list),
         Route::post("/api/v1/jobs/pause", jobs::pause),
         Route::post("/api/v1/jobs/resume", jobs::resume),

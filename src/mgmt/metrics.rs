@@ -237,6 +237,16 @@ pub async fn scrape(state: Shared) -> Response {
         ConstCounter::new(dns.hits),
     );
 
+    let sessions = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    for ((policy, result), n) in state.tls_policies.sessions() {
+        sessions.get_or_create(&l(&[("policy", policy), ("result", result)])).inc_by(n);
+    }
+    registry.register(
+        "ember_tls_sessions",
+        "Outbound sessions by transport-security policy type (sts, no-policy-found) and TLS-RPT result",
+        sessions,
+    );
+
     let figures = state.contexts.load().accounting.figures();
     let written = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
     let lost = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();

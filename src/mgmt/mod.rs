@@ -25,6 +25,7 @@ pub mod settings;
 pub mod sources;
 pub mod status;
 pub mod tls;
+pub mod tlsrpt;
 pub mod transmissions;
 pub mod ui;
 pub mod vmtas;

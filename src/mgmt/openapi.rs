@@ -13,7 +13,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use super::api::Failure;
 use super::{
     admin, cluster, domains, drain, events, hygiene, jobs, messages, metrics, queues, settings, sources, status,
-    transmissions,
+    tlsrpt, transmissions,
 };
 use super::{ui, vmtas};
 
@@ -34,6 +34,7 @@ use super::{ui, vmtas};
         vmtas::list,
         cluster::show,
         drain::start, drain::show,
+        tlsrpt::send,
         jobs::list, jobs::pause, jobs::resume,
         settings::show,
         messages::list, messages::delete,
@@ -56,6 +57,7 @@ use super::{ui, vmtas};
         (name = "vmtas", description = "Virtual MTAs"),
         (name = "cluster", description = "The nodes of a cluster (cluster-redis)"),
         (name = "drain", description = "Retiring a node: hand its queue over (ember drain)"),
+        (name = "tlsrpt", description = "TLS-RPT (RFC 8460) reports of outbound TLS sessions"),
         (name = "jobs", description = "Jobs and pausing them"),
         (name = "messages", description = "Queued recipients"),
         (name = "events", description = "Message history from the event log"),

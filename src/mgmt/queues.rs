@@ -127,6 +127,9 @@ pub struct QueueDetail {
     settings: serde_json::Value,
     /// The same as `show settings` prints them.
     settings_text: String,
+    /// The recipient domain's transport-security policy as last seen: "MTA-STS enforce (policy
+    /// id …, mx …, max_age …)", "none (opportunistic TLS)", "none (use-mta-sts no)".
+    tls_policy: String,
 }
 
 /// One queue: last 50 recipient events (track-recipient-events yes), last max-events-recorded errors (default 10), last 10 mode changes, effective settings
@@ -152,6 +155,8 @@ pub async fn detail(state: Shared, Query(query): Query<DetailQuery>) -> Response
     let resolved = config.queue_settings(domain, lookup).ok();
     let settings = resolved.as_ref().map(crate::config::show::render_json).unwrap_or_default();
     let settings_text = resolved.as_ref().map(crate::config::show::render_text).unwrap_or_default();
+    let use_mta_sts = resolved.as_ref().is_some_and(|r| r.policy.use_mta_sts);
+    let tls_policy = state.tls_policies.describe(domain, use_mta_sts);
     envelope(QueueDetail {
         queue: q.clone(),
         events,
@@ -159,6 +164,7 @@ pub async fn detail(state: Shared, Query(query): Query<DetailQuery>) -> Response
         mode_events: q.mode_events.clone(),
         settings,
         settings_text,
+        tls_policy,
     })
 }
 

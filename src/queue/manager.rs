@@ -246,6 +246,8 @@ pub struct Manager {
     settings_cache: SettingsCache,
     /// Cluster mode: connections take shared leases and messages shared rates.
     cluster: Option<crate::cluster::Cluster>,
+    /// MTA-STS policies and TLS-RPT counts, for every connection.
+    tls_policies: Option<Arc<crate::delivery::tls_policy::TlsPolicies>>,
 }
 
 /// How often waiting work is checked when nothing else happens.
@@ -264,9 +266,16 @@ pub struct Pending {
     run_worker: WorkerFn,
     clock: Clock,
     cluster: Option<crate::cluster::Cluster>,
+    tls_policies: Option<Arc<crate::delivery::tls_policy::TlsPolicies>>,
 }
 
 impl Pending {
+    /// Connections apply the recipient domains' MTA-STS policies and count for TLS-RPT.
+    pub fn with_tls_policies(mut self, policies: Arc<crate::delivery::tls_policy::TlsPolicies>) -> Pending {
+        self.tls_policies = Some(policies);
+        self
+    }
+
     /// Shares limits with the other nodes of `cluster`.
     pub fn with_cluster(mut self, cluster: Option<crate::cluster::Cluster>) -> Pending {
         self.cluster = cluster;
@@ -331,6 +340,7 @@ impl Pending {
             in_flight: InFlight::default(),
             settings_cache: SettingsCache::default(),
             cluster: self.cluster,
+            tls_policies: self.tls_policies,
         };
         tokio::spawn(manager.run(self.rx));
         self.handle
@@ -358,6 +368,7 @@ impl Manager {
             run_worker: supervisor::real_worker(),
             clock: Clock::system(),
             cluster: None,
+            tls_policies: None,
         }
     }
 

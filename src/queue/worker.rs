@@ -82,6 +82,8 @@ pub struct WorkerSetup {
     pub dest_limits: Arc<super::dest_limits::DestLimits>,
     /// Cluster mode: the lease to take before connecting and what it costs.
     pub cluster: Option<ClusterLink>,
+    /// MTA-STS policies and TLS-RPT counts (`None` in unit tests of the manager).
+    pub tls_policies: Option<Arc<crate::delivery::tls_policy::TlsPolicies>>,
 }
 
 /// What one connection shares with the other nodes of the cluster.
@@ -140,6 +142,8 @@ pub fn client_config(setup: &WorkerSetup) -> ClientConfig {
         },
         replace_421_text: p.replace_smtp_421_service_response,
         log_transfer_failures: p.log_transfer_failures,
+        tls_policy: None,
+        tls_audit: None,
     }
 }
 
@@ -231,6 +235,14 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         }
         return None;
     }
+    // The recipient domain's transport-security policy (MTA-STS): not for smtp-hosts routes,
+    // which the operator chose.
+    let security = match &setup.tls_policies {
+        Some(t) if plan.source != crate::delivery::mx::PlanSource::SmtpHosts => {
+            t.for_domain(&setup.mx_domain, p.use_mta_sts, setup.tls_ca_file.as_deref()).await
+        }
+        _ => crate::delivery::tls_policy::DomainSecurity::none(&setup.mx_domain),
+    };
     // Cluster mode: one of the identity's shared connections to this queue, held until the
     // connection ends (dropped on every return below).
     let lease = match &setup.cluster {
@@ -241,11 +253,20 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         },
         None => None,
     };
-    let config = client_config(setup);
+    let mut config = client_config(setup);
+    security.apply(&mut config);
     let max_attempts = p.mx_connection_attempts;
     let mx_unavailable_upon_421 = p.smtp_421_means_mx_unavailable;
     let preferred: Vec<&_> = plan.hosts.iter().filter(|h| !setup.skip_mx.contains(&h.name)).collect();
     let hosts = if preferred.is_empty() { plan.hosts.iter().collect() } else { preferred };
+    let hosts = match security.allowed_hosts(hosts) {
+        Ok(hosts) => hosts,
+        Err(reply) => {
+            tracing::info!(queue = %setup.key, "{reply}");
+            let remote = Remote { source_ip, ..Remote::default() };
+            return Some(QueueFailure { reply, permanent: false, dns: false, bounce_older: None, remote });
+        }
+    };
     // A source address of one family cannot reach a destination of the other.
     let candidates: Vec<(&MxHost, std::net::SocketAddr)> = hosts
         .into_iter()
@@ -271,11 +292,13 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
                 };
                 match Connection::open(addr, &host.name, &config).await {
                     Ok(c) => {
+                        security.record_connected(&c);
                         connection = Some((c, slot));
                         break;
                     }
                     Err(e) => {
                         tracing::info!(queue = %setup.key, mx = %host.name, %addr, "connection failed: {e}");
+                        security.record_failed(&host.name, addr, &e);
                         let remote = Remote {
                             mx: host.name.clone(),
                             ip: addr.ip().to_string(),

@@ -80,6 +80,9 @@ pub enum ClientError {
     /// `require-starttls` could not be honoured; nothing was sent in clear.
     #[error("TLS required: {why}")]
     TlsRequired { why: String },
+    /// A transport-security policy (MTA-STS enforce) could not be met: nothing was sent.
+    #[error("{policy}: {why}")]
+    PolicyRefused { policy: String, why: String, failure: super::TlsFailure },
     /// TLS could not be set up on Ember's side (unreadable `smtp-tls-ca-file`, …).
     #[error("TLS setup: {0}")]
     Tls(String),
@@ -123,6 +126,7 @@ impl ClientError {
             ClientError::Timeout { phase: Phase::Connect } => Reply::new(421, "4.4.1", "timeout connecting"),
             ClientError::Timeout { phase } => Reply::new(451, "4.4.2", format!("timeout {}", phase.waiting_for())),
             ClientError::TlsRequired { why } => Reply::new(451, "4.7.10", format!("TLS required: {why}")),
+            ClientError::PolicyRefused { .. } => Reply::new(451, "4.7.5", self.to_string()),
             ClientError::Tls(why) => Reply::new(451, "4.7.5", format!("TLS setup: {why}")),
             ClientError::AuthNotPossible(why) => Reply::new(451, "4.7.0", format!("cannot authenticate: {why}")),
             ClientError::Disconnected { .. } => Reply::new(421, "4.4.2", self.to_string()),
@@ -160,6 +164,7 @@ impl ClientError {
             ClientError::Timeout { phase } | ClientError::Disconnected { phase, .. } => Some(*phase),
             ClientError::Refused { phase, .. } => Some(*phase),
             ClientError::TlsRequired { .. }
+            | ClientError::PolicyRefused { .. }
             | ClientError::Tls(_)
             | ClientError::Protocol(_)
             | ClientError::Config(_) => None,

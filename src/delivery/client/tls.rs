@@ -87,6 +87,28 @@ pub enum TlsSetupError {
     },
 }
 
+/// A transport-security policy (MTA-STS in enforce mode) that governs one connection: STARTTLS
+/// is required, the server's certificate is checked by `verifier` for the MX name, and every
+/// failure is reported in the policy's name (`label`, "MTA-STS policy of example.com").
+#[derive(Clone)]
+pub struct TlsEnforcement {
+    pub label: String,
+    pub verifier: Arc<dyn ServerCertVerifier>,
+}
+
+/// Why TLS did not meet what a policy asks, in the terms TLS-RPT (RFC 8460) reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TlsFailure {
+    /// The server does not offer STARTTLS (or EHLO was refused).
+    NotOffered,
+    /// STARTTLS was offered but refused.
+    Refused,
+    /// The certificate did not verify.
+    Certificate(rustls::CertificateError),
+    /// The handshake or the session failed otherwise.
+    Handshake,
+}
+
 /// The rustls client configuration of a queue: the TLS versions and TLS 1.3 suites it allows,
 /// verifying against `smtp-tls-ca-file` or accepting any certificate, presenting
 /// `smtp-client-certificate` when asked, and resuming sessions from the queue's cache.
@@ -114,6 +136,8 @@ struct TlsKey {
     allow_tls12: bool,
     allow_tls13: bool,
     tls13_suites: Vec<String>,
+    /// The enforcing policy's verifier, by identity (shared per CA file, so stable).
+    verifier: Option<usize>,
 }
 
 /// Server names whose sessions one queue remembers (a queue talks to a few MX hosts).
@@ -129,6 +153,7 @@ impl SessionCache {
             allow_tls12: config.allow_tls12,
             allow_tls13: config.allow_tls13,
             tls13_suites: config.tls13_suites.clone(),
+            verifier: config.tls_policy.as_ref().map(|p| Arc::as_ptr(&p.verifier).cast::<()>() as usize),
         };
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((k, c)) = built.as_ref()
@@ -161,8 +186,9 @@ fn build(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(TlsSetupError::Versions)?;
-    let builder = match config.tls_ca_file.as_deref() {
-        Some(path) => {
+    let builder = match (&config.tls_policy, config.tls_ca_file.as_deref()) {
+        (Some(policy), _) => builder.dangerous().with_custom_certificate_verifier(Arc::clone(&policy.verifier)),
+        (None, Some(path)) => {
             let mut roots = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|source| TlsSetupError::ReadCa { path: path.to_path_buf(), source })?;
@@ -175,7 +201,7 @@ fn build(
             }
             builder.with_root_certificates(roots)
         }
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
+        (None, None) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
     };
     let mut tls = match config.client_certificate.as_deref() {
         Some(path) => {
@@ -238,17 +264,42 @@ pub fn server_name(mx_name: &str, addr: SocketAddr) -> ServerName<'static> {
     ServerName::try_from(bare.to_string()).unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()))
 }
 
-/// Runs the handshake within `timeout`. The error says why, for the record or `TlsRequired`.
+/// Runs the handshake within `timeout`. The error says why, for the record or `TlsRequired`,
+/// and whether it was the certificate.
 pub async fn handshake(
     tcp: TcpStream,
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<TcpStream>, (String, TlsFailure)> {
     match tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, tcp)).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-        Err(_) => Err("timeout during TLS handshake".into()),
+        Ok(Err(e)) => {
+            let failure = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidCertificate(c)) => TlsFailure::Certificate(c.clone()),
+                _ => TlsFailure::Handshake,
+            };
+            Err((format!("TLS handshake failed: {e}"), failure))
+        }
+        Err(_) => Err(("timeout during TLS handshake".into(), TlsFailure::Handshake)),
+    }
+}
+
+/// Checks the server's certificate with `verifier` for `name` after a handshake that did not
+/// (MTA-STS testing mode: the session goes on, the result is recorded).
+pub fn audit(
+    stream: &TlsStream<TcpStream>,
+    name: &ServerName<'_>,
+    verifier: &dyn ServerCertVerifier,
+) -> Result<(), TlsFailure> {
+    let certs = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    let Some((leaf, intermediates)) = certs.split_first() else {
+        return Err(TlsFailure::Certificate(rustls::CertificateError::BadEncoding));
+    };
+    match verifier.verify_server_cert(leaf, intermediates, name, &[], UnixTime::now()) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(c)) => Err(TlsFailure::Certificate(c)),
+        Err(_) => Err(TlsFailure::Handshake),
     }
 }
 
@@ -258,7 +309,15 @@ pub fn negotiated(stream: &TlsStream<TcpStream>) -> (String, String) {
 }
 
 /// What Ember knows about the server's certificate after the handshake.
-pub fn describe_peer(stream: &TlsStream<TcpStream>, name: &ServerName<'_>, ca_file: Option<&Path>) -> String {
+pub fn describe_peer(
+    stream: &TlsStream<TcpStream>,
+    name: &ServerName<'_>,
+    ca_file: Option<&Path>,
+    policy: Option<&TlsEnforcement>,
+) -> String {
+    if let Some(policy) = policy {
+        return format!("certificate verified for {} ({})", name.to_str(), policy.label);
+    }
     if let Some(path) = ca_file {
         return format!("certificate verified against {}", path.display());
     }

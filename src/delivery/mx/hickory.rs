@@ -96,6 +96,27 @@ impl HickoryLookup {
         }
     }
 
+    /// The TXT records at `name`, each record's strings joined (RFC 7208 §3.3 style), for
+    /// MTA-STS and TLS-RPT discovery. Not cached here: their owners keep what they learn.
+    pub async fn txt(&self, name: &str) -> LookupResult<String> {
+        Ok(match self.lookup(name, RecordType::TXT).await? {
+            Answer::Records { records, ttl } => Answer::Records {
+                records: records
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        RData::TXT(txt) => {
+                            Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                ttl,
+            },
+            Answer::NoRecords { ttl } => Answer::NoRecords { ttl },
+            Answer::NoSuchDomain { ttl } => Answer::NoSuchDomain { ttl },
+        })
+    }
+
     async fn check_chain_ends(&self, last: &Name, asked: &str) -> Result<(), EndlessChain> {
         match self.resolver.lookup(last.clone(), RecordType::CNAME).await {
             Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == RecordType::CNAME) => {

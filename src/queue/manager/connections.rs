@@ -128,6 +128,7 @@ impl Manager {
                 config: Arc::clone(&self.config),
                 dest_limits: Arc::clone(&self.dest_limits),
                 cluster,
+                tls_policies: self.tls_policies.clone(),
             };
             let q = self.queues.get_mut(key).expect("present");
             if let Some(a) = q.adaptive.as_mut() {

@@ -1,0 +1,380 @@
+//! MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) end to end: dnsmasq serves the MX, `_mta-sts` and
+//! `_smtp._tls` records; real HTTPS policy hosts listen on 127.x:443 with certificates of a test
+//! CA (trusted through `smtp-tls-ca-file`); scripted STARTTLS receivers play the MX hosts.
+//! Needs `dnsmasq`, root (port 443) and Python 3.
+
+#[path = "support/dns.rs"]
+mod dns;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::json;
+use support::Ember;
+use support::peers::{Receiver, read_acct};
+
+/// A test CA and the PEM files (chain and key) it issues.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Ember test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A PEM file with a certificate for `name` and its key.
+    fn issue(&self, dir: &Path, name: &str) -> PathBuf {
+        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+        path
+    }
+}
+
+/// `mta_sts_host.py` on IP:443.
+struct PolicyHost {
+    child: Child,
+}
+
+impl PolicyHost {
+    fn start(dir: &Path, ip: &str, cert: &Path, action: &str, policy: &str) -> PolicyHost {
+        let policy_file = dir.join(format!("policy-{ip}.txt"));
+        std::fs::write(&policy_file, policy).unwrap();
+        let ready = dir.join(format!("ready-{ip}"));
+        // A host started again on the same address must not be taken for ready by its
+        // predecessor's file.
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new("python3")
+            .arg(support::support_dir().join("mta_sts_host.py"))
+            .args(["--listen", &format!("{ip}:443"), "--action", action])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--policy")
+            .arg(&policy_file)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the policy host on {ip} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PolicyHost { child }
+    }
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy(mode: &str, mx: &[&str]) -> String {
+    let mut p = format!("version: STSv1\r\nmode: {mode}\r\n");
+    for m in mx {
+        p.push_str(&format!("mx: {m}\r\n"));
+    }
+    p.push_str("max_age: 86400\r\n");
+    p
+}
+
+fn send(e: &Ember, rcpt: &str) {
+    let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Polls the accounting file until a record of `kind` for `rcpt` appears.
+fn wait_record(e: &Ember, kind: &str, rcpt: &str) -> std::collections::HashMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if e.path("acct.csv").exists() {
+            let (_, rows) = read_acct(&e.path("acct.csv"));
+            // A deferral before any message was sent is the queue's: a `tq` record.
+            let queue = format!("{}/", rcpt.split('@').nth(1).unwrap());
+            let wanted = |r: &std::collections::HashMap<String, String>| {
+                (r["type"] == kind && r["rcpt"] == rcpt)
+                    || (kind == "t" && r["type"] == "tq" && r["queue"].starts_with(&queue))
+            };
+            if let Some(r) = rows.into_iter().find(wanted) {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {kind} record for {rcpt}; log: {:?}", e.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn delivered_over_tls(rx: &Receiver, rcpt: &str) -> Option<bool> {
+    rx.events("message")
+        .iter()
+        .find(|m| m["rcpts"].as_array().is_some_and(|r| r.iter().any(|a| a == rcpt)))
+        .map(|m| m["tls"].as_bool().unwrap_or(false))
+}
+
+/// One domain of the scenario: its MX receiver and its policy host (if any).
+struct Site {
+    rx: Receiver,
+    _host: Option<PolicyHost>,
+}
+
+#[test]
+fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new(d);
+    let wrong = ca.issue(d, "wrong-name.test");
+    // One port for every receiver (each on its own loopback address), as MX hosts share 25.
+    let first = Receiver::start("127.0.41.2", &json!({}), d, Some(&ca.issue(d, "mx.good.test")));
+    let port = first.addr.port();
+    let receiver = |ip: &str, cert: &Path| Receiver::start_on(&format!("{ip}:{port}"), &json!({}), d, Some(cert));
+    let host = |ip: &str, name: &str, action: &str, body: &str| {
+        Some(PolicyHost::start(d, ip, &ca.issue(d, &format!("mta-sts.{name}")), action, body))
+    };
+    let good = Site { rx: first, _host: host("127.0.41.1", "good.test", "ok", &policy("enforce", &["mx.good.test"])) };
+    let badcert = Site {
+        rx: receiver("127.0.42.2", &wrong),
+        _host: host("127.0.42.1", "badcert.test", "ok", &policy("enforce", &["*.badcert.test"])),
+    };
+    let outside = Site {
+        rx: receiver("127.0.43.2", &ca.issue(d, "mx.outside.test")),
+        _host: host("127.0.43.1", "outside.test", "ok", &policy("enforce", &["mx.elsewhere.test"])),
+    };
+    let _testing = Site {
+        rx: receiver("127.0.44.2", &wrong),
+        _host: host("127.0.44.1", "testing.test", "ok", &policy("testing", &["mx.testing.test"])),
+    };
+    let nopolicy = Site { rx: receiver("127.0.45.2", &wrong), _host: None };
+    // Bad input: each is "no valid policy", so delivery is opportunistic (the certificates of
+    // these MX hosts are wrong, which only a policy would refuse).
+    let wrongcert_host = Site {
+        rx: receiver("127.0.46.2", &wrong),
+        _host: Some(PolicyHost::start(d, "127.0.46.1", &wrong, "ok", &policy("enforce", &["mx.x.test"]))),
+    };
+    let redirect = Site {
+        rx: receiver("127.0.47.2", &wrong),
+        _host: host("127.0.47.1", "redirect.test", "redirect", &policy("enforce", &["mx.x.test"])),
+    };
+    let huge = Site {
+        rx: receiver("127.0.48.2", &wrong),
+        _host: host("127.0.48.1", "huge.test", "huge", &policy("enforce", &["mx.x.test"])),
+    };
+    let malformed = Site {
+        rx: receiver("127.0.49.2", &wrong),
+        _host: host("127.0.49.1", "malformed.test", "ok", "version: STSv1\r\nmode: enforce\r\n"),
+    };
+    let badtxt = Site {
+        rx: receiver("127.0.50.2", &wrong),
+        _host: host("127.0.50.1", "badtxt.test", "ok", &policy("enforce", &["mx.x.test"])),
+    };
+    let hanging = Site {
+        rx: receiver("127.0.51.2", &wrong),
+        _host: host("127.0.51.1", "hang.test", "hang", &policy("enforce", &["mx.x.test"])),
+    };
+    let mut records = Vec::new();
+    for (name, octet, txt) in [
+        ("good.test", 41, Some("v=STSv1; id=1")),
+        ("badcert.test", 42, Some("v=STSv1; id=1")),
+        ("outside.test", 43, Some("v=STSv1; id=1")),
+        ("testing.test", 44, Some("v=STSv1; id=1")),
+        ("nopolicy.test", 45, None),
+        ("wrongcert.test", 46, Some("v=STSv1; id=1")),
+        ("redirect.test", 47, Some("v=STSv1; id=1")),
+        ("huge.test", 48, Some("v=STSv1; id=1")),
+        ("malformed.test", 49, Some("v=STSv1; id=1")),
+        ("badtxt.test", 50, Some("v=STSv2; id=1")),
+        ("hang.test", 51, Some("v=STSv1; id=1")),
+    ] {
+        records.push(format!("--mx-host={name},mx.{name},10"));
+        records.push(format!("--host-record=mx.{name},127.0.{octet}.2"));
+        records.push(format!("--host-record=mta-sts.{name},127.0.{octet}.1"));
+        if let Some(txt) = txt {
+            records.push(format!("--txt-record=_mta-sts.{name},{txt}"));
+        }
+    }
+    records.push("--txt-record=_smtp._tls.testing.test,v=TLSRPTv1; rua=mailto:tlsrpt@reports.test".into());
+    records.push("--txt-record=_smtp._tls.badcert.test,v=TLSRPTv1; rua=mailto:tlsrpt@reports.test".into());
+    records.push("--mx-host=reports.test,mx.reports.test,10".into());
+    records.push("--host-record=mx.reports.test,127.0.52.2".into());
+    let reports = receiver("127.0.52.2", &ca.issue(d, "mx.reports.test"));
+    let args: Vec<&str> = records.iter().map(String::as_str).collect();
+    let dns = dns::Dnsmasq::start(&args);
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhttp-mgmt-port 127.0.0.1:0\nhttp-access 127.0.0.1 admin\nhost-name ember.test\npostmaster postmaster@ember.test\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {port}\n    use-starttls yes\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1h\n</domain>\n<domain sender.test>\n    smtp-hosts [127.0.0.1]:9\n</domain>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b,t,tq\n</acct-file>\n",
+        dns.addr,
+        d.join("ca.pem").display()
+    );
+    let e = Ember::start(&config);
+    for rcpt in [
+        "a@good.test",
+        "a@badcert.test",
+        "a@outside.test",
+        "a@testing.test",
+        "a@nopolicy.test",
+        "a@wrongcert.test",
+        "a@redirect.test",
+        "a@huge.test",
+        "a@malformed.test",
+        "a@badtxt.test",
+        "a@hang.test",
+    ] {
+        send(&e, rcpt);
+    }
+    // enforce + a valid MX: delivered over TLS.
+    let rec = wait_record(&e, "d", "a@good.test");
+    assert_eq!(delivered_over_tls(&good.rx, "a@good.test"), Some(true), "{rec:?}");
+    // enforce + a certificate not valid for the MX name: nothing sent, the reason says why.
+    let t = wait_record(&e, "t", "a@badcert.test");
+    assert!(t["dsnDiag"].contains("MTA-STS policy of badcert.test"), "{t:?}");
+    assert!(t["dsnDiag"].to_lowercase().contains("certificate"), "{t:?}");
+    assert!(badcert.rx.events("message").is_empty());
+    // enforce + an MX the policy does not name: not even a connection.
+    let t = wait_record(&e, "t", "a@outside.test");
+    assert!(t["dsnDiag"].contains("MTA-STS policy of outside.test: no MX host matches"), "{t:?}");
+    assert!(outside.rx.events("connect").is_empty());
+    // testing: delivered, the failure logged (and counted for TLS-RPT below).
+    wait_record(&e, "d", "a@testing.test");
+    assert!(e.log_contains("MTA-STS policy of testing.test (testing mode, delivering anyway)"));
+    // No policy, or no valid one: delivered as before (opportunistic TLS; with the CA file set,
+    // a certificate for the wrong name means clear text, as without MTA-STS).
+    for (site, rcpt) in [
+        (&nopolicy, "a@nopolicy.test"),
+        (&wrongcert_host, "a@wrongcert.test"),
+        (&redirect, "a@redirect.test"),
+        (&huge, "a@huge.test"),
+        (&malformed, "a@malformed.test"),
+        (&badtxt, "a@badtxt.test"),
+        (&hanging, "a@hang.test"),
+    ] {
+        wait_record(&e, "d", rcpt);
+        assert!(delivered_over_tls(&site.rx, rcpt).is_some(), "{rcpt}");
+    }
+    for why in [
+        "no valid MTA-STS policy for wrongcert.test: certificate of mta-sts.wrongcert.test not valid",
+        "no valid MTA-STS policy for redirect.test: mta-sts.redirect.test answered HTTP 301",
+        "no valid MTA-STS policy for huge.test: the policy from mta-sts.huge.test is larger than",
+        "no valid MTA-STS policy for malformed.test: policy from mta-sts.malformed.test",
+        "no valid MTA-STS policy for hang.test: no policy from mta-sts.hang.test within",
+    ] {
+        assert!(e.log_contains(why), "{why}: {:?}", e.stderr.lock().unwrap());
+    }
+    // What is in force and why a delivery was refused: explain, the API, /metrics.
+    let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "badcert.test"]).stdout).to_string();
+    assert!(explained.contains("TLS policy: MTA-STS enforce (policy id 1, mx *.badcert.test"), "{explained}");
+    assert!(explained.contains("MTA-STS policy of badcert.test: TLS handshake failed"), "{explained}");
+    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=testing.test").data();
+    assert!(detail["tls_policy"].as_str().unwrap().starts_with("MTA-STS testing"), "{detail}");
+    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    assert!(
+        metrics.contains(r#"ember_tls_sessions_total{policy="sts",result="certificate-host-mismatch"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"ember_tls_sessions_total{policy="sts",result="success"} 1"#), "{metrics}");
+    // Policies are cached on disk by domain.
+    let cached = std::fs::read_to_string(e.path("spool/mta-sts/good.test.json")).unwrap();
+    assert!(cached.contains("mx.good.test"), "{cached}");
+
+    // TLS-RPT: `ember tlsrpt send` mails the domains that publish _smtp._tls their reports.
+    let out = e.live_cli(&["tlsrpt", "send"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reports.events("message").len() < 2 {
+        assert!(Instant::now() < deadline, "reports not delivered: {}", String::from_utf8_lossy(&out.stdout));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for m in reports.events("message") {
+        let data = m["data"].as_str().unwrap();
+        assert!(data.contains("application/tlsrpt+gzip"), "{data}");
+        let report = mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(data.as_bytes(), 1 << 20).expect("a report");
+        let policy = &report.policies[0];
+        seen.insert(policy.policy.policy_domain.clone(), policy.clone());
+    }
+    use mail_auth::report::tlsrpt::{PolicyType, ResultType};
+    let testing = &seen["testing.test"];
+    assert_eq!(testing.policy.policy_type, PolicyType::Sts);
+    assert!(testing.policy.policy_string.iter().any(|l| l == "mode: testing"), "{testing:?}");
+    assert_eq!(testing.summary.total_failure, 1, "{testing:?}");
+    assert_eq!(testing.failure_details[0].result_type, ResultType::CertificateHostMismatch, "{testing:?}");
+    let badcert = &seen["badcert.test"];
+    assert!(badcert.summary.total_failure >= 1, "{badcert:?}");
+    assert_eq!(badcert.summary.total_success, 0, "{badcert:?}");
+    assert!(
+        badcert.failure_details.iter().all(|f| f.result_type == ResultType::CertificateHostMismatch),
+        "{badcert:?}"
+    );
+}
+
+/// RFC 8461 §5.1: a cached policy stays in force while a new one (the TXT record's id changed)
+/// cannot be fetched, also across a restart (the policy is on disk).
+#[test]
+fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let ca = Ca::new(&d);
+    let rx = Receiver::start("127.0.53.2", &json!({}), &d, Some(&ca.issue(&d, "wrong-name.test")));
+    let records = |id: u32| {
+        vec![
+            "--mx-host=cached.test,mx.cached.test,10".to_string(),
+            "--host-record=mx.cached.test,127.0.53.2".to_string(),
+            "--host-record=mta-sts.cached.test,127.0.53.1".to_string(),
+            format!("--txt-record=_mta-sts.cached.test,v=STSv1; id={id}"),
+        ]
+    };
+    let config = |dns: &dns::Dnsmasq| {
+        format!(
+            "smtp-listener 127.0.0.1:0\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {}\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1s\n    retry-recipients-after 1s\n</domain>\n<spool spool>\n</spool>\n",
+            dns.addr,
+            rx.addr.port(),
+            d.join("ca.pem").display()
+        )
+    };
+    let cert = ca.issue(&d, "mta-sts.cached.test");
+    let host = PolicyHost::start(&d, "127.0.53.1", &cert, "ok", &policy("enforce", &["*.cached.test"]));
+    let first = records(1);
+    let dns1 = dns::Dnsmasq::start(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut e = Ember::start_in(dir, &config(&dns1));
+    send(&e, "a@cached.test");
+    e.wait_log("queue failure: 451 4.7.5 MTA-STS policy of cached.test: TLS handshake failed");
+    e.stop();
+    drop(host);
+    drop(dns1);
+    // A new id, and the policy host now redirects: no new policy can be had.
+    let _broken = PolicyHost::start(&d, "127.0.53.1", &cert, "redirect", &policy("none", &[]));
+    let second = records(2);
+    let dns2 = dns::Dnsmasq::start(&second.iter().map(String::as_str).collect::<Vec<_>>());
+    std::fs::write(&e.config, config(&dns2)).unwrap();
+    let before = e.stderr.lock().unwrap().len();
+    e.launch();
+    send(&e, "b@cached.test");
+    e.wait_log("answered HTTP 301 (redirects are not followed); the cached policy stays in force");
+    // The cached enforce policy still refuses the MX host's certificate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let refused = e.stderr.lock().unwrap()[before..]
+            .iter()
+            .any(|l| l.contains("queue failure: 451 4.7.5 MTA-STS policy of cached.test: TLS handshake failed"));
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", e.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rx.events("message").is_empty());
+}
