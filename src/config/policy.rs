@@ -88,6 +88,7 @@ pub struct QueuePolicy {
     pub backoff_to_normal_after_delivery: bool,
     pub reuse_ssl_session: bool,
     pub disable_mx_rollup: bool,
+    pub auto_mx_rollup: bool,
 }
 
 impl QueuePolicy {
@@ -154,6 +155,7 @@ impl QueuePolicy {
             backoff_to_normal_after_delivery: flag(s, Dir::BackoffToNormalAfterDelivery),
             reuse_ssl_session: flag(s, Dir::ReuseSslSession),
             disable_mx_rollup: flag(s, Dir::DisableMxRollup),
+            auto_mx_rollup: flag(s, Dir::AutoMxRollup),
         }
     }
 }
