@@ -61,13 +61,25 @@ impl Manager {
         let Some(group) = self.rollups.mx_sets.saw(&key.name, hosts, now, |name| list.is_rollup(name)) else {
             return false;
         };
+        // The set's other domains reported under an earlier configuration, maybe: each must
+        // still want auto-mx-rollup.
+        let domains: Vec<String> = group
+            .domains
+            .into_iter()
+            .filter(|d| {
+                self.settings(d, &key.vmta).is_some_and(|s| s.policy.auto_mx_rollup && !s.policy.disable_mx_rollup)
+            })
+            .collect();
+        if domains.len() < 2 || !domains.contains(&key.name) {
+            return false;
+        }
         let matched = Matched { rollup: group.rollup, provider: group.provider, basis: Basis::SameMxSet };
-        for domain in &group.domains {
+        for domain in &domains {
             if self.rollups.current(domain) != Some(matched.rollup.as_str()) {
                 tracing::info!(
                     "{domain}: MX hosts {} are shared with {} other domain(s): {} ({})",
                     hosts.join(", "),
-                    group.domains.len() - 1,
+                    domains.len() - 1,
                     matched.rollup,
                     matched.basis.describe()
                 );

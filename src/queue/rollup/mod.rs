@@ -235,8 +235,9 @@ impl Rollups {
     /// A new configuration: a new list, and every decision made again.
     pub fn reload(&mut self, config: &Config) {
         self.list = Arc::new(RollupList::from_config(config));
+        // The MX sets reported stay (DNS facts, not configuration): a set's domains find each
+        // other again at once, each checked against the new configuration.
         self.decided.clear();
-        self.mx_sets.clear();
     }
 
     pub fn decide(&mut self, domain: &str, matched: &Matched) {

@@ -5,7 +5,7 @@
 //!
 //! The manager records each domain's set when a connection of the domain's own queue reports it
 //! (`MxSets::saw`); a domain counts for its set while its report is younger than `MX_SET_TTL`.
-//! The rollup of a set is named after the set (`group_name`, e.g. `mx.hosting.test.rollup`) and
+//! The rollup of a set is named after the set (`group_name`, e.g. `hosting.test.rollup` for `mx1.hosting.test`) and
 //! keeps that name for the life of the process, unique among sets, so queued mail of a set never
 //! finds another set's MX hosts.
 
@@ -72,13 +72,6 @@ impl MxSets {
         let set = normalise(hosts);
         let others = self.current(&set, now).filter(|d| *d != domain).count();
         (others > 0).then(|| (self.names.get(&set).cloned().unwrap_or_else(|| group_name(&set) + ".rollup"), others))
-    }
-
-    /// Forgets every report (a reload decides every rollup again); names stay, for mail still
-    /// queued under them.
-    pub fn clear(&mut self) {
-        self.seen.clear();
-        self.domains.clear();
     }
 
     fn current<'a>(&'a self, set: &[String], now: f64) -> impl Iterator<Item = &'a str> {
@@ -215,8 +208,8 @@ mod tests {
         // a.test's MX moved elsewhere: b.test is alone again.
         sets.saw("a.test", &hosts(&["mx.elsewhere.test"]), MX_SET_TTL + 3.0, none);
         assert_eq!(sets.saw("b.test", &set, MX_SET_TTL + 4.0, none), None);
-        sets.clear();
-        assert_eq!(sets.would_join("c.test", &set, MX_SET_TTL + 5.0), None);
+        assert_eq!(sets.would_join("c.test", &set, MX_SET_TTL + 5.0), Some(("hosting.test.rollup".into(), 1)));
+        assert_eq!(sets.would_join("c.test", &set, 3.0 * MX_SET_TTL), None, "b.test's report is stale by then");
     }
 
     #[test]
