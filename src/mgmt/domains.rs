@@ -103,10 +103,21 @@ pub async fn route(state: Shared, Query(query): Query<RouteQuery>) -> Response {
     if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
         return refuse(StatusCode::BAD_REQUEST, &format!("{:?} is not a domain name", query.domain));
     }
-    let (hosts, mx_error) = match state.resolver.plan(&domain, None, 25).await {
-        Ok(plan) if plan.source == PlanSource::Mx => (plan.most_preferred().map(|h| h.name.clone()).collect(), None),
-        Ok(_) => (Vec::new(), Some("no MX records".to_string())),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    // A domain whose mail goes to its smtp-hosts is never rolled up: no MX lookup for it.
+    let smtp_hosts = state
+        .config()
+        .queue_settings(&domain, None)
+        .is_ok_and(|s| s.settings.effective(crate::config::Dir::SmtpHosts).is_some());
+    let (hosts, mx_error) = if smtp_hosts {
+        (Vec::new(), Some("smtp-hosts: no MX lookup".to_string()))
+    } else {
+        match state.resolver.plan(&domain, None, 25).await {
+            Ok(plan) if plan.source == PlanSource::Mx => {
+                (plan.most_preferred().map(|h| h.name.clone()).collect(), None)
+            }
+            Ok(_) => (Vec::new(), Some("no MX records".to_string())),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        }
     };
     match state.queues.domain_route(&domain, hosts).await {
         Some(route) => envelope(DomainRoute { mx_error, ..route }),
