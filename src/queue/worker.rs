@@ -74,7 +74,7 @@ pub struct WorkerSetup {
     /// DKIM keys of the current configuration generation.
     pub dkim: crate::dkim::Keys,
     /// The domain whose MX plan this connection uses: the queue's own name, or for a rollup
-    /// queue a member domain's (src/queue/rollup.rs).
+    /// queue a member domain's (src/queue/rollup/).
     pub mx_domain: String,
     /// `<mx-rollup-list>` and `auto-mx-rollup`, when this queue's MX hosts are to be checked.
     pub rollup: Option<super::rollup::RollupCheck>,
