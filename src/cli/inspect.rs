@@ -164,6 +164,29 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, jso
             None => println!("  warm-up ramp advancing"),
         }
     }
+    if let Some(a) = q.get("adaptive").filter(|a| a.is_object()) {
+        println!(
+            "  adaptive delivery: rate {} to {}, connections {} to {}, at most one step up per {}s",
+            a["min_rate"].as_str().unwrap_or(""),
+            a["max_rate"].as_str().unwrap_or(""),
+            a["min_connections"],
+            a["max_connections"],
+            a["interval_secs"]
+        );
+        for s in a["sources"].as_array().into_iter().flatten() {
+            let learned = |yes: bool| if yes { "learned" } else { "configured" };
+            let conns_learned = s["connections"] != a["max_connections"];
+            println!(
+                "    source {}: rate {} ({}), connections {} ({}), {} open",
+                s["source_ip"].as_str().unwrap_or(""),
+                s["rate"].as_str().unwrap_or(""),
+                learned(s["rate_learned"].as_bool().unwrap_or(false)),
+                s["connections"],
+                learned(conns_learned),
+                s["connections_open"]
+            );
+        }
+    }
     for ev in q["mode_events"].as_array().into_iter().flatten() {
         println!(
             "  {} -> {}: {}",

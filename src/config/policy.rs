@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::settings::{Settings, default_value};
 use super::table::Dir;
 use super::value::{Value, ValueType};
-use super::values::Rate;
+use super::values::{Rate, Ratio};
 
 /// What a queue (destination × VMTA) does, from its effective settings. Built with the
 /// `QueueSettings` it belongs to (`Config::queue_settings`), so once per queue per generation.
@@ -89,6 +89,14 @@ pub struct QueuePolicy {
     pub reuse_ssl_session: bool,
     pub disable_mx_rollup: bool,
     pub auto_mx_rollup: bool,
+    /// `adaptive-delivery` and its bounds (src/queue/adaptive/).
+    pub adaptive_delivery: bool,
+    pub adaptive_min_msg_rate: Option<Rate>,
+    pub adaptive_min_smtp_out: usize,
+    pub adaptive_interval: Duration,
+    /// `None`: the trigger is turned off.
+    pub adaptive_deferral_ratio: Option<Ratio>,
+    pub adaptive_bounce_ratio: Option<Ratio>,
 }
 
 impl QueuePolicy {
@@ -156,6 +164,12 @@ impl QueuePolicy {
             reuse_ssl_session: flag(s, Dir::ReuseSslSession),
             disable_mx_rollup: flag(s, Dir::DisableMxRollup),
             auto_mx_rollup: flag(s, Dir::AutoMxRollup),
+            adaptive_delivery: flag(s, Dir::AdaptiveDelivery),
+            adaptive_min_msg_rate: rate(s, Dir::AdaptiveMinMsgRate),
+            adaptive_min_smtp_out: count(uint(s, Dir::AdaptiveMinSmtpOut)).max(1),
+            adaptive_interval: interval(s, Dir::AdaptiveInterval),
+            adaptive_deferral_ratio: ratio(s, Dir::AdaptiveDeferralRatio),
+            adaptive_bounce_ratio: ratio(s, Dir::AdaptiveBounceRatio),
         }
     }
 }
@@ -329,6 +343,14 @@ fn rate(s: &Settings, dir: Dir) -> Option<Rate> {
         Some(Value::Rate(r)) => *r,
         None => None,
         Some(other) => mismatch(dir, other),
+    }
+}
+
+/// A ratio trigger with a table default; `None` is `off`.
+fn ratio(s: &Settings, dir: Dir) -> Option<Ratio> {
+    match required(s, dir, "a ratio", |t| t == ValueType::Ratio) {
+        Value::Ratio(r) => *r,
+        other => mismatch(dir, other),
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 
 use super::lexer::Token;
 use super::value::{ConfigRegex, ValueError, quote};
-use super::values::{Interval, Rate};
+use super::values::{Interval, Rate, Ratio};
 
 /// A problem in a rule: what is wrong and the byte offset in the rule's text where it is (the
 /// start of the text when a part is missing).
@@ -80,6 +80,19 @@ pub enum ReplyAction {
     /// `trigger=N/INTERVAL` (beyond PowerMTA): the rule acts only on its Nth match within the
     /// interval, so one stray reply does not change a queue.
     Trigger(Rate),
+    /// `trigger=PERCENT%/MIN-SAMPLE/WINDOW` (beyond PowerMTA): the rule acts only while its
+    /// matches are more than PERCENT of at least MIN-SAMPLE attempts of the queue in WINDOW.
+    RatioTrigger(Ratio),
+    /// `adaptive=rate` or `adaptive=connections` (beyond PowerMTA): under `adaptive-delivery`,
+    /// the reply is a push-back on the queue's rate or connections.
+    Adaptive(PushBack),
+}
+
+/// What a receiver's push-back is about, for adaptive delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushBack {
+    Rate,
+    Connections,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +133,11 @@ impl ReplyRule {
                 Some(("mode", "normal")) => ReplyAction::Mode(QueueModeChange::Normal),
                 Some(("reenable-after", v)) => ReplyAction::ReenableAfter(never_or(v)?),
                 Some(("backoff-to-normal-after", v)) => ReplyAction::BackoffToNormalAfter(never_or(v)?),
+                Some(("trigger", v)) if v.contains('%') => {
+                    ReplyAction::RatioTrigger(Ratio::parse(v).map_err(|m| RuleError::new(here, m))?)
+                }
+                Some(("adaptive", "rate")) => ReplyAction::Adaptive(PushBack::Rate),
+                Some(("adaptive", "connections")) => ReplyAction::Adaptive(PushBack::Connections),
                 Some(("trigger", v)) => ReplyAction::Trigger(parse_threshold(v).map_err(|m| RuleError::new(here, m))?),
                 None if lower == "skip-mx" => ReplyAction::SkipMx,
                 None if lower == "bounce-queue" => ReplyAction::BounceQueue,
@@ -130,7 +148,7 @@ impl ReplyRule {
                     return Err(RuleError::new(
                         here,
                         format!(
-                            "unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T or backoff-to-normal-after=T"
+                            "unknown reply action {w:?}: expected mode=backoff, mode=normal, skip-mx, bounce-queue, bounce-rcpt, defer-queue, disable-source-ip, reenable-after=T, backoff-to-normal-after=T, trigger=N/T, trigger=P%/N/T, adaptive=rate or adaptive=connections"
                         ),
                     ));
                 }
@@ -153,6 +171,8 @@ pub enum ActionConflict {
     ReenableWithoutDisable,
     #[error("reenable-after is given more than once")]
     ReenableTwice,
+    #[error("a rule has one trigger: trigger= is given more than once")]
+    TwoTriggers,
 }
 
 /// The invalid combinations of actions in one `reply` rule.
@@ -172,6 +192,9 @@ fn check_actions(actions: &[ReplyAction]) -> Result<(), ActionConflict> {
     if reenables > 1 {
         return Err(ActionConflict::ReenableTwice);
     }
+    if count(|a| matches!(a, ReplyAction::Trigger(_) | ReplyAction::RatioTrigger(_))) > 1 {
+        return Err(ActionConflict::TwoTriggers);
+    }
     Ok(())
 }
 
@@ -189,6 +212,9 @@ impl fmt::Display for ReplyAction {
             ReplyAction::ReenableAfter(i) => write!(f, "reenable-after={}", never(i)),
             ReplyAction::BackoffToNormalAfter(i) => write!(f, "backoff-to-normal-after={}", never(i)),
             ReplyAction::Trigger(r) => write!(f, "trigger={r}"),
+            ReplyAction::RatioTrigger(r) => write!(f, "trigger={r}"),
+            ReplyAction::Adaptive(PushBack::Rate) => f.write_str("adaptive=rate"),
+            ReplyAction::Adaptive(PushBack::Connections) => f.write_str("adaptive=connections"),
         }
     }
 }
@@ -471,6 +497,11 @@ mod tests {
         assert!(BackoffRule::parse("421 RP-001 *, 1h, 5, 1000, trigger=0").is_err());
         assert!(ReplyRule::parse("/x/ mode=backoff,trigger=2/1m").is_ok());
         assert!(ReplyRule::parse("/x/ mode=backoff,trigger=soon").is_err());
+        let ratio = ReplyRule::parse("/x/ mode=backoff,trigger=5%/200/10m,adaptive=rate").unwrap();
+        assert_eq!(ratio.to_string(), "/x/ mode=backoff,trigger=5%/200/10m,adaptive=rate");
+        assert!(ReplyRule::parse("/x/ adaptive=connections").is_ok());
+        assert!(ReplyRule::parse("/x/ adaptive=faster").is_err());
+        assert!(ReplyRule::parse("/x/ mode=backoff,trigger=2/1m,trigger=5%/200/10m").is_err());
         assert_eq!(r.to_string(), "421 4.3.2 *, 45m, 2, 500/h");
         assert_eq!(BackoffRule::parse(&r.to_string()).unwrap(), r);
         assert!(BackoffRule::parse("250 x *, 1h, 5, 10").is_err());

@@ -285,6 +285,16 @@ directives! {
     DisabledSourceIpNotify => "disabled-source-ip-notify", EmailList, D, None, once, Enforced, "Mail these addresses when a source IP is disabled or enabled for the queue (from postmaster, through Ember's own queues).";
     LogDisabledIps => "log-disabled-ips", Bool, D, Some("no"), once, NoEffect, "Log source IP disabling: no effect, Ember always logs every source IP it disables or enables (queue mode events, also in show queues).";
 
+    // ---- <domain>: adaptive delivery (beyond PowerMTA) --------------------------------------
+    AdaptiveDelivery => "adaptive-delivery", Bool, D, Some("no"), once, Enforced, "Beyond PowerMTA: learn the queue's message rate and connections (per source IP) from the receiver's replies, between adaptive-min-* and max-msg-rate / max-smtp-out: push-backs cut at once, clean delivery probes upward once per adaptive-interval. On in the embedded default config.";
+    AdaptiveMinMsgRate => "adaptive-min-msg-rate", Rate, D, Some("60/h"), once, Enforced, "Beyond PowerMTA: the lowest rate adaptive delivery cuts to.";
+    AdaptiveMinSmtpOut => "adaptive-min-smtp-out", Uint, D, Some("1"), once, Enforced, "Beyond PowerMTA: the fewest connections adaptive delivery cuts to.";
+    AdaptiveInterval => "adaptive-interval", Interval, D, Some("1m"), once, Enforced, "Beyond PowerMTA: anti-flap: at most one upward step (and one ratio cut) per interval; no upward step within an interval of a push-back.";
+    AdaptiveRateReply => "adaptive-rate-reply", Regex, D, None, many, Enforced, "Beyond PowerMTA: a 4xx reply matching this /regex/ is a rate push-back, besides the built-in list (RP-00x, [TS0x], 4.7.28, 4.7.0 … rate, too many, try again later, throttled).";
+    AdaptiveConnectionReply => "adaptive-connection-reply", Regex, D, None, many, Enforced, "Beyond PowerMTA: a reply matching this /regex/ is a connection push-back, besides the built-in list (too many connections, too many sessions, connection limit).";
+    AdaptiveDeferralRatio => "adaptive-deferral-ratio", Ratio, D, Some("5%/200/10m"), once, Enforced, "Beyond PowerMTA: more than PERCENT of at least MIN-SAMPLE attempts deferred within WINDOW cuts the rate by a quarter (off turns it off).";
+    AdaptiveBounceRatio => "adaptive-bounce-ratio", Ratio, D, Some("3%/200/10m"), once, Enforced, "Beyond PowerMTA: more than PERCENT of at least MIN-SAMPLE attempts bounced within WINDOW cuts the rate by a quarter (off turns it off).";
+
     // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------
     MaxColdVirtualMtaMsg => "max-cold-virtual-mta-msg", RateList, D, Some("0"), once, Enforced, "First N messages per day per domain go to the cold VMTA (a list ramps daily).";
     WarmupSchedule => "warmup-schedule", RateList, D, None, once, Enforced, "Beyond PowerMTA: this VMTA's cap per step for the queue (50/day,100/day,…); a step advances only while the last one stayed under the ceilings.";

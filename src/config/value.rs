@@ -13,7 +13,7 @@ pub use super::compiled_regex::ConfigRegex;
 use super::lexer::Token;
 use super::pattern::DomainPattern;
 use super::rules::{BackoffRule, PatternEntry, ReplyRule};
-use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, ScalarError, Size};
+use super::values::{Cidr, DataRate, Interval, ListenAddr, Rate, Ratio, ScalarError, Size};
 
 /// What `smtp-listener` takes, in "expected …" messages.
 const LISTENER: &str = "ADDRESS:PORT [source=NAME] [tls=yes|no]";
@@ -34,6 +34,8 @@ pub enum ValueType {
     /// `10m,10m,1h`: at most 30 entries, the last repeats.
     IntervalList,
     Rate,
+    /// `PERCENT%/MIN-SAMPLE/WINDOW` (ratio triggers).
+    Ratio,
     /// `1/day,2/day,3/day`.
     RateList,
     DataRate,
@@ -116,6 +118,7 @@ impl ValueType {
             ValueType::IntervalOrNever => "a time interval like 30m, or never".into(),
             ValueType::IntervalList => "a comma-separated list of time intervals like 10m,10m,1h".into(),
             ValueType::Rate => "a rate N/unit like 5000/h, or unlimited".into(),
+            ValueType::Ratio => "a ratio trigger PERCENT%/MIN-SAMPLE/WINDOW like 5%/200/10m, or off".into(),
             ValueType::RateList => "a comma-separated list of rates like 1/day,2/day".into(),
             ValueType::DataRate => "a data rate like 1024K/15s, or unlimited".into(),
             ValueType::Size => "a size like 40K, 250M or unlimited".into(),
@@ -172,6 +175,8 @@ pub enum Value {
     Never,
     IntervalList(Vec<Interval>),
     Rate(Option<Rate>),
+    /// `None`: `off`.
+    Ratio(Option<Ratio>),
     RateList(Vec<Option<Rate>>),
     DataRate(Option<DataRate>),
     Size(Option<Size>),
@@ -334,6 +339,14 @@ pub fn parse_value(ty: ValueType, name_col: u32, args: &[Token], rest: &Token) -
             )
         }
         ValueType::Rate => Value::Rate(Rate::parse(&single()?.text).map_err(ValueError::on(first))?),
+        ValueType::Ratio => {
+            let t = &single()?.text;
+            Value::Ratio(if t.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(Ratio::parse(t).map_err(ValueError::on(first))?)
+            })
+        }
         ValueType::RateList => Value::RateList(
             split_list(&joined())
                 .iter()
@@ -700,6 +713,8 @@ impl fmt::Display for Value {
             Value::Never => f.write_str("never"),
             Value::IntervalList(l) => f.write_str(&l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             Value::Rate(r) => f.write_str(&opt(r)),
+            Value::Ratio(Some(r)) => write!(f, "{r}"),
+            Value::Ratio(None) => f.write_str("off"),
             // In a list of daily caps, 0 means "none today", not "unlimited".
             Value::RateList(l) => f.write_str(
                 &l.iter().map(|r| r.map_or_else(|| "0".to_string(), |r| r.to_string())).collect::<Vec<_>>().join(","),

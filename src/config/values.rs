@@ -141,6 +141,62 @@ fn fmt_period(f: &mut fmt::Formatter<'_>, period: u64) -> fmt::Result {
     if period == 1 { f.write_str("s") } else { write!(f, "{period}s") }
 }
 
+/// A ratio trigger `PERCENT%/MIN-SAMPLE/WINDOW` (beyond PowerMTA): more than PERCENT of at least
+/// MIN-SAMPLE attempts within WINDOW, like `5%/200/10m`. The percentage is kept in basis points
+/// (hundredths of a percent) so that `0.2%` is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ratio {
+    pub basis_points: u64,
+    pub min_sample: u64,
+    pub window: Interval,
+}
+
+impl Ratio {
+    const EXPECTED: &'static str = "PERCENT%/MIN-SAMPLE/WINDOW (like 5%/200/10m)";
+
+    pub fn parse(text: &str) -> Result<Ratio, ScalarError> {
+        let expected = || ScalarError::expected(Self::EXPECTED, text);
+        let mut parts = text.split('/');
+        let (Some(pct), Some(sample), Some(window), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(expected());
+        };
+        let pct = pct.strip_suffix('%').ok_or_else(expected)?;
+        let (whole, frac) = pct.split_once('.').unwrap_or((pct, ""));
+        if whole.is_empty() || frac.len() > 2 || !(whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())) {
+            return Err(expected());
+        }
+        let whole: u64 = whole.parse().map_err(|_| expected())?;
+        let frac: u64 = format!("{frac:0<2}").parse().map_err(|_| expected())?;
+        let basis_points = whole.checked_mul(100).and_then(|w| w.checked_add(frac)).ok_or_else(expected)?;
+        if basis_points == 0 || basis_points > 10_000 {
+            return Err(ScalarError::expected("a percentage above 0% and at most 100%", text));
+        }
+        let min_sample: u64 = sample.parse().map_err(|_| expected())?;
+        let window = Interval::parse(window)?;
+        if window.0 == 0 {
+            return Err(expected());
+        }
+        Ok(Ratio { basis_points, min_sample: min_sample.max(1), window })
+    }
+
+    pub fn percent(&self) -> f64 {
+        self.basis_points as f64 / 100.0
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.basis_points / 100, self.basis_points % 100);
+        if frac == 0 {
+            write!(f, "{whole}%")?;
+        } else {
+            write!(f, "{}%", format!("{whole}.{frac:02}").trim_end_matches('0'))?;
+        }
+        write!(f, "/{}/{}", self.min_sample, self.window)
+    }
+}
+
 /// A message or connection rate: `count` events per `period` seconds. `None` is unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -371,6 +427,18 @@ impl fmt::Display for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_parse_exactly_and_round_trip() {
+        let r = Ratio::parse("0.2%/1000/1d").unwrap();
+        assert_eq!((r.basis_points, r.min_sample, r.window), (20, 1000, Interval(86_400)));
+        assert_eq!(r.to_string(), "0.2%/1000/1d");
+        assert_eq!(Ratio::parse("5%/200/10m").unwrap().to_string(), "5%/200/10m");
+        assert_eq!(Ratio::parse("12.5%/10/30s").unwrap().basis_points, 1250);
+        for bad in ["5/200/10m", "5%/200", "0%/1/1m", "101%/1/1m", "5%/x/1m", "5%/1/0s", "5.123%/1/1m", "%/1/1m"] {
+            assert!(Ratio::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn intervals_round_trip() {

@@ -150,6 +150,25 @@ pub struct Event {
     /// Adaptive: why; suppression: what added the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Adaptive delivery's decisions: the limit changed (`rate`, `connections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// Adaptive delivery's decisions: the rule that acted (`rate push-back`, `probe`,
+    /// `deferral ratio 5%/200/10m`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Adaptive delivery's decisions: what the rule saw (the reply, the counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// Adaptive delivery's decisions: the limit before and after (`50/s`, `7.2/s`; `10`, `2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+    /// Adaptive delivery's decisions: until when the new limit holds before it may rise (RFC
+    /// 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     /// Complaints: the feedback type (`abuse`, ...); unsubscribe: `mailto` or `one-click`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_type: Option<String>,

@@ -93,6 +93,34 @@ pub async fn scrape(state: Shared) -> Response {
         }),
     );
 
+    // Adaptive delivery's learned limits, by queue and source IP.
+    let learned: Vec<(Labels, &crate::queue::adaptive::per_queue::LearnedStatus)> = queues
+        .iter()
+        .flat_map(|q| q.adaptive.iter().flat_map(|a| a.sources.iter()).map(move |s| (q, s)))
+        .map(|(q, s)| {
+            let mut labels = queue_labels(&q.queue);
+            labels.push(("source_ip".into(), s.source_ip.clone()));
+            (labels, s)
+        })
+        .collect();
+    let rates = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (labels, s) in &learned {
+        if let Some(r) = s.rate_per_second {
+            rates.get_or_create(labels).set(r);
+        }
+    }
+    registry.register(
+        "ember_adaptive_rate",
+        "Messages a second adaptive delivery lets the queue send from the source IP (learned, or the configured max-msg-rate)",
+        rates,
+    );
+    gauge_family(
+        &mut registry,
+        "ember_adaptive_connections",
+        "Connections adaptive delivery lets the queue open from the source IP",
+        learned.iter().map(|(labels, s)| (labels.clone(), s.connections as i64)),
+    );
+
     let mut vmtas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     let mut domains: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for q in &queues {

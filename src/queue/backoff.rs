@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::config::Dir;
 use crate::config::resolve::QueueSettings;
-use crate::config::rules::{BackoffRule, QueueModeChange, ReplyAction, ReplyRule};
+use crate::config::rules::{BackoffRule, PushBack, QueueModeChange, ReplyAction, ReplyRule};
 use crate::config::value::Value;
-use crate::config::values::Rate;
+use crate::config::values::{Rate, Ratio};
 use crate::smtp::Reply;
 
 /// What a matching reply asks for.
@@ -53,6 +53,11 @@ pub struct Matched {
     pub trigger: Option<Trigger>,
     pub effects: Vec<Effect>,
     pub threshold: Option<Rate>,
+    /// `trigger=PERCENT%/MIN-SAMPLE/WINDOW`.
+    pub ratio: Option<Ratio>,
+    /// What the reply is to adaptive delivery: `adaptive=…`, or a rate push-back when the rule
+    /// puts the queue in backoff.
+    pub push_back: Option<PushBack>,
 }
 
 /// The backoff rules of one queue, read once from its settings.
@@ -104,6 +109,21 @@ impl Rules {
         }
     }
 
+    /// The `<smtp-pattern-list>` rules with a ratio trigger, named as `Matched::rule` names them.
+    pub fn ratio_rules(&self) -> impl Iterator<Item = (String, Ratio)> + '_ {
+        self.replies.iter().filter_map(|r| {
+            r.actions.iter().find_map(|a| match a {
+                ReplyAction::RatioTrigger(ratio) => Some((r.to_string(), *ratio)),
+                _ => None,
+            })
+        })
+    }
+
+    /// What a reply is to adaptive delivery by the rules (the built-in markers aside).
+    pub fn push_back(&self, reply: &Reply) -> Option<PushBack> {
+        self.check(reply).and_then(|m| m.push_back)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dialect.is_empty() && self.replies.is_empty()
     }
@@ -120,12 +140,21 @@ impl Rules {
                 ReplyAction::Trigger(t) => Some(*t),
                 _ => None,
             });
+            let ratio = r.actions.iter().find_map(|a| match a {
+                ReplyAction::RatioTrigger(t) => Some(*t),
+                _ => None,
+            });
+            let mut push_back = r.actions.iter().find_map(|a| match a {
+                ReplyAction::Adaptive(p) => Some(*p),
+                _ => None,
+            });
             let rule = r.to_string();
             let mut trigger = None;
             let mut effects = Vec::new();
             for a in &r.actions {
                 match a {
                     ReplyAction::Mode(QueueModeChange::Backoff) => {
+                        push_back.get_or_insert(PushBack::Rate);
                         let duration = r
                             .actions
                             .iter()
@@ -164,8 +193,8 @@ impl Rules {
                     _ => {}
                 }
             }
-            if trigger.is_some() || !effects.is_empty() {
-                return Some(Matched { rule, trigger, effects, threshold });
+            if trigger.is_some() || !effects.is_empty() || push_back.is_some() {
+                return Some(Matched { rule, trigger, effects, threshold, ratio, push_back });
             }
         }
         self.dialect.iter().find(|r| dialect_matches(r, reply)).map(|r| Matched {
@@ -178,6 +207,8 @@ impl Rules {
             }),
             effects: Vec::new(),
             threshold: r.trigger,
+            ratio: None,
+            push_back: Some(PushBack::Rate),
         })
     }
 }

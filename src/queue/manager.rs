@@ -232,6 +232,8 @@ pub struct Manager {
     clock: Clock,
     warmup: Warmup,
     ramps: Ramps,
+    /// What adaptive delivery learned, saved across restarts.
+    learned: crate::queue::adaptive::store::LearnedStore,
     /// Jobs whose warm-up diversion the saver has not yet made durable.
     diverted: Vec<Diverted>,
     /// Cluster mode: fresh jobs of warm VMTAs held until a block of the cluster's warm-up
@@ -330,6 +332,7 @@ impl Pending {
             clock: self.clock,
             warmup: Warmup::load(state_file("warmup.json")),
             ramps: Ramps::load(state_file("warmup-schedule.json")),
+            learned: crate::queue::adaptive::store::LearnedStore::load(state_file("adaptive.json")),
             diverted: Vec::new(),
             awaiting: Vec::new(),
             shared_rates: SharedRates::default(),
@@ -399,11 +402,11 @@ impl Manager {
             }
             Event::ConnectionEnded { worker, key, source, failure } => {
                 self.reap(worker, &key, None);
-                self.connection_ended(&key, source, failure);
+                self.connection_ended(worker, &key, source, failure);
             }
             Event::WorkerFailed { worker, key, source, reason } => {
                 self.reap(worker, &key, Some(&reason));
-                self.connection_ended(&key, source, None);
+                self.connection_ended(worker, &key, source, None);
             }
             Event::RollUp { key, matched } => self.roll_up_domain(&key, &matched),
             Event::MxSeen { key, hosts, reply } => {
@@ -527,7 +530,8 @@ impl Manager {
         let held = self.held(&job);
         let config = Arc::clone(&self.config);
         let clock = self.clock.clone();
-        let q = self.queues.get_or_insert_with(&key, || new_queue(settings, &config, &clock));
+        let learned = &self.learned;
+        let q = self.queues.get_or_insert_with(&key, || new_queue(settings, &config, &clock, learned.saved(&key)));
         if held {
             q.held.push(job);
         } else if not_before > self.clock.now_secs() {
@@ -589,7 +593,8 @@ impl Manager {
         );
         let config = Arc::clone(&self.config);
         let clock = self.clock.clone();
-        let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock));
+        let learned = &self.learned;
+        let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock, learned.saved(&to)));
         for job in jobs {
             target.enqueue(job);
         }
@@ -612,7 +617,7 @@ impl Manager {
             }
             if let Some(settings) = self.settings(&key.name, &key.vmta) {
                 let q = self.queues.get_mut(&key).expect("listed");
-                let fresh = new_queue(Arc::clone(&settings), &self.config, &self.clock);
+                let fresh = new_queue(Arc::clone(&settings), &self.config, &self.clock, HashMap::new());
                 q.schedule = fresh.schedule;
                 q.rules = fresh.rules;
                 if q.rate_text != fresh.rate_text {
@@ -623,6 +628,12 @@ impl Manager {
                 q.data_rate = fresh.data_rate;
                 q.sources.reset();
                 q.ramp = fresh.ramp;
+                q.rule_ratios = fresh.rule_ratios;
+                // Adaptive delivery keeps what it learned, within the new bounds.
+                match (q.adaptive.as_mut(), fresh.adaptive) {
+                    (Some(old), Some(new)) => old.retune(new.tuning, self.clock.elapsed()),
+                    (_, new) => q.adaptive = new,
+                }
                 q.settings = settings;
             }
         }

@@ -13,6 +13,7 @@
 //! returns what a dead one held; `state_file` writes their small persistent state off the
 //! manager's task.
 
+pub mod adaptive;
 pub mod backoff;
 pub mod dest_limits;
 pub mod drain;

@@ -21,6 +21,16 @@ impl Gcra {
         Gcra { interval: rate.period as f64 / rate.count.max(1) as f64, burst: f64::from(burst.max(1)), tat: f64::MIN }
     }
 
+    /// A limiter of `per_second` units a second (a learned rate, not a configured one).
+    pub fn per_second(per_second: f64, burst: u32) -> Gcra {
+        Gcra { interval: 1.0 / per_second.max(f64::MIN_POSITIVE), burst: f64::from(burst.max(1)), tat: f64::MIN }
+    }
+
+    /// Changes the rate, keeping what was already taken.
+    pub fn set_rate(&mut self, per_second: f64) {
+        self.interval = 1.0 / per_second.max(f64::MIN_POSITIVE);
+    }
+
     /// Takes `units` at `now`, or says how many seconds to wait before they fit. A request larger
     /// than the burst is allowed when the limiter is idle (it is paid for afterwards), so one big
     /// message never blocks a queue for ever.

@@ -129,6 +129,10 @@ pub(super) struct Queue {
     pub(super) notices: Vec<super::notify::Notice>,
     /// Whether the last notice sent said the queue is in backoff, so leaving it is noticed once.
     pub(super) noticed_backoff: bool,
+    /// `adaptive-delivery`: the learned limits per source IP (src/queue/adaptive/).
+    pub(super) adaptive: Option<super::adaptive::per_queue::QueueAdaptive>,
+    /// Attempts and matches of `<smtp-pattern-list>` rules with a ratio trigger, by rule.
+    pub(super) rule_ratios: HashMap<String, super::adaptive::window::Window>,
 }
 
 impl Queue {
@@ -203,6 +207,21 @@ impl Queue {
                 return Vec::new();
             }
             seen.clear();
+        }
+        if let Some(ratio) = matched.ratio {
+            use super::adaptive::window::{ATTEMPTS, DEFERRED};
+            let now = self.clock.elapsed();
+            let Some(w) = self.rule_ratios.get_mut(&matched.rule) else { return Vec::new() };
+            w.add(now, DEFERRED, 1);
+            let (base, seen) = (w.total(now, ATTEMPTS), w.total(now, DEFERRED));
+            if base < ratio.min_sample || seen * 10_000 <= ratio.basis_points * base {
+                tracing::info!(
+                    "rule {} matched \"{reply}\" ({seen} of {base} attempts, trigger {ratio})",
+                    matched.rule
+                );
+                return Vec::new();
+            }
+            w.clear();
         }
         let mut effects = Vec::new();
         for effect in matched.effects {
@@ -433,11 +452,24 @@ pub(super) fn next_job(
     if let Some(ip) = source {
         limiters.extend(q.sources.limiters(&q.settings.settings, ip));
     }
+    let mut learned_name = None;
+    if let Some(adaptive) = q.adaptive.as_mut()
+        && let Some((g, name)) = adaptive.controller(source, now).limiter()
+    {
+        learned_name = Some(name.clone());
+        limiters.push(Limiter::new(g, Unit::Recipients, name));
+    }
     let per_queue = limiters.len();
     limiters.extend(shared);
     let needs_size = limiters.iter().any(|l| l.unit == Unit::Bytes);
     let bytes = if needs_size { size(front) } else { 0 };
     if let Err((wait, name)) = take_all(&mut limiters, now, recipients, bytes) {
+        drop(limiters);
+        if learned_name.as_ref() == Some(&name)
+            && let Some(adaptive) = q.adaptive.as_mut()
+        {
+            adaptive.controller(source, now).rate_bound(now);
+        }
         q.rate_limited = Some(name);
         return NextJob::Wait(wait);
     }
@@ -531,11 +563,28 @@ impl Queue {
     }
 }
 
-pub(super) fn new_queue(settings: Arc<QueueSettings>, config: &Config, clock: &Clock) -> Queue {
+/// A queue for `settings`; `learned` is what adaptive delivery had learned for it before a
+/// restart (empty for a new queue).
+pub(super) fn new_queue(
+    settings: Arc<QueueSettings>,
+    config: &Config,
+    clock: &Clock,
+    learned: HashMap<String, super::adaptive::Learned>,
+) -> Queue {
     let s = &settings.settings;
     let rate = settings.policy.max_msg_rate;
+    let rules = Rules::from_settings(&settings, config);
     Queue {
-        rules: Rules::from_settings(&settings, config),
+        adaptive: super::adaptive::Tuning::from_settings(&settings)
+            .map(|t| super::adaptive::per_queue::QueueAdaptive::new(t, learned)),
+        rule_ratios: rules
+            .ratio_rules()
+            .map(|(rule, ratio)| {
+                let span = ratio.window.seconds().max(1) as f64;
+                (rule, super::adaptive::window::Window::new(span / 60.0, span))
+            })
+            .collect(),
+        rules,
         rate: rate.map(|r| Gcra::new(r, 1)),
         rate_text: rate.map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
         connect_rate: settings.policy.max_connect_rate.map(|r| Gcra::new(r, 1)),
@@ -588,7 +637,7 @@ mod tests {
         let text = format!("<domain *>\n    max-smtp-out 20\n{domain}</domain>\n");
         let config = load_str("q.conf", &text, Path::new("."), FileCheck::Warn).config;
         let settings = Arc::new(config.queue_settings("example.com", None).unwrap());
-        new_queue(settings, &config, &Clock::manual(1_000_000))
+        new_queue(settings, &config, &Clock::manual(1_000_000), HashMap::new())
     }
 
     fn rp001() -> Reply {

@@ -182,3 +182,61 @@ pub fn read_acct(path: &Path) -> (Vec<String>, Vec<std::collections::HashMap<Str
         .collect();
     (header, rows)
 }
+
+/// The mailbox provider simulator (`tests/support/provider.py`): hidden per-IP rate and
+/// connection limits, answered as Microsoft, Yahoo or Gmail answer them.
+pub struct Provider {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Provider {
+    /// `style`: microsoft, yahoo or gmail; `rate`: messages per IP in any second (0: none);
+    /// `connections`: concurrent connections per IP (0: none).
+    pub fn start(ip: &str, style: &str, rate: u32, connections: u32, dir: &Path) -> Provider {
+        Provider::start_with(ip, style, rate, connections, dir, &[])
+    }
+
+    /// With more arguments (`--data-delay 0.05`).
+    pub fn start_with(ip: &str, style: &str, rate: u32, connections: u32, dir: &Path, extra: &[&str]) -> Provider {
+        use std::io::BufRead;
+        let log = dir.join(format!("provider-{ip}-{style}.jsonl"));
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/provider.py"))
+            .args(["--listen", &format!("{ip}:0"), "--style", style])
+            .args(["--rate", &rate.to_string(), "--connections", &connections.to_string(), "--log"])
+            .arg(&log)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("provider did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        Provider { child, addr, log }
+    }
+
+    /// Logged events of one kind (`accepted`, `deferred`, `connect`, `refused`).
+    pub fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -69,7 +69,9 @@ impl Manager {
                 let q = self.queues.get_mut(key).expect("present");
                 // Not disabled for this queue, and under its source-ip-max-smtp-out and
                 // source-ip-max-connect-rate (which count the connection when it may open).
+                let backlog = !q.ready.is_empty();
                 if q.source_allowed(candidate.ip)
+                    && q.adaptive.as_mut().is_none_or(|a| a.controller(candidate.ip, now).may_open(now, backlog))
                     && candidate.ip.is_none_or(|ip| q.sources.open(&q.settings.settings, ip, now))
                 {
                     source = Some(candidate);
@@ -108,6 +110,7 @@ impl Manager {
             self.next_worker += 1;
             let q = self.queues.get(key).expect("present");
             let cluster = self.cluster.as_ref().map(|c| q.cluster_link(c, key, source.ip));
+            let source_ip = source.ip;
             let setup = WorkerSetup {
                 worker: self.next_worker,
                 mx_domain: self.rollups.mx_domain(&key.name).to_string(),
@@ -128,6 +131,9 @@ impl Manager {
                 cluster,
             };
             let q = self.queues.get_mut(key).expect("present");
+            if let Some(a) = q.adaptive.as_mut() {
+                a.opened(self.next_worker, source_ip, now);
+            }
             q.connections += 1;
             q.last_connect = Some(self.clock.elapsed());
             self.total_connections += 1;

@@ -53,7 +53,9 @@ impl Manager {
         let ramp_full =
             q.ramp.as_ref().is_some_and(|p| self.ramps.remaining(&ramp_key(), p, self.clock.now_secs()) == 0);
         let source_ok = q.source_allowed(source) || q.probing_disabled_sources();
-        let next = if draining || q.paused || !source_ok || ramp_full || q.skipped_mx.contains_key(&mx) {
+        // Adaptive delivery: the connection is up; one beyond a cut cap closes.
+        let over_cap = q.adaptive.as_mut().is_some_and(|a| a.greeted(worker, now));
+        let next = if draining || q.paused || !source_ok || ramp_full || over_cap || q.skipped_mx.contains_key(&mx) {
             // Draining, paused, a source IP disabled while the connection was open, the warm-up
             // step's cap used, or its MX skipped by a skip-mx rule: close it.
             NextJob::Done

@@ -49,6 +49,11 @@ impl Manager {
         let mut retry_now = vec![false; job.recipients.len()];
         let mut bounce_queue: Option<Reply> = None;
         let before = q.shared_mode();
+        if q.adapt_to_replies(replies, source) {
+            let learned = q.adaptive.as_ref().map(|a| a.learned()).unwrap_or_default();
+            self.learned.update(key, learned);
+        }
+        let Some(q) = self.queues.get_mut(key) else { return };
         for (pos, reply) in replies.iter().enumerate().filter(|(_, r)| !r.is_positive()) {
             for effect in q.react(reply, source, Some(&remote.mx)) {
                 match effect {
@@ -161,9 +166,10 @@ impl Manager {
 
     pub(super) fn connection_ended(
         &mut self,
+        worker: WorkerId,
         key: &QueueKey,
         source: Option<std::net::IpAddr>,
-        failure: Option<QueueFailure>,
+        mut failure: Option<QueueFailure>,
     ) {
         self.total_connections = self.total_connections.saturating_sub(1);
         if let Some(n) = self.vmta_connections.get_mut(&key.vmta) {
@@ -181,6 +187,17 @@ impl Manager {
             return;
         }
         let Some(q) = self.queues.get_mut(key) else { return };
+        let (changed, push_back) = q.adapt_to_connection_end(worker, failure.as_ref().map(|f| &f.reply));
+        if changed {
+            let learned = q.adaptive.as_ref().map(|a| a.learned()).unwrap_or_default();
+            self.learned.update(key, learned);
+        }
+        let Some(q) = self.queues.get_mut(key) else { return };
+        if push_back && let Some(f) = failure.take() {
+            // Adaptive delivery took the refusal as a connection push-back: the other connections
+            // go on under the lower cap; the queue itself is not failing.
+            q.last_error = Some(f.reply.to_string());
+        }
         if let Some(f) = failure {
             let source = f.remote.source_ip.parse().ok();
             let _ = q.react(&f.reply, source, Some(&f.remote.mx));

@@ -111,7 +111,9 @@ impl Manager {
             }
             let config = Arc::clone(&self.config);
             let clock = self.clock.clone();
-            let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock));
+            let learned = &self.learned;
+            let target =
+                self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock, learned.saved(&to)));
             for job in ready {
                 target.enqueue(job);
             }

@@ -49,7 +49,8 @@ impl Manager {
                 return;
             };
             let (config, clock) = (std::sync::Arc::clone(&self.config), self.clock.clone());
-            self.queues.get_or_insert_with(&key, || new_queue(settings, &config, &clock));
+            let learned = self.learned.saved(&key);
+            self.queues.get_or_insert_with(&key, || new_queue(settings, &config, &clock, learned));
         }
         if let Some(q) = self.queues.get_mut(&key) {
             q.apply_shared(from, change);

@@ -38,6 +38,8 @@ pub struct QueueStatus {
     /// `.rollup`, or the shared MX hosts' parent domain); absent for a domain's own queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// `adaptive-delivery`: the learned limits per source IP and the last decisions.
+    pub adaptive: Option<crate::queue::adaptive::per_queue::AdaptiveStatus>,
 }
 
 impl Manager {
@@ -83,6 +85,7 @@ impl Manager {
                 paused: q.paused,
                 held_recipients: q.held.iter().map(|j| j.recipients.len()).sum(),
                 provider: rollups.provider(&k.name).map(|(p, _)| p.to_string()),
+                adaptive: q.adaptive.as_ref().map(|a| a.status()),
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
