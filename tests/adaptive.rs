@@ -10,10 +10,12 @@ use serde_json::Value;
 use support::Ember;
 use support::peers::Provider;
 
-fn config(provider: &Provider, domain: &str) -> String {
+/// `source`: the VMTA's `smtp-source-host` address, or none (the system picks the address).
+fn config(provider: &Provider, source: Option<&str>, domain: &str) -> String {
+    let source = source.map(|ip| format!("    smtp-source-host {ip} a.ember.test\n")).unwrap_or_default();
     format!(
         "smtp-listener 127.0.0.1:0\n<source 127.0.0.1>\n    always-allow-relaying yes\n    default-virtual-mta v\n</source>\n\
-         <virtual-mta v>\n    smtp-source-host 127.0.0.2 a.ember.test\n</virtual-mta>\n<spool spool>\n</spool>\n\
+         <virtual-mta v>\n{source}</virtual-mta>\n<spool spool>\n</spool>\n\
          <domain *>\n    smtp-hosts [127.0.0.1]:{}\n    retry-after 1s\n    retry-recipients-after 1s\n    bounce-after 1h\n{domain}</domain>\n",
         provider.addr.port()
     )
@@ -38,8 +40,8 @@ fn a_queue_set_at_50_per_second_learns_a_provider_taking_8_and_defers_far_less_t
     let adaptive_peer = Provider::start("127.0.0.1", "microsoft", 8, 0, adaptive_dir.path());
     let static_peer = Provider::start("127.0.0.1", "microsoft", 8, 0, static_dir.path());
     let domain = |on: &str| format!("    max-msg-rate 50/s\n    max-smtp-out 4\n    adaptive-delivery {on}\n");
-    let adaptive = Ember::start_in(adaptive_dir, &config(&adaptive_peer, &domain("yes")));
-    let fixed = Ember::start_in(static_dir, &config(&static_peer, &domain("no")));
+    let adaptive = Ember::start_in(adaptive_dir, &config(&adaptive_peer, Some("127.0.0.2"), &domain("yes")));
+    let fixed = Ember::start_in(static_dir, &config(&static_peer, Some("127.0.0.2"), &domain("no")));
     adaptive.inject_numbered(400, "a");
     fixed.inject_numbered(400, "s");
     adaptive.wait_log_count("delivered ", 400);
@@ -80,7 +82,8 @@ fn a_provider_refusing_a_third_connection_sees_few_refusals_and_the_cap_survives
     // A busy provider (50 ms a message), so the backlog asks for more connections than it takes.
     let peer = Provider::start_with("127.0.0.1", "yahoo", 0, 2, dir.path(), &["--data-delay", "0.05"]);
     let domain = "    max-smtp-out 10\n    max-msg-per-connection 5\n    adaptive-delivery yes\n";
-    let mut e = Ember::start_in(dir, &config(&peer, domain));
+    // No source address configured: the learned cap is the system-chosen source's ("default").
+    let mut e = Ember::start_in(dir, &config(&peer, None, domain));
     e.inject_numbered(200, "c");
     e.wait_log_count("delivered ", 200);
     let (connected, refused) = (peer.events("connect").len(), peer.events("refused").len());
@@ -88,6 +91,7 @@ fn a_provider_refusing_a_third_connection_sees_few_refusals_and_the_cap_survives
     assert!(refused * 20 <= connected + refused, "{refused} of {} connections refused", connected + refused);
     assert!(refused >= 1, "the limit was never found: {refused}");
     let q = queue(&e);
+    assert_eq!(q["adaptive"]["sources"][0]["source_ip"], "default", "{q}");
     assert_eq!(q["adaptive"]["sources"][0]["connections"], 2, "{q}");
     assert!(q["mode"] != "retry", "a refusal while two connections worked is no queue failure: {q}");
     let reason =

@@ -398,7 +398,7 @@ impl Manager {
             Event::Next { worker, key, source, mx, reply } => self.answer_next(worker, &key, source, mx, reply),
             Event::Outcome { worker, key, job, replies, remote } => {
                 self.in_flight.reported(worker, &job);
-                self.outcome(&key, job, &replies, &remote);
+                self.outcome(Some(worker), &key, job, &replies, &remote);
             }
             Event::ConnectionEnded { worker, key, source, failure } => {
                 self.reap(worker, &key, None);

@@ -2,8 +2,6 @@
 //! connections go in, the decisions come out as mode events, `adaptive` events in the event
 //! log, and log lines.
 
-use std::net::IpAddr;
-
 use super::per_queue::DecisionRecord;
 use super::window::ATTEMPTS;
 use super::{Limit, Observed};
@@ -13,17 +11,18 @@ use crate::smtp::Reply;
 
 impl Queue {
     /// Counts the attempts of one job for the pattern-list rules with ratio triggers, and tells
-    /// the controller of `source` what each reply said. Returns whether a limit changed.
-    pub(in crate::queue) fn adapt_to_replies(&mut self, replies: &[Reply], source: Option<IpAddr>) -> bool {
+    /// the controller of the source `worker` connects from what each reply said. Returns
+    /// whether a limit changed.
+    pub(in crate::queue) fn adapt_to_replies(&mut self, worker: WorkerId, replies: &[Reply]) -> bool {
         if !self.rule_ratios.is_empty() {
             let now = self.clock.elapsed();
             for w in self.rule_ratios.values_mut() {
                 w.add(now, ATTEMPTS, replies.len() as u64);
             }
         }
-        if self.adaptive.is_none() {
-            return false;
-        }
+        // The source the manager chose for the connection (the key its limits live under), not
+        // the address the socket happened to get.
+        let Some(source) = self.adaptive.as_ref().and_then(|a| a.source_of(worker)) else { return false };
         let mut changed = false;
         for reply in replies {
             let rule = if reply.is_positive() { None } else { self.rules.push_back(reply) };

@@ -15,8 +15,8 @@
 //!   one, at most once per `adaptive-interval`, and only while the learned limit is what holds
 //!   the queue back: nothing is probed that is not needed.
 //!
-//! New connections open one at a time (the next waits until the last one was greeted), so a
-//! receiver that takes two connections refuses one, not eight.
+//! New connections open one at a time (the next waits until the last one was greeted, or for
+//! `OPENING_GRACE`), so a receiver that takes two connections refuses one, not eight.
 //!
 //! Time is the caller's monotonic reading in seconds (`Clock::elapsed`), so every rule here is
 //! unit-tested in virtual time (`tests.rs`). The controller decides; the queue (state.rs)
@@ -53,6 +53,8 @@ const PROBE_STEP: f64 = 0.05;
 /// The estimate needs about this many messages in its window; the window is at least a second
 /// (receivers count per second at the finest) and at most `adaptive-interval`.
 const WINDOW_MESSAGES: f64 = 10.0;
+/// Seconds a connection may take to be greeted before the next one may open anyway.
+const OPENING_GRACE: f64 = 5.0;
 
 /// A limit the controller sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -138,6 +140,8 @@ pub struct Controller {
     /// When the learned rate last held a message back, and the learned cap a connection.
     rate_bound_at: f64,
     conn_bound_at: f64,
+    /// When the last connection began to open.
+    last_opened: f64,
 }
 
 impl Controller {
@@ -163,6 +167,7 @@ impl Controller {
             last_ratio_cut: f64::MIN,
             rate_bound_at: f64::MIN,
             conn_bound_at: f64::MIN,
+            last_opened: f64::MIN,
         }
     }
 
@@ -206,8 +211,11 @@ impl Controller {
 
     /// Whether one more connection may open now: under the learned cap, and none opening.
     pub fn may_open(&mut self, now: f64, backlog: bool) -> bool {
-        let allowed = self.opening == 0 && self.open() < self.conns;
-        if !allowed && backlog && self.opening == 0 {
+        // An opening that takes longer than the grace (a host that does not answer, tried until
+        // connect-timeout) no longer holds the others back.
+        let waiting_for_greeting = self.opening > 0 && now - self.last_opened < OPENING_GRACE;
+        let allowed = !waiting_for_greeting && self.open() < self.conns;
+        if !allowed && backlog && !waiting_for_greeting {
             self.conn_bound_at = now;
         }
         allowed
@@ -218,8 +226,9 @@ impl Controller {
         self.up > self.conns
     }
 
-    pub fn opened(&mut self) {
+    pub fn opened(&mut self, now: f64) {
         self.opening += 1;
+        self.last_opened = now;
     }
 
     /// The receiver greeted a connection that was opening.

@@ -86,8 +86,13 @@ impl QueueAdaptive {
     }
 
     pub fn opened(&mut self, worker: WorkerId, source: Option<IpAddr>, now: f64) {
-        self.controller(source, now).opened();
+        self.controller(source, now).opened(now);
         self.workers.insert(worker, (source, false));
+    }
+
+    /// The source a connection was opened from.
+    pub fn source_of(&self, worker: WorkerId) -> Option<Option<IpAddr>> {
+        self.workers.get(&worker).map(|(source, _)| *source)
     }
 
     /// A connection asked for mail: it is up. Returns whether it is now one too many.

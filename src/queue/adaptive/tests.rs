@@ -146,14 +146,15 @@ fn bounds_hold_cuts_stop_at_the_floor_and_probes_end_at_the_configured_rate() {
 fn connection_push_back_caps_at_the_connections_up_and_probes_by_one() {
     let t = Tuning::for_test(None, 10, 60.0);
     let mut c = Controller::new(&t, None, 0.0);
-    // One opening at a time.
+    // One opening at a time, unless the greeting is long in coming.
     assert!(c.may_open(0.0, true));
-    c.opened();
+    c.opened(0.0);
     assert!(!c.may_open(0.0, true), "the next waits for the greeting");
+    assert!(c.may_open(6.0, true), "a host that does not answer holds the others back 5 s at most");
     c.greeted();
-    c.opened();
+    c.opened(0.0);
     c.greeted();
-    c.opened();
+    c.opened(0.0);
     // The third is refused.
     let refused = Observed::ConnPushBack { reply: "421 4.7.0 Too many concurrent SMTP connections".into() };
     c.closed(false);

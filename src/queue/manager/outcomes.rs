@@ -33,11 +33,20 @@ impl Manager {
         let reply = Reply::new(451, "4.3.0", format!("delivery worker failed: {reason}"));
         for job in left {
             let replies = vec![reply.clone(); job.recipients.len()];
-            self.outcome(key, job, &replies, &Remote::default());
+            self.outcome(None, key, job, &replies, &Remote::default());
         }
     }
 
-    pub(super) fn outcome(&mut self, key: &QueueKey, job: Job, replies: &[Reply], remote: &Remote) {
+    /// The replies of one job, from `worker` (`None`: the worker died and the replies are the
+    /// manager's own deferrals).
+    pub(super) fn outcome(
+        &mut self,
+        worker: Option<WorkerId>,
+        key: &QueueKey,
+        job: Job,
+        replies: &[Reply],
+        remote: &Remote,
+    ) {
         let now = self.clock.now_secs();
         let Some(q) = self.queues.get_mut(key) else { return };
         q.proven = true;
@@ -49,7 +58,9 @@ impl Manager {
         let mut retry_now = vec![false; job.recipients.len()];
         let mut bounce_queue: Option<Reply> = None;
         let before = q.shared_mode();
-        if q.adapt_to_replies(replies, source) {
+        if let Some(worker) = worker
+            && q.adapt_to_replies(worker, replies)
+        {
             let learned = q.adaptive.as_ref().map(|a| a.learned()).unwrap_or_default();
             self.learned.update(key, learned);
         }
