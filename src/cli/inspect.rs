@@ -82,22 +82,55 @@ pub fn command(config_path: Option<&Path>, mgmt: Option<&Mgmt>, path: &str, body
     }
 }
 
+/// `ember explain QUEUE|DOMAIN`. For a domain (no `/VMTA`), first where its mail goes: its MX
+/// hosts, its provider and the queue (its rollup's or its own), then that queue.
 pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, json: bool) -> ExitCode {
+    let route = if queue.contains('/') {
+        None
+    } else {
+        let path = format!("/api/v1/domains/route?domain={}", super::remote::encode(queue));
+        match live(config_path, mgmt, &path) {
+            Ok(route) => Some(route),
+            Err(e) => return fail(e),
+        }
+    };
     let queues = match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    // A domain's mail may be in its rollup's queue.
+    let target = route.as_ref().and_then(|r| r["queue"].as_str()).unwrap_or(queue);
     let wanted = |q: &&serde_json::Value| {
         let name = q["queue"].as_str().unwrap_or("");
-        name == queue || name.split('/').next() == Some(queue)
+        name == queue || name.split('/').next() == Some(target) || name.split('/').next() == Some(queue)
     };
-    let Some(q) = queues.as_array().and_then(|a| a.iter().find(wanted)) else {
-        return fail(format!("no queue {queue} in the running daemon (it has nothing queued for it)"));
-    };
+    let found = queues.as_array().and_then(|a| a.iter().find(wanted));
     if json {
-        println!("{}", serde_json::to_string_pretty(q).expect("plain JSON"));
+        let out = match (found, &route) {
+            (Some(q), None) => q.clone(),
+            (Some(q), Some(r)) => {
+                let mut q = q.clone();
+                q["route"] = r.clone();
+                q
+            }
+            (None, Some(r)) => json!({ "route": r }),
+            (None, None) => {
+                return fail(format!("no queue {queue} in the running daemon (it has nothing queued for it)"));
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&out).expect("plain JSON"));
         return ExitCode::SUCCESS;
     }
+    if let Some(r) = &route {
+        print_route(r);
+    }
+    let Some(q) = found else {
+        if route.is_some() {
+            println!("  nothing queued for it in the running daemon");
+            return ExitCode::SUCCESS;
+        }
+        return fail(format!("no queue {queue} in the running daemon (it has nothing queued for it)"));
+    };
     println!("queue {}: mode {}", q["queue"].as_str().unwrap_or(""), q["mode"].as_str().unwrap_or(""));
     if let Some(r) = q["mode_reason"].as_str() {
         println!("  because {r}");
@@ -175,6 +208,22 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, jso
     ExitCode::SUCCESS
 }
 
+/// A domain's route (`GET /api/v1/domains/route`) in a few lines.
+fn print_route(r: &serde_json::Value) {
+    println!("domain {}", r["domain"].as_str().unwrap_or(""));
+    let hosts: Vec<&str> = r["mx"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+    match r["mx_error"].as_str() {
+        Some(e) if hosts.is_empty() => println!("  MX hosts: none ({e})"),
+        _ => println!("  MX hosts: {}", hosts.join(", ")),
+    }
+    match (r["provider"].as_str(), r["basis"].as_str()) {
+        (Some(p), Some(basis)) => println!("  provider: {p} ({basis})"),
+        (Some(p), None) => println!("  provider: {p}"),
+        _ => println!("  provider: none"),
+    }
+    println!("  queue: {} ({})", r["queue"].as_str().unwrap_or(""), r["note"].as_str().unwrap_or(""));
+}
+
 /// The running daemon's queues, when one answers on the config's management port.
 fn live_queues(config_path: Option<&Path>, mgmt: Option<&Mgmt>) -> Option<serde_json::Value> {
     match live(config_path, mgmt, "/api/v1/queues?maxitems=all") {
@@ -191,15 +240,19 @@ pub fn show_queues(config_path: Option<&Path>, mgmt: Option<&Mgmt>, json: bool) 
         if json {
             println!("{}", serde_json::to_string_pretty(&live).expect("plain JSON"));
         } else {
-            println!("{:<48} {:>8} {:>6} {:>6} {:<7} last error", "queue", "#rcpt", "conn", "ready", "mode");
+            println!(
+                "{:<48} {:>8} {:>6} {:>6} {:<7} {:<12} last error",
+                "queue", "#rcpt", "conn", "ready", "mode", "provider"
+            );
             for q in live.as_array().into_iter().flatten() {
                 println!(
-                    "{:<48} {:>8} {:>6} {:>6} {:<7} {}",
+                    "{:<48} {:>8} {:>6} {:>6} {:<7} {:<12} {}",
                     q["queue"].as_str().unwrap_or(""),
                     q["recipients"],
                     q["connections"],
                     q["messages_ready"],
                     q["mode"].as_str().unwrap_or(""),
+                    q["provider"].as_str().unwrap_or("-"),
                     q["last_error"].as_str().unwrap_or("")
                 );
             }

@@ -116,16 +116,20 @@ pub struct QueueFilters {
 }
 
 fn print_queues(list: &Value) {
-    println!("{:<44} {:>7} {:>5} {:<8} {:<20} last error", "queue", "#rcpt", "conn", "mode", "retry");
+    println!(
+        "{:<44} {:>7} {:>5} {:<8} {:<20} {:<12} last error",
+        "queue", "#rcpt", "conn", "mode", "retry", "provider"
+    );
     for q in list.as_array().into_iter().flatten() {
         let retry = q["retry_until"].as_u64().map(crate::time::acct).unwrap_or_default();
         println!(
-            "{:<44} {:>7} {:>5} {:<8} {:<20} {}",
+            "{:<44} {:>7} {:>5} {:<8} {:<20} {:<12} {}",
             s(&q["queue"]),
             n(&q["recipients"]),
             n(&q["connections"]),
             s(&q["mode"]),
             retry,
+            q["provider"].as_str().unwrap_or("-"),
             s(&q["last_error"])
         );
     }

@@ -90,6 +90,7 @@ pub struct QueuePolicy {
     pub backoff_to_normal_after_delivery: bool,
     pub reuse_ssl_session: bool,
     pub disable_mx_rollup: bool,
+    pub auto_mx_rollup: bool,
     /// `adaptive-delivery` and its bounds (src/queue/adaptive/).
     pub adaptive_delivery: bool,
     pub adaptive_min_msg_rate: Option<Rate>,
@@ -165,6 +166,7 @@ impl QueuePolicy {
             backoff_to_normal_after_delivery: flag(s, Dir::BackoffToNormalAfterDelivery),
             reuse_ssl_session: flag(s, Dir::ReuseSslSession),
             disable_mx_rollup: flag(s, Dir::DisableMxRollup),
+            auto_mx_rollup: flag(s, Dir::AutoMxRollup),
             adaptive_delivery: flag(s, Dir::AdaptiveDelivery),
             adaptive_min_msg_rate: rate(s, Dir::AdaptiveMinMsgRate),
             adaptive_min_smtp_out: count(uint(s, Dir::AdaptiveMinSmtpOut)).max(1),

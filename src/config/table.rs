@@ -258,7 +258,8 @@ directives! {
     SmtpHosts => "smtp-hosts", SmtpHosts, D, None, once, Enforced, "MX override: commas are equal preference, semicolons the next.";
     DefaultSmtpPort => "default-smtp-port", UintRange(1, 65535), D, Some("25"), once, Enforced, "Destination port.";
     QueueTo => "queue-to", Word, D, None, once, Enforced, "Put this domain's mail into queue NAME.";
-    DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Enforced, "Opt out of <mx-rollup-list>.";
+    DisableMxRollup => "disable-mx-rollup", Bool, D, Some("no"), once, Enforced, "Opt out of <mx-rollup-list> and auto-mx-rollup.";
+    AutoMxRollup => "auto-mx-rollup", Bool, D, Some("no"), once, Enforced, "Beyond PowerMTA: roll the domain up without an <mx-rollup-list> line: into PROVIDER.rollup when its most preferred MX hosts belong to a provider of the built-in table (google, outlook, yahoo, icloud, proton, fastmail, yandex, mailru), else with the other domains of the same MX host set once there are two (named after the hosts' common parent domain: hosting.example.rollup for mx1.hosting.example). <mx-rollup-list> lines win; the embedded default configuration sets yes in <domain *>.";
     RerouteToVirtualMta => "reroute-to-virtual-mta", Word, D, None, once, Enforced, "Move this queue's mail to another VMTA or pool.";
     DeliveryType => "type", Enum(DELIVERY_TYPES), D, Some("smtp"), once, Enforced, "Delivery method: smtp relays to the MX hosts; discard, file and pipe deliver locally (dlvType in accounting); http-delivery is not supported yet and keeps the queue in retry mode.";
     Ignore8bitmime => "ignore-8bitmime", Bool, D, Some("no"), once, Enforced, "Do not use 8BITMIME.";

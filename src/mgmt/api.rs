@@ -245,6 +245,7 @@ pub fn guarded_routes() -> Vec<Route<Arc<ApiState>>> {
         Route::post("/api/v1/queues/resume", queues::resume),
         Route::post("/api/v1/queues/schedule", queues::schedule),
         Route::get("/api/v1/domains", domains::list),
+        Route::get("/api/v1/domains/route", domains::route),
         Route::get("/api/v1/vmtas", vmtas::list),
         Route::get("/api/v1/cluster", super::cluster::show),
         Route::post("/api/v1/drain", super::drain::start),

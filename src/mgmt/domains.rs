@@ -1,5 +1,6 @@
 //! `GET /api/v1/domains`: queues summed per destination (queue name) over their virtual MTAs,
-//! PowerMTA's `show domains` / `show topdomains`.
+//! PowerMTA's `show domains` / `show topdomains`; `GET /api/v1/domains/route`: where one
+//! domain's mail goes (its MX hosts, its rollup and provider, its queue), for `ember explain`.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::api::{Envelope, Shared, envelope, refuse};
 use super::openapi::ReadRefusals;
 use super::queues::max_items;
+use crate::delivery::mx::PlanSource;
+use crate::queue::manager::rollup::DomainRoute;
 
 /// One destination's queues summed over its virtual MTAs.
 #[derive(Default, Serialize, ToSchema)]
@@ -78,4 +81,46 @@ pub async fn list(state: Shared, Query(filter): Query<DomainFilter>) -> Response
     }
     list.truncate(max);
     envelope(list)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RouteQuery {
+    /// the destination domain
+    domain: String,
+}
+
+/// Where a domain's mail goes
+///
+/// The domain's most preferred MX hosts (resolved now, through the daemon's resolver and its
+/// cache), the rollup and provider they put it in (`<mx-rollup-list>`, `auto-mx-rollup`), and
+/// the queue its mail goes to. Access level: monitor (or an X-API-Key).
+#[utoipa::path(get, path = "/api/v1/domains/route", operation_id = "domains_route", tag = "domains", params(RouteQuery),
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "the domain's route", body = Envelope<DomainRoute>), ReadRefusals))]
+pub async fn route(state: Shared, Query(query): Query<RouteQuery>) -> Response {
+    let domain = query.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return refuse(StatusCode::BAD_REQUEST, &format!("{:?} is not a domain name", query.domain));
+    }
+    // A domain whose mail goes to its smtp-hosts is never rolled up: no MX lookup for it.
+    let smtp_hosts = state
+        .config()
+        .queue_settings(&domain, None)
+        .is_ok_and(|s| s.settings.effective(crate::config::Dir::SmtpHosts).is_some());
+    let (hosts, mx_error) = if smtp_hosts {
+        (Vec::new(), Some("smtp-hosts: no MX lookup".to_string()))
+    } else {
+        match state.resolver.plan(&domain, None, 25).await {
+            Ok(plan) if plan.source == PlanSource::Mx => {
+                (plan.most_preferred().map(|h| h.name.clone()).collect(), None)
+            }
+            Ok(_) => (Vec::new(), Some("no MX records".to_string())),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        }
+    };
+    match state.queues.domain_route(&domain, hosts).await {
+        Some(route) => envelope(DomainRoute { mx_error, ..route }),
+        None => refuse(StatusCode::SERVICE_UNAVAILABLE, "the queue manager has stopped"),
+    }
 }

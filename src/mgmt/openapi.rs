@@ -30,7 +30,7 @@ use super::{ui, vmtas};
     paths(
         status::status,
         queues::list, queues::detail, queues::set_mode, queues::pause, queues::resume, queues::schedule,
-        domains::list,
+        domains::list, domains::route,
         vmtas::list,
         cluster::show,
         drain::start, drain::show,

@@ -11,6 +11,7 @@ mod handle;
 mod handover;
 mod ops;
 mod outcomes;
+pub mod rollup;
 mod settings_cache;
 mod shared;
 mod status;
@@ -142,11 +143,24 @@ pub enum Event {
         source: Option<std::net::IpAddr>,
         reason: String,
     },
-    /// A worker of a domain's own queue found the domain's MX hosts in `<mx-rollup-list>`: the
-    /// queue's mail moves to `rollup` (src/queue/rollup.rs).
+    /// A worker of a domain's own queue found the domain's MX hosts in `<mx-rollup-list>` or the
+    /// provider table: the queue's mail moves to the rollup (src/queue/rollup/).
     RollUp {
         key: QueueKey,
-        rollup: String,
+        matched: super::rollup::Matched,
+    },
+    /// `auto-mx-rollup`: a worker of a domain's own queue reports the domain's most preferred MX
+    /// hosts; the answer says whether the domain now shares a rollup with others of that set.
+    MxSeen {
+        key: QueueKey,
+        hosts: Vec<String>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// `ember explain DOMAIN`: where a domain's mail goes, given its most preferred MX hosts.
+    Route {
+        domain: String,
+        hosts: Vec<String>,
+        reply: oneshot::Sender<rollup::DomainRoute>,
     },
     Snapshot(oneshot::Sender<Vec<QueueStatus>>),
     /// An operator's command on the queues matching a pattern; the reply is how many matched.
@@ -405,7 +419,15 @@ impl Manager {
                 self.reap(worker, &key, Some(&reason));
                 self.connection_ended(worker, &key, source, None);
             }
-            Event::RollUp { key, rollup } => self.roll_up(&key, &rollup),
+            Event::RollUp { key, matched } => self.roll_up_domain(&key, &matched),
+            Event::MxSeen { key, hosts, reply } => {
+                let rolled = self.mx_seen(&key, &hosts);
+                reply.answer(rolled);
+            }
+            Event::Route { domain, hosts, reply } => {
+                let route = self.route(&domain, &hosts);
+                reply.answer(route);
+            }
             Event::Snapshot(reply) => {
                 reply.answer(self.snapshot());
             }
@@ -587,37 +609,6 @@ impl Manager {
         for job in jobs {
             target.enqueue(job);
         }
-        self.start_workers(&to);
-    }
-
-    /// A domain queue's MX hosts belong to `rollup`: its mail (ready, waiting, held) moves to the
-    /// rollup's queue for the same VMTA, and new mail for the domain goes there directly.
-    fn roll_up(&mut self, key: &QueueKey, rollup: &str) {
-        let Some(settings) = self.settings(rollup, &key.vmta) else { return };
-        if self.rollups.current(&key.name) != Some(rollup) {
-            tracing::info!("{key}: MX hosts belong to {rollup} (mx-rollup-list)");
-        }
-        self.rollups.decide(&key.name, rollup);
-        let to = QueueKey { name: rollup.to_string(), vmta: key.vmta.clone() };
-        let Some(q) = self.queues.get_mut(key) else { return };
-        let ready: Vec<Job> = q.ready.drain(..).collect();
-        let waiting = std::mem::take(&mut q.waiting);
-        let held: Vec<Job> = std::mem::take(&mut q.held);
-        let moved = ready.len() + waiting.values().map(Vec::len).sum::<usize>() + held.len();
-        if moved > 0 {
-            q.record("mx-rollup", format!("{moved} messages moved to {to} (mx-rollup-list)"), None);
-        }
-        let config = Arc::clone(&self.config);
-        let clock = self.clock.clone();
-        let learned = &self.learned;
-        let target = self.queues.get_or_insert_with(&to, || new_queue(settings, &config, &clock, learned.saved(&to)));
-        for job in ready {
-            target.enqueue(job);
-        }
-        for (at, jobs) in waiting {
-            target.waiting.entry(at).or_default().extend(jobs);
-        }
-        target.held.extend(held);
         self.start_workers(&to);
     }
 

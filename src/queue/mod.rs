@@ -7,7 +7,7 @@
 //! outbound connection draining a queue; `schedule` is the retry arithmetic; `vmta` picks pool
 //! members and source hosts; `warmup` (cold-VMTA diversion) and `ramp` (warm-up schedules) cap
 //! what a new IP sends; `report` turns outcomes into spool updates, accounting records and
-//! DSNs; `rollup` is `<mx-rollup-list>` (provider-wide queues chosen by MX); `no_mx` is
+//! DSNs; `rollup` is MX rollup (`<mx-rollup-list>`, `auto-mx-rollup`: provider-wide queues chosen by MX); `no_mx` is
 //! `bounce-upon-no-mx`; `drain` and `handover` are `ember drain` (hand the queue to cluster peers,
 //! or wait until it is empty); `dest_limits` caps connections per destination across queues; `supervisor` watches workers and
 //! returns what a dead one held; `state_file` writes their small persistent state off the

@@ -74,10 +74,10 @@ pub struct WorkerSetup {
     /// DKIM keys of the current configuration generation.
     pub dkim: crate::dkim::Keys,
     /// The domain whose MX plan this connection uses: the queue's own name, or for a rollup
-    /// queue a member domain's (src/queue/rollup.rs).
+    /// queue a member domain's (src/queue/rollup/).
     pub mx_domain: String,
-    /// `<mx-rollup-list>`, when this queue's MX hosts are to be matched against it.
-    pub rollup: Option<Arc<super::rollup::RollupList>>,
+    /// `<mx-rollup-list>` and `auto-mx-rollup`, when this queue's MX hosts are to be checked.
+    pub rollup: Option<super::rollup::RollupCheck>,
     /// `mx-connection-limit` / `ip-connection-limit`, shared by every queue.
     pub dest_limits: Arc<super::dest_limits::DestLimits>,
     /// Cluster mode: the lease to take before connecting and what it costs.
@@ -225,14 +225,10 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     };
     // MX rollup: a domain whose MX hosts belong to a rollup hands its mail to the rollup's queue
     // before any connection is made.
-    if let Some(list) = &setup.rollup
+    if let Some(check) = &setup.rollup
         && plan.source == crate::delivery::mx::PlanSource::Mx
-        && let Some(rollup) = list.rollup_for(plan.most_preferred().map(|h| h.name.as_str()))
+        && check.rolled_up(&setup.key, &setup.events, &plan).await
     {
-        let rolled = Event::RollUp { key: setup.key.clone(), rollup: rollup.to_string() };
-        if setup.events.send(rolled).await.is_err() {
-            tracing::debug!(queue = %setup.key, "rollup not recorded: the queue manager has stopped");
-        }
         return None;
     }
     // The recipient domain's transport-security policy (MTA-STS): not for smtp-hosts routes,
@@ -437,6 +433,11 @@ async fn serve(
     let max_errors = p.max_errors_per_connection;
     let mut errors = 0u64;
     let mut first = first;
+    // A rollup queue's connection carries member domains' mail: each recipient keeps its own
+    // domain's TLS requirement (a rollup queue's MX plan is a member domain's).
+    let mut members = (setup.mx_domain != setup.key.name).then(|| {
+        super::rollup::member_policy::MemberPolicies::new(Arc::clone(&setup.config), &setup.key.name, &setup.key.vmta)
+    });
     loop {
         // After a 421 or a broken RSET the connection cannot carry another message.
         if !conn.is_usable() || (max_messages > 0 && conn.messages_sent() >= max_messages) {
@@ -460,6 +461,19 @@ async fn serve(
                 }
                 None => return Served::Done,
             },
+        };
+        let job = match members.as_mut() {
+            None => job,
+            Some(members) => {
+                let split = members.split(job, remote.tls.is_some(), &remote.mx);
+                if let Some((held, reply)) = split.defer {
+                    report(setup, held, |_| reply.clone(), &remote).await;
+                }
+                match split.send {
+                    Some(job) => job,
+                    None => continue,
+                }
+            }
         };
         // The VMTA's (or pool's) <rewrite-list> edits the From domain before signing, and the
         // envelope sender below.

@@ -20,6 +20,8 @@ impl Manager {
             .and_then(|v| vmta_connection_cap(&v.settings))
             .map_or(usize::MAX, |n| n as usize);
         loop {
+            // Connections rolled-up domain queues still have open are the rollup's too.
+            let lingering = self.lingering_connections(key);
             let Some(q) = self.queues.get(key) else { return };
             if q.retry_until.is_some() || q.ready.is_empty() || q.paused || self.draining {
                 return;
@@ -34,7 +36,8 @@ impl Manager {
             };
             let wanted = cap.min(q.ready.len()).min(usize::try_from(ramp_left).unwrap_or(usize::MAX));
             let vmta_used = self.vmta_connections.get(&key.vmta).copied().unwrap_or(0);
-            if q.connections >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
+            let open = q.connections + lingering;
+            if open >= wanted || self.total_connections >= total_cap || vmta_used >= vmta_cap {
                 return;
             }
             // smtp-out-rampup-interval: each additional connection waits this long after the last.
@@ -102,10 +105,8 @@ impl Manager {
                 .reuse_ssl_session
                 .then(|| Arc::clone(&self.queues.get(key).expect("present").tls_sessions));
             let skip_mx = self.queues.get_mut(key).expect("present").skipped_mx_now();
-            let rollup = self
-                .rollups
-                .applies(&key.name, settings.policy.disable_mx_rollup)
-                .then(|| Arc::clone(&self.rollups.list));
+            let rollup =
+                self.rollups.check(&key.name, settings.policy.disable_mx_rollup, settings.policy.auto_mx_rollup);
             self.next_worker += 1;
             let q = self.queues.get(key).expect("present");
             let cluster = self.cluster.as_ref().map(|c| q.cluster_link(c, key, source.ip));

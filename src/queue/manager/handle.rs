@@ -88,6 +88,14 @@ impl QueueHandle {
         }
     }
 
+    /// Where a domain's mail goes, its most preferred MX hosts being `hosts` (`ember explain
+    /// DOMAIN`); `None` when the manager has stopped.
+    pub async fn domain_route(&self, domain: &str, hosts: Vec<String>) -> Option<super::rollup::DomainRoute> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Route { domain: domain.to_string(), hosts, reply: tx }).await.ok()?;
+        rx.await.ok()
+    }
+
     pub async fn snapshot(&self) -> Vec<QueueStatus> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::Snapshot(tx)).await.is_err() {

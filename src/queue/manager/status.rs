@@ -34,6 +34,10 @@ pub struct QueueStatus {
     pub paused: bool,
     /// Recipients held because their job is paused.
     pub held_recipients: usize,
+    /// A rollup queue's provider (`google`, `outlook`, the `<mx-rollup-list>` name without
+    /// `.rollup`, or the shared MX hosts' parent domain); absent for a domain's own queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// `adaptive-delivery`: the learned limits per source IP and the last decisions.
     pub adaptive: Option<crate::queue::adaptive::per_queue::AdaptiveStatus>,
 }
@@ -80,6 +84,7 @@ impl Manager {
                 warmup,
                 paused: q.paused,
                 held_recipients: q.held.iter().map(|j| j.recipients.len()).sum(),
+                provider: rollups.provider(&k.name).map(|(p, _)| p.to_string()),
                 adaptive: q.adaptive.as_ref().map(|a| a.status()),
             })
             .collect();
