@@ -181,7 +181,7 @@ pub fn explain(queue: &str, config_path: Option<&Path>, mgmt: Option<&Mgmt>, jso
             a["max_rate"].as_str().unwrap_or(""),
             a["min_connections"],
             a["max_connections"],
-            a["interval_secs"]
+            a["interval_secs"].as_f64().unwrap_or(0.0)
         );
         for s in a["sources"].as_array().into_iter().flatten() {
             let learned = |yes: bool| if yes { "learned" } else { "configured" };
