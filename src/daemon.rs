@@ -511,6 +511,8 @@ impl Daemon {
         let (ctx, reporter) =
             build_context(Arc::clone(&config), &spool, &queues.handle, &telemetry, &suppression, global_tls)?;
         let queues = queues.run(reporter);
+        // Feedback-loop complaints read on the ingress side reach adaptive delivery.
+        crate::events::feedback::install(queues.complaint_tap());
         if let Some(cluster) = &cluster {
             suppression.share_with(cluster.clone());
             let apply = Arc::new(SharedChanges { queues: queues.clone(), suppression: Arc::clone(&suppression) });

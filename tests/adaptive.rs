@@ -110,3 +110,43 @@ fn a_provider_refusing_a_third_connection_sees_few_refusals_and_the_cap_survives
     assert_eq!(q["adaptive"]["sources"][0]["connections"], 2, "{q}");
     assert_eq!(peer.events("refused").len(), refused, "no new refusal after the restart");
 }
+
+/// An ARF report about `rcpt`, sent from `source` (the report's Source-IP).
+fn arf(rcpt: &str, source: &str) -> String {
+    format!(
+        "From: <fbl@isp.example>\r\nTo: <fbl@fbl.ember.test>\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"p\"\r\n\r\n--p\r\n\
+         Content-Type: text/plain\r\n\r\nabuse report\r\n--p\r\nContent-Type: message/feedback-report\r\n\r\n\
+         Feedback-Type: abuse\r\nUser-Agent: test/1\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\
+         Source-IP: {source}\r\n\r\n--p\r\nContent-Type: message/rfc822\r\n\r\nTo: <{rcpt}>\r\nSubject: x\r\n\r\nx\r\n--p--\r\n"
+    )
+}
+
+#[test]
+fn feedback_loop_complaints_over_the_ratio_cut_the_queues_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Provider::start("127.0.0.1", "gmail", 0, 0, dir.path());
+    let domain = "    max-msg-rate 100/s\n    adaptive-delivery yes\n    adaptive-complaint-ratio 5%/10/1h\n";
+    let fbl = "<feedback-loop-processor>\n    <address-list>\n        address fbl@fbl.ember.test\n    </address-list>\n</feedback-loop-processor>\n";
+    let e = Ember::start_in(dir, &format!("{fbl}{}", config(&peer, Some("127.0.0.2"), domain)));
+    e.inject_numbered(20, "f");
+    e.wait_log_count("delivered ", 20);
+    // One complaint in 20 deliveries is 5%: not over it.
+    e.send_with_script("127.0.0.3", "fbl@isp.example", &["fbl@fbl.ember.test"], &arf("f1@example.com", "127.0.0.2"));
+    e.wait_log_count("feedback-loop: abuse complaint", 1);
+    assert_eq!(queue(&e)["adaptive"]["decisions"], serde_json::json!([]), "{}", queue(&e));
+    // A second is 10%: the queue's rate for 127.0.0.2 is cut by a quarter, and says why.
+    e.send_with_script("127.0.0.3", "fbl@isp.example", &["fbl@fbl.ember.test"], &arf("f2@example.com", "127.0.0.2"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let decision = loop {
+        let q = queue(&e);
+        if let Some(d) = q["adaptive"]["decisions"].as_array().and_then(|d| d.first()).cloned() {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "no decision: {q}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(decision["rule"], "complaint ratio 5%/10/1h", "{decision}");
+    assert_eq!((decision["old"].as_str(), decision["new"].as_str()), (Some("100/s"), Some("75/s")), "{decision}");
+    assert_eq!(decision["source_ip"], "127.0.0.2", "{decision}");
+}

@@ -99,6 +99,7 @@ pub struct QueuePolicy {
     /// `None`: the trigger is turned off.
     pub adaptive_deferral_ratio: Option<Ratio>,
     pub adaptive_bounce_ratio: Option<Ratio>,
+    pub adaptive_complaint_ratio: Option<Ratio>,
 }
 
 impl QueuePolicy {
@@ -173,6 +174,7 @@ impl QueuePolicy {
             adaptive_interval: interval(s, Dir::AdaptiveInterval),
             adaptive_deferral_ratio: ratio(s, Dir::AdaptiveDeferralRatio),
             adaptive_bounce_ratio: ratio(s, Dir::AdaptiveBounceRatio),
+            adaptive_complaint_ratio: ratio(s, Dir::AdaptiveComplaintRatio),
         }
     }
 }

@@ -293,6 +293,7 @@ directives! {
     AdaptiveRateReply => "adaptive-rate-reply", Regex, D, None, many, Enforced, "Beyond PowerMTA: a 4xx reply matching this /regex/ is a rate push-back, besides the built-in list (RP-00x, [TS0x], 4.7.28, 4.7.0 … rate, too many, try again later, throttled).";
     AdaptiveConnectionReply => "adaptive-connection-reply", Regex, D, None, many, Enforced, "Beyond PowerMTA: a reply matching this /regex/ is a connection push-back, besides the built-in list (too many connections, too many sessions, connection limit).";
     AdaptiveDeferralRatio => "adaptive-deferral-ratio", Ratio, D, Some("5%/200/10m"), once, Enforced, "Beyond PowerMTA: more than PERCENT of at least MIN-SAMPLE attempts deferred within WINDOW cuts the rate by a quarter (off turns it off).";
+    AdaptiveComplaintRatio => "adaptive-complaint-ratio", Ratio, D, Some("0.2%/1000/1d"), once, Enforced, "Beyond PowerMTA: more than PERCENT of at least MIN-SAMPLE deliveries complained about (feedback-loop reports read by a <feedback-loop-processor>) within WINDOW cuts the rate by a quarter (off turns it off).";
     AdaptiveBounceRatio => "adaptive-bounce-ratio", Ratio, D, Some("3%/200/10m"), once, Enforced, "Beyond PowerMTA: more than PERCENT of at least MIN-SAMPLE attempts bounced within WINDOW cuts the rate by a quarter (off turns it off).";
 
     // ---- 2.4 <domain>: warm-up, DKIM, auth, TLS --------------------------------------------

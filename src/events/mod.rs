@@ -23,6 +23,7 @@
 
 pub mod cursor;
 pub mod event;
+pub mod feedback;
 pub mod history;
 pub mod index;
 pub mod log;

@@ -384,6 +384,13 @@ impl Processors {
             Ok(entry) => outcome.suppressed = self.suppress(&[entry], "complaint")?,
             Err(e) => tracing::warn!("feedback-loop: complaint names an unusable recipient, not suppressed: {e}"),
         }
+        // Adaptive delivery counts complaints against the queue of the recipient's domain.
+        if let Some((_, domain)) = c.rcpt.rsplit_once('@') {
+            crate::events::feedback::complaint(crate::events::feedback::Complaint {
+                domain: domain.trim_end_matches('>').to_ascii_lowercase(),
+                source_ip: c.source_ip.parse().ok(),
+            });
+        }
         tracing::info!(
             "feedback-loop: {} complaint ({}) from {} about <{}> (sent by {}): {}",
             c.feedback_type,

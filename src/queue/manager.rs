@@ -198,6 +198,8 @@ pub enum Event {
         ask: crate::queue::ramp::RampAsk,
         answer: Option<crate::cluster::ramp::RampAnswer>,
     },
+    /// A feedback-loop complaint about mail to a domain (adaptive delivery's complaint ratio).
+    Complaint(crate::events::feedback::Complaint),
     /// Everything queued, for `ember drain` (`handover.rs`).
     Queued(oneshot::Sender<Vec<(QueueKey, Job)>>),
     /// A peer accepted these recipients (`ember drain`): they leave the queue.
@@ -460,6 +462,7 @@ impl Manager {
             Event::Allowance { counter, day, granted } => self.allowance(&counter, day, granted),
             Event::RampSynced { ask, answer } => self.ramps.answered(ask, answer, self.clock.now_secs()),
             Event::Queued(reply) => self.answer_queued(reply),
+            Event::Complaint(c) => self.complaint(&c),
             Event::HandedOver { key, job, reply, peer } => self.handed_over(&key, job, &reply, &peer),
             Event::StateSaved(done) => {
                 let (durable, later) = std::mem::take(&mut self.diverted).into_iter().partition(|d| d.ticket <= done);

@@ -67,6 +67,17 @@ impl Queue {
         (changed, push_back && others_up)
     }
 
+    /// A complaint about this queue's mail sent from `source_ip` (the queue's controller for that
+    /// address, else the one of the system-chosen source). Returns whether a limit changed.
+    pub(in crate::queue) fn adapt_to_complaint(&mut self, source_ip: Option<std::net::IpAddr>) -> bool {
+        let (now, unix) = (self.clock.elapsed(), self.clock.now_secs());
+        let Some(adaptive) = self.adaptive.as_mut() else { return false };
+        let source = adaptive.source_for(source_ip);
+        let Some(record) = adaptive.observe(source, now, unix, &Observed::Complaint) else { return false };
+        self.decided(record);
+        true
+    }
+
     /// Records a decision: the queue's mode events (shown by `show queues` and `explain`), the
     /// event log, and the log.
     fn decided(&mut self, record: DecisionRecord) {

@@ -90,6 +90,12 @@ impl QueueAdaptive {
         self.workers.insert(worker, (source, false));
     }
 
+    /// The controller key for an address a report names: that address if the queue sends from
+    /// it, else the system-chosen source's.
+    pub fn source_for(&self, ip: Option<IpAddr>) -> Option<IpAddr> {
+        ip.filter(|ip| self.sources.contains_key(&Some(*ip)))
+    }
+
     /// The source a connection was opened from.
     pub fn source_of(&self, worker: WorkerId) -> Option<Option<IpAddr>> {
         self.workers.get(&worker).map(|(source, _)| *source)

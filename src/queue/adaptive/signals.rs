@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
-use super::window::{BOUNCED, DEFERRED};
+use super::window::{BOUNCED, COMPLAINTS, DEFERRED};
 use crate::config::Dir;
 use crate::config::resolve::QueueSettings;
 use crate::config::rules::PushBack;
@@ -143,10 +143,14 @@ impl Tuning {
                 .collect()
         };
         let max_conns = p.max_smtp_out;
-        let triggers = [(DEFERRED, p.adaptive_deferral_ratio), (BOUNCED, p.adaptive_bounce_ratio)]
-            .into_iter()
-            .filter_map(|(slot, r)| r.map(|r| RatioTrigger::new(slot, r)))
-            .collect();
+        let triggers = [
+            (DEFERRED, p.adaptive_deferral_ratio),
+            (BOUNCED, p.adaptive_bounce_ratio),
+            (COMPLAINTS, p.adaptive_complaint_ratio),
+        ]
+        .into_iter()
+        .filter_map(|(slot, r)| r.map(|r| RatioTrigger::new(slot, r)))
+        .collect();
         Some(Tuning {
             min_rate: p.adaptive_min_msg_rate.map_or(1.0 / 60.0, |r| r.per_second()),
             max_rate: p.max_msg_rate.map(|r| r.per_second()),

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::window::{BOUNCED, DEFERRED};
+use super::window::{BOUNCED, COMPLAINTS, DEFERRED};
 use super::*;
 
 /// A receiver that accepts at most `per_second` messages in any one-second window (the way
@@ -216,4 +216,28 @@ fn learned_limits_survive_a_restart() {
     let t = Tuning::for_test(Some(5.0), 1, 60.0);
     let c = Controller::new(&t, Some(saved), 0.0);
     assert_eq!((c.rate(), c.connections()), (Some(5.0), 1));
+}
+
+#[test]
+fn complaints_count_against_deliveries_with_their_own_minimum_sample() {
+    let t = Tuning::for_test(Some(10.0), 4, 60.0).with_trigger(COMPLAINTS, "1%/100/1d");
+    let mut c = Controller::new(&t, None, 0.0);
+    let mut now = 0.0;
+    for _ in 0..50 {
+        now += 0.5;
+        assert_eq!(c.observe(&t, now, &Observed::Delivered), None);
+    }
+    // 2 complaints of 50 deliveries is 4%, but under the sample of 100: nothing.
+    assert_eq!(c.observe(&t, now, &Observed::Complaint), None);
+    assert_eq!(c.observe(&t, now, &Observed::Complaint), None);
+    // The 100th delivery completes the sample: 2 of 100 is over 1%.
+    let mut decisions = Vec::new();
+    for _ in 0..60 {
+        now += 0.5;
+        decisions.extend(c.observe(&t, now, &Observed::Delivered));
+    }
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let d = &decisions[0];
+    assert_eq!((d.rule.as_str(), d.new.as_str()), ("complaint ratio 1%/100/1d", "7.5/s"));
+    assert!(d.evidence.starts_with("2 of 100 deliveries complained about"), "{}", d.evidence);
 }

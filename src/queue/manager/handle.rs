@@ -32,6 +32,18 @@ pub struct QueueHandle {
 pub struct Stopped;
 
 impl QueueHandle {
+    /// What takes complaints for adaptive delivery (`events::feedback::install`): into the
+    /// inbox if there is room, else dropped with a log line (a complaint must never hold up the
+    /// session that reported it; the complaint itself is already recorded and suppressed).
+    pub fn complaint_tap(&self) -> impl Fn(crate::events::feedback::Complaint) + Send + Sync + 'static {
+        let tx = self.tx.clone();
+        move |c| {
+            if let Err(e) = tx.try_send(Event::Complaint(c)) {
+                tracing::warn!("a complaint was not counted by adaptive delivery: {e}");
+            }
+        }
+    }
+
     /// Files a stored message into its queues; waits while the manager's inbox is full.
     pub async fn submit(&self, envelope: Envelope) -> Result<(), Stopped> {
         self.tx.send(Event::Submit(Box::new(envelope), true)).await.map_err(|_| Stopped)

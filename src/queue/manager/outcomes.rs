@@ -272,6 +272,22 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// A complaint about mail to a domain: every queue of the domain (or of its rollup) with
+    /// adaptive delivery counts it for the source IP the report names.
+    pub(super) fn complaint(&mut self, c: &crate::events::feedback::Complaint) {
+        let name = self.rollups.current(&c.domain).unwrap_or(&c.domain).to_string();
+        let keys: Vec<QueueKey> = self.queues.keys().filter(|k| k.name == name).cloned().collect();
+        for key in keys {
+            let Some(q) = self.queues.get_mut(&key) else { continue };
+            if q.adapt_to_complaint(c.source_ip) {
+                let learned = q.adaptive.as_ref().map(|a| a.learned()).unwrap_or_default();
+                self.learned.update(&key, learned);
+            }
+        }
+    }
+}
+
 /// The reason a recipient bounces at `bounce-after`: the last reply, with status 4.4.7.
 fn expired(last: &Reply) -> Reply {
     Reply::new(last.code, "4.4.7", last.text.clone())
