@@ -148,6 +148,27 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// A message from `sender` to `recipients` before the spool stores it (id 0), with nothing
+    /// else set but what the addresses imply (`smtputf8` for a non-ASCII one). Callers set the
+    /// rest with struct update syntax: `Envelope { vmta, origin, ..Envelope::new(s, r) }`.
+    pub fn new(sender: String, recipients: Vec<Recipient>) -> Envelope {
+        Envelope {
+            id: MessageId(0),
+            smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
+            sender,
+            recipients,
+            vmta: None,
+            job_id: None,
+            env_id: None,
+            ret: None,
+            eight_bit: false,
+            arrival_ms: 0,
+            priority: None,
+            dkim_options: None,
+            origin: Origin::default(),
+        }
+    }
+
     pub fn live_recipients(&self) -> impl Iterator<Item = (usize, &Recipient)> {
         self.recipients.iter().enumerate().filter(|(_, r)| !r.state.is_final())
     }

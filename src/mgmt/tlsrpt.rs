@@ -113,19 +113,9 @@ async fn queue_report(
     body: Vec<u8>,
 ) -> Result<MessageId, String> {
     let envelope = MessageEnvelope {
-        id: MessageId(0),
-        sender: sender.to_string(),
-        smtputf8: rua.iter().any(|r| !r.is_ascii()),
-        recipients: rua.iter().map(|r| Recipient::new(r.clone())).collect(),
-        vmta: None,
-        job_id: None,
-        env_id: None,
-        ret: None,
-        eight_bit: false,
         arrival_ms: crate::time::now_millis(),
-        priority: None,
-        dkim_options: None,
         origin: Origin { kind: "tlsrpt".into(), ..Origin::default() },
+        ..MessageEnvelope::new(sender.to_string(), rua.iter().map(|r| Recipient::new(r.clone())).collect())
     };
     let id = spool.store(envelope.clone(), body).await.map_err(|e| e.to_string())?;
     let mut stored = envelope;

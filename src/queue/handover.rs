@@ -217,23 +217,14 @@ pub async fn pass(queues: &QueueHandle, spool: &Spool, peers: &[Peer], helo: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{MessageId, Origin, Recipient};
+    use crate::message::{MessageId, Recipient};
 
     fn envelope(vmta: Option<&str>, job: Option<&str>) -> Envelope {
         Envelope {
             id: MessageId(1),
-            sender: "a@example.net".into(),
-            recipients: vec![Recipient::new("b@example.com")],
             vmta: vmta.map(str::to_string),
             job_id: job.map(str::to_string),
-            env_id: None,
-            ret: None,
-            eight_bit: false,
-            smtputf8: false,
-            arrival_ms: 0,
-            priority: None,
-            dkim_options: None,
-            origin: Origin::default(),
+            ..Envelope::new("a@example.net".into(), vec![Recipient::new("b@example.com")])
         }
     }
 

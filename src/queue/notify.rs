@@ -10,7 +10,7 @@ use super::manager::Event;
 use crate::config::Config;
 use crate::config::Dir;
 use crate::config::settings::Settings;
-use crate::message::{Envelope, MessageId, Origin, Recipient};
+use crate::message::{Envelope, Origin, Recipient};
 use crate::spool::Spool;
 use crate::time;
 
@@ -83,19 +83,13 @@ pub fn send(notices: Vec<Notice>, config: &Config, host: &str, spool: &Spool, ev
     for notice in notices {
         let body = message(&notice, &from, host, NEXT.fetch_add(1, Ordering::Relaxed));
         let envelope = Envelope {
-            id: MessageId(0),
-            sender: postmaster.clone().unwrap_or_default(),
-            recipients: notice.recipients.iter().map(Recipient::new).collect(),
-            vmta: None,
-            job_id: None,
-            env_id: None,
-            ret: None,
             eight_bit: !body.is_ascii(),
-            smtputf8: notice.recipients.iter().any(|r| !r.is_ascii()),
             arrival_ms: time::now_millis(),
-            priority: None,
-            dkim_options: None,
             origin: Origin { kind: "notice".into(), ..Origin::default() },
+            ..Envelope::new(
+                postmaster.clone().unwrap_or_default(),
+                notice.recipients.iter().map(Recipient::new).collect(),
+            )
         };
         let spool = spool.clone();
         let events = events.clone();

@@ -98,24 +98,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::message::{Envelope, MessageId, Origin, Recipient};
+    use crate::message::{Envelope, MessageId, Recipient};
 
     fn job(id: u64, recipients: Vec<usize>) -> Job {
-        let envelope = Envelope {
-            id: MessageId(id),
-            sender: "s@example.net".into(),
-            recipients: (0..4).map(|n| Recipient::new(format!("r{n}@example.com"))).collect(),
-            vmta: None,
-            job_id: None,
-            env_id: None,
-            ret: None,
-            eight_bit: false,
-            smtputf8: false,
-            arrival_ms: 0,
-            priority: None,
-            dkim_options: None,
-            origin: Origin::default(),
-        };
+        let rcpts = (0..4).map(|n| Recipient::new(format!("r{n}@example.com"))).collect();
+        let envelope = Envelope { id: MessageId(id), ..Envelope::new("s@example.net".into(), rcpts) };
         Job { envelope: Arc::new(envelope), recipients, attempts: 0 }
     }
 

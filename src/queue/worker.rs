@@ -765,27 +765,11 @@ mod tests {
 
     #[test]
     fn a_421_splits_off_only_the_recipients_it_concerns() {
+        let rcpts = ["a@x.test", "b@x.test", "c@x.test"].iter().map(|r| Recipient::new(*r)).collect();
         let envelope = Envelope {
             id: MessageId(1),
-            sender: "s@example.net".into(),
-            recipients: ["a@x.test", "b@x.test", "c@x.test"].iter().map(|r| Recipient::new(*r)).collect(),
-            vmta: None,
-            job_id: None,
-            env_id: None,
-            ret: None,
-            eight_bit: false,
-            smtputf8: false,
-            arrival_ms: 0,
-            priority: None,
-            origin: Origin {
-                kind: "smtp".into(),
-                helo: "h".into(),
-                client_ip: None,
-                local_ip: None,
-                auth_user: None,
-                sources: Vec::new(),
-            },
-            dkim_options: None,
+            origin: Origin { kind: "smtp".into(), helo: "h".into(), ..Origin::default() },
+            ..Envelope::new("s@example.net".into(), rcpts)
         };
         let job = Job { envelope: Arc::new(envelope), recipients: vec![0, 1, 2], attempts: 2 };
         let bye = Reply::new(421, "4.3.2", "closing");

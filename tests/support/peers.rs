@@ -113,7 +113,6 @@ impl Receiver {
     }
 
     pub fn start_on(listen: &str, script: &serde_json::Value, dir: &Path, tls_cert: Option<&Path>) -> Receiver {
-        use std::io::BufRead;
         use std::sync::atomic::{AtomicUsize, Ordering};
         // Several receivers may share a directory: each gets its own script and log.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -132,26 +131,13 @@ impl Receiver {
         if let Some(cert) = tls_cert {
             cmd.arg("--tls-cert").arg(cert);
         }
-        let mut child = cmd.spawn().expect("python3");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("receiver did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let (child, addr) = spawn_ready(&mut cmd, "receiver");
         Receiver { child, addr, log }
     }
 
     /// Logged events of one kind (`message`, `connect`, …).
     pub fn events(&self, kind: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["event"] == kind)
-            .collect()
+        logged(&self.log, kind)
     }
 }
 
@@ -200,38 +186,44 @@ impl Provider {
 
     /// With more arguments (`--data-delay 0.05`).
     pub fn start_with(ip: &str, style: &str, rate: u32, connections: u32, dir: &Path, extra: &[&str]) -> Provider {
-        use std::io::BufRead;
         let log = dir.join(format!("provider-{ip}-{style}.jsonl"));
-        let mut child = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/provider.py"))
+        let mut cmd = Command::new("python3");
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/provider.py"))
             .args(["--listen", &format!("{ip}:0"), "--style", style])
             .args(["--rate", &rate.to_string(), "--connections", &connections.to_string(), "--log"])
             .arg(&log)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("provider did not start: {line:?}"))
-            .parse()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        let (child, addr) = spawn_ready(&mut cmd, "provider");
         Provider { child, addr, log }
     }
 
     /// Logged events of one kind (`accepted`, `deferred`, `connect`, `refused`).
     pub fn events(&self, kind: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["event"] == kind)
-            .collect()
+        logged(&self.log, kind)
     }
+}
+
+/// Starts a Python peer that prints "ready HOST:PORT" once it listens; returns it and its address.
+fn spawn_ready(cmd: &mut Command, what: &str) -> (Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = cmd.spawn().expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr =
+        line.trim().strip_prefix("ready ").unwrap_or_else(|| panic!("{what} did not start: {line:?}")).parse().unwrap();
+    (child, addr)
+}
+
+/// The JSON-lines events of one kind a peer logged.
+fn logged(log: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == kind)
+        .collect()
 }
 
 impl Drop for Provider {

@@ -13,7 +13,7 @@ use super::{Command, Event, Job, Manager, NextJob, QueueHandle, QueueStatus};
 use crate::clock::Clock;
 use crate::config::{FileCheck, load_str};
 use crate::delivery::mx::MxResolver;
-use crate::message::{Envelope, Origin, Recipient};
+use crate::message::{Envelope, Recipient};
 use crate::outcome::acct::Accounting;
 use crate::queue::report::Reporter;
 use crate::queue::supervisor::WorkerFn;
@@ -70,19 +70,9 @@ impl Harness {
     /// A message through `vmta`, with a body of about `size` bytes; the size the spool counts.
     async fn inject_with(&self, recipients: &[&str], vmta: Option<&str>, size: usize) -> u64 {
         let envelope = Envelope {
-            id: crate::message::MessageId(0),
-            sender: "sender@example.net".into(),
-            recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
             vmta: vmta.map(str::to_string),
-            job_id: None,
-            env_id: None,
-            ret: None,
-            eight_bit: false,
-            smtputf8: false,
             arrival_ms: self.clock.now_secs() * 1000,
-            priority: None,
-            dkim_options: None,
-            origin: Origin::default(),
+            ..Envelope::new("sender@example.net".into(), recipients.iter().map(|r| Recipient::new(*r)).collect())
         };
         let mut body = b"Subject: t\r\n\r\n".to_vec();
         body.resize(body.len().max(size), b'x');
@@ -448,21 +438,7 @@ async fn a_full_inbox_makes_producers_wait_until_the_manager_reads() {
         Manager::start_pending(Arc::clone(&config), spool, MxResolver::new(&[]).unwrap(), None, Default::default());
     let handle = pending.handle.clone();
     // Envelopes without recipients: the manager files them nowhere, it only has to read them.
-    let empty = || Envelope {
-        id: crate::message::MessageId(0),
-        sender: String::new(),
-        recipients: Vec::new(),
-        vmta: None,
-        job_id: None,
-        env_id: None,
-        ret: None,
-        eight_bit: false,
-        smtputf8: false,
-        arrival_ms: 0,
-        priority: None,
-        dkim_options: None,
-        origin: Origin::default(),
-    };
+    let empty = || Envelope::new(String::new(), Vec::new());
     for _ in 0..super::EVENT_CAPACITY {
         handle.submit(empty()).await.unwrap();
     }

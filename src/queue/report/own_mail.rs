@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Reporter;
 use crate::config::resolve::QueueSettings;
 use crate::config::{Config, Dir};
-use crate::message::{Envelope, MessageId, Origin, Recipient};
+use crate::message::{Envelope, Origin, Recipient};
 use crate::outcome::dsn::{self, DsnFormat, DsnInput, DsnKind, DsnRecipient};
 use crate::outcome::status;
 use crate::queue::QueueKey;
@@ -200,19 +200,11 @@ impl Reporter {
 
 fn own_envelope(sender: String, rcpt: Recipient, vmta: Option<String>, eight_bit: bool, kind: &str) -> Envelope {
     Envelope {
-        id: MessageId(0),
-        sender,
-        smtputf8: !rcpt.address.is_ascii(),
-        recipients: vec![rcpt],
         vmta,
-        job_id: None,
-        env_id: None,
-        ret: None,
         eight_bit,
         arrival_ms: time::now_millis(),
-        priority: None,
-        dkim_options: None,
         origin: Origin { kind: kind.into(), ..Origin::default() },
+        ..Envelope::new(sender, vec![rcpt])
     }
 }
 

@@ -87,23 +87,12 @@ impl MemberPolicies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Envelope, MessageId, Origin, Recipient};
+    use crate::message::{Envelope, MessageId, Recipient};
 
     fn job(rcpts: &[&str]) -> Job {
         let envelope = Envelope {
             id: MessageId(7),
-            sender: "s@sender.test".into(),
-            recipients: rcpts.iter().map(|r| Recipient::new(*r)).collect(),
-            vmta: None,
-            job_id: None,
-            env_id: None,
-            ret: None,
-            eight_bit: false,
-            smtputf8: false,
-            arrival_ms: 0,
-            priority: None,
-            origin: Origin::default(),
-            dkim_options: None,
+            ..Envelope::new("s@sender.test".into(), rcpts.iter().map(|r| Recipient::new(*r)).collect())
         };
         Job { envelope: Arc::new(envelope), recipients: (0..rcpts.len()).collect(), attempts: 1 }
     }
