@@ -370,11 +370,16 @@ impl Writer {
         let next = self.log.read_index().next_id();
         buf.clear();
         let mut filed = Vec::with_capacity(events.len());
+        // One JSON buffer for the whole batch: an event's text is copied into `buf` right away.
+        let mut json = Vec::with_capacity(1024);
         for (i, (event, time_ms)) in events.iter_mut().enumerate() {
             let id = next + i as u64;
             event.id = id;
             event.time = rfc3339_ms(*time_ms);
-            let json = serde_json::to_vec(&**event).unwrap_or_default();
+            json.clear();
+            if serde_json::to_writer(&mut json, &**event).is_err() {
+                json.clear();
+            }
             let offset = self.active.len + buf.len() as u64;
             segment::encode(buf, id, *time_ms, &json);
             let keys: Vec<u64> = event.keys().map(|(k, v)| key_hash(k, v)).collect();

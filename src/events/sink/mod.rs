@@ -208,11 +208,15 @@ fn sink_runtime() -> Result<tokio::runtime::Handle, String> {
     std::thread::Builder::new()
         .name("event-sinks".into())
         .spawn(move || {
-            // On Linux the nice value belongs to the thread: this lowers only the sinks' thread.
-            if let Err(e) = rustix::process::setpriority_process(None, SINK_NICENESS) {
-                tracing::warn!("event sinks: cannot lower their thread's priority: {e}");
-            }
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            lower_priority();
+            // The runtime's blocking threads (log reads, cursor writes) get the same priority:
+            // reading events back is sink work too.
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("event-sinks-io")
+                .on_thread_start(lower_priority)
+                .build()
+            {
                 Ok(runtime) => {
                     if ready.send(Ok(runtime.handle().clone())).is_ok() {
                         runtime.block_on(std::future::pending::<()>());
@@ -228,6 +232,14 @@ fn sink_runtime() -> Result<tokio::runtime::Handle, String> {
     let started = handle.recv().map_err(|_| "event sinks: their thread stopped at start".to_string())??;
     *runtime = Some(started.clone());
     Ok(started)
+}
+
+/// Lowers the calling thread to [`SINK_NICENESS`]. On Linux the nice value belongs to the
+/// thread, so this lowers only the sinks' threads.
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, SINK_NICENESS) {
+        tracing::warn!("event sinks: cannot lower their thread's priority: {e}");
+    }
 }
 
 struct Runner {
