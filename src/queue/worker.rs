@@ -686,6 +686,7 @@ fn prepared_body(
         &setup.settings.settings,
         source,
         job.envelope.dkim_options.as_deref(),
+        job.envelope.origin.kind == crate::message::TLSRPT_ORIGIN,
         Arc::new(body),
         now,
     )
