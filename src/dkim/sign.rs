@@ -146,7 +146,8 @@ impl SignOptions {
         };
         let Some(mut options) = options else { return SignOptions::with_signatures(s, vec![from]) };
         // Ember's reports have no Sender field: these identities resolve to the From domain.
-        let signs_from = |spec: &SignatureSpec| matches!(spec.identity.as_str(), "sender-or-from" | "strict-from" | "from");
+        let signs_from =
+            |spec: &SignatureSpec| matches!(spec.identity.as_str(), "sender-or-from" | "strict-from" | "from");
         if !options.signatures.iter().any(signs_from) {
             options.signatures.insert(0, from);
         }
@@ -362,7 +363,8 @@ mod tests {
 
     fn settings(domain_block: &str) -> Settings {
         let text = format!("<domain *>\n{domain_block}</domain>\n");
-        let config = crate::config::load_str("d.conf", &text, std::path::Path::new("."), crate::config::FileCheck::Warn);
+        let config =
+            crate::config::load_str("d.conf", &text, std::path::Path::new("."), crate::config::FileCheck::Warn);
         config.config.queue_settings("reports.test", None).unwrap().settings
     }
 

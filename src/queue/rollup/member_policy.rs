@@ -58,12 +58,7 @@ impl MemberPolicies {
         })
     }
 
-    pub fn new(
-        config: Arc<Config>,
-        queue: &str,
-        vmta: &str,
-        tls_policies: Option<Arc<TlsPolicies>>,
-    ) -> MemberPolicies {
+    pub fn new(config: Arc<Config>, queue: &str, vmta: &str, tls_policies: Option<Arc<TlsPolicies>>) -> MemberPolicies {
         let vmta = (vmta != crate::config::DEFAULT_VMTA).then(|| vmta.to_string());
         MemberPolicies { config, queue: queue.to_string(), vmta, tls_policies, verdicts: HashMap::new() }
     }
