@@ -1,7 +1,8 @@
 //! MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) end to end: dnsmasq serves the MX, `_mta-sts` and
 //! `_smtp._tls` records; real HTTPS policy hosts listen on 127.x:443 with certificates of a test
 //! CA (trusted through `smtp-tls-ca-file`); scripted STARTTLS receivers play the MX hosts.
-//! Needs `dnsmasq`, root (port 443) and Python 3.
+//! Inside an MX rollup each recipient keeps its own domain's policy; reports are DKIM-signed
+//! (verified with dkimpy). Needs `dnsmasq`, root (port 443) and Python 3 with dkimpy.
 
 #[path = "support/dns.rs"]
 mod dns;
