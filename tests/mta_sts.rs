@@ -1,7 +1,8 @@
 //! MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) end to end: dnsmasq serves the MX, `_mta-sts` and
 //! `_smtp._tls` records; real HTTPS policy hosts listen on 127.x:443 with certificates of a test
 //! CA (trusted through `smtp-tls-ca-file`); scripted STARTTLS receivers play the MX hosts.
-//! Needs `dnsmasq`, root (port 443) and Python 3.
+//! Inside an MX rollup each recipient keeps its own domain's policy; reports are DKIM-signed
+//! (verified with dkimpy). Needs `dnsmasq`, root (port 443) and Python 3 with dkimpy.
 
 #[path = "support/dns.rs"]
 mod dns;
@@ -377,4 +378,155 @@ fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(rx.events("message").is_empty());
+}
+
+/// `ember dkim keygen` into `dir`: (file, TXT record name, TXT value).
+fn dkim_key(dir: &Path, selector: &str, domain: &str) -> (PathBuf, String, String) {
+    let file = dir.join(format!("{selector}.{domain}.pem"));
+    let out = Command::new(support::EMBER)
+        .args(["dkim", "keygen", "--selector", selector, "--domain", domain, "--algorithm", "rsa", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "keygen: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.contains(" IN TXT ")).unwrap_or_else(|| panic!("no TXT record: {stdout}"));
+    let (name, strings) = line.split_once(" IN TXT ").unwrap();
+    let value: String = strings.split('"').skip(1).step_by(2).collect();
+    (file, name.trim_end_matches('.').to_string(), value)
+}
+
+/// dkimpy's verdict on each DKIM signature of `message`, the public key given as `record`.
+fn dkim_verify(dir: &Path, message: &str, record: (&str, &str)) -> Vec<serde_json::Value> {
+    let (msg, rec) = (dir.join("report.eml"), dir.join("dkim-records.json"));
+    std::fs::write(&msg, message).unwrap();
+    std::fs::write(&rec, json!({ record.0: record.1 }).to_string()).unwrap();
+    let out = Command::new("python3").arg(support::support_dir().join("dkim_verify.py")).arg(&msg).arg(&rec).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "dkim_verify.py: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// MX rollup puts five domains in one queue and on one connection to their shared MX host; each
+/// recipient keeps its own domain's policy: enforce with an `mx` list that allows the host →
+/// delivered; enforce naming other hosts, or whose own `smtp-tls-ca-file` does not trust the
+/// host's certificate → deferred with a reason naming MTA-STS and the domain; testing →
+/// delivered, the failure reported; no policy → delivered. The TLS-RPT reports are DKIM-signed
+/// by the postmaster's domain although no queue has `dkim-sign yes`.
+#[test]
+fn each_recipient_keeps_its_own_domains_mta_sts_policy_in_a_rollup_and_reports_are_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new(d);
+    // A second CA, the only one pinned.test trusts (its policy host's certificate is from it).
+    let other_dir = d.join("other-ca");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = Ca::new(&other_dir);
+    let shared = Receiver::start("127.0.71.2", &json!({}), d, Some(&ca.issue(d, "mx.shared-provider.test")));
+    let port = shared.addr.port();
+    let reports =
+        Receiver::start_on(&format!("127.0.72.2:{port}"), &json!({}), d, Some(&ca.issue(d, "mx.reports.test")));
+    let host = |octet: u8, domain: &str, ca: &Ca, ca_dir: &Path, body: &str| {
+        PolicyHost::start(d, &format!("127.0.71.{octet}"), &ca.issue(ca_dir, &format!("mta-sts.{domain}")), "ok", body)
+    };
+    let _hosts = [
+        host(11, "good.test", &ca, d, &policy("enforce", &["*.shared-provider.test"])),
+        host(12, "strict.test", &ca, d, &policy("enforce", &["mx.elsewhere.test"])),
+        host(13, "watch.test", &ca, d, &policy("testing", &["mx.elsewhere.test"])),
+        host(14, "pinned.test", &other, &other_dir, &policy("enforce", &["*.shared-provider.test"])),
+    ];
+    let mut records = vec![
+        "--host-record=mx.shared-provider.test,127.0.71.2".to_string(),
+        "--mx-host=reports.test,mx.reports.test,10".into(),
+        "--host-record=mx.reports.test,127.0.72.2".into(),
+    ];
+    for (domain, octet) in
+        [("good.test", 11), ("strict.test", 12), ("watch.test", 13), ("pinned.test", 14), ("open.test", 0)]
+    {
+        records.push(format!("--mx-host={domain},mx.shared-provider.test,10"));
+        if octet > 0 {
+            records.push(format!("--host-record=mta-sts.{domain},127.0.71.{octet}"));
+            records.push(format!("--txt-record=_mta-sts.{domain},v=STSv1; id=1"));
+            records.push(format!("--txt-record=_smtp._tls.{domain},v=TLSRPTv1; rua=mailto:tlsrpt@reports.test"));
+        }
+    }
+    let dns = dns::Dnsmasq::start(&records.iter().map(String::as_str).collect::<Vec<_>>());
+    let (key, key_name, key_value) = dkim_key(d, "rpt", "ember.test");
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhttp-mgmt-port 127.0.0.1:0\nhttp-access 127.0.0.1 admin\nhost-name ember.test\n\
+         postmaster postmaster@ember.test\nname-server {}\ndomain-key rpt,ember.test,{}\n\
+         <source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n\
+         <mx-rollup-list>\n    mx *.shared-provider.test shared.rollup\n</mx-rollup-list>\n\
+         <domain *>\n    default-smtp-port {port}\n    use-starttls yes\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1h\n</domain>\n\
+         <domain pinned.test>\n    smtp-tls-ca-file {}\n</domain>\n\
+         <spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,t\n</acct-file>\n",
+        dns.addr,
+        key.display(),
+        d.join("ca.pem").display(),
+        other_dir.join("ca.pem").display()
+    );
+    let e = Ember::start(&config);
+    let rcpts = ["a@good.test", "a@strict.test", "a@watch.test", "a@pinned.test", "a@open.test"];
+    let sent = e.send_with_script("127.0.0.1", "s@sender.test", &rcpts, "Subject: rollup\r\n\r\nhello\r\n");
+    for rcpt in rcpts {
+        assert_eq!(sent["rcpt"][rcpt][0], 250, "{rcpt}: {sent}");
+    }
+    // Delivered over TLS: the allowed MX, the testing policy, no policy.
+    for rcpt in ["a@good.test", "a@watch.test", "a@open.test"] {
+        let rec = wait_record(&e, "d", rcpt);
+        assert_eq!(rec["queue"], "shared.rollup/{default}", "{rec:?}");
+        assert_eq!(delivered_over_tls(&shared, rcpt), Some(true), "{rcpt}");
+    }
+    // Deferred, each with its own domain's reason.
+    let strict = wait_record(&e, "t", "a@strict.test");
+    assert!(strict["dsnStatus"].starts_with("4.7.5"), "{strict:?}");
+    assert!(
+        strict["dsnDiag"]
+            .contains("MTA-STS policy of strict.test: mx.shared-provider.test is not in the policy's mx list"),
+        "{strict:?}"
+    );
+    let pinned = wait_record(&e, "t", "a@pinned.test");
+    assert!(pinned["dsnStatus"].starts_with("4.7.5"), "{pinned:?}");
+    assert!(
+        pinned["dsnDiag"].contains("MTA-STS policy of pinned.test: mx.shared-provider.test: certificate not valid"),
+        "{pinned:?}"
+    );
+    assert_eq!(delivered_over_tls(&shared, "a@strict.test"), None);
+    assert_eq!(delivered_over_tls(&shared, "a@pinned.test"), None);
+    assert!(e.log_contains("MTA-STS policy of watch.test (testing mode, delivering anyway)"));
+
+    // TLS-RPT: each member domain's sessions on the rollup connection, in its own report,
+    // signed for ember.test.
+    let out = e.live_cli(&["tlsrpt", "send"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reports.events("message").len() < 4 {
+        assert!(Instant::now() < deadline, "reports not delivered: {}", String::from_utf8_lossy(&out.stdout));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use mail_auth::report::tlsrpt::ResultType;
+    let mut seen = std::collections::HashMap::new();
+    for m in reports.events("message") {
+        let data = m["data"].as_str().unwrap();
+        let verdicts = dkim_verify(d, data, (&key_name, &key_value));
+        assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+        assert_eq!(
+            (&verdicts[0]["d"], &verdicts[0]["s"], &verdicts[0]["ok"]),
+            (&json!("ember.test"), &json!("rpt"), &json!(true)),
+            "{verdicts:?}"
+        );
+        let report = mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(data.as_bytes(), 1 << 20).expect("a report");
+        let policy = report.policies[0].clone();
+        seen.insert(policy.policy.policy_domain.clone(), policy);
+    }
+    let failed = |domain: &str, result: ResultType| {
+        let p = &seen[domain];
+        assert!(p.summary.total_failure >= 1 && p.summary.total_success == 0, "{domain}: {p:?}");
+        assert!(p.failure_details.iter().all(|f| f.result_type == result), "{domain}: {p:?}");
+    };
+    failed("strict.test", ResultType::ValidationFailure);
+    failed("watch.test", ResultType::ValidationFailure);
+    failed("pinned.test", ResultType::CertificateNotTrusted);
+    let good = &seen["good.test"];
+    assert!(good.summary.total_success >= 1 && good.summary.total_failure == 0, "{good:?}");
 }

@@ -199,6 +199,8 @@ pub struct Connection {
     tls_fallback: Option<String>,
     /// The certificate checked with `ClientConfig::tls_audit`, when one was given.
     tls_audit: Option<Result<(), TlsFailure>>,
+    /// The server's certificate chain, leaf first (empty in clear).
+    tls_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// What failed when TLS was tried and the session went on in clear.
     tls_fallback_failure: Option<TlsFailure>,
     auth_mechanism: Option<&'static str>,
@@ -301,6 +303,7 @@ impl Connection {
             tls_peer: None,
             tls_fallback: fallback,
             tls_audit: None,
+            tls_chain: Vec::new(),
             tls_fallback_failure: fallback_failure,
             auth_mechanism: None,
             config: config.clone(),
@@ -311,6 +314,7 @@ impl Connection {
             conn.tls = Some(info.negotiated);
             conn.tls_peer = Some(info.peer);
             conn.tls_audit = info.audit;
+            conn.tls_chain = info.chain;
             // The first EHLO's keywords (STARTTLS among them) stay in the record, followed by
             // what only the second offered.
             let second = std::mem::replace(&mut conn.offered, info.first_keywords);
@@ -364,6 +368,16 @@ impl Connection {
     /// session is in clear).
     pub fn tls_audit(&self) -> Option<&Result<(), TlsFailure>> {
         self.tls_audit.as_ref()
+    }
+
+    /// Checks the server's certificate with `verifier` for the MX name now, after the
+    /// handshake: a rollup connection carries mail of domains whose policies the handshake did
+    /// not check. In clear: `NotOffered`.
+    pub fn verify_peer(&self, verifier: &dyn rustls::client::danger::ServerCertVerifier) -> Result<(), TlsFailure> {
+        if self.tls.is_none() {
+            return Err(self.tls_fallback_failure.clone().unwrap_or(TlsFailure::NotOffered));
+        }
+        tls::audit(&self.tls_chain, &tls::server_name(&self.mx_name, self.remote), verifier)
     }
 
     /// What failed when this session fell back to clear text (see `tls_fallback`).
@@ -478,6 +492,7 @@ struct TlsInfo {
     negotiated: (String, String),
     peer: String,
     audit: Option<Result<(), TlsFailure>>,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     first_keywords: Vec<String>,
 }
 
@@ -543,10 +558,12 @@ impl Session {
         let stream = tls::handshake(tcp, tls_config, name.clone(), config.command_timeout)
             .await
             .map_err(|(why, failure)| StartTlsFailure::Broken(why, failure))?;
+        let chain = tls::peer_chain(&stream);
         let info = TlsInfo {
             negotiated: tls::negotiated(&stream),
             peer: tls::describe_peer(&stream, &name, config.tls_ca_file.as_deref(), config.tls_policy.as_ref()),
-            audit: config.tls_audit.as_ref().map(|verifier| tls::audit(&stream, &name, verifier.as_ref())),
+            audit: config.tls_audit.as_ref().map(|verifier| tls::audit(&chain, &name, verifier.as_ref())),
+            chain,
             first_keywords: std::mem::take(&mut self.ext.keywords),
         };
         let mut wire = Wire::new(Stream::Tls(Box::new(stream)));

@@ -31,12 +31,17 @@ pub const SANITIZED: &[&str] = &[
 /// The message as it goes to the queue's destination. Unchanged (the same `Arc`) when the queue
 /// neither sanitises, adds nor signs. `source` are the settings of the source the message came
 /// from; `dkim_options` its `X-DKIM-Options`, when its source processed the header.
+/// `sign_for_from`: the message is one of Ember's own reports that must carry a signature of
+/// its From domain whatever the queue's `dkim-sign` says (TLS-RPT, RFC 8460), made with the
+/// domain's `domain-key` when there is one.
+#[allow(clippy::too_many_arguments)]
 pub fn outgoing(
     keys: &KeyStore,
     vmta: &str,
     settings: &Settings,
     source: &Settings,
     dkim_options: Option<&str>,
+    sign_for_from: bool,
     body: Arc<Vec<u8>>,
     now: u64,
 ) -> Result<Arc<Vec<u8>>, SignError> {
@@ -54,11 +59,13 @@ pub fn outgoing(
     }
     // Most queues do not sign: no header parse for them.
     let off = |d: Dir| matches!(settings.text(d), None | Some("no" | "false"));
-    if off(Dir::DkimSign) && off(Dir::SecondDkimSign) {
+    if off(Dir::DkimSign) && off(Dir::SecondDkimSign) && !sign_for_from {
         return Ok(message);
     }
     let header = Header::parse(&message);
-    let Some(options) = SignOptions::from_settings(settings, &header, dkim_options) else { return Ok(message) };
+    let options = SignOptions::from_settings(settings, &header, dkim_options);
+    let options = if sign_for_from { Some(SignOptions::with_from_signature(options, settings)) } else { options };
+    let Some(options) = options else { return Ok(message) };
     let signatures = match sign::sign(keys, vmta, &options, &message, now) {
         Ok(s) => s,
         Err(SignError::NoFrom) => {

@@ -124,8 +124,40 @@ impl SignOptions {
         if signatures.is_empty() {
             return None;
         }
+        let mut options = SignOptions::with_signatures(s, signatures);
+        if let Some(header) = x_dkim_options
+            && let Err(e) = super::options::apply(header, &mut options)
+        {
+            tracing::warn!("{e}: the message is signed with its queue's DKIM settings");
+        }
+        Some(options)
+    }
+
+    /// `options` (the queue's, if it signs) with a signature for the message's From domain
+    /// first, unless one of them already signs for it: for Ember's own reports, which their
+    /// receivers expect signed by the reporting domain (TLS-RPT, RFC 8460). The queue's
+    /// `dkim-algorithm` chooses the key; canonicalization and the other options are the queue's.
+    pub fn with_from_signature(options: Option<SignOptions>, s: &Settings) -> SignOptions {
+        let from = SignatureSpec {
+            identity: "strict-from".into(),
+            fallback: None,
+            kind: kind(s.text(Dir::DkimAlgorithm)),
+            selector: None,
+        };
+        let Some(mut options) = options else { return SignOptions::with_signatures(s, vec![from]) };
+        // Ember's reports have no Sender field: these identities resolve to the From domain.
+        let signs_from =
+            |spec: &SignatureSpec| matches!(spec.identity.as_str(), "sender-or-from" | "strict-from" | "from");
+        if !options.signatures.iter().any(signs_from) {
+            options.signatures.insert(0, from);
+        }
+        options
+    }
+
+    /// The queue's signing options (canonicalization, headers, tags) for `signatures`.
+    fn with_signatures(s: &Settings, signatures: Vec<SignatureSpec>) -> SignOptions {
         let lower = |d: Dir| s.list(d).iter().map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty()).collect();
-        let mut options = SignOptions {
+        SignOptions {
             signatures,
             header_canon: canon(s.text(Dir::DkimHeadersCanon)),
             body_canon: canon(s.text(Dir::DkimBodyCanon)),
@@ -135,13 +167,7 @@ impl SignOptions {
             expire_after: s.interval(Dir::DkimExpireAfter).map(|d| d.as_secs()),
             body_limit: s.flag(Dir::DkimAddBodyLimit),
             query_method: s.text(Dir::DkimQueryMethod).map(str::to_string),
-        };
-        if let Some(header) = x_dkim_options
-            && let Err(e) = super::options::apply(header, &mut options)
-        {
-            tracing::warn!("{e}: the message is signed with its queue's DKIM settings");
         }
-        Some(options)
     }
 }
 
@@ -328,5 +354,37 @@ impl<'x, I: Iterator<Item = (&'x [u8], &'x [u8])>> HeaderStream<'x> for Fields<'
 
     fn body(&mut self) -> &'x [u8] {
         self.body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(domain_block: &str) -> Settings {
+        let text = format!("<domain *>\n{domain_block}</domain>\n");
+        let config =
+            crate::config::load_str("d.conf", &text, std::path::Path::new("."), crate::config::FileCheck::Warn);
+        config.config.queue_settings("reports.test", None).unwrap().settings
+    }
+
+    #[test]
+    fn a_report_gets_a_signature_for_its_from_domain_whatever_the_queue_signs() {
+        // The queue does not sign: one From signature, the queue's algorithm.
+        let s = settings(" dkim-algorithm ed25519-sha256\n");
+        let options = SignOptions::with_from_signature(None, &s);
+        let specs: Vec<_> = options.signatures.iter().map(|s| (s.identity.as_str(), s.kind)).collect();
+        assert_eq!(specs, [("strict-from", KeyKind::Ed25519)]);
+        // The queue signs for another domain: the From signature comes first, the queue's stays.
+        let s = settings(" dkim-sign yes\n dkim-identity @esp.example\n");
+        let header = Header::parse(b"From: postmaster@ember.test\r\n\r\n");
+        let options = SignOptions::with_from_signature(SignOptions::from_settings(&s, &header, None), &s);
+        let ids: Vec<_> = options.signatures.iter().map(|s| s.identity.as_str()).collect();
+        assert_eq!(ids, ["strict-from", "@esp.example"]);
+        // The queue signs for the From domain already: nothing added.
+        let s = settings(" dkim-sign yes\n");
+        let options = SignOptions::with_from_signature(SignOptions::from_settings(&s, &header, None), &s);
+        let ids: Vec<_> = options.signatures.iter().map(|s| s.identity.as_str()).collect();
+        assert_eq!(ids, ["sender-or-from"]);
     }
 }

@@ -99,6 +99,10 @@ impl Recipient {
     }
 }
 
+/// `Origin::kind` of the TLS-RPT reports Ember mails: signed at delivery for their From
+/// domain whatever the queue's `dkim-sign` (delivery/prepare.rs).
+pub const TLSRPT_ORIGIN: &str = "tlsrpt";
+
 /// How the message came in, for accounting (`srcType`, `srcMta`) and Received headers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {

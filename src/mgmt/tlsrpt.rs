@@ -2,8 +2,9 @@
 //! current window of session counts and mails each recipient domain that publishes a
 //! `_smtp._tls` TXT record with `mailto:` destinations its report — JSON, gzip'd, as
 //! `application/tlsrpt+gzip` in a `multipart/report` — through Ember's own queues (stored in
-//! the spool like a DSN, then DKIM-signed on the way out when the queue signs). The daemon
-//! sends the same reports once a day at midnight UTC.
+//! the spool like a DSN, then DKIM-signed on the way out for the From (`postmaster`) domain
+//! with its `domain-key`, whether or not the queue signs). The daemon sends the same reports
+//! once a day at midnight UTC.
 
 use std::sync::Arc;
 
@@ -114,7 +115,7 @@ async fn queue_report(
 ) -> Result<MessageId, String> {
     let envelope = MessageEnvelope {
         arrival_ms: crate::time::now_millis(),
-        origin: Origin { kind: "tlsrpt".into(), ..Origin::default() },
+        origin: Origin { kind: crate::message::TLSRPT_ORIGIN.into(), ..Origin::default() },
         ..MessageEnvelope::new(sender.to_string(), rua.iter().map(|r| Recipient::new(r.clone())).collect())
     };
     let id = spool.store(envelope.clone(), body).await.map_err(|e| e.to_string())?;

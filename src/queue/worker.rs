@@ -232,9 +232,11 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
         return None;
     }
     // The recipient domain's transport-security policy (MTA-STS): not for smtp-hosts routes,
-    // which the operator chose.
+    // which the operator chose, nor for a rollup queue's connection as a whole: it carries
+    // several domains' mail, each checked against its own domain's policy (MemberPolicies).
+    let by_mx = plan.source != crate::delivery::mx::PlanSource::SmtpHosts;
     let security = match &setup.tls_policies {
-        Some(t) if plan.source != crate::delivery::mx::PlanSource::SmtpHosts => {
+        Some(t) if by_mx && setup.mx_domain == setup.key.name => {
             t.for_domain(&setup.mx_domain, p.use_mta_sts, setup.tls_ca_file.as_deref()).await
         }
         _ => crate::delivery::tls_policy::DomainSecurity::none(&setup.mx_domain),
@@ -348,7 +350,10 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
             };
             return Some(QueueFailure { reply, permanent, dns: false, bounce_older: None, remote });
         };
-        match serve(setup, &mut conn, carried.take().map(|c| c.job), mx_unavailable_upon_421, lease.as_ref()).await {
+        let members = super::rollup::member_policy::MemberPolicies::for_connection(setup, by_mx);
+        match serve(setup, &mut conn, members, carried.take().map(|c| c.job), mx_unavailable_upon_421, lease.as_ref())
+            .await
+        {
             Served::Done => {
                 conn.quit().await;
                 return None;
@@ -412,10 +417,12 @@ struct Carried {
 }
 
 /// Sends messages on an open connection until it is done: `first` (recipients carried over from
-/// an MX that said 421), then whatever the manager hands out.
+/// an MX that said 421), then whatever the manager hands out. On a rollup queue's connection
+/// (`members`) each recipient keeps its own domain's TLS requirement and MTA-STS policy.
 async fn serve(
     setup: &WorkerSetup,
     conn: &mut Connection,
+    mut members: Option<super::rollup::member_policy::MemberPolicies>,
     first: Option<Job>,
     upon_421: bool,
     lease: Option<&crate::cluster::Lease>,
@@ -433,11 +440,6 @@ async fn serve(
     let max_errors = p.max_errors_per_connection;
     let mut errors = 0u64;
     let mut first = first;
-    // A rollup queue's connection carries member domains' mail: each recipient keeps its own
-    // domain's TLS requirement (a rollup queue's MX plan is a member domain's).
-    let mut members = (setup.mx_domain != setup.key.name).then(|| {
-        super::rollup::member_policy::MemberPolicies::new(Arc::clone(&setup.config), &setup.key.name, &setup.key.vmta)
-    });
     loop {
         // After a 421 or a broken RSET the connection cannot carry another message.
         if !conn.is_usable() || (max_messages > 0 && conn.messages_sent() >= max_messages) {
@@ -465,8 +467,8 @@ async fn serve(
         let job = match members.as_mut() {
             None => job,
             Some(members) => {
-                let split = members.split(job, remote.tls.is_some(), &remote.mx);
-                if let Some((held, reply)) = split.defer {
+                let split = members.split(job, conn).await;
+                for (held, reply) in split.defer {
                     report(setup, held, |_| reply.clone(), &remote).await;
                 }
                 match split.send {
@@ -684,6 +686,7 @@ fn prepared_body(
         &setup.settings.settings,
         source,
         job.envelope.dkim_options.as_deref(),
+        job.envelope.origin.kind == crate::message::TLSRPT_ORIGIN,
         Arc::new(body),
         now,
     )

@@ -285,14 +285,19 @@ pub async fn handshake(
     }
 }
 
-/// Checks the server's certificate with `verifier` for `name` after a handshake that did not
-/// (MTA-STS testing mode: the session goes on, the result is recorded).
+/// The server's certificate chain (leaf first), kept so that it can be checked again after the
+/// handshake.
+pub fn peer_chain(stream: &TlsStream<TcpStream>) -> Vec<CertificateDer<'static>> {
+    stream.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned()).collect()
+}
+
+/// Checks the server's certificate chain with `verifier` for `name` after a handshake that did
+/// not (MTA-STS testing mode, or a policy other than the one the connection was set up for).
 pub fn audit(
-    stream: &TlsStream<TcpStream>,
+    certs: &[CertificateDer<'_>],
     name: &ServerName<'_>,
     verifier: &dyn ServerCertVerifier,
 ) -> Result<(), TlsFailure> {
-    let certs = stream.get_ref().1.peer_certificates().unwrap_or_default();
     let Some((leaf, intermediates)) = certs.split_first() else {
         return Err(TlsFailure::Certificate(rustls::CertificateError::BadEncoding));
     };

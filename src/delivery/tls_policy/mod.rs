@@ -135,8 +135,37 @@ impl DomainSecurity {
     /// A session was opened with `conn`: counts it for TLS-RPT and `/metrics`; in testing mode
     /// a failure is logged.
     pub fn record_connected(&self, conn: &Connection) {
+        let failure = self.session_failure(conn, conn.tls_audit());
+        self.record_session(conn, failure);
+    }
+
+    /// Whether `conn`, opened for another domain's mail (a rollup queue's connection), meets
+    /// this domain's policy: its MX name, STARTTLS and the certificate checked now with this
+    /// domain's verifier. Counted for TLS-RPT like `record_connected`; in enforce mode a
+    /// failure is the reply that defers this domain's recipients (4.7.5, in the policy's name).
+    pub fn admits(&self, conn: &Connection) -> Result<(), Reply> {
+        let certificate = match (&self.verifier, &self.sts) {
+            (Some(verifier), Some(_)) if conn.tls().is_some() => Some(conn.verify_peer(verifier.as_ref())),
+            _ => None,
+        };
+        let failure = self.session_failure(conn, certificate.as_ref());
+        let refusal = match (&failure, self.mode()) {
+            (Some((_, why)), Some(Mode::Enforce)) => Some(Reply::new(451, "4.7.5", format!("{}: {why}", self.label()))),
+            _ => None,
+        };
+        self.record_session(conn, failure);
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// What keeps the session on `conn` from meeting this policy (`certificate`: the peer
+    /// certificate checked with this policy's verifier, when it was not in the handshake).
+    fn session_failure(
+        &self,
+        conn: &Connection,
+        certificate: Option<&Result<(), TlsFailure>>,
+    ) -> Option<(ResultType, String)> {
         let mx = conn.mx_name();
-        let failure = if let Some((result, why)) = &self.discovery_failure {
+        if let Some((result, why)) = &self.discovery_failure {
             Some((*result, why.clone()))
         } else if let Some(p) = &self.sts {
             if !p.policy.allows(mx) {
@@ -146,14 +175,19 @@ impl DomainSecurity {
                 let why = conn.tls_fallback().unwrap_or("STARTTLS not offered");
                 Some((result_type(&failure), format!("{mx}: the session is not encrypted ({why})")))
             } else {
-                match conn.tls_audit() {
+                match certificate {
                     Some(Err(f)) => Some((result_type(f), format!("{mx}: certificate {}", describe_failure(f)))),
                     _ => None,
                 }
             }
         } else {
             None
-        };
+        }
+    }
+
+    /// Counts a session for TLS-RPT and `/metrics`; in testing mode a failure is logged.
+    fn record_session(&self, conn: &Connection, failure: Option<(ResultType, String)>) {
+        let mx = conn.mx_name();
         if let Some((_, why)) = &failure
             && self.mode() == Some(Mode::Testing)
             && let Some(policies) = &self.policies

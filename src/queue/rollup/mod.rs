@@ -24,10 +24,10 @@
 //!
 //! The rollup queue's connections go to the MX hosts of a member domain and carry mail of every
 //! member domain; recipients keep their own address and domain in the spool and the accounting
-//! file, and their own domain's `require-starttls` (`member_policy`). A decision is kept for
-//! `DECISION_TTL` and forgotten on reload, after which the next connection of the domain's own
-//! queue decides again (an MX change moves a domain out of, or into, a rollup). `rollup-by-ip`
-//! is accepted and rolls up by host name like the two-word form.
+//! file, and their own domain's `require-starttls` and MTA-STS policy (`member_policy`). A
+//! decision is kept for `DECISION_TTL` and forgotten on reload, after which the next connection
+//! of the domain's own queue decides again (an MX change moves a domain out of, or into, a
+//! rollup). `rollup-by-ip` is accepted and rolls up by host name like the two-word form.
 
 pub mod member_policy;
 pub mod mx_sets;
