@@ -193,7 +193,7 @@ mod tests {
         let good = ee(sha256(&c.leaf_key.public_key_der()));
         assert!(run(std::slice::from_ref(&good), &c, &[], "mx.example.com").is_ok());
         let wrong = ee(sha256(&c.ca_key.public_key_der()));
-        let err = run(&[wrong.clone()], &c, &[], "mx.example.com").unwrap_err();
+        let err = run(std::slice::from_ref(&wrong), &c, &[], "mx.example.com").unwrap_err();
         let CertificateError::Other(why) = err else { panic!("{err:?}") };
         assert!(why.to_string().starts_with("matches none of the TLSA records of mx.example.com (3 1 1 "), "{why}");
         // One matching record among others is enough; unusable records are skipped.
