@@ -711,5 +711,9 @@ mod tests {
         assert_eq!(result_type(&TlsFailure::Certificate(C::UnknownIssuer)), ResultType::CertificateNotTrusted);
         assert_eq!(result_type(&TlsFailure::Handshake), ResultType::ValidationFailure);
         assert_eq!(result_name(ResultType::StsPolicyFetchError), "sts-policy-fetch-error");
+        // Under DANE a certificate no TLSA record authenticates is tlsa-invalid.
+        let unmatched = C::Other(rustls::OtherError(Arc::new(std::io::Error::other("no TLSA match"))));
+        assert_eq!(dane_result_type(&TlsFailure::Certificate(unmatched)), ResultType::TlsaInvalid);
+        assert_eq!(dane_result_type(&TlsFailure::NotOffered), ResultType::StartTlsNotSupported);
     }
 }
