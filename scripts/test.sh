@@ -12,7 +12,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # Debian packages the integration tests talk to. Installed only when missing, so a second run is
 # quick. (The config-engine tests need nothing beyond the Rust toolchain; peers such as Postfix,
 # swaks and dnsmasq join this list with the tests that use them.)
-PACKAGES=(swaks postfix dnsmasq chromium chromium-driver redis-server nats-server)
+PACKAGES=(swaks postfix dnsmasq chromium chromium-driver redis-server nats-server unbound ldnsutils)
 need_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do

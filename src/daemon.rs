@@ -347,17 +347,20 @@ fn open_suppression(config: &Config) -> Result<Arc<SuppressionStore>, StartError
     Ok(Arc::new(store))
 }
 
-/// `name-server IP[:PORT]` directives (port 53 when absent).
-/// MTA-STS policies and TLS-RPT counts, kept in the first spool directory; the TXT and address
-/// lookups ask the same name servers as MX resolution.
+/// MTA-STS policies, DANE and TLS-RPT counts, kept in the first spool directory; the TXT,
+/// address and TLSA lookups ask the same name servers as MX resolution.
 fn tls_policies(
     config: &Config,
     state_dir: Option<&std::path::Path>,
 ) -> Result<Arc<crate::delivery::tls_policy::TlsPolicies>, StartError> {
     let options = crate::delivery::mx::MxOptions::default();
-    let dns = crate::delivery::mx::HickoryLookup::new(&name_servers(config)?, options.timeout, options.attempts)?;
+    let servers = name_servers(config)?;
+    let dns = crate::delivery::mx::HickoryLookup::new(&servers, options.timeout, options.attempts)?;
+    let secure_dns =
+        crate::delivery::tls_policy::dane::dns::SecureDns::new(&servers, options.timeout, options.attempts)?;
     Ok(Arc::new(crate::delivery::tls_policy::TlsPolicies::new(
         Arc::new(dns),
+        Some(Arc::new(secure_dns)),
         state_dir,
         crate::delivery::tls_policy::fetch::FetchLimits::default(),
     )))

@@ -69,6 +69,8 @@ pub struct QueuePolicy {
     pub require_starttls: bool,
     /// `use-mta-sts`: apply the recipient domain's MTA-STS policy.
     pub use_mta_sts: bool,
+    /// `use-dane`: apply the DNSSEC-validated TLSA records of the recipient's MX hosts.
+    pub use_dane: bool,
     pub allow_tls12: bool,
     pub allow_tls13: bool,
     pub use_unencrypted_plain_auth: bool,
@@ -146,6 +148,7 @@ impl QueuePolicy {
             use_starttls: flag(s, Dir::UseStarttls),
             require_starttls: flag(s, Dir::RequireStarttls),
             use_mta_sts: flag(s, Dir::UseMtaSts),
+            use_dane: flag(s, Dir::UseDane),
             allow_tls12: flag(s, Dir::SmtpTlsAllowTlsv12),
             allow_tls13: flag(s, Dir::SmtpTlsAllowTlsv13),
             use_unencrypted_plain_auth: flag(s, Dir::UseUnencryptedPlainAuth),

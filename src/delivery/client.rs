@@ -139,8 +139,8 @@ impl ClientConfig {
 
     /// The error for a session that cannot have the TLS required of it: in a policy's name when
     /// one is in force.
-    fn tls_required(&self, why: String, failure: TlsFailure) -> ClientError {
-        match &self.tls_policy {
+    fn tls_required(&self, mx_name: &str, why: String, failure: TlsFailure) -> ClientError {
+        match self.tls_policy.as_ref().filter(|p| p.covers(mx_name)) {
             Some(policy) => ClientError::PolicyRefused { policy: policy.label.clone(), why, failure },
             None => ClientError::TlsRequired { why },
         }
@@ -245,7 +245,7 @@ impl Connection {
         let mut tls = None;
         let mut fallback = None;
         let mut fallback_failure = None;
-        let required = config.require_starttls || config.tls_policy.is_some();
+        let required = config.require_starttls || config.tls_policy.as_ref().is_some_and(|p| p.covers(mx_name));
         if config.use_starttls || required {
             if !session.ext.starttls {
                 if required {
@@ -255,7 +255,7 @@ impl Connection {
                         format!("{mx_name} refused EHLO, so STARTTLS is not available")
                     };
                     session.abandon(config).await;
-                    return Err(config.tls_required(why, TlsFailure::NotOffered));
+                    return Err(config.tls_required(mx_name, why, TlsFailure::NotOffered));
                 }
             } else {
                 match session.starttls(mx_name, config).await {
@@ -271,7 +271,7 @@ impl Connection {
                         let why = format!("STARTTLS refused: {reply}");
                         if required {
                             clear.abandon(config).await;
-                            return Err(config.tls_required(why, TlsFailure::Refused));
+                            return Err(config.tls_required(mx_name, why, TlsFailure::Refused));
                         }
                         session = *clear;
                         fallback = Some(why);
@@ -279,7 +279,7 @@ impl Connection {
                     }
                     Err(StartTlsFailure::Broken(why, failure)) => {
                         if required {
-                            return Err(config.tls_required(why, failure));
+                            return Err(config.tls_required(mx_name, why, failure));
                         }
                         tracing::info!(%addr, mx = mx_name, "{why}; reconnecting to deliver in clear");
                         session = Session::start(addr, config).await?;

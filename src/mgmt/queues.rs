@@ -155,8 +155,11 @@ pub async fn detail(state: Shared, Query(query): Query<DetailQuery>) -> Response
     let resolved = config.queue_settings(domain, lookup).ok();
     let settings = resolved.as_ref().map(crate::config::show::render_json).unwrap_or_default();
     let settings_text = resolved.as_ref().map(crate::config::show::render_text).unwrap_or_default();
-    let use_mta_sts = resolved.as_ref().is_some_and(|r| r.policy.use_mta_sts);
-    let tls_policy = state.tls_policies.describe(domain, use_mta_sts);
+    let use_policies = crate::delivery::tls_policy::UsePolicies {
+        mta_sts: resolved.as_ref().is_some_and(|r| r.policy.use_mta_sts),
+        dane: resolved.as_ref().is_some_and(|r| r.policy.use_dane),
+    };
+    let tls_policy = state.tls_policies.describe(domain, use_policies);
     envelope(QueueDetail {
         queue: q.clone(),
         events,

@@ -231,13 +231,15 @@ async fn work(setup: &WorkerSetup) -> Option<QueueFailure> {
     {
         return None;
     }
-    // The recipient domain's transport-security policy (MTA-STS): not for smtp-hosts routes,
-    // which the operator chose, nor for a rollup queue's connection as a whole: it carries
-    // several domains' mail, each checked against its own domain's policy (MemberPolicies).
+    // The recipient domain's transport-security policy (DANE, MTA-STS): not for smtp-hosts
+    // routes, which the operator chose, nor for a rollup queue's connection as a whole: it
+    // carries several domains' mail, each checked against its own domain's policy
+    // (MemberPolicies).
     let by_mx = plan.source != crate::delivery::mx::PlanSource::SmtpHosts;
     let security = match &setup.tls_policies {
         Some(t) if by_mx && setup.mx_domain == setup.key.name => {
-            t.for_domain(&setup.mx_domain, p.use_mta_sts, setup.tls_ca_file.as_deref()).await
+            let use_policies = crate::delivery::tls_policy::UsePolicies { mta_sts: p.use_mta_sts, dane: p.use_dane };
+            t.for_domain(&setup.mx_domain, &plan, use_policies, setup.tls_ca_file.as_deref()).await
         }
         _ => crate::delivery::tls_policy::DomainSecurity::none(&setup.mx_domain),
     };

@@ -87,13 +87,23 @@ pub enum TlsSetupError {
     },
 }
 
-/// A transport-security policy (MTA-STS in enforce mode) that governs one connection: STARTTLS
-/// is required, the server's certificate is checked by `verifier` for the MX name, and every
-/// failure is reported in the policy's name (`label`, "MTA-STS policy of example.com").
+/// A transport-security policy (MTA-STS in enforce mode, DANE) that governs one connection:
+/// STARTTLS is required, the server's certificate is checked by `verifier` for the MX name, and
+/// every failure is reported in the policy's name (`label`, "MTA-STS policy of example.com").
 #[derive(Clone)]
 pub struct TlsEnforcement {
     pub label: String,
     pub verifier: Arc<dyn ServerCertVerifier>,
+    /// MX hosts the policy leaves to opportunistic TLS (DANE: hosts without TLSA records); the
+    /// verifier accepts any certificate from them.
+    pub optional_for: Vec<String>,
+}
+
+impl TlsEnforcement {
+    /// Whether the policy requires TLS of `mx_name`.
+    pub fn covers(&self, mx_name: &str) -> bool {
+        !self.optional_for.iter().any(|h| h == mx_name)
+    }
 }
 
 /// Why TLS did not meet what a policy asks, in the terms TLS-RPT (RFC 8460) reports.
@@ -279,6 +289,10 @@ pub async fn handshake(
                 Some(rustls::Error::InvalidCertificate(c)) => TlsFailure::Certificate(c.clone()),
                 _ => TlsFailure::Handshake,
             };
+            // A verifier's own error (DANE: no TLSA record matched) reads better than its Debug.
+            if let TlsFailure::Certificate(rustls::CertificateError::Other(other)) = &failure {
+                return Err((format!("TLS handshake failed: certificate {other}"), failure));
+            }
             Err((format!("TLS handshake failed: {e}"), failure))
         }
         Err(_) => Err(("timeout during TLS handshake".into(), TlsFailure::Handshake)),
@@ -320,7 +334,7 @@ pub fn describe_peer(
     ca_file: Option<&Path>,
     policy: Option<&TlsEnforcement>,
 ) -> String {
-    if let Some(policy) = policy {
+    if let Some(policy) = policy.filter(|p| p.covers(&name.to_str())) {
         return format!("certificate verified for {} ({})", name.to_str(), policy.label);
     }
     if let Some(path) = ca_file {

@@ -1,8 +1,10 @@
-//! Transport-security policies of recipient domains: MTA-STS (RFC 8461) discovery, fetch,
-//! cache and background refresh, and TLS-RPT (RFC 8460) counting of every session's result.
+//! Transport-security policies of recipient domains: DANE (RFC 7672, `dane`), MTA-STS
+//! (RFC 8461) discovery, fetch, cache and background refresh, and TLS-RPT (RFC 8460) counting of
+//! every session's result.
 //!
 //! `TlsPolicies` is shared by every delivery task. A connection asks `for_domain` what the
-//! domain's policy is (`DomainSecurity`), which narrows the MX hosts (`allowed_hosts`), sets
+//! domain's policy is (`DomainSecurity`: DANE when the domain has DNSSEC-validated TLSA records,
+//! which then wins over MTA-STS; else MTA-STS), which narrows the MX hosts (`allowed_hosts`), sets
 //! what the TLS client must verify (`apply`), and records how the session went
 //! (`record_connected`, `record_failed`). Failures to discover or fetch a policy are logged
 //! once per domain and reason, and never stop delivery: without a valid policy, delivery is
@@ -10,6 +12,7 @@
 //!
 //! Knows nothing about queues or retries: a refusal comes back as a reply for the caller.
 
+pub mod dane;
 pub mod fetch;
 pub mod store;
 pub mod sts;
@@ -25,8 +28,9 @@ use mail_auth::report::tlsrpt::{PolicyType, ResultType};
 use rustls::client::danger::ServerCertVerifier;
 
 use super::client::{ClientConfig, ClientError, Connection, TlsEnforcement, TlsFailure};
-use super::mx::{Answer, DnsLookup, Family, HickoryLookup, MxHost};
+use super::mx::{Answer, DnsLookup, Family, HickoryLookup, MxHost, MxPlan, PlanSource};
 use crate::smtp::Reply;
+use dane::{DaneStatus, HostDane};
 use fetch::{FetchError, FetchLimits};
 use store::{CachedPolicy, PolicyStore};
 use sts::Mode;
@@ -43,6 +47,9 @@ pub struct DomainSecurity {
     pub sts: Option<Arc<CachedPolicy>>,
     /// Why no valid policy could be had (fetch or parse failure), for TLS-RPT.
     pub discovery_failure: Option<(ResultType, String)>,
+    /// What DANE found (`None`: `use-dane no`, or not an MX route). When it applies, MTA-STS
+    /// is not consulted.
+    pub dane: Option<DaneStatus>,
     /// The web-PKI verifier the policy's certificate checks use.
     verifier: Option<Arc<dyn ServerCertVerifier>>,
     policies: Option<Arc<TlsPolicies>>,
@@ -55,24 +62,48 @@ impl DomainSecurity {
             domain: domain.to_string(),
             sts: None,
             discovery_failure: None,
+            dane: None,
             verifier: None,
             policies: None,
         }
+    }
+
+    /// The DANE policy, when DANE applies.
+    fn dane_policy(&self) -> Option<&Arc<dane::DanePolicy>> {
+        match &self.dane {
+            Some(DaneStatus::Applies(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// DANE governs the connection (it applies, or its lookups failed and deliveries wait).
+    fn dane_governs(&self) -> bool {
+        matches!(self.dane, Some(DaneStatus::Applies(_) | DaneStatus::Failed(_)))
     }
 
     fn mode(&self) -> Option<Mode> {
         self.sts.as_ref().map(|p| p.policy.mode)
     }
 
-    /// The policy's name in replies and logs: "MTA-STS policy of example.com".
+    /// The policy's name in replies and logs: "MTA-STS policy of example.com", "DANE policy of
+    /// example.com".
     pub fn label(&self) -> String {
+        if self.dane_governs() {
+            return format!("DANE policy of {}", self.domain);
+        }
         format!("MTA-STS policy of {}", self.domain)
     }
 
-    /// What is in force, for logs, `explain` and the API: "MTA-STS enforce (id …; mx: …)" or
-    /// "none (opportunistic TLS)".
+    /// What is in force, for logs, `explain` and the API: "DANE (mx…: TLSA 3 1 1 …)", "MTA-STS
+    /// enforce (id …; mx: …)" or "none (opportunistic TLS)", with why DANE does not apply.
     pub fn describe(&self) -> String {
-        match &self.sts {
+        let without_dane = match &self.dane {
+            Some(DaneStatus::Applies(p)) => return p.describe(),
+            Some(DaneStatus::Failed(why)) => return format!("DANE: deliveries wait, {why}"),
+            Some(DaneStatus::NotApplicable(why)) => format!("; DANE not applicable: {why}"),
+            None => String::new(),
+        };
+        let described = match &self.sts {
             Some(p) => format!(
                 "MTA-STS {} (policy id {}, mx {}, max_age {})",
                 p.policy.mode.as_str(),
@@ -84,12 +115,16 @@ impl DomainSecurity {
                 Some((_, why)) => format!("none (no valid MTA-STS policy: {why})"),
                 None => "none (opportunistic TLS)".to_string(),
             },
-        }
+        };
+        described + &without_dane
     }
 
     /// The hosts a connection may use. In enforce mode only those the policy's `mx` patterns
     /// allow; none left is a refusal in the policy's name (the queue defers).
     pub fn allowed_hosts<'a>(&self, hosts: Vec<&'a MxHost>) -> Result<Vec<&'a MxHost>, Reply> {
+        if self.dane_governs() {
+            return self.dane_hosts(hosts);
+        }
         let Some(policy) = self.sts.as_ref().filter(|p| p.policy.mode == Mode::Enforce) else { return Ok(hosts) };
         let (allowed, refused): (Vec<&MxHost>, Vec<&MxHost>) =
             hosts.into_iter().partition(|h| policy.policy.allows(&h.name));
@@ -122,10 +157,21 @@ impl DomainSecurity {
     /// the MX name (system roots plus `smtp-tls-ca-file`); in testing mode the same check after
     /// the handshake, recorded but not enforced.
     pub fn apply(&self, config: &mut ClientConfig) {
+        if let Some(policy) = self.dane_policy() {
+            let verifier: Arc<dyn ServerCertVerifier> = Arc::clone(&policy.verifier) as Arc<dyn ServerCertVerifier>;
+            config.tls_policy =
+                Some(TlsEnforcement { label: self.label(), verifier, optional_for: policy.unprotected() });
+            config.tls_audit = None;
+            return;
+        }
         let Some(verifier) = &self.verifier else { return };
         match self.mode() {
             Some(Mode::Enforce) => {
-                config.tls_policy = Some(TlsEnforcement { label: self.label(), verifier: Arc::clone(verifier) })
+                config.tls_policy = Some(TlsEnforcement {
+                    label: self.label(),
+                    verifier: Arc::clone(verifier),
+                    optional_for: Vec::new(),
+                })
             }
             Some(Mode::Testing) => config.tls_audit = Some(Arc::clone(verifier)),
             _ => {}
@@ -144,6 +190,13 @@ impl DomainSecurity {
     /// domain's verifier. Counted for TLS-RPT like `record_connected`; in enforce mode a
     /// failure is the reply that defers this domain's recipients (4.7.5, in the policy's name).
     pub fn admits(&self, conn: &Connection) -> Result<(), Reply> {
+        if self.dane_governs() {
+            // DANE has no testing mode: what it does not admit waits.
+            let failure = self.dane_session_failure(conn);
+            let refusal = failure.as_ref().map(|(_, why)| Reply::new(451, "4.7.5", format!("{}: {why}", self.label())));
+            self.record_session(conn, failure);
+            return refusal.map_or(Ok(()), Err);
+        }
         let certificate = match (&self.verifier, &self.sts) {
             (Some(verifier), Some(_)) if conn.tls().is_some() => Some(conn.verify_peer(verifier.as_ref())),
             _ => None,
@@ -157,6 +210,37 @@ impl DomainSecurity {
         refusal.map_or(Ok(()), Err)
     }
 
+    /// What keeps the session on `conn`, made for another domain's mail, from meeting this
+    /// domain's DANE policy: the host's TLSA records checked now against the peer chain.
+    fn dane_session_failure(&self, conn: &Connection) -> Option<(ResultType, String)> {
+        let mx = conn.mx_name();
+        let policy = match &self.dane {
+            Some(DaneStatus::Applies(p)) => p,
+            Some(DaneStatus::Failed(why)) => return Some((ResultType::DnssecInvalid, why.clone())),
+            _ => return None,
+        };
+        let tls_required = match policy.hosts.get(&mx.to_ascii_lowercase()) {
+            Some(dane::HostDane::Failed(why)) => return Some((ResultType::DnssecInvalid, why.clone())),
+            Some(dane::HostDane::Authenticated(_)) => {
+                if conn.tls().is_some() {
+                    return conn
+                        .verify_peer(policy.verifier.as_ref())
+                        .err()
+                        .map(|f| (dane_result_type(&f), format!("{mx}: certificate {}", describe_failure(&f))));
+                }
+                true
+            }
+            Some(dane::HostDane::EncryptOnly(_)) => true,
+            // Not covered by this domain's DANE (no secure TLSA records): opportunistic.
+            Some(dane::HostDane::Unprotected(_)) | None => false,
+        };
+        if tls_required && conn.tls().is_none() {
+            let failure = conn.tls_fallback_failure().cloned().unwrap_or(TlsFailure::NotOffered);
+            return Some((dane_result_type(&failure), format!("{mx}: the session is not encrypted")));
+        }
+        None
+    }
+
     /// What keeps the session on `conn` from meeting this policy (`certificate`: the peer
     /// certificate checked with this policy's verifier, when it was not in the handshake).
     fn session_failure(
@@ -165,7 +249,10 @@ impl DomainSecurity {
         certificate: Option<&Result<(), TlsFailure>>,
     ) -> Option<(ResultType, String)> {
         let mx = conn.mx_name();
-        if let Some((result, why)) = &self.discovery_failure {
+        // Under DANE an open session met what the host's TLSA records ask (or it has none).
+        if self.dane_governs() {
+            None
+        } else if let Some((result, why)) = &self.discovery_failure {
             Some((*result, why.clone()))
         } else if let Some(p) = &self.sts {
             if !p.policy.allows(mx) {
@@ -207,8 +294,9 @@ impl DomainSecurity {
     /// A connection failed: a TLS failure under a policy counts for TLS-RPT.
     pub fn record_failed(&self, mx: &str, addr: std::net::SocketAddr, error: &ClientError) {
         if let ClientError::PolicyRefused { failure, why, .. } = error {
+            let result = if self.dane_governs() { dane_result_type(failure) } else { result_type(failure) };
             self.record(Some(tlsrpt::Failure {
-                result: result_type(failure),
+                result,
                 sending_ip: None,
                 mx: Some(mx.to_string()),
                 receiving_ip: Some(addr.ip()),
@@ -219,10 +307,14 @@ impl DomainSecurity {
 
     fn record(&self, failure: Option<tlsrpt::Failure>) {
         let Some(policies) = &self.policies else { return };
-        let (policy_type, policy_string, mx_patterns) = match &self.sts {
-            Some(p) => (PolicyType::Sts, p.policy.lines(), p.policy.mx.clone()),
-            None if self.discovery_failure.is_some() => (PolicyType::Sts, Vec::new(), Vec::new()),
-            None => (PolicyType::NoPolicyFound, Vec::new(), Vec::new()),
+        let (policy_type, policy_string, mx_patterns) = match (&self.dane, &self.sts) {
+            (Some(DaneStatus::Applies(p)), _) => {
+                (PolicyType::Tlsa, p.policy_strings(), p.hosts.keys().cloned().collect())
+            }
+            (Some(DaneStatus::Failed(_)), _) => (PolicyType::Tlsa, Vec::new(), Vec::new()),
+            (_, Some(p)) => (PolicyType::Sts, p.policy.lines(), p.policy.mx.clone()),
+            (_, None) if self.discovery_failure.is_some() => (PolicyType::Sts, Vec::new(), Vec::new()),
+            (_, None) => (PolicyType::NoPolicyFound, Vec::new(), Vec::new()),
         };
         policies.count(policy_type, failure.as_ref().map(|f| f.result));
         policies.reports.record(tlsrpt::Session {
@@ -249,6 +341,15 @@ pub fn result_type(failure: &TlsFailure) -> ResultType {
     }
 }
 
+/// The TLS-RPT result type of a TLS failure under DANE: a certificate no TLSA record
+/// authenticates is `tlsa-invalid`.
+pub fn dane_result_type(failure: &TlsFailure) -> ResultType {
+    match failure {
+        TlsFailure::Certificate(rustls::CertificateError::Other(_)) => ResultType::TlsaInvalid,
+        other => result_type(other),
+    }
+}
+
 fn describe_failure(failure: &TlsFailure) -> String {
     match failure {
         TlsFailure::NotOffered => "STARTTLS not offered".into(),
@@ -256,6 +357,13 @@ fn describe_failure(failure: &TlsFailure) -> String {
         TlsFailure::Certificate(c) => format!("not valid: {c:?}"),
         TlsFailure::Handshake => "handshake failed".into(),
     }
+}
+
+/// Which policies a domain's configuration asks for (`use-mta-sts`, `use-dane`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsePolicies {
+    pub mta_sts: bool,
+    pub dane: bool,
 }
 
 /// What a discovery found: a valid policy, or why none could be had.
@@ -270,9 +378,19 @@ struct Known {
     ca_file: Option<PathBuf>,
 }
 
+/// What DANE found for a domain, for the MX hosts it was evaluated with, until `expires`.
+struct DaneKnown {
+    hosts: Vec<String>,
+    status: DaneStatus,
+    expires: Instant,
+}
+
 /// Shared by every delivery task; see the module comment.
 pub struct TlsPolicies {
     dns: Arc<HickoryLookup>,
+    /// DNSSEC-aware lookups for DANE (`None`: no resolver could be set up for them).
+    secure_dns: Option<Arc<dane::dns::SecureDns>>,
+    dane_known: Mutex<HashMap<String, DaneKnown>>,
     store: PolicyStore,
     verifiers: Arc<verify::Verifiers>,
     known: Mutex<HashMap<String, Known>>,
@@ -288,9 +406,17 @@ pub struct TlsPolicies {
 
 impl TlsPolicies {
     /// `state_dir`: where policies (`mta-sts/`) and TLS-RPT counts (`tlsrpt.json`) are kept.
-    pub fn new(dns: Arc<HickoryLookup>, state_dir: Option<&Path>, limits: FetchLimits) -> TlsPolicies {
+    /// `secure_dns`: the lookups DANE trusts (see `dane::dns`).
+    pub fn new(
+        dns: Arc<HickoryLookup>,
+        secure_dns: Option<Arc<dane::dns::SecureDns>>,
+        state_dir: Option<&Path>,
+        limits: FetchLimits,
+    ) -> TlsPolicies {
         TlsPolicies {
             dns,
+            secure_dns,
+            dane_known: Mutex::default(),
             store: PolicyStore::new(state_dir.map(|d| d.join("mta-sts"))),
             verifiers: Arc::default(),
             known: Mutex::default(),
@@ -305,17 +431,67 @@ impl TlsPolicies {
         }
     }
 
-    /// The policy in force for mail to `domain` (`use_mta_sts`: the domain's `use-mta-sts`;
-    /// `ca_file`: its `smtp-tls-ca-file`, trusted besides the system roots).
+    /// The policy in force for mail to `domain` delivered by `plan` (`use`: the domain's
+    /// `use-mta-sts` and `use-dane`; `ca_file`: its `smtp-tls-ca-file`, trusted besides the
+    /// system roots for MTA-STS). DANE, when it applies, wins: MTA-STS is then not consulted.
     pub async fn for_domain(
         self: &Arc<Self>,
         domain: &str,
-        use_mta_sts: bool,
+        plan: &MxPlan,
+        use_policies: UsePolicies,
+        ca_file: Option<&Path>,
+    ) -> DomainSecurity {
+        let dane = if use_policies.dane
+            && !domain.starts_with('[')
+            && matches!(plan.source, PlanSource::Mx | PlanSource::Implicit)
+        {
+            let hosts: Vec<(String, u16)> =
+                plan.hosts.iter().map(|h| (h.name.clone(), h.addrs.first().map_or(25, |a| a.port()))).collect();
+            Some(self.dane(domain, hosts, plan.source == PlanSource::Implicit).await)
+        } else {
+            None
+        };
+        self.security(domain, dane, use_policies, ca_file).await
+    }
+
+    /// The policy of `domain`, a member of a rollup queue, for its mail on a connection made to
+    /// `mx_host` (port `port`) for the rollup: under DANE, the host is judged as one of the
+    /// member's own MX hosts (its validated MX records must name it for its TLSA records to
+    /// count); otherwise the member's MTA-STS policy applies.
+    pub async fn for_member(
+        self: &Arc<Self>,
+        domain: &str,
+        mx_host: &str,
+        port: u16,
+        use_policies: UsePolicies,
+        ca_file: Option<&Path>,
+    ) -> DomainSecurity {
+        let dane = if use_policies.dane {
+            Some(self.dane(domain, vec![(mx_host.to_ascii_lowercase(), port)], false).await)
+        } else {
+            None
+        };
+        self.security(domain, dane, use_policies, ca_file).await
+    }
+
+    /// `domain`'s policy once DANE's verdict is known: DANE when it governs, else MTA-STS.
+    async fn security(
+        self: &Arc<Self>,
+        domain: &str,
+        dane: Option<DaneStatus>,
+        use_policies: UsePolicies,
         ca_file: Option<&Path>,
     ) -> DomainSecurity {
         let mut security = DomainSecurity::none(domain);
         security.policies = Some(Arc::clone(self));
-        if !use_mta_sts || domain.starts_with('[') {
+        if domain.starts_with('[') {
+            return security;
+        }
+        security.dane = dane;
+        if security.dane_governs() {
+            return security;
+        }
+        if !use_policies.mta_sts {
             return security;
         }
         let verifier = match self.verifier(ca_file).await {
@@ -330,6 +506,45 @@ impl TlsPolicies {
         security.discovery_failure = failure;
         security.verifier = Some(verifier);
         security
+    }
+
+    /// What DANE says about `domain` and the hosts of `plan`: kept for the TTLs of the records
+    /// it used, looked up by one task at a time per domain.
+    async fn dane(&self, domain: &str, hosts: Vec<(String, u16)>, implicit: bool) -> DaneStatus {
+        let names: Vec<String> = hosts.iter().map(|(n, _)| n.clone()).collect();
+        let fresh = |known: &HashMap<String, DaneKnown>| {
+            known.get(domain).filter(|k| k.hosts == names && k.expires > Instant::now()).map(|k| k.status.clone())
+        };
+        if let Some(status) = fresh(&self.dane_known.lock().unwrap_or_else(|p| p.into_inner())) {
+            return status;
+        }
+        let Some(dns) = &self.secure_dns else {
+            return DaneStatus::NotApplicable("no resolver for DNSSEC lookups".into());
+        };
+        let gate = Arc::clone(
+            self.discovering.lock().unwrap_or_else(|p| p.into_inner()).entry(format!("dane {domain}")).or_default(),
+        );
+        let _turn = gate.lock().await;
+        if let Some(status) = fresh(&self.dane_known.lock().unwrap_or_else(|p| p.into_inner())) {
+            return status;
+        }
+        let (status, keep) = dane::evaluate(dns, domain, &hosts, implicit).await;
+        match &status {
+            DaneStatus::Failed(why) => self.log_once(domain, &format!("DANE: deliveries to {domain} wait: {why}")),
+            DaneStatus::Applies(p) => {
+                for (host, h) in &p.hosts {
+                    if let HostDane::Failed(why) = h {
+                        self.log_once(domain, &format!("DANE: {host} ({domain}) is not used: {why}"));
+                    }
+                }
+            }
+            DaneStatus::NotApplicable(_) => {}
+        }
+        self.dane_known.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            domain.to_string(),
+            DaneKnown { hosts: names, status: status.clone(), expires: Instant::now() + keep },
+        );
+        status
     }
 
     async fn verifier(&self, ca_file: Option<&Path>) -> Result<Arc<dyn ServerCertVerifier>, verify::VerifierError> {
@@ -479,15 +694,30 @@ impl TlsPolicies {
 
     /// The policy in force for `domain` as last discovered, in words (`explain`, the queue's API
     /// detail); no lookup.
-    pub fn describe(&self, domain: &str, use_mta_sts: bool) -> String {
-        if !use_mta_sts {
-            return "none (use-mta-sts no)".to_string();
+    pub fn describe(&self, domain: &str, use_policies: UsePolicies) -> String {
+        let dane = if use_policies.dane {
+            self.dane_known.lock().unwrap_or_else(|p| p.into_inner()).get(domain).map(|k| k.status.clone())
+        } else {
+            None
+        };
+        if !use_policies.mta_sts && !matches!(dane, Some(DaneStatus::Applies(_) | DaneStatus::Failed(_))) {
+            let mut out = "none (use-mta-sts no)".to_string();
+            if let Some(DaneStatus::NotApplicable(why)) = &dane {
+                out.push_str(&format!("; DANE not applicable: {why}"));
+            }
+            return out;
         }
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(k) = known.get(domain) else { return "MTA-STS: not looked up yet".to_string() };
+        let k = known.get(domain);
+        if k.is_none() && dane.is_none() {
+            return "not looked up yet".to_string();
+        }
         let security = DomainSecurity {
-            sts: k.policy.clone().filter(|p| p.policy.mode != Mode::None && p.is_valid(crate::time::now_secs())),
-            discovery_failure: k.failure.clone(),
+            sts: k
+                .and_then(|k| k.policy.clone())
+                .filter(|p| p.policy.mode != Mode::None && p.is_valid(crate::time::now_secs())),
+            discovery_failure: k.and_then(|k| k.failure.clone()),
+            dane,
             ..DomainSecurity::none(domain)
         };
         security.describe()
@@ -589,5 +819,9 @@ mod tests {
         assert_eq!(result_type(&TlsFailure::Certificate(C::UnknownIssuer)), ResultType::CertificateNotTrusted);
         assert_eq!(result_type(&TlsFailure::Handshake), ResultType::ValidationFailure);
         assert_eq!(result_name(ResultType::StsPolicyFetchError), "sts-policy-fetch-error");
+        // Under DANE a certificate no TLSA record authenticates is tlsa-invalid.
+        let unmatched = C::Other(rustls::OtherError(Arc::new(std::io::Error::other("no TLSA match"))));
+        assert_eq!(dane_result_type(&TlsFailure::Certificate(unmatched)), ResultType::TlsaInvalid);
+        assert_eq!(dane_result_type(&TlsFailure::NotOffered), ResultType::StartTlsNotSupported);
     }
 }

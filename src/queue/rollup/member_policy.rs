@@ -9,7 +9,12 @@
 //!   mode its recipients go only on a connection whose MX name the policy's `mx` patterns allow,
 //!   with STARTTLS and a certificate valid for that name (deferred with 4.7.5 in the policy's
 //!   name otherwise); in testing mode they go, and the failure is recorded. Either way the
-//!   session counts for the domain's TLS-RPT report.
+//!   session counts for the domain's TLS-RPT report;
+//! - DANE (`use-dane`), which wins over MTA-STS as it does for a domain's own queue: when the
+//!   member's DNSSEC-validated MX records name the connection's host and that host has secure
+//!   TLSA records, its recipients go only on an encrypted connection whose certificate chain
+//!   matches them (checked after the handshake; deferred with 4.7.5 otherwise), and a failed
+//!   DNSSEC lookup defers them too.
 //!
 //! Deferred recipients are tried again on a later connection; the other members' recipients of
 //! the same message go on. Each domain is judged once per connection.
@@ -89,7 +94,12 @@ impl MemberPolicies {
         }
         let policies = self.tls_policies.as_ref()?;
         let ca_file = settings.settings.path(Dir::SmtpTlsCaFile).map(|p| self.config.path(p));
-        let security = policies.for_domain(domain, settings.policy.use_mta_sts, ca_file.as_deref()).await;
+        let use_policies = crate::delivery::tls_policy::UsePolicies {
+            mta_sts: settings.policy.use_mta_sts,
+            dane: settings.policy.use_dane,
+        };
+        let security =
+            policies.for_member(domain, conn.mx_name(), conn.remote().port(), use_policies, ca_file.as_deref()).await;
         security.admits(conn).err()
     }
 

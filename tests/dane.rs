@@ -1,0 +1,243 @@
+//! DANE for SMTP (RFC 7672) end to end: a zone signed by `ldns-signzone` and served by `unbound`
+//! as a validating resolver on loopback (tests/support/dnssec.rs), scripted STARTTLS receivers
+//! on 127.0.81-86.x with certificates of a test CA, and the real ember binary asking unbound.
+//! Needs `unbound`, `ldnsutils`, root (an MTA-STS policy host on port 443) and Python 3.
+
+#[path = "support/dnssec.rs"]
+mod dnssec;
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::json;
+use support::Ember;
+use support::peers::{Receiver, read_acct};
+
+/// The test CA, and certificates it issues.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A server certificate: its PEM file (certificate, chain, key) and its key.
+struct Issued {
+    pem: PathBuf,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Ember DANE test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A certificate for `name`; `with_ca`: the CA certificate follows it in the chain sent.
+    fn issue(&self, dir: &Path, name: &str, with_ca: bool) -> Issued {
+        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let pem = dir.join(format!("{name}.pem"));
+        let chain = if with_ca { self.cert.pem() } else { String::new() };
+        std::fs::write(&pem, format!("{}{chain}{}", cert.pem(), key.serialize_pem())).unwrap();
+        Issued { pem, key }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `mta_sts_host.py` on IP:443.
+struct PolicyHost {
+    child: Child,
+}
+
+impl PolicyHost {
+    fn start(dir: &Path, ip: &str, cert: &Path, policy: &str) -> PolicyHost {
+        let policy_file = dir.join(format!("policy-{ip}.txt"));
+        std::fs::write(&policy_file, policy).unwrap();
+        let ready = dir.join(format!("ready-{ip}"));
+        let child = Command::new("python3")
+            .arg(support::support_dir().join("mta_sts_host.py"))
+            .args(["--listen", &format!("{ip}:443"), "--action", "ok", "--cert"])
+            .arg(cert)
+            .arg("--policy")
+            .arg(&policy_file)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the policy host on {ip} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PolicyHost { child }
+    }
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(e: &Ember, rcpt: &str) {
+    let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Polls the accounting file until a record of `kind` for `rcpt` appears (`t` also matches
+/// the queue's own `tq` deferral, written when nothing could be sent).
+fn wait_record(e: &Ember, kind: &str, rcpt: &str) -> HashMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if e.path("acct.csv").exists() {
+            let (_, rows) = read_acct(&e.path("acct.csv"));
+            let queue = format!("{}/", rcpt.split('@').nth(1).unwrap());
+            let wanted = |r: &HashMap<String, String>| {
+                (r["type"] == kind && r["rcpt"] == rcpt)
+                    || (kind == "t" && r["type"] == "tq" && r["queue"].starts_with(&queue))
+            };
+            if let Some(r) = rows.into_iter().find(wanted) {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {kind} record for {rcpt}; log: {:?}", e.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn delivered_over_tls(rx: &Receiver, rcpt: &str) -> Option<bool> {
+    rx.events("message")
+        .iter()
+        .find(|m| m["rcpts"].as_array().is_some_and(|r| r.iter().any(|a| a == rcpt)))
+        .map(|m| m["tls"].as_bool().unwrap_or(false))
+}
+
+#[test]
+fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new(d);
+    let good_cert = ca.issue(d, "mx.good.dane.test", false);
+    // One port for every receiver (each on its own loopback address), as MX hosts share 25;
+    // TLSA records are at _PORT._tcp.HOST.
+    let good = Receiver::start("127.0.81.2", &json!({}), d, Some(&good_cert.pem));
+    let port = good.addr.port();
+    let receiver = |ip: &str, cert: &Path| Receiver::start_on(&format!("{ip}:{port}"), &json!({}), d, Some(cert));
+    let bad = receiver("127.0.82.2", &ca.issue(d, "mx.bad.dane.test", false).pem);
+    let bogus_cert = ca.issue(d, "mx.bogus.dane.test", false);
+    let bogus = receiver("127.0.83.2", &bogus_cert.pem);
+    let ta = receiver("127.0.84.2", &ca.issue(d, "mx.ta.dane.test", true).pem);
+    let sts_cert = ca.issue(d, "mx.sts.dane.test", false);
+    let sts = receiver("127.0.85.2", &sts_cert.pem);
+    let plain = receiver("127.0.86.2", &ca.issue(d, "mx.plain.test", false).pem);
+    // MTA-STS for sts.dane.test names another MX host: were it applied, nothing would be sent.
+    let _policy_host = PolicyHost::start(
+        d,
+        "127.0.85.1",
+        &ca.issue(d, "mta-sts.sts.dane.test", false).pem,
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 86400\r\n",
+    );
+
+    let spki_hash = |k: &KeyPair| sha256_hex(&k.public_key_der());
+    let wrong = KeyPair::generate().unwrap();
+    let tlsa = |host: &str, usage: u8, hash: &str| format!("_{port}._tcp.{host} IN TLSA {usage} 1 1 {hash}\n");
+    let mut records = String::new();
+    for (label, octet) in [("good", 81), ("bad", 82), ("bogus", 83), ("ta", 84), ("sts", 85)] {
+        records.push_str(&format!("{label} IN MX 10 mx.{label}.dane.test.\nmx.{label} IN A 127.0.{octet}.2\n"));
+    }
+    records.push_str(&tlsa("mx.good", 3, &spki_hash(&good_cert.key)));
+    records.push_str(&tlsa("mx.bad", 3, &spki_hash(&wrong)));
+    records.push_str(&tlsa("mx.bogus", 3, &spki_hash(&bogus_cert.key)));
+    records.push_str(&tlsa("mx.ta", 2, &spki_hash(&ca.key)));
+    records.push_str(&tlsa("mx.sts", 3, &spki_hash(&sts_cert.key)));
+    records.push_str("mta-sts.sts IN A 127.0.85.1\n_mta-sts.sts IN TXT \"v=STSv1; id=1\"\n");
+    let bogus_tlsa = format!("_{port}._tcp.mx.bogus.dane.test.");
+    let signed = dnssec::Zone::signed(d, "dane.test", &records, &[(&bogus_tlsa, "TLSA")]);
+    // An unsigned zone: its TLSA record (which matches nothing) is not to be trusted.
+    let unsigned = dnssec::Zone::unsigned(
+        d,
+        "plain.test",
+        &format!(
+            "@ IN MX 10 mx.plain.test.\nmx IN A 127.0.86.2\n_{port}._tcp.mx IN TLSA 3 1 1 {}\n",
+            spki_hash(&wrong)
+        ),
+    );
+    let unbound = dnssec::Unbound::start(d, &[signed, unsigned]);
+
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhttp-mgmt-port 127.0.0.1:0\nhttp-access 127.0.0.1 admin\nhost-name ember.test\npostmaster postmaster@ember.test\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<domain *>\n    default-smtp-port {port}\n    use-starttls yes\n    use-dane yes\n    use-mta-sts yes\n    smtp-tls-ca-file {}\n    retry-after 1h\n</domain>\n<domain sender.test>\n    smtp-hosts [127.0.0.1]:9\n</domain>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b,t,tq\n</acct-file>\n",
+        unbound.addr,
+        d.join("ca.pem").display()
+    );
+    let e = Ember::start(&config);
+    for rcpt in [
+        "a@good.dane.test",
+        "a@bad.dane.test",
+        "a@bogus.dane.test",
+        "a@ta.dane.test",
+        "a@sts.dane.test",
+        "a@plain.test",
+    ] {
+        send(&e, rcpt);
+    }
+    // 3 1 1 matching the server's key: delivered, over TLS.
+    let rec = wait_record(&e, "d", "a@good.dane.test");
+    assert_eq!(delivered_over_tls(&good, "a@good.dane.test"), Some(true), "{rec:?}");
+    // 2 1 1 naming the CA the server presents in its chain: delivered, over TLS.
+    wait_record(&e, "d", "a@ta.dane.test");
+    assert_eq!(delivered_over_tls(&ta, "a@ta.dane.test"), Some(true));
+    // A TLSA record matching nothing: not delivered, deferred in DANE's name.
+    let t = wait_record(&e, "t", "a@bad.dane.test");
+    assert!(t["dsnDiag"].contains("4.7.5 DANE policy of bad.dane.test"), "{t:?}");
+    assert!(t["dsnDiag"].contains("matches none of the TLSA records of mx.bad.dane.test"), "{t:?}");
+    assert!(bad.events("message").is_empty());
+    // A TLSA record whose signature does not verify: unbound says SERVFAIL, nothing is sent
+    // (not even a connection), the delivery waits.
+    let t = wait_record(&e, "t", "a@bogus.dane.test");
+    assert!(t["dsnDiag"].contains("4.7.5 DANE policy of bogus.dane.test"), "{t:?}");
+    assert!(
+        t["dsnDiag"].contains(&format!("TLSA lookup of {} failed: SERVFAIL", bogus_tlsa.trim_end_matches('.'))),
+        "{t:?}"
+    );
+    assert!(bogus.events("connect").is_empty());
+    assert!(unbound.log().contains("validation failure"), "{}", unbound.log());
+    // DANE wins over the domain's MTA-STS policy, which would have refused the MX host.
+    wait_record(&e, "d", "a@sts.dane.test");
+    assert_eq!(delivered_over_tls(&sts, "a@sts.dane.test"), Some(true));
+    // An unsigned zone: its TLSA records are ignored, delivery is opportunistic as before.
+    wait_record(&e, "d", "a@plain.test");
+    assert!(delivered_over_tls(&plain, "a@plain.test").is_some());
+
+    // What is in force and why a delivery was refused: explain, the API, /metrics.
+    let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "bad.dane.test"]).stdout).to_string();
+    assert!(explained.contains("TLS policy: DANE (mx.bad.dane.test: TLSA 3 1 1 "), "{explained}");
+    assert!(explained.contains("DANE policy of bad.dane.test: TLS handshake failed"), "{explained}");
+    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bogus.dane.test").data();
+    assert!(detail["tls_policy"].as_str().unwrap().contains("TLSA lookup of"), "{detail}");
+    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=plain.test").data();
+    let shown = detail["tls_policy"].as_str().unwrap();
+    assert!(shown.contains("DANE not applicable: the MX records of plain.test are not DNSSEC-validated"), "{shown}");
+    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    for line in [
+        r#"ember_tls_sessions_total{policy="tlsa",result="success"} 3"#,
+        r#"ember_tls_sessions_total{policy="tlsa",result="tlsa-invalid"}"#,
+        r#"ember_tls_sessions_total{policy="tlsa",result="dnssec-invalid"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+}
