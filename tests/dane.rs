@@ -241,3 +241,68 @@ fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
 }
+
+/// Under MX rollup each member domain keeps its own DANE: the rollup's connection is judged per
+/// member. Two rollups, one MX host each: `mx.ok-shared` presents the certificate its TLSA record
+/// names, `mx.bad-shared` another one. Members in the signed zone have validated MX records, so
+/// DANE governs them; the member in an unsigned zone has none, so its mail is opportunistic on
+/// the very connection that the signed member's mail may not use.
+#[test]
+fn each_rollup_member_keeps_its_own_dane() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new(d);
+    let ok_cert = ca.issue(d, "mx.ok-shared.dane.test", false);
+    let ok = Receiver::start("127.0.87.2", &json!({}), d, Some(&ok_cert.pem));
+    let port = ok.addr.port();
+    let bad = Receiver::start_on(
+        &format!("127.0.88.2:{port}"),
+        &json!({}),
+        d,
+        Some(&ca.issue(d, "mx.bad-shared.dane.test", false).pem),
+    );
+    let spki_hash = |k: &KeyPair| sha256_hex(&k.public_key_der());
+    let wrong = KeyPair::generate().unwrap();
+    let records = format!(
+        "mx.ok-shared IN A 127.0.87.2\nmx.bad-shared IN A 127.0.88.2\n\
+         _{port}._tcp.mx.ok-shared IN TLSA 3 1 1 {}\n_{port}._tcp.mx.bad-shared IN TLSA 3 1 1 {}\n\
+         one IN MX 10 mx.ok-shared.dane.test.\ntwo IN MX 10 mx.bad-shared.dane.test.\n",
+        spki_hash(&ok_cert.key),
+        spki_hash(&wrong)
+    );
+    let signed = dnssec::Zone::signed(d, "dane.test", &records, &[]);
+    let unsigned = dnssec::Zone::unsigned(d, "open.test", "@ IN MX 10 mx.bad-shared.dane.test.\n");
+    let unbound = dnssec::Unbound::start(d, &[signed, unsigned]);
+
+    let config = format!(
+        "smtp-listener 127.0.0.1:0\nhttp-mgmt-port 127.0.0.1:0\nhttp-access 127.0.0.1 admin\nhost-name ember.test\npostmaster postmaster@ember.test\nname-server {}\n<source 127.0.0.1>\n    always-allow-relaying yes\n</source>\n<mx-rollup-list>\n    mx mx.ok-shared.dane.test ok.rollup\n    mx mx.bad-shared.dane.test bad.rollup\n</mx-rollup-list>\n<domain *>\n    default-smtp-port {port}\n    use-starttls yes\n    use-dane yes\n    use-mta-sts no\n    retry-after 1h\n</domain>\n<domain sender.test>\n    smtp-hosts [127.0.0.1]:9\n</domain>\n<spool spool>\n</spool>\n<acct-file acct.csv>\n    records d,b,t\n</acct-file>\n",
+        unbound.addr
+    );
+    let e = Ember::start(&config);
+    // One message to both members of the bad rollup: they part on its connection.
+    let out = support::swaks(&[
+        "--server",
+        &e.smtp().to_string(),
+        "--from",
+        "s@sender.test",
+        "--to",
+        "a@two.dane.test,b@open.test",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    send(&e, "c@one.dane.test");
+
+    // The matching host: the signed member's mail goes, over TLS, through its rollup's queue.
+    let rec = wait_record(&e, "d", "c@one.dane.test");
+    assert!(rec["queue"].starts_with("ok.rollup"), "{rec:?}");
+    assert_eq!(delivered_over_tls(&ok, "c@one.dane.test"), Some(true));
+    // The unsigned member's recipient is delivered on the rollup's connection...
+    let rec = wait_record(&e, "d", "b@open.test");
+    assert!(rec["queue"].starts_with("bad.rollup"), "{rec:?}");
+    assert_eq!(delivered_over_tls(&bad, "b@open.test"), Some(true));
+    // ...while the signed member's, whose TLSA record the certificate does not match, waits in
+    // DANE's name and never reaches the receiver.
+    let t = wait_record(&e, "t", "a@two.dane.test");
+    assert!(t["dsnDiag"].contains("4.7.5 DANE policy of two.dane.test"), "{t:?}");
+    assert!(t["dsnDiag"].contains("certificate"), "{t:?}");
+    assert_eq!(delivered_over_tls(&bad, "a@two.dane.test"), None);
+}
