@@ -8,14 +8,14 @@
 # RUNS times (default 3, alternating without and with sinks) and the summary gives medians.
 #
 # The two receivers stand in for services on other machines. Here they share the two cores with
-# the relay, so they run at nice RECEIVER_NICE (default 19): the CPU they take from the relay is
-# then what the cores have spare, not a share of the relay's own. Their CPU per message is
-# printed either way; RECEIVER_NICE=0 measures them competing at the relay's priority.
+# the relay, so by default they run in the SCHED_IDLE class (`chrt --idle 0`): the CPU they take
+# is what the cores have spare, not a share of the relay's own. Their CPU per message is printed
+# either way; RECEIVERS_IDLE=no measures them competing at the relay's priority.
 #
-#   RUNS=3 RECEIVER_NICE=19 bench/relay-events.sh [MESSAGES] [CONNECTIONS] [SIZE]
+#   RUNS=3 RECEIVERS_IDLE=yes bench/relay-events.sh [MESSAGES] [CONNECTIONS] [SIZE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-messages=${1:-50000} connections=${2:-20} size=${3:-5120} runs=${RUNS:-3} receiver_nice=${RECEIVER_NICE:-19}
+messages=${1:-50000} connections=${2:-20} size=${3:-5120} runs=${RUNS:-3} receivers_idle=${RECEIVERS_IDLE:-yes}
 work=$(mktemp -d /tmp/ember-relay-events.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -27,6 +27,8 @@ trap cleanup EXIT
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix" >&2; exit 1; }
 command -v nats-server >/dev/null || { echo "nats-server missing: apt-get install nats-server" >&2; exit 1; }
 cargo build --release --quiet --bin ember
+receiver_sched=""
+[ "$receivers_idle" = yes ] && receiver_sched="chrt --idle 0"
 now() { date +%s.%N; }
 hz=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -36,11 +38,11 @@ sink_port=25270
 smtp-sink -c -u nobody 127.0.0.1:$sink_port 1000 > "$work/sink.count" 2>&1 &
 pids+=($!)
 wait_port $sink_port
-nice -n "$receiver_nice" python3 tests/support/webhook.py --listen 127.0.0.1:25271 --log "$work/webhook.jsonl" --no-bodies > "$work/webhook.out" &
+$receiver_sched python3 tests/support/webhook.py --listen 127.0.0.1:25271 --log "$work/webhook.jsonl" --no-bodies > "$work/webhook.out" &
 webhook_pid=$!
 pids+=($webhook_pid)
 wait_port 25271
-nice -n "$receiver_nice" nats-server -js -a 127.0.0.1 -p 25272 -sd "$work/nats" > /dev/null 2>&1 &
+$receiver_sched nats-server -js -a 127.0.0.1 -p 25272 -sd "$work/nats" > /dev/null 2>&1 &
 nats_pid=$!
 pids+=($nats_pid)
 wait_port 25272
@@ -120,7 +122,7 @@ sinks_conf="<event-sink hooks>
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "relay: $messages messages x $size bytes over $connections connections, smtp-source -> ember -> smtp-sink"
-echo "receivers (webhook.py, nats-server) at nice $receiver_nice"
+echo "receivers (webhook.py, nats-server) in the SCHED_IDLE class: $receivers_idle"
 for r in $(seq 1 "$runs"); do
     run plain "" 25281
     run sinks "$sinks_conf" 25291

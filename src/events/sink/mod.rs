@@ -8,9 +8,11 @@
 //! A sink never touches the path of a message: it reads the log's files, and a sink that is
 //! behind (or down for days) only grows its lag, shown per sink in `show status`, `/metrics`
 //! and the dashboard. Nor does it take the CPU mail needs: every sink runs on one thread of
-//! its own (`event-sinks`, a single-threaded runtime) at a lower scheduling priority, so when
-//! the machine is busy the kernel gives delivery the CPU first and the sinks catch up after
-//! the burst (their lag shows it). On an idle machine the priority changes nothing.
+//! its own (`event-sinks`, a single-threaded runtime; its blocking reads and cursor writes on
+//! `event-sinks-io` threads) in the kernel's SCHED_IDLE class, so the sinks use only the CPU
+//! that mail leaves spare, a woken mail thread preempts them at once, and when the machine is
+//! saturated they catch up after the burst (their lag shows it). On a machine with spare CPU
+//! the class changes nothing but who waits.
 
 pub mod file;
 pub mod http;
@@ -26,7 +28,8 @@ use super::log::{EventLog, LogError, Stored};
 use crate::config::event_sinks::{EventSinkSpec, SinkTarget};
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-/// The sinks' thread's nice value: below the rest of Ember's threads (0), but not starved.
+/// The sinks' threads' nice value, besides SCHED_IDLE (where the kernel ignores it): where
+/// SCHED_IDLE cannot be had, they still run below the rest of Ember's threads (0).
 const SINK_NICENESS: i32 = 10;
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// While a sink is busy its cursor is written at most this often (and again whenever it has
@@ -196,8 +199,8 @@ pub fn start(log: &EventLog, spec: &EventSinkSpec, start_at: u64) -> Result<Arc<
     Ok(stats)
 }
 
-/// The runtime every sink runs on (started by the first sink): one thread at nice
-/// [`SINK_NICENESS`].
+/// The runtime every sink runs on (started by the first sink): one thread in the SCHED_IDLE
+/// class.
 fn sink_runtime() -> Result<tokio::runtime::Handle, String> {
     static RUNTIME: Mutex<Option<tokio::runtime::Handle>> = Mutex::new(None);
     let mut runtime = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,9 +237,18 @@ fn sink_runtime() -> Result<tokio::runtime::Handle, String> {
     Ok(started)
 }
 
-/// Lowers the calling thread to [`SINK_NICENESS`]. On Linux the nice value belongs to the
-/// thread, so this lowers only the sinks' threads.
+/// Puts the calling thread in the SCHED_IDLE class (and at [`SINK_NICENESS`]). On Linux both
+/// belong to the thread, so this lowers only the sinks' threads.
 fn lower_priority() {
+    // SCHED_IDLE: the thread runs only on a core no other thread wants, and a woken thread of
+    // mail preempts it at once (a nice value only shrinks its share, and still lets it delay
+    // the wake-ups of the delivery path). rustix has no sched_setscheduler, hence libc.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("event sinks: cannot lower their threads' scheduling class: {e}");
+    }
     if let Err(e) = rustix::process::setpriority_process(None, SINK_NICENESS) {
         tracing::warn!("event sinks: cannot lower their thread's priority: {e}");
     }
