@@ -305,4 +305,10 @@ fn each_rollup_member_keeps_its_own_dane() {
     assert!(t["dsnDiag"].contains("4.7.5 DANE policy of two.dane.test"), "{t:?}");
     assert!(t["dsnDiag"].contains("certificate"), "{t:?}");
     assert_eq!(delivered_over_tls(&bad, "a@two.dane.test"), None);
+    // explain DOMAIN shows a member's own policy; the rollup queue's says it is per domain.
+    let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "two.dane.test"]).stdout).to_string();
+    assert!(explained.contains("queue: bad.rollup"), "{explained}");
+    assert!(explained.contains("TLS policy: DANE (mx.bad-shared.dane.test: TLSA 3 1 1 "), "{explained}");
+    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bad.rollup").data();
+    assert!(detail["tls_policy"].as_str().unwrap().starts_with("per recipient domain"), "{detail}");
 }

@@ -222,6 +222,9 @@ fn print_route(r: &serde_json::Value) {
         _ => println!("  provider: none"),
     }
     println!("  queue: {} ({})", r["queue"].as_str().unwrap_or(""), r["note"].as_str().unwrap_or(""));
+    if let Some(policy) = r["tls_policy"].as_str() {
+        println!("  TLS policy: {policy}");
+    }
 }
 
 /// The running daemon's queues, when one answers on the config's management port.

@@ -120,7 +120,15 @@ pub async fn route(state: Shared, Query(query): Query<RouteQuery>) -> Response {
         }
     };
     match state.queues.domain_route(&domain, hosts).await {
-        Some(route) => envelope(DomainRoute { mx_error, ..route }),
+        Some(route) => {
+            let settings = state.config().queue_settings(&domain, None).ok();
+            let use_policies = crate::delivery::tls_policy::UsePolicies {
+                mta_sts: settings.as_ref().is_some_and(|s| s.policy.use_mta_sts),
+                dane: settings.as_ref().is_some_and(|s| s.policy.use_dane),
+            };
+            let tls_policy = Some(state.tls_policies.describe(&domain, use_policies));
+            envelope(DomainRoute { mx_error, tls_policy, ..route })
+        }
         None => refuse(StatusCode::SERVICE_UNAVAILABLE, "the queue manager has stopped"),
     }
 }

@@ -159,7 +159,14 @@ pub async fn detail(state: Shared, Query(query): Query<DetailQuery>) -> Response
         mta_sts: resolved.as_ref().is_some_and(|r| r.policy.use_mta_sts),
         dane: resolved.as_ref().is_some_and(|r| r.policy.use_dane),
     };
-    let tls_policy = state.tls_policies.describe(domain, use_policies);
+    let tls_policy = if q.provider.is_some() {
+        // A rollup's connection carries several domains' mail: no one policy is in force.
+        "per recipient domain: each member domain's own DANE or MTA-STS policy is checked on \
+         every connection (`ember explain DOMAIN` shows a member's)"
+            .to_string()
+    } else {
+        state.tls_policies.describe(domain, use_policies)
+    };
     envelope(QueueDetail {
         queue: q.clone(),
         events,

@@ -32,6 +32,10 @@ pub struct DomainRoute {
     /// Why there are no MX hosts: the lookup's error, or `no MX records`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mx_error: Option<String>,
+    /// The domain's own transport-security policy as last seen (DANE, MTA-STS, or none): what
+    /// its recipients require of a connection, also inside a rollup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_policy: Option<String>,
 }
 
 impl Manager {
@@ -145,6 +149,7 @@ impl Manager {
             rolled_up: false,
             note: String::new(),
             mx_error: None,
+            tls_policy: None,
         };
         if let Some(rollup) = self.rollups.current(&queue).map(str::to_string) {
             let (provider, basis) = self.rollups.provider(&rollup).map(|(p, b)| (p.to_string(), b)).unzip();
