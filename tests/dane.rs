@@ -9,13 +9,12 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use support::Ember;
-use support::peers::{Receiver, read_acct};
+use support::peers::{PolicyHost, Receiver, read_acct};
 
 /// The test CA, and certificates it issues.
 struct Ca {
@@ -54,44 +53,6 @@ impl Ca {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `mta_sts_host.py` on IP:443.
-struct PolicyHost {
-    child: Child,
-}
-
-impl PolicyHost {
-    fn start(dir: &Path, ip: &str, cert: &Path, policy: &str) -> PolicyHost {
-        let policy_file = dir.join(format!("policy-{ip}.txt"));
-        std::fs::write(&policy_file, policy).unwrap();
-        let ready = dir.join(format!("ready-{ip}"));
-        let child = Command::new("python3")
-            .arg(support::support_dir().join("mta_sts_host.py"))
-            .args(["--listen", &format!("{ip}:443"), "--action", "ok", "--cert"])
-            .arg(cert)
-            .arg("--policy")
-            .arg(&policy_file)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "the policy host on {ip} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PolicyHost { child }
-    }
-}
-
-impl Drop for PolicyHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn send(e: &Ember, rcpt: &str) {
@@ -150,6 +111,7 @@ fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
         d,
         "127.0.85.1",
         &ca.issue(d, "mta-sts.sts.dane.test", false).pem,
+        "ok",
         "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 86400\r\n",
     );
 

@@ -9,13 +9,13 @@ mod dns;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use support::Ember;
-use support::peers::{Receiver, read_acct};
+use support::peers::{PolicyHost, Receiver, read_acct};
 
 /// A test CA and the PEM files (chain and key) it issues.
 struct Ca {
@@ -42,48 +42,6 @@ impl Ca {
         let path = dir.join(format!("{name}.pem"));
         std::fs::write(&path, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
         path
-    }
-}
-
-/// `mta_sts_host.py` on IP:443.
-struct PolicyHost {
-    child: Child,
-}
-
-impl PolicyHost {
-    fn start(dir: &Path, ip: &str, cert: &Path, action: &str, policy: &str) -> PolicyHost {
-        let policy_file = dir.join(format!("policy-{ip}.txt"));
-        std::fs::write(&policy_file, policy).unwrap();
-        let ready = dir.join(format!("ready-{ip}"));
-        // A host started again on the same address must not be taken for ready by its
-        // predecessor's file.
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new("python3")
-            .arg(support::support_dir().join("mta_sts_host.py"))
-            .args(["--listen", &format!("{ip}:443"), "--action", action])
-            .arg("--cert")
-            .arg(cert)
-            .arg("--policy")
-            .arg(&policy_file)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "the policy host on {ip} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PolicyHost { child }
-    }
-}
-
-impl Drop for PolicyHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

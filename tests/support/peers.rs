@@ -232,3 +232,46 @@ impl Drop for Provider {
         let _ = self.child.wait();
     }
 }
+
+/// `mta_sts_host.py`: an HTTPS MTA-STS policy host on IP:443 (root needed) with `cert` (PEM:
+/// certificate, chain, key), answering as `action` says (`ok`, `redirect`, …) with `policy`.
+pub struct PolicyHost {
+    child: Child,
+}
+
+impl PolicyHost {
+    pub fn start(dir: &Path, ip: &str, cert: &Path, action: &str, policy: &str) -> PolicyHost {
+        let policy_file = dir.join(format!("policy-{ip}.txt"));
+        std::fs::write(&policy_file, policy).unwrap();
+        let ready = dir.join(format!("ready-{ip}"));
+        // A host started again on the same address must not be taken for ready by its
+        // predecessor's file.
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new("python3")
+            .arg(super::support_dir().join("mta_sts_host.py"))
+            .args(["--listen", &format!("{ip}:443"), "--action", action])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--policy")
+            .arg(&policy_file)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the policy host on {ip} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PolicyHost { child }
+    }
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
