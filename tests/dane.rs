@@ -7,14 +7,12 @@
 mod dnssec;
 mod support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use support::Ember;
-use support::peers::{PolicyHost, Receiver, read_acct};
+use support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 
 /// The test CA, and certificates it issues.
 struct Ca {
@@ -58,34 +56,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn send(e: &Ember, rcpt: &str) {
     let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-}
-
-/// Polls the accounting file until a record of `kind` for `rcpt` appears (`t` also matches
-/// the queue's own `tq` deferral, written when nothing could be sent).
-fn wait_record(e: &Ember, kind: &str, rcpt: &str) -> HashMap<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if e.path("acct.csv").exists() {
-            let (_, rows) = read_acct(&e.path("acct.csv"));
-            let queue = format!("{}/", rcpt.split('@').nth(1).unwrap());
-            let wanted = |r: &HashMap<String, String>| {
-                (r["type"] == kind && r["rcpt"] == rcpt)
-                    || (kind == "t" && r["type"] == "tq" && r["queue"].starts_with(&queue))
-            };
-            if let Some(r) = rows.into_iter().find(wanted) {
-                return r;
-            }
-        }
-        assert!(Instant::now() < deadline, "no {kind} record for {rcpt}; log: {:?}", e.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn delivered_over_tls(rx: &Receiver, rcpt: &str) -> Option<bool> {
-    rx.events("message")
-        .iter()
-        .find(|m| m["rcpts"].as_array().is_some_and(|r| r.iter().any(|a| a == rcpt)))
-        .map(|m| m["tls"].as_bool().unwrap_or(false))
 }
 
 #[test]
@@ -158,19 +128,19 @@ fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
         send(&e, rcpt);
     }
     // 3 1 1 matching the server's key: delivered, over TLS.
-    let rec = wait_record(&e, "d", "a@good.dane.test");
+    let rec = wait_acct_record(&e, "d", "a@good.dane.test");
     assert_eq!(delivered_over_tls(&good, "a@good.dane.test"), Some(true), "{rec:?}");
     // 2 1 1 naming the CA the server presents in its chain: delivered, over TLS.
-    wait_record(&e, "d", "a@ta.dane.test");
+    wait_acct_record(&e, "d", "a@ta.dane.test");
     assert_eq!(delivered_over_tls(&ta, "a@ta.dane.test"), Some(true));
     // A TLSA record matching nothing: not delivered, deferred in DANE's name.
-    let t = wait_record(&e, "t", "a@bad.dane.test");
+    let t = wait_acct_record(&e, "t", "a@bad.dane.test");
     assert!(t["dsnDiag"].contains("4.7.5 DANE policy of bad.dane.test"), "{t:?}");
     assert!(t["dsnDiag"].contains("matches none of the TLSA records of mx.bad.dane.test"), "{t:?}");
     assert!(bad.events("message").is_empty());
     // A TLSA record whose signature does not verify: unbound says SERVFAIL, nothing is sent
     // (not even a connection), the delivery waits.
-    let t = wait_record(&e, "t", "a@bogus.dane.test");
+    let t = wait_acct_record(&e, "t", "a@bogus.dane.test");
     assert!(t["dsnDiag"].contains("4.7.5 DANE policy of bogus.dane.test"), "{t:?}");
     assert!(
         t["dsnDiag"].contains(&format!("TLSA lookup of {} failed: SERVFAIL", bogus_tlsa.trim_end_matches('.'))),
@@ -179,10 +149,10 @@ fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
     assert!(bogus.events("connect").is_empty());
     assert!(unbound.log().contains("validation failure"), "{}", unbound.log());
     // DANE wins over the domain's MTA-STS policy, which would have refused the MX host.
-    wait_record(&e, "d", "a@sts.dane.test");
+    wait_acct_record(&e, "d", "a@sts.dane.test");
     assert_eq!(delivered_over_tls(&sts, "a@sts.dane.test"), Some(true));
     // An unsigned zone: its TLSA records are ignored, delivery is opportunistic as before.
-    wait_record(&e, "d", "a@plain.test");
+    wait_acct_record(&e, "d", "a@plain.test");
     assert!(delivered_over_tls(&plain, "a@plain.test").is_some());
 
     // What is in force and why a delivery was refused: explain, the API, /metrics.
@@ -254,16 +224,16 @@ fn each_rollup_member_keeps_its_own_dane() {
     send(&e, "c@one.dane.test");
 
     // The matching host: the signed member's mail goes, over TLS, through its rollup's queue.
-    let rec = wait_record(&e, "d", "c@one.dane.test");
+    let rec = wait_acct_record(&e, "d", "c@one.dane.test");
     assert!(rec["queue"].starts_with("ok.rollup"), "{rec:?}");
     assert_eq!(delivered_over_tls(&ok, "c@one.dane.test"), Some(true));
     // The unsigned member's recipient is delivered on the rollup's connection...
-    let rec = wait_record(&e, "d", "b@open.test");
+    let rec = wait_acct_record(&e, "d", "b@open.test");
     assert!(rec["queue"].starts_with("bad.rollup"), "{rec:?}");
     assert_eq!(delivered_over_tls(&bad, "b@open.test"), Some(true));
     // ...while the signed member's, whose TLSA record the certificate does not match, waits in
     // DANE's name and never reaches the receiver.
-    let t = wait_record(&e, "t", "a@two.dane.test");
+    let t = wait_acct_record(&e, "t", "a@two.dane.test");
     assert!(t["dsnDiag"].contains("4.7.5 DANE policy of two.dane.test"), "{t:?}");
     assert!(t["dsnDiag"].contains("certificate"), "{t:?}");
     assert_eq!(delivered_over_tls(&bad, "a@two.dane.test"), None);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use support::Ember;
-use support::peers::{PolicyHost, Receiver, read_acct};
+use support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 
 /// A test CA and the PEM files (chain and key) it issues.
 struct Ca {
@@ -57,34 +57,6 @@ fn policy(mode: &str, mx: &[&str]) -> String {
 fn send(e: &Ember, rcpt: &str) {
     let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-}
-
-/// Polls the accounting file until a record of `kind` for `rcpt` appears.
-fn wait_record(e: &Ember, kind: &str, rcpt: &str) -> std::collections::HashMap<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if e.path("acct.csv").exists() {
-            let (_, rows) = read_acct(&e.path("acct.csv"));
-            // A deferral before any message was sent is the queue's: a `tq` record.
-            let queue = format!("{}/", rcpt.split('@').nth(1).unwrap());
-            let wanted = |r: &std::collections::HashMap<String, String>| {
-                (r["type"] == kind && r["rcpt"] == rcpt)
-                    || (kind == "t" && r["type"] == "tq" && r["queue"].starts_with(&queue))
-            };
-            if let Some(r) = rows.into_iter().find(wanted) {
-                return r;
-            }
-        }
-        assert!(Instant::now() < deadline, "no {kind} record for {rcpt}; log: {:?}", e.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn delivered_over_tls(rx: &Receiver, rcpt: &str) -> Option<bool> {
-    rx.events("message")
-        .iter()
-        .find(|m| m["rcpts"].as_array().is_some_and(|r| r.iter().any(|a| a == rcpt)))
-        .map(|m| m["tls"].as_bool().unwrap_or(false))
 }
 
 /// One domain of the scenario: its MX receiver and its policy host (if any).
@@ -196,19 +168,19 @@ fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
         send(&e, rcpt);
     }
     // enforce + a valid MX: delivered over TLS.
-    let rec = wait_record(&e, "d", "a@good.test");
+    let rec = wait_acct_record(&e, "d", "a@good.test");
     assert_eq!(delivered_over_tls(&good.rx, "a@good.test"), Some(true), "{rec:?}");
     // enforce + a certificate not valid for the MX name: nothing sent, the reason says why.
-    let t = wait_record(&e, "t", "a@badcert.test");
+    let t = wait_acct_record(&e, "t", "a@badcert.test");
     assert!(t["dsnDiag"].contains("MTA-STS policy of badcert.test"), "{t:?}");
     assert!(t["dsnDiag"].to_lowercase().contains("certificate"), "{t:?}");
     assert!(badcert.rx.events("message").is_empty());
     // enforce + an MX the policy does not name: not even a connection.
-    let t = wait_record(&e, "t", "a@outside.test");
+    let t = wait_acct_record(&e, "t", "a@outside.test");
     assert!(t["dsnDiag"].contains("MTA-STS policy of outside.test: no MX host matches"), "{t:?}");
     assert!(outside.rx.events("connect").is_empty());
     // testing: delivered, the failure logged (and counted for TLS-RPT below).
-    wait_record(&e, "d", "a@testing.test");
+    wait_acct_record(&e, "d", "a@testing.test");
     assert!(e.log_contains("MTA-STS policy of testing.test (testing mode, delivering anyway)"));
     // No policy, or no valid one: delivered as before (opportunistic TLS; with the CA file set,
     // a certificate for the wrong name means clear text, as without MTA-STS).
@@ -221,7 +193,7 @@ fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
         (&badtxt, "a@badtxt.test"),
         (&hanging, "a@hang.test"),
     ] {
-        wait_record(&e, "d", rcpt);
+        wait_acct_record(&e, "d", rcpt);
         assert!(delivered_over_tls(&site.rx, rcpt).is_some(), "{rcpt}");
     }
     for why in [
@@ -431,19 +403,19 @@ fn each_recipient_keeps_its_own_domains_mta_sts_policy_in_a_rollup_and_reports_a
     }
     // Delivered over TLS: the allowed MX, the testing policy, no policy.
     for rcpt in ["a@good.test", "a@watch.test", "a@open.test"] {
-        let rec = wait_record(&e, "d", rcpt);
+        let rec = wait_acct_record(&e, "d", rcpt);
         assert_eq!(rec["queue"], "shared.rollup/{default}", "{rec:?}");
         assert_eq!(delivered_over_tls(&shared, rcpt), Some(true), "{rcpt}");
     }
     // Deferred, each with its own domain's reason.
-    let strict = wait_record(&e, "t", "a@strict.test");
+    let strict = wait_acct_record(&e, "t", "a@strict.test");
     assert!(strict["dsnStatus"].starts_with("4.7.5"), "{strict:?}");
     assert!(
         strict["dsnDiag"]
             .contains("MTA-STS policy of strict.test: mx.shared-provider.test is not in the policy's mx list"),
         "{strict:?}"
     );
-    let pinned = wait_record(&e, "t", "a@pinned.test");
+    let pinned = wait_acct_record(&e, "t", "a@pinned.test");
     assert!(pinned["dsnStatus"].starts_with("4.7.5"), "{pinned:?}");
     assert!(
         pinned["dsnDiag"].contains("MTA-STS policy of pinned.test: mx.shared-provider.test: certificate not valid"),

@@ -275,3 +275,32 @@ impl Drop for PolicyHost {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `e`'s `acct.csv` until a record of `kind` for `rcpt` appears. A `t` also matches the
+/// queue's own `tq` deferral of the recipient's domain (written when nothing could be sent).
+pub fn wait_acct_record(e: &super::Ember, kind: &str, rcpt: &str) -> std::collections::HashMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if e.path("acct.csv").exists() {
+            let (_, rows) = read_acct(&e.path("acct.csv"));
+            let queue = format!("{}/", rcpt.split('@').nth(1).unwrap());
+            let wanted = |r: &std::collections::HashMap<String, String>| {
+                (r["type"] == kind && r["rcpt"] == rcpt)
+                    || (kind == "t" && r["type"] == "tq" && r["queue"].starts_with(&queue))
+            };
+            if let Some(r) = rows.into_iter().find(wanted) {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {kind} record for {rcpt}; log: {:?}", e.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `rx` got the message for `rcpt` over TLS (`None`: it never got it).
+pub fn delivered_over_tls(rx: &Receiver, rcpt: &str) -> Option<bool> {
+    rx.events("message")
+        .iter()
+        .find(|m| m["rcpts"].as_array().is_some_and(|r| r.iter().any(|a| a == rcpt)))
+        .map(|m| m["tls"].as_bool().unwrap_or(false))
+}
