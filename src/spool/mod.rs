@@ -55,6 +55,7 @@
 //! the files in the page cache, 1.0–1.5 s after `echo 3 > /proc/sys/vm/drop_caches` (100,000:
 //! 0.06 s). The index costs ~200 bytes of RSS per live one-recipient message.
 
+mod blank;
 mod index;
 /// The on-disk record layout. Public only so the fuzz targets in `fuzz/` can frame records with
 /// valid checksums; nothing outside the spool writes or reads spool files.
@@ -102,6 +103,10 @@ pub struct SpoolOptions {
     /// `spool-delete-corrupted yes`: a corrupt record is dropped without a copy in
     /// `DIR/quarantine/` (its bytes go when the segment is compacted); no: copied there.
     pub delete_corrupted: bool,
+    /// Zero-fill segments ahead of use on a thread of their own (default yes; see `blank`), so
+    /// that syncing a batch does not also commit the file's growth. Off in tests that need the
+    /// same segment layout on every run.
+    pub blank_segments: bool,
 }
 
 impl SpoolOptions {
@@ -118,6 +123,7 @@ impl Default for SpoolOptions {
             read_only: false,
             compact_live_ratio: DEFAULT_COMPACT_LIVE_RATIO,
             delete_corrupted: false,
+            blank_segments: true,
         }
     }
 }
@@ -183,6 +189,8 @@ pub struct SpoolStats {
     pub messages_stored: u64,
     pub messages_compacted: u64,
     pub segments_deleted: u64,
+    /// Segments started from a blank (zero-filled ahead of use) since open.
+    pub segments_from_blanks: u64,
     /// Memory held by the in-memory index (estimate: table slots plus envelopes).
     pub index_bytes: u64,
 }
@@ -310,6 +318,7 @@ struct Counters {
     messages_stored: AtomicU64,
     messages_compacted: AtomicU64,
     segments_deleted: AtomicU64,
+    segments_from_blanks: AtomicU64,
     quarantined: AtomicU64,
 }
 
@@ -339,7 +348,8 @@ impl Spool {
     /// thread. Returns what recovery found. Blocking (it reads the whole spool): from async code,
     /// call it in `spawn_blocking`.
     pub fn open(options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
-        let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio, delete_corrupted } = options;
+        let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio, delete_corrupted, blank_segments } =
+            options;
         if dirs.is_empty() {
             return Err(SpoolError::Config("no <spool DIR> directory configured".into()));
         }
@@ -353,6 +363,7 @@ impl Spool {
             if !read_only {
                 std::fs::create_dir_all(&d.path).map_err(|source| SpoolError::Io { path: d.path.clone(), source })?;
                 locks.push(segment::lock_dir(&d.path)?);
+                blank::remove_leftover(&d.path)?;
             } else if !d.path.is_dir() {
                 let source = io::Error::new(io::ErrorKind::NotFound, "no such directory");
                 return Err(SpoolError::Io { path: d.path.clone(), source });
@@ -392,6 +403,9 @@ impl Spool {
                 }
                 _ => return Err(e),
             }
+        }
+        if blank_segments {
+            w.start_blanks();
         }
         // Unbounded, and it cannot grow past its callers: every request waits for its answer, so
         // it holds at most one store per SMTP session (capped by total-max-smtp-in) and one
@@ -516,6 +530,7 @@ impl Spool {
             messages_stored: c.messages_stored.load(Ordering::Relaxed),
             messages_compacted: c.messages_compacted.load(Ordering::Relaxed),
             segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
+            segments_from_blanks: c.segments_from_blanks.load(Ordering::Relaxed),
             index_bytes: index.heap_bytes(),
         }
     }

@@ -5,6 +5,12 @@
 //!
 //! # Damage
 //!
+//! # Zeros
+//!
+//! A segment made from a blank (`blank`) is full of zeros after its last record until it is
+//! left. Zeros, and only zeros, from some offset to the end of any segment are unused space: the
+//! scan ends there, nothing is reported, and the zeros are cut off.
+//!
 //! A record is damaged when its header fails its own checks (magic, version, header checksum),
 //! when it runs past the end of the file, or when its payload checksum fails. Then:
 //!
@@ -214,6 +220,9 @@ impl Scan<'_> {
                 Bad::Damaged { end, why } => {
                     let mut tail = vec![0u8; (self.len - pos) as usize];
                     self.file.read_exact_at(&mut tail, pos).map_err(io_err)?;
+                    if tail.iter().all(|&b| b == 0) {
+                        return self.cut_blank_zeros(pos);
+                    }
                     let from = end.map_or(1, |e| (e - pos) as usize);
                     match next_valid(&tail, from) {
                         Some(q) => {
@@ -296,6 +305,17 @@ impl Scan<'_> {
             "spool: corrupt record ({why}) quarantined; any message or state change in it is lost"
         );
         Ok(())
+    }
+
+    /// Nothing but zeros from `at` on: the unused end of a segment made from a blank (see
+    /// `blank`), left by a crash or a kill. Not damage and not a torn write: nothing was written
+    /// there. Cut off (when writable) so that the file holds only records; returns `at`.
+    fn cut_blank_zeros(&self, at: u64) -> Result<u64, SpoolError> {
+        if !self.read_only {
+            self.file.set_len(at).map_err(|source| SpoolError::Io { path: self.path.to_path_buf(), source })?;
+        }
+        tracing::debug!(segment = %self.path.display(), offset = at, bytes = self.len - at, "spool: blank zeros after the last record");
+        Ok(at)
     }
 
     fn truncate(&self, st: &mut State, at: u64, why: &str) -> Result<(), SpoolError> {

@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 
 mod compact;
 
+use super::blank::{self, Blanks};
 use super::index::{Entry, Segment};
 use super::record;
 use super::segment;
@@ -100,6 +101,8 @@ pub struct Writer {
     maintenance_paused_until: Option<Instant>,
     /// After a failure to create a segment: try again then.
     roll_retry_at: Option<Instant>,
+    /// Segments zero-filled ahead of use (`blank`); `None` if its thread could not start.
+    blanks: Option<Blanks>,
 }
 
 struct Active {
@@ -111,6 +114,9 @@ struct Active {
     size: u64,
     /// Length right after its start record.
     empty_size: u64,
+    /// Bytes up to here are allocated and written (zeros past `size`), so a write below it does
+    /// not grow the file. Equal to `size` in a segment that was not made from a blank.
+    prepared: u64,
 }
 
 impl Writer {
@@ -129,7 +135,31 @@ impl Writer {
             maintenance_stopped: false,
             maintenance_paused_until: None,
             roll_retry_at: None,
+            blanks: None,
         }
+    }
+
+    /// Starts preparing blank segments (see `blank`). Without it every segment is created empty.
+    pub fn start_blanks(&mut self) {
+        match Blanks::start() {
+            Ok(b) => self.blanks = Some(b),
+            Err(e) => tracing::warn!("spool: no thread for blank segments ({e}); segments are created empty"),
+        }
+        self.request_blank();
+    }
+
+    /// The directory the next roll would choose, if nothing changes meanwhile.
+    fn next_dir(&self) -> Option<usize> {
+        let mut free = |p: &std::path::Path| segment::free_space(p).ok();
+        let mut rr = self.rr;
+        segment::pick_dir(&self.dirs, &mut free, self.segment_size, &mut rr)
+    }
+
+    /// Asks for a blank in the directory of the next segment.
+    fn request_blank(&self) {
+        let (Some(blanks), Some(dir)) = (&self.blanks, self.next_dir()) else { return };
+        let d = &self.dirs[dir];
+        blanks.request(dir, &d.path, self.segment_size, d.min_free_space);
     }
 
     /// Starts a new active segment in the directory chosen by `segment::pick_dir`.
@@ -142,7 +172,22 @@ impl Writer {
         // Burnt even if creation fails, so that a leftover file cannot block the next try.
         self.next_seq += 1;
         let next_id = self.shared.next_id.load(Ordering::SeqCst);
-        let (path, file, size) = segment::create_segment(&self.dirs[dir].path, seq, next_id)?;
+        let dir_path = &self.dirs[dir].path;
+        let adopted = self.blanks.as_ref().and_then(|b| b.take(dir)).and_then(|b| {
+            blank::adopt(b, dir_path, seq, next_id)
+                .map_err(|e| tracing::warn!("spool: blank segment not used ({e}); creating the segment empty"))
+                .ok()
+        });
+        let (path, file, size, prepared) = match adopted {
+            Some(made) => {
+                self.shared.counters.segments_from_blanks.fetch_add(1, Ordering::Relaxed);
+                made
+            }
+            None => {
+                let (path, file, size) = segment::create_segment(dir_path, seq, next_id)?;
+                (path, file, size, size)
+            }
+        };
         let file = Arc::new(file);
         self.shared
             .index
@@ -150,7 +195,11 @@ impl Writer {
             .unwrap_or_else(|e| e.into_inner())
             .segments
             .insert(seq, Segment { dir, path: path.clone(), file: file.clone(), size, live_msgs: 0, live_bytes: 0 });
-        self.active = Some(Active { seq, dir, path, file, size, empty_size: size });
+        let left = self.active.replace(Active { seq, dir, path, file, size, empty_size: size, prepared });
+        if let Some(old) = left {
+            old.cut_zeros();
+        }
+        self.request_blank();
         Ok(())
     }
 
@@ -164,7 +213,8 @@ impl Writer {
         }
         (&*s.file).seek(SeekFrom::Start(s.size)).map_err(|source| SpoolError::Io { path: s.path.clone(), source })?;
         let empty_size = (record::HEADER_LEN + 16) as u64;
-        let a = Active { seq, dir: s.dir, path: s.path.clone(), file: s.file.clone(), size: s.size, empty_size };
+        let (file, path) = (s.file.clone(), s.path.clone());
+        let a = Active { seq, dir: s.dir, path, file, size: s.size, empty_size, prepared: s.size };
         drop(index);
         self.active = Some(a);
         Ok(())
@@ -180,6 +230,9 @@ impl Writer {
                     Ok(op) => op,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         self.maintain();
+                        if self.active.as_ref().is_some_and(|a| a.prepared <= a.size) {
+                            self.request_blank();
+                        }
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -187,7 +240,7 @@ impl Writer {
             };
             match first {
                 Op::Close { done } => {
-                    self.locks.clear();
+                    self.close();
                     done.answer(());
                     return;
                 }
@@ -222,6 +275,16 @@ impl Writer {
                     self.maintain();
                 }
             }
+        }
+        self.close();
+    }
+
+    /// Stops the blanks' thread (removing blanks not used), cuts the active segment's zeros and
+    /// releases the directory locks.
+    fn close(&mut self) {
+        self.blanks = None;
+        if let Some(a) = &self.active {
+            a.cut_zeros();
         }
         self.locks.clear();
     }
@@ -371,7 +434,11 @@ impl Writer {
         if self.roll_retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
-        let wanted = size >= self.segment_size || self.other_dir_has_room(dir, batch);
+        // A segment made from a blank is cheaper to sync (see `blank`): leave one that grows the
+        // file as soon as a blank is ready where the next segment would go.
+        let blank_waits =
+            a.prepared <= size && self.blanks.as_ref().is_some_and(|b| self.next_dir().is_some_and(|d| b.is_ready(d)));
+        let wanted = size >= self.segment_size || blank_waits || self.other_dir_has_room(dir, batch);
         if wanted && let Err(e) = self.roll() {
             tracing::warn!("spool: cannot start a new segment ({e}); writing on in {}", self.dirs[dir].path.display());
             self.roll_retry_at = Some(Instant::now() + ROLL_RETRY);
@@ -402,12 +469,14 @@ impl Writer {
         other != dir && segment::free_space(&o.path).is_ok_and(|f| f >= o.min_free_space.saturating_add(stores))
     }
 
-    /// Appends `bufs` at `base` (the current end); on failure cuts the file back to `base`.
+    /// Writes `bufs` at the file position; on failure cuts the file back to `base` (the durable
+    /// length, where the position was before this batch), blank zeros after it included.
     fn append(&mut self, bufs: &[&[u8]], base: u64) -> Result<(), SpoolError> {
-        let Some(a) = &self.active else { return Err(SpoolError::Closed) };
+        let Some(a) = self.active.as_mut() else { return Err(SpoolError::Closed) };
         let res = write_all_vectored(&a.file, bufs);
         if let Err(source) = res {
             let undo = a.file.set_len(base).and_then(|()| (&*a.file).seek(SeekFrom::Start(base)).map(|_| ()));
+            a.prepared = a.prepared.min(base);
             if let Err(e) = undo {
                 self.failed = Some(format!("could not undo a failed write to {}: {e}", a.path.display()));
             }
@@ -425,6 +494,18 @@ impl Writer {
             self.failed = Some(why);
             SpoolError::Io { path: a.path.clone(), source }
         })
+    }
+}
+
+impl Active {
+    /// Cuts the zeros of a blank after the last record, on leaving the segment. Best effort, not
+    /// synced: recovery takes zeros at the end of a segment as unused space anyway.
+    fn cut_zeros(&self) {
+        if self.prepared > self.size
+            && let Err(e) = self.file.set_len(self.size)
+        {
+            tracing::debug!(segment = %self.path.display(), "spool: blank zeros not cut: {e}");
+        }
     }
 }
 

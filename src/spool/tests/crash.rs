@@ -26,6 +26,7 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut stored, mut delivered) = (Vec::new(), Vec::new());
+        let mut from_blanks = 0;
         let started = Instant::now();
         // Kill at a different moment each round, after at least some acknowledgements.
         let kill_after = Duration::from_millis(150 + 100 * round);
@@ -34,6 +35,7 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
             match f.as_slice() {
                 ["STORED", id, i] => stored.push((MessageId(id.parse().unwrap()), i.parse::<usize>().unwrap())),
                 ["DELIVERED", id] => delivered.push(MessageId(id.parse().unwrap())),
+                ["BLANKS", n] => from_blanks = n.parse().unwrap(),
                 _ => {}
             }
             if started.elapsed() > kill_after && stored.len() > 50 {
@@ -43,6 +45,8 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(stored.len() > 50, "the child acknowledged only {} messages", stored.len());
+        // The kill lands in a segment made from a blank, zeros after its last record.
+        assert!(from_blanks > 0, "round {round}: no segment was made from a blank");
 
         let (spool, rec) = open(dir.path());
         assert_eq!(rec.quarantined, 0, "round {round}: {rec:?}");
@@ -66,7 +70,10 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
 fn crash_child() {
     let Some(dir) = std::env::var_os(DIR_VAR) else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-    let (spool, _) = open(Path::new(&dir));
+    // Small segments made from blanks: the child rolls through several before it dies.
+    let (spool, _) = reopen(SpoolOptions { blank_segments: true, ..opts(Path::new(&dir), 1 << 20) }).unwrap();
+    let blanks_seen = std::sync::atomic::AtomicU64::new(0);
+    let blanks_seen = &*Box::leak(Box::new(blanks_seen));
     rt.block_on(async {
         let tasks: Vec<_> = (0..50)
             .map(|t| {
@@ -76,6 +83,10 @@ fn crash_child() {
                         let i = n * 50 + t;
                         let id = spool.store(envelope(&["a@example.com"]), body(i, 2000 + i % 3000)).await.unwrap();
                         println!("STORED {} {i}", id.0);
+                        let n = spool.stats().segments_from_blanks;
+                        if blanks_seen.fetch_max(n, std::sync::atomic::Ordering::Relaxed) < n {
+                            println!("BLANKS {n}");
+                        }
                         if i % 3 == 0 {
                             spool.update(vec![change(id, 0, Delivered)]).await.unwrap();
                             println!("DELIVERED {}", id.0);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::message::RecipientState::Delivered;
+use std::os::unix::fs::FileExt;
 
 fn flip(path: &Path, offset: u64) {
     let mut b = std::fs::read(path).unwrap();
@@ -125,16 +126,46 @@ async fn damage_at_the_end_of_an_older_segment_is_quarantined_not_cut() {
 }
 
 #[tokio::test]
-async fn zeros_after_the_last_record_are_a_torn_tail() {
+async fn zeros_after_the_last_record_of_any_segment_are_unused_space_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path());
+    spool.store(envelope(&["a@example.com"]), body(1, 100)).await.unwrap();
+    spool.close().await;
+    let (spool, _) = open(dir.path());
+    spool.store(envelope(&["b@example.com"]), body(2, 100)).await.unwrap();
+    spool.close().await;
+    // What a kill leaves in segments made from blanks: records, then zeros to the end.
+    let segs = segment_files(dir.path());
+    assert!(segs.len() >= 2, "{segs:?}");
+    let lens: Vec<u64> = segs.iter().map(|s| std::fs::metadata(s).unwrap().len()).collect();
+    for s in &segs {
+        let f = std::fs::OpenOptions::new().write(true).open(s).unwrap();
+        f.set_len(f.metadata().unwrap().len() + 70_000).unwrap();
+    }
+    let (spool, rec) = open(dir.path());
+    assert_eq!((rec.messages, rec.quarantined, rec.torn_tail_truncated), (2, 0, None));
+    for (s, len) in segs.iter().zip(&lens) {
+        assert_eq!(std::fs::metadata(s).unwrap().len(), *len, "{}", s.display());
+    }
+    assert!(!dir.path().join(segment::QUARANTINE_DIR).exists());
+    spool.close().await;
+}
+
+#[tokio::test]
+async fn a_torn_record_followed_by_zeros_is_still_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = open(dir.path());
     spool.store(envelope(&["a@example.com"]), body(1, 100)).await.unwrap();
     spool.close().await;
     let seg = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len + 4096).unwrap();
+    // A write of which only the first page reached the disk: a header, then zeros.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len + 8192).unwrap();
+    f.write_all_at(&record::header(record::Kind::Message, 5000, 0x1234_5678), len).unwrap();
+    drop(f);
     let (_, rec) = open(dir.path());
-    assert_eq!(rec.torn_tail_truncated, Some((seg.clone(), 4096)));
+    assert_eq!(rec.torn_tail_truncated, Some((seg.clone(), 8192)));
     assert_eq!((rec.messages, rec.quarantined), (1, 0));
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
 }

@@ -186,12 +186,12 @@ impl Writer {
             moved.push((id, at, new_len));
             at += u64::from(new_len);
             if out.len() >= 1 << 20 {
-                self.append(&[&out], at - out.len() as u64)?;
+                self.append(&[&out], base)?;
                 out.clear();
             }
         }
         if !out.is_empty() {
-            self.append(&[&out], at - out.len() as u64)?;
+            self.append(&[&out], base)?;
         }
         if at > base {
             self.sync()?;
