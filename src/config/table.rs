@@ -106,7 +106,7 @@ directives! {
     PmcAcctMinFreeSpace => "pmc-acct-min-free-space", Size, GLOBAL, Some("unlimited"), once, NoEffect, "Disk floor for files staged for PowerMTA Management Console; Ember stages nothing for PMC.";
     EnableSignals => "enable-signals", Bool, GLOBAL | VP, None, once, NoEffect, "SparkPost Signals upload, a SparkPost cloud service; Ember uploads nothing to it.";
     SyncMsgCreate => "sync-msg-create", Bool, GLOBAL, None, once, NoEffect, "PowerMTA fsync toggle; Ember always fsyncs a message before answering 250 and cannot be told not to.";
-    SyncMsgUpdate => "sync-msg-update", Bool, GLOBAL, None, once, NoEffect, "PowerMTA fsync toggle; Ember always fsyncs recipient state changes and cannot be told not to.";
+    SyncMsgUpdate => "sync-msg-update", Bool, GLOBAL, None, once, NoEffect, "PowerMTA fsync toggle; Ember fsyncs recipient state changes with its next group commit, at most about 20 ms later, whatever this says.";
     Include => "include", File, GLOBAL | SRC | D | VMTA | SMTP_PATTERN_LIST, None, many, Enforced, "Include FILE or GLOB, relative to the including file.";
 
     // ---- 2.2 <spool> -----------------------------------------------------------------------

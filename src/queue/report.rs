@@ -109,17 +109,13 @@ impl Reporter {
         self
     }
 
+    /// Hands the changes to the spool without waiting: nothing here depends on their being
+    /// durable, and the spool syncs them with its next batch (see `Spool::record`).
     fn persist(spool: &Spool, changes: Vec<StateChange>) {
-        if changes.is_empty() {
-            return;
+        if let Err(e) = spool.record(changes) {
+            // Not recorded: after a restart these recipients are tried again (at least once).
+            tracing::error!("cannot record delivery outcomes in the spool: {e}");
         }
-        let spool = spool.clone();
-        tokio::spawn(async move {
-            if let Err(e) = spool.update(changes).await {
-                // Not recorded: after a restart these recipients are tried again (at least once).
-                tracing::error!("cannot record delivery outcomes in the spool: {e}");
-            }
-        });
     }
 
     /// Writes a `d`, `b` or `t` record for one recipient, built by `Record::delivery` from what

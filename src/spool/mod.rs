@@ -10,6 +10,8 @@
 //! [`Spool::store`] and [`Spool::update`] resolve only after their record is fdatasync'd. They
 //! are cheap anyway because of group commit: a single writer thread (see `writer`) writes
 //! everything queued while the previous fdatasync ran, then syncs once for all of it.
+//! [`Spool::record`] (delivery outcomes, which nobody waits for) rides along with the next batch,
+//! or is synced within about 20 ms: a crash in between can only make a delivery be tried again.
 //!
 //! # On disk
 //!
@@ -73,7 +75,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -309,6 +311,21 @@ struct Shared {
     /// The next id to hand out.
     next_id: AtomicU64,
     counters: Counters,
+    /// State changes nobody waits for (`Spool::record`), one entry per call (each is all or
+    /// nothing on its own), taken by the writer's next batch.
+    unwaited: Mutex<Vec<Vec<StateChange>>>,
+    /// Set by the writer before it waits long for a request (see `Writer::wait_for`).
+    writer_dozing: AtomicBool,
+}
+
+impl Shared {
+    fn take_unwaited(&self) -> Vec<Vec<StateChange>> {
+        std::mem::take(&mut *self.unwaited.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn has_unwaited(&self) -> bool {
+        !self.unwaited.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -374,6 +391,8 @@ impl Spool {
             index: RwLock::new(rec.index),
             next_id: AtomicU64::new(rec.next_id),
             counters: Counters::default(),
+            unwaited: Mutex::default(),
+            writer_dozing: AtomicBool::new(false),
         });
         shared.counters.quarantined.store(rec.report.quarantined as u64, Ordering::Relaxed);
         let report = rec.report;
@@ -457,8 +476,27 @@ impl Spool {
             return Ok(());
         }
         let (done, rx) = oneshot::channel();
-        tx.send(Op::Update { changes, done }).map_err(|_| SpoolError::Closed)?;
+        tx.send(Op::Update { changes, done: Some(done) }).map_err(|_| SpoolError::Closed)?;
         rx.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Records recipient state changes without waiting: what the queue manager does with every
+    /// delivery outcome. No wake-up and no fdatasync of their own: the changes join the writer's
+    /// next batch (the next new message, under load) and are synced with it, or are written and
+    /// synced within about [`writer::UNWAITED_SYNC`] (20 ms) when no batch comes. They apply to
+    /// the index when written. A crash before then can only make a recipient be tried again:
+    /// delivery stays at least once. What [`Spool::update`] would refuse is logged instead.
+    pub fn record(&self, changes: Vec<StateChange>) -> Result<(), SpoolError> {
+        let tx = self.sender()?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let shared = &self.inner.shared;
+        shared.unwaited.lock().unwrap_or_else(|e| e.into_inner()).push(changes);
+        if shared.writer_dozing.swap(false, Ordering::SeqCst) {
+            tx.send(Op::Nudge).map_err(|_| SpoolError::Closed)?;
+        }
+        Ok(())
     }
 
     /// About how many bytes a live message's body has (its record less the envelope: a small

@@ -9,6 +9,7 @@ mod crash;
 mod diskfull;
 mod prop;
 mod recovery;
+mod unwaited;
 
 use std::path::{Path, PathBuf};
 
