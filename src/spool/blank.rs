@@ -4,11 +4,12 @@
 //! # Why
 //!
 //! Every `250` waits for the writer's `fdatasync`. On ext4 and XFS, a sync after a write that
-//! grows a file also commits the file's new size and block allocation through the journal; a sync
-//! after overwriting blocks already written only flushes the data. On the benchmark VM (ext4 on
+//! grows a file also writes the file's new size and block allocation (through the journal, or as
+//! an inode write without one); a sync after overwriting blocks already written only flushes the
+//! data. On the benchmark VM (ext4 on
 //! virtio) that halves the cost of each sync (100 KiB batches: 2,200–3,000 syncs/s growing the
 //! file, 5,200–5,400 overwriting zeros). `fallocate` does not give the same: its unwritten extents
-//! are converted, through the journal, when they are first written. Zero-filling inside the
+//! are converted, a metadata change again, when they are first written. Zero-filling inside the
 //! writer was tried too: the sync after each fill then flushes the zeros with a batch that waits
 //! on it, and p99 time to `250` rose by half. Here the zeros are written and synced on another
 //! thread, in chunks of [`CHUNK`], pausing between chunks as long as each took, so that the disk
