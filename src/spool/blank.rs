@@ -107,6 +107,10 @@ impl Blanks {
         lock(&self.slots.0).ready.contains_key(&dir)
     }
 
+    pub fn any_ready(&self) -> bool {
+        !lock(&self.slots.0).ready.is_empty()
+    }
+
     pub fn take(&self, dir: usize) -> Option<Blank> {
         lock(&self.slots.0).ready.remove(&dir)
     }

@@ -493,6 +493,9 @@ impl Spool {
         }
         let shared = &self.inner.shared;
         shared.unwaited.lock().unwrap_or_else(|e| e.into_inner()).push(changes);
+        // Pairs with the fence in `Writer::wait_for`: either the writer sees the changes before
+        // it dozes, or this sees it dozing and nudges it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if shared.writer_dozing.swap(false, Ordering::SeqCst) {
             tx.send(Op::Nudge).map_err(|_| SpoolError::Closed)?;
         }

@@ -321,6 +321,9 @@ impl Writer {
             return UNWAITED_SYNC;
         }
         self.shared.writer_dozing.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `Spool::record`: the buffer is read under its mutex, and only
+        // fences order a SeqCst store before that read.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.shared.has_unwaited() {
             self.shared.writer_dozing.store(false, Ordering::SeqCst);
             return Duration::ZERO;
