@@ -520,8 +520,8 @@ impl Writer {
         }
         // A segment made from a blank is cheaper to sync (see `blank`): leave one that grows the
         // file as soon as a blank is ready where the next segment would go.
-        let blank_waits =
-            a.prepared <= size && self.blanks.as_ref().is_some_and(|b| self.next_dir().is_some_and(|d| b.is_ready(d)));
+        let blank_waits = a.prepared <= size
+            && self.blanks.as_ref().is_some_and(|b| b.any_ready() && self.next_dir().is_some_and(|d| b.is_ready(d)));
         let wanted = size >= self.segment_size || blank_waits || self.other_dir_has_room(dir, batch);
         if wanted && let Err(e) = self.roll() {
             tracing::warn!("spool: cannot start a new segment ({e}); writing on in {}", self.dirs[dir].path.display());
