@@ -28,7 +28,8 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
         let (mut stored, mut delivered) = (Vec::new(), Vec::new());
         let mut from_blanks = 0;
         let started = Instant::now();
-        // Kill at a different moment each round, after at least some acknowledgements.
+        // Kill at a different moment each round, after at least some acknowledgements and once
+        // the child writes in a segment made from a blank.
         let kill_after = Duration::from_millis(150 + 100 * round);
         while let Some(Ok(line)) = lines.next() {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -38,7 +39,7 @@ fn everything_acknowledged_before_a_kill_9_is_recovered() {
                 ["BLANKS", n] => from_blanks = n.parse().unwrap(),
                 _ => {}
             }
-            if started.elapsed() > kill_after && stored.len() > 50 {
+            if started.elapsed() > kill_after && stored.len() > 50 && from_blanks > 0 {
                 break;
             }
         }
