@@ -23,8 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-50000} connections=${2:-20} size=${3:-5120} rcpts=${4:-1} runs=${RUNS:-3}
-reuse=()
-case "${REUSE:-no}" in yes) reuse=(-d) ;; no) ;; *) echo "REUSE must be yes or no" >&2; exit 2 ;; esac
+reuse=() reused=""
+case "${REUSE:-no}" in yes) reuse=(-d) reused=", connections reused" ;; no) ;; *) echo "REUSE must be yes or no" >&2; exit 2 ;; esac
 deliveries=$((messages * rcpts))
 work=$(mktemp -d /tmp/ember-relay.XXXXXX)
 chmod 755 "$work"
@@ -142,20 +142,23 @@ CF
     local p99 p50
     p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$run/latency.txt")
     p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$run/latency.txt")
+    # Ember's rate as a share of the raw hop's, both measured in this pair.
+    local share
+    share=$(awk -v r="$raw_s" -v e="$ember_s" 'BEGIN { printf "%.3f", r / e * 100 }')
     echo "run $1"
     echo "  ember    ${ember_s}s  $(rate "$messages" "$ember_s") msg/s  cpu ${ember_cpu}s/1000 msgs (machine), ${ember_own}s (own)  peak RSS $((ember_rss / 1024)) MiB"
     echo "  postfix  ${postfix_s}s  $(rate "$messages" "$postfix_s") msg/s  cpu ${postfix_cpu}s/1000 msgs (machine), ${postfix_own}s (own)  peak RSS $((postfix_rss / 1024)) MiB (its processes, sampled)"
-    echo "  raw      ${raw_s}s  $(rate "$messages" "$raw_s") msg/s  smtp-source -> smtp-sink, one hop, no MTA (ember at $(awk -v r="$raw_s" -v e="$ember_s" 'BEGIN { printf "%.1f", r / e * 100 }')% of it)"
+    echo "  raw      ${raw_s}s  $(rate "$messages" "$raw_s") msg/s  smtp-source -> smtp-sink, one hop, no MTA (ember at $(printf '%.1f' "$share")% of it)"
     echo "  ember under relay load: $(cat "$run/latency.txt")"
     # One line per run for the medians: ember msg/s, postfix msg/s, ratio, raw msg/s, share of
     # raw, machine CPU (ember, postfix), own CPU (ember, postfix, and their ratio), p50, p99, RSS.
     awk -v e="$ember_s" -v p="$postfix_s" -v r="$raw_s" -v n="$messages" -v ec="$ember_cpu" -v pc="$postfix_cpu" \
-        -v eo="$ember_own" -v po="$postfix_own" -v p50="$p50" -v p99="$p99" -v er="$((ember_rss / 1024))" \
-        'BEGIN { printf "%f %f %f %f %f %s %s %s %s %f %s %s %s\n", n / e, n / p, p / e, n / r, r / e * 100, ec, pc, eo, po, (eo > 0 ? po / eo : 0), p50, p99, er }' \
+        -v eo="$ember_own" -v po="$postfix_own" -v p50="$p50" -v p99="$p99" -v er="$((ember_rss / 1024))" -v share="$share" \
+        'BEGIN { printf "%f %f %f %f %f %s %s %s %s %f %s %s %s\n", n / e, n / p, p / e, n / r, share, ec, pc, eo, po, (eo > 0 ? po / eo : 0), p50, p99, er }' \
         >> "$work/results"
 }
 
-echo "relay: $messages messages x $size bytes x $rcpts recipients over $connections connections$([ ${#reuse[@]} -gt 0 ] && echo ", connections reused"), smtp-source -> MTA -> smtp-sink, $runs runs"
+echo "relay: $messages messages x $size bytes x $rcpts recipients over $connections connections$reused, smtp-source -> MTA -> smtp-sink, $runs runs"
 echo "durability: both MTAs fsync the message before answering 250 (Ember: group-committed fdatasync of its spool log)"
 for i in $(seq 1 "$runs"); do run_pair "$i"; done
 col() { awk -v c="$1" '{ print $c }' "$work/results" | median; }

@@ -32,13 +32,12 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    // Tasks woken from outside the runtime wait in its global queue. In Ember those are, above
-    // all, sessions whose message the spool writer has just made durable: their `250` is due.
-    // By default a busy worker looks there only after its local tasks, about every 200 us of
-    // polling; measured on the relay, the hop from the writer back to the session then took
-    // 126-163 us at the median. Looking there first cut it to 99-124 us, and raised the relay's
-    // rate by about 6% with less CPU per message (docs/benchmarks.md). Local tasks still run
-    // whenever that queue is empty, which it is between the writer's batches.
+    // Tasks woken from outside the runtime wait in its global queue; in Ember those are above all
+    // sessions whose message the spool writer has just made durable, so their `250` is due. By
+    // default a busy worker looks there only after about 200 us of its own tasks. Looking first
+    // cut the writer-to-session hop from 126-163 to 99-124 us at the median; the relay's rate
+    // gain (about 6% in alternating rounds) is smaller than this host's drift between
+    // benchmark sets (docs/benchmarks.md). Local tasks run whenever that queue is empty.
     let runtime = match tokio::runtime::Builder::new_multi_thread().global_queue_interval(1).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
