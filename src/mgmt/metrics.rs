@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::api::{Shared, refuse};
@@ -31,6 +33,24 @@ fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: impl In
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
     registry.register(name, help, ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)));
+}
+
+/// A histogram read from the spool at scrape time (prometheus-client has no constant one).
+#[derive(Debug)]
+struct ConstHistogram(crate::spool::latency::Snapshot);
+
+impl TypedMetric for ConstHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ConstHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, self.0.count, &self.0.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Prometheus metrics (OpenMetrics text)
@@ -181,6 +201,18 @@ pub async fn scrape(state: Shared) -> Response {
         "ember_spool_stored_messages",
         "Messages stored since start",
         ConstCounter::new(spool.messages_stored),
+    );
+    registry.register_with_unit(
+        "ember_spool_store",
+        "What each stored message waited for before its 250: queueing for the writer, the write and fdatasync, the answer back to the session",
+        prometheus_client::registry::Unit::Seconds,
+        ConstHistogram(spool.store_wait),
+    );
+    registry.register_with_unit(
+        "ember_spool_sync",
+        "Duration of each fdatasync of the spool (group commits and compactions)",
+        prometheus_client::registry::Unit::Seconds,
+        ConstHistogram(spool.sync_time),
     );
 
     let in_use = state.smtp_in_max.saturating_sub(state.smtp_in.available_permits());

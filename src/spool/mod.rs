@@ -59,6 +59,7 @@
 
 mod blank;
 mod index;
+pub mod latency;
 /// The on-disk record layout. Public only so the fuzz targets in `fuzz/` can frame records with
 /// valid checksums; nothing outside the spool writes or reads spool files.
 #[doc(hidden)]
@@ -175,7 +176,7 @@ pub struct Recovery {
 }
 
 /// A snapshot of the spool's figures.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpoolStats {
     pub live_messages: usize,
     /// Recipients not yet delivered, bounced or deleted.
@@ -195,6 +196,11 @@ pub struct SpoolStats {
     pub segments_from_blanks: u64,
     /// Memory held by the in-memory index (estimate: table slots plus envelopes).
     pub index_bytes: u64,
+    /// What each stored message waited for: from its request until the writer's answer was
+    /// back in the session, ready for the `250`.
+    pub store_wait: latency::Snapshot,
+    /// Each `fdatasync` of a batch or a compaction.
+    pub sync_time: latency::Snapshot,
 }
 
 /// What a compaction did.
@@ -337,6 +343,8 @@ struct Counters {
     segments_deleted: AtomicU64,
     segments_from_blanks: AtomicU64,
     quarantined: AtomicU64,
+    store_wait: latency::Histogram,
+    sync_time: latency::Histogram,
 }
 
 /// A handle on an open spool; clones share it. `Send + Sync`.
@@ -461,8 +469,11 @@ impl Spool {
         }
         let head = record::message_head(&meta, &body);
         let (done, rx) = oneshot::channel();
+        let asked = std::time::Instant::now();
         tx.send(Op::Store { id, pending: pending as u32, head, body, done }).map_err(|_| SpoolError::Closed)?;
-        rx.await.map_err(|_| SpoolError::Closed)?
+        let answer = rx.await.map_err(|_| SpoolError::Closed)?;
+        self.inner.shared.counters.store_wait.observe(asked.elapsed());
+        answer
     }
 
     /// Records recipient state changes and resolves once they are fdatasync'd (group-committed
@@ -573,6 +584,8 @@ impl Spool {
             segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
             segments_from_blanks: c.segments_from_blanks.load(Ordering::Relaxed),
             index_bytes: index.heap_bytes(),
+            store_wait: c.store_wait.snapshot(),
+            sync_time: c.sync_time.snapshot(),
         }
     }
 

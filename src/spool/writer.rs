@@ -572,7 +572,10 @@ impl Writer {
     fn sync(&mut self) -> Result<(), SpoolError> {
         let Some(a) = &self.active else { return Err(SpoolError::Closed) };
         self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        a.file.sync_data().map_err(|source| {
+        let started = Instant::now();
+        let synced = a.file.sync_data();
+        self.shared.counters.sync_time.observe(started.elapsed());
+        synced.map_err(|source| {
             let why = format!("fdatasync of {} failed: {source}", a.path.display());
             tracing::error!("spool: {why}; refusing further writes until a restart");
             self.failed = Some(why);
