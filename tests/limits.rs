@@ -33,14 +33,14 @@ fn peak_from(rx: &Receiver, peer: &str) -> usize {
         .filter(|c| c["peer"] == peer)
         .map(|c| (c["conn"].as_i64().unwrap(), t(c)))
         .collect();
-    let mut closed: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
+    let mut last_command: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
     for c in rx.events("command") {
-        let end = closed.entry(c["conn"].as_i64().unwrap()).or_insert(0.0);
+        let end = last_command.entry(c["conn"].as_i64().unwrap()).or_insert(0.0);
         *end = end.max(t(&c));
     }
     opened
         .iter()
-        .map(|(_, at)| opened.iter().filter(|(c, s)| s <= at && closed.get(c).is_none_or(|end| end > at)).count())
+        .map(|(_, at)| opened.iter().filter(|(c, s)| s <= at && last_command.get(c).is_none_or(|end| end > at)).count())
         .max()
         .unwrap_or(0)
 }

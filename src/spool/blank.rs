@@ -183,7 +183,7 @@ fn fill(job: &Job, stopped: &dyn Fn() -> bool) -> io::Result<Option<Blank>> {
     let mut at = 0u64;
     let result = loop {
         if at >= job.len {
-            break Ok(true);
+            break file.sync_data().map(|()| true);
         }
         if stopped() {
             break Ok(false);
@@ -194,11 +194,6 @@ fn fill(job: &Job, stopped: &dyn Fn() -> bool) -> io::Result<Option<Blank>> {
             break Err(e);
         }
         at += n as u64;
-        if at >= job.len
-            && let Err(e) = file.sync_data()
-        {
-            break Err(e);
-        }
         // Half the disk's time at most, so that the writer's syncs rarely queue behind ours.
         std::thread::sleep(started.elapsed());
     };

@@ -571,7 +571,6 @@ impl Writer {
 
     fn sync(&mut self) -> Result<(), SpoolError> {
         let Some(a) = &self.active else { return Err(SpoolError::Closed) };
-        self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let synced = a.file.sync_data();
         self.shared.counters.sync_time.observe(started.elapsed());
