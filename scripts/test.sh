@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Ember test on a fresh machine: installs what the tests need, then checks formatting,
-# lints, builds the release binary and runs the whole suite against it.
+# lints, builds the release binary and runs the whole suite against it. `cargo test --release`
+# builds the `ember` binary the integration tests start (a separate `cargo build --release` would
+# compile the crate twice: the dev-dependencies turn on a feature of a shared dependency, so the
+# two builds do not share artifacts).
 #
 #   ./scripts/test.sh            everything
 #   ./scripts/test.sh -- NAME    only tests whose name contains NAME (passed to cargo test)
@@ -53,10 +56,11 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
-log "cargo build --release"
-cargo build --locked --release
+# The integration tests are one binary whose tests mostly wait on daemons and peers, so more
+# threads than cores overlap those waits. Override with RUST_TEST_THREADS.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 
-log "cargo test --release"
+log "cargo test --release (builds the release binary; $RUST_TEST_THREADS test threads)"
 cargo test --locked --release -- "${filter[@]}"
 
 log "all tests passed"

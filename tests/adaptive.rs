@@ -4,11 +4,9 @@
 //! time by its unit tests (src/queue/adaptive/tests.rs); the pace it reaches is measured by
 //! `bench/adaptive.sh` (docs/benchmarks.md), since timings do not belong in tests.
 
-mod support;
-
+use crate::support::Ember;
+use crate::support::peers::Provider;
 use serde_json::Value;
-use support::Ember;
-use support::peers::Provider;
 
 /// `source`: the VMTA's `smtp-source-host` address, or none (the system picks the address).
 fn config(provider: &Provider, source: Option<&str>, domain: &str) -> String {
@@ -68,7 +66,7 @@ fn a_queue_set_at_50_per_second_learns_a_provider_taking_8_and_defers_far_less_t
     let explained = String::from_utf8_lossy(&adaptive.live_cli(&["explain", "example.com"]).stdout).to_string();
     assert!(explained.contains("source 127.0.0.2: rate ") && explained.contains("(learned)"), "{explained}");
     assert!(explained.contains("adaptive") && explained.contains("rate push-back"), "{explained}");
-    let metrics = support::http::get(adaptive.mgmt.unwrap(), "/metrics").body;
+    let metrics = crate::support::http::get(adaptive.mgmt.unwrap(), "/metrics").body;
     assert!(
         metrics.lines().any(|l| l.starts_with("ember_adaptive_rate{") && l.contains("source_ip=\"127.0.0.2\"")),
         "{metrics}"

@@ -3,14 +3,12 @@
 //! connection its own port), to the scripted receiver, which logs every connection and message
 //! with its time. The limits are checked on what the receiver saw.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::peers::Receiver;
+use crate::support::redis::RedisServer;
 use serde_json::{Value, json};
-use support::Ember;
-use support::peers::Receiver;
-use support::redis::RedisServer;
 
 /// One node's configuration: its listener on 127.0.0.{n+1}, the shared identity and queue.
 fn node_config(n: usize, redis: &str, rx: &Receiver, domain: &str) -> String {
@@ -180,7 +178,7 @@ fn redis_killed_mid_run_limits_hold_nothing_is_lost_and_full_speed_returns() {
 fn wait_view(e: &Ember, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view = support::http::get(e.mgmt.unwrap(), "/api/v1/cluster").data();
+        let view = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/cluster").data();
         if ok(&view) {
             return view;
         }
@@ -192,7 +190,7 @@ fn wait_view(e: &Ember, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
 #[test]
 fn an_unreachable_redis_at_start_runs_degraded_and_says_so_then_joins() {
     // Nothing listens on this port yet.
-    let port = support::peers::free_port("127.0.0.1");
+    let port = crate::support::peers::free_port("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start("127.0.0.1", &json!({}), dir.path(), None);
     let url = format!("redis://127.0.0.1:{port}/0");
@@ -201,7 +199,7 @@ fn an_unreachable_redis_at_start_runs_degraded_and_says_so_then_joins() {
     e.wait_log("degraded mode: this node uses its share");
     let view = wait_view(&e, "degraded", |v| v["degraded"] == true);
     assert_eq!(view["enabled"], true);
-    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    let metrics = crate::support::http::get(e.mgmt.unwrap(), "/metrics").body;
     assert!(metrics.contains("ember_cluster_degraded 1"), "{metrics}");
     // Mail is still accepted (and, on this node's share of the limits, delivered).
     e.inject_numbered(3, "d");
@@ -265,7 +263,7 @@ fn every_node_lists_the_cluster_and_flags_a_node_configured_differently() {
     let node3 = text.lines().find(|l| l.starts_with("node-3")).unwrap_or_default();
     assert!(node3.contains("DIFFERS"), "{text}");
     // The document describes the route.
-    let doc = support::http::get(nodes[0].mgmt.unwrap(), "/api/v1/openapi.json").json();
+    let doc = crate::support::http::get(nodes[0].mgmt.unwrap(), "/api/v1/openapi.json").json();
     assert!(doc["paths"]["/api/v1/cluster"]["get"].is_object());
 }
 

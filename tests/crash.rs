@@ -3,13 +3,11 @@
 //! the spool afterwards; what is there beyond that can only be the transactions in flight at the
 //! kill (their final dot was sent, the `250` never arrived). Repeated at several kill moments.
 
-mod support;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use support::Ember;
+use crate::support::Ember;
 
 const CONFIG: &str = "\
 smtp-listener 127.0.0.1:0
@@ -36,7 +34,7 @@ fn round(kill_after: usize) {
     let mut e = Ember::start(CONFIG);
     let acked_file = e.path("acked.txt");
     let mut feeder = Command::new("python3")
-        .arg(support::support_dir().join("inject.py"))
+        .arg(crate::support::support_dir().join("inject.py"))
         .arg(e.smtp().to_string())
         .arg(MESSAGES.to_string())
         .arg(CONNECTIONS.to_string())
@@ -97,7 +95,7 @@ fn every_acknowledged_message_survives_sigkill() {
 fn a_torn_final_record_is_detected_and_dropped() {
     let mut e = Ember::start(CONFIG);
     for n in 0..3 {
-        let out = support::swaks(&[
+        let out = crate::support::swaks(&[
             "--server",
             &e.smtp().to_string(),
             "--from",

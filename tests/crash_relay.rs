@@ -5,15 +5,13 @@
 //! "delivered" state was durable) are counted per kill and must stay within what was in flight
 //! on the delivery connections.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Ember;
-use support::peers::{Sink, free_port};
+use crate::support::Ember;
+use crate::support::peers::{Sink, free_port};
 
 const ROUNDS: usize = 20;
 const PER_ROUND: usize = 400;
@@ -109,7 +107,7 @@ fn twenty_sigkills_under_relay_load_lose_no_acknowledged_message() {
         let kill_after = 20 + (next(&mut seed) % 300) as usize;
         let acked_file = e.path(&format!("acked-{round}.txt"));
         let mut feeder = Command::new("python3")
-            .arg(support::support_dir().join("inject.py"))
+            .arg(crate::support::support_dir().join("inject.py"))
             .arg(e.smtp().to_string())
             .arg(PER_ROUND.to_string())
             .arg(CONNECTIONS.to_string())

@@ -3,16 +3,14 @@
 //! on 127.0.81-86.x with certificates of a test CA, and the real ember binary asking unbound.
 //! Needs `unbound`, `ldnsutils`, root (an MTA-STS policy host on port 443) and Python 3.
 
-#[path = "support/dnssec.rs"]
-mod dnssec;
-mod support;
+use crate::support::dnssec;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::Ember;
+use crate::support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
-use support::Ember;
-use support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 
 /// The test CA, and certificates it issues.
 struct Ca {
@@ -54,7 +52,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn send(e: &Ember, rcpt: &str) {
-    let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+    let out = crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
@@ -159,12 +157,12 @@ fn dane_matching_mismatching_bogus_trust_anchor_insecure_and_over_mta_sts() {
     let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "bad.dane.test"]).stdout).to_string();
     assert!(explained.contains("TLS policy: DANE (mx.bad.dane.test: TLSA 3 1 1 "), "{explained}");
     assert!(explained.contains("DANE policy of bad.dane.test: TLS handshake failed"), "{explained}");
-    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bogus.dane.test").data();
+    let detail = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bogus.dane.test").data();
     assert!(detail["tls_policy"].as_str().unwrap().contains("TLSA lookup of"), "{detail}");
-    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=plain.test").data();
+    let detail = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=plain.test").data();
     let shown = detail["tls_policy"].as_str().unwrap();
     assert!(shown.contains("DANE not applicable: the MX records of plain.test are not DNSSEC-validated"), "{shown}");
-    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    let metrics = crate::support::http::get(e.mgmt.unwrap(), "/metrics").body;
     for line in [
         r#"ember_tls_sessions_total{policy="tlsa",result="success"} 3"#,
         r#"ember_tls_sessions_total{policy="tlsa",result="tlsa-invalid"}"#,
@@ -212,7 +210,7 @@ fn each_rollup_member_keeps_its_own_dane() {
     );
     let e = Ember::start(&config);
     // One message to both members of the bad rollup: they part on its connection.
-    let out = support::swaks(&[
+    let out = crate::support::swaks(&[
         "--server",
         &e.smtp().to_string(),
         "--from",
@@ -241,6 +239,6 @@ fn each_rollup_member_keeps_its_own_dane() {
     let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "two.dane.test"]).stdout).to_string();
     assert!(explained.contains("queue: bad.rollup"), "{explained}");
     assert!(explained.contains("TLS policy: DANE (mx.bad-shared.dane.test: TLSA 3 1 1 "), "{explained}");
-    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bad.rollup").data();
+    let detail = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=bad.rollup").data();
     assert!(detail["tls_policy"].as_str().unwrap().starts_with("per recipient domain"), "{detail}");
 }

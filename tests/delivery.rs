@@ -3,11 +3,9 @@
 //! Mail goes in with swaks; outcomes are read from the accounting file (with Python's csv), the
 //! receivers' logs, and Ember's live queue view.
 
-mod support;
-
+use crate::support::peers::{Postfix, Receiver, Sink, free_port, read_acct};
+use crate::support::{Ember, swaks};
 use serde_json::json;
-use support::peers::{Postfix, Receiver, Sink, free_port, read_acct};
-use support::{Ember, swaks};
 
 const DBT_COLUMNS: &str = "type,timeLogged,timeQueued,orig,rcpt,orcpt,dsnAction,dsnStatus,dsnDiag,dsnMta,bounceCat,srcType,srcMta,dlvType,dlvSourceIp,dlvDestinationIp,dlvEsmtpAvailable,dlvSize,vmta,jobId,envId,queue,vmtaPool";
 
@@ -264,7 +262,7 @@ fn a_vmta_removed_by_reload_bounces_its_mail_and_show_status_counts() {
     // The operator removes the VMTA while mail waits for it: PowerMTA's 5.3.5 bounce.
     let config = std::fs::read_to_string(&e.config).unwrap().replace(vmta, "");
     std::fs::write(&e.config, config).unwrap();
-    support::signal(e.pid(), "HUP");
+    crate::support::signal(e.pid(), "HUP");
     e.wait_log("bounced ");
     let (_, rows) = read_acct(&e.path("acct.csv"));
     let b = rows.iter().find(|r| r["type"] == "b").expect("a b record");
@@ -481,7 +479,7 @@ fn delay_dsns_for_notify_delay_and_bcc_upon_delivery_copies() {
     );
     let e = Ember::start_in(dir, &config);
     let script = "import smtplib,sys\nh,p=sys.argv[1].rsplit(':',1)\ns=smtplib.SMTP(h,int(p))\ns.sendmail('asker@example.net',['slow@delay.test'],b'Subject: wait\\r\\n\\r\\nx\\r\\n',rcpt_options=['NOTIFY=DELAY,FAILURE'])\ns.sendmail('quiet@example.net',['slow@delay.test'],b'Subject: wait\\r\\n\\r\\nx\\r\\n')\ns.quit()";
-    let out = support::python(script, &[e.smtp().to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Both messages end up delivered.
     e.wait_log_count("delivered ", 2);

@@ -2,13 +2,11 @@
 //! end with the scripted receiver: mail goes in with swaks, outcomes are read from the
 //! accounting file and the DSNs that reach the sender's mailbox.
 
-#[path = "support/dns.rs"]
-mod dns;
-mod support;
+use crate::support::dns;
 
+use crate::support::peers::{Receiver, read_acct};
+use crate::support::{Ember, swaks};
 use serde_json::json;
-use support::peers::{Receiver, read_acct};
-use support::{Ember, swaks};
 
 fn inject(e: &Ember, from: &str, to: &str) {
     let server = e.smtp().to_string();
@@ -153,7 +151,7 @@ fn local_delivery_types_write_files_run_commands_and_discard() {
 /// `dummy-smtp-update-stats yes` (one message injected, two received).
 #[test]
 fn the_dummy_smtp_sink_accepts_everything_and_counts_it() {
-    let port = support::peers::free_port("127.0.0.1");
+    let port = crate::support::peers::free_port("127.0.0.1");
     let config = feeder(&format!(
         "dummy-smtp-ip 127.0.0.1\ndummy-smtp-port {port}\ndummy-smtp-has-chunking no\ndummy-smtp-has-verp yes\ndummy-smtp-update-stats yes\n\
          <domain load.example>\n    smtp-hosts [127.0.0.1]:{port}\n</domain>\n"
@@ -172,7 +170,7 @@ fn the_dummy_smtp_sink_accepts_everything_and_counts_it() {
         assert!(offered.contains("PIPELINING") && offered.contains("XVERP"), "{d:?}");
         assert!(!offered.contains("CHUNKING"), "dummy-smtp-has-chunking no: {d:?}");
     }
-    let status = support::http::get(e.mgmt.unwrap(), "/api/v1/status").json();
+    let status = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/status").json();
     let total_in = &status["data"]["traffic"]["total"]["in"];
     assert_eq!((total_in["msg"].as_u64(), total_in["rcp"].as_u64()), (Some(2), Some(4)), "{status}");
 }
@@ -328,7 +326,7 @@ fn a_queue_keeps_the_recent_events_its_settings_ask_for() {
     }
     e.wait_log_count("deferred ", 6);
     let mgmt = e.mgmt.expect("management address");
-    let detail = |queue: &str| support::http::get(mgmt, &format!("/api/v1/queues/detail?queue={queue}")).data();
+    let detail = |queue: &str| crate::support::http::get(mgmt, &format!("/api/v1/queues/detail?queue={queue}")).data();
     let count = |v: &serde_json::Value, list: &str| v[list].as_array().map_or(0, Vec::len);
     let tracked = detail("tracked.test");
     assert_eq!((count(&tracked, "events"), count(&tracked, "errors")), (3, 2), "{tracked}");

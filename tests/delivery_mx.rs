@@ -2,13 +2,11 @@
 //! them: preference order, the next MX when the first refuses connections, implicit MX (an A
 //! record and no MX), null MX (RFC 7505) and NXDOMAIN (with `bounce-upon-no-mx yes`) bounce.
 
-#[path = "support/dns.rs"]
-mod dns;
-mod support;
+use crate::support::dns;
 
+use crate::support::Ember;
+use crate::support::peers::{Receiver, read_acct};
 use serde_json::json;
-use support::Ember;
-use support::peers::{Receiver, read_acct};
 
 #[test]
 fn mx_preference_fallback_implicit_and_null_mx() {
@@ -36,7 +34,7 @@ fn mx_preference_fallback_implicit_and_null_mx() {
     let e = Ember::start(&config);
     for rcpt in ["x@pref.test", "y@fallback.test", "z@implicit.test", "n@null.test", "q@nosuch.test"] {
         // The sender's domain has no MX: its DSNs wait in their queue and do not disturb the count.
-        let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+        let out = crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
         assert!(out.status.success());
     }
     e.wait_log_count("delivered ", 3);

@@ -7,12 +7,10 @@
 //!
 //! Mounting needs root (CAP_SYS_ADMIN); without it the test says so and passes vacuously.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Ember;
+use crate::support::Ember;
 
 /// A mounted tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -57,7 +55,7 @@ for i in range(count):
         break
 s.quit()
 "#;
-    let out = support::python(script, &[e.smtp().to_string(), tag.into(), count.to_string(), kib.to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string(), tag.into(), count.to_string(), kib.to_string()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let acked = stdout.lines().filter_map(|l| l.strip_prefix("ok ")).map(str::to_string).collect();

@@ -3,15 +3,13 @@
 //! TXT records keygen printed. Also: keys that cannot be used stop `ember run`, a reload and
 //! `check-config`, and sanitising happens before signing.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::peers::Receiver;
+use crate::support::{EMBER, Ember, python, support_dir};
 use serde_json::{Value, json};
-use support::peers::Receiver;
-use support::{EMBER, Ember, python, support_dir};
 
 /// Runs `ember dkim keygen` into `dir`; returns (file name, TXT record name, TXT value).
 fn keygen(dir: &Path, selector: &str, domain: &str, algorithm: &str) -> (String, String, String) {
@@ -263,7 +261,7 @@ fn unusable_keys_stop_run_reload_and_check_config() {
     let config = format!("smtp-listener 127.0.0.1:0\n<spool spool>\n</spool>\ndomain-key s1,example.com,{good}\n");
     let mut e = Ember::start_in(dir, &config);
     std::fs::write(&e.config, config.replace(&good, "garbage.pem")).unwrap();
-    support::signal(e.pid(), "HUP");
+    crate::support::signal(e.pid(), "HUP");
     e.wait_log("reload refused");
     assert!(e.log_contains("not a usable DKIM private key"));
     e.stop();

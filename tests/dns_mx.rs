@@ -2,8 +2,7 @@
 //! a scripted responder for what dnsmasq cannot serve (CNAME loops, SERVFAIL, SOA negative TTLs).
 //! Needs the `dnsmasq` package.
 
-#[path = "support/dns.rs"]
-mod dns;
+use crate::support::dns;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -2,14 +2,12 @@
 //! its receiver does not take yet, drained to node-2 and node-3, which deliver it once the
 //! receiver listens; and a relay that refuses everything, which leaves the mail on the node.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::peers::{Receiver, free_port, read_acct};
+use crate::support::redis::RedisServer;
 use serde_json::{Value, json};
-use support::Ember;
-use support::peers::{Receiver, free_port, read_acct};
-use support::redis::RedisServer;
 
 /// A node: listener on 127.0.0.{n+1}; virtual MTA `v` sends from 127.0.0.2, `w` from 127.0.0.3;
 /// every node relays for the others and takes X-Virtual-MTA and X-Job from them.
@@ -43,7 +41,7 @@ for i in range(int(sys.argv[2])):
                "%sX-Job: spring\r\nSubject: %d\r\n\r\nbody %d\r\n" % (vmta, i, i))
 s.quit()
 "#;
-    let out = support::python(script, &[e.smtp().to_string(), n.to_string(), prefix.to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string(), n.to_string(), prefix.to_string()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -55,12 +53,12 @@ host, port = sys.argv[1].rsplit(":", 1)
 s = socket.create_connection((host, int(port)), timeout=10)
 print(s.makefile().readline().strip())
 "#;
-    let out = support::python(script, &[e.smtp().to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string()]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn api(e: &Ember, path: &str) -> Value {
-    support::http::get(e.mgmt.unwrap(), path).data()
+    crate::support::http::get(e.mgmt.unwrap(), path).data()
 }
 
 fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {

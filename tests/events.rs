@@ -6,15 +6,13 @@
 //! the history API and `ember trace` answer from the log; a damaged log end is cut off and
 //! reported at start.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::event_peers::{NatsServer, Webhook};
+use crate::support::peers::Receiver;
 use serde_json::{Value, json};
-use support::Ember;
-use support::event_peers::{NatsServer, Webhook};
-use support::peers::Receiver;
 
 const SECRET: &str = "s3cr3t";
 
@@ -36,7 +34,7 @@ fn relay(receiver: &Receiver, sinks: &str) -> String {
 {}",
         receiver.addr.port(),
         // Everything else (the bounce's DSN to the sender) waits on a port nobody listens on.
-        support::HOLD
+        crate::support::HOLD
     )
 }
 
@@ -69,7 +67,7 @@ assert code == 250, (code, msg)
 print(msg.decode())
 s.quit()
 "#;
-    let out = support::python(script, &[e.smtp().to_string(), rcpts.join(",")]);
+    let out = crate::support::python(script, &[e.smtp().to_string(), rcpts.join(",")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let reply = String::from_utf8_lossy(&out.stdout).to_string();
     reply.split_whitespace().nth(2).unwrap_or_else(|| panic!("no id in {reply:?}")).to_string()
@@ -234,12 +232,12 @@ fn http_and_nats_sinks_get_every_event_signed_with_unique_ids_and_history_answer
 
     // History: the bounced recipient's reception and bounce, from the API and `ember trace`.
     let mgmt = e.mgmt.unwrap();
-    let answer = support::http::get(mgmt, "/api/v1/events?rcpt=BAD@example.com").data();
+    let answer = crate::support::http::get(mgmt, "/api/v1/events?rcpt=BAD@example.com").data();
     let kinds: Vec<&str> = answer["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["reception", "bounce"], "{answer}");
-    let answer = support::http::get(mgmt, &format!("/api/v1/events?message_id={id}")).data();
+    let answer = crate::support::http::get(mgmt, &format!("/api/v1/events?message_id={id}")).data();
     assert_eq!(answer["count"], 7, "3 receptions, a deferral, 2 deliveries and a bounce: {answer}");
-    let refused = support::http::get(mgmt, "/api/v1/events");
+    let refused = crate::support::http::get(mgmt, "/api/v1/events");
     assert_eq!(refused.status, 400);
     let trace = e.live_cli(&["trace", "temp@example.com"]);
     let text = String::from_utf8_lossy(&trace.stdout);
@@ -252,7 +250,7 @@ fn http_and_nats_sinks_get_every_event_signed_with_unique_ids_and_history_answer
     // Sink health: both caught up.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = support::http::get(mgmt, "/api/v1/status").data();
+        let status = crate::support::http::get(mgmt, "/api/v1/status").data();
         let sinks = status["events"]["sinks"].as_array().unwrap().clone();
         assert_eq!(sinks.len(), 2, "{status}");
         if sinks.iter().all(|s| s["lag_events"] == 0) {
@@ -261,7 +259,7 @@ fn http_and_nats_sinks_get_every_event_signed_with_unique_ids_and_history_answer
         assert!(Instant::now() < deadline, "sinks never caught up: {sinks:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = support::http::get(mgmt, "/metrics").body;
+    let metrics = crate::support::http::get(mgmt, "/metrics").body;
     assert!(metrics.contains("ember_event_sink_lag_events{sink=\"hooks\",type=\"http\"} 0"), "{metrics}");
 }
 
@@ -300,13 +298,13 @@ fn a_receiver_that_fails_then_is_down_30s_and_a_sigkill_lose_no_event() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = support::http::get(mgmt, "/api/v1/status").data();
+        let status = crate::support::http::get(mgmt, "/api/v1/status").data();
         let sink = &status["events"]["sinks"][0];
         // Receptions and deliveries of the 12 are durable (the history answers from the
         // durable log only) and waiting: the kill comes after the log's group commit, not
         // inside it.
         let durable = |r: &String| {
-            support::http::get(mgmt, &format!("/api/v1/events?rcpt={r}")).data()["count"].as_u64() == Some(2)
+            crate::support::http::get(mgmt, &format!("/api/v1/events?rcpt={r}")).data()["count"].as_u64() == Some(2)
         };
         if sink["lag_events"].as_u64().unwrap_or(0) >= 24 && rcpts.iter().all(durable) {
             assert!(sink["failures"].as_u64().unwrap() >= 2, "{sink}");
@@ -358,7 +356,7 @@ fn a_damaged_log_end_is_cut_off_and_reported_at_start() {
     let mgmt = e.mgmt.unwrap();
     send(&e, &["one@example.com"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while support::http::get(mgmt, "/api/v1/events?rcpt=one@example.com").data()["count"] != 2 {
+    while crate::support::http::get(mgmt, "/api/v1/events?rcpt=one@example.com").data()["count"] != 2 {
         assert!(Instant::now() < deadline, "reception and delivery never recorded");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -377,12 +375,12 @@ fn a_damaged_log_end_is_cut_off_and_reported_at_start() {
     let reported = e.stdout.lock().unwrap().iter().find(|l| l.contains("event log: cut off a damaged end")).cloned();
     assert!(reported.as_deref().is_some_and(|l| l.contains("of 37 bytes")), "{reported:?}");
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), good);
-    let before = support::http::get(mgmt_of(&e), "/api/v1/events?rcpt=one@example.com").data();
+    let before = crate::support::http::get(mgmt_of(&e), "/api/v1/events?rcpt=one@example.com").data();
     assert_eq!(before["count"], 2, "the good events are kept: {before}");
     send(&e, &["two@example.com"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let after = support::http::get(mgmt_of(&e), "/api/v1/events?rcpt=two@example.com").data();
+        let after = crate::support::http::get(mgmt_of(&e), "/api/v1/events?rcpt=two@example.com").data();
         if after["count"] == 2 {
             let last_before = before["events"][1]["id"].as_u64().unwrap();
             assert_eq!(after["events"][0]["id"].as_u64().unwrap(), last_before + 1, "ids go on after the cut");

@@ -3,15 +3,13 @@
 //! In each case Ember's memory stays bounded (VmRSS of the daemon, read from /proc) and other
 //! mail keeps flowing; every test ends in bounded time.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::peers::{Receiver, Sink, free_port};
 use serde_json::json;
-use support::Ember;
-use support::peers::{Receiver, Sink, free_port};
 
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -133,8 +131,14 @@ fn an_endless_reply_or_line_from_the_receiver_defers_the_message_which_is_delive
     );
     let e = Ember::start_in(dir, &config(sink.addr, &extra));
     let baseline = rss_kib(e.pid());
-    let out =
-        support::swaks(&["--server", &e.smtp().to_string(), "--from", "a@example.net", "--to", "r@hostile.example"]);
+    let out = crate::support::swaks(&[
+        "--server",
+        &e.smtp().to_string(),
+        "--from",
+        "a@example.net",
+        "--to",
+        "r@hostile.example",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     // Ember gives up on each with a clear error, the recipient stays queued, and the third
     // attempt delivers it.
@@ -198,7 +202,8 @@ fn ten_thousand_idle_connections_keep_memory_bounded_and_mail_flowing() {
     eprintln!("{n} idle connections: VmRSS {baseline} KiB -> {loaded} KiB ({per_conn} bytes per connection)");
     assert!(per_conn < 16 * 1024, "{per_conn} bytes of RSS per idle connection");
     // A normal message is still accepted and delivered while they all wait.
-    let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "a@example.net", "--to", "r@example.com"]);
+    let out =
+        crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "a@example.net", "--to", "r@example.com"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     eventually("the message at smtp-sink", Duration::from_secs(60), || sink.messages().len() == 1);
     drop(idle);

@@ -4,14 +4,12 @@
 //! the global suppression list refuses the next message at RCPT, also after a restart.
 //! Reports that cannot be read are logged and kept, never lost.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::peers::{Sink, free_port, read_acct};
 use serde_json::Value;
-use support::Ember;
-use support::peers::{Sink, free_port, read_acct};
 
 const ARF: &str = "From: <feedback@isp.example>\r\nTo: <fbl@fbl.ember.test>\r\nSubject: FW: offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\tboundary=\"part1\"\r\n\r\n--part1\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n--part1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\nOriginal-Mail-From: <bounces@news.example>\r\nOriginal-Rcpt-To: <Victim@isp.example>\r\nReporting-MTA: dns; mail.isp.example\r\nSource-IP: 192.0.2.1\r\nReported-Domain: news.example\r\n\r\n--part1\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\nFrom: <news@news.example>\r\nTo: <victim@isp.example>\r\nSubject: spring offer\r\nX-Job: spring\r\n\r\nbuy\r\n--part1--\r\n";
 

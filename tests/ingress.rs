@@ -2,13 +2,11 @@
 //! pipelined sockets), real TLS with a certificate made by the test, and the spool read back
 //! with `ember list` / `ember show message`.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{Ember, python, swaks};
+use crate::support::{Ember, python, swaks};
 
 fn certificate(dir: &std::path::Path) {
     let ck = rcgen::generate_simple_self_signed(vec!["mx.ember.test".into(), "localhost".into()]).unwrap();
@@ -425,7 +423,7 @@ fn full_spool_answers_452_and_unwritable_spool_stops_startup() {
     std::fs::write(dir.path().join("not-a-dir"), "x").unwrap();
     std::fs::write(dir.path().join("ember.conf"), "smtp-listener 127.0.0.1:0\n<spool not-a-dir/spool>\n</spool>\n")
         .unwrap();
-    let out = std::process::Command::new(support::EMBER)
+    let out = std::process::Command::new(crate::support::EMBER)
         .args(["run", "--config"])
         .arg(dir.path().join("ember.conf"))
         .current_dir(dir.path())
@@ -444,7 +442,7 @@ fn spool_max_recipients_refuses_what_would_pass_the_cap_and_takes_what_fits() {
         let out = swaks(&["--server", &port(&e), "--from", "a@example.net", "--to", to]);
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    // Held mail stays queued (support::HOLD), so the count only grows.
+    // Held mail stays queued (crate::support::HOLD), so the count only grows.
     let text = send("r1@example.com,r2@example.com");
     assert!(text.contains("250 2.6.0"), "{text}");
     let text = send("r3@example.com,r4@example.com");

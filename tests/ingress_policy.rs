@@ -1,9 +1,7 @@
 //! Injection policy details, end to end: implicit-TLS listeners, the STARTTLS injection guard,
 //! inbound connection caps, timeouts, required AUTH, named suppression lists, header edits.
 
-mod support;
-
-use support::{Ember, python, swaks};
+use crate::support::{Ember, python, swaks};
 
 fn certificate(dir: &std::path::Path) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();

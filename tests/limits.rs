@@ -5,11 +5,9 @@
 //! while it holds mail back; their arithmetic is measured in virtual time by the queue manager's
 //! unit tests (src/queue/manager/tests.rs).
 
-mod support;
-
+use crate::support::Ember;
+use crate::support::peers::Receiver;
 use serde_json::{Value, json};
-use support::Ember;
-use support::peers::Receiver;
 
 fn config(rx: &Receiver, top: &str, domain: &str) -> String {
     format!(
@@ -81,7 +79,7 @@ for i in range(8):
     s.sendmail("a@example.net", ["d%d@example.com" % i], "Subject: %d\r\n\r\n%s" % (i, body))
 s.quit()
 "#;
-    let out = support::python(script, &[e.smtp().to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The bytes already sent hold the next message back (the spacing by size is measured in
     // virtual time by queue::manager::tests::max_data_volume_rate_spaces_messages_by_their_size_...).
@@ -130,7 +128,7 @@ for to in ["l0@low.example", "l1@low.example", "l2@low.example", "h0@high.exampl
     s.sendmail("a@example.net", [to], "Subject: x\r\n\r\nx\r\n")
 s.quit()
 "#;
-    let out = support::python(script, &[e.smtp().to_string()]);
+    let out = crate::support::python(script, &[e.smtp().to_string()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     e.wait_log_count("delivered ", 6);
     let mut messages = rx.events("message");

@@ -4,18 +4,16 @@
 //! Inside an MX rollup each recipient keeps its own domain's policy; reports are DKIM-signed
 //! (verified with dkimpy). Needs `dnsmasq`, root (port 443) and Python 3 with dkimpy.
 
-#[path = "support/dns.rs"]
-mod dns;
-mod support;
+use crate::support::dns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::Ember;
+use crate::support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
-use support::Ember;
-use support::peers::{PolicyHost, Receiver, delivered_over_tls, wait_acct_record};
 
 /// A test CA and the PEM files (chain and key) it issues.
 struct Ca {
@@ -55,7 +53,7 @@ fn policy(mode: &str, mx: &[&str]) -> String {
 }
 
 fn send(e: &Ember, rcpt: &str) {
-    let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+    let out = crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
@@ -209,9 +207,9 @@ fn mta_sts_enforce_testing_and_no_policy_and_tlsrpt_reports() {
     let explained = String::from_utf8_lossy(&e.live_cli(&["explain", "badcert.test"]).stdout).to_string();
     assert!(explained.contains("TLS policy: MTA-STS enforce (policy id 1, mx *.badcert.test"), "{explained}");
     assert!(explained.contains("MTA-STS policy of badcert.test: TLS handshake failed"), "{explained}");
-    let detail = support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=testing.test").data();
+    let detail = crate::support::http::get(e.mgmt.unwrap(), "/api/v1/queues/detail?queue=testing.test").data();
     assert!(detail["tls_policy"].as_str().unwrap().starts_with("MTA-STS testing"), "{detail}");
-    let metrics = support::http::get(e.mgmt.unwrap(), "/metrics").body;
+    let metrics = crate::support::http::get(e.mgmt.unwrap(), "/metrics").body;
     assert!(
         metrics.contains(r#"ember_tls_sessions_total{policy="sts",result="certificate-host-mismatch"}"#),
         "{metrics}"
@@ -313,7 +311,7 @@ fn a_cached_policy_stays_in_force_when_its_successor_cannot_be_fetched() {
 /// `ember dkim keygen` into `dir`: (file, TXT record name, TXT value).
 fn dkim_key(dir: &Path, selector: &str, domain: &str) -> (PathBuf, String, String) {
     let file = dir.join(format!("{selector}.{domain}.pem"));
-    let out = Command::new(support::EMBER)
+    let out = Command::new(crate::support::EMBER)
         .args(["dkim", "keygen", "--selector", selector, "--domain", domain, "--algorithm", "rsa", "--out"])
         .arg(&file)
         .output()
@@ -331,7 +329,8 @@ fn dkim_verify(dir: &Path, message: &str, record: (&str, &str)) -> Vec<serde_jso
     let (msg, rec) = (dir.join("report.eml"), dir.join("dkim-records.json"));
     std::fs::write(&msg, message).unwrap();
     std::fs::write(&rec, json!({ record.0: record.1 }).to_string()).unwrap();
-    let out = Command::new("python3").arg(support::support_dir().join("dkim_verify.py")).arg(&msg).arg(&rec).output();
+    let out =
+        Command::new("python3").arg(crate::support::support_dir().join("dkim_verify.py")).arg(&msg).arg(&rec).output();
     let out = out.unwrap();
     assert!(out.status.success(), "dkim_verify.py: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()

@@ -5,13 +5,11 @@
 //! `ember explain DOMAIN` shows the MX hosts, the provider and the queue. Inside a rollup queue
 //! each recipient keeps its own domain's `require-starttls` and suppression.
 
-#[path = "support/dns.rs"]
-mod dns;
-mod support;
+use crate::support::dns;
 
+use crate::support::Ember;
+use crate::support::peers::{Receiver, read_acct};
 use serde_json::json;
-use support::Ember;
-use support::peers::{Receiver, read_acct};
 
 /// The most connections the receiver ever had open at once, from its connect/close log.
 fn peak_connections(r: &Receiver) -> usize {
@@ -64,7 +62,7 @@ fn explain(e: &Ember, args: &[&str]) -> String {
 
 fn send(e: &Ember, rcpts: &[String]) {
     for rcpt in rcpts {
-        let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+        let out = crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
 }
@@ -106,7 +104,7 @@ fn domains_of_one_provider_share_the_rollup_queue_and_its_limits() {
         }
     }
     for rcpt in &rcpts {
-        let out = support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
+        let out = crate::support::swaks(&["--server", &e.smtp().to_string(), "--from", "s@sender.test", "--to", rcpt]);
         assert!(out.status.success());
     }
     e.wait_log_count("delivered ", rcpts.len());

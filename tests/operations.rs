@@ -3,24 +3,20 @@
 //! real traffic (swaks in, smtp-sink or the scripted receiver out) and asserts on the JSON the
 //! daemon serves, the accounting file, and what the receivers got.
 
-mod support;
-
-mod operations {
-    pub mod api;
-    pub mod cli;
-    pub mod cli_https;
-    pub mod dashboard;
-    pub mod lifecycle;
-    pub mod logfile;
-    pub mod metrics;
-    pub mod transmissions;
-}
+mod api;
+mod cli;
+mod cli_https;
+mod dashboard;
+mod lifecycle;
+mod logfile;
+mod metrics;
+mod transmissions;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::peers::read_acct;
-use support::{Ember, swaks};
+use crate::support::peers::read_acct;
+use crate::support::{Ember, swaks};
 
 /// A feeder on loopback, a spool, an accounting file with d, b, t and tq records, the
 /// management API for 127.0.0.1 at `level`, then `extra`.

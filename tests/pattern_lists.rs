@@ -2,11 +2,9 @@
 //! injected with swaks and Python's smtplib land in the spool with the virtual MTA (and
 //! recipient priority) the list chose, read back with `ember list --json` and `ember show message`.
 
-mod support;
-
 use std::process::Command;
 
-use support::{EMBER, Ember, python, swaks};
+use crate::support::{EMBER, Ember, python, swaks};
 
 const CONFIG: &str = r"
 host-name mx.ember.test

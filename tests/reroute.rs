@@ -2,11 +2,9 @@
 //! of each message): `reroute-to-virtual-mta` always, `backoff-reroute-to-virtual-mta` while the
 //! queue is in backoff, and `backoff-retry-after` replacing `retry-after` in backoff.
 
-mod support;
-
+use crate::support::Ember;
+use crate::support::peers::Receiver;
 use serde_json::json;
-use support::Ember;
-use support::peers::Receiver;
 
 /// Two VMTAs (`a` from 127.0.0.2, `b` from 127.0.0.3); sources default to `a`; `domain` goes
 /// into `<domain example.com>` inside `a`.
@@ -62,7 +60,7 @@ fn a_queue_in_backoff_moves_to_its_backoff_reroute_vmta_and_retries_on_the_backo
     let line = e.stderr.lock().unwrap().iter().find(|l| l.contains("to <r0@example.com> until")).cloned().unwrap();
     let until = line.split(" until ").nth(1).unwrap()[..24].to_string();
     let parse = "import datetime,sys,time; print(int(datetime.datetime.strptime(sys.argv[1],'%Y-%m-%d %H:%M:%S%z').timestamp() - time.time()))";
-    let out = support::python(parse, &[until]);
+    let out = crate::support::python(parse, &[until]);
     let wait: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(wait > 3000, "r0 retries in {wait}s: {line}");
     assert_eq!(e.spooled().len(), 1);

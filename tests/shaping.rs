@@ -4,11 +4,9 @@
 //! asserted in virtual time by the queue manager's unit tests (src/queue/manager/tests.rs): here,
 //! through real sockets, only what does not depend on how fast this machine is today.
 
-mod support;
-
+use crate::support::Ember;
+use crate::support::peers::Receiver;
 use serde_json::{Value, json};
-use support::Ember;
-use support::peers::Receiver;
 
 fn inject(e: &Ember, n: usize, prefix: &str) {
     e.inject_numbered(n, prefix);
@@ -114,7 +112,7 @@ for r in ["t1@example.com", "t2@example.com"]:
     s.sendmail("a@example.net", [r], "Subject: t\r\n\r\nx\r\n")
 s.quit()
 "#;
-    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    assert!(crate::support::python(script, &[e.smtp().to_string()]).status.success());
     e.wait_log("queue mode backoff");
     let log = e.stderr.lock().unwrap().clone();
     let second =
@@ -235,7 +233,7 @@ for i in range(8):
         s.sendmail("a@example.net", ["r%d@%s" % (i, d)], "Subject: %d\r\n\r\nx\r\n" % i)
 s.quit()
 "#;
-    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    assert!(crate::support::python(script, &[e.smtp().to_string()]).status.success());
     // Two queues, one VMTA: the VMTA's rate is what holds them back (shared, as
     // queue::manager::tests::a_virtual_mtas_rate_is_shared_by_its_queues_in_virtual_time measures).
     assert_eq!(e.wait_queue_reason("rate: "), "rate: vmta v max-smtp-msg-rate 120/m");
@@ -300,7 +298,7 @@ for i in range(6):
 s.sendmail("urgent@example.net", ["u@example.com"], "Subject: urgent\r\n\r\nx\r\n")
 s.quit()
 "#;
-    assert!(support::python(script, &[e.smtp().to_string()]).status.success());
+    assert!(crate::support::python(script, &[e.smtp().to_string()]).status.success());
     e.wait_log_count("delivered ", 7);
     let mut messages = rx.events("message");
     messages.sort_by(|a, b| a["t"].as_f64().unwrap().total_cmp(&b["t"].as_f64().unwrap()));

@@ -3,11 +3,9 @@
 //! refusing those recipients at RCPT; add/remove/check/export through the API with the
 //! `http-access` levels (reads need monitor, changes operator).
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::{EMBER, Ember, support_dir};
+use crate::support::{EMBER, Ember, support_dir};
 
 const KEY: &str = "k0123456789abcdef0123456789abcdef";
 

@@ -4,15 +4,13 @@
 //! right; the recipient is refused at RCPT afterwards. Tampered tokens get 4xx and change
 //! nothing, a replay changes nothing, and the mailto link works through the report path.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::peers::{Receiver, read_acct};
+use crate::support::{EMBER, Ember, support_dir};
 use serde_json::{Value, json};
-use support::peers::{Receiver, read_acct};
-use support::{EMBER, Ember, support_dir};
 
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();

@@ -4,13 +4,11 @@
 //! Steps are written with short periods (`3/6s`), which is what makes the test quick: the
 //! arithmetic is the same as for `/day`.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::Ember;
+use crate::support::peers::Receiver;
 use serde_json::{Value, json};
-use support::Ember;
-use support::peers::Receiver;
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()

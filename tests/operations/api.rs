@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
+use super::{acct_rows, config, inject, mgmt, route_all, until};
 use crate::support::Ember;
 use crate::support::http::{self, get, post, request};
 use crate::support::peers::{Sink, free_port};
-use crate::{acct_rows, config, inject, mgmt, route_all, until};
 
 const KEY: &str = "k3y0123456789abcdef0123456789abcdef";
 

@@ -5,9 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use super::{acct_rows, config, inject, mgmt, route_all, until};
 use crate::support::peers::{Sink, free_port};
 use crate::support::{EMBER, Ember};
-use crate::{acct_rows, config, inject, mgmt, route_all, until};
 
 const KEY: &str = "cliKey0123456789abcdef0123456789";
 

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::{config, inject, mgmt, until};
 use crate::support::peers::free_port;
 use crate::support::{EMBER, Ember};
-use crate::{config, inject, mgmt, until};
 
 fn ok(out: &Output) -> String {
     assert!(

@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::{config, inject, mgmt, route_all, until};
 use crate::support::Ember;
 use crate::support::http::request;
 use crate::support::peers::{Sink, free_port, wait_listening};
-use crate::{config, inject, mgmt, route_all, until};
 
 /// chromedriver on a free loopback port with one browser session, both ended when dropped.
 struct Driver {

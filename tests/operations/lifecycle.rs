@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+use super::{acct_rows, config, inject, mgmt, until};
 use crate::support::peers::Receiver;
 use crate::support::{Ember, signal, support_dir};
-use crate::{acct_rows, config, inject, mgmt, until};
 
 fn route(port: u16, max: &str) -> String {
     format!(

@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
 
+use super::{config, inject, until};
 use crate::support::Ember;
 use crate::support::peers::Receiver;
-use crate::{config, inject, until};
 
 fn read(e: &Ember, name: &str) -> String {
     std::fs::read_to_string(e.path(name)).unwrap_or_default()

@@ -2,10 +2,10 @@
 //! OpenMetrics parser), and the delivered counter equals the `d` records of the accounting file
 //! after real traffic; the spool's latency histograms count every stored message and sync.
 
+use super::{acct_rows, config, inject, mgmt, route_all, until};
 use crate::support::http;
 use crate::support::peers::{Sink, free_port};
 use crate::support::{Ember, python};
-use crate::{acct_rows, config, inject, mgmt, route_all, until};
 
 const PARSE: &str = r#"
 import json, sys

@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
+use super::{acct_rows, config, mgmt, until};
 use crate::support::Ember;
 use crate::support::http::request;
 use crate::support::peers::{Sink, free_port};
-use crate::{acct_rows, config, mgmt, until};
 
 const TX_KEY: &str = "txkey0123456789abcdef0123456789ab";
 
@@ -35,7 +35,7 @@ const MESSAGE: &str = "From: news@example.net\r\nTo: list@example.com\r\nSubject
 fn transmissions_deliver_with_the_campaign_as_job_and_refuse_what_they_cannot_take() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start("127.0.0.1", free_port("127.0.0.1"), &dir.path().join("sink"));
-    let e = Ember::start_in(dir, &tx_config(&crate::route_all(sink.addr.port())));
+    let e = Ember::start_in(dir, &tx_config(&super::route_all(sink.addr.port())));
     let body = json!({
         "return_path": "bounces@example.net",
         "campaign_id": "spring-sale",

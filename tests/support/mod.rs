@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+pub mod dnssec;
 pub mod event_peers;
 pub mod http;
 pub mod peers;
