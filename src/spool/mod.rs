@@ -58,6 +58,7 @@
 //! 0.06 s). The index costs ~200 bytes of RSS per live one-recipient message.
 
 mod blank;
+mod closer;
 mod index;
 pub mod latency;
 /// The on-disk record layout. Public only so the fuzz targets in `fuzz/` can frame records with

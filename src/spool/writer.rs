@@ -54,6 +54,7 @@ use tokio::sync::oneshot;
 mod compact;
 
 use super::blank::{self, Blanks};
+use super::closer::Closer;
 use super::index::{Entry, Segment};
 use super::record;
 use super::segment;
@@ -129,6 +130,8 @@ pub struct Writer {
     last_idle_maintenance: Instant,
     /// Segments zero-filled ahead of use (`blank`); `None` if its thread could not start.
     blanks: Option<Blanks>,
+    /// Closes deleted segments' files, which frees their blocks, off this thread.
+    pub(super) closer: Closer,
 }
 
 struct Active {
@@ -164,6 +167,7 @@ impl Writer {
             last_unwaited: None,
             last_idle_maintenance: Instant::now(),
             blanks: None,
+            closer: Closer::default(),
         }
     }
 
@@ -343,11 +347,12 @@ impl Writer {
         }
     }
 
-    /// Stops the blanks' thread (removing blanks not used), cuts the active segment's zeros and
-    /// releases the directory locks.
+    /// Stops the blanks' thread (removing blanks not used) and the closer's (once every deleted
+    /// segment is closed), cuts the active segment's zeros and releases the directory locks.
     fn close(&mut self) {
         self.commit(Vec::new());
         self.blanks = None;
+        self.closer = Closer::default();
         if let Some(a) = &self.active {
             a.cut_zeros();
         }

@@ -110,7 +110,9 @@ impl Writer {
             self.shared.index.write().unwrap_or_else(|e| e.into_inner()).segments.insert(seq, seg);
             return Err(SpoolError::Io { path, source });
         }
-        if let Err(e) = segment::sync_dir(&self.dirs[seg.dir].path) {
+        let synced = segment::sync_dir(&self.dirs[seg.dir].path);
+        self.closer.close(seg.file);
+        if let Err(e) = synced {
             self.maintenance_stopped = true;
             return Err(e);
         }
@@ -190,6 +192,9 @@ impl Writer {
                 out.clear();
             }
         }
+        // The segment's last reference must be the one `delete_segment` hands to the closer: its
+        // close frees the blocks, which is too slow for this thread.
+        drop(file);
         if !out.is_empty() {
             self.append(&[&out], base)?;
         }
