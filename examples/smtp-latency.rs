@@ -3,6 +3,10 @@
 //! measures throughput but not latency).
 //!
 //!     smtp-latency HOST:PORT MESSAGES CONNECTIONS SIZE
+//!
+//! With `SMTP_LATENCY_SAMPLES=FILE`, every sample is also written to FILE, one line per message:
+//! when its final dot was sent (µs since the start) and its time to `250` (µs). Slow replies
+//! that come in groups of CONNECTIONS at the same moment are a stall of the whole server.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,10 @@ async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::i
     }
 }
 
-async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -> std::io::Result<Vec<Duration>> {
+/// One message's final dot (when it was sent) and the time until its reply.
+type Sample = (Instant, Duration);
+
+async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -> std::io::Result<Vec<Sample>> {
     let stream = TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
@@ -49,7 +56,7 @@ async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -
         let start = Instant::now();
         write.write_all(b".\r\n").await?;
         let r = reply(&mut reader).await?;
-        samples.push(start.elapsed());
+        samples.push((start, start.elapsed()));
         if !r.starts_with("250") {
             return Err(std::io::Error::other(format!("not accepted: {r}")));
         }
@@ -82,6 +89,14 @@ async fn main() {
         samples.extend(t.await.expect("task").expect("connection"));
     }
     let elapsed = started.elapsed();
+    if let Ok(path) = std::env::var("SMTP_LATENCY_SAMPLES") {
+        let lines: String = samples
+            .iter()
+            .map(|(at, took)| format!("{} {}\n", (*at - started).as_micros(), took.as_micros()))
+            .collect();
+        std::fs::write(&path, lines).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    let mut samples: Vec<Duration> = samples.into_iter().map(|(_, took)| took).collect();
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
     println!(

@@ -11,6 +11,10 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Bytes given back per step while a deleted file is shrunk.
+const STEP: u64 = 4 << 20;
 
 /// The closing thread, started on the first file handed over. Dropping it closes every file
 /// handed over and stops the thread.
@@ -20,12 +24,15 @@ pub struct Closer {
 }
 
 impl Closer {
-    /// Drops the writer's reference to a deleted segment's file, off this thread. If no thread can
-    /// be started, the file is closed here, as it was before this existed.
+    /// Drops the writer's reference to a deleted (already unlinked) segment's file, off this
+    /// thread. If no thread can be started, the file is closed here, as it was before this existed.
     pub fn close(&mut self, file: Arc<File>) {
         if self.started.is_none() {
             let (tx, rx) = mpsc::channel::<Arc<File>>();
-            match std::thread::Builder::new().name("spool-closer".into()).spawn(move || rx.into_iter().for_each(drop)) {
+            match std::thread::Builder::new()
+                .name("spool-closer".into())
+                .spawn(move || rx.into_iter().for_each(release))
+            {
                 Ok(thread) => self.started = Some((tx, thread)),
                 Err(e) => tracing::debug!("spool: no thread to close deleted segments ({e}); closing in place"),
             }
@@ -35,6 +42,25 @@ impl Closer {
             Some((tx, _)) => drop(tx.send(file)),
             None => drop(file),
         }
+    }
+}
+
+/// Shrinks a deleted file step by step if this is its last reference, then closes it.
+fn release(file: Arc<File>) {
+    let Ok(file) = Arc::try_unwrap(file) else { return };
+    let Ok(mut len) = file.metadata().map(|m| m.len()) else { return };
+    while len > 0 {
+        // Down to a multiple of STEP first, then a whole step at a time.
+        len -= match len % STEP {
+            0 => STEP,
+            part => part,
+        };
+        let started = Instant::now();
+        if let Err(e) = file.set_len(len) {
+            tracing::debug!("spool: a deleted segment could not be shrunk ({e}); closing it whole");
+            return;
+        }
+        std::thread::sleep(started.elapsed());
     }
 }
 
@@ -50,6 +76,20 @@ impl Drop for Closer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_file_is_shrunk_to_nothing_before_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = File::options().read(true).write(true).create_new(true).open(&path).unwrap();
+        file.set_len(3 * STEP + 12345).unwrap();
+        // Another descriptor of the same file sees its length after the closer is done with it.
+        let other = File::open(&path).unwrap();
+        let mut closer = Closer::default();
+        closer.close(Arc::new(file));
+        drop(closer);
+        assert_eq!(other.metadata().unwrap().len(), 0);
+    }
 
     #[test]
     fn every_file_handed_over_is_closed_by_the_time_the_closer_is_dropped() {

@@ -90,6 +90,7 @@ use writer::{Op, Writer};
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default `SpoolOptions::compact_live_ratio`.
 pub const DEFAULT_COMPACT_LIVE_RATIO: f64 = 0.25;
+pub const DEFAULT_COMPACT_GRACE: Duration = Duration::from_secs(2);
 
 /// How to open a spool. `SpoolOptions::new(dirs)` fills in the defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +112,10 @@ pub struct SpoolOptions {
     /// that syncing a batch does not also commit the file's growth. Off in tests that need the
     /// same segment layout on every run.
     pub blank_segments: bool,
+    /// Automatic compaction leaves a segment alone this long after it is sealed (default 2 s):
+    /// what is live in a segment just left is mostly mail being delivered that moment. Zero in
+    /// tests of compaction itself.
+    pub compact_grace: Duration,
 }
 
 impl SpoolOptions {
@@ -128,6 +133,7 @@ impl Default for SpoolOptions {
             compact_live_ratio: DEFAULT_COMPACT_LIVE_RATIO,
             delete_corrupted: false,
             blank_segments: true,
+            compact_grace: DEFAULT_COMPACT_GRACE,
         }
     }
 }
@@ -373,8 +379,15 @@ impl Spool {
     /// thread. Returns what recovery found. Blocking (it reads the whole spool): from async code,
     /// call it in `spawn_blocking`.
     pub fn open(options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
-        let SpoolOptions { dirs, segment_size, read_only, compact_live_ratio, delete_corrupted, blank_segments } =
-            options;
+        let SpoolOptions {
+            dirs,
+            segment_size,
+            read_only,
+            compact_live_ratio,
+            delete_corrupted,
+            blank_segments,
+            compact_grace,
+        } = options;
         if dirs.is_empty() {
             return Err(SpoolError::Config("no <spool DIR> directory configured".into()));
         }
@@ -420,6 +433,7 @@ impl Spool {
         let mut w = Writer::new(shared.clone(), dirs, segment_size.max(4096), compact_live_ratio, rec.next_seq);
         w.locks = locks;
         w.delete_corrupted = delete_corrupted;
+        w.compact_grace = compact_grace;
         if let Err(e) = w.roll() {
             // A full disk must not keep the daemon from starting and draining its queue.
             let full = e.is_out_of_space();

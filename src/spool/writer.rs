@@ -132,6 +132,10 @@ pub struct Writer {
     blanks: Option<Blanks>,
     /// Closes deleted segments' files, which frees their blocks, off this thread.
     pub(super) closer: Closer,
+    /// When each segment this writer left was sealed, for `compact_grace`.
+    pub(super) sealed_at: HashMap<u64, Instant>,
+    /// `SpoolOptions::compact_grace`.
+    pub compact_grace: Duration,
 }
 
 struct Active {
@@ -168,6 +172,8 @@ impl Writer {
             last_idle_maintenance: Instant::now(),
             blanks: None,
             closer: Closer::default(),
+            sealed_at: HashMap::new(),
+            compact_grace: super::DEFAULT_COMPACT_GRACE,
         }
     }
 
@@ -230,6 +236,7 @@ impl Writer {
         let left = self.active.replace(Active { seq, dir, path, file, size, empty_size: size, prepared });
         if let Some(old) = left {
             old.cut_zeros();
+            self.sealed_at.insert(old.seq, Instant::now());
         }
         self.request_blank();
         Ok(())

@@ -171,6 +171,38 @@ async fn a_crash_between_the_copy_and_the_deletion_neither_duplicates_nor_revert
 }
 
 #[tokio::test]
+async fn a_segment_just_sealed_is_not_compacted_but_deleted_at_once_when_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = SpoolOptions { compact_grace: Duration::from_secs(3600), ..opts(dir.path(), 4096) };
+    let (spool, _) = reopen(o.clone()).unwrap();
+    let ids = fill(&spool, 12).await;
+    let oldest = segment_of(&spool, ids[0]);
+    for id in &ids[1..] {
+        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
+    }
+    // As sparse as in the test below, but sealed within the grace: left alone.
+    spool.flush().await.unwrap();
+    assert!(oldest.exists());
+    assert_eq!(spool.stats().messages_compacted, 0);
+    // Its last message delivered, it is dead: deleted without waiting, nothing copied.
+    spool.update(vec![change(ids[0], 0, Delivered)]).await.unwrap();
+    spool.flush().await.unwrap();
+    assert!(!oldest.exists());
+    assert_eq!(spool.stats().messages_compacted, 0);
+    // A forced compaction does not wait either.
+    let more = fill(&spool, 12).await;
+    let sealed = segment_of(&spool, more[0]);
+    for id in &more[1..] {
+        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
+    }
+    spool.compact().await.unwrap();
+    assert!(!sealed.exists());
+    assert!(spool.stats().messages_compacted >= 1);
+    assert_eq!(spool.read_body(more[0]).unwrap(), body(0, BODY));
+    spool.close().await;
+}
+
+#[tokio::test]
 async fn a_sparse_oldest_segment_is_compacted_without_being_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();

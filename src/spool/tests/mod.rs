@@ -18,9 +18,15 @@ use crate::message::{Recipient, RecipientState};
 
 /// Options for one directory with a small segment size, so tests roll segments quickly. No
 /// blank segments: a roll to a blank happens when the blank's thread is done, so it would change
-/// the segment layout from run to run. Tests of blanks turn them on.
+/// the segment layout from run to run. Tests of blanks turn them on. No grace before compaction:
+/// tests of compaction see it at once.
 pub fn opts(dir: &Path, segment_size: u64) -> SpoolOptions {
-    SpoolOptions { segment_size, blank_segments: false, ..SpoolOptions::new(vec![SpoolDir::new(dir)]) }
+    SpoolOptions {
+        segment_size,
+        blank_segments: false,
+        compact_grace: Duration::ZERO,
+        ..SpoolOptions::new(vec![SpoolDir::new(dir)])
+    }
 }
 
 pub fn open(dir: &Path) -> (Spool, Recovery) {
