@@ -13,10 +13,10 @@
 //!   fdatasync'd, the index pointed at the copies, and the old file deleted as above. Automatic
 //!   compaction copies at most `COMPACT_CHUNK` (4 MiB) between two batches, so a batch waits at
 //!   most a few milliseconds behind it; it resumes after the next batch. It leaves a segment
-//!   alone for `compact_grace` (2 s by default) after the writer sealed it: right after a roll the old segment is
-//!   almost all garbage, but what is live in it is mostly mail being delivered at that moment,
-//!   which would be copied only to die a few milliseconds later (under relay load, 25 messages
-//!   copied while every waiting `250` waited).
+//!   alone for `compact_grace` (2 s by default) after the writer sealed it: right after a roll
+//!   the old segment is almost all garbage, but what is live in it is mostly mail being
+//!   delivered at that moment, which would be copied only to die a few milliseconds later
+//!   (under relay load, 25 messages copied while every waiting `250` waited).
 
 use std::io;
 use std::os::unix::fs::FileExt;
