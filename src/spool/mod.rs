@@ -90,6 +90,7 @@ use writer::{Op, Writer};
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default `SpoolOptions::compact_live_ratio`.
 pub const DEFAULT_COMPACT_LIVE_RATIO: f64 = 0.25;
+/// Default `SpoolOptions::compact_grace`.
 pub const DEFAULT_COMPACT_GRACE: Duration = Duration::from_secs(2);
 
 /// How to open a spool. `SpoolOptions::new(dirs)` fills in the defaults.

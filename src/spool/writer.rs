@@ -131,9 +131,9 @@ pub struct Writer {
     /// Segments zero-filled ahead of use (`blank`); `None` if its thread could not start.
     blanks: Option<Blanks>,
     /// Closes deleted segments' files, which frees their blocks, off this thread.
-    pub(super) closer: Closer,
+    closer: Closer,
     /// When each segment this writer left was sealed, for `compact_grace`.
-    pub(super) sealed_at: HashMap<u64, Instant>,
+    sealed_at: HashMap<u64, Instant>,
     /// `SpoolOptions::compact_grace`.
     pub compact_grace: Duration,
 }

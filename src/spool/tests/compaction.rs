@@ -170,16 +170,23 @@ async fn a_crash_between_the_copy_and_the_deletion_neither_duplicates_nor_revert
     assert_eq!(reopen(opts(dir.path(), 4096)).unwrap().1.messages, 0);
 }
 
+/// Stores 12 messages and delivers all but the first; returns them and the first one's segment,
+/// which that leaves sparse.
+async fn one_live_in_twelve(spool: &Spool) -> (Vec<MessageId>, PathBuf) {
+    let ids = fill(spool, 12).await;
+    let oldest = segment_of(spool, ids[0]);
+    for id in &ids[1..] {
+        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
+    }
+    (ids, oldest)
+}
+
 #[tokio::test]
 async fn a_segment_just_sealed_is_not_compacted_but_deleted_at_once_when_dead() {
     let dir = tempfile::tempdir().unwrap();
     let o = SpoolOptions { compact_grace: Duration::from_secs(3600), ..opts(dir.path(), 4096) };
-    let (spool, _) = reopen(o.clone()).unwrap();
-    let ids = fill(&spool, 12).await;
-    let oldest = segment_of(&spool, ids[0]);
-    for id in &ids[1..] {
-        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
-    }
+    let (spool, _) = reopen(o).unwrap();
+    let (ids, oldest) = one_live_in_twelve(&spool).await;
     // As sparse as in the test below, but sealed within the grace: left alone.
     spool.flush().await.unwrap();
     assert!(oldest.exists());
@@ -190,11 +197,7 @@ async fn a_segment_just_sealed_is_not_compacted_but_deleted_at_once_when_dead() 
     assert!(!oldest.exists());
     assert_eq!(spool.stats().messages_compacted, 0);
     // A forced compaction does not wait either.
-    let more = fill(&spool, 12).await;
-    let sealed = segment_of(&spool, more[0]);
-    for id in &more[1..] {
-        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
-    }
+    let (more, sealed) = one_live_in_twelve(&spool).await;
     spool.compact().await.unwrap();
     assert!(!sealed.exists());
     assert!(spool.stats().messages_compacted >= 1);
@@ -206,11 +209,7 @@ async fn a_segment_just_sealed_is_not_compacted_but_deleted_at_once_when_dead() 
 async fn a_sparse_oldest_segment_is_compacted_without_being_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = reopen(opts(dir.path(), 4096)).unwrap();
-    let ids = fill(&spool, 12).await;
-    let oldest = segment_of(&spool, ids[0]);
-    for id in &ids[1..] {
-        spool.update(vec![change(*id, 0, Delivered)]).await.unwrap();
-    }
+    let (ids, oldest) = one_live_in_twelve(&spool).await;
     // The oldest segment is now one live message in six: below the 25 % default.
     spool.flush().await.unwrap();
     assert!(!oldest.exists());
