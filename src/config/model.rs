@@ -131,9 +131,16 @@ impl Config {
         self.blocks.iter().filter(move |b| b.tag == tag)
     }
 
-    /// Resolves a path written in the config against the config's directory.
+    /// Resolves a path written in the config against the config's directory. `.` components
+    /// are dropped from the join, so that what is printed and logged reads as written
+    /// (`./ember-data/log`, not `././ember-data/log`, for the embedded default in `.`).
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        let joined = self.base_dir.join(p);
+        // `components` drops every `.` but a leading one.
+        joined.components().collect()
     }
 }
 
@@ -595,6 +602,26 @@ fn split_category(full: &str) -> Option<(&str, &str)> {
     let (re, cat) = full.split_at(last? + 1);
     let cat = cat.trim();
     (!cat.is_empty() && !cat.contains(char::is_whitespace)).then_some((re, cat))
+}
+
+#[cfg(test)]
+mod path_tests {
+    use std::path::{Path, PathBuf};
+
+    use super::Config;
+
+    fn config_in(dir: &str) -> Config {
+        Config { base_dir: PathBuf::from(dir), ..Config::default() }
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_directory_without_dot_components() {
+        assert_eq!(config_in(".").path(Path::new("./ember-data/log")), Path::new("./ember-data/log"));
+        assert_eq!(config_in(".").path(Path::new("ember-data/log")), Path::new("./ember-data/log"));
+        assert_eq!(config_in("/etc/ember").path(Path::new("./spool")), Path::new("/etc/ember/spool"));
+        assert_eq!(config_in("conf").path(Path::new("../spool")), Path::new("conf/../spool"));
+        assert_eq!(config_in("conf").path(Path::new("/var/spool")), Path::new("/var/spool"));
+    }
 }
 
 #[cfg(test)]
