@@ -7,6 +7,12 @@
 //! With `SMTP_LATENCY_SAMPLES=FILE`, every sample is also written to FILE, one line per message:
 //! when its final dot was sent (µs since the start) and its time to `250` (µs). Slow replies
 //! that come in groups of CONNECTIONS at the same moment are a stall of the whole server.
+//!
+//! By default each connection sends its next message as soon as the last one is answered (a
+//! closed loop: the server is saturated, and the time to `250` grows with the whole machine's
+//! cost per message). With `SMTP_LATENCY_RATE=N`, the connections together start N messages a
+//! second, each connection on its own schedule, staggered (an open loop: the time to `250` at a given load,
+//! below saturation). A connection that falls behind its schedule sends at once.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,13 @@ async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::i
 /// One message's final dot (when it was sent) and the time until its reply.
 type Sample = (Instant, Duration);
 
-async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -> std::io::Result<Vec<Sample>> {
+async fn connection(
+    addr: String,
+    count: usize,
+    body: std::sync::Arc<Vec<u8>>,
+    every: Option<Duration>,
+    offset: Duration,
+) -> std::io::Result<Vec<Sample>> {
     let stream = TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
@@ -40,7 +52,16 @@ async fn connection(addr: String, count: usize, body: std::sync::Arc<Vec<u8>>) -
     write.write_all(b"EHLO latency.test\r\n").await?;
     reply(&mut reader).await?;
     let mut samples = Vec::with_capacity(count);
+    let mut schedule = every.map(|period| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        // Behind schedule, send at once and keep the pace from there, not a burst to catch up.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     for n in 0..count {
+        if let Some(ticks) = schedule.as_mut() {
+            ticks.tick().await;
+        }
         write
             .write_all(
                 format!("MAIL FROM:<latency-{n}@bench.test>\r\nRCPT TO:<rcpt@example.com>\r\nDATA\r\n").as_bytes(),
@@ -80,9 +101,22 @@ async fn main() {
         body.extend_from_slice(b"\r\n");
     }
     let body = std::sync::Arc::new(body);
+    let every = std::env::var("SMTP_LATENCY_RATE").ok().map(|rate| {
+        let rate: f64 = rate.parse().ok().filter(|r: &f64| *r > 0.0).unwrap_or_else(|| {
+            eprintln!("SMTP_LATENCY_RATE: expected messages per second, found {rate:?}");
+            std::process::exit(2);
+        });
+        Duration::from_secs_f64(connections as f64 / rate)
+    });
     let started = Instant::now();
+    // Connection i starts i/CONNECTIONS of a period late, so that the messages arrive evenly
+    // spread rather than all connections at once.
+    let offset = |i: usize| every.map_or(Duration::ZERO, |period| period * i as u32 / connections as u32);
     let tasks: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(connection(addr.clone(), messages / connections, std::sync::Arc::clone(&body))))
+        .map(|i| {
+            let body = std::sync::Arc::clone(&body);
+            tokio::spawn(connection(addr.clone(), messages / connections, body, every, offset(i)))
+        })
         .collect();
     let mut samples = Vec::new();
     for t in tasks {
