@@ -11,8 +11,8 @@
 //! By default each connection sends its next message as soon as the last one is answered (a
 //! closed loop: the server is saturated, and the time to `250` grows with the whole machine's
 //! cost per message). With `SMTP_LATENCY_RATE=N`, the connections together start N messages a
-//! second, each connection on its own schedule, staggered (an open loop: the time to `250` at a given load,
-//! below saturation). A connection that falls behind its schedule sends at once.
+//! second, each connection on its own schedule, staggered (an open loop: the time to `250` at a
+//! given load, below saturation). A connection that falls behind its schedule sends at once.
 
 use std::time::{Duration, Instant};
 
