@@ -70,6 +70,8 @@ until (exec 3<>/dev/tcp/127.0.0.1/$sink_port) 2>/dev/null; do sleep 0.1; done
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 # CPU seconds per 1,000 messages from a tick count.
 per_1000() { awk -v t="$1" -v hz="$hz" -v n="$messages" 'BEGIN { printf "%.3f", t / hz / n * 1000 }'; }
+# A percentile (p50, p99) in ms from smtp-latency's output line in FILE.
+percentile() { sed -n "s/.*$1 \([0-9.]*\) ms.*/\1/p" "$2"; }
 # The median of the numbers on standard input.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -150,10 +152,10 @@ CF
     bench/postfix-instance.sh stop "$work/postfix"
 
     local p99 p50 paced_p99 paced_p50
-    p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$run/latency.txt")
-    p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$run/latency.txt")
-    paced_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$run/latency-paced.txt")
-    paced_p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$run/latency-paced.txt")
+    p50=$(percentile p50 "$run/latency.txt")
+    p99=$(percentile p99 "$run/latency.txt")
+    paced_p50=$(percentile p50 "$run/latency-paced.txt")
+    paced_p99=$(percentile p99 "$run/latency-paced.txt")
     # Ember's rate as a share of the raw hop's, both measured in this pair.
     local share
     share=$(awk -v r="$raw_s" -v e="$ember_s" 'BEGIN { printf "%.3f", r / e * 100 }')
