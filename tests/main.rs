@@ -4,7 +4,9 @@
 //! (several seconds of a release build apiece), and cargo runs test binaries one after another,
 //! so a file with one slow test used to hold the whole suite while the other thread sat idle.
 //! In one binary every test shares the same pool of test threads. Tests never depend on running
-//! alone: each starts its own daemon, peers and temporary directory on ports the kernel picks.
+//! alone: each starts its own daemon, peers and temporary directory on ports the kernel picks, and
+//! a peer that needs a fixed port (the MTA-STS policy hosts, on 443) listens on a 127.x address of
+//! its test's own.
 
 mod support;
 
